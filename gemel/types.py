@@ -1,0 +1,86 @@
+"""Plain data records shared by every part of GEMEL Studio.
+
+An `Example` is one linked mention (the unit of a demonstration pool, a training set and an
+evaluation set); a `Prediction` is what `Linker.link` returns: the chosen entity, the ranked
+candidates of the constrained search, and the demonstrations that were put in the prompt, so that
+a person can see *why* the model chose what it chose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Example:
+    """One mention in an image+caption pair, with its gold entity when known."""
+
+    text: str  # the caption / sentence the mention occurs in
+    mention: str  # surface form, must occur in `text`
+    entity: str | None = None  # KB title; None = unknown (a query) or NIL
+    image: str | None = None  # path or reference of the image; None = text-only
+    id: str | None = None  # stable identifier within its source (file line, db row ...)
+    source: str = ""  # where it comes from: "seed", "kb", "annotations", a dataset name
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Example":
+        known = {k: d[k] for k in ("text", "mention", "entity", "image", "id", "source") if k in d}
+        meta = {k: v for k, v in d.items() if k not in known and k != "meta"}
+        meta.update(d.get("meta") or {})
+        return cls(**known, meta=meta)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One ranked entity of the constrained search, with every part of its score."""
+
+    name: str  # KB title
+    score: float  # fused score used for ranking (see `LinkerConfig` weights)
+    llm_logprob: float  # length-normalised log-probability: mean over the name's tokens + EOS
+    retrieval_sim: float  # cosine similarity of the query to the KB entry ("title: description")
+    description: str = ""  # the KB's short description
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Demonstration:
+    """One in-context example as it was placed in the prompt."""
+
+    text: str
+    mention: str
+    entity: str
+    image: str | None  # image reference, None for text-only demonstrations
+    similarity: float  # retrieval similarity to the query's mention embedding
+    source: str = ""  # "seed", "kb", "annotations", ...
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The linker's answer for one query."""
+
+    entity: str | None  # chosen KB title, None when the best score is below the NIL threshold
+    candidates: list[Candidate]  # ranked best first
+    demonstrations: list[Demonstration]  # in prompt order (most similar last)
+    profile: str = ""  # profile name the linker was loaded with
+    mapper: str = "untrained"  # mapper version, "untrained" or "none" (text-only profile)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entity": self.entity,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "demonstrations": [d.to_dict() for d in self.demonstrations],
+            "profile": self.profile,
+            "mapper": self.mapper,
+            "timings": dict(self.timings),
+        }
