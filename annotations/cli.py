@@ -1,0 +1,140 @@
+"""`gemel annotations ...`: import, export and statistics of the annotation store from a shell.
+
+`add_subparsers(subparsers)` registers the `annotations` command on the `gemel` dispatcher (which
+calls `args.func(args)`, i.e. `run`); `build_parser()` makes a stand-alone parser for tests and for
+`python -m annotations.cli`.
+
+    gemel annotations import FILE.jsonl --db DB
+    gemel annotations export --db DB --out FILE [--format jsonl|parquet]
+    gemel annotations stats --db DB [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import AnnotationError
+from .io import export_jsonl, export_parquet, images_folder, import_file
+from .store import Store, default_db_path
+
+_DB_HELP = "SQLite file of the store (default: $GEMEL_DB, else /data/gemel.db on Spaces, else ./data/gemel.db)"
+
+
+def add_subparsers(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `annotations` (with import / export / stats) on an argparse sub-parsers object."""
+    parser = subparsers.add_parser(
+        "annotations", help="import, export and summarise human corrections",
+        description="Import, export and summarise the corrections stored in the annotation database.",
+    )
+    parser.set_defaults(func=run)
+    commands = parser.add_subparsers(dest="annotations_command", metavar="COMMAND", required=True)
+    _add_import(commands)
+    _add_export(commands)
+    _add_stats(commands)
+    return parser
+
+
+def _add_import(commands: Any) -> None:
+    p = commands.add_parser("import", help="import an export (JSONL or Parquet) into the store",
+                            description="Import corrections from a JSONL or .parquet export; images are "
+                            "read relative to the file and copied into the store. Re-importing skips "
+                            "records already present.")
+    p.add_argument("file", type=Path, help="export file (.jsonl, or .parquet)")
+    p.add_argument("--db", type=Path, default=None, help=_DB_HELP)
+
+
+def _add_export(commands: Any) -> None:
+    p = commands.add_parser("export", help="export the current decisions (JSONL or Parquet)",
+                            description="Write one record per current decision (latest per input and "
+                            "annotator); images are copied to <out stem>_images/ next to the file.")
+    p.add_argument("--db", type=Path, default=None, help=_DB_HELP)
+    p.add_argument("--out", type=Path, required=True, help="output file")
+    p.add_argument("--format", choices=("jsonl", "parquet"), default=None,
+                   help="file format (default: from the --out suffix, jsonl unless .parquet)")
+
+
+def _add_stats(commands: Any) -> None:
+    p = commands.add_parser("stats", help="counts, agreement and model accuracy",
+                            description="Print counts per annotator and decision, corrections per day, "
+                            "agreement between annotators and model accuracy per mapper version.")
+    p.add_argument("--db", type=Path, default=None, help=_DB_HELP)
+    p.add_argument("--json", action="store_true", help="print the statistics as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A `gemel`-like top-level parser with only the `annotations` command."""
+    parser = argparse.ArgumentParser(prog="gemel", description="GEMEL Studio command line")
+    add_subparsers(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed `annotations` command; return the exit status (1 with a message on error)."""
+    db = args.db if args.db is not None else default_db_path()
+    try:
+        if args.annotations_command != "import" and not Path(db).is_file():
+            raise AnnotationError(f"no annotation database at {db}; pass --db or set $GEMEL_DB")
+        with Store.open(db) as store:
+            return _COMMANDS[args.annotations_command](store, args)
+    except AnnotationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def _import(store: Store, args: argparse.Namespace) -> int:
+    result = import_file(store, args.file)
+    print(f"imported {result['imported']} decisions, skipped {result['skipped']} already present, into {store.path}")
+    return 0
+
+
+def _export(store: Store, args: argparse.Namespace) -> int:
+    fmt = args.format or ("parquet" if args.out.suffix.lower() == ".parquet" else "jsonl")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    n = (export_parquet if fmt == "parquet" else export_jsonl)(store, args.out)
+    print(f"exported {n} decisions to {args.out} ({fmt}; images in {images_folder(args.out)})")
+    return 0
+
+
+def _stats(store: Store, args: argparse.Namespace) -> int:
+    stats = store.stats()
+    print(json.dumps(stats, indent=2, ensure_ascii=False) if args.json else format_stats(stats))
+    return 0
+
+
+_COMMANDS = {"import": _import, "export": _export, "stats": _stats}
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    """A short human-readable summary of `Store.stats()`."""
+    t, a = stats["totals"], stats["agreement"]
+    head = (f"{t['current_decisions']} current decisions ({t['corrections']} corrections) on {t['inputs']} inputs; "
+            f"{t['queue_items']} queue items")
+    lines = [head]
+    for who, counts in sorted(stats["per_annotator"].items()):
+        lines.append(f"  {who}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    for m in stats["model_accuracy"]:
+        lines.append(f"  model accuracy, mapper {m['mapper_version']}: {m['accuracy']:.1%} of {m['decisions']}")
+    if a["items"]:
+        lines.append(f"  agreement on {a['items']} shared inputs: {_num(a['percent_agreement'], '%')}, "
+                     f"Fleiss kappa {_num(a['fleiss_kappa'])}, {a['disagreements']} disagreements")
+    if stats["per_day"]:
+        lines.append("  per day: " + ", ".join(f"{d['day']}={d['corrections']}" for d in stats["per_day"][-7:]))
+    return "\n".join(lines)
+
+
+def _num(x: float | None, unit: str = "") -> str:
+    return "undefined" if x is None else f"{x:.3f}{unit}" if not unit else f"{x:.1f}{unit}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m annotations.cli`."""
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
