@@ -172,10 +172,14 @@ def hf_beam_search(model: torch.nn.Module, embeds: torch.Tensor, allowed: Allowe
 
     out = model.generate(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long),
                          num_beams=num_beams, num_return_sequences=num_beams, max_new_tokens=max_new_tokens,
-                         do_sample=False, output_scores=True, return_dict_in_generate=True,
+                         do_sample=False, output_scores=True, output_logits=True, return_dict_in_generate=True,
                          prefix_allowed_tokens_fn=prefix_fn, pad_token_id=eos_id, eos_token_id=eos_id)
     hyps = []
-    for seq, score in zip(out.sequences.tolist(), out.sequences_scores.tolist()):
+    for row, seq in enumerate(out.sequences.tolist()):
         toks = seq[: seq.index(eos_id) + 1] if eos_id in seq else seq
-        hyps.append(Hypothesis(tuple(toks), score * len(toks)))
+        if num_beams > 1:
+            total = float(out.sequences_scores[row]) * len(toks)
+        else:  # greedy search reports no sequence score: sum the raw log-probabilities of its tokens
+            total = sum(float(out.logits[j][row].float().log_softmax(-1)[t]) for j, t in enumerate(toks))
+        hyps.append(Hypothesis(tuple(toks), total))
     return hyps

@@ -7,6 +7,7 @@ each time, so it is computed once per (image sha256, encoder) and kept in ``<cac
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -20,24 +21,39 @@ from .vision import VisionEncoder
 class FeatureStore:
     """``get(image) -> (D,)`` float32 tensor of the frozen encoder's pooled feature."""
 
-    def __init__(self, encoder: VisionEncoder, folder: Path | None = None, disk: bool = True) -> None:
+    def __init__(self, encoder: VisionEncoder, folder: Path | None = None, disk: bool = True,
+                 memory_items: int = 4096) -> None:
         self.encoder = encoder
+        self.memory_items = memory_items  # LRU bound: a long batch must not grow memory without limit
         tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{encoder.config.kind}-{encoder.config.name}-{encoder.config.weights}")
         self.folder = (folder or cache_dir("features", tag)) if disk else None
-        self._memory: dict[str, torch.Tensor] = {}
+        self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def get(self, image: ImageInput) -> torch.Tensor | None:
         key = image_key(image)
         if key is None:
             return None
         if key in self._memory:
+            self._memory.move_to_end(key)
             return self._memory[key]
         feature = self._read(key)
         if feature is None:
             feature = self.encoder.encode([load_image(image)])[0]  # (D,)
             self._write(key, feature)
         self._memory[key] = feature
+        if len(self._memory) > self.memory_items:
+            self._memory.popitem(last=False)
         return feature
+
+    def forget(self, image: ImageInput) -> None:
+        """Drop an image's cached feature (memory and disk): benchmarks time a cold encode this way."""
+        key = image_key(image)
+        if key is None:
+            return
+        self._memory.pop(key, None)
+        path = self._path(key)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
     def _path(self, key: str) -> Path | None:
         return None if self.folder is None else self.folder / f"{key}.npy"

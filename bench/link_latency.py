@@ -1,0 +1,118 @@
+"""Latency of `Linker.link` against the bare model calls, the naive decoding path and the prefill floor.
+
+For real cases of ``assets/eval/test.jsonl`` with the offline default (16 demonstrations, K candidates), in one
+run:
+- link: ``linker.link(...)`` end to end (query image features not cached; demonstration features cached, as
+  in steady use);
+- bare: the model calls that link makes, on the same inputs: vision encode of the query image, the prompt
+  prefill, and the one tree-attention pass that scores every candidate;
+- naive: what the original code does: ``generate(num_beams=5, prefix_allowed_tokens_fn=trie)`` on the same
+  ``inputs_embeds`` (it prefills the prompt once per beam);
+- floor: 2 x non-embedding parameters x prompt tokens FLOPs over a matmul rate measured now on this machine.
+
+Last line: ``overhead_ratio=<link/bare> naive_ratio=<naive/link> floor_ratio=<link/floor> link_p50_s=<s>
+rss_mb=<peak RSS>``. Goals: overhead <= 1.15, naive >= 3, floor <= 1.5, RSS <= 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gemel.decoding import hf_beam_search, prefill, score_sequences  # noqa: E402
+from gemel.demos import load_jsonl_examples  # noqa: E402
+from gemel.embedder import query_text as embed_text  # noqa: E402
+from gemel.images import load_image  # noqa: E402
+from gemel.linker import Linker  # noqa: E402
+from gemel.prompt import Segment, query_text  # noqa: E402
+from gemel.trie import DictTrie  # noqa: E402
+
+
+def matmul_gflops(rows: int, inner: int, cols: int, repeats: int = 20) -> float:
+    """Measured fp32 matmul rate on shapes like the prefill's MLP (rows = prompt tokens)."""
+    a, b = torch.randn(rows, inner), torch.randn(inner, cols)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * rows * inner * cols * repeats / (time.perf_counter() - t) / 1e9
+
+
+def timed(fn) -> tuple[float, object]:
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def bare_calls(linker: Linker, image, embeds: torch.Tensor, seqs: list) -> float:
+    """Vision encode + prefill + one candidate-scoring pass, timed without any of link's bookkeeping."""
+    t = time.perf_counter()
+    if image is not None:
+        feature = linker.vision.encode([image])
+        linker.mapper(feature)
+    pre = prefill(linker.lm.model, embeds)
+    score_sequences(linker.lm.model, pre, seqs)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="offline")
+    ap.add_argument("--cases", type=int, default=6, help="real test cases to time")
+    ap.add_argument("--naive-cases", type=int, default=2, help="cases also timed on the naive path (slow)")
+    args = ap.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    linker = Linker.load(args.profile)
+    cases = [e for e in load_jsonl_examples(ROOT / "assets/eval/test.jsonl", "test") if e.entity][: args.cases]
+    model = linker.lm.model
+    hidden = linker.lm.hidden_size
+    inter = getattr(model.config, "intermediate_size", 4 * hidden)
+    emb_params = model.get_input_embeddings().weight.numel()
+    non_emb = sum(p.numel() for p in model.parameters()) - emb_params
+    link_t, bare_t, naive_t, floor_t, tokens = [], [], [], [], []
+    linker.link(cases[0].image, cases[0].text, cases[0].mention)  # warm-up: caches demo image features
+    for i, ex in enumerate(cases):
+        image = load_image(ex.image)
+        linker.features.forget(ex.image)
+        dt, pred = timed(lambda: linker.link(ex.image, ex.text, ex.mention))
+        link_t.append(dt)
+        # rebuild exactly the prompt link used, for the bare and naive paths
+        q = linker.embedder.encode([embed_text(ex.text, ex.mention)])
+        demos = linker._demonstrations(q, ())
+        query = Segment(query_text(ex.text, ex.mention), linker._prefix(ex.image))
+        segs = linker.prompt.fit([linker._segment(r) for r in demos], query)
+        embeds = linker.prompt.embed(segs + [query])
+        cand_ids = linker._candidate_ids(q)
+        seqs = [linker._name_tokens[j] for j in cand_ids]
+        bare_t.append(bare_calls(linker, image, embeds, seqs))
+        n_tok = embeds.shape[1]
+        tokens.append(n_tok)
+        floor_t.append(2 * non_emb * n_tok / (matmul_gflops(n_tok, hidden, inter) * 1e9))
+        if i < args.naive_cases:
+            trie = DictTrie(seqs)
+            d = linker.config.decode
+            naive_t.append(timed(lambda: hf_beam_search(model, embeds, trie.allowed, linker.lm.eos_id,
+                                                        d.num_beams, d.max_new_tokens))[0])
+        print(f"{ex.id}: prompt {n_tok} tokens, link {dt:.2f} s, bare {bare_t[-1]:.2f} s, floor {floor_t[-1]:.2f} s"
+              + (f", naive {naive_t[-1]:.2f} s" if i < args.naive_cases else ""), flush=True)
+    p50 = statistics.median
+    link_naive = p50(link_t[: len(naive_t)])
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"demonstrations={linker.config.demos.n} candidates={linker.config.decode.candidates} "
+          f"prompt_tokens_p50={p50(tokens):.0f} threads={torch.get_num_threads()}")
+    print(f"overhead_ratio={p50(link_t) / p50(bare_t):.2f} naive_ratio={p50(naive_t) / link_naive:.2f} "
+          f"floor_ratio={p50(link_t) / p50(floor_t):.2f} link_p50_s={p50(link_t):.2f} rss_mb={rss_mb:.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Accuracy of the embedding-lookup baseline and of the linker, side by side, on real photos.
+
+The baseline ranks KB entries by the cosine similarity of the mention-in-context embedding to
+"title: description" (the linker's own candidate retrieval, alone). The linker is the profile as configured.
+Evaluated on ``assets/eval/test.jsonl`` (never tuned on); ``--split dev`` for the tuning split.
+
+    python bench/quality.py [--profile offline] [--split test] [--limit N]
+
+Last line: ``baseline_acc=<a> linker_acc=<b> n=<n> recall_at_k=<r> link_p50_s=<t>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gemel.demos import load_jsonl_examples  # noqa: E402
+from gemel.embedder import query_text  # noqa: E402
+from gemel.linker import Linker  # noqa: E402
+from gemel.metrics import wilson_interval  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="offline")
+    ap.add_argument("--split", default="test", choices=["test", "dev"])
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--show-errors", action="store_true")
+    args = ap.parse_args()
+    cases = [e for e in load_jsonl_examples(ROOT / "assets" / "eval" / f"{args.split}.jsonl", args.split)
+             if e.entity]
+    cases = cases[: args.limit] if args.limit else cases
+    linker = Linker.load(args.profile)
+    base_ok = link_ok = in_k = 0
+    times = []
+    for ex in tqdm(cases, desc=f"{args.split}", unit="case"):
+        q = linker.embedder.encode([query_text(ex.text, ex.mention)])
+        _, ids = linker.kb_index.search(q, 1)
+        base = linker.kb.entities[int(ids[0][0])].title
+        pred = linker.link(ex.image, ex.text, ex.mention)
+        times.append(pred.timings["total"])
+        base_ok += base == ex.entity
+        link_ok += pred.entity == ex.entity
+        in_k += any(c.name == ex.entity for c in pred.candidates)
+        if args.show_errors and pred.entity != ex.entity:
+            print(json.dumps({"id": ex.id, "mention": ex.mention, "gold": ex.entity, "linker": pred.entity,
+                              "baseline": base}), file=sys.stderr)
+    n = len(cases)
+    for name, ok in (("embedding lookup", base_ok), (f"linker ({args.profile})", link_ok)):
+        lo, hi = wilson_interval(ok, n)
+        print(f"{name:<28} {ok:>3}/{n}  {ok / n:6.1%}  (95% CI {lo:.1%}-{hi:.1%})")
+    print(f"gold entity among the linker's candidates: {in_k}/{n}")
+    print(f"baseline_acc={base_ok / n:.3f} linker_acc={link_ok / n:.3f} n={n} recall_at_k={in_k / n:.3f} "
+          f"link_p50_s={statistics.median(times):.2f}")
+
+
+if __name__ == "__main__":
+    main()
