@@ -136,8 +136,7 @@ class LinkerConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, name: str = "custom", base_dir: str | Path = "") -> "LinkerConfig":
         """Build from a profile dict (as read from TOML); unknown keys are errors, not silently ignored."""
-        parts = {"llm": LLMConfig, "vision": VisionConfig, "embedder": EmbedderConfig, "kb": KBConfig,
-                 "mapper": MapperConfig, "demos": DemoConfig, "decode": DecodeConfig}
+        parts = _SECTIONS
         unknown = set(d) - set(parts) - {"name", "description"}
         _check(not unknown, f"unknown profile section(s) {sorted(unknown)}; known: {sorted(parts)}")
         kwargs: dict[str, Any] = {}
@@ -154,16 +153,45 @@ class LinkerConfig:
 
     def replace(self, **sections: dict[str, Any]) -> "LinkerConfig":
         """A copy with some fields of some sections changed: ``cfg.replace(decode={"num_beams": 1})``."""
-        changed = {k: dataclasses.replace(getattr(self, k), **v) for k, v in sections.items()}
+        changed = {}
+        for key, values in sections.items():
+            current = getattr(self, key, None)
+            _check(dataclasses.is_dataclass(current),
+                   f"cannot replace {key!r}: not a profile section; known: {sorted(_SECTIONS)}")
+            changed[key] = _build(type(current), {**dataclasses.asdict(current), **values}, key)
         return dataclasses.replace(self, **changed)
 
 
+_SECTIONS: dict[str, type] = {"llm": LLMConfig, "vision": VisionConfig, "embedder": EmbedderConfig,
+                              "kb": KBConfig, "mapper": MapperConfig, "demos": DemoConfig, "decode": DecodeConfig}
+
+
 def _build(klass: type, values: dict[str, Any], section: str) -> Any:
+    _check(isinstance(values, dict), f"[{section}] must be a table of key = value lines, got {values!r}")
     names = {f.name for f in dataclasses.fields(klass)}
     unknown = set(values) - names
     _check(not unknown, f"unknown key(s) {sorted(unknown)} in [{section}]; known: {sorted(names)}")
+    types = {f.name: f.type for f in dataclasses.fields(klass)}
+    for key, value in values.items():
+        _check_type(f"{section}.{key}", value, str(types[key]))
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return klass(**values)
+
+
+_SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+
+
+def _check_type(key: str, value: Any, annotation: str) -> None:
+    """TOML gives typed values; refuse ``n = "16"`` here rather than with a TypeError deep in a check."""
+    if annotation.startswith("tuple["):
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        _check(ok, f"{key} = {value!r} must be a list of numbers, e.g. [0.5, 0.5, 0.5]")
+        return
+    kinds = _SCALARS[annotation]
+    ok = isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+    _check(ok, f"{key} = {value!r} must be of type {annotation} (write it without quotes if it is a number)"
+           if annotation != "str" else f"{key} = {value!r} must be a string (put it in quotes)")
 
 
 def list_profiles() -> list[str]:

@@ -6,7 +6,9 @@ each time, so it is computed once per (image sha256, encoder) and kept in ``<cac
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -26,7 +28,9 @@ class FeatureStore:
         self.encoder = encoder
         self.memory_items = memory_items  # LRU bound: a long batch must not grow memory without limit
         tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{encoder.config.kind}-{encoder.config.name}-{encoder.config.weights}")
-        self.folder = (folder or cache_dir("features", tag)) if disk else None
+        self.folder = (Path(folder) if folder else cache_dir("features", tag)) if disk else None
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)  # a given folder may not exist yet
         self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def get(self, image: ImageInput) -> torch.Tensor | None:
@@ -62,13 +66,17 @@ class FeatureStore:
         path = self._path(key)
         if path is None or not path.exists():
             return None
-        arr = np.load(path)
+        try:
+            arr = np.load(path)
+        except (OSError, ValueError, EOFError):  # a damaged cache file is recomputed, not fatal
+            return None
         return torch.from_numpy(arr) if arr.shape == (self.encoder.dim,) else None
 
     def _write(self, key: str, feature: torch.Tensor) -> None:
         path = self._path(key)
         if path is None:
             return
-        tmp = path.with_name(path.name + ".tmp.npy")
+        # a temp name per writer: two threads (or processes) encoding the same image must not share one
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp.npy")
         np.save(tmp, feature.numpy())
         tmp.replace(path)

@@ -35,7 +35,11 @@ def load_image(image: ImageInput, max_pixels: int = MAX_PIXELS) -> Image.Image |
         return image.convert("RGB")
     if isinstance(image, (bytes, bytearray)):
         return _decode(bytes(image), "the uploaded image", max_pixels)
-    path = Path(image)
+    return _decode(_read_file(Path(image)), f"image file {str(image)!r}", max_pixels)
+
+
+def _read_file(path: Path) -> bytes:
+    """The bytes of an image file, or an ImageError saying why there are none to use."""
     if not path.exists():
         raise ImageError(f"image file {str(path)!r} does not exist")
     if not path.is_file():
@@ -45,7 +49,10 @@ def load_image(image: ImageInput, max_pixels: int = MAX_PIXELS) -> Image.Image |
         raise ImageError(f"image file {str(path)!r} is empty")
     if size > MAX_BYTES:
         raise ImageError(f"image file {str(path)!r} is {size / 2**20:.0f} MB, over the {MAX_BYTES // 2**20} MB cap")
-    return _decode(path.read_bytes(), f"image file {str(path)!r}", max_pixels)
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ImageError(f"image file {str(path)!r} cannot be read ({e.strerror or e})") from e
 
 
 def _check_size(size: tuple[int, int], what: str, max_pixels: int) -> None:
@@ -76,11 +83,13 @@ def _decode(data: bytes, what: str, max_pixels: int) -> Image.Image:
 
 
 def image_key(image: ImageInput) -> str | None:
-    """A content hash for caching features: sha256 of the file bytes (or of the pixels of a PIL image)."""
+    """A content hash for caching features: sha256 of the file bytes (or of the pixels of a PIL image).
+
+    A path that cannot be used raises ImageError here already (missing, a folder, empty, over MAX_BYTES)."""
     if image is None:
         return None
     if isinstance(image, Image.Image):
         rgb = image.convert("RGB")
         return hashlib.sha256(rgb.tobytes() + repr(rgb.size).encode()).hexdigest()
-    data = bytes(image) if isinstance(image, (bytes, bytearray)) else Path(image).read_bytes()
+    data = bytes(image) if isinstance(image, (bytes, bytearray)) else _read_file(Path(image))
     return hashlib.sha256(data).hexdigest()

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 _PAREN = re.compile(r"\s*\([^)]*\)\s*$")
-_SENTENCE_END = re.compile(r"(?<=[a-z0-9\)\"'][.!?])\s+(?=[A-Z])")
+# a candidate sentence end: ". X" after a lower-case letter, digit or bracket (not "U.S. Navy"), or '." X'
+_SENTENCE_END = re.compile(r"(?:(?<=[a-z0-9\)\"'][.!?])|(?<=[.!?][\"'\u201d\u2019]))\s+(?=[A-Z])")
+# abbreviations that come before a name and never end a sentence ("St. Louis", "Sgt. Pepper", "Mr. DeMille")
+_NAME_PREFIXES = frozenset("st mt ft mr mrs ms dr sgt lt col gen capt cpt prof rev fr gov sen vs".split())
 
 
 class KBError(ValueError):
@@ -34,7 +38,8 @@ class Entity:
     @property
     def url(self) -> str:
         """English Wikipedia page of the title."""
-        return "https://en.wikipedia.org/wiki/" + self.title.replace(" ", "_")
+        path = urllib.parse.quote(self.title.replace(" ", "_"), safe=";@$!*(),/~:")  # "?" or "#" would cut it
+        return "https://en.wikipedia.org/wiki/" + path
 
     @property
     def surface(self) -> str:
@@ -43,8 +48,11 @@ class Entity:
 
     def first_sentence(self, max_chars: int = 300) -> str:
         text = " ".join(self.extract.split())
-        first = _SENTENCE_END.split(text, maxsplit=1)[0] if text else ""
-        return first[:max_chars]
+        for end in _SENTENCE_END.finditer(text):
+            word = text[:end.start()].rsplit(" ", 1)[-1]
+            if word.rstrip(".").lower() not in _NAME_PREFIXES:
+                return text[:end.start()][:max_chars]
+        return text[:max_chars]
 
     def index_text(self) -> str:
         """The text embedded for candidate retrieval."""
@@ -144,7 +152,7 @@ def _read_entities(path: Path) -> Iterator[Entity]:
 
 def _load_json(path: Path) -> object:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise KBError(f"knowledge base {str(path)!r} is not valid JSON: {e}") from e
 
@@ -163,21 +171,31 @@ def _entity(rec: object, where: str) -> Entity:
     return Entity(str(rec["title"]).strip(), str(rec.get("description") or ""), str(rec.get("extract") or ""))
 
 
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Numbered lines of a UTF-8 text file (a leading BOM is dropped); other bytes are a KBError at file:line."""
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                yield n, raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise KBError(f"{path}:{n}: not UTF-8 text ({e.reason}): save the file as UTF-8") from e
+
+
 def _read_jsonl(path: Path) -> Iterator[Entity]:
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise KBError(f"{path}:{n}: not valid JSON ({e})") from e
-                yield _entity(rec, f"{path}:{n}")
+    for n, line in _lines(path):
+        if line.strip():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise KBError(f"{path}:{n}: not valid JSON ({e})") from e
+            yield _entity(rec, f"{path}:{n}")
 
 
 def _read_tsv(path: Path) -> Iterator[Entity]:
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            title, _, rest = line.rstrip("\n").partition("\t")
-            description, _, extract = rest.partition("\t")
-            if title.strip():
-                yield Entity(title.strip(), description.strip(), extract.strip())
+    for n, line in _lines(path):
+        title, _, rest = line.rstrip("\r\n").partition("\t")
+        description, _, extract = rest.partition("\t")
+        if title.strip():
+            yield Entity(title.strip(), description.strip(), extract.strip())
+        elif rest.strip():
+            raise KBError(f"{path}:{n}: a description without a title (the first column must be the title)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -75,9 +76,7 @@ class FeatureMapper(torch.nn.Module):
     @classmethod
     def load(cls, path: str | Path, expected: MapperSpec | None = None) -> "FeatureMapper":
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"mapper checkpoint {str(path)!r} does not exist")
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = _load_tensors(path)
         if not isinstance(blob, dict) or blob.get("format") != "gemel-mapper/1":
             if _is_linear_state(blob):
                 raise MapperMismatchError(
@@ -94,9 +93,10 @@ class FeatureMapper(torch.nn.Module):
     @classmethod
     def load_official(cls, path: str | Path, spec: MapperSpec) -> "FeatureMapper":
         """An official GEMEL ``.pkl``: the state dict of ``nn.Linear(1024, 4 * 4096)`` (any key prefix)."""
-        blob = torch.load(str(path), map_location="cpu", weights_only=True)
+        blob = _load_tensors(Path(path))
         if not _is_linear_state(blob):
-            raise MapperMismatchError(f"{path} is not an nn.Linear state dict (keys: {list(blob)[:5]})")
+            found = f"keys: {list(blob)[:5]}" if isinstance(blob, dict) else f"a {type(blob).__name__}"
+            raise MapperMismatchError(f"{path} is not an nn.Linear state dict ({found})")
         weight = next(v for k, v in blob.items() if k.endswith("weight"))
         bias = next(v for k, v in blob.items() if k.endswith("bias"))
         want = (spec.prefix_length * spec.hidden_size, spec.vision_dim)
@@ -109,6 +109,19 @@ class FeatureMapper(torch.nn.Module):
         mapper = cls(spec, version=f"official-{hash_}")
         mapper.linear.load_state_dict({"weight": weight, "bias": bias})
         return mapper
+
+
+def _load_tensors(path: Path) -> object:
+    """``torch.load(weights_only=True)``: tensors and plain containers only, never code from a pickle."""
+    if not path.exists():
+        raise FileNotFoundError(f"mapper checkpoint {str(path)!r} does not exist")
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise MapperMismatchError(f"{path} holds objects other than tensors and was refused (it is loaded with "
+                                  "weights_only=True, so a pickle cannot run code): save a plain state dict") from e
+    except (RuntimeError, EOFError, KeyError, ValueError) as e:  # torch.load's errors for a non-checkpoint
+        raise MapperMismatchError(f"{path} is not a readable torch checkpoint ({type(e).__name__}: {e})") from e
 
 
 def _is_linear_state(blob: object) -> bool:
