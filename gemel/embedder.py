@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -60,7 +62,7 @@ class TextEmbedder:
                 return arr
         log.info("embedding %d texts for %s (cached in %s)", len(texts), label, path)
         arr = self.encode(texts, progress=True)
-        tmp = path.with_name(path.name + ".tmp.npy")
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp.npy")  # one per writer
         np.save(tmp, arr)
         tmp.replace(path)
         return arr

@@ -1,0 +1,372 @@
+"""What the demo's buttons do, without Gradio components: `Studio` joins one `gemel.Linker` and one
+`annotations.Store`, and returns plain views (HTML strings, choices, paths) that `demo.app` lays out.
+
+The annotation loop is human-in-the-loop entity linking: the linker answers, a person accepts or corrects,
+the correction is stored *and* added to the linker's demonstration pool at once, so the next query that
+resembles it retrieves it as an in-context example (GEMEL's demonstrations are retrieved by mention
+similarity, Shi et al. 2024, Sec. 3.3). Review batches are linked when they are enqueued, so the queue can
+serve the least certain item first (margin sampling, see `annotations.queue`).
+
+Errors of the model library and of the store are turned into `gr.Error` once, here, with a sentence a
+person understands; anything unexpected is logged with its traceback and shown as a short sentence.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import gradio as gr
+from tqdm.auto import tqdm
+
+from annotations import AnnotationError, export_jsonl, export_parquet
+from gemel.datasets import DatasetError
+from gemel.images import ImageError, load_image
+from gemel.kb import KBError
+from gemel.linker import InputError
+from gemel.plots import PlotError, plot_corrections
+from gemel.types import Example
+
+from . import render
+from .batch import BatchError, read_batch, shipped_examples
+from .config import AppConfig
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ACTIONS = ("save", "search", "nil", "more_context")
+EXPORT_FORMATS = ("jsonl", "parquet")
+
+
+class DecisionError(ValueError):
+    """A correction cannot be made as asked (no name, no linked query, unknown entity ...)."""
+
+
+_USER_ERRORS = (AnnotationError, InputError, ImageError, DatasetError, KBError, BatchError, DecisionError, PlotError)
+
+
+def _sentence(context: str, error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return f"{context}: {text}" + ("" if text.endswith((".", "!", "?")) else ".")
+
+
+def user_facing(context: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Turn the named errors of the libraries into ``gr.Error("<context>: <their message>.")``, and any
+    other exception into a short sentence (its traceback goes to the server log, not to the page)."""
+
+    def wrap(fn: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> T:
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except _USER_ERRORS as e:
+                raise gr.Error(_sentence(context, e), print_exception=False) from e
+            except Exception as e:
+                log.exception("%s failed", context)
+                raise gr.Error(f"{context}: an internal error occurred ({type(e).__name__}); "
+                               "the details are in the server log.", print_exception=False) from e
+
+        return inner
+
+    return wrap
+
+
+def annotator_name(typed: str | None, login: str | None = None) -> str:
+    """Who makes the decision: the logged-in user (Hugging Face OAuth on a Space, or the app's ``--auth``)
+    when there is one, else the name typed in the page; a logged-in person cannot record under another name."""
+    for name in (login, typed):
+        if name and name.strip():
+            return name.strip()
+    raise DecisionError("type your name in the Annotator box at the top first (this browser remembers it)")
+
+
+def decision_for(action: str, choice: str | None, model_entity: str | None,
+                 candidate_names: Sequence[str]) -> tuple[str, str | None]:
+    """(store decision, entity) for a button press: ``save`` keeps the selected candidate (``accept`` when
+    it is the model's answer; with nothing selected, the model's answer, NIL included), ``search`` takes an
+    entity found by name, ``nil`` and ``more_context`` carry no entity."""
+    if action in ("nil", "more_context"):
+        return action, None
+    if action not in ACTIONS:
+        raise DecisionError(f"action {action!r} is not one of {', '.join(ACTIONS)}")
+    if not choice:
+        if action == "search":
+            raise DecisionError("type a name in the KB search box and pick an entity first")
+        return ("nil", None) if model_entity is None else ("accept", model_entity)
+    if choice == model_entity:
+        return "accept", choice
+    return ("candidate" if choice in candidate_names else "search"), choice
+
+
+@dataclass(frozen=True)
+class LinkView:
+    query: dict[str, Any]  # text, mention, image (path or None), prediction (Prediction.to_dict())
+    card: str
+    bars: str
+    demos: str
+    meta: str
+    choices: list[tuple[str, str]]  # (label "1. Title", value "Title")
+    selected: str | None
+
+
+@dataclass(frozen=True)
+class ItemView:
+    item: dict[str, Any] | None  # the queue item shown, None when the queue is empty
+    image: str | None
+    caption: str
+    card: str
+    bars: str
+    choices: list[tuple[str, str]]
+    selected: str | None
+    progress: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StatsView:
+    counts: str
+    agreement: str
+    totals: str
+    plot: str  # PNG path
+
+
+@dataclass
+class Studio:
+    """The demo's state: one linker and one store, shared by every session (models load once)."""
+
+    linker: Any  # gemel.linker.Linker
+    store: Any  # annotations.Store
+    config: AppConfig = field(default_factory=AppConfig)
+
+    def __post_init__(self) -> None:
+        self.lock = threading.RLock()  # the linker's pools are not thread-safe
+        self.work_dir = Path(self.config.work_dir or tempfile.mkdtemp(prefix="gemel-studio-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.examples = shipped_examples(self.config.examples)
+
+    @property
+    def kb(self) -> Any:
+        return self.linker.kb
+
+    def load_corrections(self) -> int:
+        """Add the store's decided examples to the linker's pool (at start-up); returns how many were new."""
+        examples = [Example.from_dict(d) for d in self.store.training_examples()]
+        known = [e for e in examples if e.entity in self.kb]
+        if len(known) < len(examples):
+            log.warning("%d stored corrections name entities this KB lacks; not used as demonstrations",
+                        len(examples) - len(known))
+        with self.lock:
+            added = self.linker.add_demonstrations(known)
+        log.info("added %d stored corrections to the demonstration pool", added)
+        return added
+
+    # ---- linking ------------------------------------------------------------------------------
+    def _predict(self, image: str | None, caption: str, mention: str, exclude: Sequence[str] = ()) -> Any:
+        picture = load_image(image) if image else None  # size and pixel caps, readable errors
+        with self.lock:
+            return self.linker.link(picture, caption or "", mention or "", exclude=tuple(exclude))
+
+    def _choices(self, candidates: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
+        names = [str(c["name"]) for c in candidates][: self.config.candidates_shown]
+        return [(f"{i}. {name}", name) for i, name in enumerate(names, 1)]
+
+    def _card(self, name: str | None) -> str:
+        return render.entity_card(self.kb.get(name) if name else None, name)
+
+    @user_facing("Could not link")
+    def link(self, image: str | None, caption: str, mention: str, exclude: Sequence[str] = ()) -> LinkView:
+        """Link the mention; the view holds everything the Link tab shows. ``exclude``: ids of pool examples
+        not to use as demonstrations (a shipped example must not be its own demonstration)."""
+        pred = self._predict(image, caption, mention, exclude).to_dict()
+        query = {"text": caption, "mention": mention, "image": image, "prediction": pred}
+        return LinkView(query=query, card=self._card(pred["entity"]),
+                        bars=render.candidate_bars(pred["candidates"], pred["entity"], self.config.candidates_shown),
+                        demos=render.demonstrations_html(pred["demonstrations"], self.config.thumbnails),
+                        meta=render.meta_html(pred), choices=self._choices(pred["candidates"]),
+                        selected=pred["entity"])
+
+    @user_facing("KB search failed")
+    def search_kb(self, query: str, limit: int = 20) -> list[str]:
+        """Titles for the autocomplete box."""
+        return self.kb.search(query or "", limit)
+
+    # ---- recording ----------------------------------------------------------------------------
+    def _learn(self, correction_id: int) -> int:
+        """Add a stored decision to the linker's demonstration pool; returns 1 when it is new there."""
+        row = self.store.get(correction_id)
+        if not row["entity"]:
+            return 0
+        example = Example(text=row["text"], mention=row["mention"], entity=row["entity"], image=row["image"],
+                          id=row["input_key"], source="annotations")
+        with self.lock:
+            return self.linker.add_demonstrations([example])
+
+    def _check_entity(self, entity: str | None) -> None:
+        if entity is not None and entity not in self.kb:
+            raise DecisionError(f"{entity!r} is not an entity of the knowledge base; pick a title the KB search "
+                                "offers, or press 'Not in the KB'")
+
+    def _record(self, annotator: str, decision: str, entity: str | None, query: Mapping[str, Any],
+                comment: str | None) -> int:
+        self._check_entity(entity)
+        pred = query.get("prediction") or {}
+        cid = self.store.record(annotator, decision, entity, text=query["text"], mention=query["mention"],
+                                image=query.get("image"), model_entity=pred.get("entity"),
+                                candidates=pred.get("candidates"), profile=pred.get("profile"),
+                                mapper_version=pred.get("mapper"), comment=(comment or "").strip() or None)
+        self._learn(cid)
+        return cid
+
+    @user_facing("Could not save the decision")
+    def correct(self, query: Mapping[str, Any] | None, annotator: str | None, action: str, choice: str | None,
+                comment: str | None = None, login: str | None = None) -> str:
+        """Record a decision on the last linked query; returns the status message."""
+        annotator = annotator_name(annotator, login)
+        if not query or "prediction" not in query:
+            raise DecisionError("link a mention first, then accept or correct the answer")
+        pred = query["prediction"]
+        names = [c["name"] for c in pred.get("candidates", [])]
+        decision, entity = decision_for(action, choice, pred.get("entity"), names)
+        cid = self._record(annotator, decision, entity, query, comment)
+        return _saved(cid, annotator, decision, entity)
+
+    # ---- API ----------------------------------------------------------------------------------
+    @user_facing("Could not link")
+    def api_link(self, image: str | None, caption: str, mention: str) -> dict[str, Any]:
+        """``/link``: the prediction as JSON (entity, candidates, demonstrations, profile, mapper, timings)."""
+        return self._predict(image, caption, mention).to_dict()
+
+    @user_facing("Could not save the correction")
+    def api_correct(self, image: str | None, caption: str, mention: str, entity: str | None,
+                    annotator: str | None, login: str | None = None) -> int:
+        """``/correct``: store that ``mention`` is ``entity`` (empty: not in the KB); returns the correction id."""
+        annotator = annotator_name(annotator, login)
+        entity = (entity or "").strip() or None
+        if image:
+            load_image(image)  # the same size and pixel caps as a link
+        query = {"text": caption or "", "mention": mention or "", "image": image or None}
+        return self._record(annotator, "search" if entity else "nil", entity, query, None)
+
+    # ---- review queue -------------------------------------------------------------------------
+    @user_facing("Could not add the batch")
+    def enqueue(self, files: Sequence[str] | None, server_path: str | None = None) -> str:
+        """Read a batch, link every item (so the queue can rank by uncertainty) and enqueue it."""
+        paths = [str(f) for f in files or []]
+        if server_path and server_path.strip():
+            if not self.config.allow_server_paths:
+                raise BatchError("this app does not read files on the server; upload the JSONL and its images")
+            paths.append(server_path.strip())
+        items = read_batch(paths, self.config.allow_server_paths, self.config.max_batch_items)
+        queued, failed = [], []
+        for it in tqdm(items, desc="linking the batch", disable=None):
+            try:
+                pred = self._predict(it.image, it.text, it.mention).to_dict()
+            except (InputError, ImageError) as e:
+                failed.append(f"{it.where}: {e}")
+                continue
+            queued.append({"text": it.text, "mention": it.mention, "image": it.image, "prediction": pred})
+        ids = self.store.enqueue(queued, batch=Path(paths[0]).name) if queued else []
+        message = f"Added {len(set(ids))} item(s) to the queue, least certain first."
+        if failed:
+            message += f" {len(failed)} item(s) could not be linked and were left out; first: {failed[0]}"
+        return message
+
+    def _item_view(self, annotator: str, message: str) -> ItemView:
+        item = self.store.next_item(annotator)
+        progress = render.progress_html(self.store.progress(annotator))
+        if item is None:
+            empty = "Your queue is empty: add a batch above."
+            return ItemView(None, None, "", "", "", [], None, progress, f"{message} {empty}".strip())
+        pred = item.get("prediction") or {}
+        cands = pred.get("candidates") or []
+        return ItemView(item=item, image=item.get("image"), caption=render.mention_html(item["text"], item["mention"]),
+                        card=self._card(pred.get("entity")) if pred else "",
+                        bars=render.candidate_bars(cands, pred.get("entity"), self.config.candidates_shown),
+                        choices=self._choices(cands), selected=pred.get("entity"), progress=progress,
+                        message=message)
+
+    @user_facing("Could not load the queue")
+    def next_item(self, annotator: str | None, login: str | None = None, message: str = "") -> ItemView:
+        """The item to show the annotator (the least certain one they have not decided)."""
+        return self._item_view(annotator_name(annotator, login), message)
+
+    @user_facing("Could not save the decision")
+    def decide_item(self, item: Mapping[str, Any] | None, annotator: str | None, action: str, choice: str | None,
+                    comment: str | None = None, login: str | None = None) -> ItemView:
+        """Record a decision on the shown queue item; returns the next item."""
+        annotator = annotator_name(annotator, login)
+        if not item:
+            raise DecisionError("there is no item to decide: add a batch, or wait for one to load")
+        pred = item.get("prediction") or {}
+        names = [c["name"] for c in pred.get("candidates") or []]
+        decision, entity = decision_for(action, choice, pred.get("entity"), names)
+        self._check_entity(entity)
+        cid = self.store.record_item(item["item_id"], annotator, decision, entity,
+                                     comment=(comment or "").strip() or None)
+        self._learn(cid)
+        return self._item_view(annotator, _saved(cid, annotator, decision, entity))
+
+    @user_facing("Could not skip")
+    def skip(self, annotator: str | None, item: Mapping[str, Any] | None, login: str | None = None) -> ItemView:
+        """Move the shown item to the end of the annotator's queue; returns the next item."""
+        annotator = annotator_name(annotator, login)
+        self.store.skip(annotator, item["item_id"] if item else None)
+        return self._item_view(annotator, "Skipped: the item moved to the end of your queue.")
+
+    @user_facing("Could not undo")
+    def undo_last(self, annotator: str | None, login: str | None = None) -> str:
+        """Undo the annotator's most recent decision (the demonstration it added stays in this session's pool)."""
+        annotator = annotator_name(annotator, login)
+        now = self.store.undo_last(annotator)
+        back = (f" Your earlier decision on it is current again: {now['entity'] or now['decision']}."
+                if now else " The item is back in your queue.")
+        return "Undid your last decision." + back
+
+    # ---- data -----------------------------------------------------------------------------------
+    @user_facing("Could not compute the statistics")
+    def stats(self) -> StatsView:
+        s = self.store.stats()
+        per_day = [(r["day"], int(r["corrections"])) for r in s["per_day"]]
+        accuracy = [(str(r["mapper_version"]), float(r["accuracy"])) for r in s["model_accuracy"]
+                    if r["accuracy"] is not None]
+        plot_dir = self.work_dir / "plots"
+        for old in sorted(plot_dir.glob("*.png"))[:-20]:
+            old.unlink(missing_ok=True)
+        path = plot_corrections(per_day, accuracy, plot_dir / f"corrections-{_stamp()}.png")
+        t = s["totals"]
+        totals = (f'<div class="gemel-meta">{int(t["current_decisions"])} current decisions · '
+                  f'{int(t["corrections"])} corrections in all · {int(t["inputs"])} inputs · '
+                  f'{int(t["queue_items"])} queued items</div>')
+        return StatsView(render.counts_table(s["per_annotator"]), render.agreement_html(s["agreement"]),
+                         totals, str(path))
+
+    @user_facing("Could not export")
+    def export(self, fmt: str) -> tuple[list[str], str]:
+        """Write the current decisions as JSONL or Parquet (+ a zip with the images); returns (files, message)."""
+        if fmt not in EXPORT_FORMATS:
+            raise DecisionError(f"export format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
+        folder = self.work_dir / "exports" / _stamp()
+        out = folder / f"corrections.{fmt}"
+        folder.mkdir(parents=True)
+        n = (export_jsonl if fmt == "jsonl" else export_parquet)(self.store, out)
+        archive = shutil.make_archive(str(folder.parent / f"corrections-{fmt}-{folder.name}"), "zip", folder)
+        return [str(out), archive], f"Exported {n} current decision(s) as {fmt.upper()} (the zip adds the images)."
+
+
+def _saved(cid: int, annotator: str, decision: str, entity: str | None) -> str:
+    label = render.DECISION_LABELS[decision]
+    return f"Saved #{cid}: {annotator} → {entity} ({label})." if entity else f"Saved #{cid}: {annotator} → {label}."
+
+
+def _stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")

@@ -1,0 +1,241 @@
+"""HTML fragments of the demo: the entity card, candidate score bars, demonstration cards, statistics.
+
+Every string that comes from a person (captions, mentions, comments, annotator names) or from the knowledge
+base (titles, descriptions, extracts) goes through `html.escape` before it is placed in markup; URLs are
+built from the title and percent-encoded. The fragments use inline styles with the theme's CSS variables
+(``var(--body-text-color)`` ...), so they read well in light and dark mode without a stylesheet. Images of
+demonstrations are inlined as small JPEG data URIs (made through `gemel.images.load_image`, which caps
+pixels), so no server path is ever exposed to the browser.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any, Protocol
+from urllib.parse import quote
+
+log = logging.getLogger(__name__)
+
+NIL_TEXT = "not in the KB (below threshold)"
+DECISION_LABELS = {"accept": "accepted", "candidate": "other candidate", "search": "found by search",
+                   "nil": "not in the KB", "more_context": "needs more context"}
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9\)\"'][.!?])\s+(?=[A-Z])")
+
+
+class EntityLike(Protocol):
+    title: str
+    description: str
+    extract: str
+
+
+def esc(value: Any) -> str:
+    """``value`` as text safe inside HTML elements and attribute values."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def wiki_url(title: str) -> str:
+    """English Wikipedia URL of a title, percent-encoded (no quote or angle bracket survives)."""
+    return "https://en.wikipedia.org/wiki/" + quote(title.replace(" ", "_"), safe="_(),:'-.")
+
+
+def lead(extract: str, max_chars: int = 420, max_sentences: int = 3) -> str:
+    """The first sentences of an extract, at most ``max_chars`` characters (cut at a word, with "…")."""
+    text = " ".join((extract or "").split())
+    if not text:
+        return ""
+    out = " ".join(_SENTENCE_END.split(text)[:max_sentences])
+    if len(out) > max_chars:
+        out = out[:max_chars].rsplit(" ", 1)[0] + " …"
+    return out
+
+
+def mention_html(text: str, mention: str) -> str:
+    """``text`` escaped, with the first occurrence of ``mention`` in a <mark>."""
+    i = text.find(mention) if mention else -1
+    if i < 0:
+        return esc(text)
+    return (esc(text[:i]) + '<mark class="gemel-mention">' + esc(mention) + "</mark>"
+            + esc(text[i + len(mention):]))
+
+
+def entity_card(entity: EntityLike | None, name: str | None) -> str:
+    """The linked entity: title (link to Wikipedia), description, the extract's first sentences.
+    ``name`` None means NIL; a name the KB lacks is shown bare."""
+    if name is None:
+        return ('<div class="gemel-card gemel-nil"><div class="gemel-card-title">NIL</div>'
+                f"<div>{esc(NIL_TEXT)}</div></div>")
+    title = entity.title if entity is not None else name
+    desc = f'<div class="gemel-card-desc">{esc(entity.description)}</div>' if entity and entity.description else ""
+    body = f'<p class="gemel-card-extract">{esc(lead(entity.extract))}</p>' if entity and entity.extract else ""
+    link = (f'<a href="{esc(wiki_url(title))}" target="_blank" rel="noopener noreferrer">'
+            "Wikipedia page ↗</a>")
+    return (f'<div class="gemel-card"><div class="gemel-card-title">{esc(title)}</div>{desc}{body}'
+            f"<div>{link}</div></div>")
+
+
+def _fraction(value: float, low: float, high: float) -> float:
+    if high - low < 1e-12:
+        return 1.0
+    return 0.08 + 0.92 * (value - low) / (high - low)
+
+
+def candidate_bars(candidates: Sequence[Mapping[str, Any]], chosen: str | None, limit: int = 9) -> str:
+    """One row per candidate: shortcut digit, name, description, a bar of the fused score (scaled between the
+    lowest and highest shown) and the numbers: fused score = w_llm·llm_logprob + w_ret·retrieval_sim."""
+    shown = list(candidates)[:limit]
+    if not shown:
+        return '<div class="gemel-empty">No candidates.</div>'
+    scores = [float(c.get("score", 0.0)) for c in shown]
+    low, high = min(scores), max(scores)
+    rows = [_candidate_row(i, c, _fraction(s, low, high), c.get("name") == chosen)
+            for i, (c, s) in enumerate(zip(shown, scores), 1)]
+    legend = ('<div class="gemel-legend">bar: fused score (scaled to the shown range) · '
+              "llm: mean log-probability of the name · ret: retrieval similarity</div>")
+    return '<div class="gemel-cands">' + "".join(rows) + legend + "</div>"
+
+
+def _number(c: Mapping[str, Any], key: str) -> str:
+    v = c.get(key)
+    return f"{float(v):.3f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "–"
+
+
+def _candidate_row(rank: int, c: Mapping[str, Any], fraction: float, chosen: bool) -> str:
+    mark = " gemel-chosen" if chosen else ""
+    desc = f' <span class="gemel-desc">— {esc(c.get("description"))}</span>' if c.get("description") else ""
+    return (f'<div class="gemel-cand{mark}"><div class="gemel-cand-head"><kbd>{rank}</kbd> '
+            f'<b>{esc(c.get("name"))}</b>{desc}</div>'
+            f'<div class="gemel-bar-track"><div class="gemel-bar" style="width:{100 * fraction:.1f}%"></div></div>'
+            f'<div class="gemel-nums">score {_number(c, "score")} · llm {_number(c, "llm_logprob")}'
+            f' · ret {_number(c, "retrieval_sim")}</div></div>')
+
+
+def demonstrations_html(demos: Sequence[Mapping[str, Any]], thumbs: bool = True) -> str:
+    """Cards of the in-context demonstrations (most similar first): photo (or "text only"), caption with the
+    mention marked, gold entity, similarity and source pool."""
+    if not demos:
+        return '<div class="gemel-empty">No demonstrations were retrieved.</div>'
+    ordered = sorted(demos, key=lambda d: -float(d.get("similarity", 0.0)))
+    return '<div class="gemel-demos">' + "".join(_demo_card(d, thumbs) for d in ordered) + "</div>"
+
+
+def _demo_card(d: Mapping[str, Any], thumbs: bool) -> str:
+    uri = thumbnail_uri(str(d["image"])) if thumbs and d.get("image") else None
+    if uri:
+        media = f'<img src="{uri}" alt="demonstration photo" loading="lazy">'
+    else:
+        media = '<div class="gemel-textonly">text only</div>'
+    return (f'<div class="gemel-demo">{media}<div class="gemel-demo-text">'
+            f'{mention_html(str(d.get("text", "")), str(d.get("mention", "")))}</div>'
+            f'<div>→ <b>{esc(d.get("entity"))}</b></div>'
+            f'<div class="gemel-nums">sim {float(d.get("similarity", 0.0)):.3f} · {esc(d.get("source") or "pool")}'
+            "</div></div>")
+
+
+@lru_cache(maxsize=1024)
+def _thumbnail(path: str, mtime: float, size: int) -> str | None:
+    from gemel.images import ImageError, load_image
+
+    try:
+        im = load_image(path)
+    except (ImageError, OSError) as e:
+        log.warning("no thumbnail for %s: %s", path, e)
+        return None
+    assert im is not None
+    im.thumbnail((size, size))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def thumbnail_uri(path: str, size: int = 160) -> str | None:
+    """A JPEG data URI of the image at ``path`` at most ``size`` px a side; None when it cannot be read."""
+    try:
+        mtime = os.path.getmtime(path)
+    except OSError:
+        return None
+    return _thumbnail(path, mtime, size)
+
+
+def meta_html(prediction: Mapping[str, Any]) -> str:
+    """Profile, mapper version and time taken of a prediction."""
+    total = prediction.get("timings", {}).get("total")
+    took = f"{float(total):.2f} s" if isinstance(total, (int, float)) else "–"
+    return (f'<div class="gemel-meta">profile <b>{esc(prediction.get("profile"))}</b> · mapper '
+            f'<b>{esc(prediction.get("mapper"))}</b> · took <b>{took}</b></div>')
+
+
+def progress_html(progress: Mapping[str, int]) -> str:
+    """Queue progress of one annotator: done / total, left, skipped."""
+    total, done = int(progress.get("total", 0)), int(progress.get("done", 0))
+    pct = 100.0 * done / total if total else 0.0
+    return (f'<div class="gemel-meta"><b>{done}</b> done / <b>{total}</b> · <b>{int(progress.get("left", 0))}</b>'
+            f' left · {int(progress.get("skipped", 0))} skipped</div>'
+            f'<div class="gemel-bar-track"><div class="gemel-bar" style="width:{pct:.1f}%"></div></div>')
+
+
+def counts_table(per_annotator: Mapping[str, Mapping[str, int]]) -> str:
+    """Decisions per annotator (rows) and kind (columns), with totals."""
+    if not per_annotator:
+        return '<div class="gemel-empty">No decisions yet.</div>'
+    kinds = list(DECISION_LABELS)
+    head = "".join(f"<th>{esc(DECISION_LABELS[k])}</th>" for k in kinds)
+    body = ""
+    for name in sorted(per_annotator):
+        counts = per_annotator[name]
+        cells = "".join(f"<td>{int(counts.get(k, 0))}</td>" for k in kinds)
+        body += f"<tr><td>{esc(name)}</td>{cells}<td><b>{sum(int(v) for v in counts.values())}</b></td></tr>"
+    return (f'<table class="gemel-table"><thead><tr><th>annotator</th>{head}<th>total</th></tr></thead>'
+            f"<tbody>{body}</tbody></table>")
+
+
+def agreement_html(agreement: Mapping[str, Any]) -> str:
+    """Inter-annotator agreement summary (inputs decided by two or more annotators)."""
+    items = int(agreement.get("items") or 0)
+    if not items:
+        return '<div class="gemel-empty">Agreement needs inputs decided by two or more annotators.</div>'
+
+    def fmt(key: str, suffix: str = "") -> str:
+        v = agreement.get(key)
+        return f"{float(v):.{1 if suffix else 3}f}{suffix}" if isinstance(v, (int, float)) else "–"
+
+    people, dis = agreement.get("annotators"), agreement.get("disagreements")
+    n_people = len(people) if isinstance(people, (list, tuple)) else int(people or 0)
+    n_dis = len(dis) if isinstance(dis, (list, tuple)) else int(dis or 0)
+    return (f'<div class="gemel-meta">{items} shared inputs · {n_people} annotators · '
+            f"percent agreement <b>{fmt('percent_agreement', '%')}</b> · Fleiss κ <b>{fmt('fleiss_kappa')}</b> · "
+            f"Cohen κ <b>{fmt('cohen_kappa')}</b> · {n_dis} disagreements</div>")
+
+
+CSS = """
+.gemel-card{border:1px solid var(--border-color-primary);border-radius:8px;padding:10px 14px}
+.gemel-card-title{font-size:1.3em;font-weight:700}
+.gemel-card-desc{color:var(--body-text-color-subdued);margin-bottom:4px}
+.gemel-card-extract{margin:6px 0}
+.gemel-nil{border-style:dashed}
+.gemel-cand{padding:4px 0;border-bottom:1px solid var(--border-color-primary)}
+.gemel-chosen b{color:var(--color-accent)}
+.gemel-desc,.gemel-nums,.gemel-legend,.gemel-empty{color:var(--body-text-color-subdued);font-size:.88em}
+.gemel-bar-track{background:var(--background-fill-secondary);border-radius:4px;height:10px;margin:3px 0}
+.gemel-bar{background:var(--color-accent);border-radius:4px;height:10px}
+.gemel-demos{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px}
+.gemel-demo{border:1px solid var(--border-color-primary);border-radius:8px;padding:6px;font-size:.9em}
+.gemel-demo img{width:100%;height:110px;object-fit:cover;border-radius:6px}
+.gemel-textonly{height:28px;display:flex;align-items:center;justify-content:center;border-radius:6px;
+  background:var(--background-fill-secondary);color:var(--body-text-color-subdued)}
+mark.gemel-mention{background:#ffe08a;color:#000;border-radius:3px;padding:0 2px}
+.gemel-table{border-collapse:collapse}.gemel-table td,.gemel-table th{padding:3px 10px;
+  border-bottom:1px solid var(--border-color-primary);text-align:left}
+kbd{border:1px solid var(--border-color-primary);border-radius:3px;padding:0 4px;font-size:.85em}
+"""
+
+
+def status_html(message: str, kind: str = "ok") -> str:
+    """A one-line status message (escaped)."""
+    return f'<div class="gemel-status gemel-{esc(kind)}">{esc(message)}</div>' if message else ""

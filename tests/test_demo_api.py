@@ -1,0 +1,102 @@
+"""The named endpoints ``/link`` and ``/correct`` through `gradio_client`, against a served app."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+CAPTION = "Hopper wrote the first compiler for the Navy."
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tiny_linker, tmp_path_factory):
+    """The app on 127.0.0.1 (tiny linker with a private pool, temp store), closed after the module."""
+    from annotations import Store
+    from demo.app import build_app, launch
+    from demo.config import AppConfig
+    from gemel.demos import DemonstrationPool
+
+    saved = tiny_linker.pool
+    tiny_linker.pool = DemonstrationPool(tiny_linker.embedder, "labelled")
+    tiny_linker.pool.add(saved.examples)
+    tmp = tmp_path_factory.mktemp("demo-api")
+    store = Store.open(tmp / "gemel.db", entity_exists=tiny_linker.kb.__contains__)
+    app = build_app(tiny_linker, store, AppConfig(work_dir=str(tmp / "work")))
+    port = free_port()
+    launch(app, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", store
+    finally:
+        app.close()
+        store.close()
+        tiny_linker.pool = saved
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    from gradio_client import Client
+
+    return Client(served[0], verbose=False, download_files=False)
+
+
+def test_only_link_and_correct_are_public(client):
+    endpoints = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert endpoints == {"/link", "/correct"}
+
+
+def test_link(client, tiny_dir):
+    from gradio_client import handle_file
+
+    out = client.predict(handle_file(str(Path(tiny_dir) / "img.png")), CAPTION, "Hopper", api_name="/link")
+    assert {"entity", "candidates", "demonstrations", "profile", "mapper", "timings"} <= set(out)
+    assert out["entity"] == out["candidates"][0]["name"] and out["profile"] == "tiny"
+    assert all({"name", "score", "llm_logprob", "retrieval_sim"} <= set(c) for c in out["candidates"])
+    assert out["demonstrations"] and all("similarity" in d for d in out["demonstrations"])
+
+
+def test_link_without_image(client):
+    out = client.predict(None, CAPTION, "Navy", api_name="/link")
+    assert out["candidates"]
+
+
+def test_link_error_is_a_sentence(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="Could not link: mention 'Turing' does not occur"):
+        client.predict(None, CAPTION, "Turing", api_name="/link")
+
+
+def test_correct_stores_a_row(client, served, tiny_dir):
+    from gradio_client import handle_file
+
+    cid = client.predict(handle_file(str(Path(tiny_dir) / "img.png")), CAPTION, "Hopper", "Grace Hopper", "api-user",
+                         api_name="/correct")
+    assert isinstance(cid, int)
+    con = sqlite3.connect(served[1].path)
+    try:
+        row = con.execute("SELECT annotator, decision, entity FROM corrections WHERE id = ?", (cid,)).fetchone()
+    finally:
+        con.close()
+    assert row == ("api-user", "search", "Grace Hopper")
+    # the correction is a demonstration for the next call at once
+    out = client.predict(handle_file(str(Path(tiny_dir) / "img.png")), CAPTION, "Hopper", api_name="/link")
+    assert any(d["source"] == "annotations" and d["entity"] == "Grace Hopper" for d in out["demonstrations"])
+
+
+def test_correct_refuses_unknown_entities(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="'Atlantis' is not an entity of the knowledge base"):
+        client.predict(None, CAPTION, "Navy", "Atlantis", "api-user", api_name="/correct")

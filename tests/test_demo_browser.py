@@ -1,0 +1,147 @@
+"""End to end in a real browser (Debian's chromium, headless, driven by Playwright): upload a photo, type a
+caption, pick the mention by clicking a highlighted span, link, pick a candidate with the keyboard, save, and
+find the row in SQLite; then the annotator name survives a reload and the Data tab counts the decision.
+
+Screenshots go to the test's tmp folder (``link.png``, ``data.png``). CI installs chromium
+(``apt-get install chromium``); without it this test fails and says so.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from demo.batch import shipped_examples
+from demo.config import AppConfig
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+ROOT = Path(__file__).resolve().parent.parent
+PHOTO = ROOT / "assets" / "images" / "grace_hopper.jpg"
+CAPTION = "Hopper wrote the first compiler for the Navy."
+
+pytestmark = pytest.mark.browser
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tiny_linker, tmp_path_factory):
+    """The app on 127.0.0.1 (tiny linker with a private pool, temp store), closed after the module."""
+    from annotations import Store
+    from demo.app import build_app, launch
+    from demo.config import AppConfig
+    from gemel.demos import DemonstrationPool
+
+    saved = tiny_linker.pool
+    tiny_linker.pool = DemonstrationPool(tiny_linker.embedder, "labelled")
+    tiny_linker.pool.add(saved.examples)
+    tmp = tmp_path_factory.mktemp("demo-browser")
+    store = Store.open(tmp / "gemel.db", entity_exists=tiny_linker.kb.__contains__)
+    app = build_app(tiny_linker, store, AppConfig(work_dir=str(tmp / "work")))
+    port = free_port()
+    launch(app, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", Path(store.path)
+    finally:
+        app.close()
+        store.close()
+        tiny_linker.pool = saved
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` (CI installs it); "
+                    "Playwright's own browser download does not work offline")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def field(page, elem_id: str):
+    return page.locator(f"#{elem_id}").locator("textarea, input").first
+
+
+def rows(db: Path) -> list[tuple]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT annotator, decision, entity, model_entity, comment FROM corrections "
+                           "ORDER BY id").fetchall()
+    finally:
+        con.close()
+
+
+def test_link_pick_save_in_a_browser(served, browser, tmp_path):
+    url, db = served
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.locator("#link-button").wait_for()
+
+    field(page, "annotator").fill("alice")
+    page.locator("#link-image input[type=file]").set_input_files(str(PHOTO))
+    caption = field(page, "link-caption")
+    caption.click()
+    caption.press_sequentially(CAPTION, delay=5)
+    spans = page.locator("#link-spans")
+    spans.get_by_text("Navy", exact=True).wait_for()  # suggestions are highlighted as one types
+    spans.get_by_text("Hopper", exact=True).click()  # a click makes the span the mention
+    page.wait_for_function("document.querySelector('#link-mention textarea, #link-mention input').value === 'Hopper'")
+
+    page.locator("#link-button").click()
+    radios = page.locator("#link-choice input[type=radio]")
+    radios.first.wait_for()
+    names = [radios.nth(i).get_attribute("value") for i in range(radios.count())]
+    assert len(names) >= 2
+    assert page.locator("#link-card").inner_text().startswith(names[0])  # the card shows the linked entity
+    assert "profile tiny" in page.locator("#link-meta").inner_text()
+    assert page.locator("#link-demos .gemel-demo").count() >= 1
+
+    # typing in a text box must not trigger the shortcuts ("n" would be "not in the KB")
+    field(page, "link-comment").fill("")
+    field(page, "link-comment").press_sequentially("nice 2", delay=5)
+    page.locator("h1").click()  # focus leaves the text box
+    page.keyboard.press("2")  # pick the second candidate
+    page.wait_for_function("document.querySelectorAll('#link-choice input[type=radio]')[1].checked")
+    page.keyboard.press("Enter")  # save it
+    try:
+        page.locator("#link-status").get_by_text("Saved #").wait_for()
+    finally:
+        page.screenshot(path=str(tmp_path / "link.png"), full_page=True)  # also when the save failed
+
+    assert rows(db) == [("alice", "candidate", names[1], names[0], "nice 2")]
+
+    page.reload()  # the annotator's name is remembered by the browser
+    page.locator("#link-button").wait_for()
+    page.wait_for_function("document.querySelector('#annotator textarea, #annotator input').value === 'alice'")
+
+    first = shipped_examples(AppConfig().examples)[0]
+    page.locator("#examples img").first.click()  # a shipped example fills the form
+    page.wait_for_function("t => document.querySelector('#link-caption textarea').value === t", arg=first.text)
+    assert field(page, "link-mention").input_value() == first.mention
+
+    page.get_by_role("tab", name="Data").click()
+    page.locator("#data-counts table").wait_for()
+    assert "alice" in page.locator("#data-counts").inner_text()
+    page.locator("#data-plot img").wait_for()
+    page.screenshot(path=str(tmp_path / "data.png"), full_page=True)
+    assert not errors, errors
+    context.close()

@@ -1,0 +1,339 @@
+"""The demo's handlers without a browser: a tiny linker, a temp-file store, the `Studio` methods."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from demo.config import AppConfig
+from demo.handlers import DecisionError, Studio, annotator_name, decision_for
+
+
+@pytest.fixture
+def linker(tiny_linker):
+    """The session's tiny linker with a private copy of its labelled pool (corrections must not leak)."""
+    from gemel.demos import DemonstrationPool
+
+    saved = tiny_linker.pool
+    tiny_linker.pool = DemonstrationPool(tiny_linker.embedder, "labelled")
+    tiny_linker.pool.add(saved.examples)
+    yield tiny_linker
+    tiny_linker.pool = saved
+
+
+@pytest.fixture
+def store(linker, tmp_path):
+    from annotations import Store
+
+    with Store.open(tmp_path / "gemel.db", entity_exists=linker.kb.__contains__) as s:
+        yield s
+
+
+@pytest.fixture
+def studio(linker, store, tmp_path):
+    return Studio(linker, store, AppConfig(work_dir=str(tmp_path / "work")))
+
+
+@pytest.fixture
+def photo(tiny_dir) -> str:
+    return str(Path(tiny_dir) / "img.png")
+
+
+CAPTION = "Hopper wrote the first compiler for the Navy."
+
+
+@pytest.fixture(scope="module")
+def query(tiny_linker, tiny_dir) -> dict:
+    """A linked query as the Link tab keeps it (linked once per module: linking is the slow part)."""
+    image = str(Path(tiny_dir) / "img.png")
+    pred = tiny_linker.link(image, CAPTION, "Hopper").to_dict()
+    return {"text": CAPTION, "mention": "Hopper", "image": image, "prediction": pred}
+
+
+def db_rows(store) -> list[dict]:
+    con = sqlite3.connect(store.path)
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute("SELECT * FROM corrections ORDER BY id")]
+    finally:
+        con.close()
+
+
+# ---------------------------------------------------------------------------------------------- pure logic
+@pytest.mark.parametrize("action, choice, model, expected", [
+    ("save", "A", "A", ("accept", "A")),
+    ("save", "B", "A", ("candidate", "B")),
+    ("save", None, "A", ("accept", "A")),
+    ("save", None, None, ("nil", None)),
+    ("save", "Z", "A", ("search", "Z")),
+    ("search", "B", "A", ("candidate", "B")),
+    ("search", "A", "A", ("accept", "A")),
+    ("search", "Z", None, ("search", "Z")),
+    ("nil", "B", "A", ("nil", None)),
+    ("more_context", "B", "A", ("more_context", None)),
+])
+def test_decision_for(action, choice, model, expected):
+    assert decision_for(action, choice, model, ["A", "B"]) == expected
+
+
+@pytest.mark.parametrize("action, choice", [("search", None), ("search", ""), ("delete", "A")])
+def test_decision_for_refuses(action, choice):
+    with pytest.raises(DecisionError):
+        decision_for(action, choice, "A", ["A", "B"])
+
+
+@pytest.mark.parametrize("typed, login, expected", [
+    ("alice", None, "alice"), ("  bob ", None, "bob"), ("alice", "hf-carol", "hf-carol"), ("", "dave", "dave"),
+])
+def test_annotator_name_prefers_the_login(typed, login, expected):
+    assert annotator_name(typed, login) == expected
+
+
+@pytest.mark.parametrize("typed", [None, "", "   "])
+def test_annotator_name_required(typed):
+    with pytest.raises(DecisionError, match="Annotator box"):
+        annotator_name(typed)
+
+
+# ---------------------------------------------------------------------------------------------- link tab
+def test_link_view_shows_the_prediction(studio, photo):
+    v = studio.link(photo, CAPTION, "Hopper")
+    pred = v.query["prediction"]
+    names = [c["name"] for c in pred["candidates"]]
+    assert v.selected == pred["entity"] and pred["entity"] in names
+    assert [value for _, value in v.choices] == names[: studio.config.candidates_shown]
+    assert all(label.startswith(f"{i}. ") for i, (label, _) in enumerate(v.choices, 1))
+    assert all(name in v.bars for name in names[:3]) and "llm" in v.bars
+    assert "tiny" in v.meta and "untrained" in v.meta and " s</b>" in v.meta
+    assert pred["demonstrations"] and all(d["mention"] in v.demos for d in pred["demonstrations"])
+    assert v.query["text"] == CAPTION and v.query["image"] == photo
+
+
+def test_nil_prediction_is_shown_as_not_in_kb(studio, linker, photo, monkeypatch):
+    monkeypatch.setattr(linker, "config", linker.config.replace(decode={"nil_threshold": 1e9}))
+    v = studio.link(photo, CAPTION, "Hopper")
+    assert v.query["prediction"]["entity"] is None and v.selected is None
+    assert "not in the KB (below threshold)" in v.card
+    assert v.choices  # the candidates are still offered
+
+
+def test_a_shipped_example_is_not_its_own_demonstration(studio, photo):
+    text, mention = "Hopper wrote the first compiler for a programming language.", "Hopper"  # seed-0
+
+    def demos(exclude):
+        return [(d["text"], d["mention"]) for d in studio.link(photo, text, mention, exclude).query["prediction"][
+            "demonstrations"]]
+
+    assert (text, mention) in demos([])
+    assert (text, mention) not in demos(["seed-0"])
+
+
+@pytest.mark.parametrize("caption, mention, message", [
+    ("", "Hopper", "caption is empty"),
+    (CAPTION, "", "mention is empty"),
+    (CAPTION, "Turing", "does not occur"),
+])
+def test_link_input_errors_are_sentences(studio, caption, mention, message):
+    with pytest.raises(gr.Error) as err:
+        studio.link(None, caption, mention)
+    assert err.value.message.startswith("Could not link: ") and message in err.value.message
+    assert "Traceback" not in err.value.message
+
+
+def test_bad_upload_is_refused_with_a_sentence(studio, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(gr.Error, match="not an image PIL can read"):
+        studio.link(str(bad), CAPTION, "Hopper")
+
+
+def test_oversized_upload_is_refused_before_decoding(studio, tmp_path, monkeypatch):
+    from PIL import Image
+
+    import gemel.images
+
+    big = tmp_path / "big.png"
+    Image.new("RGB", (300, 300)).save(big)
+    monkeypatch.setattr(gemel.images, "MAX_PIXELS", 100 * 100)
+    monkeypatch.setattr(gemel.images.load_image, "__defaults__", (100 * 100,))
+    with pytest.raises(gr.Error, match="over the cap"):
+        studio.link(str(big), CAPTION, "Hopper")
+
+
+def test_unexpected_errors_hide_the_traceback(studio, linker, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("secret internals at /srv/x.py line 3")
+
+    monkeypatch.setattr(linker, "link", boom)
+    with pytest.raises(gr.Error) as err:
+        studio.link(None, CAPTION, "Hopper")
+    assert "RuntimeError" in err.value.message and "secret" not in err.value.message
+
+
+def test_search_kb_autocompletes(studio):
+    assert studio.search_kb("hop") == ["Grace Hopper", "Edward Hopper"]  # word-prefix matches, shortest first
+    assert studio.search_kb("") == []
+
+
+# ---------------------------------------------------------------------------------------------- corrections
+def test_correction_is_stored_and_becomes_a_demonstration(studio, store, linker, photo):
+    v = studio.link(photo, CAPTION, "Hopper")
+    other = v.choices[1][1]
+    pool_before = len(linker.pool)
+    message = studio.correct(v.query, "alice", "save", other, comment="  the painter, surely ")
+    rows = db_rows(store)
+    assert len(rows) == 1
+    assert rows[0]["annotator"] == "alice" and rows[0]["decision"] == "candidate" and rows[0]["entity"] == other
+    assert rows[0]["model_entity"] == v.selected and rows[0]["comment"] == "the painter, surely"
+    assert rows[0]["profile"] == "tiny" and rows[0]["mapper_version"] == "untrained"
+    assert f"#{rows[0]['id']}" in message and other in message
+    assert len(linker.pool) == pool_before + 1
+    added = linker.pool.examples[-1]
+    assert (added.text, added.mention, added.entity, added.source) == (CAPTION, "Hopper", other, "annotations")
+    assert added.image and Path(added.image).is_file()  # the store's copy of the photo
+    # the very next link retrieves it as a demonstration
+    again = studio.link(photo, CAPTION, "Hopper").query["prediction"]["demonstrations"]
+    assert any(d["entity"] == other and d["source"] == "annotations" for d in again)
+
+
+@pytest.mark.parametrize("action, choice, decision, has_entity", [
+    ("save", None, "accept", True), ("nil", None, "nil", False), ("more_context", None, "more_context", False),
+    ("search", "Moon", "search", True),
+])
+def test_every_action_is_recorded(studio, store, linker, query, action, choice, decision, has_entity):
+    before = len(linker.pool)
+    studio.correct(query, "bob", action, choice)
+    row = db_rows(store)[-1]
+    assert row["decision"] == decision and (row["entity"] is not None) == has_entity
+    assert len(linker.pool) == before + has_entity
+
+
+@pytest.mark.parametrize("linked, name, choice, message", [
+    (False, "alice", "Moon", "link a mention first"),
+    (True, "", "Moon", "Annotator box"),
+    (True, "alice", "Atlantis", "not an entity of the knowledge base"),
+])
+def test_correction_errors_are_sentences(studio, store, query, linked, name, choice, message):
+    q = query if linked else None
+    with pytest.raises(gr.Error) as err:
+        studio.correct(q, name, "search", choice)
+    assert err.value.message.startswith("Could not save the decision: ") and message in err.value.message
+    assert db_rows(store) == []
+
+
+def test_undo_last(studio, store, query):
+    studio.correct(query, "alice", "nil", None)
+    assert "Undid" in studio.undo_last("alice")
+    assert store.decisions() == []
+    with pytest.raises(gr.Error, match="Could not undo: .*no decision left"):
+        studio.undo_last("alice")
+
+
+def test_api_correct_uses_the_login_over_the_typed_name(studio, store, photo):
+    cid = studio.api_correct(photo, CAPTION, "Hopper", "Grace Hopper", "mallory", login="alice")
+    row = store.get(cid)
+    assert (row["annotator"], row["decision"], row["entity"]) == ("alice", "search", "Grace Hopper")
+    nil_id = studio.api_correct(None, CAPTION, "Navy", "", "bob")
+    assert store.get(nil_id)["decision"] == "nil"
+
+
+def test_api_link_is_json(studio, photo):
+    out = studio.api_link(photo, CAPTION, "Hopper")
+    assert json.loads(json.dumps(out)) == out
+    assert {"entity", "candidates", "demonstrations", "profile", "mapper", "timings"} <= set(out)
+
+
+def test_startup_loads_stored_corrections_into_the_pool(linker, store, tmp_path):
+    store.record("carol", "search", "Moon", text="The Moon rose.", mention="Moon")
+    before = len(linker.pool)
+    Studio(linker, store, AppConfig(work_dir=str(tmp_path / "w"))).load_corrections()
+    assert len(linker.pool) == before + 1 and linker.pool.examples[-1].entity == "Moon"
+
+
+# ---------------------------------------------------------------------------------------------- review queue
+def write_batch(folder: Path, photo: str) -> list[str]:
+    (folder / "pics").mkdir(parents=True)
+    Path(folder / "pics" / "red.png").write_bytes(Path(photo).read_bytes())
+    lines = [{"text": "Jordan scored 40 points.", "mention": "Jordan", "image": "pics/red.png"},
+             {"text": "Mercury is hot.", "mention": "Mercury"},
+             {"text": "The Moon rose over the Jordan.", "mention": "Moon"}]
+    (folder / "batch.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return [str(folder / "batch.jsonl"), str(folder / "pics" / "red.png")]
+
+
+def test_review_queue_round_trip(studio, store, linker, photo, tmp_path):
+    message = studio.enqueue(write_batch(tmp_path / "up", photo))
+    assert message.startswith("Added 3 item(s)")
+    first = studio.next_item("alice")
+    assert first.item is not None and "<b>3</b> left" in first.progress
+    assert first.choices and first.selected == first.item["prediction"]["entity"]
+    assert "<mark" in first.caption
+
+    nxt = studio.decide_item(first.item, "alice", "save", first.choices[-1][1])
+    assert "Saved #" in nxt.message and nxt.item["item_id"] != first.item["item_id"]
+    assert nxt.item["margin"] >= first.item["margin"]  # least certain (smallest margin) first
+    skipped = studio.skip("alice", nxt.item)
+    assert skipped.item["item_id"] != nxt.item["item_id"] and "Skipped" in skipped.message
+    assert store.progress("alice")["done"] == 1
+
+    last = studio.decide_item(skipped.item, "alice", "nil", None)
+    assert last.item["item_id"] == nxt.item["item_id"]  # the skipped item comes back last
+    after = studio.decide_item(last.item, "alice", "more_context", None)
+    assert after.item is None and "queue is empty" in after.message
+    assert store.progress("alice") == {"total": 3, "done": 3, "skipped": 0, "left": 0}
+    assert "Undid" in studio.undo_last("alice")
+    assert store.progress("alice")["left"] == 1
+
+
+def test_enqueue_reports_items_it_could_not_link(studio, tmp_path, photo):
+    up = tmp_path / "up"
+    up.mkdir()
+    (up / "b.jsonl").write_text(json.dumps({"text": "Mercury is hot.", "mention": "Mercury"}) + "\n"
+                                + json.dumps({"text": "Moon", "mention": "Moon", "image": "x.png"}) + "\n")
+    (up / "x.png").write_text("not an image")
+    message = studio.enqueue([str(up / "b.jsonl"), str(up / "x.png")])
+    assert message.startswith("Added 1 item(s)") and "b.jsonl:2" in message
+
+
+def test_enqueue_without_jsonl_is_a_sentence(studio, photo):
+    with pytest.raises(gr.Error, match="Could not add the batch: no .jsonl file"):
+        studio.enqueue([photo])
+
+
+def test_server_paths_are_refused_by_default(studio, tmp_path, photo):
+    batch = write_batch(tmp_path / "srv", photo)[0]
+    with pytest.raises(gr.Error, match="does not read files on the server"):
+        studio.enqueue([], batch)
+
+
+# ---------------------------------------------------------------------------------------------- data tab
+def test_stats_and_plot(studio, query):
+    studio.correct(query, "alice", "save", None)
+    studio.correct(query, "bob", "nil", None)
+    s = studio.stats()
+    assert "alice" in s.counts and "bob" in s.counts and "not in the KB" in s.counts
+    assert "percent agreement <b>0.0%</b>" in s.agreement and "2 annotators" in s.agreement
+    assert Path(s.plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_export(studio, query, fmt):
+    import zipfile
+
+    studio.correct(query, "alice", "search", "Grace Hopper")
+    files, message = studio.export(fmt)
+    assert "Exported 1" in message and files[0].endswith(f".{fmt}")
+    names = zipfile.ZipFile(files[1]).namelist()
+    assert f"corrections.{fmt}" in names and any(n.startswith("corrections_images/") for n in names)
+    if fmt == "jsonl":
+        rec = json.loads(Path(files[0]).read_text().splitlines()[0])
+        assert (rec["mention"], rec["entity"], rec["annotator"]) == ("Hopper", "Grace Hopper", "alice")
+
+
+def test_export_refuses_unknown_format(studio):
+    with pytest.raises(gr.Error, match="not one of jsonl, parquet"):
+        studio.export("csv")
