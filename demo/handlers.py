@@ -211,6 +211,16 @@ class Studio:
         with self.lock:
             return self.linker.add_demonstrations([example])
 
+    def _unlearn(self, undone_id: int | None, now: Mapping[str, Any] | None) -> None:
+        """Withdraw an undone decision's demonstration; the decision current again (if any) is learnt."""
+        if undone_id is None:
+            return
+        key = self.store.get(undone_id)["input_key"]
+        with self.lock:
+            self.linker.remove_demonstrations([key])
+        if now and now.get("entity"):
+            self._learn(now["id"])
+
     def _check_entity(self, entity: str | None) -> None:
         if entity is not None and entity not in self.kb:
             raise DecisionError(f"{entity!r} is not an entity of the knowledge base; pick a title the KB search "
@@ -325,9 +335,12 @@ class Studio:
 
     @user_facing("Could not undo")
     def undo_last(self, annotator: str | None, login: str | None = None) -> str:
-        """Undo the annotator's most recent decision (the demonstration it added stays in this session's pool)."""
+        """Undo the annotator's most recent decision; its demonstration leaves the pool (the earlier one returns)."""
         annotator = annotator_name(annotator, login)
+        live = (r for r in self.store.history(annotator=annotator, limit=100) if r["status"] != "undone")
+        last = next(live, None)  # what undo_last withdraws: the annotator's most recent live decision
         now = self.store.undo_last(annotator)
+        self._unlearn(last["id"] if last else None, now)
         back = (f" Your earlier decision on it is current again: {now['entity'] or now['decision']}."
                 if now else " The item is back in your queue.")
         return "Undid your last decision." + back

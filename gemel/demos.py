@@ -44,9 +44,20 @@ class DemonstrationPool:
         self.examples: list[Example] = []
         self.index = VectorIndex(embedder.dim, index_config)
         self._keys: set[tuple[str, str, str | None, str | None]] = set()
+        self._removed: set[int] = set()  # rows withdrawn (an undone correction); skipped at retrieval
 
     def __len__(self) -> int:
-        return len(self.examples)
+        return len(self.examples) - len(self._removed)
+
+    def remove(self, ids: Sequence[str]) -> int:
+        """Withdraw the examples with these ids (tombstones: the index is not rebuilt); returns how many."""
+        wanted = set(ids)
+        rows = [i for i, ex in enumerate(self.examples) if ex.id in wanted and i not in self._removed]
+        for i in rows:
+            ex = self.examples[i]
+            self._removed.add(i)
+            self._keys.discard((ex.text, ex.mention, ex.entity, ex.image))
+        return len(rows)
 
     def add(self, examples: Iterable[Example], embeddings: np.ndarray | None = None) -> int:
         """Add labelled examples (duplicates of text+mention+entity+image are skipped); returns how many."""
@@ -75,11 +86,11 @@ class DemonstrationPool:
         if n <= 0 or not self.examples:
             return []
         excluded = set(exclude)
-        k = min(len(self.examples), n + len(excluded))
+        k = min(len(self.examples), n + len(excluded) + len(self._removed))
         sims, ids = self.index.search(query, k)
         out = []
         for sim, i in zip(sims[0], ids[0]):
-            if i < 0:
+            if i < 0 or int(i) in self._removed:
                 continue
             ex = self.examples[int(i)]
             if ex.id is not None and ex.id in excluded:

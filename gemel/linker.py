@@ -125,6 +125,10 @@ class Linker:
             raise InputError(f"entity {unknown[0]!r} is not in the knowledge base {self.kb.name!r}")
         return self.pool.add(examples)
 
+    def remove_demonstrations(self, ids: Sequence[str]) -> int:
+        """Withdraw labelled examples by id (e.g. an annotator undid the correction); returns how many."""
+        return self.pool.remove(ids)
+
     # ---- linking -------------------------------------------------------------------------------
     def link(self, image: ImageInput, text: str, mention: str, *, exclude: Sequence[str] = ()) -> Prediction:
         """Link ``mention`` in ``text`` (and ``image``, a PIL image, path, bytes or None) to a KB entity.

@@ -233,6 +233,18 @@ def test_undo_last(studio, store, query):
         studio.undo_last("alice")
 
 
+def test_undo_withdraws_the_demonstration_and_restores_the_earlier_one(studio, linker, query):
+    first = query["prediction"]["candidates"][0]["name"]
+    other = query["prediction"]["candidates"][1]["name"]
+    studio.correct(query, "alice", "save", first)
+    studio.correct(query, "alice", "save", other)
+    taught = [e.entity for e in linker.pool.examples if e.text == CAPTION]
+    studio.undo_last("alice")
+    live = [linker.pool.examples[i].entity for i in range(len(linker.pool.examples))
+            if linker.pool.examples[i].text == CAPTION and i not in linker.pool._removed]
+    assert other in taught and live == [first]
+
+
 def test_api_correct_uses_the_login_over_the_typed_name(studio, store, photo):
     cid = studio.api_correct(photo, CAPTION, "Hopper", "Grace Hopper", "mallory", login="alice")
     row = store.get(cid)

@@ -94,3 +94,15 @@ def test_prompt_is_cut_to_the_token_budget(tiny_config):
     pred = linker.link(None, "Mercury is close to the Sun.", "Mercury")
     assert pred.timings["prompt_tokens"] <= 300
     assert len(pred.demonstrations) < 8
+
+
+def test_removed_demonstration_is_no_longer_retrieved(tiny_config):
+    from gemel.types import Example
+
+    linker = Linker.load(tiny_config)
+    text = "The Moon rose over the quiet harbour tonight."
+    linker.add_demonstrations([Example(text=text, mention="Moon", entity="Moon", id="ann-1")])
+    assert linker.remove_demonstrations(["ann-1"]) == 1
+    assert all(d.text != text for d in linker.link(None, text, "Moon").demonstrations)
+    assert linker.add_demonstrations([Example(text=text, mention="Moon", entity="Moon", id="ann-1")]) == 1
+    assert linker.link(None, text, "Moon").demonstrations[-1].text == text
