@@ -106,6 +106,7 @@ class DecodeConfig:
     num_beams: int = 5  # paper: 5
     max_new_tokens: int = 32  # paper: 32
     candidates: int = 16  # K: retrieve the top K KB entries, decode over their names; 0 = the whole KB
+    length_penalty: float = 1.0  # llm_logprob = sum of token log-probs / tokens ** length_penalty (0 = sum)
     w_llm: float = 1.0  # fused score = w_llm * llm_logprob + w_ret * retrieval_sim
     w_ret: float = 0.0
     nil_threshold: float = float("-inf")  # best fused score below this -> entity None (NIL)

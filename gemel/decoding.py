@@ -10,8 +10,8 @@ prompt is prefilled once and its KV cache is shared:
   all of them in one pass of their prefix tree over the cached prompt (tree attention);
 - :func:`hf_beam_search`: the reference path through ``model.generate`` (benchmarks and tests).
 
-Scores are sums of token log-probabilities over the name's tokens and the final EOS; ``Hypothesis.mean`` is the
-length-normalised score (sum / tokens), the same normalisation as ``generate``'s ``length_penalty=1``.
+Scores are sums of token log-probabilities over the name's tokens and the final EOS; ranking divides them by
+``tokens ** length_penalty`` as ``generate`` does (1 = mean per token, 0 = the plain sum).
 """
 
 from __future__ import annotations
@@ -31,7 +31,11 @@ class Hypothesis:
 
     @property
     def mean(self) -> float:
-        return self.logprob / max(1, len(self.tokens))
+        return self.normalised(1.0)
+
+    def normalised(self, length_penalty: float) -> float:
+        """``logprob / len(tokens) ** length_penalty`` (generate's convention: 1 = mean, 0 = plain sum)."""
+        return self.logprob / max(1, len(self.tokens)) ** length_penalty
 
 
 @dataclass
@@ -106,8 +110,9 @@ def _tree_logprobs(model: torch.nn.Module, pre: Prefilled, prefixes: list[tuple[
 
 @torch.inference_mode()
 def beam_search(model: torch.nn.Module, pre: Prefilled, allowed: AllowedFn, eos_id: int, num_beams: int = 5,
-                max_new_tokens: int = 32) -> list[Hypothesis]:
-    """Constrained beam search from a prefilled prompt; returns finished hypotheses, best mean first.
+                max_new_tokens: int = 32, length_penalty: float = 1.0) -> list[Hypothesis]:
+    """Constrained beam search from a prefilled prompt; returns finished hypotheses, best first (scores
+    normalised by ``length ** length_penalty``, as ``generate``).
 
     Only sequences that end in EOS along a trie path are returned (a name cut off by ``max_new_tokens`` is
     not a KB entity and is dropped).
@@ -129,13 +134,13 @@ def beam_search(model: torch.nn.Module, pre: Prefilled, allowed: AllowedFn, eos_
                 source.append(b)
             if len(alive) == num_beams:
                 break
-        if not alive or _done(finished, alive, num_beams):
+        if not alive or _done(finished, alive, num_beams, length_penalty):
             break
         cache.reorder_cache(torch.tensor(source))  # (beams,) rows of the previous step; step 0: repeats row 0
         step = torch.tensor([[toks[-1]] for toks, _ in alive])  # (beams, 1)
         logp = model(input_ids=step, past_key_values=cache, use_cache=True).logits[:, -1].float().log_softmax(-1)
         beams = alive
-    return sorted(finished, key=lambda h: h.mean, reverse=True)[:num_beams]
+    return sorted(finished, key=lambda h: h.normalised(length_penalty), reverse=True)[:num_beams]
 
 
 def _expand(beams: list[tuple[list[int], float]], logp: torch.Tensor, allowed: AllowedFn,
@@ -153,18 +158,19 @@ def _expand(beams: list[tuple[list[int], float]], logp: torch.Tensor, allowed: A
     return options
 
 
-def _done(finished: list[Hypothesis], alive: list[tuple[list[int], float]], num_beams: int) -> bool:
+def _done(finished: list[Hypothesis], alive: list[tuple[list[int], float]], num_beams: int,
+          length_penalty: float) -> bool:
     """Stop once num_beams names are finished and no live beam can beat the worst of them (HF's heuristic)."""
     if len(finished) < num_beams:
         return False
-    worst = sorted(h.mean for h in finished)[-num_beams]
-    best_alive = max(score / len(toks) for toks, score in alive)
+    worst = sorted(h.normalised(length_penalty) for h in finished)[-num_beams]
+    best_alive = max(score / len(toks) ** length_penalty for toks, score in alive)
     return best_alive < worst
 
 
 @torch.inference_mode()
 def hf_beam_search(model: torch.nn.Module, embeds: torch.Tensor, allowed: AllowedFn, eos_id: int,
-                   num_beams: int = 5, max_new_tokens: int = 32) -> list[Hypothesis]:
+                   num_beams: int = 5, max_new_tokens: int = 32, length_penalty: float = 1.0) -> list[Hypothesis]:
     """The reference path of the original code: ``generate(num_beams)`` on ``inputs_embeds``."""
 
     def prefix_fn(batch_id: int, sent: torch.Tensor) -> list[int]:
@@ -173,12 +179,13 @@ def hf_beam_search(model: torch.nn.Module, embeds: torch.Tensor, allowed: Allowe
     out = model.generate(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long),
                          num_beams=num_beams, num_return_sequences=num_beams, max_new_tokens=max_new_tokens,
                          do_sample=False, output_scores=True, output_logits=True, return_dict_in_generate=True,
+                         length_penalty=length_penalty,
                          prefix_allowed_tokens_fn=prefix_fn, pad_token_id=eos_id, eos_token_id=eos_id)
     hyps = []
     for row, seq in enumerate(out.sequences.tolist()):
         toks = seq[: seq.index(eos_id) + 1] if eos_id in seq else seq
         if num_beams > 1:
-            total = float(out.sequences_scores[row]) * len(toks)
+            total = float(out.sequences_scores[row]) * len(toks) ** length_penalty
         else:  # greedy search reports no sequence score: sum the raw log-probabilities of its tokens
             total = sum(float(out.logits[j][row].float().log_softmax(-1)[t]) for j, t in enumerate(toks))
         hyps.append(Hypothesis(tuple(toks), total))

@@ -192,7 +192,7 @@ class Linker:
             return [Hypothesis(s, v) for s, v in zip(seqs, sums)]
         trie = self._trie(cand_ids)
         return beam_search(self.lm.model, pre, lambda toks: trie.allowed(toks), self.lm.eos_id, d.num_beams,
-                           d.max_new_tokens)
+                           d.max_new_tokens, d.length_penalty)
 
     def _trie(self, cand_ids: list[int]) -> Trie:
         if cand_ids:
@@ -210,9 +210,9 @@ class Linker:
             if i is None:
                 continue  # cannot happen through the trie; guards against tokenizer surprises
             sim = float(self._kb_vectors[i] @ q[0])
-            score = d.w_llm * h.mean + d.w_ret * sim
+            llm = h.normalised(d.length_penalty)
             e = self.kb.entities[i]
-            out.append(Candidate(e.title, score, h.mean, sim, e.description))
+            out.append(Candidate(e.title, d.w_llm * llm + d.w_ret * sim, llm, sim, e.description))
         return sorted(out, key=lambda c: c.score, reverse=True)
 
 

@@ -41,7 +41,7 @@ class Candidate:
 
     name: str  # KB title
     score: float  # fused score used for ranking (see `LinkerConfig` weights)
-    llm_logprob: float  # length-normalised log-probability: mean over the name's tokens + EOS
+    llm_logprob: float  # log-probability of the name's tokens + EOS, / tokens ** decode.length_penalty
     retrieval_sim: float  # cosine similarity of the query to the KB entry ("title: description")
     description: str = ""  # the KB's short description
 
