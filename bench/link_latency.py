@@ -54,6 +54,7 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t, out
 
 
+@torch.no_grad()
 def bare_calls(linker: Linker, image, embeds: torch.Tensor, seqs: list) -> float:
     """Vision encode + prefill + one candidate-scoring pass, timed without any of link's bookkeeping."""
     t = time.perf_counter()
@@ -91,7 +92,8 @@ def main() -> None:
         demos = linker._demonstrations(q, ())
         query = Segment(query_text(ex.text, ex.mention), linker._prefix(ex.image))
         segs = linker.prompt.fit([linker._segment(r) for r in demos], query)
-        embeds = linker.prompt.embed(segs + [query])
+        with torch.no_grad():
+            embeds = linker.prompt.embed(segs + [query])
         cand_ids = linker._candidate_ids(q)
         seqs = [linker._name_tokens[j] for j in cand_ids]
         bare_t.append(bare_calls(linker, image, embeds, seqs))

@@ -80,7 +80,7 @@ class VectorIndex:
 
     @property
     def kind(self) -> str:
-        """"flat" (exact) or "hnsw" (approximate)."""
+        """Either "flat" (exact) or "hnsw" (approximate)."""
         return "hnsw" if isinstance(self._index, faiss.IndexHNSWFlat) else "flat"
 
     def __len__(self) -> int:
@@ -150,9 +150,10 @@ class VectorIndex:
         q = self._normalised(self._as_matrix(queries, "queries"))
         if len(self) == 0 or len(q) == 0:
             return (np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64))
-        if self.kind == "hnsw":
-            self._index.hnsw.efSearch = max(self.config.ef_search, int(k))
-        sims, ids = self._index.search(q, int(k))
+        params = None
+        if self.kind == "hnsw":  # per call (thread-safe); HNSW returns at most efSearch results
+            params = faiss.SearchParametersHNSW(efSearch=max(self.config.ef_search, int(k)))
+        sims, ids = self._index.search(q, int(k), params=params)
         ids = ids.astype(np.int64, copy=False)
         sims = np.where(ids < 0, np.float32(-np.inf), sims).astype(np.float32)
         return sims, ids

@@ -176,37 +176,46 @@ def _flatten(
     return tokens, starts
 
 
+def _add_level(
+    tok: np.ndarray, parent: np.ndarray, ends: np.ndarray, first_id: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One depth: the distinct (parent, token) pairs become nodes first_id.., by parent then token.
+
+    Returns the new nodes' tokens and parents, each active sequence's new node, and which new
+    nodes end a sequence (`ends` marks the sequences that end at this depth).
+    """
+    uniq, inverse = np.unique((parent << 31) | tok.astype(np.int64), return_inverse=True)
+    child = first_id + inverse.reshape(-1)  # (active,)
+    is_term = np.zeros(len(uniq), bool)
+    is_term[child[ends] - first_id] = True
+    return (uniq & MAX_TOKEN).astype(np.int32), uniq >> 31, child, is_term
+
+
 def _build_levels(
     tokens: np.ndarray, starts: np.ndarray, progress: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Breadth-first construction: one sort of (parent, token) pairs per depth."""
     lens = np.diff(starts)
-    node_token = [np.array([-1], np.int32)]
-    node_parent = [np.array([-1], np.int64)]
-    terminal = [np.array([bool((lens == 0).any())])]
+    node_token, terminal = [np.array([-1], np.int32)], [np.array([bool((lens == 0).any())])]
+    n_children: list[np.ndarray] = []  # per level, the child count of each of its nodes
     active = np.flatnonzero(lens > 0)  # sequences longer than the current depth
     parent = np.zeros(len(active), np.int64)  # their node at the current depth
-    n_nodes, depth = 1, 0
+    n_nodes, level_first, level_size, depth = 1, 0, 1, 0
     bar = tqdm(desc="building trie", unit="level", disable=not progress)
     while active.size:
-        tok = tokens[starts[active] + depth].astype(np.int64)
-        uniq, inverse = np.unique((parent << 31) | tok, return_inverse=True)
-        node_token.append((uniq & MAX_TOKEN).astype(np.int32))
-        node_parent.append(uniq >> 31)
-        child = n_nodes + inverse.reshape(-1)
         ends = lens[active] == depth + 1
-        is_term = np.zeros(len(uniq), bool)
-        is_term[child[ends] - n_nodes] = True
-        terminal.append(is_term)
-        n_nodes += len(uniq)
+        tok, par, child, term = _add_level(tokens[starts[active] + depth], parent, ends, n_nodes)
+        n_children.append(np.bincount(par - level_first, minlength=level_size).astype(np.int32))
+        node_token.append(tok)
+        terminal.append(term)
+        level_first, level_size, n_nodes = n_nodes, len(tok), n_nodes + len(tok)
         active, parent, depth = active[~ends], child[~ends], depth + 1
         bar.update(1)
     bar.close()
-    parents = np.concatenate(node_parent)[1:]
-    counts = np.bincount(parents, minlength=n_nodes) if parents.size else np.zeros(n_nodes, int)
+    n_children.append(np.zeros(level_size, np.int32))  # the deepest level has no children
     child_start = np.empty(n_nodes + 1, np.int64)
     child_start[0] = 1
-    np.cumsum(counts, out=child_start[1:])
+    np.cumsum(np.concatenate(n_children), out=child_start[1:])
     child_start[1:] += 1
     return child_start, np.concatenate(node_token), np.concatenate(terminal)
 
