@@ -23,7 +23,14 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+import torch  # noqa: E402
+
+TORCH_RSS_MB = current_rss_mb()  # what importing torch alone costs (the CUDA build's libraries)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -111,7 +118,8 @@ def main() -> None:
     link_naive = p50(link_t[: len(naive_t)])
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"demonstrations={linker.config.demos.n} candidates={linker.config.decode.candidates} "
-          f"prompt_tokens_p50={p50(tokens):.0f} threads={torch.get_num_threads()}")
+          f"prompt_tokens_p50={p50(tokens):.0f} threads={torch.get_num_threads()} "
+          f"rss_after_import_torch_mb={TORCH_RSS_MB:.0f}")
     print(f"overhead_ratio={p50(link_t) / p50(bare_t):.2f} naive_ratio={p50(naive_t) / link_naive:.2f} "
           f"floor_ratio={p50(link_t) / p50(floor_t):.2f} link_p50_s={p50(link_t):.2f} rss_mb={rss_mb:.0f}")
 
