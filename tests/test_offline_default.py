@@ -19,8 +19,8 @@ def test_hopper_in_the_grace_hopper_photo_is_grace_hopper(offline_linker):
     from matplotlib import cbook
 
     photo = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-    pred = offline_linker.link(photo, "Rear Admiral Hopper popularised the idea of machine-independent "
-                                      "programming languages.", "Hopper")
+    pred = offline_linker.link(photo, "Hopper, a pioneer of computer programming, retired from the U.S. Navy "
+                                      "as a rear admiral.", "Hopper")
     assert pred.entity == "Grace Hopper"
     assert len(pred.demonstrations) == 16
     assert pred.candidates[0].description  # the KB's description travels with the candidate

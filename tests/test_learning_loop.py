@@ -1,0 +1,42 @@
+"""The learning loop on the real offline default: one stored correction fixes the next, different caption.
+
+"Hubble" in a caption about the astronomer is linked to the telescope (the seed pool's only "Hubble" is the
+telescope). An annotator corrects it once in the store; the store's corrections are added to the linker's
+demonstrations (as `gemel link --annotations DB` and the UI do), and a *different* caption about the astronomer
+is then linked right, with the correction retrieved as a demonstration. No retraining involved.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.offline_model
+
+WRONG = ("Hubble showed in 1929 that the galaxies are moving away from each other at speeds that grow with "
+         "distance.", "Hubble")
+LATER = ("Hubble spent his career at the Mount Wilson Observatory measuring the distances to nebulae.", "Hubble")
+
+
+def test_one_correction_makes_a_wrong_link_right(offline_linker, tmp_path):
+    from annotations import Store
+
+    from gemel.cli import add_annotations
+
+    linker = offline_linker
+    before = linker.link(None, *LATER)
+    assert linker.link(None, *WRONG).entity != "Edwin Hubble"
+    assert before.entity != "Edwin Hubble"
+
+    db = tmp_path / "gemel.db"
+    with Store.open(db, entity_exists=linker.kb.__contains__) as store:
+        first = linker.link(None, *WRONG)
+        store.record("alice", "search", "Edwin Hubble", text=WRONG[0], mention=WRONG[1],
+                     model_entity=first.entity, candidates=[c.to_dict() for c in first.candidates],
+                     profile=first.profile, mapper_version=first.mapper)
+    try:
+        assert add_annotations(linker, str(db)) == 1
+        after = linker.link(None, *LATER)
+        assert after.entity == "Edwin Hubble"
+        assert any(d.entity == "Edwin Hubble" and d.source == "annotations" for d in after.demonstrations)
+    finally:  # the linker is shared by the session: take the correction back out
+        linker.pool.remove([e.id for e in linker.pool.examples if e.source == "annotations"])
