@@ -254,9 +254,11 @@ def run_kb_build(args: argparse.Namespace) -> int:
         from .llm import LanguageModel
         from .trie import ArrayTrie
 
-        lm = LanguageModel.load(load_profile(args.profile).llm)
+        llm = load_profile(args.profile).llm
+        lm = LanguageModel.load(llm)
         trie = ArrayTrie.build((lm.encode(t) + [lm.eos_id] for t in kb.titles), progress=True)
         trie.save(Path(args.out) / "trie")
+        (Path(args.out) / "trie.tokenizer").write_text(llm.source + "\n")  # the linker checks it before use
         print(f"wrote the prefix tree ({len(trie)} names) to {Path(args.out) / 'trie'}")
     return 0
 

@@ -198,8 +198,16 @@ class Linker:
         if cand_ids:
             return DictTrie(self._name_tokens[i] for i in cand_ids)
         if self._full_trie is None:
-            self._full_trie = ArrayTrie.build(self._name_tokens)
+            self._full_trie = self._prebuilt_trie() or ArrayTrie.build(self._name_tokens)
         return self._full_trie
+
+    def _prebuilt_trie(self) -> Trie | None:
+        """The memory-mapped trie `gemel kb build --profile` wrote beside the KB, if made for this tokenizer."""
+        folder = resolve(self.config.kb.source, self.config.base_dir)
+        stamp = folder / "trie.tokenizer" if folder is not None and folder.is_dir() else None
+        if stamp is None or not stamp.exists() or stamp.read_text().strip() != self.config.llm.source:
+            return None
+        return ArrayTrie.load(folder / "trie", mmap=True)
 
     def _rank(self, hyps: list[Hypothesis], q: np.ndarray) -> list[Candidate]:
         d = self.config.decode

@@ -325,3 +325,20 @@ def test_batch_line_without_id_is_named_by_its_line(profile_toml, batch_dir, cap
     (batch_dir / "one.jsonl").write_text(json.dumps({"text": "Moon rise.", "mention": "Moon"}) + "\n")
     assert main(["link", "--profile", str(profile_toml), "--input", str(batch_dir / "one.jsonl")]) == 0
     assert json.loads(capsys.readouterr().out)["id"] == 1
+
+
+def test_kb_build_with_a_profile_writes_the_trie_the_linker_maps(profile_toml, tiny_config, tiny_dir, tmp_path,
+                                                                 capsys):
+    from gemel.linker import Linker
+    from gemel.trie import ArrayTrie
+
+    out = tmp_path / "kb"
+    assert main(["kb", "build", str(tiny_dir / "kb.jsonl"), "--out", str(out), "--profile", str(profile_toml)]) == 0
+    assert (out / "trie.tokenizer").read_text().strip() == tiny_config.llm.source
+    linker = Linker.load(tiny_config.replace(kb={"source": str(out)}, decode={"mode": "beam", "candidates": 0}))
+    trie = linker._trie([])
+    assert isinstance(trie, ArrayTrie) and len(trie) == len(linker.kb)
+    assert all(c.name in linker.kb for c in linker.link(None, "Jordan flows south.", "Jordan").candidates)
+    (out / "trie.tokenizer").write_text("another/tokenizer\n")  # made for another LLM: built afresh instead
+    other = Linker.load(tiny_config.replace(kb={"source": str(out)}, decode={"mode": "beam", "candidates": 0}))
+    assert other._prebuilt_trie() is None
