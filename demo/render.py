@@ -97,7 +97,7 @@ def candidate_bars(candidates: Sequence[Mapping[str, Any]], chosen: str | None, 
     rows = [_candidate_row(i, c, _fraction(s, low, high), c.get("name") == chosen)
             for i, (c, s) in enumerate(zip(shown, scores), 1)]
     legend = ('<div class="gemel-legend">bar: fused score (scaled to the shown range) · '
-              "llm: mean log-probability of the name · ret: retrieval similarity</div>")
+              "llm: log-probability of the name (decode.length_penalty) · ret: retrieval similarity</div>")
     return '<div class="gemel-cands">' + "".join(rows) + legend + "</div>"
 
 

@@ -1,0 +1,211 @@
+"""``gemel eval`` and ``gemel calibrate`` (see `gemel.evaluate`, `gemel.calibrate`); registered by `gemel.cli`.
+
+    gemel eval --profile offline --data assets/eval/test.jsonl --mapper runs/seed/mapper.pt --report test.json
+    gemel eval --profile offline --data assets/eval/test.jsonl --baseline
+    gemel calibrate --profile offline --data assets/eval/dev.jsonl --out calibrated.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tomllib
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    _add_eval(sub)
+    _add_calibrate(sub)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="offline", help="profile name or .toml path (default: offline)")
+    p.add_argument("--format", default="auto", help="data format: auto, jsonl, gemel, wikidiverse, wikimel")
+    p.add_argument("--image-dir", help="folder of the data's images (default: next to the data file)")
+    p.add_argument("--features", metavar="HDF5", help="precomputed image features instead of images (GEMEL's "
+                                                      "clip_vit_large_patch14_1024.hdf5; keys img_url / img_name)")
+    p.add_argument("--pool", metavar="FILE", help="demonstration pool to use instead of the profile's seed pool "
+                                                  "(the paper: the data set's train.json)")
+    p.add_argument("--mapper", metavar="CKPT", help="mapper checkpoint (ours .pt or an official .pkl)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a profile value, e.g. --set decode.mode=beam --set decode.candidates=0")
+    p.add_argument("--limit", type=int, help="use the first N examples only")
+    p.add_argument("--drop-nil", action="store_true", help="leave out gold-NIL mentions (as the paper does)")
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="accuracy of a profile (and mapper) on a labelled data set",
+                       description="Link every mention of a data set and report exact-match accuracy (the "
+                                   "paper's metric) with a Wilson interval, recall@k, NIL precision/recall and "
+                                   "accuracy per type, beside the embedding-lookup baseline.")
+    p.add_argument("--data", required=True, metavar="FILE", help="labelled data (JSONL, GEMEL, WikiDiverse, WikiMEL)")
+    _common(p)
+    p.add_argument("--report", metavar="JSON", help="write the report (figures + one row per mention) here")
+    p.add_argument("--baseline", action="store_true", help="evaluate the embedding-lookup baseline only (no LLM)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_eval)
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="choose decode.w_ret and decode.nil_threshold on held-out data",
+                       description="Score every held-out mention once, then re-rank for each fusion weight "
+                                   "w_ret (w_llm = 1) and the best NIL threshold; write a calibrated copy of "
+                                   "the profile.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", metavar="FILE", help="held-out labelled data (NIL: \"entity\": null)")
+    src.add_argument("--annotations", metavar="DB", help="the decided examples of an annotation store")
+    _common(p)
+    p.add_argument("--weights", default=",".join(str(w) for w in (0, 0.25, 0.5, 1, 1.5, 2, 3, 4, 6, 8)),
+                   help="comma-separated w_ret values to try (default 0,0.25,...,8)")
+    p.add_argument("--threshold", default="auto", choices=("auto", "search", "keep"),
+                   help="search nil_threshold: auto = when the data has gold NIL (default)")
+    p.add_argument("--out", required=True, metavar="TOML", help="calibrated profile to write")
+    p.add_argument("--report", metavar="JSON", help="also write the grid as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_calibrate)
+
+
+# ---- shared -------------------------------------------------------------------------------------------
+def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["decode.mode=beam", "decode.candidates=0"]`` -> ``{"decode": {"mode": "beam", "candidates": 0}}``;
+    values are read as TOML (numbers, booleans, quoted strings), else taken as plain strings."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not section or not name:
+            raise ValueError(f"--set {item!r} must look like SECTION.KEY=VALUE, e.g. decode.num_beams=1")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        out.setdefault(section, {})[name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def profile_with(profile: str, sets: list[str], mapper: str | None = None) -> Any:
+    """The config of ``profile`` with ``--set`` overrides and ``--mapper`` applied."""
+    from .config import ConfigError, load_profile
+
+    sections = parse_sets(sets)
+    if mapper:
+        sections.setdefault("mapper", {})["checkpoint"] = str(Path(mapper).resolve())
+    config = load_profile(profile)
+    known = ("llm", "vision", "embedder", "kb", "mapper", "demos", "decode")
+    unknown = sorted(set(sections) - set(known))
+    if unknown:
+        raise ConfigError(f"--set: unknown section(s) {unknown}; known: {list(known)}")
+    try:
+        return config.replace(**sections) if sections else config
+    except TypeError as e:
+        raise ConfigError(f"--set: {e}") from e
+
+
+def load_for_eval(args: argparse.Namespace) -> Any:
+    """The linker of ``--profile`` with ``--mapper``/``--set`` applied, its pool and features as asked."""
+    from .linker import Linker
+
+    linker = Linker.load(profile_with(args.profile, args.set, args.mapper))
+    if args.features:
+        from .evaluate import use_precomputed_features
+
+        use_precomputed_features(linker, args.features)
+    if args.pool:
+        replace_pool(linker, args.pool, args.format, args.image_dir)
+    return linker
+
+
+def replace_pool(linker: Any, path: str, fmt: str = "auto", image_dir: str | None = None) -> int:
+    """Use the labelled examples of ``path`` as the demonstration pool (the profile's seed pool is dropped)."""
+    from .demos import DemonstrationPool
+    from .evaluate import load_examples, with_feature_keys
+
+    examples = load_examples(path, fmt, image_dir=image_dir)
+    features = getattr(linker.features, "features", None)
+    if features is not None:
+        examples = with_feature_keys(examples, features)
+    linker.pool = DemonstrationPool(linker.embedder, "labelled")
+    n = linker.pool.add(examples)
+    log.info("demonstration pool: %d examples from %s", n, path)
+    return n
+
+
+def examples_for(args: argparse.Namespace, linker: Any) -> list:
+    from .evaluate import annotation_examples, check_images, load_examples, with_feature_keys
+
+    if getattr(args, "annotations", None):
+        examples = annotation_examples(args.annotations, include_nil=True)[: args.limit]
+    else:
+        examples = load_examples(args.data, args.format, image_dir=args.image_dir, limit=args.limit,
+                                 drop_nil=args.drop_nil)
+    features = getattr(linker.features, "features", None)
+    if features is not None:
+        return with_feature_keys(examples, features)
+    check_images(examples)
+    return examples
+
+
+# ---- gemel eval ---------------------------------------------------------------------------------------
+def run_eval(args: argparse.Namespace) -> int:
+    from .evaluate import EvalOptions, evaluate_linker, write_report
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit {args.limit} must be >= 1")
+    linker = load_for_eval(args)
+    examples = examples_for(args, linker)
+    options = EvalOptions(progress=not args.quiet)
+    base = evaluate_linker(linker, examples, baseline=True, options=options)
+    result = base if args.baseline else evaluate_linker(linker, examples, options=options)
+    print(f"{'baseline (embedding lookup)' if args.baseline else 'GEMEL'}: profile {linker.config.name!r}, "
+          f"mapper {result.info['mapper']}, {args.data}")
+    print(result.report.table())
+    if not args.baseline:
+        lo, hi = base.report.ci
+        print(f"embedding-lookup baseline: accuracy {base.accuracy:.4f} [{lo:.4f}, {hi:.4f}]")
+    print(f"time: {result.seconds / max(1, len(examples)):.2f} s per mention")
+    if args.report:
+        extra = {"data": str(args.data)}
+        if not args.baseline:
+            extra["baseline"] = {k: v for k, v in base.to_dict().items() if k != "predictions"}
+        print(f"report: {write_report(result, args.report, **extra)}")
+    return 0
+
+
+# ---- gemel calibrate ----------------------------------------------------------------------------------
+def run_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import CalibrateConfig, collect, search, write_profile
+
+    try:
+        weights = tuple(float(w) for w in args.weights.split(",") if w.strip())
+    except ValueError as e:
+        raise ValueError(f"--weights {args.weights!r} must be comma-separated numbers, e.g. 0,0.5,1,2") from e
+    config = CalibrateConfig(weights=weights, threshold=args.threshold)
+    if not args.out.endswith(".toml"):
+        raise ValueError(f"--out {args.out!r} must end in .toml (it is a profile file)")
+    linker = load_for_eval(args)
+    examples = examples_for(args, linker)
+    scored = collect(linker, examples, progress=not args.quiet)
+    result = search(scored, config, keep_threshold=linker.config.decode.nil_threshold)
+    print(f"calibration of profile {linker.config.name!r} (mapper {linker.mapper_version}) on {len(scored)} "
+          f"mentions ({sum(x.gold is None for x in scored)} gold NIL)")
+    print(result.table())
+    source = args.annotations or args.data
+    note = (f"calibrated by `gemel calibrate` from profile {linker.config.name!r} on {source} "
+            f"({len(scored)} mentions): w_ret={result.chosen.w_ret:g}, nil_threshold={result.chosen.nil_threshold:g},"
+            f" accuracy {result.chosen.accuracy:.4f}")
+    out = write_profile(linker.config, args.out, w_ret=result.chosen.w_ret,
+                        nil_threshold=result.chosen.nil_threshold, mapper=args.mapper, note=note)
+    print(f"wrote {out}")
+    if args.report:
+        Path(args.report).write_text(json.dumps({"source": str(source), **_finite(result.to_dict())}, indent=2))
+    return 0
+
+
+def _finite(d: dict) -> dict:
+    from .evaluate import json_safe
+
+    return json_safe(d)
