@@ -147,3 +147,14 @@ def offline_linker():
     from gemel.linker import Linker
 
     return Linker.load("offline")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run faster on one thread than on two contended ones (use with usefixtures)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

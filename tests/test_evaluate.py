@@ -14,12 +14,7 @@ from gemel.evaluate import (EvalOptions, EvaluationError, PrecomputedFeatures, b
 from gemel.types import Example, Prediction
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

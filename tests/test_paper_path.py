@@ -25,12 +25,7 @@ TEST = [("Hopper painted lonely diners at night.", "Hopper", "Edward Hopper", "e
         ("Zorblat visited the harbour.", "Zorblat", "NIL", "h")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gemel_json(path, rows) -> None:

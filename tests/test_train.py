@@ -18,13 +18,7 @@ from gemel.types import Example
 FAST = dict(lr=3e-3, grad_accum=2, warmup_ratio=0.0, eval_before=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
