@@ -8,6 +8,7 @@ real offline default instead (its packages must be installed: ``make setup``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -158,3 +159,33 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def served_demo(linker, folder: Path):
+    """The Gradio app on a free 127.0.0.1 port with a private labelled pool and a temp store.
+
+    Yields (url, store); on exit closes both and gives the linker its pool back.
+    """
+    import socket
+
+    from annotations import Store
+    from demo.app import build_app, launch
+    from demo.config import AppConfig
+    from gemel.demos import DemonstrationPool
+
+    saved = linker.pool
+    linker.pool = DemonstrationPool(linker.embedder, "labelled")
+    linker.pool.add(saved.examples)
+    store = Store.open(folder / "gemel.db", entity_exists=linker.kb.__contains__)
+    app = build_app(linker, store, AppConfig(work_dir=str(folder / "work")))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch(app, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", store
+    finally:
+        app.close()
+        store.close()
+        linker.pool = saved

@@ -3,45 +3,23 @@
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 from pathlib import Path
 
 import pytest
+
+from conftest import served_demo
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 CAPTION = "Hopper wrote the first compiler for the Navy."
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tiny_linker, tmp_path_factory):
     """The app on 127.0.0.1 (tiny linker with a private pool, temp store), closed after the module."""
-    from annotations import Store
-    from demo.app import build_app, launch
-    from demo.config import AppConfig
-    from gemel.demos import DemonstrationPool
-
-    saved = tiny_linker.pool
-    tiny_linker.pool = DemonstrationPool(tiny_linker.embedder, "labelled")
-    tiny_linker.pool.add(saved.examples)
-    tmp = tmp_path_factory.mktemp("demo-api")
-    store = Store.open(tmp / "gemel.db", entity_exists=tiny_linker.kb.__contains__)
-    app = build_app(tiny_linker, store, AppConfig(work_dir=str(tmp / "work")))
-    port = free_port()
-    launch(app, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/", store
-    finally:
-        app.close()
-        store.close()
-        tiny_linker.pool = saved
+    with served_demo(tiny_linker, tmp_path_factory.mktemp("demo-api")) as (url, store):
+        yield url, store
 
 
 @pytest.fixture(scope="module")
