@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from .render import CSS
+from .errors import StudioError
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
 KEYBOARD_JS = Path(__file__).with_name("keyboard.js")
 
 
-class AppConfigError(ValueError):
+class AppConfigError(StudioError):
     """A demo setting is invalid; the message names it and the fix."""
 
 

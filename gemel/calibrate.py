@@ -23,6 +23,7 @@ import numpy as np
 from .config import LinkerConfig
 from .metrics import exact_match, wilson_interval
 from .types import Example, Prediction
+from .errors import GemelError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ PATH_FIELDS = {"llm": ("source",), "vision": ("weights",), "embedder": ("source"
                "mapper": ("checkpoint",), "demos": ("seed_pool",)}
 
 
-class CalibrationError(ValueError):
+class CalibrationError(GemelError):
     """Calibration cannot run as asked; the message names the value and the fix."""
 
 

@@ -14,17 +14,18 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from .errors import GemelError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
 
-class ConfigError(ValueError):
+class ProfileError(GemelError):
     """A profile or config value is invalid; the message names the value and the fix."""
 
 
 def _check(cond: bool, msg: str) -> None:
     if not cond:
-        raise ConfigError(msg)
+        raise ProfileError(msg)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class MapperConfig:
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemonstrationConfig:
     n: int = 16  # demonstrations per prompt (paper: 16)
     seed_pool: str = ""  # JSONL of seed examples ("" = none); relative paths resolve against the repo
     kb_demos: bool = True  # also retrieve KB-derived text-only demonstrations (first extract sentence)
@@ -129,7 +130,7 @@ class LinkerConfig:
     embedder: EmbedderConfig
     kb: KBConfig
     mapper: MapperConfig = field(default_factory=MapperConfig)
-    demos: DemoConfig = field(default_factory=DemoConfig)
+    demos: DemonstrationConfig = field(default_factory=DemonstrationConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     description: str = ""
     base_dir: str = ""  # folder relative paths in the profile resolve against (the profile's folder)
@@ -164,7 +165,7 @@ class LinkerConfig:
 
 
 _SECTIONS: dict[str, type] = {"llm": LLMConfig, "vision": VisionConfig, "embedder": EmbedderConfig,
-                              "kb": KBConfig, "mapper": MapperConfig, "demos": DemoConfig, "decode": DecodeConfig}
+                              "kb": KBConfig, "mapper": MapperConfig, "demos": DemonstrationConfig, "decode": DecodeConfig}
 
 
 def _build(klass: type, values: dict[str, Any], section: str) -> Any:
@@ -212,5 +213,5 @@ def load_profile(profile: str | Path = "offline") -> LinkerConfig:
         try:
             data = tomllib.load(f)
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"profile file {str(path)!r} is not valid TOML: {e}") from e
+            raise ProfileError(f"profile file {str(path)!r} is not valid TOML: {e}") from e
     return LinkerConfig.from_dict(data, name=path.stem, base_dir=path.parent)

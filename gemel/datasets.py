@@ -45,6 +45,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from gemel.types import Example
+from .errors import GemelError
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +55,11 @@ _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SNIFF_BYTES = 1 << 16
 
 
-class DatasetError(Exception):
+class DatasetError(GemelError):
     """Base class of the errors raised while reading a data set."""
 
 
-class DatasetFormatError(DatasetError, ValueError):
+class DatasetFormatError(DatasetError):
     """A file or one of its records does not have the documented layout; the message says where and how to fix."""
 
     def __init__(self, path: str | Path, where: str | int | None, message: str) -> None:
@@ -66,7 +67,7 @@ class DatasetFormatError(DatasetError, ValueError):
         super().__init__(f"{path}:{where}: {message}" if where is not None else f"{path}: {message}")
 
 
-class UnknownFormatError(DatasetError, ValueError):
+class UnknownFormatError(DatasetError):
     """`read_dataset` could not tell the format of a file."""
 
 

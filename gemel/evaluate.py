@@ -7,7 +7,7 @@ the ranked candidates, NIL precision/recall and accuracy per type. Every compari
 no LLM at all, i.e. what retrieval alone already gets right.
 
 Also here, because training, evaluation and calibration share them: :func:`load_examples` (any format
-`gemel.datasets.read_dataset` reads, plus the annotation store) and :class:`PrecomputedFeatures`, which puts a
+`gemel.datasets.read_dataset` reads) and :class:`PrecomputedFeatures`, which puts a
 data set's precomputed image features (GEMEL's ``clip_vit_large_patch14_1024.hdf5``) in place of the vision
 encoder, so the paper's released data runs without its images.
 """
@@ -29,11 +29,12 @@ import numpy as np
 
 from .metrics import EvalConfig, EvalReport, evaluate, exact_match
 from .types import Candidate, Example, Prediction
+from .errors import GemelError
 
 log = logging.getLogger(__name__)
 
 
-class EvaluationError(ValueError):
+class EvaluationError(GemelError):
     """A data set cannot be evaluated as asked (no examples, an image that is missing ...)."""
 
 
@@ -86,20 +87,6 @@ def _fix_image(ex: Example, folder: Path) -> Example:
     return dataclasses.replace(ex, image=str(candidate.resolve())) if candidate.exists() else ex
 
 
-def annotation_examples(db: str | Path, include_nil: bool = False) -> list[Example]:
-    """The decided examples of an annotation store (majority label per input); NIL ones when asked."""
-    from annotations import ENTITY_DECISIONS, Store
-
-    path = Path(db)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation store {str(db)!r} does not exist")
-    include = (*ENTITY_DECISIONS, "nil") if include_nil else ENTITY_DECISIONS
-    examples = [Example.from_dict(d) for d in Store.open(path).training_examples(include)]
-    if not examples:
-        raise EvaluationError(f"annotation store {str(db)!r} has no decided example yet")
-    return examples
-
-
 def check_images(examples: Sequence[Example]) -> None:
     """Fail early, naming the first example whose image file is missing."""
     for ex in examples:
@@ -130,16 +117,16 @@ class PrecomputedFeatures:
         raise EvaluationError(f"image {str(image)[:80]!r} has no precomputed feature and there is no encoder")
 
 
-def use_precomputed_features(linker: Any, h5_path: str | Path) -> PrecomputedFeatures:
-    """Make ``linker`` read image features from a GEMEL hdf5 file (keys: img_url / img_name)."""
+def with_precomputed_features(linker: Any, h5_path: str | Path) -> tuple[Any, PrecomputedFeatures]:
+    """A variant of ``linker`` that reads image features from a GEMEL hdf5 file (keys: img_url / img_name),
+    and those features; ``linker`` itself is unchanged."""
     from .datasets import read_clip_features
 
     if linker.mapper is None:
         raise EvaluationError(f"profile {linker.config.name!r} is text-only (vision.kind = 'none'): "
                               "precomputed image features would not be used")
     store = PrecomputedFeatures(read_clip_features(h5_path, dim=linker.mapper.spec.vision_dim), linker.features)
-    linker.features = store
-    return store
+    return linker.replace(features=store), store
 
 
 def with_feature_keys(examples: Sequence[Example], features: Mapping[str, Any]) -> list[Example]:
@@ -172,7 +159,7 @@ def predict(linker: Any, examples: Sequence[Example], *, exclude_self: bool = Tr
         exclude = [ex.id] if exclude_self and ex.id is not None else []
         try:
             out.append(linker.link(ex.image, ex.text, ex.mention, exclude=exclude))
-        except ValueError as e:  # InputError, ImageError: say which example
+        except GemelError as e:  # InputError, ImageError ...: say which example
             raise EvaluationError(f"example {ex.id!r} ({ex.mention!r}): {e}") from e
     return out
 
@@ -180,10 +167,10 @@ def predict(linker: Any, examples: Sequence[Example], *, exclude_self: bool = Tr
 def baseline_predict(linker: Any, examples: Sequence[Example], k: int = 16) -> list[Prediction]:
     """The embedding-lookup baseline: rank KB entries by the similarity of ``"title: description"`` to
     ``"mention | text"`` (the linker's own candidate retrieval), no LLM. ``llm_logprob`` is 0."""
-    from .embedder import query_text
+    from .embedder import mention_in_context
 
     t0 = time.perf_counter()
-    queries = linker.embedder.encode([query_text(e.text, e.mention) for e in examples])  # (N, D)
+    queries = linker.embedder.encode([mention_in_context(e.text, e.mention) for e in examples])  # (N, D)
     sims, ids = linker.kb_index.search(queries, min(k, len(linker.kb)))
     each = (time.perf_counter() - t0) / max(1, len(examples))
     out = []

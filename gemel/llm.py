@@ -51,6 +51,12 @@ class LanguageModel:
         """Token ids of a piece of prompt text, without special tokens."""
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def answer_tokens(self, name: str) -> tuple[int, ...]:
+        """An entity name as the linker decodes and trains on it: its tokens without a leading space, then
+        EOS (the prompt ends in ``[Answer]``, so the name follows it directly). The one place this rule lives:
+        the prefix tree, candidate scoring, the training labels and the prebuilt trie all call it."""
+        return tuple(self.encode(name)) + (self.eos_id,)
+
     def embed(self, ids: list[int]) -> torch.Tensor:
         """(T, H) input embeddings of token ids."""
         table = self.model.get_input_embeddings()

@@ -20,9 +20,10 @@ from statistics import NormalDist
 from typing import Any
 
 from gemel.types import Example, Prediction
+from .errors import GemelError
 
 
-class MetricsError(ValueError):
+class MetricsError(GemelError):
     """Predictions and golds cannot be compared (lengths differ, a prediction has an unknown shape ...)."""
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import faiss
 import numpy as np
 from tqdm.auto import tqdm
+from .errors import GemelError
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ FORMAT_VERSION = 1
 ADD_CHUNK = 65_536  # vectors normalised and added per faiss call (bounds the extra copy)
 
 
-class IndexFormatError(ValueError):
+class IndexFormatError(GemelError):
     """A saved VectorIndex folder is missing, incomplete or inconsistent."""
 
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from tqdm.auto import tqdm
+from .errors import GemelError
 
 if TYPE_CHECKING:  # torch is only needed for the type of the generated-tokens tensor
     import torch
@@ -49,11 +50,11 @@ FORMAT_VERSION = 1
 _END = -1  # DictTrie key marking "a sequence ends here" (token ids are >= 0)
 
 
-class TrieError(ValueError):
+class TrieError(GemelError):
     """A token sequence cannot be stored (negative or too large token id, wrong type)."""
 
 
-class TrieFormatError(ValueError):
+class TrieFormatError(GemelError):
     """A saved ArrayTrie folder is missing, incomplete or inconsistent."""
 
 

@@ -73,7 +73,8 @@ class Prediction:
     demonstrations: list[Demonstration]  # in prompt order (most similar last)
     profile: str = ""  # profile name the linker was loaded with
     mapper: str = "untrained"  # mapper version, "untrained" or "none" (text-only profile)
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
+    prompt_tokens: int = 0  # length of the prefilled prompt (demonstrations, visual prefixes, query)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,4 +84,5 @@ class Prediction:
             "profile": self.profile,
             "mapper": self.mapper,
             "timings": dict(self.timings),
+            "prompt_tokens": self.prompt_tokens,
         }

@@ -81,13 +81,13 @@ def test_nil_and_types_are_reported():
 
 
 def test_baseline_is_the_nearest_kb_entry(tiny_linker, gold, monkeypatch):
-    from gemel.embedder import query_text
+    from gemel.embedder import mention_in_context
 
     monkeypatch.setattr(tiny_linker, "link", lambda *a, **k: pytest.fail("the baseline must not run the LLM"))
     preds = baseline_predict(tiny_linker, gold, k=4)
     kb_vecs = tiny_linker.embedder.encode([e.index_text() for e in tiny_linker.kb])
     for ex, pred in zip(gold, preds):
-        q = tiny_linker.embedder.encode([query_text(ex.text, ex.mention)])[0]
+        q = tiny_linker.embedder.encode([mention_in_context(ex.text, ex.mention)])[0]
         assert pred.entity == tiny_linker.kb.entities[int(np.argmax(kb_vecs @ q))].title
         sims = [c.retrieval_sim for c in pred.candidates]
         assert len(sims) == 4 and sims == sorted(sims, reverse=True)
