@@ -3,7 +3,9 @@
 Every current entity decision of an annotator on an input is one demonstration, keyed by (input, annotator):
 the same rule at start-up (`CorrectionLoop.load`) and live (`record`, `record_item`, `undo_last`, `sync`).
 A re-decision replaces that annotator's earlier label (one live label per input and annotator); an undo by
-one annotator withdraws only theirs; a NIL or "need more context" decision withdraws it too. Two annotators
+one annotator withdraws only theirs; a NIL or "need more context" decision withdraws it too. The linker also
+remembers each decision for the exact item (caption, mention, image content): that item is answered with the
+latest decision on it, NIL included (`Prediction.source == "correction"`). Two annotators
 who agree give one demonstration in the prompt (the pool never returns the same content twice).
 
 The linker is duck-typed (``kb``, ``add_demonstrations(dicts)``, ``remove_demonstrations(ids)``), so this
@@ -32,10 +34,12 @@ def demonstration_id(input_key: str, annotator: str) -> str:
 
 
 def demonstration(row: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A store decision row as an `Example`-shaped dict, or None when it names no entity (NIL, more context)."""
-    if row["decision"] not in ENTITY_DECISIONS or not row.get("entity"):
+    """A store decision row as an `Example`-shaped dict (entity None for NIL: the linker remembers it for the
+    exact item but never shows it as a demonstration), or None for "need more context" (no answer at all)."""
+    if row["decision"] not in (*ENTITY_DECISIONS, "nil"):
         return None
-    return {"text": row["text"], "mention": row["mention"], "entity": row["entity"], "image": row.get("image"),
+    entity = row.get("entity") if row["decision"] in ENTITY_DECISIONS else None
+    return {"text": row["text"], "mention": row["mention"], "entity": entity, "image": row.get("image"),
             "id": demonstration_id(row["input_key"], row["annotator"]), "source": "annotations",
             "meta": {"input_key": row["input_key"], "annotator": row["annotator"], "decision": row["decision"],
                      "correction_id": row["id"]}}
@@ -52,7 +56,7 @@ class CorrectionLoop:
     def load(self) -> int:
         """Add every current entity decision (each annotator's, on each input); returns how many were added."""
         demos = [d for d in map(demonstration, self.store.decisions()) if d is not None]
-        known = [d for d in demos if d["entity"] in self.linker.kb]
+        known = [d for d in demos if d["entity"] is None or d["entity"] in self.linker.kb]
         if len(known) < len(demos):
             log.warning("%d stored decisions name entities this KB lacks; not used as demonstrations",
                         len(demos) - len(known))
@@ -68,7 +72,7 @@ class CorrectionLoop:
         demo = demonstration(current) if current else None
         with self.lock:
             self.linker.remove_demonstrations([demonstration_id(key, annotator)])
-            if demo is not None and demo["entity"] in self.linker.kb:
+            if demo is not None and (demo["entity"] is None or demo["entity"] in self.linker.kb):
                 self.linker.add_demonstrations([demo])
 
     def record(self, annotator: str, decision: str, entity: str | None = None, **fields: Any) -> int:

@@ -122,7 +122,11 @@ def run_link(args: argparse.Namespace) -> int:
 
 
 def format_prediction(pred, top: int = 5) -> str:
-    lines = [f"entity: {pred.entity if pred.entity is not None else 'NIL (below the threshold)'}",
+    if pred.source == "correction":
+        first = f"entity: {pred.entity or 'NIL'}   (correction: {pred.corrected_by} decided this exact item)"
+    else:
+        first = f"entity: {pred.entity if pred.entity is not None else 'NIL (below the threshold)'}"
+    lines = [first,
              f"profile: {pred.profile}   mapper: {pred.mapper}   time: {pred.timings.get('total', 0):.2f} s",
              "candidates (fused score = w_llm * llm + w_ret * sim; llm = log-probability of the name's tokens"
              " / tokens ** decode.length_penalty):"]

@@ -95,9 +95,12 @@ class DemonstrationConfig:
     seed_pool: str = ""  # JSONL of seed examples ("" = none); relative paths resolve against the repo
     kb_demos: bool = True  # also retrieve KB-derived text-only demonstrations (first extract sentence)
     max_kb_share: float = 0.5  # at most this share of the n demonstrations comes from the KB pool
+    same_caption: str = "drop"  # labelled demonstrations with the query's own caption: "drop" or "keep"
 
     def __post_init__(self) -> None:
         _check(0 <= self.n <= 64, f"demos.n={self.n} must be in 0..64")
+        _check(self.same_caption in ("drop", "keep"),
+               f"demos.same_caption {self.same_caption!r} is not one of drop, keep")
         _check(0.0 <= self.max_kb_share <= 1.0, f"demos.max_kb_share={self.max_kb_share} must be in [0, 1]")
 
 

@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .embedder import TextEmbedder, mention_in_context
+from .images import ImageError, image_key
 from .kb import KnowledgeBase
 from .retrieval import IndexConfig, VectorIndex
 from .types import Example
@@ -42,6 +43,9 @@ class DemonstrationPool:
     annotator who re-decides an input leaves one live label, not two). Examples without an id are
     de-duplicated by content. Retrieval never returns two demonstrations with the same content (two
     annotators who agree give one demonstration, and it stays live while either label does).
+
+    People's decisions (``source == "annotations"``, NIL ones included) are also kept in an *exact memory*:
+    :meth:`recall` returns the latest decision on the very same item (caption, mention and image content).
     """
 
     def __init__(self, embedder: TextEmbedder, name: str = "pool", index_config: IndexConfig | None = None) -> None:
@@ -53,6 +57,10 @@ class DemonstrationPool:
         self._vectors: list[np.ndarray] = []  # (D,) per row, to copy the pool without re-embedding
         self._live: dict[object, int] = {}  # id (or content key for examples without one) -> row
         self._removed: set[int] = set()  # rows withdrawn (undone or superseded); skipped at retrieval
+        self._memory: dict[tuple, dict[str, tuple[int, Example]]] = {}  # item key -> id -> (order, decision)
+        self._memory_key: dict[str, tuple] = {}  # id -> item key
+        self._order = 0
+        self._by_text: dict[str, list[int]] = {}  # caption -> rows
 
     def __len__(self) -> int:
         return len(self.examples) - len(self._removed)
@@ -63,16 +71,54 @@ class DemonstrationPool:
 
     def remove(self, ids: Sequence[str]) -> int:
         """Withdraw the examples with these ids (tombstones: the index is not rebuilt); returns how many."""
+        for i in set(ids):
+            self._forget(i)
         rows = [self._live.pop(i) for i in set(ids) if i in self._live]
         self._removed.update(rows)
         return len(rows)
 
-    def add(self, examples: Iterable[Example], embeddings: np.ndarray | None = None) -> int:
+    def ids_with_text(self, text: str) -> list[str]:
+        """Ids of the live examples whose caption is ``text`` (to keep them out of that caption's prompt)."""
+        rows = self._by_text.get(text, ())
+        return [self.examples[r].id for r in rows if r not in self._removed and self.examples[r].id is not None]
+
+    def recall(self, text: str, mention: str, image: object, exclude: Sequence[str] = ()) -> Example | None:
+        """The latest person's decision on this exact item (same caption, mention and image content), NIL
+        decisions included (entity None), or None; ``exclude`` as in :meth:`retrieve`."""
+        if not self._memory:
+            return None
+        found = self._memory.get(_item_key(text, mention, image), {})
+        excluded = set(exclude)
+        live = [(order, ex) for order, ex in found.values()
+                if ex.id not in excluded and ex.meta.get("input_key") not in excluded]
+        return max(live, key=lambda x: x[0])[1] if live else None
+
+    def _remember(self, ex: Example) -> None:
+        if ex.source != "annotations" or ex.id is None:
+            return
+        self._forget(ex.id)
+        key = _item_key(ex.text, ex.mention, ex.image)
+        self._order += 1
+        self._memory.setdefault(key, {})[ex.id] = (self._order, ex)
+        self._memory_key[ex.id] = key
+
+    def _forget(self, example_id: str) -> None:
+        key = self._memory_key.pop(example_id, None)
+        if key is not None:
+            self._memory[key].pop(example_id, None)
+            if not self._memory[key]:
+                del self._memory[key]
+
+    def add(self, examples: Iterable[Example], embeddings: np.ndarray | None = None, *, remember: bool = True) -> int:
         """Add labelled examples; returns how many rows were added. An example whose id is live replaces
         that row unless its content is the same; NIL examples (no entity) teach nothing and are skipped."""
         fresh, rows = [], []
         for i, ex in enumerate(examples):
+            if remember:
+                self._remember(ex)
             if not ex.entity:
+                if ex.id is not None and ex.id in self._live:  # a NIL re-decision withdraws the label
+                    self._removed.add(self._live.pop(ex.id))
                 continue
             key = _key(ex)
             row = self._live.get(key)
@@ -90,16 +136,20 @@ class DemonstrationPool:
         else:
             vecs = np.asarray(embeddings)[rows]
         self.index.add(vecs)
+        for j, ex in enumerate(fresh, start=len(self.examples)):
+            self._by_text.setdefault(ex.text, []).append(j)
         self._vectors.extend(np.asarray(vecs, dtype=np.float32))
         self.examples.extend(fresh)
         return len(fresh)
 
     def with_examples(self, examples: Iterable[Example] = (), name: str | None = None) -> "DemonstrationPool":
-        """A new pool holding this pool's live examples plus ``examples``; this pool is left unchanged."""
+        """A new pool holding this pool's live examples and memory plus ``examples``; this one is unchanged."""
         keep = [i for i in range(len(self.examples)) if i not in self._removed]
         pool = DemonstrationPool(self.embedder, name or self.name, self.index_config)
         if keep:
-            pool.add([self.examples[i] for i in keep], np.stack([self._vectors[i] for i in keep]))
+            pool.add([self.examples[i] for i in keep], np.stack([self._vectors[i] for i in keep]), remember=False)
+        pool._memory = {k: dict(v) for k, v in self._memory.items()}
+        pool._memory_key, pool._order = dict(self._memory_key), self._order
         pool.add(examples)
         return pool
 
@@ -131,6 +181,15 @@ class DemonstrationPool:
             if len(out) == n:
                 break
         return out
+
+
+def _item_key(text: str, mention: str, image: object) -> tuple:
+    """What makes two queries the same item: caption, mention and the image's content (not its path)."""
+    try:
+        digest = image_key(image) if image is not None else None
+    except ImageError:  # a stored image that is gone: its decision can no longer be matched by content
+        digest = f"missing:{image}"
+    return (text, mention, digest)
 
 
 def _content(ex: Example) -> tuple:

@@ -47,7 +47,7 @@ from .types import Candidate, Demonstration, Example, Prediction
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Linker", "Components", "QueryPrompt", "InputError", "check_query", "build_mapper"]
+__all__ = ["Linker", "Components", "QueryPrompt", "InputError", "check_query", "build_mapper", "prebuilt_trie"]
 
 _SAME = object()  # `replace(mapper=...)` default: keep the mapper (None is a value: no visual prefix)
 MAX_CAPTION_CHARS = 20_000  # refused before tokenising: far beyond any caption, and beyond every prompt budget
@@ -123,7 +123,7 @@ class _Shared:
 
     def full_trie(self, config: LinkerConfig) -> Trie:
         if self._full_trie is None:
-            self._full_trie = _prebuilt_trie(config) or ArrayTrie.build(self.name_tokens)
+            self._full_trie = prebuilt_trie(config) or ArrayTrie.build(self.name_tokens)
         return self._full_trie
 
 
@@ -245,9 +245,15 @@ class Linker:
         """Withdraw labelled examples by id (e.g. an annotator undid the correction); returns how many."""
         return self.labelled_pool.remove(ids)
 
-    def retrieve_demonstrations(self, query: np.ndarray, exclude: Sequence[str] = ()) -> list[Retrieved]:
-        """The n demonstrations for a (1, D) query embedding, least similar first (prompt order)."""
+    def retrieve_demonstrations(self, query: np.ndarray, exclude: Sequence[str] = (), caption: str | None = None
+                                ) -> list[Retrieved]:
+        """The n demonstrations for a (1, D) query embedding, least similar first (prompt order). With
+        ``demos.same_caption = "drop"``, labelled examples of the query's own ``caption`` are left out: with
+        another picture or another mention they would be copied, not learnt from (the exact item itself is
+        answered by the memory, see `link`)."""
         n = self.config.demos.n
+        if caption is not None and self.config.demos.same_caption == "drop":
+            exclude = [*exclude, *self.labelled_pool.ids_with_text(caption)]
         labelled = self.labelled_pool.retrieve(query, n, exclude)
         kb_pool = self.kb_pool
         kb = kb_pool.retrieve(query, n, exclude) if kb_pool is not None else []
@@ -279,7 +285,7 @@ class Linker:
         check_query(text, mention)
         t0 = time.perf_counter()
         query = self.embedder.encode([mention_in_context(text, mention)])  # (1, D)
-        demos = self.retrieve_demonstrations(query, exclude)
+        demos = self.retrieve_demonstrations(query, exclude, caption=text)
         cand_ids = self.retrieve_candidates(query, candidates)
         t1 = time.perf_counter()
         prefixes = self.visual_prefixes([r.example.image for r in demos] + [image], mapper)
@@ -326,11 +332,14 @@ class Linker:
         ranked = self.rank(hyps, qp.query)
         best = ranked[0] if ranked else None
         entity = best.name if best and best.score >= self.config.decode.nil_threshold else None
+        decided = self.labelled_pool.recall(text, mention, image, exclude)  # a person decided this very item
         t4 = time.perf_counter()
         timings = {**qp.timings, "prefill": t2 - t1, "decode": t3 - t2, "rank": t4 - t3, "total": t4 - t0}
-        return Prediction(entity=entity, candidates=ranked, demonstrations=[_demo(r) for r in qp.demonstrations],
-                          profile=self.config.name, mapper=self.mapper_version, timings=timings,
-                          prompt_tokens=pre.length)
+        return Prediction(entity=decided.entity if decided else entity, candidates=ranked,
+                          demonstrations=[_demo(r) for r in qp.demonstrations], profile=self.config.name,
+                          mapper=self.mapper_version, timings=timings, prompt_tokens=pre.length,
+                          source="correction" if decided else "model",
+                          corrected_by=decided.meta.get("annotator") if decided else None)
 
     def decode(self, pre: Prefilled, candidate_ids: Sequence[int]) -> list[Hypothesis]:
         """The LLM's hypotheses after a prefilled prompt: every candidate scored (``decode.mode="score"``), or
@@ -373,7 +382,7 @@ def _identity(section: Any, name: str) -> Any:
     return fields
 
 
-def _prebuilt_trie(config: LinkerConfig) -> Trie | None:
+def prebuilt_trie(config: LinkerConfig) -> Trie | None:
     """The memory-mapped trie `gemel kb build --profile` wrote beside the KB, if made for this tokenizer."""
     folder = resolve(config.kb.source, config.base_dir)
     stamp = folder / "trie.tokenizer" if folder is not None and folder.is_dir() else None

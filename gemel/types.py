@@ -75,6 +75,8 @@ class Prediction:
     mapper: str = "untrained"  # mapper version, "untrained" or "none" (text-only profile)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
     prompt_tokens: int = 0  # length of the prefilled prompt (demonstrations, visual prefixes, query)
+    source: str = "model"  # "model", or "correction": a person decided this exact item (caption, mention, image)
+    corrected_by: str | None = None  # with source "correction": the annotator whose decision it is
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,4 +87,6 @@ class Prediction:
             "mapper": self.mapper,
             "timings": dict(self.timings),
             "prompt_tokens": self.prompt_tokens,
+            "source": self.source,
+            "corrected_by": self.corrected_by,
         }

@@ -343,3 +343,22 @@ def test_export(studio, query, fmt):
 def test_export_refuses_unknown_format(studio):
     with pytest.raises(gr.Error, match="not one of jsonl, parquet"):
         studio.export("csv")
+
+
+def test_a_corrected_item_comes_back_corrected_after_a_restart(tiny_linker, tmp_path, photo):
+    from annotations import Store
+
+    db = tmp_path / "gemel.db"
+    first = Studio(tiny_linker.replace(pool=[]), Store.open(db), AppConfig(work_dir=str(tmp_path / "a")))
+    view = first.link(photo, CAPTION, "Hopper")
+    other = next(name for _, name in view.choices if name != view.selected)
+    first.correct(view.query, "alice", "save", other)
+    first.store.close()
+
+    restarted = Studio(tiny_linker.replace(pool=[]), Store.open(db), AppConfig(work_dir=str(tmp_path / "b")))
+    restarted.load_corrections()
+    again = restarted.link(photo, CAPTION, "Hopper")
+    assert again.selected == other and "your correction" in again.meta and "alice" in again.meta
+    api = restarted.api_link(photo, CAPTION, "Hopper")
+    assert (api["entity"], api["source"], api["corrected_by"]) == (other, "correction", "alice")
+    restarted.store.close()
