@@ -36,7 +36,7 @@ from gemel.datasets import (
     wikipedia_title,
     write_jsonl,
 )
-from gemel.types import Example
+from gemel.types import Example, Prediction
 
 FIX = Path(__file__).parent / "fixtures" / "datasets"
 FIXTURES = {"ours.jsonl": "jsonl", "gemel_wikidiverse.json": "gemel", "gemel_wikimel.json": "gemel",
@@ -565,3 +565,124 @@ def test_read_titles_sniffs_an_unknown_extension(tmp_path: Path) -> None:
 def test_read_titles_errors(tmp_path: Path, name: str, content: str, fragment: str) -> None:
     with pytest.raises(DatasetFormatError, match=fragment):
         list(read_titles(_write(tmp_path, name, content)))
+
+
+# ----------------------------------------------------------------------------- what eval and train make of it
+
+
+class _Linker:
+    """A stand-in with `Linker.link`'s interface (plus the ``candidates=`` keyword): records what it is asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, object]] = []
+
+    def link(self, image, text, mention, *, exclude=(), candidates=None):
+        assert mention in text, "Linker.link keeps its strict check"
+        self.calls.append((text, mention, candidates))
+        return Prediction(entity=candidates[0] if candidates else None, candidates=[], demonstrations=[])
+
+
+def test_predict_links_a_mention_not_in_its_text_at_its_closest_span() -> None:
+    from gemel.evaluate import predict
+
+    linker = _Linker()
+    predict(linker, list(read_wikimel(FIX / "melbench_wikimel.json")), progress=False)
+    assert [c[1] for c in linker.calls] == ["Charles L. Smith", "Will Rogers", "Ludwig van Beethoven", "Ada Lovelace"]
+    assert [c[2] for c in linker.calls] == [None] * 4  # candidates are retrieved unless asked otherwise
+
+
+def test_predict_passes_the_candidates_of_the_data_when_asked() -> None:
+    from gemel.evaluate import predict
+
+    linker = _Linker()
+    examples = list(read_wikidiverse(FIX / "wikidiverse_w_10cands.json"))
+    predictions = predict(linker, examples, progress=False, candidates_from_data=True)
+    assert [c[2] for c in linker.calls] == [e.meta["candidates"] for e in examples]
+    assert linker.calls[1][1] == "Obama"  # "Obamma" at the offsets of "Obama"
+    assert [p.entity for p in predictions] == ["Detroit Lions", "Barack Obama", "Embassy"]
+
+
+def test_candidates_from_data_refuses_examples_without_candidates_before_linking() -> None:
+    from gemel.evaluate import EvaluationError, predict
+
+    linker = _Linker()
+    examples = list(read_wikidiverse(FIX / "wikidiverse_w_10cands.json")) + list(read_wikimel(FIX / "wikimel.json"))
+    with pytest.raises(EvaluationError, match=r"5 of 8 examples list no candidates \(first: example 'WIKIMEL_0'\)"):
+        predict(linker, examples, progress=False, candidates_from_data=True)
+    assert linker.calls == []
+
+
+def _tiny_profile(tiny_config, tmp_path: Path) -> Path:
+    from gemel.calibrate import profile_toml
+
+    profile = tmp_path / "tiny.toml"
+    profile.write_text(profile_toml(tiny_config))
+    return profile
+
+
+def _original_wikimel(tmp_path: Path) -> Path:
+    """The original WikiMEL layout over the tiny KB's entities, one mention not verbatim in its sentence."""
+    records = {"1": {"id": "1", "sentence": "Grace B. Hopper wrote the first compiler.", "mentions": ["Grace Hopper"],
+                     "entities": ["Grace Hopper"], "answer": ["Q11591"]},
+               "2": {"id": "2", "sentence": "Jordan scored 40 points for the Bulls.", "mentions": ["Jordan"],
+                     "entities": ["Michael Jordan"], "answer": ["Q41421"]},
+               "3": {"id": "3", "sentence": "Nighthawks is a painting by Hopper.", "mentions": ["Hopper"],
+                     "entities": ["Edward Hopper"], "answer": ["Q203401"]}}
+    return _write(tmp_path, "Wikidata-MEL.json", json.dumps(records, indent=2))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_gemel_eval_reports_and_scores_mentions_not_in_their_text(tiny_config, tmp_path: Path, capsys) -> None:
+    from gemel.cli import main
+
+    report = tmp_path / "report.json"
+    assert main(["eval", "--profile", str(_tiny_profile(tiny_config, tmp_path)), "--data",
+                 str(_original_wikimel(tmp_path)), "--report", str(report), "--quiet",
+                 "--set", "decode.num_beams=2"]) == 0
+    out = capsys.readouterr().out
+    assert "data: 3 mentions (0 gold NIL); 1 not verbatim in their text" in out
+    blob = json.loads(report.read_text())
+    assert blob["n"] == 3 and blob["data_summary"]["not_verbatim"] == 1 and blob["candidates"] == "retrieval"
+    assert [row["mention"] for row in blob["predictions"]] == ["Grace Hopper", "Jordan", "Hopper"]  # as given
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_gemel_eval_candidates_from_data(tiny_config, tmp_path: Path, capsys, monkeypatch) -> None:
+    from gemel.cli import main
+    from gemel.linker import Linker
+
+    profile = _tiny_profile(tiny_config, tmp_path)
+    data = _original_wikimel(tmp_path)
+    assert main(["eval", "--profile", str(profile), "--data", str(data), "--candidates", "from-data"]) == 2
+    assert "3 of 3 examples list no candidates" in capsys.readouterr().err
+
+    asked: list[object] = []
+
+    def link(self, image, text, mention, *, exclude=(), candidates=None):  # until Linker.link takes candidates=
+        asked.append(candidates)
+        return Prediction(entity=candidates[0], candidates=[], demonstrations=[])
+
+    monkeypatch.setattr(Linker, "link", link)
+    cands = [["Grace Hopper", "Hopper", "nil"], ["Michael Jordan", "Jordan"]]
+    rows = [["Grace B. Hopper wrote the first compiler.", "", "Grace Hopper", "Person", [], [],
+             "https://en.wikipedia.org/wiki/Grace_Hopper",
+             ["https://en.wikipedia.org/wiki/" + c for c in cands[0]], "technology", 0, 15],
+            ["Jordan scored 40 points for the Bulls.", "", "Jordan", "Person", [], [],
+             "https://en.wikipedia.org/wiki/Michael_Jordan", cands[1], "sports", 0, 6]]
+    report = tmp_path / "cands.json"
+    assert main(["eval", "--profile", str(profile), "--data", str(_write(tmp_path, "test_w_10cands.json",
+                 json.dumps(rows))), "--candidates", "from-data", "--quiet", "--report", str(report)]) == 0
+    assert asked == [["Grace Hopper", "Hopper"], ["Michael Jordan", "Jordan"]]
+    assert "2 with candidates from the data" in capsys.readouterr().out
+    blob = json.loads(report.read_text())
+    assert blob["accuracy"] == 1.0 and blob["candidates"] == "from-data" and blob["baseline"]["candidates"] == "retrieval"
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_gemel_train_prints_the_counts_of_its_data(tiny_config, tmp_path: Path, capsys) -> None:
+    from gemel.cli import main
+
+    assert main(["train", "--profile", str(_tiny_profile(tiny_config, tmp_path)), "--data",
+                 str(_original_wikimel(tmp_path)), "--epochs", "1", "--grad-accum", "2", "--no-eval-before",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert "training data: 3 mentions (0 gold NIL); 1 not verbatim in their text" in capsys.readouterr().out
