@@ -278,22 +278,39 @@ def _nil(value: Any) -> bool:
 
 def locate_mention(text: str, mention: str) -> tuple[int, int]:
     """The character span of ``mention`` in ``text``: where it occurs, else where it occurs ignoring case, else
-    the run of whole words most similar to it (difflib's ratio, ignoring case; as long as the mention's words
-    count, one fewer, or up to two more): "Hermann Beckerath" in "Hermann von Beckerath." gives the span of
-    "Hermann von Beckerath". A text without any word gives its whole span."""
+    the shortest run of words from the mention's first word to its last (ignoring case, at most twice its words
+    and two more), else the run of words most similar to it (difflib's ratio, ignoring case). "Hermann
+    Beckerath" in "Hermann von Beckerath." gives the span of "Hermann von Beckerath"; a text without any word
+    gives its whole span."""
     start = text.find(mention)
     if start >= 0:
         return start, start + len(mention)
     found = re.search(re.escape(mention), text, re.IGNORECASE)
     if found:
         return found.span()
-    return _closest_words(text, mention)
-
-
-def _closest_words(text: str, mention: str) -> tuple[int, int]:
     words = [m.span() for m in _WORD_RE.finditer(text)]
     if not words:
         return 0, len(text)
+    return _first_to_last_word(text, words, mention) or _closest_words(text, words, mention)
+
+
+def _first_to_last_word(text: str, words: list[tuple[int, int]], mention: str) -> tuple[int, int] | None:
+    """The run of words from the mention's first word to its last (2+ words) holding most of its words, then
+    the shortest: "John Fletcher Moulton, Baron Moulton" for "John Fletcher Moulton Baron Moulton"."""
+    wanted = [w.lower() for w in _WORD_RE.findall(mention)]
+    if len(wanted) < 2:
+        return None
+    lowered = [text[a:b].lower() for a, b in words]
+    runs = [(-len(set(wanted) & set(lowered[i:j + 1])), j - i, i, j) for i, w in enumerate(lowered)
+            if w == wanted[0] for j in range(i + 1, min(len(words), i + 2 * len(wanted) + 2))
+            if lowered[j] == wanted[-1]]
+    if not runs:
+        return None
+    *_, i, j = min(runs)
+    return words[i][0], words[j][1]
+
+
+def _closest_words(text: str, words: list[tuple[int, int]], mention: str) -> tuple[int, int]:
     n = max(1, len(_WORD_RE.findall(mention)))
     matcher = difflib.SequenceMatcher(None, autojunk=False)
     matcher.set_seq2(mention.lower())

@@ -235,6 +235,10 @@ def test_detect_the_original_wikimel_release_with_a_large_first_record(tmp_path:
      "Victor de Riqueti, marquis de Mirabeau"),
     ('Bart writing "HDTV is worth every cent" on the board.', "HDTB", "HDTV"),
     ("Isabella II of Spain in exile in Paris", "Isabella II Spain", "Isabella II of Spain"),
+    ("John Fletcher Moulton, Baron Moulton, c. 1913", "John Fletcher Moulton Baron Moulton",
+     "John Fletcher Moulton, Baron Moulton"),
+    ("A portrait of Jan van den Brink, 1960.", "Jan Brink", "Jan van den Brink"),
+    ("Francisco Cajigal de la Vega, governor", "Francisco Cajigal Vega", "Francisco Cajigal de la Vega"),
     ("hopper wrote the compiler", "Hopper", "hopper"),  # case only
     ("Hopper wrote the compiler", "Hopper", "Hopper"),
     ("...", "x", "..."),  # no word at all: the whole text
