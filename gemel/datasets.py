@@ -4,7 +4,8 @@ The layouts are those of the released files, checked against the public code tha
 
 * ``jsonl`` -- GEMEL Studio's own JSON lines: ``{"id"?, "text", "mention", "entity" (null = NIL),
   "image"?, "source"?, ...}``; a relative ``image`` is resolved against the file's folder and every other key
-  goes to ``Example.meta``. `write_jsonl` writes the same layout.
+  goes to ``Example.meta``. `write_jsonl` writes the same layout. Its mention must occur in the text unless
+  the record is marked ``"verbatim": false`` (people's queries keep the strict check).
 * ``gemel`` -- the preprocessed ``data/<dataset>/{train,dev,test}.json`` of the official GEMEL code
   (github.com/HITsz-TMG/GEMEL, ``utils.py``): JSON lines with ``text``, ``mention``, ``target`` (the entity
   name written after ``[Answer]``, the generation target) and ``golden`` (``"NIL"`` marks NIL / out-of-KB
@@ -456,6 +457,8 @@ def read_jsonl(path: str | Path, image_dir: str | Path | None = None, *,
 
     A relative ``image`` is resolved against ``image_dir`` (default: the file's folder); optional integer
     ``start``/``end`` give the mention's offsets. Unknown keys (and a ``meta`` object) go to ``Example.meta``.
+    These files hold people's queries too (the demo's review batches), so a mention must occur in its text
+    unless the record says ``"verbatim": false`` (as `write_jsonl` writes a data set's mention read as given).
     """
     path = _existing(path)
     config = ReadConfig(image_dir, on_error)
@@ -467,6 +470,10 @@ def _from_jsonl(path: Path, record: Any, item: _Item, base: str) -> Example:
     record = _need_object(path, item.where, record, "jsonl")
     text, mention = _need_str(path, item.where, record, "text"), _need_str(path, item.where, record, "mention")
     span = (record.get("start"), record.get("end")) if "start" in record or "end" in record else None
+    if span is None and mention not in text and record.get("verbatim") is not False:
+        raise DatasetFormatError(path, item.where, f"mention {mention!r} does not occur in the text {text[:80]!r}; "
+                                                   "fix the mention, give its character offsets start/end, or mark "
+                                                   'the record "verbatim": false (a data set\'s mention, read as given)')
     located = _mention_meta(path, item.where, text, mention, span)
     entity, image = record.get("entity"), record.get("image")
     if entity is not None and (not isinstance(entity, str) or not entity.strip()):

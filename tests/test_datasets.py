@@ -374,6 +374,8 @@ def test_written_images_resolve_from_another_folder(tmp_path: Path) -> None:
 _LIONS = "The Lions versus the Packers (2007)."
 MALFORMED = [
     ("jsonl", '{"text": "a b", "mention": "a"}\n{not json}\n', "2", "not valid JSON"),
+    ("jsonl", '{"text": "a b", "mention": "zebra", "entity": "Z"}\n', "1", "mention 'zebra' does not occur"),
+    ("jsonl", '{"text": "a b", "mention": "zebra", "verbatim": true}\n', "1", 'or mark the record "verbatim": false'),
     ("jsonl", '{"mention": "a", "entity": "A"}\n', "1", "field 'text' must be a non-empty string, got missing"),
     ("jsonl", '{"text": "a b", "mention": "", "entity": "A"}\n', "1", "field 'mention'"),
     ("jsonl", '{"text": "a b", "mention": "a", "entity": ""}\n', "1", "or null for NIL"),
@@ -430,14 +432,15 @@ def test_malformed_input_names_file_location_and_fix(tmp_path: Path, fmt: str, c
 
 
 def test_on_error_skip_logs_and_keeps_the_good_records(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    lines = ['{"text": "a b", "mention": "a", "entity": "A"}', "{broken", '{"text": "a b", "mention": "a", "end": 9}',
-             '{"text": "c d", "mention": "d", "entity": null}', '{"text": "c d", "mention": "z"}']
+    lines = ['{"text": "a b", "mention": "a", "entity": "A"}', "{broken", '{"text": "a b", "mention": "z"}',
+             '{"text": "c d", "mention": "d", "entity": null}', '{"text": "c d", "mention": "e", "end": 9}',
+             '{"text": "c d", "mention": "x", "verbatim": false}']
     path = _write(tmp_path, "mixed.jsonl", "\n".join(lines) + "\n")
     with caplog.at_level(logging.WARNING, logger="gemel.datasets"):
         examples = list(read_jsonl(path, on_error="skip"))
-    assert [e.mention for e in examples] == ["a", "d", "z"]  # a mention not in its text is read, not skipped
-    assert "1 of 3 mentions do not occur verbatim" in caplog.text
-    assert "skipped 2 malformed record(s)" in caplog.text and f"{path}:2:" in caplog.text
+    assert [e.mention for e in examples] == ["a", "d", "x"]  # "x" is marked as a data set's mention
+    assert "skipped 3 malformed record(s)" in caplog.text and f"{path}:2:" in caplog.text
+    assert "1 of 3 mentions do not occur verbatim" in caplog.text and examples[-1].meta["mention_span"] == [0, 1]
 
 
 @pytest.mark.parametrize("kwargs,fragment", [
