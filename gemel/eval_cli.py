@@ -49,6 +49,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--report", metavar="JSON", help="write the report (figures + one row per mention) here")
     p.add_argument("--baseline", action="store_true", help="evaluate the embedding-lookup baseline only (no LLM)")
+    p.add_argument("--candidates", choices=("retrieval", "from-data"), default="retrieval",
+                   help="where each mention's candidates come from: the profile's retrieval (default), or the "
+                        "data file's own lists (WikiDiverse *_w_10cands.json), as several MEL papers evaluate")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_eval)
 
@@ -162,13 +165,19 @@ def examples_for(args: argparse.Namespace, linker: Any) -> list:
 
 # ---- gemel eval ---------------------------------------------------------------------------------------
 def run_eval(args: argparse.Namespace) -> int:
-    from .evaluate import EvalOptions, evaluate_linker, write_report
+    from .datasets import summarize
+    from .evaluate import EvalOptions, check_candidates, evaluate_linker, write_report
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit {args.limit} must be >= 1")
     linker = load_for_eval(args)
     examples = examples_for(args, linker)
-    options = EvalOptions(progress=not args.quiet)
+    from_data = args.candidates == "from-data"
+    if from_data and not args.baseline:
+        check_candidates(examples)
+    summary = summarize(examples)
+    print(f"data: {summary.line()}")
+    options = EvalOptions(progress=not args.quiet, candidates_from_data=from_data)
     base = evaluate_linker(linker, examples, baseline=True, options=options)
     result = base if args.baseline else evaluate_linker(linker, examples, options=options)
     print(f"{'baseline (embedding lookup)' if args.baseline else 'GEMEL'}: profile {linker.config.name!r}, "
@@ -179,7 +188,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"embedding-lookup baseline: accuracy {base.accuracy:.4f} [{lo:.4f}, {hi:.4f}]")
     print(f"time: {result.seconds / max(1, len(examples)):.2f} s per mention")
     if args.report:
-        extra = {"data": str(args.data)}
+        extra: dict[str, Any] = {"data": str(args.data), "data_summary": summary.to_dict()}
         if not args.baseline:
             extra["baseline"] = {k: v for k, v in base.to_dict().items() if k != "predictions"}
         print(f"report: {write_report(result, args.report, **extra)}")

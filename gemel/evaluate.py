@@ -45,6 +45,7 @@ class EvalOptions:
     baseline_k: int = 16  # candidates listed per mention by the embedding-lookup baseline
     ks: tuple[int, ...] = (1, 3, 5, 10, 16)  # recall@k cut-offs of the report
     progress: bool = True  # tqdm progress bar on standard error
+    candidates_from_data: bool = False  # link among each example's meta["candidates"] (WikiDiverse *_w_10cands)
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
@@ -152,16 +153,36 @@ def _progress(items: Sequence[Any], desc: str, enabled: bool) -> Any:
 
 
 def predict(linker: Any, examples: Sequence[Example], *, exclude_self: bool = True, progress: bool = True,
-            desc: str = "linking") -> list[Prediction]:
-    """``linker.link`` on every example, in order; an example is kept out of its own prompt by its id."""
+            desc: str = "linking", candidates_from_data: bool = False) -> list[Prediction]:
+    """``linker.link`` on every example, in order; an example is kept out of its own prompt by its id.
+
+    A mention that is not verbatim in its text (a data set's quirk) is linked at its closest span
+    (`gemel.datasets.linkable_mention`). ``candidates_from_data``: pass each example's ``meta["candidates"]``
+    (every example must list some) as the candidates to choose among.
+    """
+    from .datasets import linkable_mention
+
+    if candidates_from_data:
+        check_candidates(examples)
     out = []
     for ex in _progress(examples, desc, progress):
         exclude = [ex.id] if exclude_self and ex.id is not None else []
+        extra = {"candidates": ex.meta["candidates"]} if candidates_from_data else {}
         try:
-            out.append(linker.link(ex.image, ex.text, ex.mention, exclude=exclude))
+            out.append(linker.link(ex.image, ex.text, linkable_mention(ex), exclude=exclude, **extra))
         except GemelError as e:  # InputError, ImageError ...: say which example
             raise EvaluationError(f"example {ex.id!r} ({ex.mention!r}): {e}") from e
     return out
+
+
+def check_candidates(examples: Sequence[Example]) -> None:
+    """Fail before linking anything when an example lists no candidates (``meta["candidates"]``)."""
+    missing = [ex.id for ex in examples if not isinstance(ex.meta.get("candidates"), list) or
+               not ex.meta["candidates"]]
+    if missing:
+        raise EvaluationError(f"{len(missing)} of {len(examples)} examples list no candidates (first: example "
+                              f"{missing[0]!r}): candidates from the data need a file that gives them for every "
+                              "mention, e.g. WikiDiverse's *_w_10cands.json; otherwise retrieve them (the default)")
 
 
 def baseline_predict(linker: Any, examples: Sequence[Example], k: int = 16) -> list[Prediction]:
@@ -224,11 +245,13 @@ def evaluate_linker(linker: Any, examples: Sequence[Example], *, baseline: bool 
     if baseline:
         preds = baseline_predict(linker, examples, options.baseline_k)
     else:
-        preds = predict(linker, examples, exclude_self=options.exclude_self, progress=options.progress)
+        preds = predict(linker, examples, exclude_self=options.exclude_self, progress=options.progress,
+                        candidates_from_data=options.candidates_from_data)
     seconds = time.perf_counter() - t0
     report = evaluate(preds, examples, EvalConfig(ks=options.ks))
     info = {"profile": linker.config.name, "mapper": "baseline" if baseline else linker.mapper_version,
-            "decode": dataclasses.asdict(linker.config.decode), "demos": dataclasses.asdict(linker.config.demos)}
+            "decode": dataclasses.asdict(linker.config.decode), "demos": dataclasses.asdict(linker.config.demos),
+            "candidates": "from-data" if options.candidates_from_data and not baseline else "retrieval"}
     return EvalResult(report, preds, examples, seconds, "baseline" if baseline else "gemel", info)
 
 

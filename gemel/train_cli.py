@@ -63,6 +63,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.annotations:
         examples += examples_from_store(args.annotations)
     dev = load_examples(args.dev, args.format, image_dir=args.image_dir) if args.dev else []
+    _report_data(examples, dev)
     linker = Linker.load(profile_with(args.profile, args.set, args.mapper))
     if args.features:
         linker, store = with_precomputed_features(linker, args.features)
@@ -76,3 +77,12 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"best dev accuracy {result.best_dev:.4f} at epoch {result.best_epoch}")
     print(f"mapper: {result.mapper_path}  (use it with --mapper, or mapper.checkpoint in a profile)")
     return 0
+
+
+def _report_data(examples: list, dev: list) -> None:
+    """The training (and dev) data's counts, e.g. mentions not verbatim in their text, before training starts."""
+    from .datasets import summarize
+
+    for name, data in (("training data", examples), ("dev data", dev)):
+        if data:
+            print(f"{name}: {summarize(data).line()}")

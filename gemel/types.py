@@ -17,7 +17,7 @@ class Example:
     """One mention in an image+caption pair, with its gold entity when known."""
 
     text: str  # the caption / sentence the mention occurs in
-    mention: str  # surface form, must occur in `text`
+    mention: str  # surface form in `text` (a data set's may not be verbatim: see gemel.datasets)
     entity: str | None = None  # KB title; None = unknown (a query) or NIL
     image: str | None = None  # path or reference of the image; None = text-only
     id: str | None = None  # stable identifier within its source (file line, db row ...)
