@@ -110,9 +110,9 @@ class ReadConfig:
 
     def __post_init__(self) -> None:
         if self.on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error={self.on_error!r} is not one of 'raise', 'skip'")
+            raise DatasetError(f"on_error={self.on_error!r} is not one of 'raise', 'skip'")
         if self.image_dir is not None and not Path(self.image_dir).is_dir():
-            raise ValueError(f"image_dir={str(self.image_dir)!r} is not a folder: pass the folder that holds "
+            raise DatasetError(f"image_dir={str(self.image_dir)!r} is not a folder: pass the folder that holds "
                              "the images, or None to keep the image references of the file")
 
 
@@ -583,7 +583,7 @@ class ClipFeatures(Mapping[str, np.ndarray]):
         import h5py
 
         if dim < 1:
-            raise ValueError(f"dim={dim} must be >= 1 (GEMEL's CLIP ViT-L/14 features have 1024)")
+            raise DatasetError(f"dim={dim} must be >= 1 (GEMEL's CLIP ViT-L/14 features have 1024)")
         self.path, self.dim = _existing(path), dim
         try:
             self._file = h5py.File(self.path, "r")
@@ -661,7 +661,7 @@ def wikipedia_title(url: Any) -> str | None:
         raw = query.get("title", "")
     title = unquote(raw).replace("_", " ").strip()
     if not title:
-        raise ValueError(f"no page title in Wikipedia URL {url!r}; expected https://en.wikipedia.org/wiki/Title")
+        raise DatasetError(f"no page title in Wikipedia URL {url!r}; expected https://en.wikipedia.org/wiki/Title")
     return title
 
 
@@ -923,7 +923,7 @@ def read_dataset(path: str | Path, format: str = "auto", image_dir: str | Path |
                  on_error: str = "raise") -> Iterator[Example]:
     """Examples of any supported data file; ``format="auto"`` sniffs it from the first record."""
     if format != "auto" and format not in _READERS:
-        raise ValueError(f"format={format!r} is not one of auto, {', '.join(FORMATS)}")
+        raise DatasetError(f"format={format!r} is not one of auto, {', '.join(FORMATS)}")
     fmt = detect_format(path) if format == "auto" else format
     logger.info("reading %s as %s", path, fmt)
     return _READERS[fmt](path, image_dir, on_error=on_error)

@@ -17,6 +17,7 @@ import torch
 
 from .config import LLMConfig
 from .sources import cache_dir, fingerprint, resolve
+from .config import ProfileError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class LanguageModel:
     def eos_id(self) -> int:
         eos = self.tokenizer.eos_token_id
         if eos is None:
-            raise ValueError(f"tokenizer of {self.name!r} has no EOS token: the prefix tree needs one")
+            raise ProfileError(f"tokenizer of {self.name!r} has no EOS token: the prefix tree needs one")
         return int(eos)
 
     @property

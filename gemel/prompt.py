@@ -15,6 +15,7 @@ from functools import lru_cache
 import torch
 
 from .llm import LanguageModel
+from .errors import InputError
 
 QUESTION = "[Question]What does {mention} mentioned in the text refer to?\n"
 
@@ -50,7 +51,7 @@ class PromptBuilder:
         """Drop demonstrations from the front (least similar) until the prompt fits ``max_tokens``."""
         budget = self.max_tokens - self.length(query) - len(self.lm.bos_ids)
         if budget < 0:
-            raise ValueError(f"the query alone is {self.length(query)} tokens, over llm.max_prompt_tokens="
+            raise InputError(f"the query alone is {self.length(query)} tokens, over llm.max_prompt_tokens="
                              f"{self.max_tokens}: shorten the caption")
         lengths = [self.length(d) for d in demos]
         start = 0

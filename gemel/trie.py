@@ -350,7 +350,7 @@ def build_trie(sequences: Iterable[Sequence[int]], kind: str = "array") -> Trie:
         return ArrayTrie.build(sequences)
     if kind == "dict":
         return DictTrie(sequences)
-    raise ValueError(f"unknown trie kind {kind!r}; use one of {TRIE_KINDS}")
+    raise TrieError(f"unknown trie kind {kind!r}; use one of {TRIE_KINDS}")
 
 
 def prefix_allowed_tokens_fn(trie: Trie, eos_id: int) -> Callable[[int, "torch.Tensor"], list[int]]:
