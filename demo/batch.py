@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
 from .errors import StudioError
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .render import CSS
 from .errors import StudioError
+from .render import CSS
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"

@@ -21,9 +21,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from .config import LinkerConfig
+from .errors import GemelError
 from .metrics import exact_match, wilson_interval
 from .types import Example, Prediction
-from .errors import GemelError
 
 log = logging.getLogger(__name__)
 

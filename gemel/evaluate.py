@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from .errors import GemelError
 from .metrics import EvalConfig, EvalReport, evaluate, exact_match
 from .types import Candidate, Example, Prediction
-from .errors import GemelError
 
 log = logging.getLogger(__name__)
 

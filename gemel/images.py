@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Union
 
 from PIL import Image, UnidentifiedImageError
+
 from .errors import GemelError
 
 MAX_PIXELS = 40_000_000  # ~ 7000 x 5700; larger images are refused before decoding

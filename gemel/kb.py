@@ -17,6 +17,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
+
 from .errors import GemelError
 
 _PAREN = re.compile(r"\s*\([^)]*\)\s*$")

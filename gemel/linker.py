@@ -143,7 +143,7 @@ class Linker:
         self.labelled_pool = pool
         self.features = features
         self.mapper = mapper
-        self.prompt = PromptBuilder(shared.lm, config.llm.max_prompt_tokens)
+        self.prompt = PromptBuilder(shared.lm, config.llm.max_prompt_tokens, bos=config.llm.bos)
 
     # ---- construction --------------------------------------------------------------------------
     @classmethod
@@ -377,8 +377,9 @@ class Linker:
 def _identity(section: Any, name: str) -> Any:
     """What of a config section is baked into loaded models (``llm.max_prompt_tokens`` is not)."""
     fields = dataclasses.asdict(section)
-    if name == "llm":
+    if name == "llm":  # the prompt's budget and BOS are the prompt builder's, not the loaded model's
         fields.pop("max_prompt_tokens")
+        fields.pop("bos")
     return fields
 
 

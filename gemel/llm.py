@@ -15,9 +15,8 @@ from pathlib import Path
 
 import torch
 
-from .config import LLMConfig
+from .config import LLMConfig, ProfileError
 from .sources import cache_dir, fingerprint, resolve
-from .config import ProfileError
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from statistics import NormalDist
 from typing import Any
 
 from gemel.types import Example, Prediction
+
 from .errors import GemelError
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import faiss
 import numpy as np
 from tqdm.auto import tqdm
+
 from .errors import GemelError
 
 logger = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import os
 from pathlib import Path
+
 from .errors import GemelError
 
 

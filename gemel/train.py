@@ -28,9 +28,9 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from .errors import GemelError
 from .mapper import FeatureMapper, MapperSpec, check_compatible
 from .types import Example
-from .errors import GemelError
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from tqdm.auto import tqdm
+
 from .errors import GemelError
 
 if TYPE_CHECKING:  # torch is only needed for the type of the generated-tokens tensor

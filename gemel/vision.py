@@ -15,9 +15,8 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from .config import VisionConfig
+from .config import ProfileError, VisionConfig
 from .sources import resolve
-from .config import ProfileError
 
 log = logging.getLogger(__name__)
 
