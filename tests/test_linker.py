@@ -63,6 +63,7 @@ def test_nil_threshold_returns_none_but_keeps_candidates(tiny_config):
 
 
 def test_exclude_keeps_an_example_out_of_its_own_prompt(tiny_linker):
+    tiny_linker = tiny_linker.replace(config=tiny_linker.config.replace(demos={"same_caption": "keep"}))
     text, mention = "Hopper wrote the first compiler for a programming language.", "Hopper"
     pred = tiny_linker.link(None, text, mention, exclude=["seed-0"])
     assert all(d.text != text for d in pred.demonstrations)
@@ -73,7 +74,7 @@ def test_exclude_keeps_an_example_out_of_its_own_prompt(tiny_linker):
 def test_added_demonstration_is_retrieved_at_once(tiny_config):
     from gemel.types import Example
 
-    linker = Linker.load(tiny_config)
+    linker = Linker.load(tiny_config.replace(demos={"same_caption": "keep"}))  # else dropped by caption
     text = "The Moon rose over the quiet harbour tonight."
     before = linker.link(None, text, "Moon")
     assert all(d.text != text for d in before.demonstrations)
@@ -105,7 +106,7 @@ def test_prompt_is_cut_to_the_token_budget(tiny_config):
 def test_removed_demonstration_is_no_longer_retrieved(tiny_config):
     from gemel.types import Example
 
-    linker = Linker.load(tiny_config)
+    linker = Linker.load(tiny_config.replace(demos={"same_caption": "keep"}))  # else dropped by caption
     text = "The Moon rose over the quiet harbour tonight."
     linker.add_demonstrations([Example(text=text, mention="Moon", entity="Moon", id="ann-1")])
     assert linker.remove_demonstrations(["ann-1"]) == 1
