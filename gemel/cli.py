@@ -194,15 +194,18 @@ def link_line(linker, line: str, n: int, base: Path) -> dict:
 # ---- gemel profiles / prepare ----------------------------------------------------------------------
 def _add_profiles(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profiles", help="list the shipped profiles",
-                       description="List the shipped profiles with their description.")
+                       description="List the shipped profiles with their description and LLM precision "
+                                   "('auto' is shown with what it picks on this machine; no model is loaded).")
     p.set_defaults(func=run_profiles)
 
 
 def run_profiles(args: argparse.Namespace) -> int:
     from .config import list_profiles, load_profile
+    from .precision import describe
 
     for name in list_profiles():
-        print(f"{name:<12} {load_profile(name).description}")
+        config = load_profile(name)
+        print(f"{name:<12} {config.description}\n{'':<12} llm.dtype = {describe(config.llm.dtype)}")
     return 0
 
 

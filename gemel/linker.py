@@ -156,7 +156,7 @@ class Linker:
         entity = best.name if best and best.score >= self.config.decode.nil_threshold else None
         clock.lap("rank")
         return Prediction(entity=entity, candidates=candidates, demonstrations=[_demo(r) for r in demos],
-                          profile=self.config.name, mapper=self.mapper_version,
+                          profile=self.config.name, mapper=self.mapper_version, precision=self.lm.dtype_name,
                           timings=clock.laps | {"total": clock.total, "prompt_tokens": float(pre.length)})
 
     def _prefix(self, image: ImageInput) -> torch.Tensor | None:
@@ -239,7 +239,7 @@ def build_mapper(config: LinkerConfig, lm: LanguageModel, vision: object | None)
         if path.suffix == ".pkl":
             return FeatureMapper.load_official(path, spec)
         return FeatureMapper.load(path, expected=spec)
-    emb_std = float(lm.model.get_input_embeddings().weight.std())
+    emb_std = float(lm.model.get_input_embeddings().weight.float().std())  # same mapper in every precision
     return FeatureMapper(spec, version="untrained", init_std=emb_std, seed=config.mapper.seed)
 
 

@@ -74,6 +74,7 @@ class Prediction:
     profile: str = ""  # profile name the linker was loaded with
     mapper: str = "untrained"  # mapper version, "untrained" or "none" (text-only profile)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    precision: str = ""  # the LLM's precision (float32, bfloat16, float16, int8); "" = not recorded
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,4 +84,5 @@ class Prediction:
             "profile": self.profile,
             "mapper": self.mapper,
             "timings": dict(self.timings),
+            "precision": self.precision,
         }
