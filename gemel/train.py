@@ -248,6 +248,8 @@ class Trainer:
                                                                      data_seed=self.config.seed))
 
     def _freeze_and_place(self, device: torch.device) -> FeatureMapper:
+        if self.linker.lm.dtype_name == "int8":  # quantised Linears pass no gradient back to the prefixes
+            raise TrainError("llm.dtype = 'int8' is for inference only: train with 'float32' or 'bfloat16'")
         self.linker.lm.model.eval().requires_grad_(False).to(device)
         if self.linker.vision is not None:
             self.linker.vision.eval().requires_grad_(False)  # features come from the cache, on the CPU

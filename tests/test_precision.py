@@ -155,6 +155,17 @@ def test_mapper_gets_a_finite_gradient_through_a_bfloat16_llm(tiny_config):
     assert grad.dtype == torch.float32 and bool(torch.isfinite(grad).all()) and float(grad.abs().sum()) > 0
 
 
+def test_training_refuses_an_int8_llm(tiny_config, tmp_path):
+    """Quantised Linears pass no gradient back (the mapper would silently not learn): refused by name."""
+    from gemel.linker import Linker
+    from gemel.train import TrainConfig, TrainError, train
+
+    linker = Linker.load(tiny_config.replace(llm={"dtype": "int8"}))
+    examples = [ex for ex in linker.pool.examples if ex.image]
+    with pytest.raises(TrainError, match="'int8' is for inference only"):
+        train(linker, examples, tmp_path / "run", TrainConfig(epochs=1), progress=False)
+
+
 # ---- the precision is shown -------------------------------------------------------------------------------
 def test_prediction_carries_the_precision(tiny_config, tiny_dir):
     from gemel.linker import Linker
