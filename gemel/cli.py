@@ -205,7 +205,7 @@ def run_profiles(args: argparse.Namespace) -> int:
 
     for name in list_profiles():
         config = load_profile(name)
-        print(f"{name:<12} {config.description}\n{'':<12} llm.dtype = {describe(config.llm.dtype)}")
+        print(f"{name:<12} {config.description} [llm.dtype = {describe(config.llm.dtype)}]")
     return 0
 
 
