@@ -13,7 +13,11 @@ worker loads ``Linker.load(profile, llm={"dtype": ...})`` and measures:
 - peak RSS (``ru_maxrss``, loading included), RSS after linking, the KV cache of a median prompt.
 
 Last lines, one per precision: ``dtype=... link_p50_s=... floor_ratio=... rss_mb=... dev=... test=...``; also
-writes ``bench/out/precision.png``. Goals (issue 15, 2 cores): link p50 <= 0.6 s, link/floor <= 1.25,
+writes ``bench/out/precision.png`` and each precision's figures to ``bench/out/precision-<dtype>.json``.
+
+The accuracy runs take most of the time (95 links per precision, bfloat16 is slow where it is emulated) and do
+not need a quiet machine; the timings do. So ``--jobs 3`` measures the precisions at once (timings then
+meaningless), and ``--no-accuracy`` times only, taking the answers from the JSON of an earlier run. Goals (issue 15, 2 cores): link p50 <= 0.6 s, link/floor <= 1.25,
 peak RSS <= 1.5 GB.
 """
 
@@ -23,6 +27,7 @@ import argparse
 import json
 import resource
 import statistics
+import os
 import subprocess
 import sys
 import time
@@ -115,36 +120,52 @@ def worker(args: argparse.Namespace) -> dict:
     test = load_examples(ROOT / "assets/eval/test.jsonl")
     timed = [e for e in test if e.entity][: args.cases]
     linker.link(timed[0].image, timed[0].text, timed[0].mention)  # warm-up: demonstration image features
-    link_s, tokens = [], []
+    link_s, cpu_s, tokens = [], [], []
     for ex in timed:
         linker.features.forget(ex.image)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         pred = linker.link(ex.image, ex.text, ex.mention)
         link_s.append(time.perf_counter() - t)
+        cpu_s.append(time.process_time() - c)  # all threads: ~ threads x wall time on an idle machine
         tokens.append(int(pred.timings["prompt_tokens"]))
     n_tok = int(statistics.median(tokens))
     floor, linear_gflop, attention_gflop = prefill_floor_s(linker.lm.model, linker.lm.dtype_name, n_tok)
     cache_mb = kv_cache_mb(linker.lm.model, n_tok)
     answers = {}
-    for split, examples in (("dev", dev), ("test", test)):
+    for split, examples in (("dev", dev), ("test", test)) if args.accuracy else ():
         preds = predict(linker, examples, progress=False)
         answers[split] = {"gold": [e.entity for e in examples], "pred": [p.entity for p in preds],
                           "link_p50_s": statistics.median(p.timings["total"] for p in preds)}
     return {"dtype": linker.lm.dtype_name, "requested": args.worker, "threads": torch.get_num_threads(),
             "load_s": load_s, "link_s": link_s, "link_p50_s": statistics.median(link_s), "prompt_tokens": n_tok,
+            "link_cpu_p50_s": statistics.median(cpu_s), "load_avg": os.getloadavg()[0],
             "floor_s": floor, "linear_gflop": linear_gflop, "attention_gflop": attention_gflop,
             "kv_cache_mb": cache_mb, "rss_after_import_torch_mb": torch_rss, "rss_now_mb": current_rss_mb(),
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "answers": answers}
 
 
-def run_worker(dtype: str, args: argparse.Namespace) -> dict:
+def start_worker(dtype: str, args: argparse.Namespace, out_dir: Path) -> subprocess.Popen:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", dtype, "--profile", args.profile,
-           "--cases", str(args.cases)]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    lines = [line for line in out.stdout.splitlines() if line.startswith(RESULT)]
-    if out.returncode != 0 or not lines:
-        raise SystemExit(f"worker {dtype} failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    return json.loads(lines[-1][len(RESULT):])
+           "--cases", str(args.cases), "--accuracy" if args.accuracy else "--no-accuracy"]
+    with (out_dir / f"precision-{dtype}.log").open("w") as log:  # progress bars must not fill a pipe
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT)
+
+
+def finish_worker(dtype: str, proc: subprocess.Popen, out_dir: Path) -> dict:
+    stdout, _ = proc.communicate()
+    lines = [line for line in stdout.splitlines() if line.startswith(RESULT)]
+    if proc.returncode != 0 or not lines:
+        log = (out_dir / f"precision-{dtype}.log").read_text()
+        raise SystemExit(f"worker {dtype} failed ({proc.returncode}):\n{log[-3000:]}")
+    result = json.loads(lines[-1][len(RESULT):])
+    saved = out_dir / f"precision-{dtype}.json"
+    if not result["answers"]:  # timing only: the answers of the last accuracy run
+        if not saved.exists():
+            raise SystemExit(f"--no-accuracy needs an earlier accuracy run of {dtype} ({saved} is missing)")
+        result["answers"] = json.loads(saved.read_text())["answers"]
+        result["answers_from"] = str(saved)
+    saved.write_text(json.dumps(result, indent=1))
+    return result
 
 
 def summarise(r: dict, reference: dict | None) -> dict:
@@ -165,7 +186,10 @@ def main() -> None:
     ap.add_argument("--profile", default="offline")
     ap.add_argument("--dtypes", default="float32,bfloat16,int8", help="comma-separated precisions to compare")
     ap.add_argument("--cases", type=int, default=10, help="test cases timed for the link p50")
-    ap.add_argument("--out", default=str(ROOT / "bench/out/precision.png"), help="plot file")
+    ap.add_argument("--out", default=str(ROOT / "bench/out/precision.png"), help="plot file (JSONs beside it)")
+    ap.add_argument("--accuracy", action=argparse.BooleanOptionalAction, default=True,
+                    help="also link dev and test (default); --no-accuracy reuses the answers of an earlier run")
+    ap.add_argument("--jobs", type=int, default=1, help="precisions measured at once (> 1: timings not valid)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: measure one precision, print its JSON
     args = ap.parse_args()
     if args.worker:
@@ -175,15 +199,19 @@ def main() -> None:
     from gemel.plots import plot_precision
 
     print(f"auto here: {describe('auto')}", flush=True)
+    dtypes, out_dir = args.dtypes.split(","), Path(args.out).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    for dtype in args.dtypes.split(","):
+    for start in range(0, len(dtypes), args.jobs):
         t = time.perf_counter()
-        results.append(run_worker(dtype, args))
-        print(f"{dtype}: measured in {time.perf_counter() - t:.0f} s", flush=True)
+        batch = [(d, start_worker(d, args, out_dir)) for d in dtypes[start: start + args.jobs]]
+        results.extend(finish_worker(d, proc, out_dir) for d, proc in batch)
+        print(f"{', '.join(d for d, _ in batch)}: measured in {time.perf_counter() - t:.0f} s", flush=True)
     reference = next((r for r in results if r["dtype"] == "float32"), None)
     rows = [summarise(r, reference) for r in results]
     for r in rows:
-        print(f"{r['dtype']}: threads {r['threads']}, load {r['load_s']:.1f} s, prompt {r['prompt_tokens']} tokens "
+        print(f"{r['dtype']}: threads {r['threads']}, load average {r['load_avg']:.1f}, link CPU time p50 "
+              f"{r['link_cpu_p50_s']:.2f} s, load {r['load_s']:.1f} s, prompt {r['prompt_tokens']} tokens "
               f"(linear {r['linear_gflop']:.0f} + attention {r['attention_gflop']:.0f} GFLOP), floor "
               f"{r['floor_s']:.2f} s, link {' '.join(f'{s:.2f}' for s in r['link_s'])} s, link p50 over the whole "
               f"test split {r['answers']['test']['link_p50_s']:.2f} s, KV cache {r['kv_cache_mb']:.0f} MB, RSS "
