@@ -116,9 +116,10 @@ def worker(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     linker = Linker.load(args.profile, llm={"dtype": args.worker})
     load_s = time.perf_counter() - t0
-    dev = load_examples(ROOT / "assets/eval/dev.jsonl")
+    dev = load_examples(ROOT / "assets/eval/dev.jsonl", limit=args.limit)
     test = load_examples(ROOT / "assets/eval/test.jsonl")
     timed = [e for e in test if e.entity][: args.cases]
+    test = test[: args.limit]
     linker.link(timed[0].image, timed[0].text, timed[0].mention)  # warm-up: demonstration image features
     link_s, cpu_s, tokens = [], [], []
     for ex in timed:
@@ -147,6 +148,7 @@ def worker(args: argparse.Namespace) -> dict:
 def start_worker(dtype: str, args: argparse.Namespace, out_dir: Path) -> subprocess.Popen:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", dtype, "--profile", args.profile,
            "--cases", str(args.cases), "--accuracy" if args.accuracy else "--no-accuracy"]
+    cmd += ["--limit", str(args.limit)] if args.limit else []
     with (out_dir / f"precision-{dtype}.log").open("w") as log:  # progress bars must not fill a pipe
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT)
 
@@ -189,6 +191,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench/out/precision.png"), help="plot file (JSONs beside it)")
     ap.add_argument("--accuracy", action=argparse.BooleanOptionalAction, default=True,
                     help="also link dev and test (default); --no-accuracy reuses the answers of an earlier run")
+    ap.add_argument("--limit", type=int, help="accuracy on the first N cases of each split only (default: all)")
     ap.add_argument("--jobs", type=int, default=1, help="precisions measured at once (> 1: timings not valid)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: measure one precision, print its JSON
     args = ap.parse_args()
