@@ -183,6 +183,13 @@ def summarise(r: dict, reference: dict | None) -> dict:
     return row
 
 
+def whole_split(r: dict) -> str:
+    """The test split's link p50 (image features cached), or where the reused answers came from."""
+    if "answers_from" in r:
+        return f"answers from {r['answers_from']}"
+    return f"link p50 over the test split {r['answers']['test']['link_p50_s']:.2f} s"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="offline")
@@ -216,8 +223,7 @@ def main() -> None:
         print(f"{r['dtype']}: threads {r['threads']}, load average {r['load_avg']:.1f}, link CPU time p50 "
               f"{r['link_cpu_p50_s']:.2f} s, load {r['load_s']:.1f} s, prompt {r['prompt_tokens']} tokens "
               f"(linear {r['linear_gflop']:.0f} + attention {r['attention_gflop']:.0f} GFLOP), floor "
-              f"{r['floor_s']:.2f} s, link {' '.join(f'{s:.2f}' for s in r['link_s'])} s, link p50 over the whole "
-              f"test split {r['answers']['test']['link_p50_s']:.2f} s, KV cache {r['kv_cache_mb']:.0f} MB, RSS "
+              f"{r['floor_s']:.2f} s, link {' '.join(f'{s:.2f}' for s in r['link_s'])} s, {whole_split(r)}, KV cache {r['kv_cache_mb']:.0f} MB, RSS "
               f"after import torch {r['rss_after_import_torch_mb']:.0f} MB, after linking {r['rss_now_mb']:.0f} MB; "
               f"answers changed vs float32: dev {r['dev_changed']}, test {r['test_changed']}")
     path = plot_precision(rows, args.out)

@@ -1,14 +1,15 @@
 """Numeric precision of the frozen LLM: which dtype a profile's ``llm.dtype`` means on this machine.
 
-bfloat16 halves the weights and the KV cache, and where the hardware multiplies bf16 natively (x86 CPUs with
-AVX512-BF16 or AMX-BF16, CUDA GPUs of compute capability >= 8) its matmuls run at about twice float32's rate
-with the same ranking of candidates (``tests/test_precision.py``). Without those units torch emulates bf16 by
-converting to float32 and the prefill gets *slower*, so ``"auto"`` picks bfloat16 only where the unit exists
-(``/proc/cpuinfo`` flags on Linux, ``torch.cuda.is_bf16_supported()`` on CUDA) and float32 elsewhere.
+bfloat16 halves the weights and the KV cache, and keeps the answers (bench/precision.py: 1 of 40 changed
+against float32, accuracy unchanged). Where the hardware multiplies bf16 natively (x86 CPUs with AVX512-BF16
+or AMX-BF16, CUDA GPUs of compute capability >= 8) it is also faster; without those units torch emulates it
+through float32 and a link gets ~3x *slower* (measured on a Skylake-SP Xeon). So ``"auto"`` picks bfloat16
+only where the unit exists (``/proc/cpuinfo`` flags on Linux, ``torch.cuda.is_bf16_supported`` on CUDA) and
+float32 elsewhere.
 
 ``"int8"`` is dynamic quantisation of every ``nn.Linear`` (``torch.ao.quantization.quantize_dynamic``: int8
-weights, activations quantised per call), CPU only, inference only, opt-in: it moves log-probabilities by
-more than bf16 does, so measure it on your dev split before trusting it (``bench/precision.py``).
+weights, activations quantised per call), CPU only, inference only, opt-in. It does **not** keep the answers
+of the offline default (23 of 40 changed, accuracy halved, bench/precision.py): for experiments only.
 """
 
 from __future__ import annotations
