@@ -30,6 +30,7 @@ demo: prepare
 	$(BIN)/python app.py
 
 test: setup
+	bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 
 bench: prepare

@@ -19,7 +19,8 @@ Public API (everything raises subclasses of `AnnotationError` with a message for
     store.get(cid) / store.current(annotator, input_id) -> dict | None
     store.history(input_id=None, annotator=None, limit=None) -> [dict], newest first, with
         "status": "current" | "superseded" | "undone"
-    store.undo(annotator, input_id) / store.undo_last(annotator) -> the decision now current, or None
+    store.undo(annotator, input_id) -> the decision now current, or None
+    store.undo_last(annotator) -> the decision it undid (its input_id, annotator ...)
     store.decisions() -> every current decision (latest live one per input x annotator)
 
     store.enqueue([{"text", "mention", "image", "prediction": Prediction.to_dict() | None}], batch=None)

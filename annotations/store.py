@@ -374,15 +374,16 @@ class Store:
         self._write(body)
         return self.current(annotator, input_id)
 
-    def undo_last(self, annotator: str) -> dict[str, Any] | None:
-        """Undo the annotator's most recent live decision ("undo my last decision"); return the
-        decision now current on that input, or None."""
+    def undo_last(self, annotator: str) -> dict[str, Any]:
+        """Undo the annotator's most recent live decision ("undo my last decision"); return what was
+        undone (a row with status "undone"; `current(annotator, row["input_id"])` is what is current now)."""
         row = self._read(lambda conn: one(
-            conn, "SELECT input_id FROM corrections WHERE annotator = ? AND undone_at IS NULL "
+            conn, "SELECT id, input_id FROM current_decisions WHERE annotator = ? "
             "ORDER BY created_at DESC, id DESC LIMIT 1", (annotator,)))
         if row is None:
             raise NothingToUndoError(f"{annotator!r} has no decision left to undo")
-        return self.undo(annotator, row["input_id"])
+        self.undo(annotator, row["input_id"])
+        return self.get(row["id"])
 
     # ---- queue ------------------------------------------------------------------------------
 

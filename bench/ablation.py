@@ -25,10 +25,9 @@ import json
 import logging
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
@@ -80,22 +79,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-@contextmanager
-def variant(linker: Any, v: Variant, mappers: dict[str, Any]) -> Iterator[None]:
-    """The linker with ``v``'s settings, restored afterwards."""
-    from gemel.demos import DemonstrationPool
-
-    saved = (linker.config, linker.pool, linker.mapper)
+def variant(linker: Any, v: Variant, mappers: dict[str, Any]) -> Any:
+    """A variant of ``linker`` with ``v``'s settings (`Linker.replace`: the loaded models are shared, the
+    reference linker is never changed)."""
     sections = {k: s for k, s in (("decode", v.decode), ("demos", v.demos)) if s}
-    try:
-        if sections:
-            linker.config = linker.config.replace(**sections)
-        if v.pool == "empty":
-            linker.pool = DemonstrationPool(linker.embedder, "labelled")
-        linker.mapper = mappers[v.mapper]
-        yield
-    finally:
-        linker.config, linker.pool, linker.mapper = saved
+    config = linker.config.replace(**sections) if sections else None
+    return linker.replace(config=config, pool=[] if v.pool == "empty" else None, mapper=mappers[v.mapper])
 
 
 def load_mappers(linker: Any, trained: str | None) -> dict[str, Any]:
@@ -126,9 +115,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             continue  # not asked for, or no trained mapper given
         if v.key not in done:
             t0 = time.perf_counter()
-            with variant(linker, v, mappers):
-                done[v.key] = evaluate_linker(linker, examples, baseline=v.baseline,
-                                              options=EvalOptions(progress=sys.stderr.isatty()))
+            done[v.key] = evaluate_linker(variant(linker, v, mappers), examples, baseline=v.baseline,
+                                          options=EvalOptions(progress=sys.stderr.isatty()))
             log.info("%s: %.3f in %.0f s", v.key, done[v.key].accuracy, time.perf_counter() - t0)
         d = linker.config
         name = name.format(K=d.decode.candidates, w=f"{d.decode.w_ret:g}", n=d.demos.n)

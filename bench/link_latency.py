@@ -36,11 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gemel.decoding import hf_beam_search, prefill, score_sequences  # noqa: E402
-from gemel.demos import load_jsonl_examples  # noqa: E402
-from gemel.embedder import query_text as embed_text  # noqa: E402
+from gemel.demonstrations import load_jsonl_examples  # noqa: E402
 from gemel.images import load_image  # noqa: E402
 from gemel.linker import Linker  # noqa: E402
-from gemel.prompt import Segment, query_text  # noqa: E402
 from gemel.trie import DictTrie  # noqa: E402
 
 
@@ -94,15 +92,11 @@ def main() -> None:
         linker.features.forget(ex.image)
         dt, pred = timed(lambda: linker.link(ex.image, ex.text, ex.mention))
         link_t.append(dt)
-        # rebuild exactly the prompt link used, for the bare and naive paths
-        q = linker.embedder.encode([embed_text(ex.text, ex.mention)])
-        demos = linker._demonstrations(q, ())
-        query = Segment(query_text(ex.text, ex.mention), linker._prefix(ex.image))
-        segs = linker.prompt.fit([linker._segment(r) for r in demos], query)
+        # the prompt link built, through the same public call, for the bare and naive paths
         with torch.no_grad():
-            embeds = linker.prompt.embed(segs + [query])
-        cand_ids = linker._candidate_ids(q)
-        seqs = [linker._name_tokens[j] for j in cand_ids]
+            qp = linker.build_prompt(ex.image, ex.text, ex.mention)
+        embeds = qp.embeds
+        seqs = [linker.name_tokens(j) for j in qp.candidate_ids]
         bare_t.append(bare_calls(linker, image, embeds, seqs))
         n_tok = embeds.shape[1]
         tokens.append(n_tok)
@@ -110,7 +104,7 @@ def main() -> None:
         if i < args.naive_cases:
             trie = DictTrie(seqs)
             d = linker.config.decode
-            naive_t.append(timed(lambda: hf_beam_search(model, embeds, trie.allowed, linker.lm.eos_id,
+            naive_t.append(timed(lambda: hf_beam_search(model, embeds, trie, linker.lm.eos_id,
                                                         d.num_beams, d.max_new_tokens))[0])
         print(f"{ex.id}: prompt {n_tok} tokens, link {dt:.2f} s, bare {bare_t[-1]:.2f} s, floor {floor_t[-1]:.2f} s"
               + (f", naive {naive_t[-1]:.2f} s" if i < args.naive_cases else ""), flush=True)

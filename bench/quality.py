@@ -22,8 +22,8 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gemel.demos import load_jsonl_examples  # noqa: E402
-from gemel.embedder import query_text  # noqa: E402
+from gemel.demonstrations import load_jsonl_examples  # noqa: E402
+from gemel.embedder import mention_in_context  # noqa: E402
 from gemel.linker import Linker  # noqa: E402
 from gemel.metrics import wilson_interval  # noqa: E402
 
@@ -42,7 +42,7 @@ def main() -> None:
     base_ok = link_ok = in_k = 0
     times = []
     for ex in tqdm(cases, desc=f"{args.split}", unit="case"):
-        q = linker.embedder.encode([query_text(ex.text, ex.mention)])
+        q = linker.embedder.encode([mention_in_context(ex.text, ex.mention)])
         _, ids = linker.kb_index.search(q, 1)
         base = linker.kb.entities[int(ids[0][0])].title
         pred = linker.link(ex.image, ex.text, ex.mention)

@@ -16,12 +16,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import StudioError
+
 log = logging.getLogger(__name__)
 
 _JSONL = (".jsonl", ".ndjson")
 
 
-class BatchError(ValueError):
+class BatchError(StudioError):
     """An uploaded batch cannot be read; the message names the file (and line) and the fix."""
 
 
@@ -118,7 +120,7 @@ def _image(ref: str | None, base: Path, uploads: _Uploads, allow_server_paths: b
 def shipped_examples(paths: Iterable[str | os.PathLike]) -> list:
     """`gemel.types.Example` records of the example gallery: those with an existing image, one per
     (image, text, mention)."""
-    from gemel.demos import load_jsonl_examples
+    from gemel.demonstrations import load_jsonl_examples
 
     seen, out = set(), []
     for path in paths:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import StudioError
 from .render import CSS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +23,7 @@ ASSETS = ROOT / "assets"
 KEYBOARD_JS = Path(__file__).with_name("keyboard.js")
 
 
-class AppConfigError(ValueError):
+class AppConfigError(StudioError):
     """A demo setting is invalid; the message names it and the fix."""
 
 

@@ -28,16 +28,15 @@ import gradio as gr
 from tqdm.auto import tqdm
 
 from annotations import AnnotationError, export_jsonl, export_parquet
-from gemel.datasets import DatasetError
+from annotations.loop import CorrectionLoop
+from gemel.errors import GemelError, InputError
 from gemel.images import ImageError, load_image
-from gemel.kb import KBError
-from gemel.linker import InputError
-from gemel.plots import PlotError, plot_corrections
-from gemel.types import Example
+from gemel.plots import plot_corrections
 
 from . import render
 from .batch import BatchError, read_batch, shipped_examples
 from .config import AppConfig
+from .errors import StudioError
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +45,11 @@ ACTIONS = ("save", "search", "nil", "more_context")
 EXPORT_FORMATS = ("jsonl", "parquet")
 
 
-class DecisionError(ValueError):
+class DecisionError(StudioError):
     """A correction cannot be made as asked (no name, no linked query, unknown entity ...)."""
 
 
-_USER_ERRORS = (AnnotationError, InputError, ImageError, DatasetError, KBError, BatchError, DecisionError, PlotError)
+_USER_ERRORS = (AnnotationError, GemelError, StudioError)  # each package's error family; the rest are bugs
 
 
 def _sentence(context: str, error: BaseException) -> str:
@@ -150,6 +149,7 @@ class Studio:
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()  # the linker's pools are not thread-safe
+        self.loop = CorrectionLoop(self.store, self.linker, self.lock)  # decisions -> demonstrations
         self.work_dir = Path(self.config.work_dir or tempfile.mkdtemp(prefix="gemel-studio-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.examples = shipped_examples(self.config.examples)
@@ -159,16 +159,8 @@ class Studio:
         return self.linker.kb
 
     def load_corrections(self) -> int:
-        """Add the store's decided examples to the linker's pool (at start-up); returns how many were new."""
-        examples = [Example.from_dict(d) for d in self.store.training_examples()]
-        known = [e for e in examples if e.entity in self.kb]
-        if len(known) < len(examples):
-            log.warning("%d stored corrections name entities this KB lacks; not used as demonstrations",
-                        len(examples) - len(known))
-        with self.lock:
-            added = self.linker.add_demonstrations(known)
-        log.info("added %d stored corrections to the demonstration pool", added)
-        return added
+        """Add the store's current decisions to the linker's pool (at start-up); returns how many were new."""
+        return self.loop.load()
 
     # ---- linking ------------------------------------------------------------------------------
     def _predict(self, image: str | None, caption: str, mention: str, exclude: Sequence[str] = ()) -> Any:
@@ -201,26 +193,6 @@ class Studio:
         return self.kb.search(query or "", limit)
 
     # ---- recording ----------------------------------------------------------------------------
-    def _learn(self, correction_id: int) -> int:
-        """Add a stored decision to the linker's demonstration pool; returns 1 when it is new there."""
-        row = self.store.get(correction_id)
-        if not row["entity"]:
-            return 0
-        example = Example(text=row["text"], mention=row["mention"], entity=row["entity"], image=row["image"],
-                          id=row["input_key"], source="annotations")
-        with self.lock:
-            return self.linker.add_demonstrations([example])
-
-    def _unlearn(self, undone_id: int | None, now: Mapping[str, Any] | None) -> None:
-        """Withdraw an undone decision's demonstration; the decision current again (if any) is learnt."""
-        if undone_id is None:
-            return
-        key = self.store.get(undone_id)["input_key"]
-        with self.lock:
-            self.linker.remove_demonstrations([key])
-        if now and now.get("entity"):
-            self._learn(now["id"])
-
     def _check_entity(self, entity: str | None) -> None:
         if entity is not None and entity not in self.kb:
             raise DecisionError(f"{entity!r} is not an entity of the knowledge base; pick a title the KB search "
@@ -230,12 +202,10 @@ class Studio:
                 comment: str | None) -> int:
         self._check_entity(entity)
         pred = query.get("prediction") or {}
-        cid = self.store.record(annotator, decision, entity, text=query["text"], mention=query["mention"],
+        return self.loop.record(annotator, decision, entity, text=query["text"], mention=query["mention"],
                                 image=query.get("image"), model_entity=pred.get("entity"),
                                 candidates=pred.get("candidates"), profile=pred.get("profile"),
                                 mapper_version=pred.get("mapper"), comment=(comment or "").strip() or None)
-        self._learn(cid)
-        return cid
 
     @user_facing("Could not save the decision")
     def correct(self, query: Mapping[str, Any] | None, annotator: str | None, action: str, choice: str | None,
@@ -321,9 +291,8 @@ class Studio:
         names = [c["name"] for c in pred.get("candidates") or []]
         decision, entity = decision_for(action, choice, pred.get("entity"), names)
         self._check_entity(entity)
-        cid = self.store.record_item(item["item_id"], annotator, decision, entity,
-                                     comment=(comment or "").strip() or None)
-        self._learn(cid)
+        cid = self.loop.record_item(item["item_id"], annotator, decision, entity,
+                                    comment=(comment or "").strip() or None)
         return self._item_view(annotator, _saved(cid, annotator, decision, entity))
 
     @user_facing("Could not skip")
@@ -337,10 +306,7 @@ class Studio:
     def undo_last(self, annotator: str | None, login: str | None = None) -> str:
         """Undo the annotator's most recent decision; its demonstration leaves the pool (the earlier one returns)."""
         annotator = annotator_name(annotator, login)
-        live = (r for r in self.store.history(annotator=annotator, limit=100) if r["status"] != "undone")
-        last = next(live, None)  # what undo_last withdraws: the annotator's most recent live decision
-        now = self.store.undo_last(annotator)
-        self._unlearn(last["id"] if last else None, now)
+        _, now = self.loop.undo_last(annotator)
         back = (f" Your earlier decision on it is current again: {now['entity'] or now['decision']}."
                 if now else " The item is back in your queue.")
         return "Undid your last decision." + back

@@ -164,11 +164,17 @@ def thumbnail_uri(path: str, size: int = 160) -> str | None:
 
 
 def meta_html(prediction: Mapping[str, Any]) -> str:
-    """Profile, mapper version, the LLM's precision and time taken of a prediction."""
+    """Profile, mapper version, the LLM's precision and time taken of a prediction; a remembered correction
+    says whose it is."""
     total = prediction.get("timings", {}).get("total")
     took = f"{float(total):.2f} s" if isinstance(total, (int, float)) else "–"
     precision = f' · <b>{esc(prediction["precision"])}</b>' if prediction.get("precision") else ""
-    return (f'<div class="gemel-meta">profile <b>{esc(prediction.get("profile"))}</b> · mapper '
+    memory = ""
+    if prediction.get("source") == "correction":
+        who = esc(prediction.get("corrected_by") or "an annotator")
+        memory = (f'<div class="gemel-memory">✔ <b>your correction</b>: {who} decided this exact item (caption, '
+                  'mention and picture); the model\'s own ranking is below.</div>')
+    return (memory + f'<div class="gemel-meta">profile <b>{esc(prediction.get("profile"))}</b> · mapper '
             f'<b>{esc(prediction.get("mapper"))}</b>{precision} · took <b>{took}</b></div>')
 
 
@@ -225,6 +231,7 @@ CSS = """
 .gemel-desc,.gemel-nums,.gemel-legend,.gemel-empty{color:var(--body-text-color-subdued);font-size:.88em}
 .gemel-bar-track{background:var(--background-fill-secondary);border-radius:4px;height:10px;margin:3px 0}
 .gemel-bar{background:var(--color-accent);border-radius:4px;height:10px}
+.gemel-memory{background:#ecfdf5;border:1px solid #10b981;border-radius:6px;padding:6px 10px;margin-bottom:6px}
 .gemel-demos{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px}
 .gemel-demo{border:1px solid var(--border-color-primary);border-radius:8px;padding:6px;font-size:.9em}
 .gemel-demo img{width:100%;height:110px;object-fit:cover;border-radius:6px}

@@ -4,7 +4,9 @@
     linker = Linker.load("offline")
     prediction = linker.link("photo.jpg", "Hopper wrote the first compiler.", "Hopper")
 
-No UI and no database here: ``annotations/`` stores corrections, ``demo/`` is the Gradio app.
+No UI and no database here: ``annotations/`` stores corrections (its ``loop`` module turns them into
+demonstrations), ``demo/`` is the Gradio app. Only the command-line layer imports ``annotations``, lazily.
+Every error raised on purpose is a ``gemel.errors.GemelError``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from typing import TYPE_CHECKING
 
 from .types import Candidate, Demonstration, Example, Prediction
 
-__all__ = ["Linker", "Example", "Candidate", "Demonstration", "Prediction", "load_profile", "list_profiles"]
+from .errors import GemelError, InputError
+
+__all__ = ["Linker", "Example", "Candidate", "Demonstration", "Prediction", "GemelError", "InputError",
+           "load_profile", "list_profiles"]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:

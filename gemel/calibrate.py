@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .config import LinkerConfig
+from .errors import GemelError
 from .metrics import exact_match, wilson_interval
 from .types import Example, Prediction
 
@@ -31,7 +32,7 @@ PATH_FIELDS = {"llm": ("source",), "vision": ("weights",), "embedder": ("source"
                "mapper": ("checkpoint",), "demos": ("seed_pool",)}
 
 
-class CalibrationError(ValueError):
+class CalibrationError(GemelError):
     """Calibration cannot run as asked; the message names the value and the fix."""
 
 

@@ -2,7 +2,8 @@
 
 Every command has ``--help``. Sub-commands that live in other modules register themselves through
 :data:`EXTRA_COMMANDS` (module paths with ``add_parser(subparsers)`` and ``run(args) -> int``), so this file
-stays a dispatcher; ``gemel annotations ...`` is the annotation store's own CLI, imported only when used.
+stays a dispatcher. This command-line layer is the only part of `gemel` that imports the annotation store
+(``annotations``), and only when used: ``gemel annotations ...`` (the store's own CLI) and ``--annotations DB``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,23 @@ import sys
 from pathlib import Path
 from typing import Iterator, Sequence, TextIO
 
+from .errors import GemelError
+
 EXTRA_COMMANDS = ("gemel.train_cli", "gemel.eval_cli")
+
+
+class UsageError(GemelError):
+    """The command line asks for something impossible (conflicting or missing options)."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The error families whose message is for the person at the terminal; everything else is a bug and keeps
+    its traceback. The annotation store's family joins when that package is installed."""
+    try:
+        from annotations import AnnotationError
+    except ModuleNotFoundError:
+        return (GemelError, FileNotFoundError)
+    return (GemelError, AnnotationError, FileNotFoundError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:  # config, input and source errors carry a readable message
+    except user_errors() as e:  # config, input, source and store errors carry a readable message
         print(f"gemel: error: {e}", file=sys.stderr)
         return 2
 
@@ -76,43 +93,27 @@ def load_linker(args: argparse.Namespace):
     overrides = {"mapper": {"checkpoint": args.mapper}} if getattr(args, "mapper", None) else {}
     linker = Linker.load(args.profile, **overrides)
     if getattr(args, "annotations", None):
-        added = add_annotations(linker, args.annotations)
-        logging.getLogger(__name__).info("added %d corrections from %s", added, args.annotations)
+        from annotations.loop import open_loop  # the correction loop, the same rule as the app's
+
+        open_loop(args.annotations, linker)
+        logging.getLogger(__name__).info("%d labelled demonstrations with the store's", len(linker.labelled_pool))
     return linker
-
-
-def add_annotations(linker, db: str) -> int:
-    """Put every accepted or corrected example of an annotation store into the demonstration pool."""
-    from annotations import Store
-
-    from .types import Example
-
-    path = Path(db)
-    if not path.exists():
-        raise FileNotFoundError(f"annotation store {db!r} does not exist")
-    store = Store.open(path)
-    examples = [Example.from_dict(d) for d in store.training_examples()]
-    return linker.add_demonstrations(e for e in examples if e.entity in linker.kb)
 
 
 def run_link(args: argparse.Namespace) -> int:
     if args.input:
         if args.text or args.mention or args.image:
-            raise ValueError("give either --input (batch) or --image/--text/--mention, not both")
+            raise UsageError("give either --input (batch) or --image/--text/--mention, not both")
         return run_batch(args)
     if not args.text or not args.mention:
-        raise ValueError("gemel link needs --text and --mention (and optionally --image), or --input FILE")
-    from .images import ImageError
-    from .linker import InputError, check_query
+        raise UsageError("gemel link needs --text and --mention (and optionally --image), or --input FILE")
+    from .linker import check_query
 
     check_query(args.text, args.mention)  # fail before loading models
     if args.image and not Path(args.image).exists():
         raise FileNotFoundError(f"image file {args.image!r} does not exist")
     linker = load_linker(args)
-    try:
-        pred = linker.link(args.image, args.text, args.mention)
-    except (ImageError, InputError) as e:
-        raise ValueError(str(e)) from e
+    pred = linker.link(args.image, args.text, args.mention)
     if args.json:
         print(json.dumps(pred.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -121,9 +122,14 @@ def run_link(args: argparse.Namespace) -> int:
 
 
 def format_prediction(pred, top: int = 5) -> str:
-    lines = [f"entity: {pred.entity if pred.entity is not None else 'NIL (below the threshold)'}",
+    if pred.source == "correction":
+        first = f"entity: {pred.entity or 'NIL'}   (correction: {pred.corrected_by} decided this exact item)"
+    else:
+        first = f"entity: {pred.entity if pred.entity is not None else 'NIL (below the threshold)'}"
+    lines = [first,
              f"profile: {pred.profile}   mapper: {pred.mapper}   time: {pred.timings.get('total', 0):.2f} s",
-             "candidates (fused score = w_llm * mean token log-prob + w_ret * retrieval similarity):"]
+             "candidates (fused score = w_llm * llm + w_ret * sim; llm = log-probability of the name's tokens"
+             " / tokens ** decode.length_penalty):"]
     for i, c in enumerate(pred.candidates[:top], 1):
         lines.append(f"  {i}. {c.name:<40} {c.score:8.3f}  (llm {c.llm_logprob:7.3f}, sim {c.retrieval_sim:.3f})"
                      f"  {c.description}")
@@ -166,9 +172,6 @@ def link_lines(linker, path: Path) -> Iterator[dict]:
 
 
 def link_line(linker, line: str, n: int, base: Path) -> dict:
-    from .images import ImageError
-    from .linker import InputError
-
     try:
         case = json.loads(line)
     except json.JSONDecodeError as e:
@@ -186,7 +189,7 @@ def link_line(linker, line: str, n: int, base: Path) -> dict:
         image = str(base / image)
     try:
         pred = linker.link(image or None, case["text"], case["mention"])
-    except (ImageError, InputError) as e:
+    except GemelError as e:  # a bad image, an empty caption ...: this line fails, the batch goes on
         return {"id": cid, "line": n, "error": str(e)}
     return {"id": cid, **pred.to_dict()}
 
@@ -220,8 +223,9 @@ def run_prepare(args: argparse.Namespace) -> int:
     from .linker import Linker
 
     linker = Linker.load(args.profile)
-    print(f"profile {linker.config.name!r} ready: {len(linker.kb)} entities, {len(linker.pool)} seed "
-          f"demonstrations, {len(linker.kb_pool)} KB demonstrations, mapper {linker.mapper_version}")
+    kb_demos = len(linker.kb_pool) if linker.kb_pool is not None else 0
+    print(f"profile {linker.config.name!r} ready: {len(linker.kb)} entities, {len(linker.labelled_pool)} seed "
+          f"demonstrations, {kb_demos} KB demonstrations, mapper {linker.mapper_version}")
     return 0
 
 
@@ -259,7 +263,7 @@ def run_kb_build(args: argparse.Namespace) -> int:
 
         llm = load_profile(args.profile).llm
         lm = LanguageModel.load(llm)
-        trie = ArrayTrie.build((lm.encode(t) + [lm.eos_id] for t in kb.titles), progress=True)
+        trie = ArrayTrie.build((lm.answer_tokens(t) for t in kb.titles), progress=True)
         trie.save(Path(args.out) / "trie")
         (Path(args.out) / "trie.tokenizer").write_text(llm.source + "\n")  # the linker checks it before use
         print(f"wrote the prefix tree ({len(trie)} names) to {Path(args.out) / 'trie'}")

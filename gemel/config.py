@@ -15,17 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import GemelError
+
 PROFILE_DIR = Path(__file__).parent / "profiles"
 PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")  # llm.dtype values (see gemel/precision.py)
 
 
-class ConfigError(ValueError):
+class ProfileError(GemelError):
     """A profile or config value is invalid; the message names the value and the fix."""
 
 
 def _check(cond: bool, msg: str) -> None:
     if not cond:
-        raise ConfigError(msg)
+        raise ProfileError(msg)
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class LLMConfig:
     dtype: str = "float32"  # precision of the frozen LLM: auto (bf16 where native, else fp32), float32, bfloat16,
     # float16 (GPU) or int8 (dynamic quantisation of the Linear layers, CPU only, opt-in)
     max_prompt_tokens: int = 2048  # demonstrations are dropped (least similar first) to fit
+    bos: bool = True  # start the prompt with the tokenizer's BOS, if it adds one (the official GEMEL code: none)
 
     def __post_init__(self) -> None:
         _check(bool(self.source), "llm.source is empty: give a hub id, a folder or package:NAME/FILE.gguf")
@@ -92,14 +95,17 @@ class MapperConfig:
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemonstrationConfig:
     n: int = 16  # demonstrations per prompt (paper: 16)
     seed_pool: str = ""  # JSONL of seed examples ("" = none); relative paths resolve against the repo
     kb_demos: bool = True  # also retrieve KB-derived text-only demonstrations (first extract sentence)
     max_kb_share: float = 0.5  # at most this share of the n demonstrations comes from the KB pool
+    same_caption: str = "drop"  # labelled demonstrations with the query's own caption: "drop" or "keep"
 
     def __post_init__(self) -> None:
         _check(0 <= self.n <= 64, f"demos.n={self.n} must be in 0..64")
+        _check(self.same_caption in ("drop", "keep"),
+               f"demos.same_caption {self.same_caption!r} is not one of drop, keep")
         _check(0.0 <= self.max_kb_share <= 1.0, f"demos.max_kb_share={self.max_kb_share} must be in [0, 1]")
 
 
@@ -132,7 +138,7 @@ class LinkerConfig:
     embedder: EmbedderConfig
     kb: KBConfig
     mapper: MapperConfig = field(default_factory=MapperConfig)
-    demos: DemoConfig = field(default_factory=DemoConfig)
+    demos: DemonstrationConfig = field(default_factory=DemonstrationConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     description: str = ""
     base_dir: str = ""  # folder relative paths in the profile resolve against (the profile's folder)
@@ -167,7 +173,7 @@ class LinkerConfig:
 
 
 _SECTIONS: dict[str, type] = {"llm": LLMConfig, "vision": VisionConfig, "embedder": EmbedderConfig,
-                              "kb": KBConfig, "mapper": MapperConfig, "demos": DemoConfig, "decode": DecodeConfig}
+                              "kb": KBConfig, "mapper": MapperConfig, "demos": DemonstrationConfig, "decode": DecodeConfig}
 
 
 def _build(klass: type, values: dict[str, Any], section: str) -> Any:
@@ -215,5 +221,5 @@ def load_profile(profile: str | Path = "offline") -> LinkerConfig:
         try:
             data = tomllib.load(f)
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"profile file {str(path)!r} is not valid TOML: {e}") from e
+            raise ProfileError(f"profile file {str(path)!r} is not valid TOML: {e}") from e
     return LinkerConfig.from_dict(data, name=path.stem, base_dir=path.parent)

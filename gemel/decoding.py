@@ -21,6 +21,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from .trie import Trie, prefix_allowed_tokens_fn
+
 AllowedFn = Callable[[list[int]], list[int]]  # generated tokens so far -> allowed next tokens ([] = dead end)
 
 
@@ -169,13 +171,11 @@ def _done(finished: list[Hypothesis], alive: list[tuple[list[int], float]], num_
 
 
 @torch.inference_mode()
-def hf_beam_search(model: torch.nn.Module, embeds: torch.Tensor, allowed: AllowedFn, eos_id: int,
+def hf_beam_search(model: torch.nn.Module, embeds: torch.Tensor, trie: Trie, eos_id: int,
                    num_beams: int = 5, max_new_tokens: int = 32, length_penalty: float = 1.0) -> list[Hypothesis]:
-    """The reference path of the original code: ``generate(num_beams)`` on ``inputs_embeds``."""
-
-    def prefix_fn(batch_id: int, sent: torch.Tensor) -> list[int]:
-        return allowed(sent.tolist()) or [eos_id]  # an empty list breaks generate
-
+    """The reference path of the original code: ``generate(num_beams)`` on ``inputs_embeds``, constrained by
+    the trie's standard hook (`gemel.trie.prefix_allowed_tokens_fn`)."""
+    prefix_fn = prefix_allowed_tokens_fn(trie, eos_id)
     out = model.generate(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long),
                          num_beams=num_beams, num_return_sequences=num_beams, max_new_tokens=max_new_tokens,
                          do_sample=False, output_scores=True, output_logits=True, return_dict_in_generate=True,

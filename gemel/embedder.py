@@ -22,7 +22,7 @@ from .sources import cache_dir, resolve
 log = logging.getLogger(__name__)
 
 
-def query_text(text: str, mention: str) -> str:
+def mention_in_context(text: str, mention: str) -> str:
     """What is embedded for a mention in context: the mention first, so it dominates the embedding."""
     return f"{mention} | {text}"
 

@@ -14,6 +14,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from .cli import UsageError
+from .config import ProfileError
+
 log = logging.getLogger(__name__)
 
 
@@ -46,6 +49,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--report", metavar="JSON", help="write the report (figures + one row per mention) here")
     p.add_argument("--baseline", action="store_true", help="evaluate the embedding-lookup baseline only (no LLM)")
+    p.add_argument("--candidates", choices=("retrieval", "from-data"), default="retrieval",
+                   help="where each mention's candidates come from: the profile's retrieval (default), or the "
+                        "data file's own lists (WikiDiverse *_w_10cands.json), as several MEL papers evaluate")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_eval)
 
@@ -78,7 +84,7 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
         key, sep, raw = item.partition("=")
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or not section or not name:
-            raise ValueError(f"--set {item!r} must look like SECTION.KEY=VALUE, e.g. decode.num_beams=1")
+            raise ProfileError(f"--set {item!r} must look like SECTION.KEY=VALUE, e.g. decode.num_beams=1")
         try:
             value = tomllib.loads(f"v = {raw.strip()}")["v"]
         except tomllib.TOMLDecodeError:
@@ -89,7 +95,7 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def profile_with(profile: str, sets: list[str], mapper: str | None = None) -> Any:
     """The config of ``profile`` with ``--set`` overrides and ``--mapper`` applied."""
-    from .config import ConfigError, load_profile
+    from .config import load_profile
 
     sections = parse_sets(sets)
     if mapper:
@@ -98,11 +104,11 @@ def profile_with(profile: str, sets: list[str], mapper: str | None = None) -> An
     known = ("llm", "vision", "embedder", "kb", "mapper", "demos", "decode")
     unknown = sorted(set(sections) - set(known))
     if unknown:
-        raise ConfigError(f"--set: unknown section(s) {unknown}; known: {list(known)}")
+        raise ProfileError(f"--set: unknown section(s) {unknown}; known: {list(known)}")
     try:
         return config.replace(**sections) if sections else config
     except TypeError as e:
-        raise ConfigError(f"--set: {e}") from e
+        raise ProfileError(f"--set: {e}") from e
 
 
 def load_for_eval(args: argparse.Namespace) -> Any:
@@ -111,34 +117,42 @@ def load_for_eval(args: argparse.Namespace) -> Any:
 
     linker = Linker.load(profile_with(args.profile, args.set, args.mapper))
     if args.features:
-        from .evaluate import use_precomputed_features
+        from .evaluate import with_precomputed_features
 
-        use_precomputed_features(linker, args.features)
+        linker, _ = with_precomputed_features(linker, args.features)
     if args.pool:
-        replace_pool(linker, args.pool, args.format, args.image_dir)
+        linker = with_pool(linker, args.pool, args.format, args.image_dir)
     return linker
 
 
-def replace_pool(linker: Any, path: str, fmt: str = "auto", image_dir: str | None = None) -> int:
-    """Use the labelled examples of ``path`` as the demonstration pool (the profile's seed pool is dropped)."""
-    from .demos import DemonstrationPool
+def with_pool(linker: Any, path: str, fmt: str = "auto", image_dir: str | None = None) -> Any:
+    """A variant of ``linker`` whose demonstration pool is the labelled examples of ``path`` (the profile's seed
+    pool is dropped)."""
     from .evaluate import load_examples, with_feature_keys
 
     examples = load_examples(path, fmt, image_dir=image_dir)
     features = getattr(linker.features, "features", None)
     if features is not None:
         examples = with_feature_keys(examples, features)
-    linker.pool = DemonstrationPool(linker.embedder, "labelled")
-    n = linker.pool.add(examples)
-    log.info("demonstration pool: %d examples from %s", n, path)
-    return n
+    variant = linker.replace(pool=examples)
+    log.info("demonstration pool: %d examples from %s", len(variant.labelled_pool), path)
+    return variant
+
+
+def examples_from_store(db: str, include_nil: bool = False) -> list:
+    """The gold examples of an annotation store (one majority label per input), as `Example`s."""
+    from annotations.loop import gold_examples  # the CLI layer is where gemel meets the store
+
+    from .types import Example
+
+    return [Example.from_dict(d) for d in gold_examples(db, include_nil)]
 
 
 def examples_for(args: argparse.Namespace, linker: Any) -> list:
-    from .evaluate import annotation_examples, check_images, load_examples, with_feature_keys
+    from .evaluate import check_images, load_examples, with_feature_keys
 
     if getattr(args, "annotations", None):
-        examples = annotation_examples(args.annotations, include_nil=True)[: args.limit]
+        examples = examples_from_store(args.annotations, include_nil=True)[: args.limit]
     else:
         examples = load_examples(args.data, args.format, image_dir=args.image_dir, limit=args.limit,
                                  drop_nil=args.drop_nil)
@@ -151,13 +165,19 @@ def examples_for(args: argparse.Namespace, linker: Any) -> list:
 
 # ---- gemel eval ---------------------------------------------------------------------------------------
 def run_eval(args: argparse.Namespace) -> int:
-    from .evaluate import EvalOptions, evaluate_linker, write_report
+    from .datasets import summarize
+    from .evaluate import EvalOptions, check_candidates, evaluate_linker, write_report
 
     if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit {args.limit} must be >= 1")
+        raise UsageError(f"--limit {args.limit} must be >= 1")
     linker = load_for_eval(args)
     examples = examples_for(args, linker)
-    options = EvalOptions(progress=not args.quiet)
+    from_data = args.candidates == "from-data"
+    if from_data and not args.baseline:
+        check_candidates(examples)
+    summary = summarize(examples)
+    print(f"data: {summary.line()}")
+    options = EvalOptions(progress=not args.quiet, candidates_from_data=from_data)
     base = evaluate_linker(linker, examples, baseline=True, options=options)
     result = base if args.baseline else evaluate_linker(linker, examples, options=options)
     print(f"{'baseline (embedding lookup)' if args.baseline else 'GEMEL'}: profile {linker.config.name!r}, "
@@ -168,7 +188,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"embedding-lookup baseline: accuracy {base.accuracy:.4f} [{lo:.4f}, {hi:.4f}]")
     print(f"time: {result.seconds / max(1, len(examples)):.2f} s per mention")
     if args.report:
-        extra = {"data": str(args.data)}
+        extra: dict[str, Any] = {"data": str(args.data), "data_summary": summary.to_dict()}
         if not args.baseline:
             extra["baseline"] = {k: v for k, v in base.to_dict().items() if k != "predictions"}
         print(f"report: {write_report(result, args.report, **extra)}")
@@ -181,11 +201,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
     try:
         weights = tuple(float(w) for w in args.weights.split(",") if w.strip())
-    except ValueError as e:
-        raise ValueError(f"--weights {args.weights!r} must be comma-separated numbers, e.g. 0,0.5,1,2") from e
+    except ValueError as e:  # float() of a word
+        raise UsageError(f"--weights {args.weights!r} must be comma-separated numbers, e.g. 0,0.5,1,2") from e
     config = CalibrateConfig(weights=weights, threshold=args.threshold)
     if not args.out.endswith(".toml"):
-        raise ValueError(f"--out {args.out!r} must end in .toml (it is a profile file)")
+        raise UsageError(f"--out {args.out!r} must end in .toml (it is a profile file)")
     linker = load_for_eval(args)
     examples = examples_for(args, linker)
     scored = collect(linker, examples, progress=not args.quiet)

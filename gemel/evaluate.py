@@ -7,7 +7,7 @@ the ranked candidates, NIL precision/recall and accuracy per type. Every compari
 no LLM at all, i.e. what retrieval alone already gets right.
 
 Also here, because training, evaluation and calibration share them: :func:`load_examples` (any format
-`gemel.datasets.read_dataset` reads, plus the annotation store) and :class:`PrecomputedFeatures`, which puts a
+`gemel.datasets.read_dataset` reads) and :class:`PrecomputedFeatures`, which puts a
 data set's precomputed image features (GEMEL's ``clip_vit_large_patch14_1024.hdf5``) in place of the vision
 encoder, so the paper's released data runs without its images.
 """
@@ -27,13 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from .errors import GemelError
 from .metrics import EvalConfig, EvalReport, evaluate, exact_match
 from .types import Candidate, Example, Prediction
 
 log = logging.getLogger(__name__)
 
 
-class EvaluationError(ValueError):
+class EvaluationError(GemelError):
     """A data set cannot be evaluated as asked (no examples, an image that is missing ...)."""
 
 
@@ -44,6 +45,7 @@ class EvalOptions:
     baseline_k: int = 16  # candidates listed per mention by the embedding-lookup baseline
     ks: tuple[int, ...] = (1, 3, 5, 10, 16)  # recall@k cut-offs of the report
     progress: bool = True  # tqdm progress bar on standard error
+    candidates_from_data: bool = False  # link among each example's meta["candidates"] (WikiDiverse *_w_10cands)
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
@@ -86,20 +88,6 @@ def _fix_image(ex: Example, folder: Path) -> Example:
     return dataclasses.replace(ex, image=str(candidate.resolve())) if candidate.exists() else ex
 
 
-def annotation_examples(db: str | Path, include_nil: bool = False) -> list[Example]:
-    """The decided examples of an annotation store (majority label per input); NIL ones when asked."""
-    from annotations import ENTITY_DECISIONS, Store
-
-    path = Path(db)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation store {str(db)!r} does not exist")
-    include = (*ENTITY_DECISIONS, "nil") if include_nil else ENTITY_DECISIONS
-    examples = [Example.from_dict(d) for d in Store.open(path).training_examples(include)]
-    if not examples:
-        raise EvaluationError(f"annotation store {str(db)!r} has no decided example yet")
-    return examples
-
-
 def check_images(examples: Sequence[Example]) -> None:
     """Fail early, naming the first example whose image file is missing."""
     for ex in examples:
@@ -130,16 +118,16 @@ class PrecomputedFeatures:
         raise EvaluationError(f"image {str(image)[:80]!r} has no precomputed feature and there is no encoder")
 
 
-def use_precomputed_features(linker: Any, h5_path: str | Path) -> PrecomputedFeatures:
-    """Make ``linker`` read image features from a GEMEL hdf5 file (keys: img_url / img_name)."""
+def with_precomputed_features(linker: Any, h5_path: str | Path) -> tuple[Any, PrecomputedFeatures]:
+    """A variant of ``linker`` that reads image features from a GEMEL hdf5 file (keys: img_url / img_name),
+    and those features; ``linker`` itself is unchanged."""
     from .datasets import read_clip_features
 
     if linker.mapper is None:
         raise EvaluationError(f"profile {linker.config.name!r} is text-only (vision.kind = 'none'): "
                               "precomputed image features would not be used")
     store = PrecomputedFeatures(read_clip_features(h5_path, dim=linker.mapper.spec.vision_dim), linker.features)
-    linker.features = store
-    return store
+    return linker.replace(features=store), store
 
 
 def with_feature_keys(examples: Sequence[Example], features: Mapping[str, Any]) -> list[Example]:
@@ -165,25 +153,44 @@ def _progress(items: Sequence[Any], desc: str, enabled: bool) -> Any:
 
 
 def predict(linker: Any, examples: Sequence[Example], *, exclude_self: bool = True, progress: bool = True,
-            desc: str = "linking") -> list[Prediction]:
-    """``linker.link`` on every example, in order; an example is kept out of its own prompt by its id."""
+            desc: str = "linking", candidates_from_data: bool = False) -> list[Prediction]:
+    """``linker.link`` on every example, in order; an example is kept out of its own prompt by its id.
+
+    A mention that is not verbatim in its text (a data set's quirk) is prompted as given, as the official code
+    does (``verbatim=False``). ``candidates_from_data``: pass each example's ``meta["candidates"]``
+    (every example must list some) as the candidates to choose among.
+    """
+    if candidates_from_data:
+        check_candidates(examples)
     out = []
     for ex in _progress(examples, desc, progress):
         exclude = [ex.id] if exclude_self and ex.id is not None else []
+        extra = {"candidates": ex.meta["candidates"]} if candidates_from_data else {}
         try:
-            out.append(linker.link(ex.image, ex.text, ex.mention, exclude=exclude))
-        except ValueError as e:  # InputError, ImageError: say which example
+            out.append(linker.link(ex.image, ex.text, ex.mention, exclude=exclude, verbatim=ex.meta.get("verbatim", True),
+                                   **extra))
+        except GemelError as e:  # InputError, ImageError ...: say which example
             raise EvaluationError(f"example {ex.id!r} ({ex.mention!r}): {e}") from e
     return out
+
+
+def check_candidates(examples: Sequence[Example]) -> None:
+    """Fail before linking anything when an example lists no candidates (``meta["candidates"]``)."""
+    missing = [ex.id for ex in examples if not isinstance(ex.meta.get("candidates"), list) or
+               not ex.meta["candidates"]]
+    if missing:
+        raise EvaluationError(f"{len(missing)} of {len(examples)} examples list no candidates (first: example "
+                              f"{missing[0]!r}): candidates from the data need a file that gives them for every "
+                              "mention, e.g. WikiDiverse's *_w_10cands.json; otherwise retrieve them (the default)")
 
 
 def baseline_predict(linker: Any, examples: Sequence[Example], k: int = 16) -> list[Prediction]:
     """The embedding-lookup baseline: rank KB entries by the similarity of ``"title: description"`` to
     ``"mention | text"`` (the linker's own candidate retrieval), no LLM. ``llm_logprob`` is 0."""
-    from .embedder import query_text
+    from .embedder import mention_in_context
 
     t0 = time.perf_counter()
-    queries = linker.embedder.encode([query_text(e.text, e.mention) for e in examples])  # (N, D)
+    queries = linker.embedder.encode([mention_in_context(e.text, e.mention) for e in examples])  # (N, D)
     sims, ids = linker.kb_index.search(queries, min(k, len(linker.kb)))
     each = (time.perf_counter() - t0) / max(1, len(examples))
     out = []
@@ -237,11 +244,13 @@ def evaluate_linker(linker: Any, examples: Sequence[Example], *, baseline: bool 
     if baseline:
         preds = baseline_predict(linker, examples, options.baseline_k)
     else:
-        preds = predict(linker, examples, exclude_self=options.exclude_self, progress=options.progress)
+        preds = predict(linker, examples, exclude_self=options.exclude_self, progress=options.progress,
+                        candidates_from_data=options.candidates_from_data)
     seconds = time.perf_counter() - t0
     report = evaluate(preds, examples, EvalConfig(ks=options.ks))
     info = {"profile": linker.config.name, "mapper": "baseline" if baseline else linker.mapper_version,
-            "decode": dataclasses.asdict(linker.config.decode), "demos": dataclasses.asdict(linker.config.demos)}
+            "decode": dataclasses.asdict(linker.config.decode), "demos": dataclasses.asdict(linker.config.demos),
+            "candidates": "from-data" if options.candidates_from_data and not baseline else "retrieval"}
     return EvalResult(report, preds, examples, seconds, "baseline" if baseline else "gemel", info)
 
 

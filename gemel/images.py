@@ -16,13 +16,15 @@ from typing import Union
 
 from PIL import Image, UnidentifiedImageError
 
+from .errors import GemelError
+
 MAX_PIXELS = 40_000_000  # ~ 7000 x 5700; larger images are refused before decoding
 MAX_BYTES = 50 * 1024 * 1024
 
 ImageInput = Union[Image.Image, str, Path, bytes, None]
 
 
-class ImageError(ValueError):
+class ImageError(GemelError):
     """An image input cannot be used; the message names it and says why."""
 
 

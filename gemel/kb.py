@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .errors import GemelError
+
 _PAREN = re.compile(r"\s*\([^)]*\)\s*$")
 # a candidate sentence end: ". X" after a lower-case letter, digit or bracket (not "U.S. Navy"), or '." X'
 _SENTENCE_END = re.compile(r"(?:(?<=[a-z0-9\)\"'][.!?])|(?<=[.!?][\"'\u201d\u2019]))\s+(?=[A-Z])")
@@ -25,7 +27,7 @@ _SENTENCE_END = re.compile(r"(?:(?<=[a-z0-9\)\"'][.!?])|(?<=[.!?][\"'\u201d\u201
 _NAME_PREFIXES = frozenset("st mt ft mr mrs ms dr sgt lt col gen capt cpt prof rev fr gov sen vs".split())
 
 
-class KBError(ValueError):
+class KBError(GemelError):
     """The KB file is unreadable or malformed; the message names the file and the problem."""
 
 

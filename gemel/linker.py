@@ -6,23 +6,34 @@ the interleaved prompt is prefilled once; then either every candidate name is sc
 (``decode.mode = "score"``) or constrained beam search runs over a prefix tree of the candidate names, or of
 the whole KB when K = 0 (the paper). Candidates are ranked by ``w_llm * llm_logprob + w_ret * retrieval_sim``;
 below ``nil_threshold`` the linker answers NIL (``entity=None``) but still returns the candidates.
+
+The public seams, so that training, benchmarks and ablations never reach inside:
+
+- :meth:`Linker.build_prompt` builds a query's prompt (demonstrations, segments, candidate ids, embeddings)
+  exactly as :meth:`Linker.link` does; given a trainable mapper, gradients flow through every visual prefix.
+- :meth:`Linker.decode` and :meth:`Linker.rank` are the two steps after the prefill.
+- :meth:`Linker.replace` returns a variant (another config, pool, feature source or mapper) that shares the
+  loaded models, tokenised names and indexes: nothing of the original linker changes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from .config import LinkerConfig, load_profile
+from .config import LinkerConfig, ProfileError, load_profile
 from .decoding import Hypothesis, Prefilled, beam_search, prefill, score_sequences
-from .demos import DemonstrationPool, Retrieved, kb_examples, load_jsonl_examples, merge
-from .embedder import TextEmbedder, query_text as embed_text
+from .demonstrations import DemonstrationPool, Retrieved, kb_examples, load_jsonl_examples, merge
+from .embedder import TextEmbedder, mention_in_context
+from .errors import InputError
 from .features import FeatureStore
 from .images import ImageInput
 from .kb import KnowledgeBase
@@ -36,17 +47,23 @@ from .types import Candidate, Demonstration, Example, Prediction
 
 log = logging.getLogger(__name__)
 
+__all__ = ["Linker", "Components", "QueryPrompt", "InputError", "check_query", "build_mapper", "prebuilt_trie"]
 
-class InputError(ValueError):
-    """A query is unusable (empty caption, mention not in the caption ...); the message says which and why."""
+_SAME = object()  # `replace(mapper=...)` default: keep the mapper (None is a value: no visual prefix)
+MAX_CAPTION_CHARS = 20_000  # refused before tokenising: far beyond any caption, and beyond every prompt budget
 
 
-def check_query(text: str, mention: str) -> None:
+def check_query(text: str, mention: str, verbatim: bool = True) -> None:
+    """Refuse an unusable query with a sentence that names the problem (before any model runs). ``verbatim``
+    (people's queries): the mention must occur in the caption; data sets may hold mentions that do not."""
     if not text or not text.strip():
         raise InputError("the caption is empty: give the text the mention occurs in")
+    if len(text) > MAX_CAPTION_CHARS:
+        raise InputError(f"the caption is {len(text):,} characters, over the limit of {MAX_CAPTION_CHARS:,}: "
+                         "give the sentence or paragraph the mention occurs in")
     if not mention or not mention.strip():
         raise InputError("the mention is empty: give the words of the caption to link")
-    if mention not in text:
+    if verbatim and mention not in text:
         raise InputError(f"mention {mention!r} does not occur in the caption {text[:80]!r}"
                          " (it must be an exact, case-sensitive substring)")
 
@@ -58,32 +75,76 @@ class Components:
     lm: LanguageModel
     embedder: TextEmbedder
     kb: KnowledgeBase
-    vision: object | None = None  # VisionEncoder, None for text-only profiles
+    vision: Any | None = None  # VisionEncoder, None for text-only profiles
     mapper: FeatureMapper | None = None
     seed_examples: list[Example] = field(default_factory=list)
 
 
-class Linker:
+@dataclass
+class QueryPrompt:
+    """Everything `Linker.link` builds before the LLM runs, for one query."""
+
+    query: np.ndarray  # (1, D) embedding of the mention in context
+    demonstrations: list[Retrieved]  # the ones kept in the prompt, in prompt order (most similar last)
+    segments: list[Segment]  # one per demonstration, then the query's (ending in "[Answer]")
+    candidate_ids: list[int]  # KB rows to decode over ([] = the whole KB)
+    embeds: torch.Tensor  # (1, T, H) prompt embeddings
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: vision, retrieval, prompt
+
+    @property
+    def length(self) -> int:
+        return int(self.embeds.shape[1])
+
+
+class _Shared:
+    """What every variant of one loaded linker shares: models, the KB with its vectors, index, tokenised
+    names (and their reverse map), the full-KB trie and the KB-derived demonstration pool (both built once,
+    on first use)."""
+
     def __init__(self, config: LinkerConfig, parts: Components) -> None:
-        self.config = config
-        self.lm, self.embedder, self.kb = parts.lm, parts.embedder, parts.kb
-        self.vision, self.mapper = parts.vision, parts.mapper
-        self.features = FeatureStore(parts.vision) if parts.vision is not None else None
-        self.prompt = PromptBuilder(self.lm, config.llm.max_prompt_tokens)
-        self._name_tokens = [tuple(self.lm.encode(t)) + (self.lm.eos_id,) for t in self.kb.titles]
-        self._full_trie: Trie | None = None
-        kb_vectors = self.embedder.encode_cached([e.index_text() for e in self.kb], f"{config.kb.name}-entries")
-        self._kb_vectors = kb_vectors
+        self.lm, self.embedder, self.kb, self.vision = parts.lm, parts.embedder, parts.kb, parts.vision
+        self.kb_source = config.kb
+        self.name_tokens = [self.lm.answer_tokens(t) for t in self.kb.titles]
+        self.row_of_tokens = {toks: i for i, toks in enumerate(self.name_tokens)}
+        self.kb_vectors = self.embedder.encode_cached([e.index_text() for e in self.kb], f"{config.kb.name}-entries")
         self.kb_index = VectorIndex(self.embedder.dim)
-        self.kb_index.add(kb_vectors)
-        self.pool = DemonstrationPool(self.embedder, "labelled")
-        self.pool.add(parts.seed_examples)
-        self.kb_pool = DemonstrationPool(self.embedder, "kb")
-        if config.demos.kb_demos:
+        self.kb_index.add(self.kb_vectors)
+        self.default_features = FeatureStore(self.vision) if self.vision is not None else None
+        self._kb_pool: DemonstrationPool | None = None
+        self._full_trie: Trie | None = None
+
+    def kb_pool(self) -> DemonstrationPool:
+        if self._kb_pool is None:
             examples = kb_examples(self.kb)
-            vecs = self.embedder.encode_cached([embed_text(e.text, e.mention) for e in examples],
-                                               f"{config.kb.name}-demos")
-            self.kb_pool.add(examples, vecs)
+            vecs = self.embedder.encode_cached([mention_in_context(e.text, e.mention) for e in examples],
+                                               f"{self.kb_source.name}-demos")
+            self._kb_pool = DemonstrationPool(self.embedder, "kb")
+            self._kb_pool.add(examples, vecs)
+        return self._kb_pool
+
+    def full_trie(self, config: LinkerConfig) -> Trie:
+        if self._full_trie is None:
+            self._full_trie = prebuilt_trie(config) or ArrayTrie.build(self.name_tokens)
+        return self._full_trie
+
+
+class Linker:
+    """GEMEL over one profile. Build with `Linker.load`; derive variants with `replace`."""
+
+    def __init__(self, config: LinkerConfig, parts: Components) -> None:
+        shared = _Shared(config, parts)
+        pool = DemonstrationPool(shared.embedder, "labelled")
+        pool.add(parts.seed_examples)
+        self._setup(config, shared, pool, shared.default_features, parts.mapper)
+
+    def _setup(self, config: LinkerConfig, shared: _Shared, pool: DemonstrationPool, features: Any,
+               mapper: FeatureMapper | None) -> None:
+        self.config = config
+        self._shared = shared
+        self.labelled_pool = pool
+        self.features = features
+        self.mapper = mapper
+        self.prompt = PromptBuilder(shared.lm, config.llm.max_prompt_tokens, bos=config.llm.bos)
 
     # ---- construction --------------------------------------------------------------------------
     @classmethod
@@ -101,7 +162,7 @@ class Linker:
         embedder = TextEmbedder.load(config.embedder, config.base_dir)
         kb_path = resolve(config.kb.source, config.base_dir)
         if kb_path is None:
-            raise ValueError(f"kb.source {config.kb.source!r} must be a local file or folder")
+            raise ProfileError(f"kb.source {config.kb.source!r} must be a local file or folder")
         kb = KnowledgeBase.load(kb_path, name=config.kb.name)
         seed = []
         if config.demos.seed_pool:
@@ -113,118 +174,229 @@ class Linker:
         log.info("linker %r loaded in %.1f s", config.name, time.perf_counter() - t0)
         return linker
 
+    def replace(self, *, config: LinkerConfig | None = None, pool: DemonstrationPool | Iterable[Example] | None = None,
+                features: Any = None, mapper: Any = _SAME) -> "Linker":
+        """A variant that shares this linker's loaded models, KB, indexes and tokenised names; this linker is
+        left unchanged. ``pool``: a `DemonstrationPool`, or examples for a fresh labelled pool (``[]`` = none);
+        ``features``: an object with ``get(image) -> (D,) tensor`` (e.g. precomputed features); ``mapper``:
+        another mapper (``None`` = no visual prefix). ``config`` may change everything but the loaded
+        components (llm, vision, embedder, kb): those need `Linker.load`."""
+        config = config or self.config
+        changed = [s for s in ("llm", "vision", "embedder", "kb") if _identity(getattr(config, s), s)
+                   != _identity(getattr(self.config, s), s)]
+        if changed:
+            raise ProfileError(f"replace() cannot change the loaded component(s) {changed}: load another linker "
+                               "with Linker.load(profile) for that")
+        if pool is None:
+            pool = self.labelled_pool
+        elif not isinstance(pool, DemonstrationPool):
+            fresh = DemonstrationPool(self.embedder, "labelled")
+            fresh.add(pool)
+            pool = fresh
+        variant = object.__new__(type(self))
+        variant._setup(config, self._shared, pool, self.features if features is None else features,
+                       self.mapper if mapper is _SAME else mapper)
+        return variant
+
+    # ---- the loaded parts (shared by every variant) ----------------------------------------------
+    @property
+    def lm(self) -> LanguageModel:
+        return self._shared.lm
+
+    @property
+    def embedder(self) -> TextEmbedder:
+        return self._shared.embedder
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        return self._shared.kb
+
+    @property
+    def vision(self) -> Any:
+        return self._shared.vision
+
+    @property
+    def kb_index(self) -> VectorIndex:
+        return self._shared.kb_index
+
+    @property
+    def kb_pool(self) -> DemonstrationPool | None:
+        """The KB-derived demonstrations, when the config uses them (built once, on first use)."""
+        return self._shared.kb_pool() if self.config.demos.kb_demos else None
+
     @property
     def mapper_version(self) -> str:
         return "none" if self.mapper is None else self.mapper.version
 
-    def add_demonstrations(self, examples: Iterable[Example]) -> int:
-        """Add labelled examples (e.g. annotators' corrections) to the pool at once; returns how many."""
-        examples = list(examples)
+    def name_tokens(self, row: int) -> tuple[int, ...]:
+        """The token ids (ending in EOS) of the KB entity at ``row``, as decoding sees its name."""
+        return self._shared.name_tokens[row]
+
+    # ---- demonstrations --------------------------------------------------------------------------
+    def add_demonstrations(self, examples: Iterable[Example | Mapping[str, Any]]) -> int:
+        """Add labelled examples (e.g. annotators' corrections, as `Example`s or their dicts) to the pool at
+        once; an example whose id is already there replaces it. Returns how many rows were added."""
+        examples = [e if isinstance(e, Example) else Example.from_dict(dict(e)) for e in examples]
         unknown = [e.entity for e in examples if e.entity and e.entity not in self.kb]
         if unknown:
             raise InputError(f"entity {unknown[0]!r} is not in the knowledge base {self.kb.name!r}")
-        return self.pool.add(examples)
+        return self.labelled_pool.add(examples)
 
     def remove_demonstrations(self, ids: Sequence[str]) -> int:
         """Withdraw labelled examples by id (e.g. an annotator undid the correction); returns how many."""
-        return self.pool.remove(ids)
+        return self.labelled_pool.remove(ids)
 
-    # ---- linking -------------------------------------------------------------------------------
-    def link(self, image: ImageInput, text: str, mention: str, *, exclude: Sequence[str] = ()) -> Prediction:
-        """Link ``mention`` in ``text`` (and ``image``, a PIL image, path, bytes or None) to a KB entity.
-
-        ``exclude``: ids of pool examples not to use as demonstrations (the item itself when evaluating).
-        """
-        check_query(text, mention)
-        clock = _Clock()
-        prefix = self._prefix(image)
-        clock.lap("vision")
-        q = self.embedder.encode([embed_text(text, mention)])  # (1, D)
-        demos = self._demonstrations(q, exclude)
-        cand_ids = self._candidate_ids(q)
-        clock.lap("retrieval")
-        segments = self.prompt.fit([self._segment(r) for r in demos], Segment(query_text(text, mention), prefix))
-        demos = demos[len(demos) - (len(segments)):] if segments else []
-        embeds = self.prompt.embed(segments + [Segment(query_text(text, mention), prefix)])
-        clock.lap("prompt")
-        pre = prefill(self.lm.model, embeds)
-        clock.lap("prefill")
-        hyps = self._decode(pre, cand_ids)
-        clock.lap("decode")
-        candidates = self._rank(hyps, q)
-        best = candidates[0] if candidates else None
-        entity = best.name if best and best.score >= self.config.decode.nil_threshold else None
-        clock.lap("rank")
-        return Prediction(entity=entity, candidates=candidates, demonstrations=[_demo(r) for r in demos],
-                          profile=self.config.name, mapper=self.mapper_version, precision=self.lm.dtype_name,
-                          timings=clock.laps | {"total": clock.total, "prompt_tokens": float(pre.length)})
-
-    def _prefix(self, image: ImageInput) -> torch.Tensor | None:
-        if image is None or self.features is None or self.mapper is None:
-            return None
-        feature = self.features.get(image)  # (D,)
-        with torch.no_grad():
-            return self.mapper(feature[None])[0]  # (k, H)
-
-    def _segment(self, r: Retrieved) -> Segment:
-        ex = r.example
-        prefix = self._prefix(ex.image) if ex.image else None
-        return Segment(demo_text(ex.text, ex.mention, ex.entity or ""), prefix)
-
-    def _demonstrations(self, q: np.ndarray, exclude: Sequence[str]) -> list[Retrieved]:
+    def retrieve_demonstrations(self, query: np.ndarray, exclude: Sequence[str] = (), caption: str | None = None
+                                ) -> list[Retrieved]:
+        """The n demonstrations for a (1, D) query embedding, least similar first (prompt order). With
+        ``demos.same_caption = "drop"``, labelled examples of the query's own ``caption`` are left out: with
+        another picture or another mention they would be copied, not learnt from (the exact item itself is
+        answered by the memory, see `link`)."""
         n = self.config.demos.n
-        labelled = self.pool.retrieve(q, n, exclude)
-        kb = self.kb_pool.retrieve(q, n, exclude) if self.config.demos.kb_demos else []
+        if caption is not None and self.config.demos.same_caption == "drop":
+            exclude = [*exclude, *self.labelled_pool.ids_with_text(caption)]
+        labelled = self.labelled_pool.retrieve(query, n, exclude)
+        kb_pool = self.kb_pool
+        kb = kb_pool.retrieve(query, n, exclude) if kb_pool is not None else []
         return merge(labelled, kb, n, self.config.demos.max_kb_share)
 
-    def _candidate_ids(self, q: np.ndarray) -> list[int]:
+    def retrieve_candidates(self, query: np.ndarray, names: Sequence[str] | None = None) -> list[int]:
+        """KB rows to decode over: the top ``decode.candidates`` by similarity ([] = the whole KB), or the rows
+        of ``names`` when the data set gives its own candidates (unknown names are dropped, with a warning)."""
+        if names is not None:
+            rows = [self.kb.index(n) for n in names if n in self.kb]
+            if len(rows) < len(names):
+                log.warning("%d of %d given candidates are not in the KB %r", len(names) - len(rows), len(names),
+                            self.kb.name)
+            if not rows:
+                raise InputError(f"none of the {len(names)} given candidates is in the knowledge base {self.kb.name!r}")
+            return rows
         k = self.config.decode.candidates
         if k == 0:
             return []
-        _, ids = self.kb_index.search(q, min(k, len(self.kb)))
+        _, ids = self.kb_index.search(query, min(k, len(self.kb)))
         return [int(i) for i in ids[0] if i >= 0]
 
-    def _decode(self, pre: Prefilled, cand_ids: list[int]) -> list[Hypothesis]:
+    # ---- the prompt ------------------------------------------------------------------------------
+    def build_prompt(self, image: ImageInput, text: str, mention: str, *, exclude: Sequence[str] = (),
+                     candidates: Sequence[str] | None = None, mapper: torch.nn.Module | None = None,
+                     verbatim: bool = True) -> QueryPrompt:
+        """The query's prompt exactly as `link` builds it. ``mapper`` (default: the linker's) turns image
+        features into visual prefixes; called in grad mode with a trainable mapper, gradients reach it through
+        every prefix (the demonstrations' and the query's). ``verbatim=False`` accepts a mention that is not in
+        the caption (a data set's, prompted as given, as the official code does)."""
+        check_query(text, mention, verbatim)
+        t0 = time.perf_counter()
+        query = self.embedder.encode([mention_in_context(text, mention)])  # (1, D)
+        demos = self.retrieve_demonstrations(query, exclude, caption=text)
+        cand_ids = self.retrieve_candidates(query, candidates)
+        t1 = time.perf_counter()
+        prefixes = self.visual_prefixes([r.example.image for r in demos] + [image], mapper)
+        t2 = time.perf_counter()
+        segments = [Segment(demo_text(r.example.text, r.example.mention, r.example.entity or ""), p)
+                    for r, p in zip(demos, prefixes)]
+        last = Segment(query_text(text, mention), prefixes[-1])
+        kept = self.prompt.fit(segments, last)
+        demos = demos[len(demos) - len(kept):]
+        embeds = self.prompt.embed(kept + [last])  # (1, T, H)
+        timings = {"retrieval": t1 - t0, "vision": t2 - t1, "prompt": time.perf_counter() - t2}
+        return QueryPrompt(query, demos, kept + [last], cand_ids, embeds, timings)
+
+    def visual_prefixes(self, images: Sequence[ImageInput], mapper: torch.nn.Module | None = None
+                        ) -> list[torch.Tensor | None]:
+        """One (k, H) prefix per image (None for no image, or a text-only linker), all mapped in one batch."""
+        mapper = mapper if mapper is not None else self.mapper
+        if mapper is None or self.features is None:
+            return [None] * len(images)
+        feats = [self.features.get(im) if im is not None else None for im in images]
+        present = [f for f in feats if f is not None]
+        if not present:
+            return [None] * len(images)
+        device = next(mapper.parameters()).device
+        mapped = iter(mapper(torch.stack(present).to(device)))  # (m, k, H)
+        return [None if f is None else next(mapped) for f in feats]
+
+    # ---- linking -------------------------------------------------------------------------------
+    def link(self, image: ImageInput, text: str, mention: str, *, exclude: Sequence[str] = (),
+             candidates: Sequence[str] | None = None, verbatim: bool = True) -> Prediction:
+        """Link ``mention`` in ``text`` (and ``image``, a PIL image, path, bytes or None) to a KB entity.
+
+        ``exclude``: ids of pool examples (or inputs) not to use as demonstrations (the item itself when
+        evaluating); ``candidates``: KB titles to choose among instead of the retrieved ones; ``verbatim=False``:
+        the mention need not occur in the caption (data sets).
+        """
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            qp = self.build_prompt(image, text, mention, exclude=exclude, candidates=candidates, verbatim=verbatim)
+            t1 = time.perf_counter()
+            pre = prefill(self.lm.model, qp.embeds)
+            t2 = time.perf_counter()
+            hyps = self.decode(pre, qp.candidate_ids)
+            t3 = time.perf_counter()
+        ranked = self.rank(hyps, qp.query)
+        best = ranked[0] if ranked else None
+        entity = best.name if best and best.score >= self.config.decode.nil_threshold else None
+        decided = self.labelled_pool.recall(text, mention, image, exclude)  # a person decided this very item
+        t4 = time.perf_counter()
+        timings = {**qp.timings, "prefill": t2 - t1, "decode": t3 - t2, "rank": t4 - t3, "total": t4 - t0}
+        return Prediction(entity=decided.entity if decided else entity, candidates=ranked,
+                          demonstrations=[_demo(r) for r in qp.demonstrations], profile=self.config.name,
+                          mapper=self.mapper_version, precision=self.lm.dtype_name, timings=timings,
+                          prompt_tokens=pre.length, source="correction" if decided else "model",
+                          corrected_by=decided.meta.get("annotator") if decided else None)
+
+    def decode(self, pre: Prefilled, candidate_ids: Sequence[int]) -> list[Hypothesis]:
+        """The LLM's hypotheses after a prefilled prompt: every candidate scored (``decode.mode="score"``), or
+        constrained beam search over the candidates' prefix tree (the whole KB's when there are none)."""
         d = self.config.decode
         if d.mode == "score":
-            seqs = [self._name_tokens[i] for i in cand_ids]
+            seqs = [self.name_tokens(i) for i in candidate_ids]
             sums = score_sequences(self.lm.model, pre, seqs)
             return [Hypothesis(s, v) for s, v in zip(seqs, sums)]
-        trie = self._trie(cand_ids)
-        return beam_search(self.lm.model, pre, lambda toks: trie.allowed(toks), self.lm.eos_id, d.num_beams,
-                           d.max_new_tokens, d.length_penalty)
+        trie = self._trie(candidate_ids)
+        return beam_search(self.lm.model, pre, trie.allowed, self.lm.eos_id, d.num_beams, d.max_new_tokens,
+                           d.length_penalty)
 
-    def _trie(self, cand_ids: list[int]) -> Trie:
-        if cand_ids:
-            return DictTrie(self._name_tokens[i] for i in cand_ids)
-        if self._full_trie is None:
-            self._full_trie = self._prebuilt_trie() or ArrayTrie.build(self._name_tokens)
-        return self._full_trie
+    def _trie(self, candidate_ids: Sequence[int]) -> Trie:
+        if candidate_ids:
+            return DictTrie(self.name_tokens(i) for i in candidate_ids)
+        return self._shared.full_trie(self.config)
 
-    def _prebuilt_trie(self) -> Trie | None:
-        """The memory-mapped trie `gemel kb build --profile` wrote beside the KB, if made for this tokenizer."""
-        folder = resolve(self.config.kb.source, self.config.base_dir)
-        stamp = folder / "trie.tokenizer" if folder is not None and folder.is_dir() else None
-        if stamp is None or not stamp.exists() or stamp.read_text().strip() != self.config.llm.source:
-            return None
-        return ArrayTrie.load(folder / "trie", mmap=True)
-
-    def _rank(self, hyps: list[Hypothesis], q: np.ndarray) -> list[Candidate]:
+    def rank(self, hyps: Sequence[Hypothesis], query: np.ndarray) -> list[Candidate]:
+        """Hypotheses as KB candidates, best fused score first (``w_llm * llm_logprob + w_ret * sim``)."""
         d = self.config.decode
-        by_tokens = {toks: i for i, toks in enumerate(self._name_tokens)}
         out = []
         for h in hyps:
-            i = by_tokens.get(h.tokens)
-            if i is None:
-                continue  # cannot happen through the trie; guards against tokenizer surprises
-            sim = float(self._kb_vectors[i] @ q[0])
+            i = self._shared.row_of_tokens.get(h.tokens)
+            if i is None:  # the trie only spells KB names: a tokenizer that does not round-trip would do this
+                log.warning("dropping a hypothesis that is no KB name: tokens %s", list(h.tokens)[:12])
+                continue
+            sim = float(self._shared.kb_vectors[i] @ query[0])
             llm = h.normalised(d.length_penalty)
             e = self.kb.entities[i]
             out.append(Candidate(e.title, d.w_llm * llm + d.w_ret * sim, llm, sim, e.description))
         return sorted(out, key=lambda c: c.score, reverse=True)
 
 
-def build_mapper(config: LinkerConfig, lm: LanguageModel, vision: object | None) -> FeatureMapper | None:
+def _identity(section: Any, name: str) -> Any:
+    """What of a config section is baked into loaded models (``llm.max_prompt_tokens`` is not)."""
+    fields = dataclasses.asdict(section)
+    if name == "llm":  # the prompt's budget and BOS are the prompt builder's, not the loaded model's
+        fields.pop("max_prompt_tokens")
+        fields.pop("bos")
+    return fields
+
+
+def prebuilt_trie(config: LinkerConfig) -> Trie | None:
+    """The memory-mapped trie `gemel kb build --profile` wrote beside the KB, if made for this tokenizer."""
+    folder = resolve(config.kb.source, config.base_dir)
+    stamp = folder / "trie.tokenizer" if folder is not None and folder.is_dir() else None
+    if stamp is None or not stamp.exists() or stamp.read_text().strip() != config.llm.source:
+        return None
+    return ArrayTrie.load(folder / "trie", mmap=True)
+
+
+def build_mapper(config: LinkerConfig, lm: LanguageModel, vision: Any | None) -> FeatureMapper | None:
     """The profile's mapper: a checkpoint (ours or an official .pkl) or an untrained, scaled random one."""
     if vision is None:
         return None
@@ -239,7 +411,7 @@ def build_mapper(config: LinkerConfig, lm: LanguageModel, vision: object | None)
         if path.suffix == ".pkl":
             return FeatureMapper.load_official(path, spec)
         return FeatureMapper.load(path, expected=spec)
-    emb_std = float(lm.model.get_input_embeddings().weight.float().std())  # same mapper in every precision
+    emb_std = float(lm.model.get_input_embeddings().weight.std())
     return FeatureMapper(spec, version="untrained", init_std=emb_std, seed=config.mapper.seed)
 
 
@@ -247,18 +419,3 @@ def _demo(r: Retrieved) -> Demonstration:
     ex = r.example
     return Demonstration(text=ex.text, mention=ex.mention, entity=ex.entity or "", image=ex.image,
                          similarity=r.similarity, source=ex.source)
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.start = self.last = time.perf_counter()
-        self.laps: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.laps[name] = now - self.last
-        self.last = now
-
-    @property
-    def total(self) -> float:
-        return time.perf_counter() - self.start

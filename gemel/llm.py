@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .config import LLMConfig
+from .config import LLMConfig, ProfileError
 from .precision import describe, quantize_int8, resolve_dtype, resolve_precision
 from .sources import cache_dir, fingerprint, resolve
 
@@ -40,7 +40,7 @@ class LanguageModel:
     def eos_id(self) -> int:
         eos = self.tokenizer.eos_token_id
         if eos is None:
-            raise ValueError(f"tokenizer of {self.name!r} has no EOS token: the prefix tree needs one")
+            raise ProfileError(f"tokenizer of {self.name!r} has no EOS token: the prefix tree needs one")
         return int(eos)
 
     @property
@@ -53,6 +53,12 @@ class LanguageModel:
     def encode(self, text: str) -> list[int]:
         """Token ids of a piece of prompt text, without special tokens."""
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def answer_tokens(self, name: str) -> tuple[int, ...]:
+        """An entity name as the linker decodes and trains on it: its tokens without a leading space, then
+        EOS (the prompt ends in ``[Answer]``, so the name follows it directly). The one place this rule lives:
+        the prefix tree, candidate scoring, the training labels and the prebuilt trie all call it."""
+        return tuple(self.encode(name)) + (self.eos_id,)
 
     def embed(self, ids: list[int]) -> torch.Tensor:
         """(T, H) input embeddings of token ids."""

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import torch
 
+from .errors import GemelError
 
-class MapperMismatchError(ValueError):
+
+class MapperMismatchError(GemelError):
     """A mapper checkpoint was trained for another encoder / LLM / prefix length than the profile's."""
 
 

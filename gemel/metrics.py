@@ -21,8 +21,10 @@ from typing import Any
 
 from gemel.types import Example, Prediction
 
+from .errors import GemelError
 
-class MetricsError(ValueError):
+
+class MetricsError(GemelError):
     """Predictions and golds cannot be compared (lengths differ, a prediction has an unknown shape ...)."""
 
 

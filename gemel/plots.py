@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import GemelError
 
-class PlotError(ValueError):
+
+class PlotError(GemelError):
     """The data given to a plot function cannot be drawn; the message names the bad value."""
 
 

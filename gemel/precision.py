@@ -22,13 +22,14 @@ from pathlib import Path
 import torch
 
 from .config import PRECISIONS
+from .errors import GemelError
 
 log = logging.getLogger(__name__)
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 matmul units
 
 
-class PrecisionError(ValueError):
+class PrecisionError(GemelError):
     """A precision cannot run here (int8 on a GPU, an unknown name); the message says what to use."""
 
 

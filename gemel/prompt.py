@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import torch
 
+from .errors import InputError
 from .llm import LanguageModel
 
 QUESTION = "[Question]What does {mention} mentioned in the text refer to?\n"
@@ -38,9 +39,10 @@ class Segment:
 class PromptBuilder:
     """Turns segments into ``inputs_embeds``; caches token ids of texts seen before (demonstrations recur)."""
 
-    def __init__(self, lm: LanguageModel, max_tokens: int = 2048, cache_size: int = 65536) -> None:
+    def __init__(self, lm: LanguageModel, max_tokens: int = 2048, cache_size: int = 65536, bos: bool = True) -> None:
         self.lm = lm
         self.max_tokens = max_tokens
+        self.bos_ids = lm.bos_ids if bos else []  # the official GEMEL prompt starts with no BOS
         self._encode = lru_cache(maxsize=cache_size)(lambda s: tuple(lm.encode(s)))
 
     def length(self, seg: Segment) -> int:
@@ -48,9 +50,9 @@ class PromptBuilder:
 
     def fit(self, demos: list[Segment], query: Segment) -> list[Segment]:
         """Drop demonstrations from the front (least similar) until the prompt fits ``max_tokens``."""
-        budget = self.max_tokens - self.length(query) - len(self.lm.bos_ids)
+        budget = self.max_tokens - self.length(query) - len(self.bos_ids)
         if budget < 0:
-            raise ValueError(f"the query alone is {self.length(query)} tokens, over llm.max_prompt_tokens="
+            raise InputError(f"the query alone is {self.length(query)} tokens, over llm.max_prompt_tokens="
                              f"{self.max_tokens}: shorten the caption")
         lengths = [self.length(d) for d in demos]
         start = 0
@@ -58,12 +60,20 @@ class PromptBuilder:
             start += 1
         return demos[start:]
 
+    def token_ids(self, segments: list[Segment]) -> list[int | None]:
+        """The prompt as token ids, ``None`` standing for each visual prefix slot (what `embed` embeds)."""
+        ids: list[int | None] = list(self.bos_ids)
+        for seg in segments:
+            ids += [None] * (0 if seg.prefix is None else seg.prefix.shape[0])
+            ids += list(self._encode(seg.text))
+        return ids
+
     def embed(self, segments: list[Segment]) -> torch.Tensor:
         """(1, T, H) prompt embeddings: BOS?, then each segment's prefix and text embeddings in order."""
         table = self.lm.model.get_input_embeddings()
         pieces: list[torch.Tensor] = []
-        if self.lm.bos_ids:
-            pieces.append(self.lm.embed(self.lm.bos_ids))
+        if self.bos_ids:
+            pieces.append(self.lm.embed(self.bos_ids))
         for seg in segments:
             if seg.prefix is not None:
                 pieces.append(seg.prefix.to(table.weight.dtype))

@@ -26,6 +26,8 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
+from .errors import GemelError
+
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "gemel-vector-index"
@@ -33,7 +35,7 @@ FORMAT_VERSION = 1
 ADD_CHUNK = 65_536  # vectors normalised and added per faiss call (bounds the extra copy)
 
 
-class IndexFormatError(ValueError):
+class IndexFormatError(GemelError):
     """A saved VectorIndex folder is missing, incomplete or inconsistent."""
 
 

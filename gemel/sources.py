@@ -13,8 +13,10 @@ import importlib.util
 import os
 from pathlib import Path
 
+from .errors import GemelError
 
-class SourceError(FileNotFoundError):
+
+class SourceError(GemelError, FileNotFoundError):
     """A configured source cannot be found; the message says how to get it."""
 
 

@@ -28,9 +28,8 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from .embedder import query_text as embed_text
+from .errors import GemelError
 from .mapper import FeatureMapper, MapperSpec, check_compatible
-from .prompt import Segment, demo_text, query_text
 from .types import Example
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ log = logging.getLogger(__name__)
 STATE_FORMAT = "gemel-trainer/1"
 
 
-class TrainError(ValueError):
+class TrainError(GemelError):
     """Training cannot start or resume as asked; the message says why and what to do."""
 
 
@@ -95,30 +94,14 @@ def parameter_counts(linker: Any) -> tuple[int, int]:
     return trainable, trainable + frozen
 
 
-def answer_ids(linker: Any, entity: str) -> list[int]:
-    """The gold answer as the linker decodes it: the name's tokens, then EOS."""
-    return linker.lm.encode(entity) + [linker.lm.eos_id]
-
-
-def training_prompt(linker: Any, mapper: torch.nn.Module, ex: Example) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(1, T, H) prompt embeddings for ``ex`` (demonstrations + query, ending in ``[Answer]``) with gradients
-    flowing into ``mapper`` through every visual prefix, and the (m, k, H) prefixes themselves (None if none)."""
-    q = linker.embedder.encode([embed_text(ex.text, ex.mention)])  # (1, D)
-    # the linker's own retrieval, so training prompts are built exactly like inference prompts
-    demos = [r.example for r in linker._demonstrations(q, [ex.id] if ex.id is not None else [])]
-    items = demos + [ex]
-    feats = [linker.features.get(e.image) if e.image and linker.features is not None else None for e in items]
-    device = next(mapper.parameters()).device
-    present = [f for f in feats if f is not None]
-    prefixes = mapper(torch.stack(present).to(device)) if present else None  # (m, k, H)
-    slots, j = [], 0
-    for f in feats:
-        slots.append(None if f is None else prefixes[j])
-        j += f is not None
-    segments = [Segment(demo_text(d.text, d.mention, d.entity or ""), p) for d, p in zip(demos, slots)]
-    query = Segment(query_text(ex.text, ex.mention), slots[-1])
-    kept = linker.prompt.fit(segments, query)
-    return linker.prompt.embed(kept + [query]), prefixes
+def training_prompt(linker: Any, mapper: torch.nn.Module, ex: Example) -> torch.Tensor:
+    """(1, T, H) prompt embeddings for ``ex`` (demonstrations + query, ending in ``[Answer]``), built by the
+    linker's own `build_prompt` (so training prompts are inference prompts, the example itself excluded by
+    id), with gradients flowing into ``mapper`` through every visual prefix."""
+    exclude = [ex.id] if ex.id is not None else []
+    verbatim = ex.meta.get("verbatim", True)  # a data set's mention may not occur in its text: prompted as given
+    return linker.build_prompt(ex.image, ex.text, ex.mention, exclude=exclude, mapper=mapper,
+                               verbatim=verbatim).embeds
 
 
 def answer_loss(linker: Any, embeds: torch.Tensor, answer: Sequence[int]) -> torch.Tensor:
@@ -133,10 +116,9 @@ def answer_loss(linker: Any, embeds: torch.Tensor, answer: Sequence[int]) -> tor
 def example_loss(linker: Any, mapper: torch.nn.Module, ex: Example) -> torch.Tensor:
     """The training loss of one example. When its prompt holds no visual prefix the loss cannot move the
     mapper; it is then tied to the mapper with a zero weight, so data-parallel ranks still synchronise."""
-    embeds, prefixes = training_prompt(linker, mapper, ex)
-    loss = answer_loss(linker, embeds, answer_ids(linker, ex.entity or ""))
-    tie = prefixes.sum() if prefixes is not None else sum(p.sum() for p in mapper.parameters())
-    return loss + 0.0 * tie
+    embeds = training_prompt(linker, mapper, ex)
+    loss = answer_loss(linker, embeds, linker.lm.answer_tokens(ex.entity or ""))
+    return loss + 0.0 * sum(p.sum() for p in mapper.parameters())
 
 
 # ---- schedule, checkpoints -------------------------------------------------------------------------------
@@ -234,8 +216,11 @@ class Trainer:
                         len(train) - len(usable))
         if not usable:
             raise TrainError("no labelled training example (every example is NIL or has no entity)")
-        added = self.linker.pool.add(usable)  # the paper retrieves demonstrations from the training set
-        log.info("%d training examples (%d new in the demonstration pool)", len(usable), added)
+        # the paper retrieves demonstrations from the training set: a variant of the linker with them in its
+        # pool (the caller's linker keeps its own pool; the mapper is the same object, trained in place)
+        pool = self.linker.labelled_pool.with_examples(usable)
+        self.linker = self.linker.replace(pool=pool)
+        log.info("%d training examples (%d demonstrations in the pool)", len(usable), len(pool))
         return usable
 
     def _accelerator(self) -> Any:

@@ -45,9 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .eval_cli import profile_with
-    from .evaluate import annotation_examples, check_images, load_examples, use_precomputed_features, \
-        with_feature_keys
+    from .eval_cli import examples_from_store, profile_with
+    from .evaluate import check_images, load_examples, with_feature_keys, with_precomputed_features
     from .linker import Linker
     from .train import TrainConfig, TrainError, train
 
@@ -62,11 +61,12 @@ def run_train(args: argparse.Namespace) -> int:
     examples = [ex for path in args.data
                 for ex in load_examples(path, args.format, image_dir=args.image_dir, limit=args.limit)]
     if args.annotations:
-        examples += annotation_examples(args.annotations)
+        examples += examples_from_store(args.annotations)
     dev = load_examples(args.dev, args.format, image_dir=args.image_dir) if args.dev else []
+    _report_data(examples, dev)
     linker = Linker.load(profile_with(args.profile, args.set, args.mapper))
     if args.features:
-        store = use_precomputed_features(linker, args.features)
+        linker, store = with_precomputed_features(linker, args.features)
         examples, dev = with_feature_keys(examples, store.features), with_feature_keys(dev, store.features)
     else:
         check_images(examples + list(dev))
@@ -77,3 +77,12 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"best dev accuracy {result.best_dev:.4f} at epoch {result.best_epoch}")
     print(f"mapper: {result.mapper_path}  (use it with --mapper, or mapper.checkpoint in a profile)")
     return 0
+
+
+def _report_data(examples: list, dev: list) -> None:
+    """The training (and dev) data's counts, e.g. mentions not verbatim in their text, before training starts."""
+    from .datasets import summarize
+
+    for name, data in (("training data", examples), ("dev data", dev)):
+        if data:
+            print(f"{name}: {summarize(data).line()}")

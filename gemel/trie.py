@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 from tqdm.auto import tqdm
 
+from .errors import GemelError
+
 if TYPE_CHECKING:  # torch is only needed for the type of the generated-tokens tensor
     import torch
 
@@ -49,11 +51,11 @@ FORMAT_VERSION = 1
 _END = -1  # DictTrie key marking "a sequence ends here" (token ids are >= 0)
 
 
-class TrieError(ValueError):
+class TrieError(GemelError):
     """A token sequence cannot be stored (negative or too large token id, wrong type)."""
 
 
-class TrieFormatError(ValueError):
+class TrieFormatError(GemelError):
     """A saved ArrayTrie folder is missing, incomplete or inconsistent."""
 
 
@@ -349,7 +351,7 @@ def build_trie(sequences: Iterable[Sequence[int]], kind: str = "array") -> Trie:
         return ArrayTrie.build(sequences)
     if kind == "dict":
         return DictTrie(sequences)
-    raise ValueError(f"unknown trie kind {kind!r}; use one of {TRIE_KINDS}")
+    raise TrieError(f"unknown trie kind {kind!r}; use one of {TRIE_KINDS}")
 
 
 def prefix_allowed_tokens_fn(trie: Trie, eos_id: int) -> Callable[[int, "torch.Tensor"], list[int]]:

@@ -17,7 +17,7 @@ class Example:
     """One mention in an image+caption pair, with its gold entity when known."""
 
     text: str  # the caption / sentence the mention occurs in
-    mention: str  # surface form, must occur in `text`
+    mention: str  # surface form in `text` (a data set's may not be verbatim: see gemel.datasets)
     entity: str | None = None  # KB title; None = unknown (a query) or NIL
     image: str | None = None  # path or reference of the image; None = text-only
     id: str | None = None  # stable identifier within its source (file line, db row ...)
@@ -73,7 +73,10 @@ class Prediction:
     demonstrations: list[Demonstration]  # in prompt order (most similar last)
     profile: str = ""  # profile name the linker was loaded with
     mapper: str = "untrained"  # mapper version, "untrained" or "none" (text-only profile)
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
+    prompt_tokens: int = 0  # length of the prefilled prompt (demonstrations, visual prefixes, query)
+    source: str = "model"  # "model", or "correction": a person decided this exact item (caption, mention, image)
+    corrected_by: str | None = None  # with source "correction": the annotator whose decision it is
     precision: str = ""  # the LLM's precision (float32, bfloat16, float16, int8); "" = not recorded
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,4 +88,7 @@ class Prediction:
             "mapper": self.mapper,
             "timings": dict(self.timings),
             "precision": self.precision,
+            "prompt_tokens": self.prompt_tokens,
+            "source": self.source,
+            "corrected_by": self.corrected_by,
         }

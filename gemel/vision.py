@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from .config import VisionConfig
+from .config import ProfileError, VisionConfig
 from .sources import resolve
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class VisionEncoder(torch.nn.Module):
         if config.kind == "open_clip":
             visual = _load_open_clip(config, base_dir)
             return cls(visual, config, visual.output_dim)
-        raise ValueError(f"vision.kind {config.kind!r} has no encoder (use 'timm' or 'open_clip')")
+        raise ProfileError(f"vision.kind {config.kind!r} has no encoder (use 'timm' or 'open_clip')")
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """Resize the short side to size/crop_pct (bicubic), centre-crop to size, normalise -> (3, S, S)."""
@@ -99,7 +99,7 @@ def _load_timm(config: VisionConfig, base_dir: str | Path) -> torch.nn.Module:
     if config.weights:
         path = resolve(config.weights, base_dir)
         if path is None:
-            raise ValueError(f"vision.weights {config.weights!r}: give a local file for timm models")
+            raise ProfileError(f"vision.weights {config.weights!r}: give a local file for timm models")
         state = torch.load(path, map_location="cpu", weights_only=True)
         if any(k.startswith("_blocks.") for k in state):
             state = lukemelas_to_timm(state, [len(stage) for stage in model.blocks])

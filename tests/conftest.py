@@ -163,20 +163,15 @@ def one_thread():
 
 @contextlib.contextmanager
 def served_demo(linker, folder: Path):
-    """The Gradio app on a free 127.0.0.1 port with a private labelled pool and a temp store.
-
-    Yields (url, store); on exit closes both and gives the linker its pool back.
-    """
+    """The Gradio app on a free 127.0.0.1 port, over a variant of ``linker`` with a private labelled pool, and
+    a temp store. Yields (url, store); on exit closes both."""
     import socket
 
     from annotations import Store
     from demo.app import build_app, launch
     from demo.config import AppConfig
-    from gemel.demos import DemonstrationPool
 
-    saved = linker.pool
-    linker.pool = DemonstrationPool(linker.embedder, "labelled")
-    linker.pool.add(saved.examples)
+    linker = linker.replace(pool=linker.labelled_pool.with_examples())  # corrections stay in this variant
     store = Store.open(folder / "gemel.db", entity_exists=linker.kb.__contains__)
     app = build_app(linker, store, AppConfig(work_dir=str(folder / "work")))
     with socket.socket() as s:
@@ -188,4 +183,3 @@ def served_demo(linker, folder: Path):
     finally:
         app.close()
         store.close()
-        linker.pool = saved

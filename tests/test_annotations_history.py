@@ -75,9 +75,10 @@ def test_undo_last_takes_the_annotators_latest_decision(store):
     decide(store, "alice", "accept", text="Paris one.")
     second = decide(store, "alice", "nil", text="Paris two.")
     decide(store, "bob", "nil", text="Paris three.")
-    assert store.undo_last("alice") is None
-    assert store.get(second)["status"] == "undone"
-    store.undo_last("alice")
+    undone = store.undo_last("alice")
+    assert undone["id"] == second and undone["status"] == "undone" and undone["annotator"] == "alice"
+    assert store.current("alice", undone["input_id"]) is None  # nothing earlier on that input
+    assert store.undo_last("alice")["text"] == "Paris one."
     with pytest.raises(NothingToUndoError):
         store.undo_last("alice")
     assert [d["annotator"] for d in store.decisions()] == ["bob"]

@@ -329,16 +329,19 @@ def test_batch_line_without_id_is_named_by_its_line(profile_toml, batch_dir, cap
 
 def test_kb_build_with_a_profile_writes_the_trie_the_linker_maps(profile_toml, tiny_config, tiny_dir, tmp_path,
                                                                  capsys):
-    from gemel.linker import Linker
+    from gemel.linker import Linker, prebuilt_trie
     from gemel.trie import ArrayTrie
 
     out = tmp_path / "kb"
     assert main(["kb", "build", str(tiny_dir / "kb.jsonl"), "--out", str(out), "--profile", str(profile_toml)]) == 0
     assert (out / "trie.tokenizer").read_text().strip() == tiny_config.llm.source
-    linker = Linker.load(tiny_config.replace(kb={"source": str(out)}, decode={"mode": "beam", "candidates": 0}))
-    trie = linker._trie([])
+    config = tiny_config.replace(kb={"source": str(out)}, decode={"mode": "beam", "candidates": 0})
+    trie = prebuilt_trie(config)
+    linker = Linker.load(config)
     assert isinstance(trie, ArrayTrie) and len(trie) == len(linker.kb)
-    assert all(c.name in linker.kb for c in linker.link(None, "Jordan flows south.", "Jordan").candidates)
+    for row in range(len(linker.kb)):  # every KB name is a path of the prebuilt trie, ending in EOS
+        toks = linker.name_tokens(row)
+        assert all(toks[j] in trie.allowed(list(toks[:j])) for j in range(len(toks)))
+    assert len(linker.link(None, "Jordan flows south.", "Jordan").candidates) == config.decode.num_beams
     (out / "trie.tokenizer").write_text("another/tokenizer\n")  # made for another LLM: built afresh instead
-    other = Linker.load(tiny_config.replace(kb={"source": str(out)}, decode={"mode": "beam", "candidates": 0}))
-    assert other._prebuilt_trie() is None
+    assert prebuilt_trie(config) is None

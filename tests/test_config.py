@@ -9,7 +9,7 @@ import pytest
 
 from gemel.config import (
     PROFILE_DIR,
-    ConfigError,
+    ProfileError,
     DecodeConfig,
     LinkerConfig,
     list_profiles,
@@ -93,24 +93,24 @@ def test_defaults_fill_missing_sections():
 
 # ---- unknown and missing names ----------------------------------------------------------------------
 def test_unknown_section_is_named():
-    with pytest.raises(ConfigError, match=r"unknown profile section\(s\) \['decoder'\].*known:.*decode"):
+    with pytest.raises(ProfileError, match=r"unknown profile section\(s\) \['decoder'\].*known:.*decode"):
         LinkerConfig.from_dict(profile(decoder={"num_beams": 3}))
 
 
 @pytest.mark.parametrize("section", ["llm", "vision", "embedder", "kb", "mapper", "demos", "decode"])
 def test_unknown_key_is_named_with_the_known_ones(section):
-    with pytest.raises(ConfigError, match=rf"unknown key\(s\) \['colour'\] in \[{section}\]; known: \["):
+    with pytest.raises(ProfileError, match=rf"unknown key\(s\) \['colour'\] in \[{section}\]; known: \["):
         LinkerConfig.from_dict(profile(**{section: {"colour": "red"}}))
 
 
 @pytest.mark.parametrize("section", ["llm", "vision", "embedder", "kb"])
 def test_required_section_missing_is_named(section):
-    with pytest.raises(ConfigError, match=rf"profile 'mine' lacks the \[{section}\] section"):
+    with pytest.raises(ProfileError, match=rf"profile 'mine' lacks the \[{section}\] section"):
         LinkerConfig.from_dict(profile(**{section: None}), name="mine")
 
 
 def test_section_that_is_not_a_table_is_refused():
-    with pytest.raises(ConfigError, match=r"\[decode\] must be a table"):
+    with pytest.raises(ProfileError, match=r"\[decode\] must be a table"):
         LinkerConfig.from_dict({**MINIMAL, "decode": "beam"})
 
 
@@ -143,7 +143,7 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize("section,key,value,message", BAD_VALUES, ids=[f"{s}.{k}={v!r}" for s, k, v, _ in BAD_VALUES])
 def test_bad_value_raises_config_error_naming_the_key(section, key, value, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ProfileError, match=message):
         LinkerConfig.from_dict(profile(**{section: {key: value}}))
 
 
@@ -162,7 +162,7 @@ BAD_TYPES = [
 
 @pytest.mark.parametrize("section,key,value,message", BAD_TYPES, ids=[f"{s}.{k}={v!r}" for s, k, v, _ in BAD_TYPES])
 def test_wrongly_typed_value_raises_config_error_not_type_error(section, key, value, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ProfileError, match=message):
         LinkerConfig.from_dict(profile(**{section: {key: value}}))
 
 
@@ -179,14 +179,14 @@ def test_well_typed_values_are_accepted(section, key, value):
 
 
 def test_score_mode_refuses_the_whole_kb_and_points_to_beam():
-    with pytest.raises(ConfigError, match=r"decode.mode='score'.*decode.candidates > 0.*mode='beam'"):
+    with pytest.raises(ProfileError, match=r"decode.mode='score'.*decode.candidates > 0.*mode='beam'"):
         LinkerConfig.from_dict(profile(decode={"mode": "score", "candidates": 0}))
     cfg = LinkerConfig.from_dict(profile(decode={"mode": "beam", "candidates": 0}))
     assert cfg.decode.candidates == 0
 
 
 def test_config_error_is_a_value_error():
-    assert issubclass(ConfigError, ValueError)  # the CLI turns ValueError into a one-line message
+    assert issubclass(ProfileError, ValueError)  # the CLI turns ValueError into a one-line message
 
 
 # ---- replace ----------------------------------------------------------------------------------------
@@ -203,9 +203,9 @@ def test_replace_changes_only_the_named_fields():
 
 def test_replace_validates_values():
     cfg = load_profile("offline")
-    with pytest.raises(ConfigError, match="decode.num_beams=0"):
+    with pytest.raises(ProfileError, match="decode.num_beams=0"):
         cfg.replace(decode={"num_beams": 0})
-    with pytest.raises(ConfigError, match="decode.mode='score'.*candidates > 0"):
+    with pytest.raises(ProfileError, match="decode.mode='score'.*candidates > 0"):
         cfg.replace(decode={"candidates": 0})
     assert cfg.replace(decode={"candidates": 0, "mode": "beam"}).decode.candidates == 0
 
@@ -217,7 +217,7 @@ def test_replace_validates_values():
     ({"demos": {"n": "3"}}, r"demos.n = '3' must be of type int"),
 ])
 def test_replace_names_unknown_sections_and_keys(sections, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ProfileError, match=message):
         load_profile("offline").replace(**sections)
 
 
@@ -242,22 +242,22 @@ def test_load_profile_keeps_a_name_written_in_the_file(tmp_path):
 def test_invalid_toml_names_the_file(tmp_path):
     path = tmp_path / "broken.toml"
     path.write_text("[llm\nsource = 'x'\n")
-    with pytest.raises(ConfigError, match=r"profile file '.*broken\.toml' is not valid TOML"):
+    with pytest.raises(ProfileError, match=r"profile file '.*broken\.toml' is not valid TOML"):
         load_profile(path)
 
 
 def test_missing_toml_file_is_named(tmp_path):
-    with pytest.raises(ConfigError, match=r"profile file '.*absent\.toml' does not exist"):
+    with pytest.raises(ProfileError, match=r"profile file '.*absent\.toml' does not exist"):
         load_profile(tmp_path / "absent.toml")
 
 
 def test_unknown_profile_name_lists_the_shipped_ones():
-    with pytest.raises(ConfigError, match=r"unknown profile 'ofline': choose one of \['offline', 'paper'\]"):
+    with pytest.raises(ProfileError, match=r"unknown profile 'ofline': choose one of \['offline', 'paper'\]"):
         load_profile("ofline")
 
 
 def test_bad_value_in_a_file_names_the_key(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text(toml_text(profile(decode={"num_beams": 0})))
-    with pytest.raises(ConfigError, match="decode.num_beams=0"):
+    with pytest.raises(ProfileError, match="decode.num_beams=0"):
         load_profile(path)

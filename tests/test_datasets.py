@@ -1,4 +1,5 @@
-"""Dataset readers: hand-written fixtures in each documented format, malformed input, CLIP features, titles."""
+"""Dataset readers: hand-written fixtures in each released layout (one test per quirk), malformed input, CLIP
+features, titles, and how `gemel eval` / `gemel train` report and use what the readers mark."""
 
 from __future__ import annotations
 
@@ -16,9 +17,13 @@ from hypothesis import strategies as st
 
 from gemel.datasets import (
     FORMATS,
+    DataSummary,
     DatasetFormatError,
     UnknownFormatError,
     detect_format,
+    linkable_mention,
+    locate_mention,
+    mimic_image_name,
     read_clip_features,
     read_dataset,
     read_gemel,
@@ -26,15 +31,19 @@ from gemel.datasets import (
     read_titles,
     read_wikidiverse,
     read_wikimel,
+    summarize,
+    wikidiverse_image_name,
     wikipedia_title,
     write_jsonl,
 )
-from gemel.types import Example
+from gemel.types import Example, Prediction
 
 FIX = Path(__file__).parent / "fixtures" / "datasets"
 FIXTURES = {"ours.jsonl": "jsonl", "gemel_wikidiverse.json": "gemel", "gemel_wikimel.json": "gemel",
-            "wikidiverse.json": "wikidiverse", "wikimel.json": "wikimel"}
+            "wikidiverse.json": "wikidiverse", "wikidiverse_w_10cands.json": "wikidiverse",
+            "wiki_diverse_test.json": "wikidiverse", "wikimel.json": "wikimel", "melbench_wikimel.json": "wikimel"}
 READERS = {"jsonl": read_jsonl, "gemel": read_gemel, "wikidiverse": read_wikidiverse, "wikimel": read_wikimel}
+LIONS_URL = "https://upload.wikimedia.org/wikipedia/commons/0/06/DetroitLionsRunningPlay-2007.jpg"
 
 
 def _write(tmp_path: Path, name: str, content: str) -> Path:
@@ -43,7 +52,11 @@ def _write(tmp_path: Path, name: str, content: str) -> Path:
     return path
 
 
-# ----------------------------------------------------------------------------- fixtures, every format
+def _md5(segment: str) -> str:
+    return hashlib.md5(segment.encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- fixtures, every format and release
 
 
 @pytest.mark.parametrize("name,fmt", FIXTURES.items())
@@ -57,9 +70,12 @@ def test_every_example_is_well_formed(name: str, fmt: str) -> None:
     assert examples and examples == list(read_dataset(FIX / name))
     for ex in examples:
         assert isinstance(ex, Example) and ex.text and ex.mention and ex.id
-        if "start" in ex.meta:
+        verbatim = ex.meta.get("verbatim", True)
+        if "start" in ex.meta and verbatim:
             assert ex.text[ex.meta["start"]:ex.meta["end"]] == ex.mention
-        assert ex.mention in ex.text
+        assert verbatim == (ex.mention in ex.text) or "start" in ex.meta
+        assert verbatim or ex.text[slice(*ex.meta["mention_span"])] == linkable_mention(ex)
+        assert linkable_mention(ex) in ex.text
         assert ex.entity is None or (ex.entity == ex.entity.strip() and ex.entity)
     assert len({ex.id for ex in examples}) == len(examples), "ids are unique within a file"
 
@@ -77,46 +93,210 @@ def test_read_jsonl_image_dir_overrides_the_base(tmp_path: Path) -> None:
     assert first.image == str(tmp_path / "images" / "eiffel.jpg")
 
 
+# ---- GEMEL's preprocessed files: target + golden, img_url / img_name
+
+
 def test_read_gemel_wikidiverse_nil_and_image_key() -> None:
-    lions, packers, embassy = read_gemel(FIX / "gemel_wikidiverse.json")
-    assert (lions.entity, packers.entity, embassy.entity) == ("Detroit Lions", "Green Bay Packers", None)
-    assert lions.meta["image_key"].endswith("DetroitLionsRunningPlay-2007.jpg")
+    lions, packers, embassy, obama = read_gemel(FIX / "gemel_wikidiverse.json")
+    assert (lions.entity, packers.entity, embassy.entity, obama.entity) == (
+        "Detroit Lions", "Green Bay Packers", None, "Barack Obama")
+    assert lions.meta["image_key"] == LIONS_URL and lions.meta["golden"] == "Detroit Lions"
     assert lions.image == lions.meta["image_key"] and lions.source == "gemel"
 
 
-def test_read_gemel_wikimel_uses_answer_and_img_name(tmp_path: Path) -> None:
+def test_read_gemel_wikimel_target_golden_and_img_name(tmp_path: Path) -> None:
     (tmp_path / "WikiMEL_12.jpg").write_bytes(b"x")
-    rogers, smith, bowie = read_gemel(FIX / "gemel_wikimel.json", image_dir=tmp_path)
-    assert smith.entity == "Charles L. Smith (Seattle politician)" and bowie.entity == "David Bowie"
+    rogers, smith, beethoven = read_gemel(FIX / "gemel_wikimel.json", image_dir=tmp_path)
+    assert smith.entity == "Charles L. Smith (Seattle politician)" and beethoven.entity == "Ludwig van Beethoven"
     assert rogers.image == str(tmp_path / "WikiMEL_12.jpg") and rogers.meta["image_key"] == "WikiMEL_12.jpg"
+    assert beethoven.image is None and beethoven.meta["image_missing"] == str(tmp_path / "WikiMEL_40.jpg")
+
+
+def test_read_gemel_finds_wikidiverse_images_by_the_release_name(tmp_path: Path) -> None:
+    (tmp_path / (_md5("DetroitLionsRunningPlay-2007.jpg") + ".jpg")).write_bytes(b"x")
+    (tmp_path / (_md5("Obama_in_Berlin.svg") + ".png")).write_bytes(b"x")
+    lions, _, embassy, obama = read_gemel(FIX / "gemel_wikidiverse.json", image_dir=tmp_path)
+    assert lions.image == str(tmp_path / (_md5("DetroitLionsRunningPlay-2007.jpg") + ".jpg"))
+    assert obama.image == str(tmp_path / (_md5("Obama_in_Berlin.svg") + ".png"))
+    assert embassy.image is None and "image_missing" in embassy.meta
+    assert embassy.meta["image_key"].endswith("Protest_at_the_embassy.JPG")  # the hdf5 key is kept
+
+
+# ---- WikiDiverse: annotated data, data with candidates, MIMIC's re-release
 
 
 def test_read_wikidiverse_one_example_per_mention() -> None:
     examples = list(read_wikidiverse(FIX / "wikidiverse.json"))
-    assert [e.entity for e in examples] == ["Detroit Lions", "Green Bay Packers", "Genève", None,
-                                           "Stade Roland Garros"]
-    assert [e.id for e in examples] == ["0-0", "0-1", "1-0", "1-1", "2-0"]
+    assert [e.entity for e in examples] == ["Detroit Lions", "Green Bay Packers", "Genève", None, "Barack Obama",
+                                           "Berlin"]
+    assert [e.id for e in examples] == ["0-0", "0-1", "1-0", "1-1", "2-0", "2-1"]
     lions = examples[0]
     assert lions.meta["type"] == "Organization" and lions.meta["topic"] == "sports"
-    assert lions.image == lions.meta["image_url"] and lions.image.startswith("https://")
+    assert lions.image == lions.meta["image_url"] == LIONS_URL
 
 
-@pytest.mark.parametrize("local_name", ["DetroitLionsRunningPlay-2007.jpg", "md5"])
-def test_read_wikidiverse_finds_downloaded_images(tmp_path: Path, local_name: str) -> None:
-    url = "https://upload.wikimedia.org/wikipedia/commons/0/06/DetroitLionsRunningPlay-2007.jpg"
-    name = hashlib.md5(url.encode()).hexdigest() + ".jpg" if local_name == "md5" else local_name
-    (tmp_path / name).write_bytes(b"x")
-    lions = next(read_wikidiverse(FIX / "wikidiverse.json", image_dir=tmp_path))
-    assert lions.image == str(tmp_path / name)
+@pytest.mark.parametrize("url,segment,extension", [
+    (LIONS_URL, "DetroitLionsRunningPlay-2007.jpg", ".jpg"),
+    ("https://upload.wikimedia.org/wikinews/en/1/1a/Geneva_talks_2021.svg", "Geneva_talks_2021.svg", ".png"),
+    ("https://upload.wikimedia.org/wikinews/en/3/3c/Obama_in_Berlin.JPG", "Obama_in_Berlin.JPG", ".JPG"),
+    ("https://upload.wikimedia.org/wikipedia/commons/a/ab/Logo.SVG", "Logo.SVG", ".png"),
+    ("https://upload.wikimedia.org/x/%C3%89cole_2009.jpeg", "%C3%89cole_2009.jpeg", ".jpeg"),  # escapes kept
+    ("https://upload.wikimedia.org/x/Map.gif", "Map.gif", "Map.gif"),  # no known extension: the segment whole
+])
+def test_wikidiverse_image_name_is_the_md5_of_the_last_url_segment(url: str, segment: str, extension: str) -> None:
+    assert wikidiverse_image_name(url) == _md5(segment) + extension
+    assert wikidiverse_image_name(url) != _md5(url) + extension  # not the md5 of the whole URL
+
+
+def test_read_wikidiverse_finds_released_images_and_counts_missing_ones(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    released = {LIONS_URL: _md5("DetroitLionsRunningPlay-2007.jpg") + ".jpg",
+                "geneva": _md5("Geneva_talks_2021.svg") + ".png"}
+    for name in released.values():
+        (tmp_path / name).write_bytes(b"x")
+    with caplog.at_level(logging.WARNING, logger="gemel.datasets"):
+        lions, packers, geneva, _, obama, _ = read_wikidiverse(FIX / "wikidiverse.json", image_dir=tmp_path)
+    assert lions.image == packers.image == str(tmp_path / released[LIONS_URL])
+    assert geneva.image == str(tmp_path / released["geneva"])  # .svg was saved as .png
+    assert obama.image is None and obama.meta["image_missing"] == str(tmp_path / (_md5("Obama_in_Berlin.JPG") + ".JPG"))
+    assert "2 of 6 mentions have no image file" in caplog.text
+
+
+def test_read_wikidiverse_with_candidates() -> None:
+    lions, obama, embassy = read_dataset(FIX / "wikidiverse_w_10cands.json")
+    assert lions.meta["candidates"] == ["Detroit Lions", "Lions (album)", "British & Irish Lions"]  # no repeats
+    assert (lions.mention, lions.entity, lions.meta["type"], lions.meta["topic"]) == (
+        "Lions", "Detroit Lions", "Organization", "sports")
+    assert obama.entity == "Barack Obama"  # "nhttps://..." as released
+    assert (obama.mention, obama.meta["verbatim"], linkable_mention(obama)) == ("Obamma", False, "Obama")
+    assert embassy.entity is None and embassy.meta["candidates"][0] == "Embassy"
+    assert [e.id for e in (lions, obama, embassy)] == ["0", "1", "2"] and lions.source == "wikidiverse"
+
+
+def test_mimic_wikidiverse_files_are_tagged_wikidiverse(tmp_path: Path) -> None:
+    lions, garros, embassy = read_dataset(FIX / "wiki_diverse_test.json")
+    assert {e.source for e in (lions, garros, embassy)} == {"wikidiverse"}
+    assert (lions.entity, garros.mention, embassy.entity) == ("Detroit Lions", "Roland Garros", None)
+    assert [e.source for e in read_wikimel(FIX / "wiki_diverse_test.json")] == ["wikidiverse"] * 3
+    (tmp_path / "9c8b2d.jpg").write_bytes(b"x")
+    lions, garros, embassy = read_wikidiverse(FIX / "wiki_diverse_test.json", image_dir=tmp_path)
+    assert (lions.image, garros.image, embassy.image) == (str(tmp_path / "9c8b2d.jpg"), None, None)
+    assert embassy.meta["image_missing"] == str(tmp_path / "ab12ef.jpg")  # MIMIC converted every image to JPEG
+
+
+# ---- WikiMEL: MIMIC's release and the original (MELBench)
 
 
 def test_read_wikimel_unquotes_and_follows_mimic_image_names(tmp_path: Path) -> None:
-    smith, _rogers, sailor, ada = read_wikimel(FIX / "wikimel.json", image_dir=tmp_path)
+    for name in ("WikiMEL_0.jpg", "WikiMEL_3.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    smith, _rogers, sailor, ada, beethoven = read_wikimel(FIX / "wikimel.json", image_dir=tmp_path)
     assert smith.mention == "Charles L. Smith" and smith.entity == "Charles L. Smith (Seattle politician)"
     assert smith.meta["qid"] == "Q5080000" and smith.id == "WIKIMEL_0"
     assert (sailor.entity, sailor.image, sailor.meta["qid"]) == (None, None, None)
-    assert smith.image == str(tmp_path / "WikiMEL_0.jpg")  # MIMIC: <stem>.jpg in the mention image folder
+    assert smith.image == str(tmp_path / "WikiMEL_0.jpg")  # MIMIC: <name up to the first dot>.jpg
     assert ada.image == str(tmp_path / "WikiMEL_3.jpg") and ada.meta["desc"] == "English mathematician"
+    assert beethoven.image is None and beethoven.meta["image_missing"] == str(tmp_path / "WikiMEL_4.jpg")
+
+
+def test_mimic_image_name_cuts_at_the_first_dot() -> None:
+    assert mimic_image_name("img/WikiMEL_3.v2.jpeg") == "WikiMEL_3.jpg"
+    assert mimic_image_name("WikiMEL_0.png") == "WikiMEL_0.jpg"
+
+
+def test_read_the_original_wikimel_release(tmp_path: Path) -> None:
+    assert (FIX / "melbench_wikimel.json").read_text().startswith("{\n")  # one object keyed by id, indented
+    smith, rogers, beethoven, ada = read_wikimel(FIX / "melbench_wikimel.json")
+    assert [e.id for e in (smith, rogers, beethoven, ada)] == ["101-0", "101-1", "102-0", "107-0"]
+    assert (smith.entity, rogers.entity, rogers.meta["qid"]) == (
+        "Charles L. Smith (Seattle politician)", "Will Rogers", "Q381178")
+    assert smith.image is None and smith.source == "wikimel"  # no image reference in this release
+    (tmp_path / "101.jpg").write_bytes(b"x")
+    (tmp_path / "107.png").write_bytes(b"x")
+    smith, rogers, beethoven, ada = read_wikimel(FIX / "melbench_wikimel.json", image_dir=tmp_path)
+    assert smith.image == rogers.image == str(tmp_path / "101.jpg") and ada.image == str(tmp_path / "107.png")
+    assert beethoven.image is None and beethoven.meta["image_missing"] == str(tmp_path / "102.jpg")
+
+
+def test_detect_the_original_wikimel_release_with_a_large_first_record(tmp_path: Path) -> None:
+    record = {"id": "1", "sentence": "a b " + "x" * 70_000, "mentions": ["a"], "entities": ["A"], "answer": ["Q1"]}
+    path = _write(tmp_path, "Wikidata-MEL.json", json.dumps({"1": record, "2": {**record, "id": "2"}}, indent=2))
+    assert detect_format(path) == "wikimel"
+    assert [e.id for e in read_dataset(path)] == ["1-0", "2-0"]
+
+
+# ---- mentions that are not verbatim in their text
+
+
+@pytest.mark.parametrize("text,mention,span_text", [
+    ("Hermann von Beckerath.", "Hermann Beckerath", "Hermann von Beckerath"),
+    ("The Earl of Aberdeen in the 1850s", "Earl Aberdeen", "Earl of Aberdeen"),
+    ("Victor de Riqueti, marquis de Mirabeau", "Victor Riqueti marquis Mirabeau",
+     "Victor de Riqueti, marquis de Mirabeau"),
+    ('Bart writing "HDTV is worth every cent" on the board.', "HDTB", "HDTV"),
+    ("Isabella II of Spain in exile in Paris", "Isabella II Spain", "Isabella II of Spain"),
+    ("John Fletcher Moulton, Baron Moulton, c. 1913", "John Fletcher Moulton Baron Moulton",
+     "John Fletcher Moulton, Baron Moulton"),
+    ("A portrait of Jan van den Brink, 1960.", "Jan Brink", "Jan van den Brink"),
+    ("Francisco Cajigal de la Vega, governor", "Francisco Cajigal Vega", "Francisco Cajigal de la Vega"),
+    ("hopper wrote the compiler", "Hopper", "hopper"),  # case only
+    ("Hopper wrote the compiler", "Hopper", "Hopper"),
+    ("...", "x", "..."),  # no word at all: the whole text
+])
+def test_locate_mention_finds_the_closest_span(text: str, mention: str, span_text: str) -> None:
+    start, end = locate_mention(text, mention)
+    assert text[start:end] == span_text
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(min_size=1, max_size=60).filter(str.strip), mention=st.text(min_size=1, max_size=20))
+def test_locate_mention_gives_a_span_of_the_text(text: str, mention: str) -> None:
+    start, end = locate_mention(text, mention)
+    assert 0 <= start < end <= len(text)
+    if mention in text:
+        assert text[start:end] == mention
+
+
+@pytest.mark.parametrize("name,reader,verbatim_false", [
+    ("gemel_wikimel.json", read_gemel, ["Ludwig Beethoven"]),
+    ("gemel_wikidiverse.json", read_gemel, ["Obamma"]),
+    ("wikimel.json", read_wikimel, ["Ludwig Beethoven"]),
+    ("melbench_wikimel.json", read_wikimel, ["Ludwig Beethoven"]),
+    ("wikidiverse.json", read_wikidiverse, ["Obamma"]),
+])
+def test_mentions_not_in_the_text_are_read_as_given_and_counted(
+        name: str, reader, verbatim_false: list[str], caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="gemel.datasets"):
+        examples = list(reader(FIX / name))
+    assert [e.mention for e in examples if e.meta.get("verbatim") is False] == verbatim_false
+    assert f"{len(verbatim_false)} of {len(examples)} mentions do not occur verbatim" in caplog.text
+    odd = next(e for e in examples if e.meta.get("verbatim") is False)
+    assert linkable_mention(odd) in ("Ludwig van Beethoven", "Obama")
+    assert summarize(examples).not_verbatim == len(verbatim_false)
+
+
+def test_skip_mode_keeps_mentions_that_are_not_verbatim(tmp_path: Path) -> None:
+    lines = [{"text": "Hermann von Beckerath.", "mention": "Hermann Beckerath", "target": "Hermann von Beckerath",
+              "golden": "Hermann von Beckerath", "img_name": "1.jpg"}, "{broken"]
+    path = _write(tmp_path, "test.json", "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines))
+    (beckerath,) = read_gemel(path, on_error="skip")
+    assert beckerath.meta["mention_span"] == [0, 21] and beckerath.mention == "Hermann Beckerath"
+
+
+def test_not_verbatim_mentions_survive_a_jsonl_round_trip(tmp_path: Path) -> None:
+    examples = list(read_wikimel(FIX / "melbench_wikimel.json"))
+    write_jsonl(tmp_path / "out.jsonl", examples)
+    back = list(read_jsonl(tmp_path / "out.jsonl"))
+    assert [b.to_dict() for b in back] == [{**e.to_dict(), "source": e.source} for e in examples]
+
+
+def test_summarize_counts_what_the_readers_mark(tmp_path: Path) -> None:
+    examples = list(read_wikidiverse(FIX / "wikidiverse_w_10cands.json", image_dir=tmp_path))
+    summary = summarize(examples)
+    assert summary == DataSummary(examples=3, nil=1, not_verbatim=1, missing_images=3, with_candidates=3)
+    assert summary.line() == ("3 mentions (1 gold NIL); 1 not verbatim in their text (prompted as given, as the "
+                              "official code does); 3 without their image file (text-only); 3 with candidates from "
+                              "the data")
 
 
 def test_json_lines_variant_of_wikidiverse(tmp_path: Path) -> None:
@@ -132,6 +312,11 @@ def test_readers_stream_json_lines(tmp_path: Path) -> None:
     assert next(reader).entity == "A"  # the first record comes before the broken line is read
     with pytest.raises(DatasetFormatError, match=r"x\.jsonl:2: not valid JSON"):
         next(reader)
+
+
+def test_a_broken_first_line_is_reported_in_its_turn(tmp_path: Path) -> None:
+    path = _write(tmp_path, "x.jsonl", "{broken\n" + json.dumps({"text": "a b", "mention": "a"}) + "\n")
+    assert [e.mention for e in read_jsonl(path, on_error="skip")] == ["a"]
 
 
 # ----------------------------------------------------------------------------- round trip
@@ -191,17 +376,22 @@ _LIONS = "The Lions versus the Packers (2007)."
 MALFORMED = [
     ("jsonl", '{"text": "a b", "mention": "a"}\n{not json}\n', "2", "not valid JSON"),
     ("jsonl", '{"text": "a b", "mention": "zebra", "entity": "Z"}\n', "1", "mention 'zebra' does not occur"),
+    ("jsonl", '{"text": "a b", "mention": "zebra", "verbatim": true}\n', "1", 'or mark the record "verbatim": false'),
     ("jsonl", '{"mention": "a", "entity": "A"}\n', "1", "field 'text' must be a non-empty string, got missing"),
     ("jsonl", '{"text": "a b", "mention": "", "entity": "A"}\n', "1", "field 'mention'"),
     ("jsonl", '{"text": "a b", "mention": "a", "entity": ""}\n', "1", "or null for NIL"),
     ("jsonl", '{"text": "a b", "mention": "a", "image": 3}\n', "1", "image 3 must be a path"),
     ("jsonl", '{"text": "a b", "mention": "a", "start": 2, "end": 9}\n', "1", "offsets (start, end)=(2, 9)"),
+    ("jsonl", '{"text": "a b", "mention": "a", "end": 1}\n', "1", "offsets (start, end)=(None, 1)"),
     ("jsonl", '{"text": "a b", "mention": "a", "meta": [1]}\n', "1", "meta must be a JSON object"),
     ("jsonl", '["a b", "a"]\n["c d", "c"]\n', "1", "expected a JSON object, found list"),
     ("jsonl", '["a b", "a"]\n', "record 0", "expected a JSON object, found str"),
-    ("gemel", '{"text": "a b", "mention": "a", "img_url": "u"}\n', "1", "no entity field"),
-    ("gemel", '{"text": "a b", "mention": "a", "target": 5}\n', "1", "'target' must be the entity name"),
-    ("gemel", '{"text": "a b", "mention": "a", "target": "A", "img_name": 7}\n', "1", "img_url/img_name"),
+    ("gemel", '{"text": "a b", "mention": "a", "img_url": "u"}\n', "1", "no 'target' field"),
+    ("gemel", '{"text": "a b", "mention": "a", "answer": "A", "img_url": "u"}\n', "1", "no 'target' field"),
+    ("gemel", '{"text": "a b", "mention": "a", "target": "A", "img_url": "u"}\n', "1", "no 'golden' field"),
+    ("gemel", '{"text": "a b", "mention": "a", "target": 5, "golden": "A"}\n', "1", "'target' must be the entity name"),
+    ("gemel", '{"text": "a b", "mention": "a", "target": "A", "golden": "A", "img_name": 7}\n', "1",
+     "img_url/img_name"),
     ("wikidiverse", json.dumps([[_LIONS, "u", "sports"]]), "record 0", "a WikiDiverse entry is"),
     ("wikidiverse", json.dumps([[_LIONS, "u", "sports", [["Lions", "Org", 4, 90, "nil"]]]]),
      "record 0 mention 0", "do not fit a text of 36 characters"),
@@ -211,13 +401,23 @@ MALFORMED = [
      "a mention is [mention, type, start, end, Wikipedia URL]"),
     ("wikidiverse", json.dumps([["", "u", "sports", []]]), "record 0", "the text (first element)"),
     ("wikidiverse", '[\n  ["a", "u", "t", []],\n  oops\n]', "3", "not valid JSON"),
+    ("wikidiverse", json.dumps([[_LIONS, "u", 3, "Org", [], [], "nil", [], "sports", 4, 9]]), "record 0",
+     "the mention (third element) is a non-empty string"),
+    ("wikidiverse", json.dumps([[_LIONS, "u", "Lions", "Org", [], [], "nil", [7], "sports", 4, 9]]), "record 0",
+     "candidate 7 is not a Wikipedia URL"),
+    ("wikidiverse", json.dumps([[_LIONS, "u", "Lions", "Org", [], [], "nil", [], "sports", 4, 99]]), "record 0",
+     "do not fit a text of 36 characters"),
     ("wikimel", json.dumps([{"mentions": "a", "answer": "nil", "imgPath": ""}]), "record 0", "'sentence'"),
     ("wikimel", json.dumps([{"sentence": "a b", "mentions": "a", "answer": "Q1", "imgPath": ""}]), "record 0",
      "answer 'Q1' has no entity name"),
-    ("wikimel", json.dumps([{"sentence": "a b", "mentions": "c", "answer": "nil", "imgPath": ""}]), "record 0",
-     "mention 'c' does not occur"),
     ("wikimel", json.dumps([{"sentence": "a b", "mentions": "a", "answer": "nil", "imgPath": 4}]), "record 0",
      "imgPath must be a string"),
+    ("wikimel", json.dumps({"7": {"sentence": "a b", "mentions": ["a", "b"], "entities": ["A"], "answer": ["Q1"]}}),
+     "record 7", "lists 'mentions', 'entities' and 'answer' (QIDs) of one length, got [2, 1, 1]"),
+    ("wikimel", json.dumps({"7": {"sentence": "a b", "mentions": ["a"], "entities": [""], "answer": ["Q1"]}}),
+     "record 7 mention 0", "answer 'Q1' has no entity name"),
+    ("wikimel", json.dumps({"7": {"sentence": "a b", "mentions": [""], "entities": ["A"], "answer": ["Q1"]}}),
+     "record 7 mention 0", "the mention must be a non-empty string"),
 ]
 
 
@@ -234,12 +434,14 @@ def test_malformed_input_names_file_location_and_fix(tmp_path: Path, fmt: str, c
 
 def test_on_error_skip_logs_and_keeps_the_good_records(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     lines = ['{"text": "a b", "mention": "a", "entity": "A"}', "{broken", '{"text": "a b", "mention": "z"}',
-             '{"text": "c d", "mention": "d", "entity": null}']
+             '{"text": "c d", "mention": "d", "entity": null}', '{"text": "c d", "mention": "e", "end": 9}',
+             '{"text": "c d", "mention": "x", "verbatim": false}']
     path = _write(tmp_path, "mixed.jsonl", "\n".join(lines) + "\n")
     with caplog.at_level(logging.WARNING, logger="gemel.datasets"):
         examples = list(read_jsonl(path, on_error="skip"))
-    assert [e.mention for e in examples] == ["a", "d"]
-    assert "skipped 2 malformed record(s)" in caplog.text and f"{path}:2:" in caplog.text
+    assert [e.mention for e in examples] == ["a", "d", "x"]  # "x" is marked as a data set's mention
+    assert "skipped 3 malformed record(s)" in caplog.text and f"{path}:2:" in caplog.text
+    assert "1 of 3 mentions do not occur verbatim" in caplog.text and examples[-1].meta["mention_span"] == [0, 1]
 
 
 @pytest.mark.parametrize("kwargs,fragment", [
@@ -262,6 +464,8 @@ def test_missing_file_is_reported_at_the_call(tmp_path: Path) -> None:
     ("empty.json", "  \n", "empty"),
     ("feats.hdf5", "x", "read_clip_features"),
     ("arr.json", '[{"text": "a", "whatever": 1}]', "cannot tell the format"),
+    ("keyed.json", '{\n  "1": {"title": "A"}\n}', r"cannot tell the format from the first record \(\['title'\]\)"),
+    ("broken.json", '{\n  "1": {"sentence": \n', "not valid JSON"),
 ])
 def test_read_dataset_cannot_tell(tmp_path: Path, name: str, content: str, fragment: str) -> None:
     with pytest.raises(UnknownFormatError, match=fragment):
@@ -269,7 +473,7 @@ def test_read_dataset_cannot_tell(tmp_path: Path, name: str, content: str, fragm
 
 
 def test_read_dataset_explicit_format_and_bad_name() -> None:
-    assert len(list(read_dataset(FIX / "wikimel.json", format="wikimel"))) == 4
+    assert len(list(read_dataset(FIX / "wikimel.json", format="wikimel"))) == 5
     with pytest.raises(ValueError, match="format='csv' is not one of auto, " + ", ".join(FORMATS)):
         read_dataset(FIX / "wikimel.json", format="csv")
 
@@ -323,7 +527,7 @@ def test_clip_features_cover_every_gemel_image(clip_h5: Path) -> None:
             vec = feats[ex.meta["image_key"]]
             assert vec.shape == (1024,) and vec.dtype == np.float32
         assert feats["WikiMEL_12.jpg"].shape == (1024,)  # (1, 1024) is squeezed
-        assert len(feats) == 4 and "WikiMEL_12.jpg" in list(feats)
+        assert len(feats) == 5 and "WikiMEL_12.jpg" in list(feats)
         assert "absent.jpg" not in feats and 3 not in feats
 
 
@@ -370,3 +574,128 @@ def test_read_titles_sniffs_an_unknown_extension(tmp_path: Path) -> None:
 def test_read_titles_errors(tmp_path: Path, name: str, content: str, fragment: str) -> None:
     with pytest.raises(DatasetFormatError, match=fragment):
         list(read_titles(_write(tmp_path, name, content)))
+
+
+# ----------------------------------------------------------------------------- what eval and train make of it
+
+
+class _Linker:
+    """A stand-in with `Linker.link`'s interface (plus the ``candidates=`` keyword): records what it is asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, object]] = []
+
+    def link(self, image, text, mention, *, exclude=(), candidates=None, verbatim=True):
+        assert mention in text or not verbatim, "a mention not in its text is passed with verbatim=False"
+        self.calls.append((text, mention, candidates))
+        return Prediction(entity=candidates[0] if candidates else None, candidates=[], demonstrations=[])
+
+
+def test_predict_prompts_a_mention_not_in_its_text_as_given() -> None:
+    from gemel.evaluate import predict
+
+    linker = _Linker()
+    predict(linker, list(read_wikimel(FIX / "melbench_wikimel.json")), progress=False)
+    assert [c[1] for c in linker.calls] == ["Charles L. Smith", "Will Rogers", "Ludwig Beethoven", "Ada Lovelace"]
+    assert [c[2] for c in linker.calls] == [None] * 4  # candidates are retrieved unless asked otherwise
+
+
+def test_predict_passes_the_candidates_of_the_data_when_asked() -> None:
+    from gemel.evaluate import predict
+
+    linker = _Linker()
+    examples = list(read_wikidiverse(FIX / "wikidiverse_w_10cands.json"))
+    predictions = predict(linker, examples, progress=False, candidates_from_data=True)
+    assert [c[2] for c in linker.calls] == [e.meta["candidates"] for e in examples]
+    assert linker.calls[1][1] == "Obamma"  # as the file writes it (at the offsets of "Obama")
+    assert [p.entity for p in predictions] == ["Detroit Lions", "Barack Obama", "Embassy"]
+
+
+def test_candidates_from_data_refuses_examples_without_candidates_before_linking() -> None:
+    from gemel.evaluate import EvaluationError, predict
+
+    linker = _Linker()
+    examples = list(read_wikidiverse(FIX / "wikidiverse_w_10cands.json")) + list(read_wikimel(FIX / "wikimel.json"))
+    with pytest.raises(EvaluationError, match=r"5 of 8 examples list no candidates \(first: example 'WIKIMEL_0'\)"):
+        predict(linker, examples, progress=False, candidates_from_data=True)
+    assert linker.calls == []
+
+
+def _tiny_profile(tiny_config, tmp_path: Path) -> Path:
+    from gemel.calibrate import profile_toml
+
+    profile = tmp_path / "tiny.toml"
+    profile.write_text(profile_toml(tiny_config))
+    return profile
+
+
+def _original_wikimel(tmp_path: Path) -> Path:
+    """The original WikiMEL layout over the tiny KB's entities, one mention not verbatim in its sentence."""
+    records = {"1": {"id": "1", "sentence": "Grace B. Hopper wrote the first compiler.", "mentions": ["Grace Hopper"],
+                     "entities": ["Grace Hopper"], "answer": ["Q11591"]},
+               "2": {"id": "2", "sentence": "Jordan scored 40 points for the Bulls.", "mentions": ["Jordan"],
+                     "entities": ["Michael Jordan"], "answer": ["Q41421"]},
+               "3": {"id": "3", "sentence": "Nighthawks is a painting by Hopper.", "mentions": ["Hopper"],
+                     "entities": ["Edward Hopper"], "answer": ["Q203401"]}}
+    return _write(tmp_path, "Wikidata-MEL.json", json.dumps(records, indent=2))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_gemel_eval_reports_and_scores_mentions_not_in_their_text(tiny_config, tmp_path: Path, capsys) -> None:
+    from gemel.cli import main
+
+    report = tmp_path / "report.json"
+    assert main(["eval", "--profile", str(_tiny_profile(tiny_config, tmp_path)), "--data",
+                 str(_original_wikimel(tmp_path)), "--report", str(report), "--quiet",
+                 "--set", "decode.num_beams=2"]) == 0
+    out = capsys.readouterr().out
+    assert "data: 3 mentions (0 gold NIL); 1 not verbatim in their text" in out
+    blob = json.loads(report.read_text())
+    assert blob["n"] == 3 and blob["data_summary"]["not_verbatim"] == 1 and blob["candidates"] == "retrieval"
+    assert [row["mention"] for row in blob["predictions"]] == ["Grace Hopper", "Jordan", "Hopper"]  # as given
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_gemel_eval_candidates_from_data(tiny_config, tmp_path: Path, capsys, monkeypatch) -> None:
+    from gemel.cli import main
+    from gemel.linker import Linker
+
+    profile = _tiny_profile(tiny_config, tmp_path)
+    data = _original_wikimel(tmp_path)
+    assert main(["eval", "--profile", str(profile), "--data", str(data), "--candidates", "from-data"]) == 2
+    assert "3 of 3 examples list no candidates" in capsys.readouterr().err
+
+    asked: list[object] = []
+
+    real_link = Linker.link
+
+    def link(self, image, text, mention, **kwargs):  # the real linker, recording the candidates it is given
+        asked.append(kwargs.get("candidates"))
+        return real_link(self, image, text, mention, **kwargs)
+
+    monkeypatch.setattr(Linker, "link", link)
+    # one candidate of each list is in the tiny KB: the data's candidates decide the answer
+    cands = [["Grace Hopper", "Hopper", "nil"], ["Michael Jordan", "Jordan Rivers"]]
+    rows = [["Grace B. Hopper wrote the first compiler.", "", "Grace Hopper", "Person", [], [],
+             "https://en.wikipedia.org/wiki/Grace_Hopper",
+             ["https://en.wikipedia.org/wiki/" + c for c in cands[0]], "technology", 0, 15],
+            ["Jordan scored 40 points for the Bulls.", "", "Jordan", "Person", [], [],
+             "https://en.wikipedia.org/wiki/Michael_Jordan", cands[1], "sports", 0, 6]]
+    report = tmp_path / "cands.json"
+    assert main(["eval", "--profile", str(profile), "--data", str(_write(tmp_path, "test_w_10cands.json",
+                 json.dumps(rows))), "--candidates", "from-data", "--quiet", "--report", str(report)]) == 0
+    assert asked == [["Grace Hopper", "Hopper"], ["Michael Jordan", "Jordan Rivers"]]
+    assert "2 with candidates from the data" in capsys.readouterr().out
+    blob = json.loads(report.read_text())
+    assert blob["accuracy"] == 1.0 and blob["candidates"] == "from-data"
+    assert blob["baseline"]["candidates"] == "retrieval"
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_gemel_train_prints_the_counts_of_its_data(tiny_config, tmp_path: Path, capsys) -> None:
+    from gemel.cli import main
+
+    assert main(["train", "--profile", str(_tiny_profile(tiny_config, tmp_path)), "--data",
+                 str(_original_wikimel(tmp_path)), "--epochs", "1", "--grad-accum", "2", "--no-eval-before",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert "training data: 3 mentions (0 gold NIL); 1 not verbatim in their text" in capsys.readouterr().out

@@ -65,7 +65,7 @@ def test_beam_search_matches_generate(lm, prompt, num_beams):
     _, embeds = prompt
     trie = DictTrie(seqs_of(lm, NAMES))
     ours = beam_search(lm.model, prefill(lm.model, embeds), trie.allowed, lm.eos_id, num_beams, 24)
-    ref = hf_beam_search(lm.model, embeds, trie.allowed, lm.eos_id, num_beams, 24)
+    ref = hf_beam_search(lm.model, embeds, trie, lm.eos_id, num_beams, 24)
     assert ours[0].tokens == ref[0].tokens
     assert ours[0].mean == pytest.approx(ref[0].mean, abs=1e-3)
 

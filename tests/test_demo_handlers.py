@@ -15,14 +15,9 @@ from demo.handlers import DecisionError, Studio, annotator_name, decision_for
 
 @pytest.fixture
 def linker(tiny_linker):
-    """The session's tiny linker with a private copy of its labelled pool (corrections must not leak)."""
-    from gemel.demos import DemonstrationPool
-
-    saved = tiny_linker.pool
-    tiny_linker.pool = DemonstrationPool(tiny_linker.embedder, "labelled")
-    tiny_linker.pool.add(saved.examples)
-    yield tiny_linker
-    tiny_linker.pool = saved
+    """A variant of the session's tiny linker with a private copy of its labelled pool (corrections must not
+    leak into other tests)."""
+    return tiny_linker.replace(pool=tiny_linker.labelled_pool.with_examples())
 
 
 @pytest.fixture
@@ -183,7 +178,7 @@ def test_search_kb_autocompletes(studio):
 def test_correction_is_stored_and_becomes_a_demonstration(studio, store, linker, photo):
     v = studio.link(photo, CAPTION, "Hopper")
     other = v.choices[1][1]
-    pool_before = len(linker.pool)
+    pool_before = len(linker.labelled_pool)
     message = studio.correct(v.query, "alice", "save", other, comment="  the painter, surely ")
     rows = db_rows(store)
     assert len(rows) == 1
@@ -191,8 +186,8 @@ def test_correction_is_stored_and_becomes_a_demonstration(studio, store, linker,
     assert rows[0]["model_entity"] == v.selected and rows[0]["comment"] == "the painter, surely"
     assert rows[0]["profile"] == "tiny" and rows[0]["mapper_version"] == "untrained"
     assert f"#{rows[0]['id']}" in message and other in message
-    assert len(linker.pool) == pool_before + 1
-    added = linker.pool.examples[-1]
+    assert len(linker.labelled_pool) == pool_before + 1
+    added = linker.labelled_pool.examples[-1]
     assert (added.text, added.mention, added.entity, added.source) == (CAPTION, "Hopper", other, "annotations")
     assert added.image and Path(added.image).is_file()  # the store's copy of the photo
     # the very next link retrieves it as a demonstration
@@ -205,11 +200,11 @@ def test_correction_is_stored_and_becomes_a_demonstration(studio, store, linker,
     ("search", "Moon", "search", True),
 ])
 def test_every_action_is_recorded(studio, store, linker, query, action, choice, decision, has_entity):
-    before = len(linker.pool)
+    before = len(linker.labelled_pool)
     studio.correct(query, "bob", action, choice)
     row = db_rows(store)[-1]
     assert row["decision"] == decision and (row["entity"] is not None) == has_entity
-    assert len(linker.pool) == before + has_entity
+    assert len(linker.labelled_pool) == before + has_entity
 
 
 @pytest.mark.parametrize("linked, name, choice, message", [
@@ -238,11 +233,10 @@ def test_undo_withdraws_the_demonstration_and_restores_the_earlier_one(studio, l
     other = query["prediction"]["candidates"][1]["name"]
     studio.correct(query, "alice", "save", first)
     studio.correct(query, "alice", "save", other)
-    taught = [e.entity for e in linker.pool.examples if e.text == CAPTION]
+    live = [e.entity for e in linker.labelled_pool.live() if e.text == CAPTION]
+    assert live == [other]  # the re-decision replaced alice's first label
     studio.undo_last("alice")
-    live = [linker.pool.examples[i].entity for i in range(len(linker.pool.examples))
-            if linker.pool.examples[i].text == CAPTION and i not in linker.pool._removed]
-    assert other in taught and live == [first]
+    assert [e.entity for e in linker.labelled_pool.live() if e.text == CAPTION] == [first]
 
 
 def test_api_correct_uses_the_login_over_the_typed_name(studio, store, photo):
@@ -261,9 +255,9 @@ def test_api_link_is_json(studio, photo):
 
 def test_startup_loads_stored_corrections_into_the_pool(linker, store, tmp_path):
     store.record("carol", "search", "Moon", text="The Moon rose.", mention="Moon")
-    before = len(linker.pool)
+    before = len(linker.labelled_pool)
     Studio(linker, store, AppConfig(work_dir=str(tmp_path / "w"))).load_corrections()
-    assert len(linker.pool) == before + 1 and linker.pool.examples[-1].entity == "Moon"
+    assert len(linker.labelled_pool) == before + 1 and linker.labelled_pool.examples[-1].entity == "Moon"
 
 
 # ---------------------------------------------------------------------------------------------- review queue
@@ -349,3 +343,22 @@ def test_export(studio, query, fmt):
 def test_export_refuses_unknown_format(studio):
     with pytest.raises(gr.Error, match="not one of jsonl, parquet"):
         studio.export("csv")
+
+
+def test_a_corrected_item_comes_back_corrected_after_a_restart(tiny_linker, tmp_path, photo):
+    from annotations import Store
+
+    db = tmp_path / "gemel.db"
+    first = Studio(tiny_linker.replace(pool=[]), Store.open(db), AppConfig(work_dir=str(tmp_path / "a")))
+    view = first.link(photo, CAPTION, "Hopper")
+    other = next(name for _, name in view.choices if name != view.selected)
+    first.correct(view.query, "alice", "save", other)
+    first.store.close()
+
+    restarted = Studio(tiny_linker.replace(pool=[]), Store.open(db), AppConfig(work_dir=str(tmp_path / "b")))
+    restarted.load_corrections()
+    again = restarted.link(photo, CAPTION, "Hopper")
+    assert again.selected == other and "your correction" in again.meta and "alice" in again.meta
+    api = restarted.api_link(photo, CAPTION, "Hopper")
+    assert (api["entity"], api["source"], api["corrected_by"]) == (other, "correction", "alice")
+    restarted.store.close()

@@ -11,6 +11,7 @@ import torch
 
 from gemel.evaluate import (EvalOptions, EvaluationError, PrecomputedFeatures, baseline_predict, evaluate_linker,
                             json_safe, load_examples, predict, with_feature_keys, write_report)
+from gemel.errors import InputError
 from gemel.types import Example, Prediction
 
 
@@ -26,12 +27,13 @@ class RecordingLinker:
     """A stand-in with the linker's interface: answers from a table and records what it was asked."""
 
     def __init__(self, answers: dict[str, str | None]) -> None:
-        self.answers, self.calls = answers, []
+        self.answers, self.calls, self.verbatim = answers, [], []
 
-    def link(self, image, text, mention, *, exclude=()):
+    def link(self, image, text, mention, *, exclude=(), verbatim=True):
         self.calls.append((text, mention, tuple(exclude)))
+        self.verbatim.append(verbatim)
         if mention == "boom":
-            raise ValueError("mention 'boom' does not occur")
+            raise InputError("mention 'boom' does not occur")
         return Prediction(entity=self.answers.get(text), candidates=[], demonstrations=[])
 
 
@@ -58,6 +60,13 @@ def test_each_example_is_kept_out_of_its_own_prompt():
     examples = [Example(text="a b", mention="a", entity="A", id="x1"), Example(text="c d", mention="c", id=None)]
     predict(linker, examples, progress=False)
     assert [c[2] for c in linker.calls] == [("x1",), ()]
+
+
+def test_a_data_sets_non_verbatim_mention_is_prompted_as_given():
+    linker = RecordingLinker({})
+    examples = [Example(text="a b", mention="a", id="1"), Example(text="a b", mention="A-b", id="2", meta={"verbatim": False})]
+    predict(linker, examples, progress=False)
+    assert linker.verbatim == [True, False]
     predict(linker, examples, exclude_self=False, progress=False)
     assert linker.calls[-2][2] == ()
 
@@ -81,13 +90,13 @@ def test_nil_and_types_are_reported():
 
 
 def test_baseline_is_the_nearest_kb_entry(tiny_linker, gold, monkeypatch):
-    from gemel.embedder import query_text
+    from gemel.embedder import mention_in_context
 
     monkeypatch.setattr(tiny_linker, "link", lambda *a, **k: pytest.fail("the baseline must not run the LLM"))
     preds = baseline_predict(tiny_linker, gold, k=4)
     kb_vecs = tiny_linker.embedder.encode([e.index_text() for e in tiny_linker.kb])
     for ex, pred in zip(gold, preds):
-        q = tiny_linker.embedder.encode([query_text(ex.text, ex.mention)])[0]
+        q = tiny_linker.embedder.encode([mention_in_context(ex.text, ex.mention)])[0]
         assert pred.entity == tiny_linker.kb.entities[int(np.argmax(kb_vecs @ q))].title
         sims = [c.retrieval_sim for c in pred.candidates]
         assert len(sims) == 4 and sims == sorted(sims, reverse=True)

@@ -19,10 +19,9 @@ LATER = ("Hubble spent his career at the Mount Wilson Observatory measuring the 
 
 def test_one_correction_makes_a_wrong_link_right(offline_linker, tmp_path):
     from annotations import Store
+    from annotations.loop import open_loop
 
-    from gemel.cli import add_annotations
-
-    linker = offline_linker
+    linker = offline_linker.replace(pool=offline_linker.labelled_pool.with_examples())  # the session's stays clean
     before = linker.link(None, *LATER)
     assert linker.link(None, *WRONG).entity != "Edwin Hubble"
     assert before.entity != "Edwin Hubble"
@@ -33,10 +32,37 @@ def test_one_correction_makes_a_wrong_link_right(offline_linker, tmp_path):
         store.record("alice", "search", "Edwin Hubble", text=WRONG[0], mention=WRONG[1],
                      model_entity=first.entity, candidates=[c.to_dict() for c in first.candidates],
                      profile=first.profile, mapper_version=first.mapper)
-    try:
-        assert add_annotations(linker, str(db)) == 1
-        after = linker.link(None, *LATER)
-        assert after.entity == "Edwin Hubble"
-        assert any(d.entity == "Edwin Hubble" and d.source == "annotations" for d in after.demonstrations)
-    finally:  # the linker is shared by the session: take the correction back out
-        linker.pool.remove([e.id for e in linker.pool.examples if e.source == "annotations"])
+    before_pool = len(linker.labelled_pool)
+    open_loop(db, linker)  # what `gemel link --annotations DB` does
+    assert len(linker.labelled_pool) == before_pool + 1
+    after = linker.link(None, *LATER)
+    assert after.entity == "Edwin Hubble"
+    assert any(d.entity == "Edwin Hubble" and d.source == "annotations" for d in after.demonstrations)
+
+
+CAPTION = ("Jordan, as seen in this picture.", "Jordan")
+PICTURES = {"basketball.jpg": "Michael Jordan", "lake.jpg": "Jordan River"}
+
+
+def test_a_correction_is_not_copied_to_the_same_caption_with_another_picture(offline_linker, tmp_path):
+    """Two items share a caption and differ only in the picture: correcting one leaves the other's answer as
+    it was (no copying through a same-caption demonstration); correcting the other too makes both right."""
+    from pathlib import Path
+
+    from annotations import Store
+    from annotations.loop import CorrectionLoop
+
+    images = {name: str(Path(__file__).parents[1] / "assets" / "images" / name) for name in PICTURES}
+    linker = offline_linker.replace(pool=offline_linker.labelled_pool.with_examples())
+    before = {name: linker.link(img, *CAPTION).entity for name, img in images.items()}
+    with Store.open(tmp_path / "gemel.db", entity_exists=linker.kb.__contains__) as store:
+        loop = CorrectionLoop(store, linker)
+        loop.record("alice", "search", PICTURES["basketball.jpg"], text=CAPTION[0], mention=CAPTION[1],
+                    image=images["basketball.jpg"])
+        lake = linker.link(images["lake.jpg"], *CAPTION)
+        assert lake.source == "model" and lake.entity == before["lake.jpg"]
+        loop.record("alice", "search", PICTURES["lake.jpg"], text=CAPTION[0], mention=CAPTION[1],
+                    image=images["lake.jpg"])
+        after = {name: linker.link(img, *CAPTION) for name, img in images.items()}
+    assert {name: p.entity for name, p in after.items()} == PICTURES
+    assert all(p.source == "correction" for p in after.values())

@@ -86,7 +86,7 @@ def test_prompts_use_the_precomputed_features_and_the_pool(paper_files, monkeypa
     monkeypatch.setattr(PrecomputedFeatures, "get", lambda self, image: asked.append(image) or real_get(self, image))
     ex = examples_for(args, linker)[0]
     pred = linker.link(ex.image, ex.text, ex.mention)
-    assert ex.image == URL.format("e") and asked[0] == URL.format("e")  # the query's feature, by img_url
+    assert ex.image == URL.format("e") and asked[-1] == URL.format("e")  # the query's feature, by img_url
     assert len(asked) == 1 + len(pred.demonstrations)  # and one per demonstration
     assert {dm.source for dm in pred.demonstrations} == {"gemel"}  # demonstrations from --pool only
     assert pred.mapper.startswith("official-")

@@ -11,8 +11,8 @@ import torch
 from gemel.decoding import prefill, score_sequences
 from gemel.linker import Linker
 from gemel.mapper import FeatureMapper, MapperMismatchError
-from gemel.train import (TrainConfig, TrainError, answer_ids, answer_loss, example_loss, parameter_counts, train,
-                         training_prompt, warmup_linear)
+from gemel.train import (TrainConfig, TrainError, answer_loss, example_loss, parameter_counts, train, training_prompt,
+                         warmup_linear)
 from gemel.types import Example
 
 FAST = dict(lr=3e-3, grad_accum=2, warmup_ratio=0.0, eval_before=False)
@@ -28,7 +28,7 @@ def linker(tiny_config):
 
 @pytest.fixture
 def seed_examples(linker):
-    return [ex for ex in linker.pool.examples if ex.image]  # the seed examples with an image
+    return [ex for ex in linker.labelled_pool.live() if ex.image]  # the seed examples with an image
 
 
 def mean_loss(linker, examples) -> float:
@@ -40,7 +40,7 @@ def test_a_few_steps_reduce_the_loss(tiny_config, tmp_path):
     # no demonstrations: the random tiny LLM attends almost uniformly, so the query's prefix must not be
     # drowned in a long prompt for the loss to move measurably (float noise is ~1e-7)
     linker = Linker.load(tiny_config.replace(demos={"n": 0}))
-    examples = [ex for ex in linker.pool.examples if ex.image]
+    examples = [ex for ex in linker.labelled_pool.live() if ex.image]
     before = mean_loss(linker, examples)
     train(linker, examples, tmp_path / "run", TrainConfig(epochs=4, **FAST), progress=False)
     after = mean_loss(linker, examples)
@@ -68,8 +68,8 @@ def test_loss_is_the_linkers_answer_score(linker, seed_examples):
     """The training loss is minus the mean log-probability the linker scores the gold name with."""
     ex = seed_examples[0]
     with torch.no_grad():
-        embeds, _ = training_prompt(linker, linker.mapper, ex)
-        answer = answer_ids(linker, ex.entity)
+        embeds = training_prompt(linker, linker.mapper, ex)
+        answer = linker.lm.answer_tokens(ex.entity)
         loss = float(answer_loss(linker, embeds, answer))
         [total] = score_sequences(linker.lm.model, prefill(linker.lm.model, embeds), [answer])
     assert loss == pytest.approx(-total / len(answer), rel=1e-4, abs=1e-4)
@@ -78,18 +78,21 @@ def test_loss_is_the_linkers_answer_score(linker, seed_examples):
 def test_gradients_reach_the_mapper_through_demonstration_prefixes(linker):
     """A text-only query still trains the mapper, through its demonstrations' visual prefixes."""
     ex = Example(text="Hopper wrote a compiler for the Navy.", mention="Hopper", entity="Grace Hopper", id="q")
-    embeds, prefixes = training_prompt(linker, linker.mapper, ex)
-    assert prefixes is not None and prefixes.shape[1:] == (2, linker.lm.hidden_size)  # (m, k, H)
-    answer_loss(linker, embeds, answer_ids(linker, ex.entity)).backward()
+    qp = linker.build_prompt(None, ex.text, ex.mention, exclude=["q"], mapper=linker.mapper)
+    with_prefix = [seg.prefix for seg in qp.segments if seg.prefix is not None]
+    assert with_prefix and all(p.shape == (2, linker.lm.hidden_size) and p.requires_grad for p in with_prefix)
+    assert qp.segments[-1].prefix is None  # the query itself is text-only
+    answer_loss(linker, qp.embeds, linker.lm.answer_tokens(ex.entity)).backward()
     assert linker.mapper.linear.weight.grad.abs().sum() > 0
     linker.mapper.zero_grad()
 
 
 def test_an_example_is_not_its_own_demonstration(linker, seed_examples):
+    linker = linker.replace(config=linker.config.replace(demos={"same_caption": "keep"}))  # else dropped by caption
     ex = seed_examples[0]
-    plain, _ = training_prompt(linker, linker.mapper, ex)
+    plain = training_prompt(linker, linker.mapper, ex)
     copy = Example(text=ex.text, mention=ex.mention, entity=ex.entity, image=ex.image, id="other-id")
-    with_itself, _ = training_prompt(linker, linker.mapper, copy)
+    with_itself = training_prompt(linker, linker.mapper, copy)
     assert with_itself.shape[1] != plain.shape[1]  # the copy retrieves the original as a demonstration
 
 
@@ -116,7 +119,7 @@ def test_resume_equals_an_uninterrupted_run(tiny_config, tmp_path, monkeypatch):
 
     config = TrainConfig(epochs=2, **FAST)
     straight = Linker.load(tiny_config)
-    examples = [ex for ex in straight.pool.examples if ex.image]
+    examples = [ex for ex in straight.labelled_pool.live() if ex.image]
     train(straight, examples, tmp_path / "a", config, progress=False)
 
     real_epoch = Trainer._epoch
@@ -156,7 +159,7 @@ def test_resume_without_an_earlier_run_is_refused(linker, seed_examples, tmp_pat
 def test_text_only_profile_has_nothing_to_train(tiny_config, tmp_path):
     linker = Linker.load(tiny_config.replace(vision={"kind": "none"}))
     with pytest.raises(TrainError, match="no feature mapper"):
-        train(linker, linker.pool.examples, tmp_path / "run", TrainConfig(epochs=1), progress=False)
+        train(linker, linker.labelled_pool.live(), tmp_path / "run", TrainConfig(epochs=1), progress=False)
 
 
 def test_nil_only_data_is_refused(linker, tmp_path):
@@ -215,7 +218,22 @@ def test_every_command_has_help(command, capsys):
 def test_training_on_the_seed_file_does_not_duplicate_the_pool(linker, tiny_dir, tmp_path):
     from gemel.evaluate import load_examples
 
-    before = len(linker.pool)
-    train(linker, load_examples(tiny_dir / "seed.jsonl"), tmp_path / "run", TrainConfig(epochs=1, **FAST),
-          progress=False)
-    assert len(linker.pool) == before  # the same examples, not a second copy taking demonstration slots
+    from gemel.train import Trainer
+
+    before = len(linker.labelled_pool)
+    trainer = Trainer(linker, TrainConfig(epochs=1, **FAST), tmp_path / "run", progress=False)
+    trainer.fit(load_examples(tiny_dir / "seed.jsonl"))
+    assert len(trainer.linker.labelled_pool) == before  # the same examples, not a second copy taking slots
+    assert trainer.linker.mapper is linker.mapper  # the caller's mapper is the one trained
+
+
+def test_training_examples_join_the_pool_of_a_variant_only(linker, tmp_path):
+    from gemel.train import Trainer
+
+    before = [e.id for e in linker.labelled_pool.live()]
+    new = Example(text="Grace Hopper led the team that built the A-0 compiler.", mention="Grace Hopper",
+                  entity="Grace Hopper", id="train-1")
+    trainer = Trainer(linker, TrainConfig(epochs=1, **FAST), tmp_path / "run", progress=False)
+    trainer.fit([new])
+    assert "train-1" in [e.id for e in trainer.linker.labelled_pool.live()]
+    assert [e.id for e in linker.labelled_pool.live()] == before  # the caller's pool is untouched
