@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from gemel import precision
-from gemel.config import ConfigError, LinkerConfig, LLMConfig
+from gemel.config import ProfileError, LinkerConfig, LLMConfig
 from gemel.decoding import prefill, score_sequences
 from gemel.llm import LanguageModel
 from gemel.types import Example, Prediction
@@ -78,7 +78,7 @@ def test_impossible_precisions_are_refused(name, device, message):
 
 @pytest.mark.parametrize("value", ["bf16", "fp32", "float64", ""])
 def test_config_refuses_an_unknown_dtype_naming_the_choices(value):
-    with pytest.raises(ConfigError, match=rf"llm.dtype '{value}' is not one of auto, float32, bfloat16, float16, "
+    with pytest.raises(ProfileError, match=rf"llm.dtype '{value}' is not one of auto, float32, bfloat16, float16, "
                                           "int8.*'float32' forces full precision"):
         LLMConfig(source="x", dtype=value)
 
@@ -140,15 +140,15 @@ def test_int8_moves_scores_more_but_stays_finite(models):
 
 def test_mapper_gets_a_finite_gradient_through_a_bfloat16_llm(tiny_config):
     from gemel.linker import Linker
-    from gemel.train import answer_ids, answer_loss, training_prompt
+    from gemel.train import answer_loss, training_prompt
 
     linker = Linker.load(tiny_config.replace(llm={"dtype": "bfloat16"}))
     assert linker.mapper.linear.weight.dtype == torch.float32  # the trained part stays float32
     ex = Example(text="Hopper wrote a compiler for the Navy.", mention="Hopper", entity="Grace Hopper",
-                 image=str(linker.pool.examples[0].image), id="q")
-    embeds, _ = training_prompt(linker, linker.mapper, ex)
+                 image=str(linker.labelled_pool.examples[0].image), id="q")
+    embeds = training_prompt(linker, linker.mapper, ex)
     assert embeds.dtype == torch.bfloat16
-    loss = answer_loss(linker, embeds, answer_ids(linker, ex.entity))
+    loss = answer_loss(linker, embeds, linker.lm.answer_tokens(ex.entity))
     assert loss.dtype == torch.float32 and math.isfinite(loss.item())
     loss.backward()
     grad = linker.mapper.linear.weight.grad
@@ -161,7 +161,7 @@ def test_training_refuses_an_int8_llm(tiny_config, tmp_path):
     from gemel.train import TrainConfig, TrainError, train
 
     linker = Linker.load(tiny_config.replace(llm={"dtype": "int8"}))
-    examples = [ex for ex in linker.pool.examples if ex.image]
+    examples = [ex for ex in linker.labelled_pool.examples if ex.image]
     with pytest.raises(TrainError, match="'int8' is for inference only"):
         train(linker, examples, tmp_path / "run", TrainConfig(epochs=1), progress=False)
 
@@ -222,7 +222,7 @@ def with_precision(linker, name: str):
     config = linker.config.replace(llm={"dtype": name})
     lm = LanguageModel.load(config.llm, config.base_dir)
     parts = Components(lm=lm, embedder=linker.embedder, kb=linker.kb, vision=linker.vision, mapper=linker.mapper,
-                       seed_examples=list(linker.pool.examples))
+                       seed_examples=list(linker.labelled_pool.examples))
     return Linker(config, parts)
 
 
