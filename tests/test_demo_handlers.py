@@ -116,8 +116,10 @@ def test_nil_prediction_is_shown_as_not_in_kb(studio, linker, photo, monkeypatch
     assert v.choices  # the candidates are still offered
 
 
-def test_a_shipped_example_is_not_its_own_demonstration(studio, photo):
+def test_a_shipped_example_is_not_its_own_demonstration(linker, store, tmp_path, photo):
     text, mention = "Hopper wrote the first compiler for a programming language.", "Hopper"  # seed-0
+    keep = linker.replace(config=linker.config.replace(demos={"same_caption": "keep"}))  # else dropped by caption
+    studio = Studio(keep, store, AppConfig(work_dir=str(tmp_path / "work")))
 
     def demos(exclude):
         return [(d["text"], d["mention"]) for d in studio.link(photo, text, mention, exclude).query["prediction"][
