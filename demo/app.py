@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import gradio as gr
+from gradio import processing_utils
 
 from . import render
 from .config import AppConfig, launch_kwargs, oauth_enabled, parse_auth
-from .handlers import ItemView, LinkView, Studio
+from .handlers import ItemView, LinkView, Studio, Upload
 from .hub import HubPushConfig, start_hub_push
 from .mentions import highlight_segments
 
@@ -46,6 +47,28 @@ def _login(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str |
 
 
 # ---------------------------------------------------------------------------------------------- layout
+class UploadedImage(gr.Image):
+    """``gr.Image`` whose value reaches the handler untouched, as an `Upload` (server path + upload name).
+
+    ``gr.Image`` opens the file with PIL while preprocessing, before any handler runs, so a non-image, an empty
+    file or a decompression bomb failed there with Gradio's generic "the upstream app has raised an exception"
+    and a traceback in the log. The handlers check the file themselves instead (`demo.handlers.checked_image`,
+    the CLI's sentences), for the Link tab and the API alike. The page shows the same ``image`` widget."""
+
+    def get_block_name(self) -> str:
+        return "image"  # the front end's Image component
+
+    def preprocess(self, payload: Any) -> Upload | None:  # type: ignore[override]
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):  # an image sent inline (base64), e.g. pasted
+            path = processing_utils.save_base64_to_cache(payload.url, self.GRADIO_CACHE, payload.orig_name)
+            return Upload(path, payload.orig_name or "the pasted image")
+        if payload.path is None:
+            return None
+        return Upload(str(payload.path), payload.orig_name or os.path.basename(payload.path))
+
+
 class Controls:
     """The correction controls shared by the Link and Review tabs (elem classes drive the shortcuts)."""
 
@@ -119,8 +142,8 @@ def _link_tab(studio: Studio, annotator: gr.Textbox) -> None:
     example = gr.State(None)  # the shipped example that filled the form, if any
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
-            image = gr.Image(label="Photo (optional)", type="filepath", image_mode=None,
-                             sources=["upload", "clipboard"], height=250, elem_id="link-image")
+            image = UploadedImage(label="Photo (optional)", type="filepath", image_mode=None,
+                                  sources=["upload", "clipboard"], height=250, elem_id="link-image")
             caption = gr.Textbox(label="Caption", lines=2, elem_id="link-caption",
                                  placeholder="the sentence the mention occurs in")
             spans = gr.HighlightedText(label="Click a highlighted span to make it the mention", color_map=COLORS,
@@ -151,7 +174,7 @@ def _link_tab(studio: Studio, annotator: gr.Textbox) -> None:
         picked = {"id": ex.id, "text": ex.text, "mention": ex.mention}
         return ex.image, ex.text, ex.mention, highlight_segments(ex.text, ex.mention), picked
 
-    def on_link(img: str | None, text: str, men: str, picked: dict | None) -> tuple:
+    def on_link(img: Upload | None, text: str, men: str, picked: dict | None) -> tuple:
         same = picked is not None and (picked["text"], picked["mention"]) == (text, men)
         v: LinkView = studio.link(img, text, men, exclude=[picked["id"]] if same else [])
         return (v.query, v.meta, v.card, gr.update(choices=v.choices, value=v.selected), v.bars, v.demos, "")
@@ -305,9 +328,10 @@ def _data_tab(studio: Studio, tab: gr.Tab) -> None:
 
 # ---------------------------------------------------------------------------------------------- API
 def _api(studio: Studio) -> None:
-    """``/link`` and ``/correct`` for ``gradio_client``, on hidden components (files are checked uploads)."""
+    """``/link`` and ``/correct`` for ``gradio_client``, on hidden components; the image is checked by the
+    handler (`UploadedImage`), so a bad file gets the same sentence as in the CLI and the page."""
     with gr.Column(visible=False):
-        image = gr.Image(type="filepath", image_mode=None, label="image")
+        image = UploadedImage(type="filepath", image_mode=None, label="image")
         caption = gr.Textbox(label="caption")
         mention = gr.Textbox(label="mention")
         entity = gr.Textbox(label="entity")
@@ -317,11 +341,11 @@ def _api(studio: Studio) -> None:
         link_btn = gr.Button()
         correct_btn = gr.Button()
 
-    def link(image: str | None, caption: str, mention: str) -> dict:
+    def link(image: Upload | None, caption: str, mention: str) -> dict:
         """Link `mention` in `caption` (and the image); returns entity, candidates, demonstrations, timings."""
         return studio.api_link(image, caption, mention)
 
-    def correct(image: str | None, caption: str, mention: str, entity: str, annotator: str,
+    def correct(image: Upload | None, caption: str, mention: str, entity: str, annotator: str,
                 request: gr.Request, profile: gr.OAuthProfile | None) -> int:
         """Store that `mention` refers to `entity` (empty: not in the KB); returns the correction id."""
         return studio.api_correct(image, caption, mention, entity, annotator, _login(request, profile))

@@ -108,6 +108,38 @@ def decision_for(action: str, choice: str | None, model_entity: str | None,
 
 
 @dataclass(frozen=True)
+class Upload:
+    """A file a person uploaded: where the server keeps it (Gradio's cache folder) and the name they uploaded
+    it under, which is what messages about it say (`demo.app.UploadedImage` makes these)."""
+
+    path: str
+    name: str
+
+
+ImageArg = str | Upload | None  # an upload, a path on the server (shipped examples, tests), or no image
+
+
+def checked_image(image: ImageArg) -> tuple[str | None, Any]:
+    """(local path, decoded RGB image) of an image argument, both None without one. The file is checked by
+    `gemel.images.load_image` (existence, size, pixel cap before decoding, readable format): the sentences of
+    the CLI, with an upload named by its upload name rather than the server's temporary path."""
+    if not image:
+        return None, None
+    path, name = (image.path, image.name) if isinstance(image, Upload) else (str(image), None)
+    try:
+        return path, load_image(path)
+    except ImageError as e:
+        if name is None:
+            raise
+        raise ImageError(_renamed(str(e), path, name)) from e
+
+
+def _renamed(message: str, path: str, name: str) -> str:
+    """``message`` with the server path of a file replaced by the name its owner knows it by."""
+    return message.replace(repr(path), repr(name)).replace(path, name)
+
+
+@dataclass(frozen=True)
 class LinkView:
     query: dict[str, Any]  # text, mention, image (path or None), prediction (Prediction.to_dict())
     card: str
@@ -163,8 +195,8 @@ class Studio:
         return self.loop.load()
 
     # ---- linking ------------------------------------------------------------------------------
-    def _predict(self, image: str | None, caption: str, mention: str, exclude: Sequence[str] = ()) -> Any:
-        picture = load_image(image) if image else None  # size and pixel caps, readable errors
+    def _predict(self, image: ImageArg, caption: str, mention: str, exclude: Sequence[str] = ()) -> Any:
+        _, picture = checked_image(image)  # size and pixel caps, readable errors naming the upload
         with self.lock:
             return self.linker.link(picture, caption or "", mention or "", exclude=tuple(exclude))
 
@@ -176,11 +208,11 @@ class Studio:
         return render.entity_card(self.kb.get(name) if name else None, name)
 
     @user_facing("Could not link")
-    def link(self, image: str | None, caption: str, mention: str, exclude: Sequence[str] = ()) -> LinkView:
+    def link(self, image: ImageArg, caption: str, mention: str, exclude: Sequence[str] = ()) -> LinkView:
         """Link the mention; the view holds everything the Link tab shows. ``exclude``: ids of pool examples
         not to use as demonstrations (a shipped example must not be its own demonstration)."""
         pred = self._predict(image, caption, mention, exclude).to_dict()
-        query = {"text": caption, "mention": mention, "image": image, "prediction": pred}
+        query = {"text": caption, "mention": mention, "image": _path(image), "prediction": pred}
         return LinkView(query=query, card=self._card(pred["entity"]),
                         bars=render.candidate_bars(pred["candidates"], pred["entity"], self.config.candidates_shown),
                         demos=render.demonstrations_html(pred["demonstrations"], self.config.thumbnails),
@@ -222,19 +254,18 @@ class Studio:
 
     # ---- API ----------------------------------------------------------------------------------
     @user_facing("Could not link")
-    def api_link(self, image: str | None, caption: str, mention: str) -> dict[str, Any]:
+    def api_link(self, image: ImageArg, caption: str, mention: str) -> dict[str, Any]:
         """``/link``: the prediction as JSON (entity, candidates, demonstrations, profile, mapper, timings)."""
         return self._predict(image, caption, mention).to_dict()
 
     @user_facing("Could not save the correction")
-    def api_correct(self, image: str | None, caption: str, mention: str, entity: str | None,
+    def api_correct(self, image: ImageArg, caption: str, mention: str, entity: str | None,
                     annotator: str | None, login: str | None = None) -> int:
         """``/correct``: store that ``mention`` is ``entity`` (empty: not in the KB); returns the correction id."""
         annotator = annotator_name(annotator, login)
         entity = (entity or "").strip() or None
-        if image:
-            load_image(image)  # the same size and pixel caps as a link
-        query = {"text": caption or "", "mention": mention or "", "image": image or None}
+        path, _ = checked_image(image)  # the same checks and sentences as a link
+        query = {"text": caption or "", "mention": mention or "", "image": path}
         return self._record(annotator, "search" if entity else "nil", entity, query, None)
 
     # ---- review queue -------------------------------------------------------------------------
@@ -252,7 +283,8 @@ class Studio:
             try:
                 pred = self._predict(it.image, it.text, it.mention).to_dict()
             except (InputError, ImageError) as e:
-                failed.append(f"{it.where}: {e}")
+                message = _renamed(str(e), it.image, Path(it.image).name) if it.image else str(e)
+                failed.append(f"{it.where}: {message}")
                 continue
             queued.append({"text": it.text, "mention": it.mention, "image": it.image, "prediction": pred})
         ids = self.store.enqueue(queued, batch=Path(paths[0]).name) if queued else []
@@ -340,6 +372,10 @@ class Studio:
         n = (export_jsonl if fmt == "jsonl" else export_parquet)(self.store, out)
         archive = shutil.make_archive(str(folder.parent / f"corrections-{fmt}-{folder.name}"), "zip", folder)
         return [str(out), archive], f"Exported {n} current decision(s) as {fmt.upper()} (the zip adds the images)."
+
+
+def _path(image: ImageArg) -> str | None:
+    return (image.path if isinstance(image, Upload) else str(image)) if image else None
 
 
 def _saved(cid: int, annotator: str, decision: str, entity: str | None) -> str:
