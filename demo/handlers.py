@@ -13,12 +13,13 @@ person understands; anything unexpected is logged with its traceback and shown a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -119,19 +120,33 @@ class Upload:
 ImageArg = str | Upload | None  # an upload, a path on the server (shipped examples, tests), or no image
 
 
-def checked_image(image: ImageArg) -> tuple[str | None, Any]:
-    """(local path, decoded RGB image) of an image argument, both None without one. The file is checked by
-    `gemel.images.load_image` (existence, size, pixel cap before decoding, readable format): the sentences of
-    the CLI, with an upload named by its upload name rather than the server's temporary path."""
+def upload_path(image: ImageArg) -> tuple[str | None, str | None]:
+    """(path on the server, name its owner knows it by: None for a plain path) of an image argument."""
     if not image:
         return None, None
-    path, name = (image.path, image.name) if isinstance(image, Upload) else (str(image), None)
+    return (image.path, image.name) if isinstance(image, Upload) else (str(image), None)
+
+
+@contextlib.contextmanager
+def named_upload(image: ImageArg) -> Iterator[str | None]:
+    """The image's server path, for the block's checks; an `ImageError` raised in the block names an upload by
+    its upload name instead of Gradio's temporary path (the sentence is otherwise the CLI's)."""
+    path, name = upload_path(image)
     try:
-        return path, load_image(path)
+        yield path
     except ImageError as e:
-        if name is None:
+        if path is None or name is None:
             raise
         raise ImageError(_renamed(str(e), path, name)) from e
+
+
+def checked_image(image: ImageArg) -> str | None:
+    """The server path of an image argument once `gemel.images.load_image` has accepted the file (existence,
+    size, pixel cap before decoding, a readable format), as the linker would; None without an image."""
+    with named_upload(image) as path:
+        if path is not None:
+            load_image(path)
+        return path
 
 
 def _renamed(message: str, path: str, name: str) -> str:
@@ -196,9 +211,10 @@ class Studio:
 
     # ---- linking ------------------------------------------------------------------------------
     def _predict(self, image: ImageArg, caption: str, mention: str, exclude: Sequence[str] = ()) -> Any:
-        _, picture = checked_image(image)  # size and pixel caps, readable errors naming the upload
-        with self.lock:
-            return self.linker.link(picture, caption or "", mention or "", exclude=tuple(exclude))
+        # the linker reads the file as `gemel link --image` does: size and pixel caps, the CLI's sentences, and
+        # the file's content identifies a corrected item (a decoded picture would hash differently)
+        with named_upload(image) as path, self.lock:
+            return self.linker.link(path, caption or "", mention or "", exclude=tuple(exclude))
 
     def _choices(self, candidates: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
         names = [str(c["name"]) for c in candidates][: self.config.candidates_shown]
@@ -212,7 +228,7 @@ class Studio:
         """Link the mention; the view holds everything the Link tab shows. ``exclude``: ids of pool examples
         not to use as demonstrations (a shipped example must not be its own demonstration)."""
         pred = self._predict(image, caption, mention, exclude).to_dict()
-        query = {"text": caption, "mention": mention, "image": _path(image), "prediction": pred}
+        query = {"text": caption, "mention": mention, "image": upload_path(image)[0], "prediction": pred}
         return LinkView(query=query, card=self._card(pred["entity"]),
                         bars=render.candidate_bars(pred["candidates"], pred["entity"], self.config.candidates_shown),
                         demos=render.demonstrations_html(pred["demonstrations"], self.config.thumbnails),
@@ -264,7 +280,7 @@ class Studio:
         """``/correct``: store that ``mention`` is ``entity`` (empty: not in the KB); returns the correction id."""
         annotator = annotator_name(annotator, login)
         entity = (entity or "").strip() or None
-        path, _ = checked_image(image)  # the same checks and sentences as a link
+        path = checked_image(image)  # the same checks and sentences as a link
         query = {"text": caption or "", "mention": mention or "", "image": path}
         return self._record(annotator, "search" if entity else "nil", entity, query, None)
 
@@ -372,10 +388,6 @@ class Studio:
         n = (export_jsonl if fmt == "jsonl" else export_parquet)(self.store, out)
         archive = shutil.make_archive(str(folder.parent / f"corrections-{fmt}-{folder.name}"), "zip", folder)
         return [str(out), archive], f"Exported {n} current decision(s) as {fmt.upper()} (the zip adds the images)."
-
-
-def _path(image: ImageArg) -> str | None:
-    return (image.path if isinstance(image, Upload) else str(image)) if image else None
 
 
 def _saved(cid: int, annotator: str, decision: str, entity: str | None) -> str:

@@ -362,3 +362,51 @@ def test_a_corrected_item_comes_back_corrected_after_a_restart(tiny_linker, tmp_
     api = restarted.api_link(photo, CAPTION, "Hopper")
     assert (api["entity"], api["source"], api["corrected_by"]) == (other, "correction", "alice")
     restarted.store.close()
+
+
+# ---- uploads are named as their owner knows them (the server keeps them under a temporary path) ------------
+def _faulty(folder: Path, kind: str) -> Path:
+    from test_demo_api import bad_file
+
+    cache = folder / "gradio-cache" / "0a1b2c"
+    cache.mkdir(parents=True)
+    return bad_file(cache, kind)
+
+
+@pytest.mark.parametrize("kind, sentence", [("not-image", "image file 'my notes.png' is not an image PIL can read"),
+                                            ("empty", "image file 'my notes.png' is empty"),
+                                            ("bomb", "image file 'my notes.png' is too large to decode safely")])
+@pytest.mark.parametrize("call", ["link", "api_link", "api_correct"])
+def test_faulty_uploads_are_named_by_their_upload_name(studio, tmp_path, kind, sentence, call):
+    from demo.handlers import Upload
+
+    upload = Upload(str(_faulty(tmp_path, kind)), "my notes.png")
+    args = (upload, CAPTION, "Hopper") + (("Grace Hopper", "alice") if call == "api_correct" else ())
+    with pytest.raises(gr.Error) as err:
+        getattr(studio, call)(*args)
+    assert sentence in err.value.message and "gradio-cache" not in err.value.message
+
+
+def test_a_good_upload_links_and_is_stored_by_content(studio, store, photo):
+    from demo.handlers import Upload
+
+    view = studio.link(Upload(photo, "hopper.png"), CAPTION, "Hopper")
+    assert view.query["image"] == photo  # the server path travels on; the name is for messages
+    cid = studio.api_correct(Upload(photo, "hopper.png"), CAPTION, "Hopper", "Grace Hopper", "alice")
+    assert db_rows(store)[-1]["id"] == cid
+
+
+def test_enqueue_failures_name_the_image_not_the_upload_folder(studio, tmp_path):
+    up = tmp_path / "gradio-cache" / "9f8e"
+    up.mkdir(parents=True)
+    (up / "b.jsonl").write_text(json.dumps({"text": "Moon", "mention": "Moon", "image": "x.png"}) + "\n"
+                                + json.dumps({"text": "Mercury is hot.", "mention": "Mercury"}) + "\n")
+    (up / "x.png").write_bytes(b"")
+    message = studio.enqueue([str(up / "b.jsonl"), str(up / "x.png")])
+    assert "b.jsonl:1: image file 'x.png' is empty" in message and "gradio-cache" not in message
+
+
+def test_an_over_long_caption_is_a_named_input_error(studio):
+    with pytest.raises(gr.Error) as err:
+        studio.link(None, "Hopper " + "x" * 200_000, "Hopper")
+    assert err.value.message.startswith("Could not link: the caption is 200,007 characters, over the limit")
