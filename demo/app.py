@@ -387,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     auth = parse_auth(args.auth)
     linker = Linker.load(args.profile)
+    kb_demos = linker.kb_pool  # built on first use (embeds the KB's sentences once): now, not in the first visit
+    log.info("linker ready: %d entities, %d KB demonstrations", len(linker.kb), len(kb_demos) if kb_demos else 0)
     store = Store.open(args.db, entity_exists=linker.kb.__contains__)
     log.info("annotations in %s", store.path)
     app = build_app(linker, store, AppConfig(allow_server_paths=args.allow_server_paths, work_dir=args.work_dir))
