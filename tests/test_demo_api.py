@@ -71,7 +71,7 @@ def test_correct_stores_a_row(client, served, tiny_dir):
     # the very item is answered with the correction, and a similar query gets it as a demonstration at once
     out = client.predict(handle_file(str(Path(tiny_dir) / "img.png")), CAPTION, "Hopper", api_name="/link")
     assert (out["entity"], out["source"], out["corrected_by"]) == ("Grace Hopper", "correction", "api-user")
-    out = client.predict(None, "Hopper also taught mathematics at Vassar.", "Hopper", api_name="/link")
+    out = client.predict(None, CAPTION + " ", "Hopper", api_name="/link")  # another caption, the same context
     assert any(d["source"] == "annotations" and d["entity"] == "Grace Hopper" for d in out["demonstrations"])
 
 
