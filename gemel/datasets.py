@@ -43,7 +43,8 @@ The layouts are those of the released files, checked against the public code tha
 von Beckerath."; WikiDiverse's "HDTB" at the offsets of "HDTV") are read as given: the official GEMEL prompt
 uses the mention as given and never looks for it in the text. Such an example has ``meta["verbatim"] =
 False`` and ``meta["mention_span"] = [start, end]``, the closest span of the text (`locate_mention`), which
-`linkable_mention` gives to `Linker.link` (whose check, for people's queries, stays strict). Each file's
+`linkable_mention` returns; `gemel eval` and `gemel train` prompt such a mention as given (the official code's
+way, `Linker.link(..., verbatim=False)`); the check for people's queries stays strict. Each file's
 count is logged; `summarize` gives the counts `gemel eval` and `gemel train` print.
 
 **Images.** With ``image_dir``, ``Example.image`` is the file the data set's convention names there; when it
@@ -427,7 +428,7 @@ class DataSummary:
 
     def line(self) -> str:
         parts = [f"{self.examples} mentions ({self.nil} gold NIL)",
-                 f"{self.not_verbatim} not verbatim in their text (read as given, linked at the closest span)"]
+                 f"{self.not_verbatim} not verbatim in their text (prompted as given, as the official code does)"]
         if self.missing_images:
             parts.append(f"{self.missing_images} without their image file (text-only)")
         if self.with_candidates:

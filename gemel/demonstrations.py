@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from .embedder import TextEmbedder, mention_in_context
-from .images import ImageError, image_key
+from .images import ImageError, image_key, load_image
 from .kb import KnowledgeBase
 from .retrieval import IndexConfig, VectorIndex
 from .types import Example
@@ -57,8 +58,8 @@ class DemonstrationPool:
         self._vectors: list[np.ndarray] = []  # (D,) per row, to copy the pool without re-embedding
         self._live: dict[object, int] = {}  # id (or content key for examples without one) -> row
         self._removed: set[int] = set()  # rows withdrawn (undone or superseded); skipped at retrieval
-        self._memory: dict[tuple, dict[str, tuple[int, Example]]] = {}  # item key -> id -> (order, decision)
-        self._memory_key: dict[str, tuple] = {}  # id -> item key
+        self._memory: dict[tuple, dict[str, tuple[int, Example]]] = {}  # (caption, mention) -> id -> decision
+        self._memory_key: dict[str, tuple] = {}  # id -> (caption, mention)
         self._order = 0
         self._by_text: dict[str, list[int]] = {}  # caption -> rows
 
@@ -87,17 +88,18 @@ class DemonstrationPool:
         decisions included (entity None), or None; ``exclude`` as in :meth:`retrieve`."""
         if not self._memory:
             return None
-        found = self._memory.get(_item_key(text, mention, image), {})
+        found = self._memory.get((text, mention), {})
         excluded = set(exclude)
         live = [(order, ex) for order, ex in found.values()
                 if ex.id not in excluded and ex.meta.get("input_key") not in excluded]
-        return max(live, key=lambda x: x[0])[1] if live else None
+        same = [(order, ex) for order, ex in live if same_picture(image, ex.image)]
+        return max(same, key=lambda x: x[0])[1] if same else None
 
     def _remember(self, ex: Example) -> None:
         if ex.source != "annotations" or ex.id is None:
             return
         self._forget(ex.id)
-        key = _item_key(ex.text, ex.mention, ex.image)
+        key = (ex.text, ex.mention)
         self._order += 1
         self._memory.setdefault(key, {})[ex.id] = (self._order, ex)
         self._memory_key[ex.id] = key
@@ -183,13 +185,22 @@ class DemonstrationPool:
         return out
 
 
-def _item_key(text: str, mention: str, image: object) -> tuple:
-    """What makes two queries the same item: caption, mention and the image's content (not its path)."""
+def same_picture(a: object, b: object) -> bool:
+    """Whether two images (paths, bytes, PIL images or None) are the same picture: the same file bytes, else
+    the same pixels (a PIL image, or a lossless re-encoding). A file that can no longer be read matches
+    nothing."""
+    if a is None or b is None:
+        return a is None and b is None
     try:
-        digest = image_key(image) if image is not None else None
-    except ImageError:  # a stored image that is gone: its decision can no longer be matched by content
-        digest = f"missing:{image}"
-    return (text, mention, digest)
+        if not isinstance(a, Image.Image) and not isinstance(b, Image.Image) and image_key(a) == image_key(b):
+            return True
+        return _pixels_key(a) == _pixels_key(b)
+    except ImageError:
+        return False
+
+
+def _pixels_key(image: object) -> str | None:
+    return image_key(image if isinstance(image, Image.Image) else load_image(image))
 
 
 def _content(ex: Example) -> tuple:

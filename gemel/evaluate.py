@@ -156,12 +156,10 @@ def predict(linker: Any, examples: Sequence[Example], *, exclude_self: bool = Tr
             desc: str = "linking", candidates_from_data: bool = False) -> list[Prediction]:
     """``linker.link`` on every example, in order; an example is kept out of its own prompt by its id.
 
-    A mention that is not verbatim in its text (a data set's quirk) is linked at its closest span
-    (`gemel.datasets.linkable_mention`). ``candidates_from_data``: pass each example's ``meta["candidates"]``
+    A mention that is not verbatim in its text (a data set's quirk) is prompted as given, as the official code
+    does (``verbatim=False``). ``candidates_from_data``: pass each example's ``meta["candidates"]``
     (every example must list some) as the candidates to choose among.
     """
-    from .datasets import linkable_mention
-
     if candidates_from_data:
         check_candidates(examples)
     out = []
@@ -169,7 +167,8 @@ def predict(linker: Any, examples: Sequence[Example], *, exclude_self: bool = Tr
         exclude = [ex.id] if exclude_self and ex.id is not None else []
         extra = {"candidates": ex.meta["candidates"]} if candidates_from_data else {}
         try:
-            out.append(linker.link(ex.image, ex.text, linkable_mention(ex), exclude=exclude, **extra))
+            out.append(linker.link(ex.image, ex.text, ex.mention, exclude=exclude, verbatim=ex.meta.get("verbatim", True),
+                                   **extra))
         except GemelError as e:  # InputError, ImageError ...: say which example
             raise EvaluationError(f"example {ex.id!r} ({ex.mention!r}): {e}") from e
     return out

@@ -53,8 +53,9 @@ _SAME = object()  # `replace(mapper=...)` default: keep the mapper (None is a va
 MAX_CAPTION_CHARS = 20_000  # refused before tokenising: far beyond any caption, and beyond every prompt budget
 
 
-def check_query(text: str, mention: str) -> None:
-    """Refuse an unusable query with a sentence that names the problem (before any model runs)."""
+def check_query(text: str, mention: str, verbatim: bool = True) -> None:
+    """Refuse an unusable query with a sentence that names the problem (before any model runs). ``verbatim``
+    (people's queries): the mention must occur in the caption; data sets may hold mentions that do not."""
     if not text or not text.strip():
         raise InputError("the caption is empty: give the text the mention occurs in")
     if len(text) > MAX_CAPTION_CHARS:
@@ -62,7 +63,7 @@ def check_query(text: str, mention: str) -> None:
                          "give the sentence or paragraph the mention occurs in")
     if not mention or not mention.strip():
         raise InputError("the mention is empty: give the words of the caption to link")
-    if mention not in text:
+    if verbatim and mention not in text:
         raise InputError(f"mention {mention!r} does not occur in the caption {text[:80]!r}"
                          " (it must be an exact, case-sensitive substring)")
 
@@ -278,11 +279,13 @@ class Linker:
 
     # ---- the prompt ------------------------------------------------------------------------------
     def build_prompt(self, image: ImageInput, text: str, mention: str, *, exclude: Sequence[str] = (),
-                     candidates: Sequence[str] | None = None, mapper: torch.nn.Module | None = None) -> QueryPrompt:
+                     candidates: Sequence[str] | None = None, mapper: torch.nn.Module | None = None,
+                     verbatim: bool = True) -> QueryPrompt:
         """The query's prompt exactly as `link` builds it. ``mapper`` (default: the linker's) turns image
         features into visual prefixes; called in grad mode with a trainable mapper, gradients reach it through
-        every prefix (the demonstrations' and the query's)."""
-        check_query(text, mention)
+        every prefix (the demonstrations' and the query's). ``verbatim=False`` accepts a mention that is not in
+        the caption (a data set's, prompted as given, as the official code does)."""
+        check_query(text, mention, verbatim)
         t0 = time.perf_counter()
         query = self.embedder.encode([mention_in_context(text, mention)])  # (1, D)
         demos = self.retrieve_demonstrations(query, exclude, caption=text)
@@ -315,15 +318,16 @@ class Linker:
 
     # ---- linking -------------------------------------------------------------------------------
     def link(self, image: ImageInput, text: str, mention: str, *, exclude: Sequence[str] = (),
-             candidates: Sequence[str] | None = None) -> Prediction:
+             candidates: Sequence[str] | None = None, verbatim: bool = True) -> Prediction:
         """Link ``mention`` in ``text`` (and ``image``, a PIL image, path, bytes or None) to a KB entity.
 
         ``exclude``: ids of pool examples (or inputs) not to use as demonstrations (the item itself when
-        evaluating); ``candidates``: KB titles to choose among instead of the retrieved ones.
+        evaluating); ``candidates``: KB titles to choose among instead of the retrieved ones; ``verbatim=False``:
+        the mention need not occur in the caption (data sets).
         """
         t0 = time.perf_counter()
         with torch.no_grad():
-            qp = self.build_prompt(image, text, mention, exclude=exclude, candidates=candidates)
+            qp = self.build_prompt(image, text, mention, exclude=exclude, candidates=candidates, verbatim=verbatim)
             t1 = time.perf_counter()
             pre = prefill(self.lm.model, qp.embeds)
             t2 = time.perf_counter()

@@ -99,7 +99,9 @@ def training_prompt(linker: Any, mapper: torch.nn.Module, ex: Example) -> torch.
     linker's own `build_prompt` (so training prompts are inference prompts, the example itself excluded by
     id), with gradients flowing into ``mapper`` through every visual prefix."""
     exclude = [ex.id] if ex.id is not None else []
-    return linker.build_prompt(ex.image, ex.text, ex.mention, exclude=exclude, mapper=mapper).embeds
+    verbatim = ex.meta.get("verbatim", True)  # a data set's mention may not occur in its text: prompted as given
+    return linker.build_prompt(ex.image, ex.text, ex.mention, exclude=exclude, mapper=mapper,
+                               verbatim=verbatim).embeds
 
 
 def answer_loss(linker: Any, embeds: torch.Tensor, answer: Sequence[int]) -> torch.Tensor:

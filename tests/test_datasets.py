@@ -294,8 +294,9 @@ def test_summarize_counts_what_the_readers_mark(tmp_path: Path) -> None:
     examples = list(read_wikidiverse(FIX / "wikidiverse_w_10cands.json", image_dir=tmp_path))
     summary = summarize(examples)
     assert summary == DataSummary(examples=3, nil=1, not_verbatim=1, missing_images=3, with_candidates=3)
-    assert summary.line() == ("3 mentions (1 gold NIL); 1 not verbatim in their text (read as given, linked at the "
-                              "closest span); 3 without their image file (text-only); 3 with candidates from the data")
+    assert summary.line() == ("3 mentions (1 gold NIL); 1 not verbatim in their text (prompted as given, as the "
+                              "official code does); 3 without their image file (text-only); 3 with candidates from "
+                              "the data")
 
 
 def test_json_lines_variant_of_wikidiverse(tmp_path: Path) -> None:
@@ -584,18 +585,18 @@ class _Linker:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, object]] = []
 
-    def link(self, image, text, mention, *, exclude=(), candidates=None):
-        assert mention in text, "Linker.link keeps its strict check"
+    def link(self, image, text, mention, *, exclude=(), candidates=None, verbatim=True):
+        assert mention in text or not verbatim, "a mention not in its text is passed with verbatim=False"
         self.calls.append((text, mention, candidates))
         return Prediction(entity=candidates[0] if candidates else None, candidates=[], demonstrations=[])
 
 
-def test_predict_links_a_mention_not_in_its_text_at_its_closest_span() -> None:
+def test_predict_prompts_a_mention_not_in_its_text_as_given() -> None:
     from gemel.evaluate import predict
 
     linker = _Linker()
     predict(linker, list(read_wikimel(FIX / "melbench_wikimel.json")), progress=False)
-    assert [c[1] for c in linker.calls] == ["Charles L. Smith", "Will Rogers", "Ludwig van Beethoven", "Ada Lovelace"]
+    assert [c[1] for c in linker.calls] == ["Charles L. Smith", "Will Rogers", "Ludwig Beethoven", "Ada Lovelace"]
     assert [c[2] for c in linker.calls] == [None] * 4  # candidates are retrieved unless asked otherwise
 
 
@@ -606,7 +607,7 @@ def test_predict_passes_the_candidates_of_the_data_when_asked() -> None:
     examples = list(read_wikidiverse(FIX / "wikidiverse_w_10cands.json"))
     predictions = predict(linker, examples, progress=False, candidates_from_data=True)
     assert [c[2] for c in linker.calls] == [e.meta["candidates"] for e in examples]
-    assert linker.calls[1][1] == "Obama"  # "Obamma" at the offsets of "Obama"
+    assert linker.calls[1][1] == "Obamma"  # as the file writes it (at the offsets of "Obama")
     assert [p.entity for p in predictions] == ["Detroit Lions", "Barack Obama", "Embassy"]
 
 
@@ -666,12 +667,15 @@ def test_gemel_eval_candidates_from_data(tiny_config, tmp_path: Path, capsys, mo
 
     asked: list[object] = []
 
-    def link(self, image, text, mention, *, exclude=(), candidates=None):  # until Linker.link takes candidates=
-        asked.append(candidates)
-        return Prediction(entity=candidates[0], candidates=[], demonstrations=[])
+    real_link = Linker.link
+
+    def link(self, image, text, mention, **kwargs):  # the real linker, recording the candidates it is given
+        asked.append(kwargs.get("candidates"))
+        return real_link(self, image, text, mention, **kwargs)
 
     monkeypatch.setattr(Linker, "link", link)
-    cands = [["Grace Hopper", "Hopper", "nil"], ["Michael Jordan", "Jordan"]]
+    # one candidate of each list is in the tiny KB: the data's candidates decide the answer
+    cands = [["Grace Hopper", "Hopper", "nil"], ["Michael Jordan", "Jordan Rivers"]]
     rows = [["Grace B. Hopper wrote the first compiler.", "", "Grace Hopper", "Person", [], [],
              "https://en.wikipedia.org/wiki/Grace_Hopper",
              ["https://en.wikipedia.org/wiki/" + c for c in cands[0]], "technology", 0, 15],
@@ -680,7 +684,7 @@ def test_gemel_eval_candidates_from_data(tiny_config, tmp_path: Path, capsys, mo
     report = tmp_path / "cands.json"
     assert main(["eval", "--profile", str(profile), "--data", str(_write(tmp_path, "test_w_10cands.json",
                  json.dumps(rows))), "--candidates", "from-data", "--quiet", "--report", str(report)]) == 0
-    assert asked == [["Grace Hopper", "Hopper"], ["Michael Jordan", "Jordan"]]
+    assert asked == [["Grace Hopper", "Hopper"], ["Michael Jordan", "Jordan Rivers"]]
     assert "2 with candidates from the data" in capsys.readouterr().out
     blob = json.loads(report.read_text())
     assert blob["accuracy"] == 1.0 and blob["candidates"] == "from-data"

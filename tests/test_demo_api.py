@@ -68,10 +68,12 @@ def test_correct_stores_a_row(client, served, tiny_dir):
     finally:
         con.close()
     assert row == ("api-user", "search", "Grace Hopper")
-    # the very item is answered with the correction, and a similar query gets it as a demonstration at once
+    # the very item is answered with the decision at once, marked as such
     out = client.predict(handle_file(str(Path(tiny_dir) / "img.png")), CAPTION, "Hopper", api_name="/link")
     assert (out["entity"], out["source"], out["corrected_by"]) == ("Grace Hopper", "correction", "api-user")
-    out = client.predict(None, CAPTION + " ", "Hopper", api_name="/link")  # another caption, the same context
+    # and it is a demonstration for another caption at once
+    other = CAPTION.replace("Hopper", "Hopper, the admiral,", 1)
+    out = client.predict(None, other, "Hopper", api_name="/link")
     assert any(d["source"] == "annotations" and d["entity"] == "Grace Hopper" for d in out["demonstrations"])
 
 

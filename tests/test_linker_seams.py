@@ -123,3 +123,14 @@ def test_linker_load_gives_a_fresh_linker(tiny_config):
     a, b = Linker.load(tiny_config), Linker.load(tiny_config)
     a.add_demonstrations([Example(text="The Moon rose.", mention="Moon", entity="Moon", id="a-1")])
     assert len(a.labelled_pool) == len(b.labelled_pool) + 1
+
+
+def test_a_data_sets_mention_not_in_its_caption_is_prompted_as_given(tiny_linker):
+    from gemel.errors import InputError
+
+    text, mention = "Grace B. Hopper wrote the first compiler.", "Grace Hopper"
+    with pytest.raises(InputError, match="does not occur"):
+        tiny_linker.link(None, text, mention)
+    qp = tiny_linker.build_prompt(None, text, mention, verbatim=False)
+    assert "What does Grace Hopper mentioned" in qp.segments[-1].text
+    assert tiny_linker.link(None, text, mention, verbatim=False).candidates
