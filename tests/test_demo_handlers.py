@@ -410,3 +410,23 @@ def test_an_over_long_caption_is_a_named_input_error(studio):
     with pytest.raises(gr.Error) as err:
         studio.link(None, "Hopper " + "x" * 200_000, "Hopper")
     assert err.value.message.startswith("Could not link: the caption is 200,007 characters, over the limit")
+
+
+def test_every_image_input_reaches_the_handler_unopened(linker, store, tmp_path):
+    """The Link tab and the API take images through `UploadedImage` (the handler checks the file), which the
+    page still draws as Gradio's image widget."""
+    from gradio.data_classes import FileData
+
+    from demo.app import UploadedImage, build_app
+    from demo.handlers import Upload
+
+    app = build_app(linker, store, AppConfig(work_dir=str(tmp_path / "work")))
+    inputs = {id(c): c for fn in app.fns.values() for c in fn.inputs}
+    images = [c for c in inputs.values() if isinstance(c, gr.Image)]
+    assert len(images) == 2 and all(isinstance(c, UploadedImage) for c in images)
+    assert all(c.get_block_name() == "image" for c in images)
+    bad = tmp_path / "tmp123" / "upload.png"
+    bad.parent.mkdir()
+    bad.write_text("not an image")
+    value = images[0].preprocess(FileData(path=str(bad), orig_name="holiday.png"))
+    assert value == Upload(str(bad), "holiday.png")  # not opened: no PIL error before the handler runs
