@@ -112,7 +112,9 @@ def log_first_start(env: Mapping[str, str] | None = None) -> None:
 
 
 def prepare_space() -> None:
-    """Everything a Space's first start needs before `demo.app.main` loads the linker."""
+    """Everything a Space's first start needs before `demo.app.main` loads the linker (logging set up first,
+    so that the steps show in the Space's log)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     chosen = default_cache()
     if chosen is not None:
         log.info("persistent storage found: caching converted models and embeddings in %s", chosen)
