@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AnnotationError, ImportFormatError
-from .io import export_jsonl, export_parquet, images_folder, import_examples, import_file
+from .io import (
+    export_jsonl,
+    export_parquet,
+    images_folder,
+    import_examples,
+    import_file,
+)
 from .store import Store, default_db_path
 
 # formats of labelled data sets whose readers live in `gemel.datasets` (handed in by the `gemel` dispatcher)

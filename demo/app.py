@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import gradio as gr
-from gradio import processing_utils
 
 from . import render
 from .config import AppConfig, launch_kwargs, oauth_enabled, parse_auth
 from .handlers import ItemView, LinkView, Studio, Upload
 from .hub import HubPushConfig, start_hub_push
 from .mentions import highlight_segments
+from .uploads import UploadedImage
 
 log = logging.getLogger(__name__)
 
@@ -47,28 +47,6 @@ def _login(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str |
 
 
 # ---------------------------------------------------------------------------------------------- layout
-class UploadedImage(gr.Image):
-    """``gr.Image`` whose value reaches the handler untouched, as an `Upload` (server path + upload name).
-
-    ``gr.Image`` opens the file with PIL while preprocessing, before any handler runs, so a non-image, an empty
-    file or a decompression bomb failed there with Gradio's generic "the upstream app has raised an exception"
-    and a traceback in the log. The handlers check the file themselves instead (`demo.handlers.checked_image`,
-    the CLI's sentences), for the Link tab and the API alike. The page shows the same ``image`` widget."""
-
-    def get_block_name(self) -> str:
-        return "image"  # the front end's Image component
-
-    def preprocess(self, payload: Any) -> Upload | None:  # type: ignore[override]
-        if payload is None:
-            return None
-        if payload.url and payload.url.startswith("data:"):  # an image sent inline (base64), e.g. pasted
-            path = processing_utils.save_base64_to_cache(payload.url, self.GRADIO_CACHE, payload.orig_name)
-            return Upload(path, payload.orig_name or "the pasted image")
-        if payload.path is None:
-            return None
-        return Upload(str(payload.path), payload.orig_name or os.path.basename(payload.path))
-
-
 class Controls:
     """The correction controls shared by the Link and Review tabs (elem classes drive the shortcuts)."""
 

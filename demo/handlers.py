@@ -111,7 +111,7 @@ def decision_for(action: str, choice: str | None, model_entity: str | None,
 @dataclass(frozen=True)
 class Upload:
     """A file a person uploaded: where the server keeps it (Gradio's cache folder) and the name they uploaded
-    it under, which is what messages about it say (`demo.app.UploadedImage` makes these)."""
+    it under, which is what messages about it say (`demo.uploads.UploadedImage` makes these)."""
 
     path: str
     name: str

@@ -84,7 +84,7 @@ def ensure_nodeps_packages(requirements: Mapping[str, str] | None = None,
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-input", "--disable-pip-version-check",
            "--upgrade", "--target", str(target), *missing]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SpaceSetupError(f"could not install {', '.join(missing)} (pip exited {done.returncode}: "
                               f"{(done.stderr or done.stdout).strip()[-400:]}); install it by hand with "

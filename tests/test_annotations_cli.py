@@ -171,6 +171,7 @@ def test_a_malformed_data_set_names_its_record(tmp_path, capsys):
 def test_gold_then_link_with_annotations_in_two_commands(tiny_config, tiny_dir, tmp_path, capsys, monkeypatch):
     """The issue's two commands: import the team's gold, then link with it as demonstrations."""
     from conftest import tiny_profile
+
     from gemel.cli import main
 
     monkeypatch.setenv("GEMEL_CACHE", str(tmp_path / "cache"))

@@ -417,8 +417,9 @@ def test_every_image_input_reaches_the_handler_unopened(linker, store, tmp_path)
     page still draws as Gradio's image widget."""
     from gradio.data_classes import FileData
 
-    from demo.app import UploadedImage, build_app
+    from demo.app import build_app
     from demo.handlers import Upload
+    from demo.uploads import UploadedImage
 
     app = build_app(linker, store, AppConfig(work_dir=str(tmp_path / "work")))
     inputs = {id(c): c for fn in app.fns.values() for c in fn.inputs}

@@ -133,7 +133,7 @@ def test_a_space_starts_from_requirements_txt_alone(tmp_path_factory):
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-r", "requirements.txt"],
-                             cwd=clone, capture_output=True, text=True)
+                             cwd=clone, capture_output=True, text=True, check=False)
         assert pip.returncode == 0, pip.stderr[-3000:]
         install_s = time.perf_counter() - t0
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "GEMEL_CACHE", "GEMEL_DB")}
