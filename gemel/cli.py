@@ -286,7 +286,14 @@ def _add_annotations(sub: argparse._SubParsersAction) -> None:
         from annotations import cli as annotations_cli
     except ModuleNotFoundError:
         return
-    annotations_cli.add_subparsers(sub)
+    annotations_cli.add_subparsers(sub, read_dataset=_read_dataset)
+
+
+def _read_dataset(path: Path, format: str, image_dir: Path | None):
+    """The data-set readers for `gemel annotations import --format` (the store's CLI never imports gemel)."""
+    from .datasets import read_dataset
+
+    return read_dataset(path, format, image_dir)
 
 
 if __name__ == "__main__":
