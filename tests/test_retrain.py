@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from demo.config import AppConfig
+from test_cli import private_cache, profile_toml  # noqa: F401  (fixtures: the tiny profile as a TOML file)
 from demo.handlers import Studio
 from demo.retrain_job import RetrainJob
 from gemel import retrain as retrain_mod
@@ -251,3 +252,37 @@ def test_the_data_tab_has_the_action(linker, store, tmp_path):
     app = build_app(linker, store, AppConfig(work_dir=str(tmp_path / "work")))
     ids = {c.get("props", {}).get("elem_id") for c in app.config["components"]}
     assert {"retrain-start", "retrain-progress", "retrain-result", "data-plot"} <= ids
+
+
+# ---------------------------------------------------------------------------------------------- the CLI
+def test_gemel_train_on_a_tiny_store_end_to_end(studio, photo, profile_toml, tmp_path, capsys):
+    from gemel.cli import main
+
+    decide_all(studio, photo, DECISIONS + [("The cat slept.", "cat", None)])
+    out = tmp_path / "run"
+    code = main(["train", "--profile", str(profile_toml), "--annotations", str(studio.store.path), "--out", str(out),
+                 "--epochs", "1", "--grad-accum", "2", "--no-eval-before"])
+    printed = capsys.readouterr().out
+    print(printed)
+    assert code == 0 and (out / "mapper.pt").is_file()
+    assert "training data: 6" in printed and "mapper: " in printed
+
+
+def test_gemel_train_judge_prints_the_verdict(studio, photo, profile_toml, tmp_path, capsys):
+    import json
+
+    from gemel.cli import main
+
+    decide_all(studio, photo)
+    test = tmp_path / "test.jsonl"
+    test.write_text(json.dumps({"id": "t-1", "text": "Hopper wrote a compiler.", "mention": "Hopper",
+                                "entity": "Grace Hopper", "image": photo}) + "\n")
+    code = main(["train", "--profile", str(profile_toml), "--annotations", str(studio.store.path), "--judge",
+                 str(test), "--out", str(tmp_path / "run"), "--epochs", "1", "--grad-accum", "2"])
+    printed = capsys.readouterr().out
+    print(printed)
+    assert code == 0 and "held-out decisions (n=2)" in printed and "test.jsonl (n=1)" in printed
+    assert "accepted: held-out accuracy" in printed and "version mapper-" in printed
+    assert main(["train", "--profile", str(profile_toml), "--annotations", str(studio.store.path), "--judge",
+                 str(test), "--data", str(test), "--out", str(tmp_path / "r2")]) == 2
+    assert "--judge re-trains" in capsys.readouterr().err
