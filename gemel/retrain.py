@@ -26,10 +26,13 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+import torch
 
 from .errors import GemelError
 from .types import Example
@@ -117,9 +120,10 @@ class MapperPart:
             if "step" in entry and "loss" in entry:
                 on_step(int(entry["step"]), total)
 
-        cpu = next(candidate.lm.model.parameters()).device.type == "cpu"  # the shared LLM stays where it serves
-        result = Trainer(candidate, config.train_config(cpu), out_dir, progress=False, on_log=on_log).fit(examples)
-        return result.mapper_path
+        with _devices_kept(candidate):
+            trainer = Trainer(candidate, config.train_config(_serves_on_cpu(candidate)), out_dir, progress=False,
+                              on_log=on_log)
+            return trainer.fit(examples).mapper_path
 
     def version(self, linker: Any) -> str:
         return linker.mapper_version
@@ -129,6 +133,25 @@ class MapperPart:
 
 
 DEFAULT_PARTS: tuple[TrainablePart, ...] = (MapperPart(),)
+
+
+def _serves_on_cpu(linker: Any) -> bool:
+    """True when the shared LLM serves on the CPU while an accelerator is present: training must then stay on the
+    CPU too (the trainer places the LLM on its device, and the serving linker uses the very same model)."""
+    on_cpu = next(linker.lm.model.parameters()).device.type == "cpu"
+    return on_cpu and (torch.cuda.is_available() or torch.backends.mps.is_available())
+
+
+@contextmanager
+def _devices_kept(linker: Any) -> Iterator[None]:
+    """Put the shared networks back on their devices after training, whatever happened."""
+    nets = [n for n in (linker.lm.model, linker.vision) if isinstance(n, torch.nn.Module)]
+    devices = [next(n.parameters()).device for n in nets]
+    try:
+        yield
+    finally:
+        for net, device in zip(nets, devices):
+            net.to(device)
 
 
 # ---- the result -----------------------------------------------------------------------------------------

@@ -12,11 +12,18 @@ import pytest
 import torch
 
 from demo.config import AppConfig
-from test_cli import private_cache, profile_toml  # noqa: F401  (fixtures: the tiny profile as a TOML file)
 from demo.handlers import Studio
 from demo.retrain_job import RetrainJob
 from gemel import retrain as retrain_mod
-from gemel.retrain import RetrainConfig, RetrainError, Scores, check_decisions, decide, retrain, split
+from gemel.retrain import (
+    RetrainConfig,
+    RetrainError,
+    Scores,
+    check_decisions,
+    decide,
+    retrain,
+    split,
+)
 from gemel.types import Example
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -85,8 +92,8 @@ def test_a_text_only_linker_has_nothing_to_retrain(linker, photo):
     assert one_sentence(str(info.value))
 
 
-@pytest.mark.parametrize("bad", [dict(held_out_share=0.0), dict(held_out_share=1.0), dict(min_decisions=1),
-                                 dict(epochs=0), dict(test_limit=0)])
+@pytest.mark.parametrize("bad", [{"held_out_share": 0.0}, {"held_out_share": 1.0}, {"min_decisions": 1},
+                                 {"epochs": 0}, {"test_limit": 0}])
 def test_config_is_checked(bad):
     with pytest.raises(RetrainError):
         RetrainConfig(**bad)
@@ -255,6 +262,22 @@ def test_the_data_tab_has_the_action(linker, store, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- the CLI
+@pytest.fixture
+def profile_toml(tiny_config, tiny_dir, tmp_path) -> Path:
+    """conftest's tiny profile as a TOML file (every value of it is also valid TOML as JSON)."""
+    import json
+
+    from conftest import tiny_profile
+
+    profile = tiny_profile(tiny_dir)
+    lines = [f"name = {json.dumps(profile.pop('name'))}"]
+    for section, values in profile.items():
+        lines += [f"[{section}]"] + [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    path = tmp_path / "tiny.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def test_gemel_train_on_a_tiny_store_end_to_end(studio, photo, profile_toml, tmp_path, capsys):
     from gemel.cli import main
 
@@ -286,3 +309,15 @@ def test_gemel_train_judge_prints_the_verdict(studio, photo, profile_toml, tmp_p
     assert main(["train", "--profile", str(profile_toml), "--annotations", str(studio.store.path), "--judge",
                  str(test), "--data", str(test), "--out", str(tmp_path / "r2")]) == 2
     assert "--judge re-trains" in capsys.readouterr().err
+
+
+def test_training_never_moves_the_shared_models(linker, photo, tmp_path, monkeypatch):
+    """The serving linker shares the LLM with the candidate: re-training trains on the LLM's own device."""
+    device = next(linker.lm.model.parameters()).device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine serving on the CPU
+    seen = []
+    monkeypatch.setattr("gemel.train.Trainer._accelerator",
+                        lambda self: seen.append(self.config.cpu) or pytest.fail("stop after the device choice"))
+    with pytest.raises(pytest.fail.Exception):
+        retrain(linker, examples(photo), tmp_path, FAST)
+    assert seen == [device.type == "cpu"] and next(linker.lm.model.parameters()).device == device
