@@ -15,8 +15,8 @@ its linker. The caller swaps an accepted candidate in with :meth:`RetrainResult.
 
 The idea is the usual guard of continual learning with a human in the loop (train on feedback, gate the new
 model on held-out data before deployment). This module knows nothing of the store or the UI: it takes
-`Example`s; ``demo.retrain_job`` runs it in the background of the app, ``gemel train --annotations`` trains
-without the gate.
+`Example`s; ``demo.retrain_job`` runs it in the background of the app, and
+``gemel train --annotations DB --judge TEST`` from the command line.
 """
 
 from __future__ import annotations
