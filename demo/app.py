@@ -286,6 +286,7 @@ def _data_tab(studio: Studio, tab: gr.Tab) -> None:
         as_parquet = gr.Button("Export Parquet", elem_id="export-parquet")
     exported = gr.File(label="Download", file_count="multiple", interactive=False, elem_id="export-files")
     export_status = gr.HTML()
+    _retrain_controls(studio, tab)
 
     def on_stats() -> tuple:
         v = studio.stats()
@@ -302,6 +303,23 @@ def _data_tab(studio: Studio, tab: gr.Tab) -> None:
         trigger(on_stats, None, [totals, counts, agreement, plot], **PRIVATE)
     as_jsonl.click(exporter("jsonl"), None, [exported, export_status], **PRIVATE)
     as_parquet.click(exporter("parquet"), None, [exported, export_status], **PRIVATE)
+
+
+def _retrain_controls(studio: Studio, tab: gr.Tab) -> None:
+    """Re-train from corrections: start the background job, poll its progress while it runs."""
+    gr.Markdown("Re-train the mapper on the decisions; the new version is used only if it does better on held-out "
+                "decisions and no worse on the shipped test split.")
+    start = gr.Button("Re-train from corrections", elem_id="retrain-start")
+    progress = gr.HTML(elem_id="retrain-progress")
+    result = gr.HTML(elem_id="retrain-result")
+    timer = gr.Timer(1.0, active=False)
+
+    def show(v: Any) -> tuple:
+        return v.progress, v.result, gr.Timer(active=v.running)
+
+    start.click(lambda: show(studio.retrain.start()), None, [progress, result, timer], **PRIVATE)
+    for trigger in (tab.select, timer.tick):  # a job started in another session shows here too
+        trigger(lambda: show(studio.retrain.view()), None, [progress, result, timer], **LIGHT)
 
 
 # ---------------------------------------------------------------------------------------------- API

@@ -200,6 +200,9 @@ class Studio:
         self.work_dir = Path(self.config.work_dir or tempfile.mkdtemp(prefix="gemel-studio-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.examples = shipped_examples(self.config.examples)
+        from .retrain_job import RetrainJob  # imports this module: late, to avoid a cycle
+
+        self.retrain = RetrainJob(self)  # "Re-train from corrections" (Data tab), one background job at a time
 
     @property
     def kb(self) -> Any:
