@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Iterator, Sequence, TextIO
 
-EXTRA_COMMANDS = ("gemel.train_cli", "gemel.eval_cli")
+EXTRA_COMMANDS = ("gemel.train_cli", "gemel.eval_cli", "gemel.corpus_cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

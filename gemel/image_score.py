@@ -1,0 +1,465 @@
+"""Image -> entity similarity: how well a picture fits each KB entity, from the frozen vision encoder alone.
+
+Two components, each comparing the picture with an entity's "title: description" embedding (the text
+embedder's space, the one candidate retrieval uses), fused after normalisation across the candidates of one
+query:
+
+- **ImageNet bridge** (:class:`ImageNetBridge`, zero-shot): the encoder's own ImageNet head gives class
+  probabilities; the top classes' "lemma: definition" texts (timm's ``data/_info`` files), embedded by the text
+  embedder and weighted by probability, make one vector in the embedder space. Good for animals, food and
+  objects; blind to what ImageNet lacks (flags, planets, logos).
+- **Projection** (:class:`Projection`, trained): a linear map from the pooled vision feature to the embedder
+  space, trained contrastively (InfoNCE against the training entities' embeddings) on the corpus of named
+  pictures (:mod:`gemel.corpus`). It learns flags, logos and emoji concepts.
+
+Fusion (:class:`FusionConfig`): ``w_bridge * z(bridge) + w_projection * z(projection)``, z-scores over the
+candidate set (or the whole KB for :meth:`ImageEntityScorer.top_k`); a softmax with a temperature turns the
+fused scores into probabilities whose maximum is the confidence; below ``abstain_below`` the scorer abstains
+(the caller should then ignore the image). Weights are fitted on the corpus dev split
+(:func:`fit_fusion`).
+
+An artifact (:meth:`ImageEntityScorer.save`) holds the projection and the bridge's class vectors in fp16
+beside a :class:`ScorerSpec` (encoder, embedder, dims, corpus manifest hash) that :meth:`load` checks, the way
+:mod:`gemel.mapper` checkpoints carry theirs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+
+from .images import ImageInput, load_image
+
+log = logging.getLogger(__name__)
+
+FORMAT = "gemel-image-scorer/1"
+FeatureOrImage = Union[torch.Tensor, np.ndarray, ImageInput]
+
+
+class ImageScoreError(ValueError):
+    """The scorer cannot be built, loaded or used this way; the message names the value and the fix."""
+
+
+# ---- configuration: one dataclass per component ---------------------------------------------------
+@dataclass(frozen=True)
+class BridgeConfig:
+    """The zero-shot ImageNet bridge."""
+
+    top_classes: int = 5  # classes mixed into the bridge vector, by probability
+    temperature: float = 1.0  # softmax temperature on the classifier logits
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.top_classes <= 1000:
+            raise ImageScoreError(f"bridge top_classes={self.top_classes} must be in 1..1000")
+        if self.temperature <= 0:
+            raise ImageScoreError(f"bridge temperature={self.temperature} must be > 0")
+
+
+@dataclass(frozen=True)
+class ProjectionConfig:
+    """Training of the vision-feature -> embedder-space projection (InfoNCE over training entities)."""
+
+    epochs: int = 60  # passes over the training pictures
+    batch_size: int = 256  # pictures per step
+    lr: float = 3e-3  # AdamW learning rate (cosine decay)
+    weight_decay: float = 1e-3  # AdamW weight decay
+    temperature: float = 0.05  # InfoNCE temperature (cosine / temperature = logits)
+    feature_dropout: float = 0.2  # dropout on the standardised feature: a cheap augmentation
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ImageScoreError(f"projection epochs={self.epochs} and batch_size={self.batch_size} must be >= 1")
+        if self.lr <= 0 or self.temperature <= 0:
+            raise ImageScoreError(f"projection lr={self.lr} and temperature={self.temperature} must be > 0")
+        if not 0 <= self.feature_dropout < 1:
+            raise ImageScoreError(f"projection feature_dropout={self.feature_dropout} must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """How the components' similarities become one score per candidate."""
+
+    w_bridge: float = 0.3  # weight of the bridge's z-scored similarity
+    w_projection: float = 1.0  # weight of the projection's z-scored similarity
+    normalise: str = "zscore"  # across the candidates of one query: "zscore", "softmax" or "none"
+    temperature: float = 1.0  # probabilities = softmax(fused / temperature)
+    abstain_below: float = 0.0  # confidence (max probability) below this -> abstain
+
+    def __post_init__(self) -> None:
+        if self.normalise not in ("zscore", "softmax", "none"):
+            raise ImageScoreError(f"fusion normalise={self.normalise!r} is not one of zscore, softmax, none")
+        if self.w_bridge < 0 or self.w_projection < 0 or self.w_bridge + self.w_projection == 0:
+            raise ImageScoreError(f"fusion weights ({self.w_bridge}, {self.w_projection}) must be >= 0, not both 0")
+        if self.temperature <= 0:
+            raise ImageScoreError(f"fusion temperature={self.temperature} must be > 0")
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """What a scorer was built for; saved with it and checked on load."""
+
+    vision: str  # vision encoder name, e.g. "tf_efficientnet_lite0"
+    vision_dim: int  # pooled feature size (1280)
+    embedder: str  # text embedder source
+    embed_dim: int  # embedder size (384)
+    num_classes: int = 0  # classifier classes the bridge expects (1000), 0 = no bridge
+    corpus_manifest: str = ""  # sha256 of the corpus.jsonl the projection was trained on ("" = untrained)
+
+
+# ---- components ----------------------------------------------------------------------------------
+def imagenet_class_texts() -> list[str]:
+    """"lemma: definition" for the 1000 ImageNet-1k classes in classifier order (timm's ``_info`` files)."""
+    import timm.data
+
+    info = Path(timm.data.__file__).parent / "_info"
+    synsets = (info / "imagenet_synsets.txt").read_text().split()
+    lemma = _table(info / "imagenet_synset_to_lemma.txt")
+    definition = _table(info / "imagenet_synset_to_definition.txt")
+    return [f"{lemma[s]}: {definition[s]}" for s in synsets]
+
+
+def _table(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition("\t")
+        out[key] = value.strip()
+    return out
+
+
+def _normalise_rows(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x.float(), dim=-1)
+
+
+class ImageNetBridge:
+    """Class logits -> one unit vector in the embedder space (probability-weighted class text vectors)."""
+
+    def __init__(self, class_vectors: torch.Tensor, config: BridgeConfig = BridgeConfig()) -> None:
+        self.class_vectors = _normalise_rows(class_vectors)  # (C, D)
+        self.config = config
+
+    def vectors(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, C) logits -> (B, D) unit vectors."""
+        probs = torch.softmax(logits.float() / self.config.temperature, dim=-1)  # (B, C)
+        top = probs.topk(min(self.config.top_classes, probs.shape[-1]), dim=-1)
+        weights = top.values / top.values.sum(-1, keepdim=True)  # (B, k)
+        mixed = (weights[..., None] * self.class_vectors[top.indices]).sum(1)  # (B, D)
+        return _normalise_rows(mixed)
+
+    @staticmethod
+    def max_probability(logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits.float(), dim=-1).max(-1).values  # (B,)
+
+
+class Projection(torch.nn.Module):
+    """Standardised pooled feature -> unit vector in the embedder space: ``normalise(W (f - mu) / sd + b)``."""
+
+    def __init__(self, vision_dim: int, embed_dim: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(vision_dim, embed_dim)
+        self.register_buffer("mean", torch.zeros(vision_dim))
+        self.register_buffer("std", torch.ones(vision_dim))
+
+    def standardise(self, features: torch.Tensor) -> torch.Tensor:
+        return (features.float() - self.mean) / self.std  # (B, F)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return _normalise_rows(self.linear(self.standardise(features)))  # (B, D)
+
+
+# ---- results -------------------------------------------------------------------------------------
+@dataclass
+class ImageScores:
+    """Scores of one picture against N candidate entities (all arrays (N,), candidate order)."""
+
+    fused: np.ndarray  # w_bridge * norm(bridge) + w_projection * norm(projection): the score to use
+    probabilities: np.ndarray  # softmax(fused / temperature)
+    components: dict[str, np.ndarray]  # raw cosine similarities: "bridge", "projection"
+    confidence: float  # max probability
+    abstain: bool  # confidence below the fusion's abstain_below: ignore the picture
+
+    @property
+    def best(self) -> int:
+        return int(np.argmax(self.fused))
+
+
+# ---- the scorer ----------------------------------------------------------------------------------
+class ImageEntityScorer:
+    """Similarity of a picture to entities (see the module docstring).
+
+    ``encoder`` (a :class:`gemel.vision.VisionEncoder`) turns images into features and features into class
+    logits; ``kb_vectors`` / ``kb_titles`` (the KB's "title: description" embeddings) are needed only for
+    :meth:`top_k`."""
+
+    def __init__(self, spec: ScorerSpec, encoder, projection: Projection | None = None,
+                 bridge: ImageNetBridge | None = None, fusion: FusionConfig = FusionConfig(),
+                 kb_vectors: np.ndarray | None = None, kb_titles: Sequence[str] | None = None) -> None:
+        if projection is None and bridge is None:
+            raise ImageScoreError("a scorer needs a projection, a bridge or both")
+        if bridge is not None and not getattr(encoder, "has_classifier", False):
+            raise ImageScoreError("the ImageNet bridge needs an encoder with a classifier head "
+                                  "(timm tf_efficientnet_lite0); build the scorer with bridge=None otherwise")
+        if kb_vectors is not None and (kb_titles is None or len(kb_titles) != len(kb_vectors)):
+            raise ImageScoreError("kb_vectors needs kb_titles of the same length")
+        self.spec, self.encoder, self.projection, self.bridge = spec, encoder, projection, bridge
+        self.fusion = fusion
+        self.kb_vectors = None if kb_vectors is None else np.ascontiguousarray(kb_vectors, dtype=np.float32)
+        self.kb_titles = list(kb_titles) if kb_titles is not None else None
+        if self.projection is not None:
+            self.projection.eval().requires_grad_(False)
+
+    def replace(self, fusion: FusionConfig | None = None, bridge: BridgeConfig | None = None,
+                use_bridge: bool = True, use_projection: bool = True) -> "ImageEntityScorer":
+        """A variant sharing the weights: other fusion weights, or one component only (ablations)."""
+        new_bridge = self.bridge if use_bridge else None
+        if new_bridge is not None and bridge is not None:
+            new_bridge = ImageNetBridge(self.bridge.class_vectors, bridge)
+        return ImageEntityScorer(self.spec, self.encoder, self.projection if use_projection else None,
+                                 new_bridge, fusion or self.fusion, self.kb_vectors, self.kb_titles)
+
+    # ---- features ------------------------------------------------------------------------------
+    def feature(self, feature_or_image: FeatureOrImage) -> torch.Tensor:
+        """A (D,) pooled feature: given as a tensor/array, or encoded from an image (path, bytes, PIL)."""
+        if isinstance(feature_or_image, (torch.Tensor, np.ndarray)):
+            f = torch.as_tensor(np.asarray(feature_or_image, dtype=np.float32)).reshape(-1)
+            if f.numel() != self.spec.vision_dim:
+                raise ImageScoreError(f"feature has {f.numel()} values, the scorer expects {self.spec.vision_dim} "
+                                      f"({self.spec.vision}'s pooled feature)")
+            return f
+        image = load_image(feature_or_image)
+        if image is None:
+            raise ImageScoreError("no image given: the image score needs a picture or its feature")
+        return self.encoder.encode([image])[0].float()
+
+    def query_vectors(self, features: torch.Tensor) -> dict[str, np.ndarray]:
+        """(B, F) features -> {"bridge": (B, D), "projection": (B, D)} unit vectors (present components)."""
+        out = {}
+        features = features.reshape(-1, self.spec.vision_dim).float()
+        with torch.inference_mode():
+            if self.bridge is not None:
+                out["bridge"] = self.bridge.vectors(self.encoder.logits_from_features(features)).numpy()
+            if self.projection is not None:
+                out["projection"] = self.projection(features).numpy()
+        return out
+
+    # ---- scoring -------------------------------------------------------------------------------
+    def score(self, feature_or_image: FeatureOrImage, entity_vectors: np.ndarray) -> ImageScores:
+        """Scores of one picture against N candidates given by their (N, D) "title: description" vectors."""
+        entity_vectors = self._check_entities(entity_vectors)
+        queries = self.query_vectors(self.feature(feature_or_image)[None])
+        return self._combine({k: entity_vectors @ v[0] for k, v in queries.items()})
+
+    def similarities(self, feature_or_image: FeatureOrImage, entity_vectors: np.ndarray) -> np.ndarray:
+        """(N,) fused, normalised similarity of the picture to each of N candidate entities (higher = closer)."""
+        return self.score(feature_or_image, entity_vectors).fused
+
+    def top_k(self, feature_or_image: FeatureOrImage, k: int = 10) -> list[tuple[str, float]]:
+        """The k KB entities the picture fits best, as (title, fused score), best first."""
+        if self.kb_vectors is None or self.kb_titles is None:
+            raise ImageScoreError("top_k needs the KB: load the scorer with kb_vectors and kb_titles")
+        if k < 1:
+            raise ImageScoreError(f"k={k} must be >= 1")
+        fused = self.score(feature_or_image, self.kb_vectors).fused
+        best = np.argsort(-fused, kind="stable")[:k]
+        return [(self.kb_titles[i], float(fused[i])) for i in best]
+
+    def score_batch(self, features: torch.Tensor, entity_vectors: np.ndarray) -> np.ndarray:
+        """(B, F) features against N shared candidates -> (B, N) fused scores (benchmarks, fitting)."""
+        entity_vectors = self._check_entities(entity_vectors)
+        queries = self.query_vectors(features)
+        raw = {k: v @ entity_vectors.T for k, v in queries.items()}  # (B, N) each
+        return self._fuse(raw)
+
+    def _combine(self, raw: dict[str, np.ndarray]) -> ImageScores:
+        fused = self._fuse({k: v[None] for k, v in raw.items()})[0]
+        probs = _softmax(fused / self.fusion.temperature)
+        confidence = float(probs.max()) if len(probs) else 0.0
+        return ImageScores(fused, probs, raw, confidence, confidence < self.fusion.abstain_below)
+
+    def _fuse(self, raw: dict[str, np.ndarray]) -> np.ndarray:
+        weights = {"bridge": self.fusion.w_bridge, "projection": self.fusion.w_projection}
+        total = sum(weights[k] * normalise(v, self.fusion.normalise) for k, v in raw.items())
+        return np.asarray(total, dtype=np.float32)
+
+    def _check_entities(self, entity_vectors: np.ndarray) -> np.ndarray:
+        e = np.asarray(entity_vectors, dtype=np.float32)
+        if e.ndim != 2 or e.shape[1] != self.spec.embed_dim:
+            raise ImageScoreError(f"entity_vectors must be (N, {self.spec.embed_dim}) embeddings of "
+                                  f"'title: description' by {self.spec.embedder}, got shape {e.shape}")
+        return e
+
+    # ---- artifact ------------------------------------------------------------------------------
+    def save(self, path: str | Path, extra: dict | None = None) -> str:
+        """Save spec, configs and fp16 weights; returns a version (content hash)."""
+        state: dict[str, torch.Tensor] = {}
+        if self.projection is not None:
+            state.update({f"projection.{k}": v.detach().half() for k, v in self.projection.state_dict().items()})
+        if self.bridge is not None:
+            state["bridge.class_vectors"] = self.bridge.class_vectors.half()
+        digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in state.values())).hexdigest()[:12]
+        blob = {"format": FORMAT, "spec": asdict(self.spec), "version": f"image-scorer-{digest}",
+                "fusion": asdict(self.fusion), "bridge": asdict(self.bridge.config) if self.bridge else None,
+                "state_dict": state, "extra": extra or {}}
+        torch.save(blob, str(path))
+        return blob["version"]
+
+    @classmethod
+    def load(cls, path: str | Path, encoder, embedder_name: str | None = None,
+             kb_vectors: np.ndarray | None = None, kb_titles: Sequence[str] | None = None,
+             corpus_manifest: str | None = None) -> "ImageEntityScorer":
+        """Load an artifact; refuse it when the encoder / embedder / corpus differ from what it was built for."""
+        blob = _load_blob(Path(path))
+        spec = ScorerSpec(**blob["spec"])
+        expected = {"vision": encoder.config.name, "vision_dim": encoder.dim}
+        if embedder_name is not None:
+            expected["embedder"] = embedder_name
+        if corpus_manifest is not None:
+            expected["corpus_manifest"] = corpus_manifest
+        diffs = [f"{k}: artifact {getattr(spec, k)!r} vs given {v!r}" for k, v in expected.items()
+                 if getattr(spec, k) != v]
+        if diffs:
+            raise ImageScoreError(f"image scorer {path} does not fit ({'; '.join(diffs)}): "
+                                  "retrain it with `gemel corpus train-projection`")
+        state = blob["state_dict"]
+        projection = None
+        if "projection.linear.weight" in state:
+            projection = Projection(spec.vision_dim, spec.embed_dim)
+            projection.load_state_dict({k.removeprefix("projection."): v.float()
+                                        for k, v in state.items() if k.startswith("projection.")})
+        bridge = None
+        if "bridge.class_vectors" in state:
+            bridge = ImageNetBridge(state["bridge.class_vectors"].float(), BridgeConfig(**blob["bridge"]))
+        scorer = cls(spec, encoder, projection, bridge, FusionConfig(**blob["fusion"]), kb_vectors, kb_titles)
+        scorer.version = blob.get("version", "unknown")
+        return scorer
+
+
+def _load_blob(path: Path) -> dict:
+    if not path.exists():
+        raise ImageScoreError(f"image scorer {str(path)!r} does not exist: train one with "
+                              "`gemel corpus train-projection`")
+    try:
+        blob = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a file that is not a checkpoint
+        raise ImageScoreError(f"{path} is not a readable image scorer ({type(e).__name__}: {e})") from e
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ImageScoreError(f"{path} is not a GEMEL Studio image scorer (format {FORMAT})")
+    return blob
+
+
+# ---- normalisation -------------------------------------------------------------------------------
+def normalise(scores: np.ndarray, how: str = "zscore") -> np.ndarray:
+    """Normalise (..., N) scores across the last axis (the candidates of one query)."""
+    s = np.asarray(scores, dtype=np.float64)
+    if how == "none" or s.shape[-1] == 0:
+        return s
+    if how == "softmax":
+        return _softmax(s / 0.05)
+    std = s.std(-1, keepdims=True)
+    return (s - s.mean(-1, keepdims=True)) / np.where(std > 1e-9, std, 1.0)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[-1] == 0:
+        return x
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+# ---- training and fitting ------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    projection: Projection
+    losses: list[float] = field(default_factory=list)  # mean loss per epoch
+    seconds: float = 0.0
+
+
+def train_projection(features: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor,
+                     config: ProjectionConfig = ProjectionConfig()) -> TrainResult:
+    """InfoNCE: picture i should be closest to its entity ``targets[labels[i]]`` among all ``targets``.
+
+    features (B, F) pooled vision features; targets (E, D) unit "title: description" vectors of the
+    training entities; labels (B,) index into targets."""
+    import time
+
+    if len(features) != len(labels) or len(features) == 0:
+        raise ImageScoreError(f"need as many labels as features, and some: {len(features)} vs {len(labels)}")
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    features = features.float()
+    proj = Projection(features.shape[1], targets.shape[1])
+    proj.mean.copy_(features.mean(0))
+    proj.std.copy_(features.std(0).clamp_min(1e-4))
+    targets = _normalise_rows(targets)  # (E, D)
+    opt = torch.optim.AdamW(proj.linear.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps = config.epochs * math.ceil(len(features) / config.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    dropout = torch.nn.Dropout(config.feature_dropout)
+    losses = []
+    for _ in range(config.epochs):
+        order = torch.randperm(len(features), generator=gen)
+        total = 0.0
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start:start + config.batch_size]
+            z = _normalise_rows(proj.linear(dropout(proj.standardise(features[idx]))))  # (b, D)
+            loss = torch.nn.functional.cross_entropy(z @ targets.T / config.temperature, labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(idx)
+        losses.append(total / len(features))
+    proj.eval()
+    return TrainResult(proj, losses, time.perf_counter() - t0)
+
+
+def fit_fusion(scorer: ImageEntityScorer, features: torch.Tensor, gold: Sequence[int], entity_vectors: np.ndarray,
+               grid: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 1e3),
+               abstain_precision: float = 0.0) -> FusionConfig:
+    """Choose w_bridge (w_projection = 1; 1e3 = bridge alone) by dev top-1 (then top-10) over the candidates.
+
+    gold[i] indexes the entity_vectors row of picture i. With ``abstain_precision`` > 0 the abstain threshold
+    is the lowest confidence above which dev top-1 reaches that precision."""
+    if scorer.bridge is None or scorer.projection is None:
+        return scorer.fusion
+    gold_arr = np.asarray(gold)
+    best_key, best = (-1.0, -1.0), scorer.fusion
+    for w in grid:
+        fusion = dataclasses.replace(scorer.fusion, w_bridge=w if w < 1e3 else 1.0, w_projection=1.0 if w < 1e3 else 0.0)
+        fused = scorer.replace(fusion=fusion).score_batch(features, entity_vectors)  # (B, N)
+        key = _topk_hits(fused, gold_arr)
+        if key > best_key:
+            best_key, best = key, fusion
+    if abstain_precision > 0:
+        best = dataclasses.replace(best, abstain_below=_abstain_threshold(scorer.replace(fusion=best), features,
+                                                                          gold_arr, entity_vectors, abstain_precision))
+    log.info("fusion fitted: w_bridge=%.2f w_projection=%.2f (dev top-1 %.3f, top-10 %.3f)",
+             best.w_bridge, best.w_projection, *best_key)
+    return best
+
+
+def _topk_hits(fused: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
+    gold_scores = fused[np.arange(len(gold)), gold][:, None]
+    rank = (fused > gold_scores).sum(1)  # 0 = top-1
+    return float((rank < 1).mean()), float((rank < 10).mean())
+
+
+def _abstain_threshold(scorer: ImageEntityScorer, features: torch.Tensor, gold: np.ndarray,
+                       entity_vectors: np.ndarray, precision: float) -> float:
+    fused = scorer.score_batch(features, entity_vectors)
+    conf = _softmax(fused / scorer.fusion.temperature).max(1)
+    right = fused.argmax(1) == gold
+    for t in np.unique(conf):
+        if right[conf >= t].mean() >= precision:
+            return float(t)
+    return 1.0
