@@ -38,6 +38,7 @@ CLDR_DIR = Path("/usr/share/unicode/cldr/common")
 OPENCLIPART_DIR = Path("/usr/share/openclipart")
 RENDER_SIZE = 160  # side of rasterised SVGs (px)
 MAX_SIDE = 256  # larger bitmaps are shrunk to this side before they are stored
+MAX_PIXELS = 40_000_000  # bigger bitmaps are skipped (gemel.images' cap for user pictures)
 
 SKIN_TONES = frozenset(range(0x1F3FB, 0x1F400))
 REGIONAL_A = 0x1F1E6
@@ -227,6 +228,8 @@ def _png_loader(data_or_path: bytes | Path) -> Callable[[], Image.Image]:
     def load() -> Image.Image:
         raw = data_or_path if isinstance(data_or_path, bytes) else Path(data_or_path).read_bytes()
         im = Image.open(io.BytesIO(raw))
+        if im.width * im.height > MAX_PIXELS:  # a few clip-art PNGs are posters of 100+ M pixels
+            raise ValueError(f"{im.width} x {im.height} pixels is over the cap of {MAX_PIXELS:,}")
         im.load()
         im = im.convert("RGBA")
         if max(im.size) > MAX_SIDE:

@@ -417,7 +417,7 @@ def train_projection(features: torch.Tensor, targets: torch.Tensor, labels: torc
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         losses.append(total / len(features))
     proj.eval()
     return TrainResult(proj, losses, time.perf_counter() - t0)
