@@ -79,6 +79,8 @@ class LinkConfig:
 
     min_similarity: float = 0.45  # embedder rule: least cosine between the picture's text and the title's
     head_min_similarity: float = 0.50  # stricter when only the head noun matched
+    logo_min_similarity: float = 0.50  # a logo's name is often a common word ("Sky", "Square"): always confirm
+    max_per_entity: int = 8  # pictures kept per (entity, source): "... face" emoji must not all become Face
     table: str = str(DEFAULT_TABLE)  # reviewed table (TSV: name, source or *, title or -); "" = none
 
 
@@ -174,14 +176,17 @@ class NameLinker:
         return self._by_head(pic)
 
     def _by_name(self, pic: Picture, name: str) -> LinkResult | None:
-        n = norm(name)
+        n = norm(_PAREN.sub("", name) or name)
         candidates = list(dict.fromkeys(self.by_surface.get(n, []) + self.by_surface.get(singular(n), [])))
         if pic.kind == "logo":
             candidates += [t for s in _COMPANY if (t := self.by_title.get(norm(name + s)))]
             candidates = list(dict.fromkeys(candidates))
-        if len(candidates) == 1:
-            return LinkResult(candidates[0], "exact" if candidates[0] == self.by_title.get(n) else "surface")
-        if len(candidates) > 1:
+            return self._choose(pic, candidates, self.config.logo_min_similarity) if candidates else None
+        if len(candidates) == 1 and candidates[0] == self.by_title.get(n):
+            return LinkResult(candidates[0], "exact")
+        if len(candidates) == 1 and "(" not in candidates[0]:
+            return LinkResult(candidates[0], "surface")  # a plural or a differently written name
+        if candidates:  # several senses, or one qualified sense ("Ring (mathematics)") that may not be it
             return self._choose(pic, candidates, self.config.min_similarity)
         return None
 
@@ -278,7 +283,8 @@ class BuildReport:
 
     def linked(self, source: str) -> int:
         return sum(v for k, v in self.rules.items() if k.startswith(source + "/") and k.split("/")[1] in
-                   ("table", "exact", "surface", "embedder"))
+                   ("table", "exact", "surface", "embedder")) - self.rules.get(f"{source}/over-cap", 0) \
+            - self.rules.get(f"{source}/unreadable", 0)
 
     def to_dict(self) -> dict:
         d = {"read": dict(self.read), "rules": dict(self.rules), "splits": dict(self.splits),
@@ -337,6 +343,7 @@ def _link_source(pictures: list[Picture], linker: NameLinker, out: Path, report:
     source = pictures[0].source if pictures else ""
     report.read[source] += len(pictures)
     seen: set[str] = set()
+    per_entity: Counter = Counter()
     linker.prime(pictures)
     for pic in tqdm(pictures, desc=f"corpus {source}", disable=not progress, unit="pic"):
         result = linker.link(pic)
@@ -344,11 +351,15 @@ def _link_source(pictures: list[Picture], linker: NameLinker, out: Path, report:
         item_id = f"{pic.source}/{safe_name(pic.key)}"
         if result.title is None or item_id in seen:
             continue
+        if per_entity[result.title] >= linker.config.max_per_entity:
+            report.rules[f"{pic.source}/over-cap"] += 1
+            continue
         seen.add(item_id)
         rel = f"images/{item_id}.png"
         if not _write_image(pic, out / rel):
             report.rules[f"{pic.source}/unreadable"] += 1
             continue
+        per_entity[result.title] += 1
         split_name, why = assign_split(result.title, pic.concept, pic.style, split)
         yield CorpusItem(item_id, rel, result.title, pic.names, pic.source, pic.style, pic.licence, pic.kind,
                          pic.concept, result.rule, split_name, why)

@@ -92,26 +92,33 @@ def cldr_names(cldr_dir: Path = CLDR_DIR) -> dict[str, tuple[str, tuple[str, ...
 
 
 @lru_cache(maxsize=2)
-def territories(cldr_dir: Path = CLDR_DIR) -> dict[str, str]:
-    """ISO 3166 code -> English territory name (CLDR ``main/en.xml``, the default form)."""
+def territories(cldr_dir: Path = CLDR_DIR) -> dict[str, tuple[str, ...]]:
+    """ISO 3166 code -> English territory names (CLDR ``main/en.xml``): the default form, then the short
+    and variant forms ("Congo - Kinshasa", "Congo (DRC)"; "Czechia", "Czech Republic")."""
     root = ET.parse(cldr_dir / "main/en.xml").getroot()
-    return {t.get("type", ""): (t.text or "").strip() for t in root.iter("territory") if t.get("alt") is None}
+    names: dict[str, list[str]] = {}
+    for t in root.iter("territory"):
+        text = (t.text or "").strip()
+        if text:
+            forms = names.setdefault(t.get("type", ""), [])
+            forms.insert(0, text) if t.get("alt") is None else forms.append(text)
+    return {code: tuple(dict.fromkeys(forms)) for code, forms in names.items()}
 
 
-def emoji_names(key: str) -> tuple[str, tuple[str, ...], str] | None:
-    """(names..., keywords, kind) of an emoji by codepoint key, or None when CLDR has no name for it."""
+def emoji_names(key: str) -> tuple[tuple[str, ...], tuple[str, ...], str] | None:
+    """(names, keywords, kind) of an emoji by codepoint key, or None when CLDR has no name for it."""
     cps = [int(c, 16) for c in key.split("-")]
     if len(cps) == 2 and all(REGIONAL_A <= c < REGIONAL_A + 26 for c in cps):
         code = "".join(chr(ord("A") + c - REGIONAL_A) for c in cps)
-        name = territories().get(code)
-        return (name, ("flag",), "flag") if name else None
+        names = territories().get(code)
+        return (names, ("flag",), "flag") if names else None
     found = cldr_names().get(key)
     if found is None:
         return None
     name, keywords = found
     if name.startswith("flag: "):  # subdivision flags (England, Scotland, Wales)
-        return name[len("flag: "):], ("flag",), "flag"
-    return name, keywords, "emoji"
+        return (name[len("flag: "):],), ("flag",), "flag"
+    return (name,), keywords, "emoji"
 
 
 def _emoji_picture(key: str, source: str, licence: str, load: Callable[[], Image.Image]) -> Picture | None:
@@ -120,8 +127,8 @@ def _emoji_picture(key: str, source: str, licence: str, load: Callable[[], Image
     named = emoji_names(key)
     if named is None:
         return None
-    name, keywords, kind = named
-    return Picture(key, source, source, (name,), keywords, licence, kind, f"emoji:{key}", load)
+    names, keywords, kind = named
+    return Picture(key, source, source, names, keywords, licence, kind, f"emoji:{key}", load)
 
 
 # ---- emoji sources -----------------------------------------------------------------------------

@@ -266,5 +266,6 @@ def test_real_source_reads_named_pictures(source):
 def test_real_flags_are_named_by_territory():
     from gemel.corpus_sources import emoji_names
 
-    assert emoji_names(cp_key("🇩🇪"))[0] == "Germany" and emoji_names(cp_key("🇩🇪"))[2] == "flag"
-    assert emoji_names(cp_key("🍎"))[0] == "red apple"
+    assert emoji_names(cp_key("🇩🇪"))[0] == ("Germany",) and emoji_names(cp_key("🇩🇪"))[2] == "flag"
+    assert emoji_names(cp_key("🇨🇿"))[0] == ("Czechia", "Czech Republic")
+    assert emoji_names(cp_key("🍎"))[0] == ("red apple",)
