@@ -2,6 +2,7 @@
 
     gemel corpus build [--sources noto twemoji ...] [--limit N]     # cached under the project cache
     gemel corpus train-projection [--out scorer.pt]                 # <= a few minutes on 2 cores
+    gemel corpus captions --out data/captions                       # synthetic captions, groups, flags
     gemel corpus top --image photo.png [--k 10]                      # what the image alone suggests
 """
 
@@ -40,6 +41,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--epochs", type=int, default=60, help="training epochs (default 60)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=run_train_projection)
+    c = csub.add_parser("captions", help="write synthetic captions, same-caption groups and the flags set",
+                        description="Write OUT/{train,dev}.jsonl (captions per picture), OUT/groups.jsonl "
+                                    "(same-caption groups from the test split) and OUT/flags.jsonl (held-out style).")
+    c.add_argument("--profile", default="offline", help="profile whose KB to use (default offline)")
+    c.add_argument("--corpus", help="corpus folder (default: the one `build` writes with all sources)")
+    c.add_argument("--out", required=True, help="folder to write the JSONL files to")
+    c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    c.set_defaults(func=run_captions)
     q = csub.add_parser("top", help="the KB entities an image alone suggests (image scorer top-k)",
                         description="Print the top-k KB entities of an image by the image scorer.")
     q.add_argument("--image", required=True, help="image file")
@@ -85,6 +94,31 @@ def run_train_projection(args: argparse.Namespace) -> int:
     f = scorer.fusion
     print(f"image scorer {version}: w_bridge={f.w_bridge:g} w_projection={f.w_projection:g} -> {out} "
           f"({out.stat().st_size / 2**20:.1f} MB)")
+    return 0
+
+
+def run_captions(args: argparse.Namespace) -> int:
+    from .captions import captions, flag_set, same_caption_groups, write_jsonl
+    from .config import load_profile
+    from .corpus import Corpus
+    from .kb import KnowledgeBase
+    from .sources import resolve
+
+    config = load_profile(args.profile)
+    kb = KnowledgeBase.load(resolve(config.kb.source, config.base_dir), name=config.kb.name)
+    corpus = Corpus.load(args.corpus or default_corpus(args.profile))
+    out, root = Path(args.out), corpus.folder
+    for split in ("train", "dev"):
+        n = write_jsonl((c.to_example_dict(root) for c in captions(corpus, kb, split, seed=args.seed)),
+                        out / f"{split}.jsonl")
+        print(f"{split}: {n} captions")
+    groups = same_caption_groups(corpus, kb, seed=args.seed)
+    n = write_jsonl(({"group": g.id, "text": g.text, "mention": g.mention,
+                      "members": [m.to_example_dict(root) for m in g.members]} for g in groups), out / "groups.jsonl")
+    print(f"groups: {n} same-caption groups, {sum(len(g.members) for g in groups)} pictures")
+    n = write_jsonl(({"id": it.id, "image": str(corpus.path(it)), "entity": it.entity, "style": it.style}
+                     for it in flag_set(corpus)), out / "flags.jsonl")
+    print(f"flags: {n} held-out-style flags")
     return 0
 
 

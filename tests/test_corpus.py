@@ -269,3 +269,12 @@ def test_real_flags_are_named_by_territory():
     assert emoji_names(cp_key("🇩🇪"))[0] == ("Germany",) and emoji_names(cp_key("🇩🇪"))[2] == "flag"
     assert emoji_names(cp_key("🇨🇿"))[0] == ("Czechia", "Czech Republic")
     assert emoji_names(cp_key("🍎"))[0] == ("red apple",)
+
+
+@pytest.mark.parametrize("cmd", [[], ["build"], ["train-projection"], ["captions"], ["top"]])
+def test_every_corpus_command_has_help(cmd, capsys):
+    from gemel.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["corpus", *cmd, "--help"])
+    assert e.value.code == 0 and "usage: gemel corpus" in capsys.readouterr().out
