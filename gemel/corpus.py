@@ -46,6 +46,12 @@ DEFAULT_TABLE = Path(__file__).resolve().parent.parent / "assets" / "corpus" / "
 _PAREN = re.compile(r"\s*\([^)]*\)\s*$")
 _COMPANY = (" Inc.", " (company)", " Corporation", " Company", " (brand)", " (software)",
             " (programming language)", " (operating system)", " (website)")
+# a logo links only to an entity whose KB description names an organisation, a brand or a product like these
+ORGANISATION = re.compile(
+    r"\b(compan(y|ies)|corporation|manufacturer|brand|organi[sz]ation|agency|network|website|software|"
+    r"operating systems?|programming language|service|airline|league|broadcaster|franchise|newspaper|"
+    r"magazine|platform|search engine|social media|retailer|conglomerate|automaker|video game|console|union|"
+    r"federation|committee|association|channel|studio|encyclopedia|browser|chain|bank|club|team)\b", re.I)
 KIND_HINT = {"emoji": "", "flag": "flag of a country", "logo": "logo of a brand, company or software",
              "clipart": "a drawing"}
 
@@ -79,7 +85,6 @@ class LinkConfig:
 
     min_similarity: float = 0.45  # embedder rule: least cosine between the picture's text and the title's
     head_min_similarity: float = 0.50  # stricter when only the head noun matched
-    logo_min_similarity: float = 0.50  # a logo's name is often a common word ("Sky", "Square"): always confirm
     max_per_entity: int = 8  # pictures kept per (entity, source): "... face" emoji must not all become Face
     table: str = str(DEFAULT_TABLE)  # reviewed table (TSV: name, source or *, title or -); "" = none
 
@@ -178,10 +183,12 @@ class NameLinker:
     def _by_name(self, pic: Picture, name: str) -> LinkResult | None:
         n = norm(_PAREN.sub("", name) or name)
         candidates = list(dict.fromkeys(self.by_surface.get(n, []) + self.by_surface.get(singular(n), [])))
-        if pic.kind == "logo":
+        if pic.kind == "logo":  # a brand's name is often a common word ("Sky", "Square", "Swift")
             candidates += [t for s in _COMPANY if (t := self.by_title.get(norm(name + s)))]
-            candidates = list(dict.fromkeys(candidates))
-            return self._choose(pic, candidates, self.config.logo_min_similarity) if candidates else None
+            candidates = [t for t in dict.fromkeys(candidates) if ORGANISATION.search(self._description(t))]
+            if len(candidates) == 1:
+                return LinkResult(candidates[0], "exact" if candidates[0] == self.by_title.get(n) else "surface")
+            return self._choose(pic, candidates, self.config.min_similarity) if candidates else None
         if len(candidates) == 1 and candidates[0] == self.by_title.get(n):
             return LinkResult(candidates[0], "exact")
         if len(candidates) == 1 and "(" not in candidates[0]:
@@ -189,6 +196,10 @@ class NameLinker:
         if candidates:  # several senses, or one qualified sense ("Ring (mathematics)") that may not be it
             return self._choose(pic, candidates, self.config.min_similarity)
         return None
+
+    def _description(self, title: str) -> str:
+        entity = self.kb.get(title)
+        return entity.description if entity else ""
 
     def _by_head(self, pic: Picture) -> LinkResult:
         """Only a head noun (last one or two words) of a name matches: the embedder must agree."""

@@ -78,9 +78,15 @@ def test_rules_exact_and_surface(name, kind, source, title, rule):
     assert (result.title, result.rule) == (title, rule)
 
 
-def test_shared_surface_is_decided_by_the_kb_descriptions():
+def test_a_logo_links_only_to_an_organisation():
     result = linker(min_similarity=0.05).link(pic("Apple", "logo", "simple-icons", ("american", "technology")))
-    assert (result.title, result.rule) == ("Apple Inc.", "embedder")
+    assert (result.title, result.rule) == ("Apple Inc.", "surface")
+    assert linker().link(pic("Moon", "logo", "simple-icons")).title is None  # a brand named like a KB thing
+
+
+def test_shared_surface_is_decided_by_the_kb_descriptions():
+    result = linker(min_similarity=0.05).link(pic("Mole", "emoji", "noto", ("small", "burrowing", "mammal")))
+    assert (result.title, result.rule) == ("Mole (animal)", "embedder")
 
 
 def test_head_noun_needs_the_embedder_to_agree():
