@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 
-def topk(scorer, feats, gold, vectors) -> tuple[float, float]:
-    fused = scorer.score_batch(feats, vectors)  # (B, N)
+def topk(scorer, feats, gold, vectors, titles=None, layouts=None) -> tuple[float, float]:
+    fused = scorer.score_batch(feats, vectors, titles, layouts)  # (B, N)
     rank = (fused > fused[np.arange(len(gold)), gold][:, None]).sum(1)
     return float((rank < 1).mean()), float((rank < 10).mean())
 
@@ -42,8 +42,8 @@ def main(argv=None) -> int:
     from gemel.captions import flag_set, same_caption_groups, shared_surfaces, text_only_upper_bound
     from gemel.corpus import Corpus
     from gemel.corpus_cli import default_corpus
-    from gemel.image_score import ImageEntityScorer
-    from gemel.image_training import corpus_features, default_artifact, load_parts, train_scorer
+    from gemel.image_score import FusionConfig, ImageEntityScorer
+    from gemel.image_training import corpus_features, corpus_layouts, default_artifact, load_parts, train_scorer
 
     t0 = time.perf_counter()
     corpus = Corpus.load(args.corpus or default_corpus(args.profile))
@@ -54,22 +54,29 @@ def main(argv=None) -> int:
         scorer.save(artifact)
     scorer = ImageEntityScorer.load(artifact, parts.encoder, parts.embedder.name, parts.kb_vectors,
                                     parts.kb.titles, corpus_manifest=corpus.manifest_sha256)
-    variants = {"bridge": scorer.replace(use_projection=False), "projection": scorer.replace(use_bridge=False),
+    one = FusionConfig(w_bridge=1.0, w_projection=1.0, w_exemplar=1.0)
+    variants = {"bridge": scorer.replace(one, use_projection=False, use_exemplars=False),
+                "projection": scorer.replace(one, use_bridge=False, use_exemplars=False),
+                "exemplars": scorer.replace(one, use_bridge=False, use_projection=False),
+                "bridge+projection": scorer.replace(use_exemplars=False),
                 "combined": scorer}
-    figures: dict = {"fusion": {"w_bridge": scorer.fusion.w_bridge, "w_projection": scorer.fusion.w_projection},
+    figures: dict = {"fusion": {"w_bridge": scorer.fusion.w_bridge, "w_projection": scorer.fusion.w_projection,
+                                "w_exemplar": scorer.fusion.w_exemplar},
                      "train_items": len(corpus.split("train")), "train_entities": len(corpus.entities("train"))}
 
     # top-1 / top-10 over the whole KB, by why the picture is held out, and by source
     test = corpus.split("test")
     feats = corpus_features(corpus, parts.encoder, test, progress=False)
     gold = np.array([parts.kb.index(it.entity) for it in test])
+    layouts = corpus_layouts(corpus, test)
+    titles = parts.kb.titles
     for why in ("style", "picture", "entity"):
         for source in sorted({it.source for it in test}) + ["all"]:
             mask = np.array([it.heldout == why and source in ("all", it.source) for it in test])
             if mask.sum() == 0:
                 continue
             for name, sc in variants.items():
-                t1, t10 = topk(sc, feats[mask], gold[mask], parts.kb_vectors)
+                t1, t10 = topk(sc, feats[mask], gold[mask], parts.kb_vectors, titles, layouts[mask])
                 figures[f"{why}/{source}/{name}"] = {"n": int(mask.sum()), "top1": t1, "top10": t10}
 
     # same-caption groups: choose among the entities sharing the mention, by the image alone
@@ -81,7 +88,9 @@ def main(argv=None) -> int:
         for g in groups:
             cands = sorted(shared[g.mention.lower()] if g.mention.lower() in shared else {m.entity for m in g.members})
             vecs = parts.vectors(cands)
-            right = [cands[int(np.argmax(sc.similarities(feats[index[m.image]], vecs)))] == m.entity for m in g.members]
+            right = [cands[int(np.argmax(sc.score_batch(feats[index[m.image]][None], vecs, cands,
+                                                        layouts[index[m.image]][None])[0]))] == m.entity
+                     for m in g.members]
             members_right += sum(right)
             groups_right += all(right)
         n_members = sum(len(g.members) for g in groups)
@@ -95,12 +104,13 @@ def main(argv=None) -> int:
     flags = flag_set(corpus)
     if flags:
         ff = corpus_features(corpus, parts.encoder, flags, progress=False)
+        fl = corpus_layouts(corpus, flags)
         fg = np.array([parts.kb.index(it.entity) for it in flags])
         countries = sorted({it.entity for it in corpus.items if it.kind == "flag"})
         local = np.array([countries.index(it.entity) for it in flags])
         for name, sc in variants.items():
-            kb1, kb10 = topk(sc, ff, fg, parts.kb_vectors)
-            c1, _ = topk(sc, ff, local, parts.vectors(countries))
+            kb1, kb10 = topk(sc, ff, fg, parts.kb_vectors, titles, fl)
+            c1, _ = topk(sc, ff, local, parts.vectors(countries), countries, fl)
             figures[f"flags/{name}"] = {"n": len(flags), "top1_kb": kb1, "top10_kb": kb10, "top1_among_flags": c1}
     figures["seconds"] = time.perf_counter() - t0
 
@@ -115,8 +125,11 @@ def main(argv=None) -> int:
           f" | in-pool(picture) top1={get(f'picture/all/{c}', 'top1'):.3f}"
           f" | out-of-pool top1={get(f'entity/all/{c}', 'top1'):.3f} top10={get(f'entity/all/{c}', 'top10'):.3f}"
           f" | groups all-right={get(f'groups/{c}', 'group_all_right'):.3f} ({get(f'groups/{c}', 'groups'):.0f} groups;"
-          f" bridge {get('groups/bridge', 'group_all_right'):.3f}, projection {get('groups/projection', 'group_all_right'):.3f})"
-          f" | flags top1={get(f'flags/{c}', 'top1_kb'):.3f} (among flags {get(f'flags/{c}', 'top1_among_flags'):.3f})")
+          f" bridge {get('groups/bridge', 'group_all_right'):.3f}, projection {get('groups/projection', 'group_all_right'):.3f},"
+          f" exemplars {get('groups/exemplars', 'group_all_right'):.3f})"
+          f" | flags top1={get(f'flags/{c}', 'top1_kb'):.3f} (among flags {get(f'flags/{c}', 'top1_among_flags'):.3f};"
+          f" bridge {get('flags/bridge', 'top1_kb'):.3f}, projection {get('flags/projection', 'top1_kb'):.3f},"
+          f" exemplars {get('flags/exemplars', 'top1_kb'):.3f})")
     return 0
 
 

@@ -12,7 +12,13 @@ query:
   space, trained contrastively (InfoNCE against the training entities' embeddings) on the corpus of named
   pictures (:mod:`gemel.corpus`). It learns flags, logos and emoji concepts.
 
-Fusion (:class:`FusionConfig`): ``w_bridge * z(bridge) + w_projection * z(projection)``, z-scores over the
+- **Colour-layout exemplars** (:class:`ColourExemplars`, in-pool only): the picture's content box cut into a
+  small grid of mean colours, compared with the training pictures of each candidate entity (nearest
+  exemplar, a kernel in [0, 1]). The pooled feature loses the spatial layout that tells flags apart; this keeps
+  it. It needs the picture itself and the candidates' titles, so it is skipped when only a feature is given.
+
+Fusion (:class:`FusionConfig`): ``w_bridge * z(bridge) + w_projection * z(projection) + w_exemplar *
+exemplar``, z-scores over the
 candidate set (or the whole KB for :meth:`ImageEntityScorer.top_k`); a softmax with a temperature turns the
 fused scores into probabilities whose maximum is the confidence; below ``abstain_below`` the scorer abstains
 (the caller should then ignore the image). Weights are fitted on the corpus dev split
@@ -67,12 +73,12 @@ class BridgeConfig:
 class ProjectionConfig:
     """Training of the vision-feature -> embedder-space projection (InfoNCE over training entities)."""
 
-    epochs: int = 60  # passes over the training pictures
+    epochs: int = 30  # passes over the training pictures
     batch_size: int = 256  # pictures per step
     lr: float = 3e-3  # AdamW learning rate (cosine decay)
-    weight_decay: float = 1e-3  # AdamW weight decay
-    temperature: float = 0.05  # InfoNCE temperature (cosine / temperature = logits)
-    feature_dropout: float = 0.2  # dropout on the standardised feature: a cheap augmentation
+    weight_decay: float = 0.05  # AdamW weight decay
+    temperature: float = 0.1  # InfoNCE temperature (cosine / temperature = logits)
+    feature_dropout: float = 0.5  # dropout on the standardised feature: a cheap augmentation
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -85,11 +91,27 @@ class ProjectionConfig:
 
 
 @dataclass(frozen=True)
+class ExemplarConfig:
+    """The colour-layout descriptor of a picture (see :func:`colour_layout`)."""
+
+    grid: tuple[int, int] = (8, 6)  # cells across and down the picture's content box
+    margin: float = 0.1  # share of the content box trimmed on each side (outlines, waving edges)
+    background_tolerance: int = 30  # pixels this close to white are background when finding the content box
+
+    def __post_init__(self) -> None:
+        if len(self.grid) != 2 or min(self.grid) < 1:
+            raise ImageScoreError(f"exemplar grid={self.grid} must be two numbers >= 1")
+        if not 0 <= self.margin < 0.5:
+            raise ImageScoreError(f"exemplar margin={self.margin} must be in [0, 0.5)")
+
+
+@dataclass(frozen=True)
 class FusionConfig:
     """How the components' similarities become one score per candidate."""
 
     w_bridge: float = 0.3  # weight of the bridge's z-scored similarity
     w_projection: float = 1.0  # weight of the projection's z-scored similarity
+    w_exemplar: float = 0.0  # weight of the colour-layout exemplar kernel (in [0, 1], not normalised)
     normalise: str = "zscore"  # across the candidates of one query: "zscore", "softmax" or "none"
     temperature: float = 1.0  # probabilities = softmax(fused / temperature)
     abstain_below: float = 0.0  # confidence (max probability) below this -> abstain
@@ -97,8 +119,10 @@ class FusionConfig:
     def __post_init__(self) -> None:
         if self.normalise not in ("zscore", "softmax", "none"):
             raise ImageScoreError(f"fusion normalise={self.normalise!r} is not one of zscore, softmax, none")
-        if self.w_bridge < 0 or self.w_projection < 0 or self.w_bridge + self.w_projection == 0:
-            raise ImageScoreError(f"fusion weights ({self.w_bridge}, {self.w_projection}) must be >= 0, not both 0")
+        weights = (self.w_bridge, self.w_projection, self.w_exemplar)
+        if min(weights) < 0 or sum(weights) == 0:
+            raise ImageScoreError(f"fusion weights (bridge, projection, exemplar) = {weights} must be >= 0, "
+                                  "not all 0")
         if self.temperature <= 0:
             raise ImageScoreError(f"fusion temperature={self.temperature} must be > 0")
 
@@ -175,6 +199,67 @@ class Projection(torch.nn.Module):
         return _normalise_rows(self.linear(self.standardise(features)))  # (B, D)
 
 
+def colour_layout(image, config: ExemplarConfig = ExemplarConfig()) -> np.ndarray:
+    """(3 * gw * gh,) mean colours in [0, 1] of a grid over the picture's content box (white = background).
+
+    Transparent pixels are composited on white first (:func:`gemel.images.to_rgb`), like everywhere."""
+    from PIL import Image, ImageChops
+
+    rgb = load_image(image)
+    gap = ImageChops.difference(rgb, Image.new("RGB", rgb.size, (255, 255, 255))).convert("L")
+    box = gap.point(lambda v: 255 if v > config.background_tolerance else 0).getbbox()
+    if box:
+        rgb = rgb.crop(box)
+    w, h = rgb.size
+    m = config.margin
+    rgb = rgb.crop((round(w * m), round(h * m), max(round(w * (1 - m)), round(w * m) + 1),
+                    max(round(h * (1 - m)), round(h * m) + 1)))
+    cells = rgb.resize(config.grid, Image.Resampling.BOX)
+    return np.asarray(cells, dtype=np.float32).reshape(-1) / 255.0
+
+
+class ColourExemplars:
+    """Colour layouts of the training pictures; an entity's score is the kernel of its nearest exemplar."""
+
+    def __init__(self, descriptors: np.ndarray, titles: Sequence[str], scale: float,
+                 config: ExemplarConfig = ExemplarConfig()) -> None:
+        if len(descriptors) != len(titles) or len(titles) == 0:
+            raise ImageScoreError(f"exemplars need one title per descriptor: {len(descriptors)} vs {len(titles)}")
+        if scale <= 0:
+            raise ImageScoreError(f"exemplar scale={scale} must be > 0")
+        self.descriptors = np.ascontiguousarray(descriptors, dtype=np.float32)  # (M, G)
+        self.titles = list(titles)
+        self.scale = float(scale)
+        self.config = config
+
+    @classmethod
+    def build(cls, descriptors: np.ndarray, titles: Sequence[str], config: ExemplarConfig = ExemplarConfig(),
+              seed: int = 0) -> "ColourExemplars":
+        """Scale = half the median distance between random pairs of exemplars (a "clearly different" distance)."""
+        rng = np.random.default_rng(seed)
+        d = np.asarray(descriptors, dtype=np.float32)
+        a, b = rng.integers(0, len(d), (2, min(4096, len(d) * 4)))
+        scale = float(np.median(np.linalg.norm(d[a] - d[b], axis=1))) * 0.5 or 1.0
+        return cls(d, titles, scale, config)
+
+    def kernels(self, descriptors: np.ndarray) -> np.ndarray:
+        """(B, G) query descriptors -> (B, M) kernels max(0, 1 - distance / scale) to every exemplar."""
+        q = np.asarray(descriptors, dtype=np.float32).reshape(-1, self.descriptors.shape[1])
+        d2 = (q ** 2).sum(1)[:, None] + (self.descriptors ** 2).sum(1)[None] - 2 * q @ self.descriptors.T
+        return np.clip(1.0 - np.sqrt(np.maximum(d2, 0)) / self.scale, 0.0, 1.0)
+
+    def similarities(self, descriptors: np.ndarray, titles: Sequence[str]) -> np.ndarray:
+        """(B, N) best kernel among each candidate title's exemplars (0 for a title without exemplars)."""
+        k = self.kernels(descriptors)  # (B, M)
+        column = {t: i for i, t in enumerate(titles)}
+        out = np.zeros((k.shape[0], len(titles)), dtype=np.float64)
+        for m, title in enumerate(self.titles):
+            i = column.get(title)
+            if i is not None:
+                np.maximum(out[:, i], k[:, m], out=out[:, i])
+        return out
+
+
 # ---- results -------------------------------------------------------------------------------------
 @dataclass
 class ImageScores:
@@ -201,43 +286,55 @@ class ImageEntityScorer:
 
     def __init__(self, spec: ScorerSpec, encoder, projection: Projection | None = None,
                  bridge: ImageNetBridge | None = None, fusion: FusionConfig = FusionConfig(),
-                 kb_vectors: np.ndarray | None = None, kb_titles: Sequence[str] | None = None) -> None:
-        if projection is None and bridge is None:
-            raise ImageScoreError("a scorer needs a projection, a bridge or both")
+                 kb_vectors: np.ndarray | None = None, kb_titles: Sequence[str] | None = None,
+                 exemplars: ColourExemplars | None = None) -> None:
+        if projection is None and bridge is None and exemplars is None:
+            raise ImageScoreError("a scorer needs a projection, a bridge or exemplars")
         if bridge is not None and not getattr(encoder, "has_classifier", False):
             raise ImageScoreError("the ImageNet bridge needs an encoder with a classifier head "
                                   "(timm tf_efficientnet_lite0); build the scorer with bridge=None otherwise")
         if kb_vectors is not None and (kb_titles is None or len(kb_titles) != len(kb_vectors)):
             raise ImageScoreError("kb_vectors needs kb_titles of the same length")
         self.spec, self.encoder, self.projection, self.bridge = spec, encoder, projection, bridge
+        self.exemplars = exemplars
         self.fusion = fusion
         self.kb_vectors = None if kb_vectors is None else np.ascontiguousarray(kb_vectors, dtype=np.float32)
         self.kb_titles = list(kb_titles) if kb_titles is not None else None
+        self.version = "unsaved"
         if self.projection is not None:
             self.projection.eval().requires_grad_(False)
 
     def replace(self, fusion: FusionConfig | None = None, bridge: BridgeConfig | None = None,
-                use_bridge: bool = True, use_projection: bool = True) -> "ImageEntityScorer":
-        """A variant sharing the weights: other fusion weights, or one component only (ablations)."""
+                use_bridge: bool = True, use_projection: bool = True,
+                use_exemplars: bool = True) -> "ImageEntityScorer":
+        """A variant sharing the weights: other fusion weights, or some components only (ablations)."""
         new_bridge = self.bridge if use_bridge else None
         if new_bridge is not None and bridge is not None:
             new_bridge = ImageNetBridge(self.bridge.class_vectors, bridge)
-        return ImageEntityScorer(self.spec, self.encoder, self.projection if use_projection else None,
-                                 new_bridge, fusion or self.fusion, self.kb_vectors, self.kb_titles)
+        new = ImageEntityScorer(self.spec, self.encoder, self.projection if use_projection else None,
+                                new_bridge, fusion or self.fusion, self.kb_vectors, self.kb_titles,
+                                self.exemplars if use_exemplars else None)
+        new.version = self.version
+        return new
 
-    # ---- features ------------------------------------------------------------------------------
+    # ---- inputs --------------------------------------------------------------------------------
     def feature(self, feature_or_image: FeatureOrImage) -> torch.Tensor:
         """A (D,) pooled feature: given as a tensor/array, or encoded from an image (path, bytes, PIL)."""
+        return self._prepare(feature_or_image)[0]
+
+    def _prepare(self, feature_or_image: FeatureOrImage) -> tuple[torch.Tensor, np.ndarray | None]:
+        """(pooled feature, colour layout or None when only a feature was given)."""
         if isinstance(feature_or_image, (torch.Tensor, np.ndarray)):
             f = torch.as_tensor(np.asarray(feature_or_image, dtype=np.float32)).reshape(-1)
             if f.numel() != self.spec.vision_dim:
                 raise ImageScoreError(f"feature has {f.numel()} values, the scorer expects {self.spec.vision_dim} "
                                       f"({self.spec.vision}'s pooled feature)")
-            return f
+            return f, None
         image = load_image(feature_or_image)
         if image is None:
             raise ImageScoreError("no image given: the image score needs a picture or its feature")
-        return self.encoder.encode([image])[0].float()
+        layout = colour_layout(image, self.exemplars.config) if self.exemplars is not None else None
+        return self.encoder.encode([image])[0].float(), layout
 
     def query_vectors(self, features: torch.Tensor) -> dict[str, np.ndarray]:
         """(B, F) features -> {"bridge": (B, D), "projection": (B, D)} unit vectors (present components)."""
@@ -251,15 +348,21 @@ class ImageEntityScorer:
         return out
 
     # ---- scoring -------------------------------------------------------------------------------
-    def score(self, feature_or_image: FeatureOrImage, entity_vectors: np.ndarray) -> ImageScores:
-        """Scores of one picture against N candidates given by their (N, D) "title: description" vectors."""
-        entity_vectors = self._check_entities(entity_vectors)
-        queries = self.query_vectors(self.feature(feature_or_image)[None])
-        return self._combine({k: entity_vectors @ v[0] for k, v in queries.items()})
+    def score(self, feature_or_image: FeatureOrImage, entity_vectors: np.ndarray,
+              titles: Sequence[str] | None = None) -> ImageScores:
+        """Scores of one picture against N candidates given by their (N, D) "title: description" vectors.
 
-    def similarities(self, feature_or_image: FeatureOrImage, entity_vectors: np.ndarray) -> np.ndarray:
+        With the candidates' ``titles`` and a picture (not a bare feature) the colour-layout exemplars
+        take part too."""
+        feature, layout = self._prepare(feature_or_image)
+        raw = self._raw(feature[None], self._check_entities(entity_vectors), titles,
+                        None if layout is None else layout[None])
+        return self._combine({k: v[0] for k, v in raw.items()})
+
+    def similarities(self, feature_or_image: FeatureOrImage, entity_vectors: np.ndarray,
+                     titles: Sequence[str] | None = None) -> np.ndarray:
         """(N,) fused, normalised similarity of the picture to each of N candidate entities (higher = closer)."""
-        return self.score(feature_or_image, entity_vectors).fused
+        return self.score(feature_or_image, entity_vectors, titles).fused
 
     def top_k(self, feature_or_image: FeatureOrImage, k: int = 10) -> list[tuple[str, float]]:
         """The k KB entities the picture fits best, as (title, fused score), best first."""
@@ -267,16 +370,24 @@ class ImageEntityScorer:
             raise ImageScoreError("top_k needs the KB: load the scorer with kb_vectors and kb_titles")
         if k < 1:
             raise ImageScoreError(f"k={k} must be >= 1")
-        fused = self.score(feature_or_image, self.kb_vectors).fused
+        fused = self.score(feature_or_image, self.kb_vectors, self.kb_titles).fused
         best = np.argsort(-fused, kind="stable")[:k]
         return [(self.kb_titles[i], float(fused[i])) for i in best]
 
-    def score_batch(self, features: torch.Tensor, entity_vectors: np.ndarray) -> np.ndarray:
-        """(B, F) features against N shared candidates -> (B, N) fused scores (benchmarks, fitting)."""
-        entity_vectors = self._check_entities(entity_vectors)
-        queries = self.query_vectors(features)
-        raw = {k: v @ entity_vectors.T for k, v in queries.items()}  # (B, N) each
-        return self._fuse(raw)
+    def score_batch(self, features: torch.Tensor, entity_vectors: np.ndarray, titles: Sequence[str] | None = None,
+                    layouts: np.ndarray | None = None) -> np.ndarray:
+        """(B, F) features (and (B, G) colour layouts) against N shared candidates -> (B, N) fused scores."""
+        return self._fuse(self._raw(features, self._check_entities(entity_vectors), titles, layouts))
+
+    def _raw(self, features: torch.Tensor, entity_vectors: np.ndarray, titles: Sequence[str] | None,
+             layouts: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Raw similarities per component, (B, N) each."""
+        raw = {k: v @ entity_vectors.T for k, v in self.query_vectors(features).items()}
+        if self.exemplars is not None and titles is not None and layouts is not None:
+            if len(titles) != len(entity_vectors):
+                raise ImageScoreError(f"{len(titles)} titles for {len(entity_vectors)} entity vectors")
+            raw["exemplar"] = self.exemplars.similarities(layouts, titles)
+        return raw
 
     def _combine(self, raw: dict[str, np.ndarray]) -> ImageScores:
         fused = self._fuse({k: v[None] for k, v in raw.items()})[0]
@@ -285,9 +396,13 @@ class ImageEntityScorer:
         return ImageScores(fused, probs, raw, confidence, confidence < self.fusion.abstain_below)
 
     def _fuse(self, raw: dict[str, np.ndarray]) -> np.ndarray:
-        weights = {"bridge": self.fusion.w_bridge, "projection": self.fusion.w_projection}
-        total = sum(weights[k] * normalise(v, self.fusion.normalise) for k, v in raw.items())
-        return np.asarray(total, dtype=np.float32)
+        f = self.fusion
+        total = sum(w * normalise(raw[k], f.normalise) for k, w in
+                    (("bridge", f.w_bridge), ("projection", f.w_projection)) if k in raw)
+        if "exemplar" in raw:
+            total = total + f.w_exemplar * raw["exemplar"]  # a kernel in [0, 1]: already comparable
+        shape = next(iter(raw.values())).shape if raw else (0, 0)
+        return np.asarray(total, dtype=np.float32) if not np.isscalar(total) else np.zeros(shape, np.float32)
 
     def _check_entities(self, entity_vectors: np.ndarray) -> np.ndarray:
         e = np.asarray(entity_vectors, dtype=np.float32)
@@ -304,12 +419,17 @@ class ImageEntityScorer:
             state.update({f"projection.{k}": v.detach().half() for k, v in self.projection.state_dict().items()})
         if self.bridge is not None:
             state["bridge.class_vectors"] = self.bridge.class_vectors.half()
+        if self.exemplars is not None:
+            state["exemplars.descriptors"] = torch.from_numpy(self.exemplars.descriptors).half()
         digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in state.values())).hexdigest()[:12]
+        ex = self.exemplars
         blob = {"format": FORMAT, "spec": asdict(self.spec), "version": f"image-scorer-{digest}",
                 "fusion": asdict(self.fusion), "bridge": asdict(self.bridge.config) if self.bridge else None,
+                "exemplars": {"titles": ex.titles, "scale": ex.scale, "config": asdict(ex.config)} if ex else None,
                 "state_dict": state, "extra": extra or {}}
         torch.save(blob, str(path))
-        return blob["version"]
+        self.version = blob["version"]
+        return self.version
 
     @classmethod
     def load(cls, path: str | Path, encoder, embedder_name: str | None = None,
@@ -337,7 +457,13 @@ class ImageEntityScorer:
         bridge = None
         if "bridge.class_vectors" in state:
             bridge = ImageNetBridge(state["bridge.class_vectors"].float(), BridgeConfig(**blob["bridge"]))
-        scorer = cls(spec, encoder, projection, bridge, FusionConfig(**blob["fusion"]), kb_vectors, kb_titles)
+        exemplars = None
+        if "exemplars.descriptors" in state:
+            ex = blob["exemplars"]
+            cfg = ExemplarConfig(**{**ex["config"], "grid": tuple(ex["config"]["grid"])})
+            exemplars = ColourExemplars(state["exemplars.descriptors"].float().numpy(), ex["titles"], ex["scale"], cfg)
+        scorer = cls(spec, encoder, projection, bridge, FusionConfig(**blob["fusion"]), kb_vectors, kb_titles,
+                     exemplars)
         scorer.version = blob.get("version", "unknown")
         return scorer
 
@@ -424,27 +550,36 @@ def train_projection(features: torch.Tensor, targets: torch.Tensor, labels: torc
 
 
 def fit_fusion(scorer: ImageEntityScorer, features: torch.Tensor, gold: Sequence[int], entity_vectors: np.ndarray,
-               grid: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 1e3),
+               titles: Sequence[str] | None = None, layouts: np.ndarray | None = None,
+               bridge_grid: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0),
+               exemplar_grid: Sequence[float] = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0),
                abstain_precision: float = 0.0) -> FusionConfig:
-    """Choose w_bridge (w_projection = 1; 1e3 = bridge alone) by dev top-1 (then top-10) over the candidates.
+    """Choose w_bridge and w_exemplar (w_projection = 1) by dev top-1 (then top-10) over the candidates.
 
-    gold[i] indexes the entity_vectors row of picture i. With ``abstain_precision`` > 0 the abstain threshold
-    is the lowest confidence above which dev top-1 reaches that precision."""
-    if scorer.bridge is None or scorer.projection is None:
-        return scorer.fusion
+    gold[i] indexes the entity_vectors row of picture i; ``titles`` and ``layouts`` (colour layouts of the dev
+    pictures) let the exemplar weight be fitted too. With ``abstain_precision`` > 0 the abstain threshold is
+    the lowest confidence above which dev top-1 reaches that precision."""
     gold_arr = np.asarray(gold)
+    raw = scorer._raw(features, scorer._check_entities(entity_vectors), titles, layouts)
+    b_grid = bridge_grid if "bridge" in raw and "projection" in raw else (scorer.fusion.w_bridge,)
+    e_grid = exemplar_grid if "exemplar" in raw else (scorer.fusion.w_exemplar,)
+    w_proj = 1.0 if "projection" in raw else 0.0
     best_key, best = (-1.0, -1.0), scorer.fusion
-    for w in grid:
-        fusion = dataclasses.replace(scorer.fusion, w_bridge=w if w < 1e3 else 1.0, w_projection=1.0 if w < 1e3 else 0.0)
-        fused = scorer.replace(fusion=fusion).score_batch(features, entity_vectors)  # (B, N)
-        key = _topk_hits(fused, gold_arr)
-        if key > best_key:
-            best_key, best = key, fusion
+    for wb in b_grid:
+        for we in e_grid:
+            try:
+                fusion = dataclasses.replace(scorer.fusion, w_bridge=wb, w_projection=w_proj, w_exemplar=we)
+            except ImageScoreError:  # all weights zero
+                continue
+            key = _topk_hits(scorer.replace(fusion=fusion)._fuse(raw), gold_arr)
+            if key > best_key:
+                best_key, best = key, fusion
     if abstain_precision > 0:
-        best = dataclasses.replace(best, abstain_below=_abstain_threshold(scorer.replace(fusion=best), features,
-                                                                          gold_arr, entity_vectors, abstain_precision))
-    log.info("fusion fitted: w_bridge=%.2f w_projection=%.2f (dev top-1 %.3f, top-10 %.3f)",
-             best.w_bridge, best.w_projection, *best_key)
+        fused = scorer.replace(fusion=best)._fuse(raw)
+        best = dataclasses.replace(best, abstain_below=_abstain_threshold(fused, best.temperature, gold_arr,
+                                                                          abstain_precision))
+    log.info("fusion fitted: w_bridge=%.2f w_projection=%.2f w_exemplar=%.2f (dev top-1 %.3f, top-10 %.3f)",
+             best.w_bridge, best.w_projection, best.w_exemplar, *best_key)
     return best
 
 
@@ -454,10 +589,8 @@ def _topk_hits(fused: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
     return float((rank < 1).mean()), float((rank < 10).mean())
 
 
-def _abstain_threshold(scorer: ImageEntityScorer, features: torch.Tensor, gold: np.ndarray,
-                       entity_vectors: np.ndarray, precision: float) -> float:
-    fused = scorer.score_batch(features, entity_vectors)
-    conf = _softmax(fused / scorer.fusion.temperature).max(1)
+def _abstain_threshold(fused: np.ndarray, temperature: float, gold: np.ndarray, precision: float) -> float:
+    conf = _softmax(fused / temperature).max(1)
     right = fused.argmax(1) == gold
     for t in np.unique(conf):
         if right[conf >= t].mean() >= precision:

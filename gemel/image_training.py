@@ -8,6 +8,7 @@ corpus), :func:`train_scorer` (projection on the train split, fusion weights on 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -19,8 +20,9 @@ import numpy as np
 import torch
 
 from .corpus import Corpus, CorpusItem
-from .image_score import (BridgeConfig, FusionConfig, ImageEntityScorer, ImageNetBridge, ProjectionConfig,
-                          ScorerSpec, fit_fusion, imagenet_class_texts, train_projection)
+from .image_score import (BridgeConfig, ColourExemplars, ExemplarConfig, FusionConfig, ImageEntityScorer,
+                          ImageNetBridge, ProjectionConfig, ScorerSpec, colour_layout, fit_fusion,
+                          imagenet_class_texts, train_projection)
 from .images import load_image
 from .kb import KnowledgeBase
 
@@ -64,7 +66,8 @@ def corpus_features(corpus: Corpus, encoder, items: Sequence[CorpusItem] | None 
     """(len(items), D) pooled features of corpus pictures; all of them cached in the corpus folder at once."""
     from tqdm.auto import tqdm
 
-    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{encoder.config.name}-{encoder.config.weights}")[-80:]
+    weights = hashlib.sha1(encoder.config.weights.encode()).hexdigest()[:8]
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{encoder.config.name}-{weights}")
     path = corpus.folder / f"features-{tag}-{corpus.manifest_sha256[:12]}.npy"
     if path.exists():
         feats = np.load(path)
@@ -83,6 +86,11 @@ def corpus_features(corpus: Corpus, encoder, items: Sequence[CorpusItem] | None 
     return torch.from_numpy(feats[[index[it.id] for it in items]])
 
 
+def corpus_layouts(corpus: Corpus, items: Sequence[CorpusItem], config: ExemplarConfig = ExemplarConfig()) -> np.ndarray:
+    """(len(items), G) colour layouts of corpus pictures (cheap: computed, not cached)."""
+    return np.stack([colour_layout(corpus.path(it), config) for it in items]) if items else np.zeros((0, 0))
+
+
 def bridge_for(parts: Parts, config: BridgeConfig = BridgeConfig()) -> ImageNetBridge:
     texts = imagenet_class_texts()
     return ImageNetBridge(torch.from_numpy(parts.embedder.encode_cached(texts, "imagenet-classes")), config)
@@ -90,8 +98,10 @@ def bridge_for(parts: Parts, config: BridgeConfig = BridgeConfig()) -> ImageNetB
 
 def train_scorer(corpus: Corpus, parts: Parts, projection: ProjectionConfig = ProjectionConfig(),
                  bridge: BridgeConfig = BridgeConfig(), fusion: FusionConfig = FusionConfig(),
-                 fit: bool = True, progress: bool = True) -> ImageEntityScorer:
-    """Projection trained on the train split; fusion weights fitted on the dev split (over the whole KB)."""
+                 exemplar: ExemplarConfig = ExemplarConfig(), fit: bool = True,
+                 progress: bool = True) -> ImageEntityScorer:
+    """Projection trained and exemplars taken from the train split; fusion weights fitted on the dev split
+    (top-1 over the whole KB)."""
     train = corpus.split("train")
     if not train:
         raise ValueError(f"corpus {corpus.folder} has no train items: build it with more sources")
@@ -106,14 +116,17 @@ def train_scorer(corpus: Corpus, parts: Parts, projection: ProjectionConfig = Pr
                       embedder=parts.embedder.name, embed_dim=parts.embedder.dim,
                       num_classes=1000 if parts.encoder.has_classifier else 0,
                       corpus_manifest=corpus.manifest_sha256)
+    exemplars = ColourExemplars.build(corpus_layouts(corpus, train, exemplar), [it.entity for it in train], exemplar)
     scorer = ImageEntityScorer(spec, parts.encoder, result.projection,
                                bridge_for(parts, bridge) if parts.encoder.has_classifier else None,
-                               fusion, parts.kb_vectors, parts.kb.titles)
+                               fusion, parts.kb_vectors, parts.kb.titles, exemplars)
     dev = corpus.split("dev")
     if fit and dev:
         dev_feats = corpus_features(corpus, parts.encoder, dev, progress=progress)
         gold = [parts.kb.index(it.entity) for it in dev]
-        scorer = scorer.replace(fusion=fit_fusion(scorer, dev_feats, gold, parts.kb_vectors))
+        fitted = fit_fusion(scorer, dev_feats, gold, parts.kb_vectors, parts.kb.titles,
+                            corpus_layouts(corpus, dev, exemplar))
+        scorer = scorer.replace(fusion=fitted)
     return scorer
 
 
