@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from gemel.config import VisionConfig
-from gemel.image_score import (BridgeConfig, FusionConfig, ImageEntityScorer, ImageNetBridge, ImageScoreError,
+from gemel.image_score import (BridgeConfig, ColourExemplars, FusionConfig, ImageEntityScorer, ImageNetBridge,
+                               ImageScoreError, colour_layout,
                                Projection, ProjectionConfig, ScorerSpec, fit_fusion, normalise, train_projection)
 from gemel.images import load_image, to_rgb
 from gemel.vision import VisionEncoder
@@ -232,3 +233,50 @@ def test_real_bridge_names_a_cat():
                                kb_titles=parts.kb.titles)
     top = [t for t, _ in scorer.top_k(Image.fromarray(data.chelsea()), k=10)]
     assert "Cat" in top
+
+
+# ---- colour-layout exemplars ----------------------------------------------------------------------
+def _flag(colours, vertical=True, size=(60, 40), pad=8) -> Image.Image:
+    """A tricolour on a transparent canvas, like an emoji flag."""
+    w, h = size
+    im = Image.new("RGBA", (w + 2 * pad, h + 2 * pad), (0, 0, 0, 0))
+    for i, c in enumerate(colours):
+        box = (pad + i * w // 3, pad, pad + (i + 1) * w // 3, pad + h) if vertical else \
+            (pad, pad + i * h // 3, pad + w, pad + (i + 1) * h // 3)
+        im.paste(c + (255,), box)
+    return im
+
+
+FLAGS = {"France": ((0, 35, 149), (255, 255, 255), (237, 41, 57)), "Italy": ((0, 146, 70), (241, 242, 241), (206, 43, 55)),
+         "Germany": ((0, 0, 0), (221, 0, 0), (255, 206, 0))}
+
+
+def test_colour_layout_ignores_the_transparent_margin():
+    a = colour_layout(_flag(FLAGS["France"], pad=2))
+    b = colour_layout(_flag(FLAGS["France"], pad=30))
+    assert a.shape == (8 * 6 * 3,) and np.allclose(a, b, atol=0.05)
+    assert colour_layout(Image.new("RGB", (10, 10), (255, 255, 255))).shape == (144,)  # all background
+
+
+def test_exemplars_find_the_flag_in_another_drawing(encoder, kb):
+    layouts = np.stack([colour_layout(_flag(c, vertical=(t != "Germany"))) for t, c in FLAGS.items()])
+    ex = ColourExemplars.build(layouts, list(FLAGS))
+    redrawn = _flag(FLAGS["Italy"], size=(90, 50), pad=3)  # another size and margin: another "style"
+    sims = ex.similarities(colour_layout(redrawn)[None], ["France", "Italy", "Germany", "Moon"])[0]
+    assert sims.argmax() == 1 and sims[3] == 0.0 and 0 <= sims.min() and sims.max() <= 1
+
+
+def test_exemplars_join_the_scorer_only_with_a_picture_and_titles(scorer, kb, tmp_path, encoder):
+    layouts = np.stack([colour_layout(_flag(c)) for c in FLAGS.values()])
+    ex = ColourExemplars.build(layouts, kb[1][:3])
+    with_ex = ImageEntityScorer(scorer.spec, encoder, scorer.projection, scorer.bridge,
+                                FusionConfig(w_exemplar=4.0), kb[0], kb[1], ex)
+    image = _flag(list(FLAGS.values())[1])
+    assert "exemplar" in with_ex.score(image, kb[0], kb[1]).components
+    assert "exemplar" not in with_ex.score(image, kb[0]).components  # no titles: skipped
+    assert "exemplar" not in with_ex.score(encoder.encode([image])[0], kb[0], kb[1]).components  # a feature
+    assert with_ex.top_k(image, 1)[0][0] == kb[1][1]
+    with_ex.save(tmp_path / "s.pt")
+    loaded = ImageEntityScorer.load(tmp_path / "s.pt", encoder, kb_vectors=kb[0], kb_titles=kb[1])
+    assert loaded.exemplars.titles == kb[1][:3] and loaded.fusion.w_exemplar == 4.0
+    assert np.allclose(loaded.similarities(image, kb[0], kb[1]), with_ex.similarities(image, kb[0], kb[1]), atol=5e-2)
