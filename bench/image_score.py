@@ -27,8 +27,14 @@ import numpy as np  # noqa: E402
 
 def topk(scorer, feats, gold, vectors, titles=None, layouts=None) -> tuple[float, float]:
     fused = scorer.score_batch(feats, vectors, titles, layouts)  # (B, N)
-    rank = (fused > fused[np.arange(len(gold)), gold][:, None]).sum(1)
+    rank = (fused >= fused[np.arange(len(gold)), gold][:, None]).sum(1) - 1  # ties count against the gold
     return float((rank < 1).mean()), float((rank < 10).mean())
+
+
+def _argmax_unique(scores) -> int:
+    """The best candidate, or -1 when the best score is tied (a tie is no choice)."""
+    best = int(np.argmax(scores))
+    return best if (scores == scores[best]).sum() == 1 else -1
 
 
 def main(argv=None) -> int:
@@ -88,8 +94,8 @@ def main(argv=None) -> int:
         for g in groups:
             cands = sorted(shared[g.mention.lower()] if g.mention.lower() in shared else {m.entity for m in g.members})
             vecs = parts.vectors(cands)
-            right = [cands[int(np.argmax(sc.score_batch(feats[index[m.image]][None], vecs, cands,
-                                                        layouts[index[m.image]][None])[0]))] == m.entity
+            right = [cands[_argmax_unique(sc.score_batch(feats[index[m.image]][None], vecs, cands,
+                                                        layouts[index[m.image]][None])[0])] == m.entity
                      for m in g.members]
             members_right += sum(right)
             groups_right += all(right)

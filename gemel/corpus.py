@@ -17,8 +17,9 @@ art). Their names are linked to KB titles by rules tried in order (:class:`NameL
 
 Splits (:func:`assign_split`) keep evaluation on pictures *and* entities the trained parts never saw:
 entities are hashed into train / dev / test (held-out entities), one art style (``openmoji``) is held out
-whole, and a share of the remaining pictures of training entities is held out too (unseen picture, seen
-entity: "in-pool").
+whole, and a share of the remaining concepts is held out too in every style (unseen picture, seen entity:
+"in-pool"). Finally a held-out picture whose entity kept no training picture is marked out-of-pool
+(``heldout="entity"``), so ``style`` and ``picture`` always mean "entity seen in training".
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import logging
 import os
 import re
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -314,6 +315,15 @@ class BuildReport:
         return out
 
 
+def relabel_out_of_pool(items: list[CorpusItem]) -> list[CorpusItem]:
+    """A held-out picture whose entity has no training picture at all is out-of-pool: ``heldout="entity"``.
+
+    (A picture held out by style or by picture is in-pool only if its entity kept another training picture.)"""
+    trained = {it.entity for it in items if it.split == "train"}
+    return [replace(it, heldout="entity") if it.split != "train" and it.entity not in trained else it
+            for it in items]
+
+
 def corpus_dir(kb_name: str, sources: Sequence[str], limit: int | None = None) -> Path:
     tag = "-".join(sorted(sources)) + (f"-limit{limit}" if limit else "")
     digest = hashlib.sha1(tag.encode()).hexdigest()[:8]
@@ -339,7 +349,7 @@ def build_corpus(kb: KnowledgeBase, linker: NameLinker, out: Path, sources: Sequ
             log.warning("source %s skipped: %s", source, e)
             continue
         items += _link_source(pictures[:limit] if limit else pictures, linker, out, report, split, progress)
-    items.sort(key=lambda it: it.id)
+    items = relabel_out_of_pool(sorted(items, key=lambda it: it.id))
     report.items, report.entities = len(items), len({it.entity for it in items})
     report.splits.update(f"{it.split}/{it.heldout or '-'}" for it in items)
     report.manifest_sha256 = write_manifest(out, items)

@@ -585,7 +585,7 @@ def fit_fusion(scorer: ImageEntityScorer, features: torch.Tensor, gold: Sequence
 
 def _topk_hits(fused: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
     gold_scores = fused[np.arange(len(gold)), gold][:, None]
-    rank = (fused > gold_scores).sum(1)  # 0 = top-1
+    rank = (fused >= gold_scores).sum(1) - 1  # 0 = top-1; ties count against the gold entity
     return float((rank < 1).mean()), float((rank < 10).mean())
 
 

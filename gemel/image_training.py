@@ -68,7 +68,8 @@ def corpus_features(corpus: Corpus, encoder, items: Sequence[CorpusItem] | None 
 
     weights = hashlib.sha1(encoder.config.weights.encode()).hexdigest()[:8]
     tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{encoder.config.name}-{weights}")
-    path = corpus.folder / f"features-{tag}-{corpus.manifest_sha256[:12]}.npy"
+    images = hashlib.sha256("\n".join(it.image for it in corpus.items).encode()).hexdigest()[:12]
+    path = corpus.folder / f"features-{tag}-{images}.npy"  # keyed by the pictures, not by their labels
     if path.exists():
         feats = np.load(path)
     else:

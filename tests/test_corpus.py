@@ -284,3 +284,14 @@ def test_every_corpus_command_has_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main(["corpus", *cmd, "--help"])
     assert e.value.code == 0 and "usage: gemel corpus" in capsys.readouterr().out
+
+
+def test_in_pool_held_out_pictures_have_a_trained_entity(tmp_path):
+    build_corpus(KB, linker(min_similarity=0.05, head_min_similarity=0.2), tmp_path / "c", ["noto", "openmoji"],
+                 split=SplitConfig(entity_test=0.2, entity_dev=0.1, picture_test=0.3, picture_dev=0.2),
+                 progress=False, readers=fake_readers())
+    corpus = Corpus.load(tmp_path / "c")
+    trained = {it.entity for it in corpus.split("train")}
+    for it in corpus.items:
+        if it.split != "train":
+            assert (it.entity in trained) == (it.heldout in ("style", "picture"))
