@@ -553,13 +553,15 @@ def fit_fusion(scorer: ImageEntityScorer, features: torch.Tensor, gold: Sequence
                titles: Sequence[str] | None = None, layouts: np.ndarray | None = None,
                bridge_grid: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0),
                exemplar_grid: Sequence[float] = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0),
-               abstain_precision: float = 0.0) -> FusionConfig:
+               abstain_precision: float = 0.0, strata: Sequence[str] | None = None) -> FusionConfig:
     """Choose w_bridge and w_exemplar (w_projection = 1) by dev top-1 (then top-10) over the candidates.
 
     gold[i] indexes the entity_vectors row of picture i; ``titles`` and ``layouts`` (colour layouts of the dev
     pictures) let the exemplar weight be fitted too. With ``abstain_precision`` > 0 the abstain threshold is
-    the lowest confidence above which dev top-1 reaches that precision."""
+    the lowest confidence above which dev top-1 reaches that precision. ``strata`` (one label per picture,
+    e.g. in-pool / out-of-pool) weighs each stratum alike, so the larger one does not decide alone."""
     gold_arr = np.asarray(gold)
+    labels = np.asarray(strata if strata is not None else ["all"] * len(gold_arr))
     raw = scorer._raw(features, scorer._check_entities(entity_vectors), titles, layouts)
     b_grid = bridge_grid if "bridge" in raw and "projection" in raw else (scorer.fusion.w_bridge,)
     e_grid = exemplar_grid if "exemplar" in raw else (scorer.fusion.w_exemplar,)
@@ -571,7 +573,9 @@ def fit_fusion(scorer: ImageEntityScorer, features: torch.Tensor, gold: Sequence
                 fusion = dataclasses.replace(scorer.fusion, w_bridge=wb, w_projection=w_proj, w_exemplar=we)
             except ImageScoreError:  # all weights zero
                 continue
-            key = _topk_hits(scorer.replace(fusion=fusion)._fuse(raw), gold_arr)
+            fused = scorer.replace(fusion=fusion)._fuse(raw)
+            hits = [_topk_hits(fused[labels == s], gold_arr[labels == s]) for s in np.unique(labels)]
+            key = (float(np.mean([h[0] for h in hits])), float(np.mean([h[1] for h in hits])))
             if key > best_key:
                 best_key, best = key, fusion
     if abstain_precision > 0:

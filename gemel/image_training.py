@@ -126,7 +126,7 @@ def train_scorer(corpus: Corpus, parts: Parts, projection: ProjectionConfig = Pr
         dev_feats = corpus_features(corpus, parts.encoder, dev, progress=progress)
         gold = [parts.kb.index(it.entity) for it in dev]
         fitted = fit_fusion(scorer, dev_feats, gold, parts.kb_vectors, parts.kb.titles,
-                            corpus_layouts(corpus, dev, exemplar))
+                            corpus_layouts(corpus, dev, exemplar), strata=[it.heldout for it in dev])
         scorer = scorer.replace(fusion=fitted)
     return scorer
 
