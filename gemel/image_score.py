@@ -421,8 +421,9 @@ class ImageEntityScorer:
             state["bridge.class_vectors"] = self.bridge.class_vectors.half()
         if self.exemplars is not None:
             state["exemplars.descriptors"] = torch.from_numpy(self.exemplars.descriptors).half()
-        digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in state.values())).hexdigest()[:12]
         ex = self.exemplars
+        configs = repr((asdict(self.fusion), self.bridge and asdict(self.bridge.config), ex and ex.scale)).encode()
+        digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in state.values()) + configs).hexdigest()[:12]
         blob = {"format": FORMAT, "spec": asdict(self.spec), "version": f"image-scorer-{digest}",
                 "fusion": asdict(self.fusion), "bridge": asdict(self.bridge.config) if self.bridge else None,
                 "exemplars": {"titles": ex.titles, "scale": ex.scale, "config": asdict(ex.config)} if ex else None,
