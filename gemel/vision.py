@@ -71,7 +71,7 @@ class VisionEncoder(torch.nn.Module):
         w, h = image.size
         scale = short / min(w, h)
         image = to_rgb(image).resize((max(size, round(w * scale)), max(size, round(h * scale))),
-                                            Image.Resampling.BICUBIC)
+                                     Image.Resampling.BICUBIC)
         w, h = image.size
         left, top = (w - size) // 2, (h - size) // 2
         image = image.crop((left, top, left + size, top + size))

@@ -260,9 +260,12 @@ def test_groups_have_one_caption_distinct_entities_and_only_test_pictures(tmp_pa
 @pytest.mark.corpus_packages
 @pytest.mark.parametrize("source", ["noto", "twemoji", "openmoji", "simple-icons", "openclipart"])
 def test_real_source_reads_named_pictures(source):
-    from gemel.corpus_sources import READERS
+    from gemel.corpus_sources import READERS, SourceUnavailable
 
-    pictures = list(READERS[source]())
+    try:
+        pictures = list(READERS[source]())
+    except SourceUnavailable as e:  # `make corpus-debs` / `make setup` installs them
+        pytest.skip(str(e))
     assert len(pictures) > 1000
     im = pictures[len(pictures) // 2].load()
     assert im.mode == "RGBA" and max(im.size) <= 256
