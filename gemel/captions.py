@@ -137,8 +137,10 @@ def same_caption_groups(corpus: Corpus, kb: KnowledgeBase, split: str = "test", 
 
 
 def flag_set(corpus: Corpus, heldout: str = "style") -> list[CorpusItem]:
-    """Test flags of countries seen in training, drawn in the held-out art style."""
-    return [it for it in corpus.items if it.kind == "flag" and it.split == "test" and it.heldout == heldout]
+    """Test flags in the held-out art style of countries whose flag was trained on in another style."""
+    trained = {it.entity for it in corpus.items if it.kind == "flag" and it.split == "train"}
+    return [it for it in corpus.items
+            if it.kind == "flag" and it.split == "test" and it.heldout == heldout and it.entity in trained]
 
 
 def captions(corpus: Corpus, kb: KnowledgeBase, split: str = "train", per_picture: int = 1,

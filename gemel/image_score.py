@@ -94,13 +94,16 @@ class ProjectionConfig:
 class ExemplarConfig:
     """The colour-layout descriptor of a picture (see :func:`colour_layout`)."""
 
-    grid: tuple[int, int] = (8, 6)  # cells across and down the picture's content box
+    grids: tuple[tuple[int, int], ...] = ((4, 3), (8, 6), (16, 12))  # cells across, down; coarse to fine
+    grid_weights: tuple[float, ...] = (1.0, 1.0, 0.5)  # weight of each grid in the distance
     margin: float = 0.1  # share of the content box trimmed on each side (outlines, waving edges)
     background_tolerance: int = 30  # pixels this close to white are background when finding the content box
 
     def __post_init__(self) -> None:
-        if len(self.grid) != 2 or min(self.grid) < 1:
-            raise ImageScoreError(f"exemplar grid={self.grid} must be two numbers >= 1")
+        if not self.grids or any(len(g) != 2 or min(g) < 1 for g in self.grids):
+            raise ImageScoreError(f"exemplar grids={self.grids} must be pairs of numbers >= 1")
+        if len(self.grid_weights) != len(self.grids) or min(self.grid_weights) < 0:
+            raise ImageScoreError(f"exemplar grid_weights={self.grid_weights} must be one weight >= 0 per grid")
         if not 0 <= self.margin < 0.5:
             raise ImageScoreError(f"exemplar margin={self.margin} must be in [0, 0.5)")
 
@@ -200,7 +203,8 @@ class Projection(torch.nn.Module):
 
 
 def colour_layout(image, config: ExemplarConfig = ExemplarConfig()) -> np.ndarray:
-    """(3 * gw * gh,) mean colours in [0, 1] of a grid over the picture's content box (white = background).
+    """(sum of 3 * gw * gh,) mean colours in [0, 1] of grids over the picture's content box (white = background),
+    each grid scaled by its weight (coarse grids forgive a shifted emblem, fine ones see stripes and stars).
 
     Transparent pixels are composited on white first (:func:`gemel.images.to_rgb`), like everywhere."""
     from PIL import Image, ImageChops
@@ -214,8 +218,9 @@ def colour_layout(image, config: ExemplarConfig = ExemplarConfig()) -> np.ndarra
     m = config.margin
     rgb = rgb.crop((round(w * m), round(h * m), max(round(w * (1 - m)), round(w * m) + 1),
                     max(round(h * (1 - m)), round(h * m) + 1)))
-    cells = rgb.resize(config.grid, Image.Resampling.BOX)
-    return np.asarray(cells, dtype=np.float32).reshape(-1) / 255.0
+    parts = [w * np.asarray(rgb.resize(g, Image.Resampling.BOX), dtype=np.float32).reshape(-1) / 255.0
+             for g, w in zip(config.grids, config.grid_weights)]
+    return np.concatenate(parts)
 
 
 class ColourExemplars:
@@ -461,7 +466,8 @@ class ImageEntityScorer:
         exemplars = None
         if "exemplars.descriptors" in state:
             ex = blob["exemplars"]
-            cfg = ExemplarConfig(**{**ex["config"], "grid": tuple(ex["config"]["grid"])})
+            cfg = ExemplarConfig(**{**ex["config"], "grids": tuple(tuple(g) for g in ex["config"]["grids"]),
+                                    "grid_weights": tuple(ex["config"]["grid_weights"])})
             exemplars = ColourExemplars(state["exemplars.descriptors"].float().numpy(), ex["titles"], ex["scale"], cfg)
         scorer = cls(spec, encoder, projection, bridge, FusionConfig(**blob["fusion"]), kb_vectors, kb_titles,
                      exemplars)
