@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PROFILE ?= offline
 
-.PHONY: demo test setup prepare bench clean-cache help space-check
+.PHONY: demo test setup prepare bench clean-cache help space-check corpus-debs corpus
 
 help:
 	@echo "make demo   - install what is missing, prepare the offline models, launch the app"
 	@echo "make test   - install what is missing and run the test suite"
 	@echo "make bench  - run the benchmarks under bench/"
 	@echo "make space-check - simulate a Space: fresh venv from requirements.txt only, python app.py, one /link"
+	@echo "make corpus - install the picture packages, build the image corpus, train and measure the image scorer"
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +45,18 @@ bench: prepare
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/annotations_load.py
 	$(BIN)/python bench/scale.py
+
+# image–entity corpus: Debian's named pictures (root, or sudo), then build (cached) and train the image scorer
+CORPUS_DEBS := fonts-noto-color-emoji unicode-cldr-core openclipart-png openclipart-svg
+corpus-debs:
+	@dpkg -s $(CORPUS_DEBS) >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(CORPUS_DEBS); }
+
+corpus: setup corpus-debs
+	$(BIN)/gemel corpus build
+	$(BIN)/gemel corpus train-projection
+	$(BIN)/python bench/image_score.py
 
 clean-cache:
 	rm -rf $${GEMEL_CACHE:-$$HOME/.cache/gemel-studio}

@@ -18,7 +18,7 @@ from typing import Iterator, Sequence, TextIO
 
 from .errors import GemelError
 
-EXTRA_COMMANDS = ("gemel.train_cli", "gemel.eval_cli")
+EXTRA_COMMANDS = ("gemel.train_cli", "gemel.eval_cli", "gemel.corpus_cli")
 
 
 class UsageError(GemelError):
