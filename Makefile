@@ -14,7 +14,7 @@ help:
 	@echo "make space-check - simulate a Space: fresh venv from requirements.txt only, python app.py, one /link"
 	@echo "make corpus - install the picture packages, build the image corpus, train and measure the image scorer"
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-corpus.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt
