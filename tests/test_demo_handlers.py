@@ -192,9 +192,13 @@ def test_correction_is_stored_and_becomes_a_demonstration(studio, store, linker,
     added = linker.labelled_pool.examples[-1]
     assert (added.text, added.mention, added.entity, added.source) == (CAPTION, "Hopper", other, "annotations")
     assert added.image and Path(added.image).is_file()  # the store's copy of the photo
-    # the very next link retrieves it as a demonstration
-    again = studio.link(photo, CAPTION, "Hopper").query["prediction"]["demonstrations"]
-    assert any(d["entity"] == other and d["source"] == "annotations" for d in again)
+    # the very same item is answered from the correction; another caption retrieves it as a demonstration
+    again = studio.link(photo, CAPTION, "Hopper").query["prediction"]
+    assert (again["entity"], again["source"], again["corrected_by"]) == (other, "correction", "alice")
+    assert not any(d["source"] == "annotations" for d in again["demonstrations"])  # not its own demonstration
+    elsewhere = studio.link(photo, "Hopper wrote the first compiler for the Army.", "Hopper").query["prediction"]
+    assert any(d["entity"] == other and d["source"] == "annotations" for d in elsewhere["demonstrations"])
+    assert elsewhere["source"] == "model"
 
 
 @pytest.mark.parametrize("action, choice, decision, has_entity", [
