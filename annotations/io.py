@@ -11,6 +11,12 @@ In Parquet, `candidates` is a JSON string (its dicts have varying keys).
 Import reads the same records back into a store (copying images into it); it is idempotent: a
 record whose input, annotator, time, decision and entity are already there is skipped, so
 export -> import -> export gives the same set.
+
+A team's existing gold imports too (`import_gold`, `import_examples`): a labelled example (``text``,
+``mention``, ``entity``, optional ``image``; the plain MEL layout, or what a data-set reader such as
+`gemel.datasets.read_dataset` yields for WikiMEL / WikiDiverse) becomes a ``search`` decision of one named
+annotator, or ``nil`` where the entity is empty. A gold label that already is that annotator's current
+decision on the input is skipped, so importing the same file twice adds nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from .store import Store
 
 logger = logging.getLogger(__name__)
 
+GOLD_FIELDS = ("text", "mention", "entity")  # a labelled example; "image", "start"/"end" are optional
 FIELDS = ("image", "text", "mention", "entity", "annotator", "decision", "time", "comment", "model_entity",
           "candidates", "profile", "mapper_version", "mention_start", "mention_end", "image_sha256")
 _REQUIRED = ("text", "mention", "annotator", "decision")
@@ -122,11 +129,86 @@ def import_parquet(store: Store, path: str | Path) -> dict[str, int]:
     return _import(store, records(), Path(path).parent)
 
 
-def import_file(store: Store, path: str | Path) -> dict[str, int]:
-    """Import a `.parquet` or JSONL file (chosen by its suffix)."""
+def import_file(store: Store, path: str | Path, annotator: str | None = None) -> dict[str, int]:
+    """Import a `.parquet` or JSONL file (chosen by its suffix): an export, or with ``annotator`` a labelled
+    data set whose records (text, mention, entity, image) become that annotator's decisions (`import_gold`)."""
+    if annotator is not None:
+        return import_gold(store, path, annotator)
     if Path(path).suffix.lower() == ".parquet":
         return import_parquet(store, path)
     return import_jsonl(store, path)
+
+
+def import_gold(store: Store, path: str | Path, annotator: str) -> dict[str, int]:
+    """Import labelled examples (JSONL, or `.parquet`, with ``text``, ``mention``, ``entity`` (empty or null:
+    NIL) and an optional ``image`` relative to the file) as ``annotator``'s decisions, all or nothing;
+    return {"imported", "skipped"} (skipped: already that annotator's current decision)."""
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows: Iterable[tuple[str, Any]] = ((f"{path}: row {i}", r)
+                                           for i, r in enumerate(pq.read_table(path).to_pylist(), start=1))
+    else:
+        rows = _jsonl_records(path)
+    check_annotator_name(annotator)
+    return _import(store, ((where, gold_record(where, rec, annotator)) for where, rec in rows), path.parent,
+                   gold=True)
+
+
+def import_examples(store: Store, examples: Iterable[Any], annotator: str, source: str | Path) -> dict[str, int]:
+    """Import a data-set reader's examples (objects with ``text``, ``mention``, ``entity``, ``image`` and
+    ``meta``, as `gemel.datasets` yields them) as ``annotator``'s decisions, all or nothing. A mention that the
+    data set gives not verbatim in its text (``meta["verbatim"] is False``) is stored as the closest span
+    (``meta["mention_span"]``), the data set's wording kept in the comment; a missing image makes the decision
+    text-only. Returns {"imported", "skipped", "not_verbatim", "missing_images"}."""
+    check_annotator_name(annotator)
+    counts = {"not_verbatim": 0, "missing_images": 0}
+
+    def records() -> Iterator[tuple[str, dict[str, Any]]]:
+        for i, ex in enumerate(examples, start=1):
+            where = f"{source}: example {i}" + (f" (id {ex.id})" if getattr(ex, "id", None) else "")
+            rec = _example_record(ex)
+            counts["not_verbatim"] += rec.get("comment") is not None
+            counts["missing_images"] += "image_missing" in (getattr(ex, "meta", None) or {})
+            yield where, gold_record(where, rec, annotator)
+
+    result = _import(store, records(), Path(source).parent, gold=True)
+    return {**result, **counts}
+
+
+def _example_record(ex: Any) -> dict[str, Any]:
+    meta = getattr(ex, "meta", None) or {}
+    rec = {"text": ex.text, "mention": ex.mention, "entity": ex.entity, "image": ex.image}
+    span = meta.get("mention_span")
+    if meta.get("verbatim") is False and span:
+        start, end = int(span[0]), int(span[1])
+        rec.update(mention=ex.text[start:end], start=start, end=end,
+                   comment=f"mention as given in the data set: {ex.mention!r}")
+    return rec
+
+
+def check_annotator_name(annotator: Any) -> str:
+    if not isinstance(annotator, str) or not annotator.strip():
+        raise ImportFormatError(f"--annotator {annotator!r} is not a name; pass who the gold labels are from, "
+                                "e.g. --annotator gold")
+    return annotator.strip()
+
+
+def gold_record(where: str, rec: Any, annotator: str) -> dict[str, Any]:
+    """A labelled example as an import record: a ``search`` decision of ``annotator`` on its entity, or
+    ``nil`` when the entity is empty or null."""
+    if not isinstance(rec, dict) or any(k not in rec for k in GOLD_FIELDS):
+        raise ImportFormatError(f"{where}: a labelled record needs the fields {list(GOLD_FIELDS)} (entity empty or "
+                                f"null for NIL), and optionally image; got {str(rec)[:80]}")
+    entity = rec["entity"]
+    if entity is not None and not isinstance(entity, str):
+        raise ImportFormatError(f"{where}: entity {entity!r} must be a KB title, or empty / null for NIL")
+    entity = (entity or "").strip() or None
+    return {"text": rec["text"], "mention": rec["mention"], "image": rec.get("image"),
+            "mention_start": rec.get("mention_start", rec.get("start")),
+            "mention_end": rec.get("mention_end", rec.get("end")), "comment": rec.get("comment"),
+            "annotator": annotator.strip(), "decision": "search" if entity else "nil", "entity": entity}
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -151,17 +233,28 @@ def _json_object(line: str, where: str) -> Any:
         raise ImportFormatError(f"{where}: not valid JSON ({e.msg}); each line must be one JSON object") from e
 
 
-def _import(store: Store, records: Iterable[tuple[str, dict[str, Any]]], base: Path) -> dict[str, int]:
+def _import(store: Store, records: Iterable[tuple[str, dict[str, Any]]], base: Path,
+            gold: bool = False) -> dict[str, int]:
     prepared = [_prepare(store, where, rec, base) for where, rec in tqdm(records, desc="import", disable=None, leave=False)]
-    ids = store.record_many(prepared, skip_existing=True)
-    skipped = sum(i is None for i in ids)
-    logger.info("imported %d decisions, skipped %d already present", len(ids) - skipped, skipped)
-    return {"imported": len(ids) - skipped, "skipped": skipped}
+    known = 0
+    if gold:  # gold has no decision time: skip what already is the annotator's current label on the input
+        current = {(d["input_key"], d["annotator"], d["decision"], d["entity"]) for d in store.decisions()}
+        new = [r for r in prepared if (r["input_key"], r["annotator"], r["decision"], r["entity"]) not in current]
+        known, prepared = len(prepared) - len(new), new
+    ids = store.record_many(prepared, skip_existing=True) if prepared else []
+    imported = sum(i is not None for i in ids)
+    skipped = len(ids) - imported + known
+    logger.info("imported %d decisions, skipped %d already present", imported, skipped)
+    return {"imported": imported, "skipped": skipped}
 
 
 def _prepare(store: Store, where: str, rec: Any, base: Path) -> dict[str, Any]:
     if not isinstance(rec, dict) or any(k not in rec for k in _REQUIRED):
-        raise ImportFormatError(f"{where}: a record needs the fields {list(_REQUIRED)}; got {str(rec)[:80]}")
+        hint = ""
+        if isinstance(rec, dict) and all(k in rec for k in GOLD_FIELDS):
+            hint = (" (this is a labelled example, not an export of a store: pass --annotator NAME to import it as "
+                    "NAME's decisions)")
+        raise ImportFormatError(f"{where}: a record needs the fields {list(_REQUIRED)}{hint}; got {str(rec)[:80]}")
     try:
         row = store.prepare(
             rec["annotator"], rec["decision"], rec.get("entity"), text=rec["text"], mention=rec["mention"],
@@ -180,6 +273,9 @@ def _prepare(store: Store, where: str, rec: Any, base: Path) -> dict[str, Any]:
 def _image(store: Store, rec: dict[str, Any], base: Path) -> Path | None:
     if rec.get("image") is None:
         return None
+    if "://" in str(rec["image"]):
+        raise MissingImageError(f"image {rec['image']!r} is a URL and nothing is downloaded: download the images and "
+                                "give their folder (gemel annotations import --image-dir DIR)")
     path = Path(rec["image"])
     path = path if path.is_absolute() else base / path
     if path.is_file():

@@ -17,9 +17,10 @@ import gradio as gr
 
 from . import render
 from .config import AppConfig, launch_kwargs, oauth_enabled, parse_auth
-from .handlers import ItemView, LinkView, Studio
+from .handlers import ItemView, LinkView, Studio, Upload
 from .hub import HubPushConfig, start_hub_push
 from .mentions import highlight_segments
+from .uploads import UploadedImage
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,8 @@ def _link_tab(studio: Studio, annotator: gr.Textbox) -> None:
     example = gr.State(None)  # the shipped example that filled the form, if any
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
-            image = gr.Image(label="Photo (optional)", type="filepath", image_mode=None,
-                             sources=["upload", "clipboard"], height=250, elem_id="link-image")
+            image = UploadedImage(label="Photo (optional)", type="filepath", image_mode=None,
+                                  sources=["upload", "clipboard"], height=250, elem_id="link-image")
             caption = gr.Textbox(label="Caption", lines=2, elem_id="link-caption",
                                  placeholder="the sentence the mention occurs in")
             spans = gr.HighlightedText(label="Click a highlighted span to make it the mention", color_map=COLORS,
@@ -151,7 +152,7 @@ def _link_tab(studio: Studio, annotator: gr.Textbox) -> None:
         picked = {"id": ex.id, "text": ex.text, "mention": ex.mention}
         return ex.image, ex.text, ex.mention, highlight_segments(ex.text, ex.mention), picked
 
-    def on_link(img: str | None, text: str, men: str, picked: dict | None) -> tuple:
+    def on_link(img: Upload | None, text: str, men: str, picked: dict | None) -> tuple:
         same = picked is not None and (picked["text"], picked["mention"]) == (text, men)
         v: LinkView = studio.link(img, text, men, exclude=[picked["id"]] if same else [])
         return (v.query, v.meta, v.card, gr.update(choices=v.choices, value=v.selected), v.bars, v.demos, "")
@@ -285,6 +286,7 @@ def _data_tab(studio: Studio, tab: gr.Tab) -> None:
         as_parquet = gr.Button("Export Parquet", elem_id="export-parquet")
     exported = gr.File(label="Download", file_count="multiple", interactive=False, elem_id="export-files")
     export_status = gr.HTML()
+    _retrain_controls(studio, tab)
 
     def on_stats() -> tuple:
         v = studio.stats()
@@ -303,11 +305,29 @@ def _data_tab(studio: Studio, tab: gr.Tab) -> None:
     as_parquet.click(exporter("parquet"), None, [exported, export_status], **PRIVATE)
 
 
+def _retrain_controls(studio: Studio, tab: gr.Tab) -> None:
+    """Re-train from corrections: start the background job, poll its progress while it runs."""
+    gr.Markdown("Re-train the mapper on the decisions; the new version is used only if it does better on held-out "
+                "decisions and no worse on the shipped test split.")
+    start = gr.Button("Re-train from corrections", elem_id="retrain-start")
+    progress = gr.HTML(elem_id="retrain-progress")
+    result = gr.HTML(elem_id="retrain-result")
+    timer = gr.Timer(1.0, active=False)
+
+    def show(v: Any) -> tuple:
+        return v.progress, v.result, gr.Timer(active=v.running)
+
+    start.click(lambda: show(studio.retrain.start()), None, [progress, result, timer], **PRIVATE)
+    for trigger in (tab.select, timer.tick):  # a job started in another session shows here too
+        trigger(lambda: show(studio.retrain.view()), None, [progress, result, timer], **LIGHT)
+
+
 # ---------------------------------------------------------------------------------------------- API
 def _api(studio: Studio) -> None:
-    """``/link`` and ``/correct`` for ``gradio_client``, on hidden components (files are checked uploads)."""
+    """``/link`` and ``/correct`` for ``gradio_client``, on hidden components; the image is checked by the
+    handler (`UploadedImage`), so a bad file gets the same sentence as in the CLI and the page."""
     with gr.Column(visible=False):
-        image = gr.Image(type="filepath", image_mode=None, label="image")
+        image = UploadedImage(type="filepath", image_mode=None, label="image")
         caption = gr.Textbox(label="caption")
         mention = gr.Textbox(label="mention")
         entity = gr.Textbox(label="entity")
@@ -317,11 +337,11 @@ def _api(studio: Studio) -> None:
         link_btn = gr.Button()
         correct_btn = gr.Button()
 
-    def link(image: str | None, caption: str, mention: str) -> dict:
+    def link(image: Upload | None, caption: str, mention: str) -> dict:
         """Link `mention` in `caption` (and the image); returns entity, candidates, demonstrations, timings."""
         return studio.api_link(image, caption, mention)
 
-    def correct(image: str | None, caption: str, mention: str, entity: str, annotator: str,
+    def correct(image: Upload | None, caption: str, mention: str, entity: str, annotator: str,
                 request: gr.Request, profile: gr.OAuthProfile | None) -> int:
         """Store that `mention` refers to `entity` (empty: not in the KB); returns the correction id."""
         return studio.api_correct(image, caption, mention, entity, annotator, _login(request, profile))
@@ -363,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     auth = parse_auth(args.auth)
     linker = Linker.load(args.profile)
+    kb_demos = linker.kb_pool  # built on first use (embeds the KB's sentences once): now, not in the first visit
+    log.info("linker ready: %d entities, %d KB demonstrations", len(linker.kb), len(kb_demos) if kb_demos else 0)
     store = Store.open(args.db, entity_exists=linker.kb.__contains__)
     log.info("annotations in %s", store.path)
     app = build_app(linker, store, AppConfig(allow_server_paths=args.allow_server_paths, work_dir=args.work_dir))

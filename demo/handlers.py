@@ -13,12 +13,13 @@ person understands; anything unexpected is logged with its traceback and shown a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -108,6 +109,52 @@ def decision_for(action: str, choice: str | None, model_entity: str | None,
 
 
 @dataclass(frozen=True)
+class Upload:
+    """A file a person uploaded: where the server keeps it (Gradio's cache folder) and the name they uploaded
+    it under, which is what messages about it say (`demo.uploads.UploadedImage` makes these)."""
+
+    path: str
+    name: str
+
+
+ImageArg = str | Upload | None  # an upload, a path on the server (shipped examples, tests), or no image
+
+
+def upload_path(image: ImageArg) -> tuple[str | None, str | None]:
+    """(path on the server, name its owner knows it by: None for a plain path) of an image argument."""
+    if not image:
+        return None, None
+    return (image.path, image.name) if isinstance(image, Upload) else (str(image), None)
+
+
+@contextlib.contextmanager
+def named_upload(image: ImageArg) -> Iterator[str | None]:
+    """The image's server path, for the block's checks; an `ImageError` raised in the block names an upload by
+    its upload name instead of Gradio's temporary path (the sentence is otherwise the CLI's)."""
+    path, name = upload_path(image)
+    try:
+        yield path
+    except ImageError as e:
+        if path is None or name is None:
+            raise
+        raise ImageError(_renamed(str(e), path, name)) from e
+
+
+def checked_image(image: ImageArg) -> str | None:
+    """The server path of an image argument once `gemel.images.load_image` has accepted the file (existence,
+    size, pixel cap before decoding, a readable format), as the linker would; None without an image."""
+    with named_upload(image) as path:
+        if path is not None:
+            load_image(path)
+        return path
+
+
+def _renamed(message: str, path: str, name: str) -> str:
+    """``message`` with the server path of a file replaced by the name its owner knows it by."""
+    return message.replace(repr(path), repr(name)).replace(path, name)
+
+
+@dataclass(frozen=True)
 class LinkView:
     query: dict[str, Any]  # text, mention, image (path or None), prediction (Prediction.to_dict())
     card: str
@@ -153,6 +200,9 @@ class Studio:
         self.work_dir = Path(self.config.work_dir or tempfile.mkdtemp(prefix="gemel-studio-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.examples = shipped_examples(self.config.examples)
+        from .retrain_job import RetrainJob  # imports this module: late, to avoid a cycle
+
+        self.retrain = RetrainJob(self)  # "Re-train from corrections" (Data tab), one background job at a time
 
     @property
     def kb(self) -> Any:
@@ -163,10 +213,11 @@ class Studio:
         return self.loop.load()
 
     # ---- linking ------------------------------------------------------------------------------
-    def _predict(self, image: str | None, caption: str, mention: str, exclude: Sequence[str] = ()) -> Any:
-        picture = load_image(image) if image else None  # size and pixel caps, readable errors
-        with self.lock:
-            return self.linker.link(picture, caption or "", mention or "", exclude=tuple(exclude))
+    def _predict(self, image: ImageArg, caption: str, mention: str, exclude: Sequence[str] = ()) -> Any:
+        # the linker reads the file as `gemel link --image` does: size and pixel caps, the CLI's sentences, and
+        # the file's content identifies a corrected item (a decoded picture would hash differently)
+        with named_upload(image) as path, self.lock:
+            return self.linker.link(path, caption or "", mention or "", exclude=tuple(exclude))
 
     def _choices(self, candidates: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
         names = [str(c["name"]) for c in candidates][: self.config.candidates_shown]
@@ -176,11 +227,11 @@ class Studio:
         return render.entity_card(self.kb.get(name) if name else None, name)
 
     @user_facing("Could not link")
-    def link(self, image: str | None, caption: str, mention: str, exclude: Sequence[str] = ()) -> LinkView:
+    def link(self, image: ImageArg, caption: str, mention: str, exclude: Sequence[str] = ()) -> LinkView:
         """Link the mention; the view holds everything the Link tab shows. ``exclude``: ids of pool examples
         not to use as demonstrations (a shipped example must not be its own demonstration)."""
         pred = self._predict(image, caption, mention, exclude).to_dict()
-        query = {"text": caption, "mention": mention, "image": image, "prediction": pred}
+        query = {"text": caption, "mention": mention, "image": upload_path(image)[0], "prediction": pred}
         return LinkView(query=query, card=self._card(pred["entity"]),
                         bars=render.candidate_bars(pred["candidates"], pred["entity"], self.config.candidates_shown),
                         demos=render.demonstrations_html(pred["demonstrations"], self.config.thumbnails),
@@ -222,19 +273,18 @@ class Studio:
 
     # ---- API ----------------------------------------------------------------------------------
     @user_facing("Could not link")
-    def api_link(self, image: str | None, caption: str, mention: str) -> dict[str, Any]:
+    def api_link(self, image: ImageArg, caption: str, mention: str) -> dict[str, Any]:
         """``/link``: the prediction as JSON (entity, candidates, demonstrations, profile, mapper, timings)."""
         return self._predict(image, caption, mention).to_dict()
 
     @user_facing("Could not save the correction")
-    def api_correct(self, image: str | None, caption: str, mention: str, entity: str | None,
+    def api_correct(self, image: ImageArg, caption: str, mention: str, entity: str | None,
                     annotator: str | None, login: str | None = None) -> int:
         """``/correct``: store that ``mention`` is ``entity`` (empty: not in the KB); returns the correction id."""
         annotator = annotator_name(annotator, login)
         entity = (entity or "").strip() or None
-        if image:
-            load_image(image)  # the same size and pixel caps as a link
-        query = {"text": caption or "", "mention": mention or "", "image": image or None}
+        path = checked_image(image)  # the same checks and sentences as a link
+        query = {"text": caption or "", "mention": mention or "", "image": path}
         return self._record(annotator, "search" if entity else "nil", entity, query, None)
 
     # ---- review queue -------------------------------------------------------------------------
@@ -252,7 +302,8 @@ class Studio:
             try:
                 pred = self._predict(it.image, it.text, it.mention).to_dict()
             except (InputError, ImageError) as e:
-                failed.append(f"{it.where}: {e}")
+                message = _renamed(str(e), it.image, Path(it.image).name) if it.image else str(e)
+                failed.append(f"{it.where}: {message}")
                 continue
             queued.append({"text": it.text, "mention": it.mention, "image": it.image, "prediction": pred})
         ids = self.store.enqueue(queued, batch=Path(paths[0]).name) if queued else []

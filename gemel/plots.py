@@ -192,3 +192,43 @@ def plot_corrections(per_day: Sequence[tuple[Any, int]], accuracy_by_mapper: Seq
     _draw_per_day(ax_days, per_day)
     _draw_by_mapper(ax_mapper, accuracy_by_mapper)
     return _save(fig, path, config)
+
+
+# ----------------------------------------------------------------------------- precision
+
+
+_PRECISION_KEYS = ("link_p50_s", "floor_s", "dev_accuracy", "test_accuracy", "rss_mb")
+
+
+def _precision_row(i: int, row: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
+    if not isinstance(row, Mapping) or "dtype" not in row:
+        raise PlotError(f"rows[{i}] = {row!r} must be a dict with dtype, {', '.join(_PRECISION_KEYS)}")
+    values = {k: _number(row.get(k), f"rows[{i}]['{k}']") for k in _PRECISION_KEYS}
+    if not all(0.0 <= values[k] <= 1.0 for k in ("dev_accuracy", "test_accuracy")):
+        raise PlotError(f"rows[{i}] ({row['dtype']!r}): accuracies must be fractions in [0, 1], not percentages")
+    return str(row["dtype"]), values
+
+
+def plot_precision(rows: Sequence[Mapping[str, Any]], path: str | Path, config: PlotConfig | None = None) -> Path:
+    """One group per LLM precision: link p50 beside its prefill floor (left), dev and test accuracy
+    (middle), peak RSS (right) -> PNG at path."""
+    config = config or PlotConfig()
+    parsed = [_precision_row(i, r) for i, r in enumerate(rows)]
+    if not parsed:
+        raise PlotError("no rows to plot: give at least one {dtype, link_p50_s, floor_s, ...} dict")
+    fig, (ax_time, ax_acc, ax_rss) = _figure(config, 3)
+    xs = list(range(len(parsed)))
+    names = [name for name, _ in parsed]
+    for ax, keys, labels, ylabel, title in (
+            (ax_time, ("link_p50_s", "floor_s"), ("link p50", "prefill floor"), "seconds", "link time"),
+            (ax_acc, ("dev_accuracy", "test_accuracy"), ("dev", "test"), "accuracy", "accuracy")):
+        for j, (key, label) in enumerate(zip(keys, labels)):
+            ax.bar([x + (j - 0.5) * 0.38 for x in xs], [v[key] for _, v in parsed], width=0.38, label=label)
+        ax.set_xticks(xs, names)
+        ax.set(ylabel=ylabel, title=title)
+        ax.legend(fontsize=8)
+    ax_acc.set_ylim(0, 1)
+    ax_rss.bar(xs, [v["rss_mb"] for _, v in parsed], color="tab:gray")
+    ax_rss.set_xticks(xs, names)
+    ax_rss.set(ylabel="MB", title="peak RSS")
+    return _save(fig, path, config)

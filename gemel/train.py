@@ -24,7 +24,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -52,6 +52,7 @@ class TrainConfig:
     seed: int = 0  # order of the examples, and everything random
     dev_limit: int | None = None  # evaluate on the first N dev examples only (None = all)
     eval_before: bool = True  # also measure dev accuracy before the first epoch (epoch 0: untrained)
+    cpu: bool = False  # train on the CPU even when an accelerator is present (the demo's serving models stay put)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -165,12 +166,14 @@ def load_state(folder: Path, spec: MapperSpec) -> tuple[FeatureMapper, dict[str,
 class Trainer:
     """Trains ``linker.mapper`` in place on labelled examples, writing a run folder."""
 
-    def __init__(self, linker: Any, config: TrainConfig, out_dir: str | Path, *, progress: bool = True) -> None:
+    def __init__(self, linker: Any, config: TrainConfig, out_dir: str | Path, *, progress: bool = True,
+                 on_log: Callable[[dict[str, Any]], None] | None = None) -> None:
         if linker.mapper is None:
             raise TrainError(f"profile {linker.config.name!r} has no vision encoder (vision.kind = 'none'): "
                              "there is no feature mapper to train")
         self.linker, self.config, self.out = linker, config, Path(out_dir)
         self.progress = progress
+        self.on_log = on_log  # called with every log entry (start, each optimizer step, checkpoints, dev)
         self.log: list[dict[str, Any]] = []
 
     def fit(self, train: Sequence[Example], dev: Sequence[Example] = (), resume: bool = False) -> TrainResult:
@@ -228,11 +231,13 @@ class Trainer:
         from accelerate.utils import DataLoaderConfiguration, set_seed
 
         set_seed(self.config.seed)
-        return Accelerator(gradient_accumulation_steps=self.config.grad_accum,
+        return Accelerator(cpu=self.config.cpu, gradient_accumulation_steps=self.config.grad_accum,
                            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
                                                                      data_seed=self.config.seed))
 
     def _freeze_and_place(self, device: torch.device) -> FeatureMapper:
+        if self.linker.lm.dtype_name == "int8":  # quantised Linears pass no gradient back to the prefixes
+            raise TrainError("llm.dtype = 'int8' is for inference only: train with 'float32' or 'bfloat16'")
         self.linker.lm.model.eval().requires_grad_(False).to(device)
         if self.linker.vision is not None:
             self.linker.vision.eval().requires_grad_(False)  # features come from the cache, on the CPU
@@ -332,6 +337,8 @@ class Trainer:
     # ---- log
     def _write(self, acc: Any, entry: dict[str, Any]) -> None:
         self.log.append(entry)
+        if self.on_log is not None:
+            self.on_log(entry)
         if acc.is_main_process:
             with (self.out / "log.jsonl").open("a", encoding="utf-8") as f:
                 f.write(json.dumps(entry) + "\n")

@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="auto", help="format of --data/--dev (default: auto-detect)")
     p.add_argument("--annotations", metavar="DB", help="also train on the decided examples of this store")
     p.add_argument("--dev", metavar="FILE", help="dev data: accuracy after every epoch, picks mapper.pt")
+    p.add_argument("--judge", metavar="TEST", help="with --annotations only: re-train as the app does, holding out a "
+                   "share of the decisions, and say whether the new mapper is better (held-out accuracy strictly "
+                   "better, accuracy on TEST, e.g. assets/eval/test.jsonl, not worse)")
     p.add_argument("--image-dir", help="folder of the data's images (default: next to the data file)")
     p.add_argument("--features", metavar="HDF5", help="precomputed image features (GEMEL's CLIP hdf5 file)")
     p.add_argument("--out", required=True, help="run folder to write (mapper.pt, log.jsonl, training.png)")
@@ -58,6 +61,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise TrainError("give training data: --data FILE and/or --annotations DB")
     if args.resume and not Path(args.out, "trainer_state.pt").exists():
         raise TrainError(f"--resume: {args.out!r} holds no earlier run (trainer_state.pt is missing)")
+    if args.judge:
+        return _run_judged(args)
     examples = [ex for path in args.data
                 for ex in load_examples(path, args.format, image_dir=args.image_dir, limit=args.limit)]
     if args.annotations:
@@ -75,7 +80,35 @@ def run_train(args: argparse.Namespace) -> int:
           f" for {result.epochs_run} epoch(s), {result.steps} optimizer steps")
     if result.best_dev is not None:
         print(f"best dev accuracy {result.best_dev:.4f} at epoch {result.best_epoch}")
-    print(f"mapper: {result.mapper_path}  (use it with --mapper, or mapper.checkpoint in a profile)")
+    print(f"mapper: {result.mapper_path}, version {result.version}  (use it with --mapper, or mapper.checkpoint in "
+          "a profile)")
+    return 0
+
+
+def _run_judged(args: argparse.Namespace) -> int:
+    """``--judge``: `gemel.retrain.retrain` on the store's decisions, with the test split given; prints the
+    before/after figures and the verdict of the acceptance rule."""
+    from .eval_cli import examples_from_store, profile_with
+    from .evaluate import check_images, load_examples
+    from .linker import Linker
+    from .retrain import RetrainConfig, retrain
+    from .train import TrainError
+
+    if not args.annotations or args.data or args.resume or args.features:
+        raise TrainError("--judge re-trains on the decisions of --annotations DB alone: drop --data, --resume "
+                         "and --features")
+    examples = examples_from_store(args.annotations, include_nil=True)
+    test = load_examples(args.judge, args.format, image_dir=args.image_dir)
+    check_images(examples + test)
+    linker = Linker.load(profile_with(args.profile, args.set, args.mapper))
+    config = RetrainConfig(epochs=args.epochs, lr=args.lr, grad_accum=args.grad_accum, seed=args.seed)
+    r = retrain(linker, examples, args.out, config, test_examples=test)
+    print(f"trained on {r.n_train} decision(s); held-out decisions (n={r.n_held_out}): "
+          f"{r.before.held_out:.1%} -> {r.after.held_out:.1%}; {args.judge} (n={r.n_test}): "
+          f"{r.before.test:.1%} -> {r.after.test:.1%}")
+    print(f"{'accepted' if r.accepted else 'not accepted'}: {r.reason}")
+    print(f"mapper: {r.checkpoints['mapper']}, version {r.version}" + ("" if r.accepted else
+          f"  (keep the profile's mapper, {r.previous['mapper']})"))
     return 0
 
 

@@ -77,6 +77,7 @@ class Prediction:
     prompt_tokens: int = 0  # length of the prefilled prompt (demonstrations, visual prefixes, query)
     source: str = "model"  # "model", or "correction": a person decided this exact item (caption, mention, image)
     corrected_by: str | None = None  # with source "correction": the annotator whose decision it is
+    precision: str = ""  # the LLM's precision (float32, bfloat16, float16, int8); "" = not recorded
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +87,7 @@ class Prediction:
             "profile": self.profile,
             "mapper": self.mapper,
             "timings": dict(self.timings),
+            "precision": self.precision,
             "prompt_tokens": self.prompt_tokens,
             "source": self.source,
             "corrected_by": self.corrected_by,

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from .config import ProfileError, VisionConfig
+from .images import to_rgb
 from .sources import resolve
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,8 @@ class VisionEncoder(torch.nn.Module):
         short = round(size / self.config.crop_pct)
         w, h = image.size
         scale = short / min(w, h)
-        image = image.convert("RGB").resize((max(size, round(w * scale)), max(size, round(h * scale))),
-                                            Image.Resampling.BICUBIC)
+        image = to_rgb(image).resize((max(size, round(w * scale)), max(size, round(h * scale))),
+                                     Image.Resampling.BICUBIC)
         w, h = image.size
         left, top = (w - size) // 2, (h - size) // 2
         image = image.crop((left, top, left + size, top + size))
@@ -84,6 +85,22 @@ class VisionEncoder(torch.nn.Module):
             return torch.zeros(0, self.dim)
         batch = torch.stack([self.preprocess(im) for im in images])  # (B, 3, S, S)
         return self.model(batch).float()  # (B, D)
+
+    @property
+    def has_classifier(self) -> bool:
+        """True when the pooled feature has a class head on top (timm ImageNet models)."""
+        return isinstance(self.model, _PooledTimm) and self.model.num_classes > 0
+
+    @torch.inference_mode()
+    def logits_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, D) pooled features -> (B, C) class logits through the model's own classifier.
+
+        The same numbers as :meth:`classify` on the image (the head is pooling then one linear layer), so a
+        cached feature is enough. Raises ValueError for encoders without a classifier (open_clip towers)."""
+        if not self.has_classifier:
+            raise ValueError(f"vision encoder {self.config.name!r} has no classifier head: class "
+                             "probabilities need a timm ImageNet model (vision.kind = 'timm')")
+        return self.model.inner.get_classifier()(features.float()).float()  # (B, C)
 
     @torch.inference_mode()
     def classify(self, image: Image.Image) -> torch.Tensor:
@@ -115,6 +132,7 @@ class _PooledTimm(torch.nn.Module):
         super().__init__()
         self.inner = model
         self.num_features = model.num_features
+        self.num_classes = int(getattr(model, "num_classes", 0) or 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner.forward_head(self.inner.forward_features(x), pre_logits=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,104 @@ def test_errors_exit_1_with_a_message(argv, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and ("--db" in err or "does not exist" in err)
     assert not (tmp_path / "missing.db").exists()  # a typo in --db does not create a database
+
+
+# ---- import of labelled data (gold) as one annotator's decisions ---------------------------------------------
+def write_gold(path, *records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_import_gold_with_annotator(tmp_path, capsys):
+    gold = write_gold(tmp_path / "cases.jsonl", {"text": "Obama in Paris", "mention": "Paris", "entity": "Paris"},
+                      {"text": "Obama in Paris", "mention": "Obama", "entity": None})
+    db = tmp_path / "gold.db"
+    assert cli("annotations", "import", str(gold), "--db", str(db)) == 1  # the plain MEL format needs a name
+    assert "pass --annotator NAME" in capsys.readouterr().err
+    assert cli("annotations", "import", str(gold), "--annotator", "gold", "--db", str(db)) == 0
+    assert "imported 2 decisions, skipped 0" in capsys.readouterr().out
+    assert cli("annotations", "import", str(gold), "--annotator", "gold", "--db", str(db)) == 0
+    assert "imported 0 decisions, skipped 2" in capsys.readouterr().out
+    with Store.open(db) as store:
+        assert [(d["annotator"], d["decision"], d["entity"]) for d in store.decisions()] == [
+            ("gold", "search", "Paris"), ("gold", "nil", None)]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--format", "wikimel"], "--format wikimel imports labelled data: pass --annotator NAME"),
+    (["--format", "export", "--annotator", "gold"], "an export names the annotator of every record"),
+    (["--format", "wikimel", "--annotator", "gold"], "needs the data-set readers of the gemel package"),
+])
+def test_import_format_errors(tmp_path, capsys, argv, message):
+    gold = write_gold(tmp_path / "cases.jsonl", {"text": "Obama in Paris", "mention": "Paris", "entity": "Paris"})
+    assert cli("annotations", "import", str(gold), "--db", str(tmp_path / "g.db"), *argv) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_bad_gold_line_is_named(tmp_path, capsys):
+    gold = write_gold(tmp_path / "cases.jsonl", {"text": "Obama in Paris", "mention": "Paris", "entity": "Paris"},
+                      {"text": "Obama in Paris", "mention": "London", "entity": "London"})
+    assert cli("annotations", "import", str(gold), "--annotator", "gold", "--db", str(tmp_path / "g.db")) == 1
+    assert "cases.jsonl: line 2" in capsys.readouterr().err
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "datasets"
+
+
+@pytest.mark.parametrize("name, fmt, n", [("wikimel.json", "wikimel", 5), ("wikidiverse.json", "wikidiverse", None),
+                                          ("gemel_wikimel.json", "gemel", None)])
+def test_import_a_data_set_through_the_gemel_readers(tmp_path, capsys, name, fmt, n):
+    from gemel.cli import main
+    from gemel.datasets import read_dataset
+
+    expected = len(list(read_dataset(FIXTURES / name, fmt, tmp_path)))
+    db = tmp_path / "gold.db"
+    argv = ["annotations", "import", str(FIXTURES / name), "--format", fmt, "--image-dir", str(tmp_path),
+            "--annotator", "gold", "--db", str(db)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"imported {expected} decisions" in out and (n is None or expected == n)
+    assert "text-only" in out  # no image was given
+    with Store.open(db) as store:
+        decisions = store.decisions()
+    assert len(decisions) == expected and {d["annotator"] for d in decisions} == {"gold"}
+    assert {d["decision"] for d in decisions} <= {"search", "nil"}
+
+
+def test_a_malformed_data_set_names_its_record(tmp_path, capsys):
+    from gemel.cli import main
+
+    bad = tmp_path / "wikimel.json"
+    bad.write_text(json.dumps([{"mentions": "a", "answer": "nil", "imgPath": ""}]))
+    assert main(["annotations", "import", str(bad), "--format", "wikimel", "--annotator", "gold",
+                 "--db", str(tmp_path / "g.db")]) == 2
+    assert "record 0" in capsys.readouterr().err
+
+
+def test_gold_then_link_with_annotations_in_two_commands(tiny_config, tiny_dir, tmp_path, capsys, monkeypatch):
+    """The issue's two commands: import the team's gold, then link with it as demonstrations."""
+    from conftest import tiny_profile
+
+    from gemel.cli import main
+
+    monkeypatch.setenv("GEMEL_CACHE", str(tmp_path / "cache"))
+    profile = tmp_path / "tiny.toml"
+    profile.write_text(_toml(tiny_profile(tiny_dir)))
+    gold = write_gold(tmp_path / "cases.jsonl",
+                      {"text": "Hopper taught mathematics at Vassar.", "mention": "Hopper", "entity": "Grace Hopper",
+                       "image": str(tiny_dir / "img.png")})
+    db = tmp_path / "gold.db"
+    assert main(["annotations", "import", str(gold), "--annotator", "gold", "--db", str(db)]) == 0
+    capsys.readouterr()
+    assert main(["link", "--profile", str(profile), "--annotations", str(db), "--image", str(tiny_dir / "img.png"),
+                 "--text", "Hopper taught mathematics at Vassar.", "--mention", "Hopper", "--json"]) == 0
+    pred = json.loads(capsys.readouterr().out)  # the gold item itself is answered from the store
+    assert (pred["entity"], pred["source"], pred["corrected_by"]) == ("Grace Hopper", "correction", "gold")
+
+
+def _toml(profile: dict) -> str:
+    lines = [f"{k} = {json.dumps(v)}" for k, v in profile.items() if not isinstance(v, dict)]
+    for section, values in profile.items():
+        if isinstance(values, dict):
+            lines += [f"[{section}]"] + [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"

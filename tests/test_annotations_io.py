@@ -193,3 +193,68 @@ def test_export_import_round_trip_property(records):
         key = lambda r: json.dumps(r, sort_keys=True)
         assert sorted(map(key, exported_a)) == sorted(map(key, exported_b))
         assert len(exported_a) == len(a.decisions())
+
+
+# ---- gold: a labelled data set imported as one annotator's decisions ----------------------------------------
+GOLD = {"text": "Obama in Paris", "mention": "Paris", "entity": "Paris"}
+
+
+def test_gold_becomes_search_and_nil_decisions(tmp_path):
+    from annotations.io import import_gold
+
+    (tmp_path / "img.png").write_bytes(png_bytes())
+    path = write_lines(tmp_path / "gold.jsonl", {**GOLD, "image": "img.png"},
+                       {"text": "Obama in Paris", "mention": "Obama", "entity": ""},
+                       {"text": "Mercury is hot.", "mention": "Mercury", "entity": None, "id": "m1"})
+    s = new_store(tmp_path / "s")
+    assert import_gold(s, path, "gold") == {"imported": 3, "skipped": 0}
+    got = [(d["annotator"], d["decision"], d["entity"], d["image_sha256"] is not None) for d in s.decisions()]
+    assert got == [("gold", "search", "Paris", True), ("gold", "nil", None, False), ("gold", "nil", None, False)]
+    assert import_gold(s, path, "gold") == {"imported": 0, "skipped": 3}  # a second import adds nothing
+    assert import_gold(s, path, "second-team")["imported"] == 3  # another annotator's labels are new
+
+
+@pytest.mark.parametrize("bad, error, where", [
+    ("{not json", ImportFormatError, "line 2"),
+    ({"text": "Obama in Paris", "mention": "Paris"}, ImportFormatError, "line 2: a labelled record needs"),
+    ({**GOLD, "entity": 3}, ImportFormatError, "line 2: entity 3 must be a KB title"),
+    ({**GOLD, "mention": "London"}, MentionNotInTextError, "line 2"),
+    ({**GOLD, "image": "missing.png"}, MissingImageError, "line 2"),
+    ({**GOLD, "image": "https://example.org/a.jpg"}, MissingImageError, "line 2: image .* is a URL"),
+    ({**GOLD, "entity": "Atlantis"}, UnknownEntityError, "line 2"),
+])
+def test_bad_gold_lines_name_the_line_and_import_nothing(tmp_path, bad, error, where):
+    from annotations.io import import_gold
+
+    s = Store.open(tmp_path / "gemel.db", entity_exists={"Paris"}.__contains__)
+    with pytest.raises(error, match=where):
+        import_gold(s, write_lines(tmp_path / "gold.jsonl", GOLD, bad), "gold")
+    assert s.history() == []
+
+
+def test_an_export_importer_points_gold_to_annotator(tmp_path):
+    with pytest.raises(ImportFormatError, match="line 1: .*labelled example.*pass --annotator NAME"):
+        import_jsonl(new_store(tmp_path), write_lines(tmp_path / "gold.jsonl", GOLD))
+
+
+def test_reader_examples_import_with_their_span_and_missing_images(tmp_path):
+    from types import SimpleNamespace as Ex
+
+    from annotations.io import import_examples
+
+    (tmp_path / "a.png").write_bytes(png_bytes())
+    examples = [
+        Ex(id="1", text="Obama in Paris", mention="Paris", entity="Paris", image=str(tmp_path / "a.png"), meta={}),
+        Ex(id="2", text="Hermann von Beckerath.", mention="Hermann Beckerath", entity="Hermann von Beckerath",
+           image=None, meta={"verbatim": False, "mention_span": [0, 21], "image_missing": "x/2.jpg"}),
+        Ex(id="3", text="A nil one.", mention="nil", entity=None, image=None, meta={}),
+    ]
+    s = new_store(tmp_path / "s")
+    result = import_examples(s, examples, "gold", tmp_path / "wikimel.json")
+    assert result == {"imported": 3, "skipped": 0, "not_verbatim": 1, "missing_images": 1}
+    beckerath = s.decisions()[1]
+    assert beckerath["mention"] == "Hermann von Beckerath" and "'Hermann Beckerath'" in beckerath["comment"]
+    assert [d["decision"] for d in s.decisions()] == ["search", "search", "nil"]
+    with pytest.raises(MentionNotInTextError, match=r"wikimel.json: example 1 \(id x\)"):
+        import_examples(s, [Ex(id="x", text="abc", mention="zz", entity="Paris", image=None, meta={})], "gold",
+                        tmp_path / "wikimel.json")

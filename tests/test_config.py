@@ -117,7 +117,8 @@ def test_section_that_is_not_a_table_is_refused():
 # ---- every dataclass's checks -----------------------------------------------------------------------
 BAD_VALUES = [
     ("llm", "source", "", "llm.source is empty"),
-    ("llm", "dtype", "float64", "llm.dtype 'float64' is not one of float32, bfloat16, float16"),
+    ("llm", "dtype", "float64", "llm.dtype 'float64' is not one of auto, float32, bfloat16, float16, int8"),
+    ("llm", "dtype", "bf16", "llm.dtype 'bf16' is not one of .*'float32' forces full precision"),
     ("llm", "max_prompt_tokens", 63, "llm.max_prompt_tokens=63 must be >= 64"),
     ("vision", "kind", "resnet", "vision.kind 'resnet' is not one of timm, open_clip, none"),
     ("vision", "image_size", 7, "vision.image_size=7 must be >= 8"),

@@ -82,3 +82,67 @@ def test_correct_refuses_unknown_entities(client):
 
     with pytest.raises(AppError, match="'Atlantis' is not an entity of the knowledge base"):
         client.predict(None, CAPTION, "Navy", "Atlantis", "api-user", api_name="/correct")
+
+
+# ---- faulty uploads: the handler checks the file, so the API gives the CLI's sentences ----------------------
+def bad_file(folder: Path, kind: str) -> Path:
+    """A file a person might upload by mistake: not an image, empty, or a 30k x 30k decompression bomb."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    path = folder / {"not-image": "notes.png", "empty": "empty.jpg", "bomb": "bomb.png"}[kind]
+    if kind == "not-image":
+        path.write_text("these are my notes, not a picture")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    else:
+        Image.new("RGB", (1, 1)).save(path)
+        data = path.read_bytes()
+        ihdr = struct.pack(">II", 30_000, 30_000) + data[24:29]
+        path.write_bytes(data[:16] + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + data[33:])
+    return path
+
+
+FAULTY = [("not-image", "image file 'notes.png' is not an image PIL can read"),
+          ("empty", "image file 'empty.jpg' is empty"),
+          ("bomb", "image file 'bomb.png' is too large to decode safely")]
+
+
+@pytest.mark.parametrize("kind, sentence", FAULTY)
+@pytest.mark.parametrize("endpoint", ["/link", "/correct"])
+def test_faulty_uploads_get_the_cli_sentence(client, tmp_path, kind, sentence, endpoint):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    args = [handle_file(str(bad_file(tmp_path, kind))), CAPTION, "Hopper"]
+    args += ["Grace Hopper", "api-user"] if endpoint == "/correct" else []
+    with pytest.raises(AppError) as err:
+        client.predict(*args, api_name=endpoint)
+    message = str(err.value)
+    assert sentence in message and message.startswith("Could not "), message
+    assert "upstream Gradio app" not in message and "gradio" not in message.lower() and str(tmp_path) not in message
+
+
+def test_the_cli_says_the_same_of_those_files(tmp_path, capsys):
+    """The API's sentence is the CLI's (`gemel link --image`), the file named as its owner knows it."""
+    from gemel.images import ImageError, load_image
+
+    for kind, sentence in FAULTY:
+        path = bad_file(tmp_path, kind)
+        with pytest.raises(ImageError) as err:
+            load_image(str(path))
+        assert sentence.replace(f"'{path.name}'", repr(str(path))) in str(err.value)
+
+
+def test_an_over_long_caption_is_a_named_input_error(client):
+    from gradio_client.exceptions import AppError
+
+    from gemel.linker import MAX_CAPTION_CHARS
+
+    caption = "Hopper wrote the first compiler. " + "x" * 200_000
+    with pytest.raises(AppError) as err:
+        client.predict(None, caption, "Hopper", api_name="/link")
+    assert str(err.value).startswith(f"Could not link: the caption is {len(caption):,} characters, over the limit "
+                                     f"of {MAX_CAPTION_CHARS:,}"), str(err.value)

@@ -368,3 +368,72 @@ def test_a_corrected_item_comes_back_corrected_after_a_restart(tiny_linker, tmp_
     api = restarted.api_link(photo, CAPTION, "Hopper")
     assert (api["entity"], api["source"], api["corrected_by"]) == (other, "correction", "alice")
     restarted.store.close()
+
+
+# ---- uploads are named as their owner knows them (the server keeps them under a temporary path) ------------
+def _faulty(folder: Path, kind: str) -> Path:
+    from test_demo_api import bad_file
+
+    cache = folder / "gradio-cache" / "0a1b2c"
+    cache.mkdir(parents=True)
+    return bad_file(cache, kind)
+
+
+@pytest.mark.parametrize("kind, sentence", [("not-image", "image file 'my notes.png' is not an image PIL can read"),
+                                            ("empty", "image file 'my notes.png' is empty"),
+                                            ("bomb", "image file 'my notes.png' is too large to decode safely")])
+@pytest.mark.parametrize("call", ["link", "api_link", "api_correct"])
+def test_faulty_uploads_are_named_by_their_upload_name(studio, tmp_path, kind, sentence, call):
+    from demo.handlers import Upload
+
+    upload = Upload(str(_faulty(tmp_path, kind)), "my notes.png")
+    args = (upload, CAPTION, "Hopper") + (("Grace Hopper", "alice") if call == "api_correct" else ())
+    with pytest.raises(gr.Error) as err:
+        getattr(studio, call)(*args)
+    assert sentence in err.value.message and "gradio-cache" not in err.value.message
+
+
+def test_a_good_upload_links_and_is_stored_by_content(studio, store, photo):
+    from demo.handlers import Upload
+
+    view = studio.link(Upload(photo, "hopper.png"), CAPTION, "Hopper")
+    assert view.query["image"] == photo  # the server path travels on; the name is for messages
+    cid = studio.api_correct(Upload(photo, "hopper.png"), CAPTION, "Hopper", "Grace Hopper", "alice")
+    assert db_rows(store)[-1]["id"] == cid
+
+
+def test_enqueue_failures_name_the_image_not_the_upload_folder(studio, tmp_path):
+    up = tmp_path / "gradio-cache" / "9f8e"
+    up.mkdir(parents=True)
+    (up / "b.jsonl").write_text(json.dumps({"text": "Moon", "mention": "Moon", "image": "x.png"}) + "\n"
+                                + json.dumps({"text": "Mercury is hot.", "mention": "Mercury"}) + "\n")
+    (up / "x.png").write_bytes(b"")
+    message = studio.enqueue([str(up / "b.jsonl"), str(up / "x.png")])
+    assert "b.jsonl:1: image file 'x.png' is empty" in message and "gradio-cache" not in message
+
+
+def test_an_over_long_caption_is_a_named_input_error(studio):
+    with pytest.raises(gr.Error) as err:
+        studio.link(None, "Hopper " + "x" * 200_000, "Hopper")
+    assert err.value.message.startswith("Could not link: the caption is 200,007 characters, over the limit")
+
+
+def test_every_image_input_reaches_the_handler_unopened(linker, store, tmp_path):
+    """The Link tab and the API take images through `UploadedImage` (the handler checks the file), which the
+    page still draws as Gradio's image widget."""
+    from gradio.data_classes import FileData
+
+    from demo.app import build_app
+    from demo.handlers import Upload
+    from demo.uploads import UploadedImage
+
+    app = build_app(linker, store, AppConfig(work_dir=str(tmp_path / "work")))
+    inputs = {id(c): c for fn in app.fns.values() for c in fn.inputs}
+    images = [c for c in inputs.values() if isinstance(c, gr.Image)]
+    assert len(images) == 2 and all(isinstance(c, UploadedImage) for c in images)
+    assert all(c.get_block_name() == "image" for c in images)
+    bad = tmp_path / "tmp123" / "upload.png"
+    bad.parent.mkdir()
+    bad.write_text("not an image")
+    value = images[0].preprocess(FileData(path=str(bad), orig_name="holiday.png"))
+    assert value == Upload(str(bad), "holiday.png")  # not opened: no PIL error before the handler runs

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gemel.plots import PlotConfig, PlotError, plot_ablation, plot_corrections, plot_training
+from gemel.plots import PlotConfig, PlotError, plot_ablation, plot_corrections, plot_precision, plot_training
 
 SMALL = PlotConfig(width=320, height=200, dpi=80)
 LOG = [{"step": i, "loss": 3.0 / (i + 1)} for i in range(30)] + [
@@ -20,6 +20,10 @@ ROWS = [{"name": "GEMEL (full)", "accuracy": 0.8, "ci_low": 0.7, "ci_high": 0.88
         {"name": "no demonstrations", "accuracy": 0.0, "ci_low": 0.0, "ci_high": 0.1}]
 PER_DAY = [(dt.date(2024, 5, d), d % 4) for d in range(1, 8)]
 BY_MAPPER = [("untrained", 0.31), ("v1", 0.45), ("v2-2024-05-07", 0.52)]
+PRECISION = [{"dtype": "float32", "link_p50_s": 1.3, "floor_s": 0.8, "dev_accuracy": 0.79, "test_accuracy": 0.81,
+              "rss_mb": 2080.0},
+             {"dtype": "bfloat16", "link_p50_s": 0.6, "floor_s": 0.5, "dev_accuracy": 0.79, "test_accuracy": 0.79,
+              "rss_mb": 1500.0}]
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -36,7 +40,9 @@ def _png_size(path: Path) -> tuple[int, int]:
     lambda p, c: plot_corrections(PER_DAY, BY_MAPPER, p, c),
     lambda p, c: plot_corrections([("2024-05-01", 3)], [], p, c),  # nothing evaluated yet
     lambda p, c: plot_corrections([], [], p, c),
-], ids=["training", "training-no-dev", "ablation", "corrections", "corrections-no-mapper", "corrections-empty"])
+    lambda p, c: plot_precision(PRECISION, p, c),
+], ids=["training", "training-no-dev", "ablation", "corrections", "corrections-no-mapper", "corrections-empty",
+        "precision"])
 @pytest.mark.parametrize("config", [SMALL, PlotConfig(width=500, height=301, dpi=100)], ids=["small", "odd"])
 def test_writes_png_of_configured_size(tmp_path: Path, draw, config: PlotConfig) -> None:
     path = tmp_path / "out" / "figure.png"
@@ -62,6 +68,9 @@ def test_default_size(tmp_path: Path) -> None:
     (lambda p: plot_corrections([(dt.date(2024, 1, 1), -2)], [], p), "count -2 must be an integer >= 0"),
     (lambda p: plot_corrections([(20240101, 2)], [], p), "must be a datetime.date or an ISO date string"),
     (lambda p: plot_corrections([], [("v1", 45.0)], p), "fractions in \\[0, 1\\]"),
+    (lambda p: plot_precision([], p), "no rows"),
+    (lambda p: plot_precision([{**PRECISION[0], "dev_accuracy": 79.0}], p), "not percentages"),
+    (lambda p: plot_precision([{"dtype": "int8", "link_p50_s": 1.0}], p), r"rows\[0\]\['floor_s'\] must be a number"),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_bad_data_is_refused(tmp_path: Path, draw, fragment: str) -> None:
     path = tmp_path / "x.png"

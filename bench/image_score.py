@@ -1,0 +1,143 @@
+"""Image-only entity scores on the held-out parts of the corpus: bridge only, projection only, combined.
+
+    python bench/image_score.py [--profile offline] [--corpus DIR] [--retrain] [--json out.json]
+
+Needs a built corpus (`gemel corpus build`); trains the scorer first when its artifact is missing. Reports
+top-1 / top-10 over the whole KB on the test split by why each picture is held out (``style``: an art style
+never trained on, entity seen = in-pool; ``picture``: unseen picture of a seen entity = in-pool; ``entity``:
+an entity never trained on = out-of-pool), the same-caption groups (choice among the entities sharing the
+mention, by the image alone; a group counts when every picture is right), and the held-out-style flags.
+The last line prints the headline figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+
+def topk(scorer, feats, gold, vectors, titles=None, layouts=None) -> tuple[float, float]:
+    fused = scorer.score_batch(feats, vectors, titles, layouts)  # (B, N)
+    rank = (fused >= fused[np.arange(len(gold)), gold][:, None]).sum(1) - 1  # ties count against the gold
+    return float((rank < 1).mean()), float((rank < 10).mean())
+
+
+def _argmax_unique(scores) -> int:
+    """The best candidate, or -1 when the best score is tied (a tie is no choice)."""
+    best = int(np.argmax(scores))
+    return best if (scores == scores[best]).sum() == 1 else -1
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--profile", default="offline")
+    p.add_argument("--corpus", help="corpus folder (default: the one `gemel corpus build` writes)")
+    p.add_argument("--retrain", action="store_true", help="train the scorer even if its artifact exists")
+    p.add_argument("--json", help="write the figures to this file")
+    args = p.parse_args(argv)
+
+    from gemel.captions import flag_set, same_caption_groups, shared_surfaces, text_only_upper_bound
+    from gemel.corpus import Corpus
+    from gemel.corpus_cli import default_corpus
+    from gemel.image_score import FusionConfig, ImageEntityScorer
+    from gemel.image_training import corpus_features, corpus_layouts, default_artifact, load_parts, train_scorer
+
+    t0 = time.perf_counter()
+    corpus = Corpus.load(args.corpus or default_corpus(args.profile))
+    parts = load_parts(args.profile)
+    artifact = default_artifact(corpus)
+    if args.retrain or not artifact.exists():
+        scorer = train_scorer(corpus, parts)
+        scorer.save(artifact)
+    scorer = ImageEntityScorer.load(artifact, parts.encoder, parts.embedder.name, parts.kb_vectors,
+                                    parts.kb.titles, corpus_manifest=corpus.manifest_sha256)
+    one = FusionConfig(w_bridge=1.0, w_projection=1.0, w_exemplar=1.0)
+    variants = {"bridge": scorer.replace(one, use_projection=False, use_exemplars=False),
+                "projection": scorer.replace(one, use_bridge=False, use_exemplars=False),
+                "exemplars": scorer.replace(one, use_bridge=False, use_projection=False),
+                "bridge+projection": scorer.replace(use_exemplars=False),
+                "combined": scorer}
+    figures: dict = {"fusion": {"w_bridge": scorer.fusion.w_bridge, "w_projection": scorer.fusion.w_projection,
+                                "w_exemplar": scorer.fusion.w_exemplar},
+                     "train_items": len(corpus.split("train")), "train_entities": len(corpus.entities("train"))}
+
+    # top-1 / top-10 over the whole KB, by why the picture is held out, and by source
+    test = corpus.split("test")
+    feats = corpus_features(corpus, parts.encoder, test, progress=False)
+    gold = np.array([parts.kb.index(it.entity) for it in test])
+    layouts = corpus_layouts(corpus, test)
+    titles = parts.kb.titles
+    for why in ("style", "picture", "entity"):
+        for source in sorted({it.source for it in test}) + ["all"]:
+            mask = np.array([it.heldout == why and source in ("all", it.source) for it in test])
+            if mask.sum() == 0:
+                continue
+            for name, sc in variants.items():
+                t1, t10 = topk(sc, feats[mask], gold[mask], parts.kb_vectors, titles, layouts[mask])
+                figures[f"{why}/{source}/{name}"] = {"n": int(mask.sum()), "top1": t1, "top10": t10}
+
+    # same-caption groups: choose among the entities sharing the mention, by the image alone
+    groups = same_caption_groups(corpus, parts.kb, split="test")
+    shared = shared_surfaces(parts.kb, corpus.items)
+    index = {it.image: i for i, it in enumerate(test)}
+    for name, sc in variants.items():
+        members_right, groups_right = 0, 0
+        for g in groups:
+            cands = sorted(shared[g.mention.lower()] if g.mention.lower() in shared else {m.entity for m in g.members})
+            vecs = parts.vectors(cands)
+            right = [cands[_argmax_unique(sc.score_batch(feats[index[m.image]][None], vecs, cands,
+                                                        layouts[index[m.image]][None])[0])] == m.entity
+                     for m in g.members]
+            members_right += sum(right)
+            groups_right += all(right)
+        n_members = sum(len(g.members) for g in groups)
+        figures[f"groups/{name}"] = {"groups": len(groups), "members": n_members,
+                                     "group_all_right": groups_right / max(len(groups), 1),
+                                     "member_right": members_right / max(n_members, 1)}
+    figures["groups/text_only_upper_bound"] = text_only_upper_bound(groups)
+    figures["groups/list"] = [[g.text, [m.entity for m in g.members]] for g in groups]
+
+    # flags of seen countries in the held-out art style: over the KB and among all flag entities
+    flags = flag_set(corpus)
+    if flags:
+        ff = corpus_features(corpus, parts.encoder, flags, progress=False)
+        fl = corpus_layouts(corpus, flags)
+        fg = np.array([parts.kb.index(it.entity) for it in flags])
+        countries = sorted({it.entity for it in corpus.items if it.kind == "flag"})
+        local = np.array([countries.index(it.entity) for it in flags])
+        for name, sc in variants.items():
+            kb1, kb10 = topk(sc, ff, fg, parts.kb_vectors, titles, fl)
+            c1, _ = topk(sc, ff, local, parts.vectors(countries), countries, fl)
+            figures[f"flags/{name}"] = {"n": len(flags), "top1_kb": kb1, "top10_kb": kb10, "top1_among_flags": c1}
+    figures["seconds"] = time.perf_counter() - t0
+
+    for key, value in figures.items():
+        if key != "groups/list":
+            print(f"{key:32s} {json.dumps(value)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
+    c = "combined"
+    get = lambda k, f: figures.get(k, {}).get(f, float("nan"))  # noqa: E731
+    print(f"image_score: in-pool(style) top1={get(f'style/all/{c}', 'top1'):.3f} top10={get(f'style/all/{c}', 'top10'):.3f}"
+          f" | in-pool(picture) top1={get(f'picture/all/{c}', 'top1'):.3f}"
+          f" | out-of-pool top1={get(f'entity/all/{c}', 'top1'):.3f} top10={get(f'entity/all/{c}', 'top10'):.3f}"
+          f" | groups all-right={get(f'groups/{c}', 'group_all_right'):.3f} ({get(f'groups/{c}', 'groups'):.0f} groups;"
+          f" bridge {get('groups/bridge', 'group_all_right'):.3f}, projection {get('groups/projection', 'group_all_right'):.3f},"
+          f" exemplars {get('groups/exemplars', 'group_all_right'):.3f})"
+          f" | flags top1={get(f'flags/{c}', 'top1_kb'):.3f} (among flags {get(f'flags/{c}', 'top1_among_flags'):.3f};"
+          f" bridge {get('flags/bridge', 'top1_kb'):.3f}, projection {get('flags/projection', 'top1_kb'):.3f},"
+          f" exemplars {get('flags/exemplars', 'top1_kb'):.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

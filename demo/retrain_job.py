@@ -1,0 +1,206 @@
+"""The Data tab's "Re-train from corrections": `gemel.retrain.retrain` in a background thread of the app.
+
+One `RetrainJob` belongs to the `demo.handlers.Studio`. ``start`` checks the store's decisions at once (bad input
+gets one sentence, nothing starts), then trains a copy of the trained parts on a snapshot of the linker while the
+app keeps serving; the Data tab polls ``view`` for the progress line and the result. An accepted candidate (held-out
+accuracy strictly better, test accuracy not worse) is saved as ``mappers/<version>.pt`` next to the annotation
+store (or in the app's work folder for an in-memory store) and swapped in under the studio's lock, the
+correction loop re-pointed to it, so every later prediction records the new mapper version. Any failure, or a
+rejected candidate, leaves the serving linker exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from annotations import AnnotationError
+from annotations.validation import ENTITY_DECISIONS
+from gemel.errors import GemelError
+from gemel.retrain import RetrainConfig, RetrainResult, check_decisions, retrain
+from gemel.types import Example
+
+from . import render
+from .config import ASSETS
+from .errors import StudioError
+from .handlers import user_facing
+
+log = logging.getLogger(__name__)
+
+TEST_SPLIT = ASSETS / "eval" / "test.jsonl"  # the shipped test split: the candidate must not do worse on it
+
+
+class RetrainBusyError(StudioError):
+    """A re-training is already running."""
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What the Data tab shows; replaced as a whole (never mutated), so a reader sees one consistent state."""
+
+    running: bool = False
+    fraction: float = 0.0  # progress in [0, 1]
+    message: str = ""  # what is happening, or how it ended
+    started: str = ""  # UTC time, HH:MM:SS
+    result: RetrainResult | None = None
+    error: str | None = None  # one sentence, when the job failed
+    saved: str | None = None  # the accepted mapper's file
+
+
+@dataclass(frozen=True)
+class RetrainView:
+    progress: str  # HTML: the progress line
+    result: str  # HTML: before/after figures and the decision
+    running: bool
+
+
+class RetrainJob:
+    """Re-trains the studio's linker from its store's decisions in the background; one job at a time."""
+
+    def __init__(self, studio: Any, config: RetrainConfig | None = None,
+                 test_examples: Sequence[Example] | None = None, test_path: str | Path = TEST_SPLIT) -> None:
+        self.studio = studio
+        self.config = config or RetrainConfig()
+        self.test_path = Path(test_path)
+        self._test = None if test_examples is None else list(test_examples)  # None: read test_path on first use
+        self._lock = threading.Lock()
+        self.state = JobState()
+        self.thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state.running
+
+    @property
+    def mappers_dir(self) -> Path:
+        """Where accepted mappers are kept: ``mappers/`` beside the store file, else in the work folder."""
+        path = getattr(self.studio.store, "path", None)
+        return (Path(path).parent if path is not None else self.studio.work_dir) / "mappers"
+
+    # ---- starting -------------------------------------------------------------------------------------
+    @user_facing("Could not start re-training")
+    def start(self) -> RetrainView:
+        """Check the decisions and start the background job; refused while one runs."""
+        with self._lock:
+            if self.state.running:
+                raise RetrainBusyError(f"a re-training is already running (started at {self.state.started} UTC, "
+                                       f"{100 * self.state.fraction:.0f}% done): wait for it to finish")
+            with self.studio.lock:  # a private pool: corrections saved meanwhile must not race the job
+                linker = self.studio.linker.replace(pool=self.studio.linker.labelled_pool.with_examples())
+            examples = self.decisions()
+            check_decisions(linker, examples, self.config)
+            test = self.test_examples()
+            self.state = JobState(running=True, message="starting", started=_now("%H:%M:%S"))
+            self.thread = threading.Thread(target=self._run, args=(linker, examples, test), daemon=True,
+                                           name="gemel-retrain")
+            self.thread.start()
+        return self.view()
+
+    def decisions(self) -> list[Example]:
+        """The store's gold examples: one majority label per decided input, NIL decisions included."""
+        rows = self.studio.store.training_examples((*ENTITY_DECISIONS, "nil"))
+        return [Example.from_dict(d) for d in rows]
+
+    def test_examples(self) -> list[Example]:
+        if self._test is None:
+            from gemel.evaluate import load_examples
+
+            self._test = load_examples(self.test_path) if self.test_path.is_file() else []
+            if not self._test:
+                log.warning("no test split at %s: re-training is judged on the held-out decisions only",
+                            self.test_path)
+        return self._test
+
+    # ---- the thread -----------------------------------------------------------------------------------
+    def _run(self, linker: Any, examples: list[Example], test: list[Example]) -> None:
+        try:
+            out = self.studio.work_dir / "retrain" / _now("%Y%m%d-%H%M%S-%f")
+            result = retrain(linker, examples, out, self.config, test_examples=test, progress_cb=self._progress)
+            saved = self._adopt(result) if result.accepted else None
+            self._finish(result=result, saved=saved)
+        except (AnnotationError, GemelError, StudioError) as e:
+            log.warning("re-training failed: %s", e)
+            self._finish(error=f"Re-training failed: {_clause(e)}; the serving model is unchanged.")
+        except Exception as e:  # a bug, or the machine: the traceback goes to the log, the page gets a sentence
+            log.exception("re-training failed")
+            self._finish(error=f"Re-training failed with an internal error ({type(e).__name__}), so the serving "
+                               "model is unchanged; the details are in the server log.")
+
+    def _progress(self, fraction: float, message: str) -> None:
+        self.state = replace(self.state, fraction=fraction, message=message)
+
+    def _adopt(self, result: RetrainResult) -> str:
+        """Save the accepted mapper under its version, then swap it in (under the studio's lock)."""
+        folder = self.mappers_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        saved = folder / f"{result.version}.pt"
+        shutil.copyfile(result.checkpoints["mapper"], saved)
+        with (folder / "retrain-log.jsonl").open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"time": _now("%Y-%m-%dT%H:%M:%SZ"), **result.to_dict(), "saved": str(saved)}) + "\n")
+        with self.studio.lock:
+            linker = result.adopt(self.studio.linker)  # the live linker: corrections saved meanwhile are kept
+            self.studio.linker = linker
+            self.studio.loop.linker = linker
+        log.info("now serving mapper %s (saved as %s)", result.version, saved)
+        return str(saved)
+
+    def _finish(self, result: RetrainResult | None = None, error: str | None = None, saved: str | None = None) -> None:
+        message = error or ("done: accepted" if result and result.accepted else "done: not accepted")
+        self.state = replace(self.state, running=False, fraction=1.0 if error is None else self.state.fraction,
+                             message=message, result=result, error=error, saved=saved)
+
+    def wait(self, timeout: float | None = None) -> JobState:
+        """Block until the job ends (tests, scripts); returns the final state."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+        return self.state
+
+    # ---- the view -------------------------------------------------------------------------------------
+    def view(self) -> RetrainView:
+        s = self.state
+        return RetrainView(progress_html(s), result_html(s, self.studio.linker.mapper_version), s.running)
+
+
+def progress_html(s: JobState) -> str:
+    if not s.started:
+        return ""
+    pct = 100 * s.fraction
+    return (f'<div class="gemel-meta"><progress value="{s.fraction:.3f}" max="1"></progress> '
+            f'{pct:.0f}% · {render.esc(s.message)} (started {render.esc(s.started)} UTC)</div>')
+
+
+def result_html(s: JobState, serving: str) -> str:
+    if s.error:
+        return render.status_html(s.error, "error")
+    r = s.result
+    if r is None:
+        return ""
+    rows = [("held-out decisions", r.n_held_out, r.before.held_out, r.after.held_out),
+            ("shipped test split", r.n_test, r.before.test, r.after.test)]
+    cells = "".join(f"<tr><td>{name} (n={n})</td><td>{_pct(b)}</td><td>{_pct(a)}</td></tr>" for name, n, b, a in rows)
+    table = (f'<table class="gemel-table"><tr><th>accuracy</th><th>serving ({render.esc(r.previous.get("mapper"))})'
+             f'</th><th>new ({render.esc(r.version)})</th></tr>{cells}</table>')
+    if r.accepted:
+        verdict = f"Accepted: {r.reason}; now serving {serving} (saved as {s.saved})."
+    else:
+        verdict = f"Not accepted: {r.reason}; still serving {serving}."
+    return table + render.status_html(f"{verdict} Trained on {r.n_train} decision(s) in {r.seconds:.0f} s.")
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _clause(error: BaseException) -> str:
+    return (str(error).strip() or type(error).__name__).rstrip(".")
+
+
+def _now(fmt: str) -> str:
+    return datetime.now(timezone.utc).strftime(fmt)

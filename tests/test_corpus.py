@@ -1,0 +1,300 @@
+"""The image–entity corpus: linking rules, splits, building (cached, resumable), reading, synthetic captions.
+
+Unit tests use a tiny KB, a bag-of-words fake embedder and synthetic pictures; tests that read the real
+packages (Noto, CLDR, twemoji, openmoji, simple-icons, openclipart) are marked ``corpus_packages``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from gemel.captions import (AMBIGUOUS_TEMPLATES, captions, flag_set, same_caption_groups, shared_surfaces,
+                            text_only_upper_bound)
+from gemel.corpus import (Corpus, CorpusError, LinkConfig, NameLinker, SplitConfig, assign_split, build_corpus,
+                          entity_split, read_table, singular)
+from gemel.corpus_sources import Picture, cp_key, svg_metadata
+from gemel.kb import Entity, KnowledgeBase
+
+KB = KnowledgeBase([
+    Entity("Apple", "Fruit of the apple tree"), Entity("Apple Inc.", "American technology company"),
+    Entity("Cricket (insect)", "Insect related to grasshoppers"), Entity("Cricket", "Bat-and-ball sport"),
+    Entity("Frog", "Amphibian"), Entity("Germany", "Country in Central Europe"),
+    Entity("Jordan", "Country in West Asia"), Entity("Moon", "Natural satellite of Earth"),
+    Entity("Mole (animal)", "Small burrowing mammal"), Entity("Mole (unit)", "Unit of amount of substance"),
+], name="tiny-corpus-kb")
+
+
+class BagOfWords:
+    """A deterministic stand-in for the text embedder: hashed word counts, L2-normalised."""
+
+    name, dim = "bag-of-words", 64
+
+    def encode(self, texts, progress=False):
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for i, text in enumerate(texts):
+            for w in text.lower().replace(":", " ").replace(",", " ").replace(";", " ").split():
+                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % self.dim] += 1
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def linker(table: str = "", **cfg) -> NameLinker:
+    emb = BagOfWords()
+    return NameLinker(KB, emb, LinkConfig(table=table, **cfg), emb.encode([e.index_text() for e in KB]))
+
+
+def pic(name: str, kind: str = "emoji", source: str = "noto", keywords=(), key=None, mode="RGBA") -> Picture:
+    colour = int(hashlib.md5(name.encode()).hexdigest()[:2], 16)
+
+    def load():
+        im = Image.new("RGBA", (20, 18), (colour, 255 - colour, 40, 255))
+        return im.convert(mode)
+
+    key = key or name.replace(" ", "_")
+    return Picture(key, source, source, (name,), tuple(keywords), "CC0-1.0", kind, f"{kind}:{key}", load)
+
+
+# ---- linking ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("word,expected", [("frogs", "frog"), ("cherries", "cherry"), ("boxes", "box"),
+                                           ("glass", "glass"), ("bus", "bus"), ("moon", "moon")])
+def test_singular(word, expected):
+    assert singular(word) == expected
+
+
+@pytest.mark.parametrize("name,kind,source,title,rule", [
+    ("Germany", "flag", "noto", "Germany", "exact"),
+    ("frogs", "clipart", "openclipart", "Frog", "surface"),
+    ("moon", "emoji", "noto", "Moon", "exact"),
+])
+def test_rules_exact_and_surface(name, kind, source, title, rule):
+    result = linker().link(pic(name, kind, source))
+    assert (result.title, result.rule) == (title, rule)
+
+
+def test_a_logo_links_only_to_an_organisation():
+    result = linker(min_similarity=0.05).link(pic("Apple", "logo", "simple-icons", ("american", "technology")))
+    assert (result.title, result.rule) == ("Apple Inc.", "surface")
+    assert linker().link(pic("Moon", "logo", "simple-icons")).title is None  # a brand named like a KB thing
+
+
+def test_shared_surface_is_decided_by_the_kb_descriptions():
+    result = linker(min_similarity=0.05).link(pic("Mole", "emoji", "noto", ("small", "burrowing", "mammal")))
+    assert (result.title, result.rule) == ("Mole (animal)", "embedder")
+
+
+def test_head_noun_needs_the_embedder_to_agree():
+    lk = linker(head_min_similarity=0.2)
+    assert lk.link(pic("red apple", keywords=("fruit", "apple", "tree"))).title == "Apple"
+    assert lk.link(pic("two dead frogs", "clipart")).rule in ("embedder", "below-threshold")
+    assert linker().link(pic("videocassette")).rule == "none"
+
+
+def test_without_an_embedder_ambiguous_names_stay_unlinked():
+    lk = NameLinker(KB, None, LinkConfig(table=""))
+    assert lk.link(pic("Mole")).rule == "ambiguous"
+
+
+def test_reviewed_table_wins_and_can_reject(tmp_path):
+    table = tmp_path / "links.tsv"
+    table.write_text("# comment\nmole\t*\tMole (animal)\ngermany\tnoto\t-\n")
+    lk = linker(table=str(table))
+    assert (lk.link(pic("Mole")).title, lk.link(pic("Mole")).rule) == ("Mole (animal)", "table")
+    assert lk.link(pic("Germany", "flag")).rule == "rejected"
+    assert lk.link(pic("Germany", "flag", "twemoji")).title == "Germany"  # the rejection was for noto only
+
+
+def test_bad_table_line_names_the_line(tmp_path):
+    table = tmp_path / "links.tsv"
+    table.write_text("apple\tApple\n")
+    with pytest.raises(CorpusError, match="links.tsv:1"):
+        read_table(table)
+
+
+def test_shipped_table_names_only_kb_titles_or_dashes():
+    rows = read_table(Path(__file__).parent.parent / "assets" / "corpus" / "links.tsv")
+    assert rows and all(isinstance(t, str) for t in rows.values())
+
+
+# ---- splits ------------------------------------------------------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(entity=st.text(min_size=1, max_size=20), concept=st.text(min_size=1, max_size=20),
+       style=st.sampled_from(["noto", "twemoji", "openmoji", "openclipart"]))
+def test_split_is_a_function_and_entity_holdout_is_whole(entity, concept, style):
+    cfg = SplitConfig()
+    split, why = assign_split(entity, concept, style, cfg)
+    assert (split, why) == assign_split(entity, concept, style, cfg)
+    if entity_split(entity, cfg) != "train":  # a held-out entity never reaches train, in any style
+        assert split == entity_split(entity, cfg) and why == "entity"
+    if style == "openmoji":
+        assert split != "train"
+    assert (split == "train") == (why == "")
+
+
+@pytest.mark.parametrize("bad", [dict(entity_test=1.0), dict(entity_test=0.6, entity_dev=0.5),
+                                 dict(picture_dev=-0.1)])
+def test_split_config_refuses_bad_shares(bad):
+    with pytest.raises(CorpusError):
+        SplitConfig(**bad)
+
+
+# ---- building ---------------------------------------------------------------------------------------
+NAMES = ["Germany", "Jordan", "moon", "frogs", "Apple", "Cricket", "red apple", "videocassette", "Mole"]
+ODD_MODES = ["RGBA", "LA", "P", "L", "RGB", "1"]
+
+
+def fake_readers():
+    def noto():
+        return [pic(n, "flag" if n in ("Germany", "Jordan") else "emoji", "noto", ("fruit", "apple"),
+                    mode=ODD_MODES[i % len(ODD_MODES)]) for i, n in enumerate(NAMES)]
+
+    def openmoji():
+        return [pic(n, "flag" if n in ("Germany", "Jordan") else "emoji", "openmoji", ("fruit", "apple"))
+                for n in NAMES]
+
+    def logos():
+        return [pic("Apple", "logo", "simple-icons", ("american", "technology"))]
+
+    def broken():
+        def load():
+            raise OSError("truncated")
+        return [Picture("x", "broken", "broken", ("Moon",), (), "CC0-1.0", "emoji", "emoji:x", load)]
+
+    return {"noto": noto, "openmoji": openmoji, "simple-icons": logos, "broken": broken}
+
+
+@pytest.fixture()
+def built(tmp_path):
+    lk = linker(min_similarity=0.05, head_min_similarity=0.2)
+    report = build_corpus(KB, lk, tmp_path / "c", ["noto", "openmoji", "simple-icons", "broken"],
+                          split=SplitConfig(entity_test=0.0, entity_dev=0.0, picture_test=0.0, picture_dev=0.0),
+                          progress=False, readers=fake_readers())
+    return tmp_path / "c", report
+
+
+def test_build_writes_manifest_images_and_report(built):
+    folder, report = built
+    corpus = Corpus.load(folder)
+    assert len(corpus.items) == report.items > 0
+    assert corpus.manifest_sha256 == report.manifest_sha256 == (folder / "manifest.sha256").read_text().strip()
+    for it in corpus.items:
+        assert it.entity in KB and Image.open(corpus.path(it)).size == (20, 18)
+    assert report.read["noto"] == len(NAMES) and report.linked("noto") == report.linked("openmoji")
+    assert report.rules["noto/none"] >= 1 and report.rules["broken/unreadable"] == 1
+    logo = [it for it in corpus.items if it.source == "simple-icons"]
+    assert [it.entity for it in logo] == ["Apple Inc."]
+    assert json.loads((folder / "report.json").read_text())["items"] == report.items
+    assert any("linked" in line for line in report.lines())
+
+
+def test_build_is_resumable_and_deterministic(built, tmp_path):
+    folder, report = built
+    first = {p: p.stat().st_mtime_ns for p in folder.rglob("*.png")}
+    again = build_corpus(KB, linker(min_similarity=0.05, head_min_similarity=0.2), folder,
+                         ["noto", "openmoji", "simple-icons", "broken"],
+                         split=SplitConfig(entity_test=0.0, entity_dev=0.0, picture_test=0.0, picture_dev=0.0),
+                         progress=False, readers=fake_readers())
+    assert again.manifest_sha256 == report.manifest_sha256
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*.png")} == first  # nothing rendered twice
+
+
+def test_held_out_style_and_entities_are_disjoint_from_train(tmp_path):
+    readers = fake_readers()
+    report = build_corpus(KB, linker(min_similarity=0.05, head_min_similarity=0.2), tmp_path / "c",
+                          ["noto", "openmoji"], split=SplitConfig(entity_test=0.3, entity_dev=0.2),
+                          progress=False, readers=readers)
+    corpus = Corpus.load(tmp_path / "c")
+    train = corpus.split("train")
+    assert report.items == len(corpus.items)
+    assert not {it.entity for it in corpus.items if it.heldout == "entity"} & {it.entity for it in train}
+    assert not {it.image for it in train} & {it.image for it in corpus.items if it.split != "train"}
+    assert all(it.split == "test" for it in corpus.items if it.style == "openmoji" and it.heldout == "style")
+
+
+def test_unknown_source_and_missing_corpus_are_clear_errors(tmp_path):
+    with pytest.raises(CorpusError, match="unknown source"):
+        build_corpus(KB, linker(), tmp_path, ["nope"], readers=fake_readers(), progress=False)
+    with pytest.raises(CorpusError, match="gemel corpus build"):
+        Corpus.load(tmp_path / "none")
+
+
+# ---- names of pictures -----------------------------------------------------------------------------
+def test_cp_key_drops_variation_selector():
+    assert cp_key("\u2764\ufe0f") == "2764" and cp_key("🇩🇪") == "1f1e9-1f1ea"
+
+
+def test_svg_metadata(tmp_path):
+    svg = tmp_path / "a.svg"
+    svg.write_text('<svg><metadata><dc:title>Red &amp; green apple</dc:title><dc:subject><rdf:Bag>'
+                   '<rdf:li>fruit</rdf:li><rdf:li>unsorted</rdf:li></rdf:Bag></dc:subject></metadata></svg>')
+    assert svg_metadata(svg) == ("Red & green apple", ("fruit",))
+    assert svg_metadata(tmp_path / "missing.svg") == ("", ())
+
+
+# ---- captions -----------------------------------------------------------------------------------------
+def test_groups_have_one_caption_distinct_entities_and_only_test_pictures(tmp_path):
+    build_corpus(KB, linker(min_similarity=0.05, head_min_similarity=0.2), tmp_path / "c",
+                 ["noto", "openmoji", "simple-icons"], split=SplitConfig(), progress=False, readers=fake_readers())
+    corpus = Corpus.load(tmp_path / "c")
+    assert {"Apple", "Apple Inc."} <= shared_surfaces(KB, corpus.items)["apple"]
+    groups = same_caption_groups(corpus, KB, split="test")
+    for g in groups:
+        assert 2 <= len(g.members) <= 3 and len({m.entity for m in g.members}) == len(g.members)
+        assert {m.text for m in g.members} == {g.text} and g.mention in g.text
+        assert all(m.split == "test" for m in g.members)
+        assert any(g.text == t.format(m=g.mention) for t in AMBIGUOUS_TEMPLATES)
+    if groups:
+        assert text_only_upper_bound(groups) <= 0.5
+    for c in captions(corpus, KB, "test"):
+        assert c.mention in c.text and c.entity in KB
+    assert all(it.kind == "flag" for it in flag_set(corpus))
+
+
+# ---- real packages --------------------------------------------------------------------------------
+@pytest.mark.corpus_packages
+@pytest.mark.parametrize("source", ["noto", "twemoji", "openmoji", "simple-icons", "openclipart"])
+def test_real_source_reads_named_pictures(source):
+    from gemel.corpus_sources import READERS, SourceUnavailable
+
+    try:
+        pictures = list(READERS[source]())
+    except SourceUnavailable as e:  # `make corpus-debs` / `make setup` installs them
+        pytest.skip(str(e))
+    assert len(pictures) > 1000
+    im = pictures[len(pictures) // 2].load()
+    assert im.mode == "RGBA" and max(im.size) <= 256
+
+
+@pytest.mark.corpus_packages
+def test_real_flags_are_named_by_territory():
+    from gemel.corpus_sources import emoji_names
+
+    assert emoji_names(cp_key("🇩🇪"))[0] == ("Germany",) and emoji_names(cp_key("🇩🇪"))[2] == "flag"
+    assert emoji_names(cp_key("🇨🇿"))[0] == ("Czechia", "Czech Republic")
+    assert emoji_names(cp_key("🍎"))[0] == ("red apple",)
+
+
+@pytest.mark.parametrize("cmd", [[], ["build"], ["train-projection"], ["captions"], ["top"]])
+def test_every_corpus_command_has_help(cmd, capsys):
+    from gemel.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["corpus", *cmd, "--help"])
+    assert e.value.code == 0 and "usage: gemel corpus" in capsys.readouterr().out
+
+
+def test_in_pool_held_out_pictures_have_a_trained_entity(tmp_path):
+    build_corpus(KB, linker(min_similarity=0.05, head_min_similarity=0.2), tmp_path / "c", ["noto", "openmoji"],
+                 split=SplitConfig(entity_test=0.2, entity_dev=0.1, picture_test=0.3, picture_dev=0.2),
+                 progress=False, readers=fake_readers())
+    corpus = Corpus.load(tmp_path / "c")
+    trained = {it.entity for it in corpus.split("train")}
+    for it in corpus.items:
+        if it.split != "train":
+            assert (it.entity in trained) == (it.heldout in ("style", "picture"))

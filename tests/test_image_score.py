@@ -1,0 +1,282 @@
+"""The image -> entity scorer: bridge, projection, fusion, normalisation, artifact, odd pictures.
+
+A random-weight timm ``test_efficientnet`` (256-d feature, 1000-class head) stands in for EfficientNet-Lite0,
+random unit vectors for the text embedder's space. The test that loads the real offline encoder is marked
+``offline_model``.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gemel.config import VisionConfig
+from gemel.image_score import (BridgeConfig, ColourExemplars, FusionConfig, ImageEntityScorer, ImageNetBridge,
+                               ImageScoreError, colour_layout,
+                               Projection, ProjectionConfig, ScorerSpec, fit_fusion, normalise, train_projection)
+from gemel.images import load_image, to_rgb
+from gemel.vision import VisionEncoder
+
+D = 16  # embedder dim of the tests
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    return VisionEncoder.load(VisionConfig(kind="timm", name="test_efficientnet", weights="", image_size=32,
+                                           crop_pct=1.0))
+
+
+@pytest.fixture(scope="module")
+def kb():
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(12, D)).astype(np.float32)
+    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True), [f"Entity {i}" for i in range(12)]
+
+
+@pytest.fixture(scope="module")
+def scorer(encoder, kb):
+    torch.manual_seed(1)
+    spec = ScorerSpec(vision=encoder.config.name, vision_dim=encoder.dim, embedder="random", embed_dim=D,
+                      num_classes=1000, corpus_manifest="abc")
+    bridge = ImageNetBridge(torch.randn(1000, D))
+    projection = Projection(encoder.dim, D)
+    return ImageEntityScorer(spec, encoder, projection, bridge, FusionConfig(), kb[0], kb[1])
+
+
+def test_logits_from_features_equal_classify(encoder):
+    image = Image.new("RGB", (40, 30), (10, 200, 30))
+    feature = encoder.encode([image])
+    assert torch.allclose(encoder.logits_from_features(feature)[0], encoder.classify(image)[0], atol=1e-4)
+    assert encoder.has_classifier
+
+
+def test_bridge_vectors_are_unit_and_follow_the_top_classes():
+    classes = torch.eye(4, 3)  # class 3 has a zero vector
+    bridge = ImageNetBridge(torch.nn.functional.pad(classes, (0, 0)), BridgeConfig(top_classes=1))
+    logits = torch.tensor([[0.0, 5.0, 0.0, 0.0]])
+    assert torch.allclose(bridge.vectors(logits), torch.tensor([[0.0, 1.0, 0.0]]))
+    mixed = ImageNetBridge(classes, BridgeConfig(top_classes=2)).vectors(torch.tensor([[3.0, 3.0, -9.0, -9.0]]))
+    assert torch.allclose(mixed.norm(dim=-1), torch.ones(1)) and mixed[0, 0] == pytest.approx(mixed[0, 1])
+
+
+def test_similarities_shape_and_feature_equals_image(scorer, encoder, kb):
+    image = Image.new("RGB", (50, 50), (120, 30, 200))
+    by_image = scorer.similarities(image, kb[0][:5])
+    by_feature = scorer.similarities(encoder.encode([image])[0], kb[0][:5])
+    assert by_image.shape == (5,) and np.allclose(by_image, by_feature, atol=1e-5)
+
+
+def test_scores_are_normalised_across_candidates(scorer, kb):
+    feature = torch.randn(scorer.spec.vision_dim)
+    s = scorer.score(feature, kb[0][:7])
+    assert abs(float(s.fused.mean())) < 1e-4  # z-scores of each component sum to a zero mean
+    assert s.probabilities.sum() == pytest.approx(1.0) and s.confidence == pytest.approx(s.probabilities.max())
+    assert set(s.components) == {"bridge", "projection"}
+    one = scorer.score(feature, kb[0][:1])  # a single candidate: nothing to compare, no NaN
+    assert np.isfinite(one.fused).all() and one.confidence == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("how", ["zscore", "softmax", "none"])
+def test_normalise_keeps_the_order(how):
+    s = np.array([[0.1, 0.5, 0.3], [2.0, 1.0, 3.0]])
+    assert (np.argsort(normalise(s, how), axis=1) == np.argsort(s, axis=1)).all()
+    assert np.allclose(normalise(s + 7, "zscore"), normalise(s, "zscore"))
+
+
+def test_top_k_returns_k_distinct_kb_titles_best_first(scorer, kb):
+    top = scorer.top_k(torch.randn(scorer.spec.vision_dim), k=5)
+    assert len(top) == 5 and len({t for t, _ in top}) == 5 and all(t in kb[1] for t, _ in top)
+    assert [s for _, s in top] == sorted((s for _, s in top), reverse=True)
+
+
+def test_abstains_below_the_confidence_threshold(scorer, kb):
+    sure = scorer.replace(fusion=FusionConfig(abstain_below=1.01)).score(torch.randn(scorer.spec.vision_dim), kb[0])
+    assert sure.abstain
+    assert not scorer.replace(fusion=FusionConfig(abstain_below=0.0)).score(torch.randn(256), kb[0]).abstain
+
+
+def test_replace_shares_weights_and_drops_components(scorer, kb):
+    only = scorer.replace(use_bridge=False)
+    assert only.projection is scorer.projection and only.bridge is None
+    assert set(only.score(torch.randn(256), kb[0]).components) == {"projection"}
+    assert scorer.fusion == FusionConfig()  # the original is unchanged
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda s, kb: s.similarities(torch.randn(7), kb[0]), "expects 256"),
+    (lambda s, kb: s.similarities(torch.randn(256), kb[0][:, :3]), "entity_vectors must be"),
+    (lambda s, kb: s.similarities(None, kb[0]), "no image given"),
+    (lambda s, kb: s.top_k(torch.randn(256), k=0), "k=0"),
+])
+def test_bad_use_is_a_clear_error(scorer, kb, bad, match):
+    with pytest.raises(ImageScoreError, match=match):
+        bad(scorer, kb)
+
+
+@pytest.mark.parametrize("kwargs", [dict(w_bridge=-1.0), dict(w_bridge=0.0, w_projection=0.0),
+                                    dict(normalise="rank"), dict(temperature=0.0)])
+def test_fusion_config_checks(kwargs):
+    with pytest.raises(ImageScoreError):
+        FusionConfig(**kwargs)
+
+
+def test_save_load_roundtrip_is_small_and_checked(scorer, encoder, kb, tmp_path):
+    path = tmp_path / "scorer.pt"
+    version = scorer.save(path)
+    assert version.startswith("image-scorer-") and path.stat().st_size < 5 * 2**20
+    loaded = ImageEntityScorer.load(path, encoder, "random", kb[0], kb[1], corpus_manifest="abc")
+    feature = torch.randn(256)
+    assert np.allclose(loaded.similarities(feature, kb[0]), scorer.similarities(feature, kb[0]), atol=2e-2)
+    assert loaded.fusion == scorer.fusion
+    with pytest.raises(ImageScoreError, match="embedder: artifact 'random' vs given 'other'"):
+        ImageEntityScorer.load(path, encoder, "other")
+    with pytest.raises(ImageScoreError, match="corpus_manifest"):
+        ImageEntityScorer.load(path, encoder, corpus_manifest="def")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ImageScoreError, match="not a readable"):
+        ImageEntityScorer.load(tmp_path / "junk.pt", encoder)
+
+
+def test_training_learns_a_separable_mapping_and_fusion_fits(scorer, kb):
+    torch.manual_seed(0)
+    targets = torch.from_numpy(kb[0][:6])
+    centres = torch.randn(6, 256) * 3
+    labels = torch.arange(6).repeat(20)
+    feats = centres[labels] + 0.3 * torch.randn(len(labels), 256)
+    result = train_projection(feats, targets, labels, ProjectionConfig(epochs=30, batch_size=32, seed=0))
+    assert result.losses[-1] < result.losses[0]
+    pred = (result.projection(feats) @ targets.T).argmax(1)
+    assert (pred == labels).float().mean() > 0.95
+    trained = scorer.replace()
+    trained.projection = result.projection
+    fusion = fit_fusion(trained, feats, labels.tolist(), kb[0][:6])
+    assert fusion.w_projection == 1.0 and fusion.w_bridge <= 1.0  # the random bridge gets little weight
+
+
+def test_scorer_needs_a_component_and_a_classifier_for_the_bridge(scorer, kb):
+    with pytest.raises(ImageScoreError, match="needs a projection"):
+        ImageEntityScorer(scorer.spec, scorer.encoder)
+
+    class NoHead:
+        has_classifier = False
+
+    with pytest.raises(ImageScoreError, match="classifier head"):
+        ImageEntityScorer(scorer.spec, NoHead(), bridge=scorer.bridge)
+
+
+# ---- odd pictures --------------------------------------------------------------------------------
+def _png(im: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=kw.pop("format", "PNG"), **kw)
+    return buf.getvalue()
+
+
+def odd_pictures() -> dict[str, bytes | Image.Image]:
+    rgba = Image.new("RGBA", (40, 40), (255, 0, 0, 0))
+    rgba.paste((0, 0, 255, 255), (10, 10, 30, 30))
+    palette = Image.new("P", (30, 30), 0)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.info["transparency"] = 0
+    wide = Image.fromarray(np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16))
+    frames = [Image.new("RGB", (24, 24), c) for c in ((255, 0, 0), (0, 255, 0))]
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    return {
+        "alpha": _png(rgba), "palette": _png(palette, transparency=0), "16-bit": _png(wide),
+        "cmyk": _png(Image.new("CMYK", (32, 32), (0, 100, 200, 0)), format="JPEG"),
+        "animated-gif": gif.getvalue(), "16x16": _png(Image.new("RGB", (16, 16), (9, 9, 9))),
+        "la": _png(Image.new("LA", (20, 20), (100, 0))),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(odd_pictures()))
+def test_odd_pictures_score(scorer, kb, name):
+    s = scorer.score(odd_pictures()[name], kb[0])
+    assert np.isfinite(s.fused).all() and s.fused.shape == (12,)
+
+
+def test_24_megapixel_picture_scores(scorer, kb):
+    big = Image.new("RGB", (6000, 4000), (30, 60, 90))
+    assert np.isfinite(scorer.similarities(big, kb[0])).all()
+
+
+def test_transparency_is_composited_on_white_everywhere(scorer, kb, encoder):
+    rgba = Image.new("RGBA", (40, 40), (255, 0, 0, 0))  # fully transparent red
+    white = Image.new("RGB", (40, 40), (255, 255, 255))
+    assert to_rgb(rgba).getpixel((0, 0)) == (255, 255, 255)
+    assert load_image(_png(rgba)).getpixel((0, 0)) == (255, 255, 255)
+    assert load_image(rgba).getpixel((0, 0)) == (255, 255, 255)
+    assert torch.allclose(encoder.encode([rgba]), encoder.encode([white]))  # the encoder composites too
+    assert np.allclose(scorer.similarities(rgba, kb[0]), scorer.similarities(white, kb[0]), atol=1e-5)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped():
+    wide = Image.fromarray(np.full((4, 4), 32768, np.uint16))
+    assert to_rgb(wide).getpixel((0, 0)) == (128, 128, 128)
+
+
+@pytest.mark.offline_model
+def test_real_bridge_names_a_cat():
+    from skimage import data
+
+    from gemel.image_training import bridge_for, load_parts
+
+    parts = load_parts("offline")
+    bridge = bridge_for(parts)
+    spec = ScorerSpec(parts.encoder.config.name, parts.encoder.dim, parts.embedder.name, parts.embedder.dim, 1000)
+    scorer = ImageEntityScorer(spec, parts.encoder, bridge=bridge, kb_vectors=parts.kb_vectors,
+                               kb_titles=parts.kb.titles)
+    top = [t for t, _ in scorer.top_k(Image.fromarray(data.chelsea()), k=10)]
+    assert "Cat" in top
+
+
+# ---- colour-layout exemplars ----------------------------------------------------------------------
+def _flag(colours, vertical=True, size=(60, 40), pad=8) -> Image.Image:
+    """A tricolour on a transparent canvas, like an emoji flag."""
+    w, h = size
+    im = Image.new("RGBA", (w + 2 * pad, h + 2 * pad), (0, 0, 0, 0))
+    for i, c in enumerate(colours):
+        box = (pad + i * w // 3, pad, pad + (i + 1) * w // 3, pad + h) if vertical else \
+            (pad, pad + i * h // 3, pad + w, pad + (i + 1) * h // 3)
+        im.paste(c + (255,), box)
+    return im
+
+
+FLAGS = {"France": ((0, 35, 149), (255, 255, 255), (237, 41, 57)), "Italy": ((0, 146, 70), (241, 242, 241), (206, 43, 55)),
+         "Germany": ((0, 0, 0), (221, 0, 0), (255, 206, 0))}
+
+
+def test_colour_layout_ignores_the_transparent_margin():
+    a = colour_layout(_flag(FLAGS["France"], pad=2))
+    b = colour_layout(_flag(FLAGS["France"], pad=30))
+    assert a.shape == (3 * (12 + 48 + 192),) and np.allclose(a, b, atol=0.05)
+    assert colour_layout(Image.new("RGB", (10, 10), (255, 255, 255))).shape == a.shape  # all background
+
+
+def test_exemplars_find_the_flag_in_another_drawing(encoder, kb):
+    layouts = np.stack([colour_layout(_flag(c, vertical=(t != "Germany"))) for t, c in FLAGS.items()])
+    ex = ColourExemplars.build(layouts, list(FLAGS))
+    redrawn = _flag(FLAGS["Italy"], size=(90, 50), pad=3)  # another size and margin: another "style"
+    sims = ex.similarities(colour_layout(redrawn)[None], ["France", "Italy", "Germany", "Moon"])[0]
+    assert sims.argmax() == 1 and sims[3] == 0.0 and 0 <= sims.min() and sims.max() <= 1
+
+
+def test_exemplars_join_the_scorer_only_with_a_picture_and_titles(scorer, kb, tmp_path, encoder):
+    layouts = np.stack([colour_layout(_flag(c)) for c in FLAGS.values()])
+    ex = ColourExemplars.build(layouts, kb[1][:3])
+    with_ex = ImageEntityScorer(scorer.spec, encoder, scorer.projection, scorer.bridge,
+                                FusionConfig(w_exemplar=4.0), kb[0], kb[1], ex)
+    image = _flag(list(FLAGS.values())[1])
+    assert "exemplar" in with_ex.score(image, kb[0], kb[1]).components
+    assert "exemplar" not in with_ex.score(image, kb[0]).components  # no titles: skipped
+    assert "exemplar" not in with_ex.score(encoder.encode([image])[0], kb[0], kb[1]).components  # a feature
+    assert with_ex.top_k(image, 1)[0][0] == kb[1][1]
+    with_ex.save(tmp_path / "s.pt")
+    loaded = ImageEntityScorer.load(tmp_path / "s.pt", encoder, kb_vectors=kb[0], kb_titles=kb[1])
+    assert loaded.exemplars.titles == kb[1][:3] and loaded.fusion.w_exemplar == 4.0
+    assert np.allclose(loaded.similarities(image, kb[0], kb[1]), with_ex.similarities(image, kb[0], kb[1]), atol=5e-2)
