@@ -203,6 +203,7 @@ class Studio:
         from .retrain_job import RetrainJob  # imports this module: late, to avoid a cycle
 
         self.retrain = RetrainJob(self)  # "Re-train from corrections" (Data tab), one background job at a time
+        self.retrain.restore()  # after a restart: the last accepted re-trained mapper serves again
 
     @property
     def kb(self) -> Any:

@@ -84,6 +84,27 @@ class RetrainJob:
         path = getattr(self.studio.store, "path", None)
         return (Path(path).parent if path is not None else self.studio.work_dir) / "mappers"
 
+    def restore(self) -> str | None:
+        """Serve the last accepted mapper again after a restart (read from ``retrain-log.jsonl`` in
+        `mappers_dir`); returns its version, or None when there is none. A file that is gone or was trained for
+        another profile is skipped with a warning: the profile's own mapper keeps serving."""
+        from gemel.mapper import FeatureMapper
+
+        saved = last_accepted(self.mappers_dir / "retrain-log.jsonl")
+        linker = self.studio.linker
+        if saved is None or linker.mapper is None:
+            return None
+        try:
+            mapper = FeatureMapper.load(saved, expected=linker.mapper.spec)
+        except (OSError, GemelError) as e:
+            log.warning("not restoring the re-trained mapper %s: %s; serving %s", saved, e, linker.mapper_version)
+            return None
+        with self.studio.lock:
+            self.studio.linker = linker.replace(mapper=mapper)
+            self.studio.loop.linker = self.studio.linker
+        log.info("serving the re-trained mapper %s again (%s)", mapper.version, saved)
+        return mapper.version
+
     # ---- starting -------------------------------------------------------------------------------------
     @user_facing("Could not start re-training")
     def start(self) -> RetrainView:
@@ -166,6 +187,22 @@ class RetrainJob:
     def view(self) -> RetrainView:
         s = self.state
         return RetrainView(progress_html(s), result_html(s, self.studio.linker.mapper_version), s.running)
+
+
+def last_accepted(log_path: Path) -> Path | None:
+    """The file of the last accepted mapper that still exists, from a re-train log (None without one)."""
+    if not log_path.is_file():
+        return None
+    for line in reversed(log_path.read_text(encoding="utf-8").splitlines()):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            log.warning("skipping an unreadable line of %s", log_path)
+            continue
+        saved = Path(entry.get("saved") or "")
+        if entry.get("accepted") and saved.is_file():
+            return saved
+    return None
 
 
 def progress_html(s: JobState) -> str:

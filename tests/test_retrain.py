@@ -241,6 +241,19 @@ def test_an_accepted_result_is_swapped_in_and_recorded_with_later_predictions(st
     assert new in [r["mapper_version"] for r in studio.store.stats()["model_accuracy"]]
 
 
+def test_an_accepted_mapper_serves_again_after_a_restart(studio, store, linker, photo, tmp_path, monkeypatch):
+    decide_all(studio, photo)
+    force(monkeypatch, True)
+    studio.retrain.start()
+    new = studio.retrain.wait(120).result.version
+    restarted = Studio(linker, store, AppConfig(work_dir=str(tmp_path / "work2")))  # the profile's mapper at load
+    assert restarted.linker.mapper_version == new != linker.mapper_version
+    assert restarted.loop.linker is restarted.linker
+    assert restarted.link(photo, "Hopper built compilers for ships.", "Hopper").query["prediction"]["mapper"] == new
+    Path(studio.retrain.wait(1).saved).unlink()  # the file is gone: the profile's own mapper serves, no crash
+    assert Studio(linker, store, AppConfig(work_dir=str(tmp_path / "work3"))).linker is linker
+
+
 def test_a_rejected_result_is_not_swapped_in(studio, photo, monkeypatch):
     decide_all(studio, photo)
     force(monkeypatch, False)
