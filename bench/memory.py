@@ -16,14 +16,16 @@ breakdown goes to ``bench/out/memory.json``. Run: ``OMP_NUM_THREADS=1 python ben
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import json
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gemel.memory import trim  # noqa: E402  (gemel's package root imports no torch)
+
 STATUS_FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
 
 
@@ -36,15 +38,6 @@ def status_mb() -> dict[str, float]:
             if key in STATUS_FIELDS:
                 out[key] = int(value.split()[0]) / 1024
     return out
-
-
-def trim() -> None:
-    """Collect garbage and hand malloc's free memory back to the system (glibc only; a no-op elsewhere)."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class Steps:
@@ -89,7 +82,7 @@ def held_mb(linker) -> dict[str, float]:
     pool = shared._kb_pool
     return {
         "llm_weights": tensor_mb(linker.lm.model),
-        "embedder_weights": tensor_mb(linker.embedder.model),
+        "embedder_weights": tensor_mb(getattr(linker.embedder.model, "model", linker.embedder.model)),
         "vision_weights": tensor_mb(linker.vision) if linker.vision is not None else 0.0,
         "mapper_weights": tensor_mb(linker.mapper) if linker.mapper is not None else 0.0,
         "kb_vectors": shared.kb_vectors.nbytes / 2**20,
@@ -114,7 +107,6 @@ def main() -> None:
     import transformers  # noqa: F401
 
     steps.mark("import transformers, faiss")
-    sys.path.insert(0, str(ROOT))
     from gemel.config import load_profile
     from gemel.demonstrations import load_jsonl_examples
     from gemel.embedder import TextEmbedder
