@@ -25,6 +25,8 @@ import numpy as np
 from .config import EmbedderConfig
 from .sources import cache_dir, resolve
 
+log = logging.getLogger(__name__)
+
 _ST_CONFIG_KEYS = {"max_seq_length", "do_lower_case", "transformer_task", "modality_config", "module_output_name"}
 
 
@@ -33,8 +35,6 @@ def _module_kind(entry: dict) -> str:
     (old names ``sentence_transformers.models.X``, new ones ``sentence_transformers.<...>.x.X``), else ''."""
     kind = str(entry.get("type", ""))
     return kind.rsplit(".", 1)[-1] if kind.startswith("sentence_transformers.") else ""
-
-log = logging.getLogger(__name__)
 
 
 def mention_in_context(text: str, mention: str) -> str:
@@ -85,6 +85,18 @@ class TextEmbedder:
         return arr
 
 
+def _plain_transformer(cfg: dict) -> bool:
+    """A Transformer module's ``sentence_bert_config.json`` that only truncates: no lower-casing, the last
+    hidden states of a plain forward pass as token embeddings (old and new sentence-transformers formats)."""
+    text = (cfg.get("modality_config") or {}).get("text", {})
+    return (not set(cfg) - _ST_CONFIG_KEYS and not cfg.get("do_lower_case")
+            and cfg.get("transformer_task", "feature-extraction") == "feature-extraction"
+            and cfg.get("module_output_name", "token_embeddings") == "token_embeddings"
+            and not set(cfg.get("modality_config") or {}) - {"text"}
+            and text.get("method", "forward") == "forward"
+            and text.get("method_output_name", "last_hidden_state") == "last_hidden_state")
+
+
 def _read_json(path: Path) -> dict | list | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -121,11 +133,7 @@ class MeanPooledEncoder:
         modes = {k for k, v in pooling.items() if k.startswith("pooling_mode_") and v is True}
         if modes != {"pooling_mode_mean_tokens"} and pooling.get("pooling_mode") != "mean":
             return False
-        transformer = _read_json(folder / "sentence_bert_config.json") or {}
-        if set(transformer) - _ST_CONFIG_KEYS or transformer.get("do_lower_case"):
-            return False
-        if transformer.get("transformer_task", "feature-extraction") != "feature-extraction" or \
-                transformer.get("module_output_name", "token_embeddings") != "token_embeddings":
+        if not _plain_transformer(_read_json(folder / "sentence_bert_config.json") or {}):
             return False
         st_config = _read_json(folder / "config_sentence_transformers.json") or {}
         return not any((st_config.get("prompts") or {}).values()) and not st_config.get("default_prompt_name")

@@ -55,7 +55,13 @@ def _prompts(folder: Path) -> None:
     path.write_text(json.dumps({**cfg, "prompts": {"query": "query: "}, "default_prompt_name": "query"}))
 
 
+def _lower_case(folder: Path) -> None:
+    path = folder / "sentence_bert_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "do_lower_case": True}))
+
+
 @pytest.mark.parametrize("name,edit", [("cls", lambda f: _pooling(f, "cls_token")), ("prompts", _prompts),
+                                       ("lower-case", _lower_case),
                                        ("no-modules", lambda f: (f / "modules.json").unlink())])
 def test_other_layouts_are_left_to_sentence_transformers(tiny_dir, tmp_path, name, edit):
     assert not MeanPooledEncoder.fits(_copy_with(tiny_dir, tmp_path, name, edit))
