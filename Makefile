@@ -42,6 +42,7 @@ space-check: setup
 
 bench: prepare
 	$(BIN)/python bench/link_latency.py
+	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/annotations_load.py
 	$(BIN)/python bench/scale.py

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
-import os
 import subprocess
 import sys
 import time
@@ -84,10 +84,20 @@ def prefill_floor_s(model, precision: str, tokens: int) -> tuple[float, float, f
     if precision == "int8":  # quantised Linears are no parameters any more: count them from the config
         non_emb = _linear_params(cfg, hidden, inter, head_dim)
     linear = 2 * non_emb * tokens
-    attention = 2 * cfg.num_hidden_layers * tokens * tokens * cfg.num_attention_heads * head_dim
+    attention = attention_flops(cfg, tokens)
     linear_rate = matmul_rate(precision, tokens, hidden, inter)
     attention_rate = linear_rate if precision != "int8" else matmul_rate("float32", tokens, hidden, inter)
     return linear / linear_rate + attention / attention_rate, linear / 1e9, attention / 1e9
+
+
+def attention_flops(cfg, tokens: int) -> int:
+    """FLOPs of causal self-attention over a prompt of ``tokens`` tokens, in all layers (the one place this
+    count lives; ``bench/link_latency.py`` uses it too). Per layer and head, QK^T and AV each cost
+    2 x T^2 x head_dim over the full square; causal attention needs only the lower triangle (~T^2 / 2), so
+    together 2 x T^2 x head_dim; times heads and layers. Grouped KV heads share keys and values but every query
+    head still does its own products, so ``num_attention_heads`` (not KV heads) counts."""
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return 2 * cfg.num_hidden_layers * tokens * tokens * cfg.num_attention_heads * head_dim
 
 
 def _linear_params(cfg, hidden: int, inter: int, head_dim: int) -> int:
@@ -205,8 +215,8 @@ def main() -> None:
     if args.worker:
         print(RESULT + json.dumps(worker(args)), flush=True)
         return
-    from gemel.precision import describe
     from gemel.plots import plot_precision
+    from gemel.precision import describe
 
     print(f"auto here: {describe('auto')}", flush=True)
     dtypes, out_dir = args.dtypes.split(","), Path(args.out).parent

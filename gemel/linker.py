@@ -39,6 +39,7 @@ from .images import ImageInput
 from .kb import KnowledgeBase
 from .llm import LanguageModel
 from .mapper import FeatureMapper, MapperSpec
+from .memory import trim
 from .prompt import PromptBuilder, Segment, demo_text, query_text
 from .retrieval import VectorIndex
 from .sources import resolve
@@ -171,6 +172,7 @@ class Linker:
         parts = Components(lm=lm, embedder=embedder, kb=kb, vision=vision, seed_examples=seed,
                            mapper=build_mapper(config, lm, vision))
         linker = cls(config, parts)
+        trim()  # the loaders' temporary buffers: freed, but kept by malloc otherwise (gemel/memory.py)
         log.info("linker %r loaded in %.1f s", config.name, time.perf_counter() - t0)
         return linker
 

@@ -1,0 +1,168 @@
+"""Where the offline linker's memory goes: RSS after each step of loading it, then after linking.
+
+Loads a profile step by step, in the order `Linker.load` does (the same public loaders, then
+``Linker(config, Components(...))``), and after each step reads ``VmRSS`` from ``/proc/self/status``, then runs
+``gc.collect()`` and glibc's ``malloc_trim(0)`` and reads it again: the second figure is what the step really
+retains (freed heap that malloc had kept is handed back). RSS is split into anonymous memory (heap, Python
+objects, tensors) and file-backed pages (shared libraries, memory-mapped weights: safetensors weights are
+mapped, not copied, so the LLM's weights show up when the first link reads them, not when it loads).
+Besides the steps, the bytes each component holds are counted directly (parameters, vectors, indexes).
+
+Last line: ``rss_mb=<after the links> peak_mb=<VmHWM> torch_mb=<import torch> libs_mb=<other imports>
+llm_mb=<LLM weights> embedder_mb=... vision_mb=... kb_mb=<vectors + index + demonstration pool>``; the whole
+breakdown goes to ``bench/out/memory.json``. Run: ``OMP_NUM_THREADS=1 python bench/memory.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gemel.memory import trim  # noqa: E402  (gemel's package root imports no torch)
+
+STATUS_FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
+
+
+def status_mb() -> dict[str, float]:
+    """VmRSS, VmHWM (peak RSS), RssAnon and RssFile of this process, in MiB."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in STATUS_FIELDS:
+                out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+class Steps:
+    """The table: one row per step, RSS right after it and after `trim`, and the change from the last row."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def mark(self, step: str) -> dict:
+        raw = status_mb()["VmRSS"]
+        trim()
+        now = status_mb()
+        last = self.rows[-1]["rss_trimmed_mb"] if self.rows else 0.0
+        row = {"step": step, "rss_mb": raw, "rss_trimmed_mb": now["VmRSS"], "delta_mb": now["VmRSS"] - last,
+               "anon_mb": now["RssAnon"], "file_mb": now["RssFile"], "peak_mb": now["VmHWM"]}
+        self.rows.append(row)
+        print(f"{step:34s} {raw:7.0f} {now['VmRSS']:8.0f} {row['delta_mb']:+7.0f} {now['RssAnon']:6.0f} "
+              f"{now['RssFile']:6.0f} {now['VmHWM']:6.0f}", flush=True)
+        return row
+
+    def delta(self, first: str, last: str) -> float:
+        """Trimmed RSS after step ``last`` minus that before step ``first``."""
+        names = [r["step"] for r in self.rows]
+        i, j = names.index(first), names.index(last)
+        before = self.rows[i - 1]["rss_trimmed_mb"] if i else 0.0
+        return self.rows[j]["rss_trimmed_mb"] - before
+
+
+def tensor_mb(module) -> float:
+    """Bytes of a module's parameters and buffers, each storage counted once (tied weights are one)."""
+    seen, total = set(), 0
+    for t in [*module.parameters(), *module.buffers()]:
+        if t.untyped_storage().data_ptr() not in seen:
+            seen.add(t.untyped_storage().data_ptr())
+            total += t.untyped_storage().nbytes()
+    return total / 2**20
+
+
+def held_mb(linker) -> dict[str, float]:
+    """What the loaded linker holds, counted from its objects rather than from RSS."""
+    shared = linker._shared
+    pool = shared._kb_pool
+    return {
+        "llm_weights": tensor_mb(linker.lm.model),
+        "embedder_weights": tensor_mb(getattr(linker.embedder.model, "model", linker.embedder.model)),
+        "vision_weights": tensor_mb(linker.vision) if linker.vision is not None else 0.0,
+        "mapper_weights": tensor_mb(linker.mapper) if linker.mapper is not None else 0.0,
+        "kb_vectors": shared.kb_vectors.nbytes / 2**20,
+        "kb_index": len(linker.kb_index) * linker.kb_index.dim * 4 / 2**20,
+        "kb_demo_pool_vectors": len(pool) * linker.embedder.dim * 4 / 2**20 if pool is not None else 0.0,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="offline")
+    ap.add_argument("--links", type=int, default=5, help="real test cases linked after loading")
+    ap.add_argument("--out", default=str(ROOT / "bench/out/memory.json"))
+    args = ap.parse_args()
+    steps = Steps()
+    print(f"{'step':34s} {'rss':>7s} {'trimmed':>8s} {'delta':>7s} {'anon':>6s} {'file':>6s} {'peak':>6s}  (MiB)")
+    steps.mark("python")
+    import torch  # noqa: F401
+
+    steps.mark("import torch")
+    import faiss  # noqa: F401
+    import transformers  # noqa: F401
+
+    steps.mark("import transformers, faiss")
+    from gemel.config import load_profile
+    from gemel.demonstrations import load_jsonl_examples
+    from gemel.embedder import TextEmbedder
+    from gemel.kb import KnowledgeBase
+    from gemel.linker import Components, Linker, build_mapper
+    from gemel.llm import LanguageModel
+    from gemel.sources import resolve
+    from gemel.vision import VisionEncoder
+
+    steps.mark("import gemel")
+    config = load_profile(args.profile)
+    t0 = time.perf_counter()
+    lm = LanguageModel.load(config.llm, config.base_dir)
+    steps.mark("LLM (weights mapped, not read)")
+    vision = VisionEncoder.load(config.vision, config.base_dir) if config.vision.kind != "none" else None
+    steps.mark("vision encoder (+ timm)")
+    embedder = TextEmbedder.load(config.embedder, config.base_dir)
+    steps.mark("text embedder")
+    kb = KnowledgeBase.load(resolve(config.kb.source, config.base_dir), name=config.kb.name)
+    steps.mark("KB entities")
+    seed_path = resolve(config.demos.seed_pool, config.base_dir) if config.demos.seed_pool else None
+    seed = load_jsonl_examples(seed_path, "seed") if seed_path else []
+    mapper = build_mapper(config, lm, vision)
+    steps.mark("seed pool + mapper")
+    linker = Linker(config, Components(lm=lm, embedder=embedder, kb=kb, vision=vision, seed_examples=seed,
+                                       mapper=mapper))
+    steps.mark("linker: names, KB vectors, index")
+    linker.kb_pool  # noqa: B018  (built on first use)
+    steps.mark("KB demonstration pool")
+    load_s = time.perf_counter() - t0
+    cases = [e for e in load_jsonl_examples(ROOT / "assets/eval/test.jsonl", "test") if e.entity][: args.links]
+    answers = []
+    for i, ex in enumerate(cases):
+        pred = linker.link(ex.image, ex.text, ex.mention)
+        answers.append([pred.entity, pred.candidates[0].score if pred.candidates else None])
+        if i == 0:
+            steps.mark("first link (LLM weights read)")
+    steps.mark(f"after {len(cases)} links")
+    final = status_mb()
+    held = held_mb(linker)
+    figures = {
+        "rss_mb": steps.rows[-1]["rss_mb"], "rss_trimmed_mb": final["VmRSS"], "peak_mb": final["VmHWM"],
+        "torch_mb": steps.delta("import torch", "import torch"),
+        "libs_mb": steps.delta("import transformers, faiss", "import gemel"),
+        "llm_mb": held["llm_weights"], "embedder_mb": held["embedder_weights"],
+        "vision_mb": held["vision_weights"] + held["mapper_weights"],
+        "kb_mb": held["kb_vectors"] + held["kb_index"] + held["kb_demo_pool_vectors"],
+    }
+    print("\nheld by the linker (MiB): " + ", ".join(f"{k} {v:.1f}" for k, v in held.items()))
+    print(f"loaded in {load_s:.1f} s; answers: {answers}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"profile": args.profile, "steps": steps.rows, "held_mb": held, "figures": figures,
+                               "answers": answers, "load_s": load_s}, indent=1))
+    print(" ".join(f"{k}={v:.0f}" for k, v in figures.items()))
+
+
+if __name__ == "__main__":
+    main()
