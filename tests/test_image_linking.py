@@ -171,3 +171,46 @@ def test_a_bridge_scorer_needs_a_classifier_head(tiny_linker, tmp_path):
     with pytest.raises(ImageScoreError, match=r"the ImageNet bridge needs an encoder with a classifier head"):
         _with_image(tiny_linker, str(tmp_path / "b.pt"))
     assert not tiny_linker.vision.has_classifier
+
+
+# ---- fitting w_img and K_img on dev records --------------------------------------------------------
+def _record(gold, image=(0.0, 2.0, 3.0), stratum="all"):
+    from gemel.image_fit import ImageScored
+
+    return ImageScored("x", gold, ("A", "B", "C"), (-1.0, -1.5, -1.2), (0.0, 0.0, 0.0), image,
+                       (True, True, False), (-1, 1, 0), stratum)
+
+
+def test_choose_keeps_k_image_candidates_and_weighs_the_image():
+    from gemel.image_fit import choose
+
+    r = _record("B")
+    assert choose(r, 0.0, 0) == "A"  # text candidates only, LLM decides
+    assert choose(r, 1.0, 0) == "B"  # -1.5 + 2 beats -1 + 0; C (image-only candidate) is not kept
+    assert choose(r, 1.0, 1) == "C"  # C joins (image rank 0) and wins: -1.2 + 3
+    assert choose(r, 0.0, 1, image_only=True) == "C" and choose(_record("A", None), 5.0, 1) == "A"
+    assert _record("A").from_dict(_record("A").to_dict()) == _record("A")
+
+
+def test_fit_picks_the_best_pair_and_prefers_fewer_candidates():
+    from gemel.image_fit import ImageFitError, fit
+
+    items = [_record("B", stratum="s1"), _record("A", (0.0, 0.1, 0.0), stratum="s2")]
+    result = fit(items, w_ret=0.0, weights=(0.0, 1.0, 5.0), candidates=(0, 1, 2))
+    assert (result.weight, result.candidates, result.accuracy, result.baseline) == (1.0, 0, 1.0, 0.5)
+    assert len(result.grid) == 9
+    with pytest.raises(ImageFitError, match="must be non-empty and >= 0"):
+        fit(items, 0.0, weights=(-1.0,))
+
+
+def test_collect_one_keeps_where_candidates_came_from(tiny_linker, scorer_file, tiny_dir):
+    from gemel.image_fit import choose, collect_one
+    from gemel.types import Example
+
+    linker = _with_image(tiny_linker, scorer_file, weight=0.0, candidates=3)
+    ex = Example(TEXT, MENTION, "Apple", str(tiny_dir / "img.png"), "q-1")
+    r = collect_one(linker, ex)
+    assert r.image is not None and sum(r.text) == tiny_linker.config.decode.candidates
+    assert sorted(i for i in r.image_rank if i >= 0) == [i for i in range(3) if i in r.image_rank]
+    plain = tiny_linker.link(ex.image, TEXT, MENTION, exclude=["q-1"])
+    assert choose(r, 0.0, 0, w_ret=1.0) == plain.entity  # no image signal = today's answer
