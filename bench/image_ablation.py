@@ -47,7 +47,9 @@ from gemel.types import Example  # noqa: E402
 OUT = ROOT / "bench" / "out"
 SCORER = "../../assets/models/image_scorer.pt"  # relative to gemel/profiles/
 FLAG_TEXT, FLAG_MENTION = "This is the flag of the country.", "the country"
+HIDDEN_TEXT, HIDDEN_MENTION = "This is the thing in the picture.", "the thing"
 K_MAX = max(IMAGE_CANDIDATES)
+CONFIDENCES = (0.0, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
 
 
 def sha(path: str | Path) -> str:
@@ -62,7 +64,7 @@ def load_linkers(profile: str):
     config = load_profile(profile)
     scorer = config.image.scorer or SCORER
     linker = Linker.load(config.replace(image={"scorer": scorer, "weight": config.image.weight or 0.0,
-                                               "candidates": K_MAX}))
+                                               "candidates": K_MAX, "min_confidence": 0.0}))
     return linker.replace(mapper=None), linker
 
 
@@ -75,14 +77,19 @@ def test_sets(corpus, kb, limit: int | None, flags_limit: int | None) -> dict[st
              for it in flag_set(corpus)]
     seed = {sha(e.image) for e in load_jsonl_examples(ROOT / "assets/seed/examples.jsonl", "seed") if e.image}
     trained = {sha(corpus.path(it)) for it in corpus.split("train")}
+    known = set(corpus.entities("train"))  # entities the scorer was trained on (in another kind of picture)
     photos = [Example(e.text, e.mention, e.entity, e.image, e.id, "photos",
-                      {"pool": "in-pool" if e.image and sha(e.image) in seed | trained else "out-of-pool"})
+                      {"pool": "in-pool" if e.image and sha(e.image) in seed | trained else "out-of-pool",
+                       "scorer": "entity trained" if e.entity in known else "entity not trained"})
               for e in load_jsonl_examples(ROOT / "assets/eval/test.jsonl", "test") if e.entity]
     return {"groups": g[:limit], "photos": photos[:limit], "flags": flags[:flags_limit or limit]}
 
 
 def dev_set(corpus, kb, limit: int | None) -> list[Example]:
-    """Corpus dev captions (alternating held-out pictures and held-out entities) + the real dev photos."""
+    """Dev data of both regimes: where the text decides (corpus dev captions of held-out pictures and held-out
+    entities, the real dev photos) and where only the picture does ("hidden": held-out dev pictures of trained
+    entities, captioned "This is the flag of the country." / "This is the thing in the picture."; the dev split
+    has no same-caption groups and no flags of trained countries, so this stands in for both)."""
     caps = captions(corpus, kb, split="dev")
     heldout = {it.id: it.heldout for it in corpus.split("dev")}
     by = {why: [c for c in caps if heldout[c.id.rsplit("#", 1)[0]] == why] for why in ("picture", "entity")}
@@ -91,7 +98,11 @@ def dev_set(corpus, kb, limit: int | None) -> list[Example]:
                   for why in ("picture", "entity") for c in by[why][:n]]
     photos = [Example(e.text, e.mention, e.entity, e.image, e.id, "photos-dev")
               for e in load_jsonl_examples(ROOT / "assets/eval/dev.jsonl", "dev") if e.entity]
-    return corpus_dev + photos[:limit]
+    hidden = [Example(FLAG_TEXT if it.kind == "flag" else HIDDEN_TEXT,
+                      FLAG_MENTION if it.kind == "flag" else HIDDEN_MENTION, it.entity, str(corpus.path(it)),
+                      f"hidden/{it.id}", "hidden-dev")
+              for it in sorted(corpus.split("dev"), key=lambda it: it.kind != "flag") if it.heldout == "picture"]
+    return corpus_dev + photos[:limit] + hidden[:limit]
 
 
 def collect(examples: list[Example], linkers, records: dict, path: Path, desc: str,
@@ -113,6 +124,27 @@ def collect(examples: list[Example], linkers, records: dict, path: Path, desc: s
                     f.flush()
 
 
+def fill_confidence(examples: list[Example], linkers, records: dict, path: Path) -> None:
+    """Give combined records written before confidences were recorded the scorer's confidence on their picture
+    (no LLM: ~0.1 s each), cached in ``path``."""
+    import dataclasses
+
+    from gemel.image_link import confidence
+
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    for ex in examples:
+        key = f"{ex.source}/{ex.id}/combined"
+        r = records.get(key)
+        if r is None or r.image is None or r.confidence is not None:
+            continue
+        if key not in cache and linkers is not None:
+            scores = linkers[1].image_scores(ex.image)
+            cache[key] = None if scores is None else confidence(scores, linkers[1].image_scorer.fusion.temperature)
+        if cache.get(key) is not None:
+            records[key] = dataclasses.replace(r, confidence=cache[key])
+    path.write_text(json.dumps(cache))
+
+
 def read_records(path: Path) -> dict[str, ImageScored]:
     if not path.exists():
         return {}
@@ -123,24 +155,24 @@ def read_records(path: Path) -> dict[str, ImageScored]:
     return out
 
 
-def variants(records: dict, ex: Example, w: float, k: int, w_ret: float) -> dict[str, bool]:
-    """Whether each variant links the example right."""
+def variants(records: dict, ex: Example, w: float, k: int, w_ret: float, c: float) -> dict[str, bool]:
+    """Whether each variant links the example right (``c``: image.min_confidence of the combined variant)."""
     text, comb = records[f"{ex.source}/{ex.id}/text"], records[f"{ex.source}/{ex.id}/combined"]
     return {"text only": choose(text, 0.0, 0, w_ret=w_ret) == ex.entity,
             "image only": choose(comb, 0.0, k, w_ret=w_ret, image_only=True) == ex.entity,
             "untrained prefix": choose(comb, 0.0, 0, w_ret=w_ret) == ex.entity,
-            "combined": choose(comb, w, k, w_ret=w_ret) == ex.entity}
+            "combined": choose(comb, w, k, w_ret=w_ret, min_confidence=c) == ex.entity}
 
 
 def score(hits: list[bool]) -> dict:
     return Score.of(sum(hits), len(hits), 0.95).to_dict()
 
 
-def evaluate(sets: dict[str, list[Example]], records: dict, w: float, k: int, w_ret: float) -> dict:
+def evaluate(sets: dict[str, list[Example]], records: dict, w: float, k: int, w_ret: float, c: float) -> dict:
     names = ("text only", "image only", "untrained prefix", "combined")
     out: dict = {}
     for set_name, examples in sets.items():
-        hits = [variants(records, ex, w, k, w_ret) for ex in examples]
+        hits = [variants(records, ex, w, k, w_ret, c) for ex in examples]
         if set_name == "groups":
             by_group: dict[str, list[dict]] = {}
             for ex, h in zip(examples, hits):
@@ -149,8 +181,8 @@ def evaluate(sets: dict[str, list[Example]], records: dict, w: float, k: int, w_
                 out[f"groups (all right)/{v}"] = score([all(h[v] for h in hs) for hs in by_group.values()])
                 out[f"groups (pictures)/{v}"] = score([h[v] for h in hits])
         elif set_name == "photos":
-            for pool in ("all", "in-pool", "out-of-pool"):
-                sub = [h for ex, h in zip(examples, hits) if pool in ("all", ex.meta["pool"])]
+            for pool in ("all", "in-pool", "out-of-pool", "entity trained", "entity not trained"):
+                sub = [h for ex, h in zip(examples, hits) if pool in ("all", ex.meta["pool"], ex.meta["scorer"])]
                 for v in names:
                     out[f"photos {pool}/{v}"] = score([h[v] for h in sub])
         else:
@@ -179,6 +211,7 @@ def main(argv=None) -> int:
     p.add_argument("--fit", action="store_true", help="fit image.weight / image.candidates on the dev data")
     p.add_argument("--weight", type=float, help="image.weight of the combined variant (default: the profile's)")
     p.add_argument("--candidates", type=int, help="image.candidates of the combined variant (default: profile's)")
+    p.add_argument("--min-confidence", type=float, help="image.min_confidence of the combined variant")
     p.add_argument("--no-link", action="store_true",
                    help="link nothing: report on the examples that already have records (a partial run)")
     p.add_argument("--records", help="records file (default: bench/out/image_{ablation,fit}_records.jsonl)")
@@ -194,6 +227,7 @@ def main(argv=None) -> int:
     config = load_profile(args.profile)
     w = args.weight if args.weight is not None else config.image.weight
     k = args.candidates if args.candidates is not None else config.image.candidates
+    c = args.min_confidence if args.min_confidence is not None else config.image.min_confidence
     w_ret = config.decode.w_ret
     corpus = Corpus.load(args.corpus or default_corpus(args.profile))
     if args.no_link:
@@ -210,19 +244,24 @@ def main(argv=None) -> int:
     if args.fit:
         dev = dev_set(corpus, kb, args.limit)
         collect(dev, linkers, records, path, "dev", wanted=("combined",))
+        fill_confidence(dev, linkers, records, OUT / "image_confidence.json")
         items = [records[f"{e.source}/{e.id}/combined"] for e in dev]
-        result = fit(items, w_ret)
-        for gw, gk, acc in result.grid:
-            print(f"w_img={gw:<5} K_img={gk:<2} dev accuracy (mean over strata)={acc:.3f}")
+        result = fit(items, w_ret, guard=("photos-dev",), confidences=CONFIDENCES)  # lose nothing on real photos
+        for gw, gk, gc, acc in result.grid:
+            print(f"w_img={gw:<5} K_img={gk:<2} min_confidence={gc:<5} dev accuracy (mean over strata)={acc:.3f}")
         strata = sorted({x.stratum for x in items})
         for s in strata:
             sub = [x for x in items if x.stratum == s]
             print(f"{s}: n={len(sub)} no image {sum(choose(x, 0, 0, w_ret=w_ret) == x.gold for x in sub)}, "
-                  f"fitted {sum(choose(x, result.weight, result.candidates, w_ret=w_ret) == x.gold for x in sub)}")
+                  f"fitted {sum(choose(x, result.weight, result.candidates, w_ret=w_ret, min_confidence=result.min_confidence) == x.gold for x in sub)}")  # noqa: E501
         (OUT / "image_fit.json").write_text(json.dumps({"weight": result.weight, "candidates": result.candidates,
+                                                        "min_confidence": result.min_confidence,
                                                         "accuracy": result.accuracy, "baseline": result.baseline,
-                                                        "grid": result.grid, "n": len(items)}, indent=1))
+                                                        "grid": result.grid, "n": len(items),
+                                                        "guard": ["photos-dev"]}, indent=1))
+        print("(guard: no fewer real dev photos right than without the image)")
         print(f"fitted image.weight={result.weight} image.candidates={result.candidates} "
+              f"image.min_confidence={result.min_confidence} "
               f"dev={result.accuracy:.3f} (no image {result.baseline:.3f}, n={len(items)})")
         return 0
 
@@ -232,9 +271,10 @@ def main(argv=None) -> int:
             sets[name] = [e for e in examples if all(f"{e.source}/{e.id}/{v}" in records for v in ("text", "combined"))]
         else:
             collect(examples, linkers, records, path, name)
-    figures = evaluate(sets, records, w, k, w_ret)
+        fill_confidence(sets[name], linkers, records, OUT / "image_confidence.json")
+    figures = evaluate(sets, records, w, k, w_ret, c)
     print(table(figures))
-    payload = {"image": {"weight": w, "candidates": k, "scorer": "assets/models/image_scorer.pt"},
+    payload = {"image": {"weight": w, "candidates": k, "min_confidence": c, "scorer": "assets/models/image_scorer.pt"},
                "limit": args.limit, "partial": args.no_link, "flags_limit": args.flags, "trained_mapper": "none shipped", "figures": figures}
     (OUT / "image_ablation.json").write_text(json.dumps(payload, indent=1))
     rows = [{"name": key, **v} for key, v in figures.items()]

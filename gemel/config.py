@@ -139,10 +139,13 @@ class ImageConfig:
     scorer: str = ""  # image scorer artifact (path relative to the profile); "" = the picture only feeds the prefix
     weight: float = 0.0  # w_img: fused score += w_img * image_score (the scorer's z-scored fused similarity)
     candidates: int = 0  # K_img: the image's top K_img KB entities join the text top-K (0 = none)
+    min_confidence: float = 0.0  # below this scorer confidence (max probability over the KB) the image adds nothing
 
     def __post_init__(self) -> None:
         _check(math.isfinite(self.weight) and self.weight >= 0,
                f"image.weight={self.weight} must be a finite number >= 0 (0 = the image score is shown, not used)")
+        _check(0.0 <= self.min_confidence <= 1.0,
+               f"image.min_confidence={self.min_confidence} must be in [0, 1] (a probability; 0 = always use the image)")
         _check(0 <= self.candidates <= 256,
                f"image.candidates={self.candidates} must be in 0..256 (0 = no candidates from the image)")
         _check(bool(self.scorer) or (self.weight == 0 and self.candidates == 0),

@@ -29,7 +29,7 @@ from .sources import resolve
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_scorer", "kb_image_scores", "top_rows", "merge_candidates"]
+__all__ = ["load_scorer", "kb_image_scores", "confidence", "top_rows", "merge_candidates"]
 
 
 def scorer_path(config: LinkerConfig) -> Path:
@@ -61,8 +61,11 @@ def load_scorer(config: LinkerConfig, vision: Any, embedder_name: str, kb_vector
                               f"{config.vision.name!r}: {e}") from e
 
 
-def kb_image_scores(scorer: ImageEntityScorer, feature: Any, image: ImageInput = None) -> np.ndarray | None:
-    """(N_kb,) fused image scores of the picture against every KB entity, or None when the scorer abstains.
+def kb_image_scores(scorer: ImageEntityScorer, feature: Any, image: ImageInput = None,
+                    min_confidence: float = 0.0) -> np.ndarray | None:
+    """(N_kb,) fused image scores of the picture against every KB entity, or None when the scorer abstains or
+    its confidence (max probability over the KB) is below ``min_confidence`` (``image.min_confidence``: on
+    pictures unlike its training corpus, e.g. real photos, the scorer is unsure and mostly wrong).
 
     ``feature`` is the picture's pooled vision feature (the one the visual prefix is made from, computed once);
     ``image`` the picture itself, for the colour-layout exemplars (skipped when it cannot be read)."""
@@ -73,7 +76,13 @@ def kb_image_scores(scorer: ImageEntityScorer, feature: Any, image: ImageInput =
         except GemelError as e:  # a feature store may key pictures the linker cannot open itself
             log.debug("no colour layout for the query picture: %s", e)
     scores = scorer.score(feature, scorer.kb_vectors, scorer.kb_titles, layout=layout)
-    return None if scores.abstain else scores.fused
+    return None if scores.abstain or scores.confidence < min_confidence else scores.fused
+
+
+def confidence(scores: np.ndarray, temperature: float = 1.0) -> float:
+    """The scorer's confidence from its (N_kb,) fused scores: the max of softmax(scores / temperature)."""
+    z = (np.asarray(scores, dtype=np.float64) - float(np.max(scores))) / temperature
+    return float(1.0 / np.exp(z).sum())
 
 
 def top_rows(scores: np.ndarray, k: int) -> list[int]:

@@ -302,14 +302,14 @@ class Linker:
 
     def image_scores(self, image: ImageInput) -> np.ndarray | None:
         """(N_kb,) image scores of the query picture against every KB entity (the image scorer's fused
-        similarity, z-scored over the KB), or None: no picture, no scorer, no vision feature, or the scorer
-        abstains. Reuses the picture's vision feature (the one the visual prefix is made from)."""
+        similarity, z-scored over the KB), or None: no picture, no scorer, no vision feature, the scorer
+        abstains or is less confident than ``image.min_confidence``. Reuses the picture's vision feature (the one the visual prefix is made from)."""
         if self.image_scorer is None or image is None or self.features is None:
             return None
         feature = self.features.get(image)
         if feature is None:
             return None
-        return kb_image_scores(self.image_scorer, feature, image)
+        return kb_image_scores(self.image_scorer, feature, image, self.config.image.min_confidence)
 
     # ---- the prompt ------------------------------------------------------------------------------
     def build_prompt(self, image: ImageInput, text: str, mention: str, *, exclude: Sequence[str] = (),

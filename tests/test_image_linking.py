@@ -106,6 +106,21 @@ def test_an_abstaining_scorer_adds_nothing(tiny_linker, tmp_path, tiny_dir):
     assert all(c.image_score is None for c in with_scorer.candidates)
 
 
+def test_below_min_confidence_the_image_adds_nothing(tiny_linker, scorer_file, tiny_dir):
+    from gemel.image_link import confidence
+
+    image = tiny_dir / "img.png"
+    sure = _with_image(tiny_linker, scorer_file, weight=5.0, candidates=4)
+    conf = confidence(sure.image_scores(image))
+    assert 0 < conf < 1
+    unsure = sure.replace(config=sure.config.replace(image={"min_confidence": min(conf + 1e-3, 1.0)}))
+    assert unsure.image_scores(image) is None
+    at = sure.replace(config=sure.config.replace(image={"min_confidence": conf - 1e-6}))
+    assert at.image_scores(image) is not None
+    pred, plain = unsure.link(image, TEXT, MENTION), tiny_linker.link(image, TEXT, MENTION)
+    assert [(c.name, c.image_score) for c in pred.candidates] == [(c.name, None) for c in plain.candidates]
+
+
 def test_no_picture_links_exactly_as_without_a_scorer(tiny_linker, scorer_file):
     linker = _with_image(tiny_linker, scorer_file, weight=5.0, candidates=4)
     assert linker.image_scores(None) is None
@@ -135,6 +150,7 @@ def test_candidate_dicts_round_trip_and_old_ones_load():
     ({"scorer": "s.pt", "candidates": 999}, r"image.candidates=999 must be in 0..256"),
     ({"weight": 0.5}, r"need an image.scorer: set image.scorer"),
     ({"candidates": 4}, r"need an image.scorer"),
+    ({"scorer": "s.pt", "min_confidence": 1.5}, r"image.min_confidence=1.5 must be in \[0, 1\]"),
 ])
 def test_bad_image_config_is_refused(values, message):
     with pytest.raises(ProfileError, match=message):
@@ -199,6 +215,12 @@ def test_fit_picks_the_best_pair_and_prefers_fewer_candidates():
     result = fit(items, w_ret=0.0, weights=(0.0, 1.0, 5.0), candidates=(0, 1, 2))
     assert (result.weight, result.candidates, result.accuracy, result.baseline) == (1.0, 0, 1.0, 0.5)
     assert len(result.grid) == 9
+    guarded = fit(items, w_ret=0.0, weights=(0.0, 1.0, 5.0), candidates=(0, 1, 2), guard=("s2",))
+    assert (guarded.weight, guarded.candidates) == (1.0, 0)  # s2 keeps its one right answer at w_img = 1
+    items.append(_record("A", (0.0, 0.9, 0.0), stratum="s2"))  # at w_img = 1, B (-0.6) now beats A (-1)
+    assert (fit(items, 0.0, (0.0, 1.0), (0,), guard=("s2",)).weight) == 0.0
+    with pytest.raises(ImageFitError, match=r"guard strata \['s3'\] have no examples"):
+        fit(items, 0.0, guard=("s3",))
     with pytest.raises(ImageFitError, match="must be non-empty and >= 0"):
         fit(items, 0.0, weights=(-1.0,))
 
