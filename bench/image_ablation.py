@@ -49,7 +49,7 @@ SCORER = "../../assets/models/image_scorer.pt"  # relative to gemel/profiles/
 FLAG_TEXT, FLAG_MENTION = "This is the flag of the country.", "the country"
 HIDDEN_TEXT, HIDDEN_MENTION = "This is the thing in the picture.", "the thing"
 K_MAX = max(IMAGE_CANDIDATES)
-CONFIDENCES = (0.0, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
+CONFIDENCES = (0.0, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
 
 
 def sha(path: str | Path) -> str:

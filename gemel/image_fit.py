@@ -23,7 +23,7 @@ from .errors import GemelError
 from .image_link import confidence, top_rows
 from .types import Example
 
-WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 IMAGE_CANDIDATES = (0, 1, 2, 4, 8)
 
 
