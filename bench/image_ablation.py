@@ -221,7 +221,7 @@ def main(argv=None) -> int:
     from gemel.config import load_profile
     from gemel.corpus import Corpus
     from gemel.corpus_cli import default_corpus
-    from gemel.plots import plot_ablation
+    from gemel.plots import PlotConfig, plot_ablation
 
     OUT.mkdir(parents=True, exist_ok=True)
     config = load_profile(args.profile)
@@ -266,6 +266,7 @@ def main(argv=None) -> int:
         return 0
 
     sets = test_sets(corpus, kb, args.limit, args.flags)
+    sizes = {name: len(examples) for name, examples in sets.items()}
     for name, examples in sets.items():
         if args.no_link:
             sets[name] = [e for e in examples if all(f"{e.source}/{e.id}/{v}" in records for v in ("text", "combined"))]
@@ -275,10 +276,11 @@ def main(argv=None) -> int:
     figures = evaluate(sets, records, w, k, w_ret, c)
     print(table(figures))
     payload = {"image": {"weight": w, "candidates": k, "min_confidence": c, "scorer": "assets/models/image_scorer.pt"},
-               "limit": args.limit, "partial": args.no_link, "flags_limit": args.flags, "trained_mapper": "none shipped", "figures": figures}
+               "limit": args.limit, "missing_records": {n: sizes[n] - len(sets[n]) for n in sets}, "flags_limit": args.flags, "trained_mapper": "none shipped", "figures": figures}
     (OUT / "image_ablation.json").write_text(json.dumps(payload, indent=1))
-    rows = [{"name": key, **v} for key, v in figures.items()]
-    plot_ablation(rows, OUT / "image_ablation.png")
+    main_sets = ("groups (all right)", "photos all", "flags")
+    rows = [{"name": key, **v} for key, v in figures.items() if key.split("/")[0] in main_sets]
+    plot_ablation(rows, OUT / "image_ablation.png", PlotConfig(height=40 * len(rows) + 120))
     get = lambda key: figures[key]["accuracy"]  # noqa: E731
     print(f"text_only={get('photos all/text only'):.3f} with_image={get('photos all/combined'):.3f} "
           f"groups={get('groups (all right)/combined'):.3f} flags={get('flags/combined'):.3f}")
