@@ -236,3 +236,12 @@ def test_collect_one_keeps_where_candidates_came_from(tiny_linker, scorer_file, 
     assert sorted(i for i in r.image_rank if i >= 0) == [i for i in range(3) if i in r.image_rank]
     plain = tiny_linker.link(ex.image, TEXT, MENTION, exclude=["q-1"])
     assert choose(r, 0.0, 0, w_ret=1.0) == plain.entity  # no image signal = today's answer
+
+
+def test_cli_shows_the_image_score_only_when_there_is_one():
+    from gemel.cli import format_prediction
+    from gemel.types import Prediction
+
+    cands = [Candidate("Apple", 1.0, -2.0, 0.5, "fruit", image_score=1.25), Candidate("Apple Inc.", 0.5, -2.0, 0.4)]
+    text = format_prediction(Prediction("Apple", cands, []))
+    assert "sim 0.500, image +1.250)" in text and "sim 0.400)" in text
