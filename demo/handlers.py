@@ -234,7 +234,8 @@ class Studio:
         pred = self._predict(image, caption, mention, exclude).to_dict()
         query = {"text": caption, "mention": mention, "image": upload_path(image)[0], "prediction": pred}
         return LinkView(query=query, card=self._card(pred["entity"]),
-                        bars=render.candidate_bars(pred["candidates"], pred["entity"], self.config.candidates_shown),
+                        bars=render.candidate_bars(pred["candidates"], pred["entity"], self.config.candidates_shown,
+                                                   self.linker.config.image.weight),
                         demos=render.demonstrations_html(pred["demonstrations"], self.config.thumbnails),
                         meta=render.meta_html(pred), choices=self._choices(pred["candidates"]),
                         selected=pred["entity"])
@@ -323,7 +324,8 @@ class Studio:
         cands = pred.get("candidates") or []
         return ItemView(item=item, image=item.get("image"), caption=render.mention_html(item["text"], item["mention"]),
                         card=self._card(pred.get("entity")) if pred else "",
-                        bars=render.candidate_bars(cands, pred.get("entity"), self.config.candidates_shown),
+                        bars=render.candidate_bars(cands, pred.get("entity"), self.config.candidates_shown,
+                                                   self.linker.config.image.weight),
                         choices=self._choices(cands), selected=pred.get("entity"), progress=progress,
                         message=message)
 

@@ -86,18 +86,22 @@ def _fraction(value: float, low: float, high: float) -> float:
     return 0.08 + 0.92 * (value - low) / (high - low)
 
 
-def candidate_bars(candidates: Sequence[Mapping[str, Any]], chosen: str | None, limit: int = 9) -> str:
+def candidate_bars(candidates: Sequence[Mapping[str, Any]], chosen: str | None, limit: int = 9,
+                   image_weight: float = 0.0) -> str:
     """One row per candidate: shortcut digit, name, description, a bar of the fused score (scaled between the
-    lowest and highest shown) and the numbers: fused score = w_llm·llm_logprob + w_ret·retrieval_sim."""
+    lowest and highest shown) and the numbers: fused score = w_llm·llm_logprob + w_ret·retrieval_sim
+    + w_img·image_score; "img" is the picture's share of it (``image_weight`` · image_score, "–" when the
+    candidate has no image score: no picture, no image scorer, or the scorer abstained)."""
     shown = list(candidates)[:limit]
     if not shown:
         return '<div class="gemel-empty">No candidates.</div>'
     scores = [float(c.get("score", 0.0)) for c in shown]
     low, high = min(scores), max(scores)
-    rows = [_candidate_row(i, c, _fraction(s, low, high), c.get("name") == chosen)
+    rows = [_candidate_row(i, c, _fraction(s, low, high), c.get("name") == chosen, image_weight)
             for i, (c, s) in enumerate(zip(shown, scores), 1)]
     legend = ('<div class="gemel-legend">bar: fused score (scaled to the shown range) · '
-              "llm: log-probability of the name (decode.length_penalty) · ret: retrieval similarity</div>")
+              "llm: log-probability of the name (decode.length_penalty) · ret: retrieval similarity · "
+              "img: the picture's share (image.weight × image score)</div>")
     return '<div class="gemel-cands">' + "".join(rows) + legend + "</div>"
 
 
@@ -106,14 +110,20 @@ def _number(c: Mapping[str, Any], key: str) -> str:
     return f"{float(v):.3f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "–"
 
 
-def _candidate_row(rank: int, c: Mapping[str, Any], fraction: float, chosen: bool) -> str:
+def _image_share(c: Mapping[str, Any], weight: float) -> str:
+    v = c.get("image_score")
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    return f"{weight * float(v):+.3f}" if ok else "–"
+
+
+def _candidate_row(rank: int, c: Mapping[str, Any], fraction: float, chosen: bool, image_weight: float = 0.0) -> str:
     mark = " gemel-chosen" if chosen else ""
     desc = f' <span class="gemel-desc">— {esc(c.get("description"))}</span>' if c.get("description") else ""
     return (f'<div class="gemel-cand{mark}"><div class="gemel-cand-head"><kbd>{rank}</kbd> '
             f'<b>{esc(c.get("name"))}</b>{desc}</div>'
             f'<div class="gemel-bar-track"><div class="gemel-bar" style="width:{100 * fraction:.1f}%"></div></div>'
             f'<div class="gemel-nums">score {_number(c, "score")} · llm {_number(c, "llm_logprob")}'
-            f' · ret {_number(c, "retrieval_sim")}</div></div>')
+            f' · ret {_number(c, "retrieval_sim")} · img {_image_share(c, image_weight)}</div></div>')
 
 
 def demonstrations_html(demos: Sequence[Mapping[str, Any]], thumbs: bool = True) -> str:

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 PATH_FIELDS = {"llm": ("source",), "vision": ("weights",), "embedder": ("source",), "kb": ("source",),
-               "mapper": ("checkpoint",), "demos": ("seed_pool",)}
+               "mapper": ("checkpoint",), "demos": ("seed_pool",),
+               "image": ("scorer",)}
 
 
 class CalibrationError(GemelError):
@@ -184,7 +185,7 @@ def profile_toml(config: LinkerConfig, header: str = "") -> str:
     data = config.to_dict()
     lines = [f"# {line}" for line in header.splitlines()] + [
         f"name = {_toml_value(data['name'])}", f"description = {_toml_value(data['description'])}"]
-    for section in ("llm", "vision", "embedder", "kb", "mapper", "demos", "decode"):
+    for section in ("llm", "vision", "embedder", "kb", "mapper", "demos", "decode", "image"):
         lines += ["", f"[{section}]"]
         for key, value in data[section].items():
             if key in PATH_FIELDS.get(section, ()):

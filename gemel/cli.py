@@ -131,7 +131,8 @@ def format_prediction(pred, top: int = 5) -> str:
              "candidates (fused score = w_llm * llm + w_ret * sim; llm = log-probability of the name's tokens"
              " / tokens ** decode.length_penalty):"]
     for i, c in enumerate(pred.candidates[:top], 1):
-        lines.append(f"  {i}. {c.name:<40} {c.score:8.3f}  (llm {c.llm_logprob:7.3f}, sim {c.retrieval_sim:.3f})"
+        img = f", image {c.image_score:+.3f}" if c.image_score is not None else ""  # + image.weight * it
+        lines.append(f"  {i}. {c.name:<40} {c.score:8.3f}  (llm {c.llm_logprob:7.3f}, sim {c.retrieval_sim:.3f}{img})"
                      f"  {c.description}")
     lines.append(f"demonstrations ({len(pred.demonstrations)}, most similar last):")
     for d in pred.demonstrations[-5:]:

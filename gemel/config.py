@@ -10,6 +10,7 @@ open_clip's ``CLIPVisionCfg``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,32 @@ class DecodeConfig:
 
 
 @dataclass(frozen=True)
+class ImageConfig:
+    """The picture as a linking signal (off by default): the image scorer's similarity of the query picture to
+    every KB entity adds candidates and a fusion term (see :mod:`gemel.image_link`)."""
+
+    scorer: str = ""  # image scorer artifact (path relative to the profile); "" = the picture only feeds the prefix
+    weight: float = 0.0  # w_img: fused score += w_img * image_score (the scorer's z-scored fused similarity)
+    candidates: int = 0  # K_img: the image's top K_img KB entities join the text top-K (0 = none)
+    min_confidence: float = 0.0  # below this scorer confidence (max probability over the KB) the image adds nothing
+
+    def __post_init__(self) -> None:
+        _check(math.isfinite(self.weight) and self.weight >= 0,
+               f"image.weight={self.weight} must be a finite number >= 0 (0 = the image score is shown, not used)")
+        _check(0.0 <= self.min_confidence <= 1.0,
+               f"image.min_confidence={self.min_confidence} must be in [0, 1] (a probability; 0 = always use the image)")
+        _check(0 <= self.candidates <= 256,
+               f"image.candidates={self.candidates} must be in 0..256 (0 = no candidates from the image)")
+        _check(bool(self.scorer) or (self.weight == 0 and self.candidates == 0),
+               f"image.weight={self.weight} / image.candidates={self.candidates} need an image.scorer: set"
+               " image.scorer to an artifact (assets/models/image_scorer.pt), or both to 0")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.scorer)
+
+
+@dataclass(frozen=True)
 class LinkerConfig:
     name: str
     llm: LLMConfig
@@ -140,6 +167,7 @@ class LinkerConfig:
     mapper: MapperConfig = field(default_factory=MapperConfig)
     demos: DemonstrationConfig = field(default_factory=DemonstrationConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
     description: str = ""
     base_dir: str = ""  # folder relative paths in the profile resolve against (the profile's folder)
 
@@ -173,7 +201,8 @@ class LinkerConfig:
 
 
 _SECTIONS: dict[str, type] = {"llm": LLMConfig, "vision": VisionConfig, "embedder": EmbedderConfig,
-                              "kb": KBConfig, "mapper": MapperConfig, "demos": DemonstrationConfig, "decode": DecodeConfig}
+                              "kb": KBConfig, "mapper": MapperConfig, "demos": DemonstrationConfig, "decode": DecodeConfig,
+                              "image": ImageConfig}
 
 
 def _build(klass: type, values: dict[str, Any], section: str) -> Any:

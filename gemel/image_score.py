@@ -342,6 +342,12 @@ class ImageEntityScorer:
         layout = colour_layout(image, self.exemplars.config) if self.exemplars is not None else None
         return self.encoder.encode([image])[0].float(), layout
 
+    def layout(self, image: ImageInput) -> np.ndarray | None:
+        """The picture's colour layout for the exemplars (None when the scorer has none, or no picture)."""
+        if self.exemplars is None or image is None:
+            return None
+        return colour_layout(image, self.exemplars.config)
+
     def query_vectors(self, features: torch.Tensor) -> dict[str, np.ndarray]:
         """(B, F) features -> {"bridge": (B, D), "projection": (B, D)} unit vectors (present components)."""
         out = {}
@@ -355,12 +361,14 @@ class ImageEntityScorer:
 
     # ---- scoring -------------------------------------------------------------------------------
     def score(self, feature_or_image: FeatureOrImage, entity_vectors: np.ndarray,
-              titles: Sequence[str] | None = None) -> ImageScores:
+              titles: Sequence[str] | None = None, layout: np.ndarray | None = None) -> ImageScores:
         """Scores of one picture against N candidates given by their (N, D) "title: description" vectors.
 
         With the candidates' ``titles`` and a picture (not a bare feature) the colour-layout exemplars
-        take part too."""
-        feature, layout = self._prepare(feature_or_image)
+        take part too; given a feature, ``layout`` (:meth:`layout` of the picture) lets them take part: the
+        linker reuses the feature it already computed for the visual prefix and adds the picture's layout."""
+        feature, own = self._prepare(feature_or_image)
+        layout = own if layout is None else layout
         raw = self._raw(feature[None], self._check_entities(entity_vectors), titles,
                         None if layout is None else layout[None])
         return self._combine({k: v[0] for k, v in raw.items()})

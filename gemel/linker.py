@@ -4,8 +4,10 @@ Per query: the frozen vision encoder's feature -> the mapper's k prefix embeddin
 embedded to retrieve (a) n demonstrations (labelled pool + KB-derived pool) and (b) the top K KB candidates;
 the interleaved prompt is prefilled once; then either every candidate name is scored by teacher forcing
 (``decode.mode = "score"``) or constrained beam search runs over a prefix tree of the candidate names, or of
-the whole KB when K = 0 (the paper). Candidates are ranked by ``w_llm * llm_logprob + w_ret * retrieval_sim``;
-below ``nil_threshold`` the linker answers NIL (``entity=None``) but still returns the candidates.
+the whole KB when K = 0 (the paper). Candidates are ranked by ``w_llm * llm_logprob + w_ret * retrieval_sim``
+(``+ w_img * image_score`` with an image scorer, see :mod:`gemel.image_link`, which also adds the picture's
+top KB entities to the candidates); below ``nil_threshold`` the linker answers NIL (``entity=None``) but still
+returns the candidates.
 
 The public seams, so that training, benchmarks and ablations never reach inside:
 
@@ -35,6 +37,8 @@ from .demonstrations import DemonstrationPool, Retrieved, kb_examples, load_json
 from .embedder import TextEmbedder, mention_in_context
 from .errors import InputError
 from .features import FeatureStore
+from .image_link import kb_image_scores, load_scorer, merge_candidates, top_rows
+from .image_score import ImageEntityScorer
 from .images import ImageInput
 from .kb import KnowledgeBase
 from .llm import LanguageModel
@@ -91,6 +95,7 @@ class QueryPrompt:
     candidate_ids: list[int]  # KB rows to decode over ([] = the whole KB)
     embeds: torch.Tensor  # (1, T, H) prompt embeddings
     timings: dict[str, float] = field(default_factory=dict)  # seconds: vision, retrieval, prompt
+    image_scores: np.ndarray | None = None  # (N_kb,) image scores of the query picture; None = no image signal
 
     @property
     def length(self) -> int:
@@ -113,6 +118,18 @@ class _Shared:
         self.default_features = FeatureStore(self.vision) if self.vision is not None else None
         self._kb_pool: DemonstrationPool | None = None
         self._full_trie: Trie | None = None
+        self._image_scorers: dict[str, ImageEntityScorer] = {}
+
+    def image_scorer(self, config: LinkerConfig) -> ImageEntityScorer | None:
+        """The config's image scorer, loaded once per artifact path (variants that only change image.weight or
+        image.candidates share it); None when the config has none."""
+        if not config.image.active:
+            return None
+        key = config.image.scorer
+        if key not in self._image_scorers:
+            self._image_scorers[key] = load_scorer(config, self.vision, self.embedder.name, self.kb_vectors,
+                                                   self.kb.titles)
+        return self._image_scorers[key]
 
     def kb_pool(self) -> DemonstrationPool:
         if self._kb_pool is None:
@@ -145,6 +162,7 @@ class Linker:
         self.labelled_pool = pool
         self.features = features
         self.mapper = mapper
+        self.image_scorer = shared.image_scorer(config)  # loaded now, so that a bad artifact fails at load time
         self.prompt = PromptBuilder(shared.lm, config.llm.max_prompt_tokens, bos=config.llm.bos)
 
     # ---- construction --------------------------------------------------------------------------
@@ -262,9 +280,11 @@ class Linker:
         kb = kb_pool.retrieve(query, n, exclude) if kb_pool is not None else []
         return merge(labelled, kb, n, self.config.demos.max_kb_share)
 
-    def retrieve_candidates(self, query: np.ndarray, names: Sequence[str] | None = None) -> list[int]:
-        """KB rows to decode over: the top ``decode.candidates`` by similarity ([] = the whole KB), or the rows
-        of ``names`` when the data set gives its own candidates (unknown names are dropped, with a warning)."""
+    def retrieve_candidates(self, query: np.ndarray, names: Sequence[str] | None = None,
+                            image_scores: np.ndarray | None = None) -> list[int]:
+        """KB rows to decode over: the top ``decode.candidates`` by similarity ([] = the whole KB) followed by the
+        picture's top ``image.candidates`` by ``image_scores`` that are not among them, or the rows of ``names``
+        when the data set gives its own candidates (unknown names are dropped, with a warning)."""
         if names is not None:
             rows = [self.kb.index(n) for n in names if n in self.kb]
             if len(rows) < len(names):
@@ -277,7 +297,21 @@ class Linker:
         if k == 0:
             return []
         _, ids = self.kb_index.search(query, min(k, len(self.kb)))
-        return [int(i) for i in ids[0] if i >= 0]
+        rows = [int(i) for i in ids[0] if i >= 0]
+        if image_scores is None or self.config.image.candidates == 0:
+            return rows
+        return merge_candidates(rows, top_rows(image_scores, self.config.image.candidates))
+
+    def image_scores(self, image: ImageInput) -> np.ndarray | None:
+        """(N_kb,) image scores of the query picture against every KB entity (the image scorer's fused
+        similarity, z-scored over the KB), or None: no picture, no scorer, no vision feature, the scorer
+        abstains or is less confident than ``image.min_confidence``. Reuses the picture's vision feature (the one the visual prefix is made from)."""
+        if self.image_scorer is None or image is None or self.features is None:
+            return None
+        feature = self.features.get(image)
+        if feature is None:
+            return None
+        return kb_image_scores(self.image_scorer, feature, image, self.config.image.min_confidence)
 
     # ---- the prompt ------------------------------------------------------------------------------
     def build_prompt(self, image: ImageInput, text: str, mention: str, *, exclude: Sequence[str] = (),
@@ -291,7 +325,10 @@ class Linker:
         t0 = time.perf_counter()
         query = self.embedder.encode([mention_in_context(text, mention)])  # (1, D)
         demos = self.retrieve_demonstrations(query, exclude, caption=text)
-        cand_ids = self.retrieve_candidates(query, candidates)
+        t_img = time.perf_counter()
+        image_scores = self.image_scores(image)
+        t_img = time.perf_counter() - t_img
+        cand_ids = self.retrieve_candidates(query, candidates, image_scores)
         t1 = time.perf_counter()
         prefixes = self.visual_prefixes([r.example.image for r in demos] + [image], mapper)
         t2 = time.perf_counter()
@@ -301,8 +338,8 @@ class Linker:
         kept = self.prompt.fit(segments, last)
         demos = demos[len(demos) - len(kept):]
         embeds = self.prompt.embed(kept + [last])  # (1, T, H)
-        timings = {"retrieval": t1 - t0, "vision": t2 - t1, "prompt": time.perf_counter() - t2}
-        return QueryPrompt(query, demos, kept + [last], cand_ids, embeds, timings)
+        timings = {"retrieval": t1 - t0 - t_img, "vision": t2 - t1 + t_img, "prompt": time.perf_counter() - t2}
+        return QueryPrompt(query, demos, kept + [last], cand_ids, embeds, timings, image_scores)
 
     def visual_prefixes(self, images: Sequence[ImageInput], mapper: torch.nn.Module | None = None
                         ) -> list[torch.Tensor | None]:
@@ -335,7 +372,7 @@ class Linker:
             t2 = time.perf_counter()
             hyps = self.decode(pre, qp.candidate_ids)
             t3 = time.perf_counter()
-        ranked = self.rank(hyps, qp.query)
+        ranked = self.rank(hyps, qp.query, qp.image_scores)
         best = ranked[0] if ranked else None
         entity = best.name if best and best.score >= self.config.decode.nil_threshold else None
         decided = self.labelled_pool.recall(text, mention, image, exclude)  # a person decided this very item
@@ -364,9 +401,12 @@ class Linker:
             return DictTrie(self.name_tokens(i) for i in candidate_ids)
         return self._shared.full_trie(self.config)
 
-    def rank(self, hyps: Sequence[Hypothesis], query: np.ndarray) -> list[Candidate]:
-        """Hypotheses as KB candidates, best fused score first (``w_llm * llm_logprob + w_ret * sim``)."""
+    def rank(self, hyps: Sequence[Hypothesis], query: np.ndarray, image_scores: np.ndarray | None = None
+             ) -> list[Candidate]:
+        """Hypotheses as KB candidates, best fused score first (``w_llm * llm_logprob + w_ret * sim``, plus
+        ``w_img * image_scores[row]`` when the query picture has image scores)."""
         d = self.config.decode
+        w_img = self.config.image.weight
         out = []
         for h in hyps:
             i = self._shared.row_of_tokens.get(h.tokens)
@@ -376,7 +416,9 @@ class Linker:
             sim = float(self._shared.kb_vectors[i] @ query[0])
             llm = h.normalised(d.length_penalty)
             e = self.kb.entities[i]
-            out.append(Candidate(e.title, d.w_llm * llm + d.w_ret * sim, llm, sim, e.description))
+            img = None if image_scores is None else float(image_scores[i])
+            score = d.w_llm * llm + d.w_ret * sim + (w_img * img if img is not None else 0.0)
+            out.append(Candidate(e.title, score, llm, sim, e.description, image_score=img))
         return sorted(out, key=lambda c: c.score, reverse=True)
 
 

@@ -44,9 +44,17 @@ class Candidate:
     llm_logprob: float  # log-probability of the name's tokens + EOS, / tokens ** decode.length_penalty
     retrieval_sim: float  # cosine similarity of the query to the KB entry ("title: description")
     description: str = ""  # the KB's short description
+    image_score: float | None = None  # the image scorer's score of the query picture (None = no image signal);
+    # the fused score holds image.weight times it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Candidate":
+        """From `to_dict` output; dicts written before ``image_score`` existed load with None."""
+        return cls(d["name"], float(d["score"]), float(d["llm_logprob"]), float(d["retrieval_sim"]),
+                   d.get("description", ""), d.get("image_score"))
 
 
 @dataclass(frozen=True)

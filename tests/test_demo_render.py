@@ -90,6 +90,17 @@ def test_bars_show_every_score_part():
     assert "No candidates" in render.candidate_bars([], None)
 
 
+def test_bars_show_the_pictures_share_or_a_dash():
+    cands = [{"name": "A", "score": 1.0, "llm_logprob": -1.0, "retrieval_sim": 0.5, "image_score": 1.5},
+             {"name": "B", "score": 0.5, "llm_logprob": -1.0, "retrieval_sim": 0.5, "image_score": None},
+             {"name": "C", "score": 0.2, "llm_logprob": -1.0, "retrieval_sim": 0.5}]
+    html = render.candidate_bars(cands, "A", image_weight=0.5)
+    shares = re.findall(r"img ([^<]+)</div>", html)
+    assert shares == ["+0.750", "–", "–"]
+    assert "image.weight × image score" in html
+    assert re.findall(r"img ([^<]+)</div>", render.candidate_bars(cands[:1], "A", image_weight=2.0)) == ["+3.000"]
+
+
 def test_demonstrations_with_and_without_photos(tmp_path):
     from PIL import Image
 

@@ -1,0 +1,291 @@
+"""Does the picture help linking? Text only / image only / untrained prefix / all combined, on held-out data.
+
+    python bench/image_ablation.py [--limit N] [--fit] [--flags N] [--weight W --candidates K]
+
+Variants (offline default; no trained mapper is shipped, so there is no "trained prefix" row):
+- ``text only``: no picture anywhere (no visual prefix, no image score);
+- ``image only``: the best image score among the combined variant's candidates (text top-K + image top-K_img);
+- ``untrained prefix``: today's offline default (the picture only feeds the untrained mapper's prefix);
+- ``combined``: the prefix + the image scorer's candidates and fusion term (``[image]`` of the profile, or
+  ``--weight`` / ``--candidates``).
+
+Sets (never a picture the scorer trained on): (a) the same-caption groups of the corpus test split (one
+ambiguous caption, 2-3 pictures of different entities; a group counts when every picture is right), (b) flags
+of countries in an art style never trained on (caption "This is the flag of the country.", mention "the
+country": only the picture decides), (c) the real photos of ``assets/eval/test.jsonl``, in-pool (the picture is
+also in the seed pool or the corpus train split) and out-of-pool apart. ``--fit`` instead fits
+``image.weight`` / ``image.candidates`` on the dev data (corpus dev captions + ``assets/eval/dev.jsonl``).
+
+The LLM runs twice per example (text only; prefix + image candidates at the largest K_img), the other variants
+re-rank the stored score parts (:mod:`gemel.image_fit`). Records are kept in ``bench/out/image_ablation_records
+.jsonl`` so a rerun (or a larger ``--limit``) only links what is new. Writes ``bench/out/image_ablation.json``
+and ``.png``. Last line: ``text_only= with_image= groups= flags=`` (real-photo accuracy without / with the
+image signal, group all-right rate and flag accuracy with it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from gemel.captions import captions, flag_set, same_caption_groups  # noqa: E402
+from gemel.demonstrations import load_jsonl_examples  # noqa: E402
+from gemel.image_fit import IMAGE_CANDIDATES, ImageScored, choose, collect_one, fit  # noqa: E402
+from gemel.metrics import Score  # noqa: E402
+from gemel.types import Example  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+SCORER = "../../assets/models/image_scorer.pt"  # relative to gemel/profiles/
+FLAG_TEXT, FLAG_MENTION = "This is the flag of the country.", "the country"
+HIDDEN_TEXT, HIDDEN_MENTION = "This is the thing in the picture.", "the thing"
+K_MAX = max(IMAGE_CANDIDATES)
+CONFIDENCES = (0.0, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
+
+
+def sha(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_linkers(profile: str):
+    """(text-only variant, prefix + image variant at K_MAX candidates) of the profile, sharing the models."""
+    from gemel.config import load_profile
+    from gemel.linker import Linker
+
+    config = load_profile(profile)
+    scorer = config.image.scorer or SCORER
+    linker = Linker.load(config.replace(image={"scorer": scorer, "weight": config.image.weight or 0.0,
+                                               "candidates": K_MAX, "min_confidence": 0.0}))
+    return linker.replace(mapper=None), linker
+
+
+def test_sets(corpus, kb, limit: int | None, flags_limit: int | None) -> dict[str, list[Example]]:
+    """The held-out sets, each example tagged with its stratum in meta."""
+    groups = same_caption_groups(corpus, kb, split="test")
+    g = [Example(m.text, m.mention, m.entity, str(corpus.folder / m.image), m.id, "groups", {"group": grp.id})
+         for grp in groups for m in grp.members]
+    flags = [Example(FLAG_TEXT, FLAG_MENTION, it.entity, str(corpus.path(it)), it.id, "flags")
+             for it in flag_set(corpus)]
+    seed = {sha(e.image) for e in load_jsonl_examples(ROOT / "assets/seed/examples.jsonl", "seed") if e.image}
+    trained = {sha(corpus.path(it)) for it in corpus.split("train")}
+    known = set(corpus.entities("train"))  # entities the scorer was trained on (in another kind of picture)
+    photos = [Example(e.text, e.mention, e.entity, e.image, e.id, "photos",
+                      {"pool": "in-pool" if e.image and sha(e.image) in seed | trained else "out-of-pool",
+                       "scorer": "entity trained" if e.entity in known else "entity not trained"})
+              for e in load_jsonl_examples(ROOT / "assets/eval/test.jsonl", "test") if e.entity]
+    return {"groups": g[:limit], "photos": photos[:limit], "flags": flags[:flags_limit or limit]}
+
+
+def dev_set(corpus, kb, limit: int | None) -> list[Example]:
+    """Dev data of both regimes: where the text decides (corpus dev captions of held-out pictures and held-out
+    entities, the real dev photos) and where only the picture does ("hidden": held-out dev pictures of trained
+    entities, captioned "This is the flag of the country." / "This is the thing in the picture."; the dev split
+    has no same-caption groups and no flags of trained countries, so this stands in for both)."""
+    caps = captions(corpus, kb, split="dev")
+    heldout = {it.id: it.heldout for it in corpus.split("dev")}
+    by = {why: [c for c in caps if heldout[c.id.rsplit("#", 1)[0]] == why] for why in ("picture", "entity")}
+    n = (limit or 60) // 2
+    corpus_dev = [Example(c.text, c.mention, c.entity, str(corpus.folder / c.image), c.id, "corpus-dev")
+                  for why in ("picture", "entity") for c in by[why][:n]]
+    photos = [Example(e.text, e.mention, e.entity, e.image, e.id, "photos-dev")
+              for e in load_jsonl_examples(ROOT / "assets/eval/dev.jsonl", "dev") if e.entity]
+    hidden = [Example(FLAG_TEXT if it.kind == "flag" else HIDDEN_TEXT,
+                      FLAG_MENTION if it.kind == "flag" else HIDDEN_MENTION, it.entity, str(corpus.path(it)),
+                      f"hidden/{it.id}", "hidden-dev")
+              for it in sorted(corpus.split("dev"), key=lambda it: it.kind != "flag") if it.heldout == "picture"]
+    return corpus_dev + photos[:limit] + hidden[:limit]
+
+
+def collect(examples: list[Example], linkers, records: dict, path: Path, desc: str,
+            wanted: tuple[str, ...] = ("text", "combined")) -> None:
+    """Link what is not yet in ``records`` (keyed by set, id, variant), appending to the records file."""
+    from tqdm.auto import tqdm
+
+    text_only, combined = linkers
+    todo = [e for e in examples if any(f"{e.source}/{e.id}/{v}" not in records for v in wanted)]
+    with path.open("a", encoding="utf-8") as f:
+        for ex in tqdm(todo, desc=desc, unit="query"):
+            stratum = ex.meta.get("pool", ex.source)
+            for variant, linker, image in (("text", text_only, None), ("combined", combined, ex.image)):
+                key = f"{ex.source}/{ex.id}/{variant}"
+                if variant in wanted and key not in records:
+                    ex_v = Example(ex.text, ex.mention, ex.entity, image, ex.id, ex.source)
+                    records[key] = collect_one(linker, ex_v, stratum)
+                    f.write(json.dumps({"key": key, **records[key].to_dict()}) + "\n")
+                    f.flush()
+
+
+def fill_confidence(examples: list[Example], linkers, records: dict, path: Path) -> None:
+    """Give combined records written before confidences were recorded the scorer's confidence on their picture
+    (no LLM: ~0.1 s each), cached in ``path``."""
+    import dataclasses
+
+    from gemel.image_link import confidence
+
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    for ex in examples:
+        key = f"{ex.source}/{ex.id}/combined"
+        r = records.get(key)
+        if r is None or r.image is None or r.confidence is not None:
+            continue
+        if key not in cache and linkers is not None:
+            scores = linkers[1].image_scores(ex.image)
+            cache[key] = None if scores is None else confidence(scores, linkers[1].image_scorer.fusion.temperature)
+        if cache.get(key) is not None:
+            records[key] = dataclasses.replace(r, confidence=cache[key])
+    path.write_text(json.dumps(cache))
+
+
+def read_records(path: Path) -> dict[str, ImageScored]:
+    if not path.exists():
+        return {}
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        d = json.loads(line)
+        out[d.pop("key")] = ImageScored.from_dict(d)
+    return out
+
+
+def variants(records: dict, ex: Example, w: float, k: int, w_ret: float, c: float) -> dict[str, bool]:
+    """Whether each variant links the example right (``c``: image.min_confidence of the combined variant)."""
+    text, comb = records[f"{ex.source}/{ex.id}/text"], records[f"{ex.source}/{ex.id}/combined"]
+    return {"text only": choose(text, 0.0, 0, w_ret=w_ret) == ex.entity,
+            "image only": choose(comb, 0.0, k, w_ret=w_ret, image_only=True) == ex.entity,
+            "untrained prefix": choose(comb, 0.0, 0, w_ret=w_ret) == ex.entity,
+            "combined": choose(comb, w, k, w_ret=w_ret, min_confidence=c) == ex.entity}
+
+
+def score(hits: list[bool]) -> dict:
+    return Score.of(sum(hits), len(hits), 0.95).to_dict()
+
+
+def evaluate(sets: dict[str, list[Example]], records: dict, w: float, k: int, w_ret: float, c: float) -> dict:
+    names = ("text only", "image only", "untrained prefix", "combined")
+    out: dict = {}
+    for set_name, examples in sets.items():
+        hits = [variants(records, ex, w, k, w_ret, c) for ex in examples]
+        if set_name == "groups":
+            by_group: dict[str, list[dict]] = {}
+            for ex, h in zip(examples, hits):
+                by_group.setdefault(ex.meta["group"], []).append(h)
+            for v in names:
+                out[f"groups (all right)/{v}"] = score([all(h[v] for h in hs) for hs in by_group.values()])
+                out[f"groups (pictures)/{v}"] = score([h[v] for h in hits])
+        elif set_name == "photos":
+            for pool in ("all", "in-pool", "out-of-pool", "entity trained", "entity not trained"):
+                sub = [h for ex, h in zip(examples, hits) if pool in ("all", ex.meta["pool"], ex.meta["scorer"])]
+                for v in names:
+                    out[f"photos {pool}/{v}"] = score([h[v] for h in sub])
+        else:
+            for v in names:
+                out[f"{set_name}/{v}"] = score([h[v] for h in hits])
+    return out
+
+
+def table(figures: dict) -> str:
+    rows = ["| set | " + " | ".join(("text only", "image only", "untrained prefix", "combined")) + " |",
+            "|---|---|---|---|---|"]
+    sets = list(dict.fromkeys(k.split("/")[0] for k in figures))
+    for s in sets:
+        cells = [figures[f"{s}/{v}"] for v in ("text only", "image only", "untrained prefix", "combined")]
+        rows.append(f"| {s} (n={cells[0]['n']}) | " + " | ".join(
+            f"{c['accuracy']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]" for c in cells) + " |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--profile", default="offline")
+    p.add_argument("--corpus", help="corpus folder (default: the one `gemel corpus build` writes)")
+    p.add_argument("--limit", type=int, help="at most N examples per set (a quick look)")
+    p.add_argument("--flags", type=int, help="at most N flags (default: --limit, else all 141)")
+    p.add_argument("--fit", action="store_true", help="fit image.weight / image.candidates on the dev data")
+    p.add_argument("--weight", type=float, help="image.weight of the combined variant (default: the profile's)")
+    p.add_argument("--candidates", type=int, help="image.candidates of the combined variant (default: profile's)")
+    p.add_argument("--min-confidence", type=float, help="image.min_confidence of the combined variant")
+    p.add_argument("--no-link", action="store_true",
+                   help="link nothing: report on the examples that already have records (a partial run)")
+    p.add_argument("--records", help="records file (default: bench/out/image_{ablation,fit}_records.jsonl)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+
+    from gemel.config import load_profile
+    from gemel.corpus import Corpus
+    from gemel.corpus_cli import default_corpus
+    from gemel.plots import PlotConfig, plot_ablation
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    config = load_profile(args.profile)
+    w = args.weight if args.weight is not None else config.image.weight
+    k = args.candidates if args.candidates is not None else config.image.candidates
+    c = args.min_confidence if args.min_confidence is not None else config.image.min_confidence
+    w_ret = config.decode.w_ret
+    corpus = Corpus.load(args.corpus or default_corpus(args.profile))
+    if args.no_link:
+        from gemel.kb import KnowledgeBase
+        from gemel.sources import resolve
+
+        linkers, kb = None, KnowledgeBase.load(resolve(config.kb.source, config.base_dir), name=config.kb.name)
+    else:
+        linkers = load_linkers(args.profile)
+        kb = linkers[1].kb
+    path = Path(args.records or OUT / f"image_{'fit' if args.fit else 'ablation'}_records.jsonl")
+    records = read_records(path)
+
+    if args.fit:
+        dev = dev_set(corpus, kb, args.limit)
+        collect(dev, linkers, records, path, "dev", wanted=("combined",))
+        fill_confidence(dev, linkers, records, OUT / "image_confidence.json")
+        items = [records[f"{e.source}/{e.id}/combined"] for e in dev]
+        result = fit(items, w_ret, guard=("photos-dev",), confidences=CONFIDENCES)  # lose nothing on real photos
+        for gw, gk, gc, acc in result.grid:
+            print(f"w_img={gw:<5} K_img={gk:<2} min_confidence={gc:<5} dev accuracy (mean over strata)={acc:.3f}")
+        strata = sorted({x.stratum for x in items})
+        for s in strata:
+            sub = [x for x in items if x.stratum == s]
+            print(f"{s}: n={len(sub)} no image {sum(choose(x, 0, 0, w_ret=w_ret) == x.gold for x in sub)}, "
+                  f"fitted {sum(choose(x, result.weight, result.candidates, w_ret=w_ret, min_confidence=result.min_confidence) == x.gold for x in sub)}")  # noqa: E501
+        (OUT / "image_fit.json").write_text(json.dumps({"weight": result.weight, "candidates": result.candidates,
+                                                        "min_confidence": result.min_confidence,
+                                                        "accuracy": result.accuracy, "baseline": result.baseline,
+                                                        "grid": result.grid, "n": len(items),
+                                                        "guard": ["photos-dev"]}, indent=1))
+        print("(guard: no fewer real dev photos right than without the image)")
+        print(f"fitted image.weight={result.weight} image.candidates={result.candidates} "
+              f"image.min_confidence={result.min_confidence} "
+              f"dev={result.accuracy:.3f} (no image {result.baseline:.3f}, n={len(items)})")
+        return 0
+
+    sets = test_sets(corpus, kb, args.limit, args.flags)
+    sizes = {name: len(examples) for name, examples in sets.items()}
+    for name, examples in sets.items():
+        if args.no_link:
+            sets[name] = [e for e in examples if all(f"{e.source}/{e.id}/{v}" in records for v in ("text", "combined"))]
+        else:
+            collect(examples, linkers, records, path, name)
+        fill_confidence(sets[name], linkers, records, OUT / "image_confidence.json")
+    figures = evaluate(sets, records, w, k, w_ret, c)
+    print(table(figures))
+    payload = {"image": {"weight": w, "candidates": k, "min_confidence": c, "scorer": "assets/models/image_scorer.pt"},
+               "limit": args.limit, "missing_records": {n: sizes[n] - len(sets[n]) for n in sets}, "flags_limit": args.flags, "trained_mapper": "none shipped", "figures": figures}
+    (OUT / "image_ablation.json").write_text(json.dumps(payload, indent=1))
+    main_sets = ("groups (all right)", "photos all", "flags")
+    rows = [{"name": key, **v} for key, v in figures.items() if key.split("/")[0] in main_sets]
+    plot_ablation(rows, OUT / "image_ablation.png", PlotConfig(height=40 * len(rows) + 120))
+    get = lambda key: figures[key]["accuracy"]  # noqa: E731
+    print(f"text_only={get('photos all/text only'):.3f} with_image={get('photos all/combined'):.3f} "
+          f"groups={get('groups (all right)/combined'):.3f} flags={get('flags/combined'):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

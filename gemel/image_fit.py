@@ -1,0 +1,148 @@
+"""Fitting the image's weight in linking (``image.weight``, ``image.candidates``) on dev data, one linker pass.
+
+Every part of a candidate's fused score (the LLM's log-probability, the retrieval similarity, the image score)
+is independent of ``image.weight``, and the LLM scores each candidate name on its own (teacher forcing over one
+shared prompt), so the linker runs once per example with the largest ``image.candidates`` of the grid
+(:func:`collect_one`) and every (w_img, K_img) re-ranks the stored candidates (:func:`choose`): K_img keeps
+the text top-K plus the picture's K_img best entities. :func:`fit` picks the pair with the best mean accuracy
+over strata (e.g. corpus captions and real photos weigh alike), among the pairs that lose no example of the
+``guard`` strata (the issue's "the image must lose nothing on real photos"), preferring fewer image candidates
+(latency) and then the smaller weight on ties. ``bench/image_ablation.py --fit`` runs it on the dev splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .decoding import prefill
+from .errors import GemelError
+from .image_link import confidence, top_rows
+from .types import Example
+
+WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+IMAGE_CANDIDATES = (0, 1, 2, 4, 8)
+
+
+class ImageFitError(GemelError):
+    """The image weight cannot be fitted as asked; the message names the value and the fix."""
+
+
+@dataclass(frozen=True)
+class ImageScored:
+    """One example's candidates with every part of their scores, as the linker computed them once."""
+
+    id: str
+    gold: str | None
+    names: tuple[str, ...]
+    llm: tuple[float, ...]  # normalised LLM log-probability per candidate
+    sim: tuple[float, ...]  # retrieval similarity
+    image: tuple[float, ...] | None  # image score per candidate; None: no picture or the scorer abstained
+    text: tuple[bool, ...]  # among the text top-K (else only there as one of the picture's top entities)
+    image_rank: tuple[int, ...]  # rank of the candidate among the picture's top entities (-1: not among them)
+    stratum: str = "all"
+    confidence: float | None = None  # the scorer's confidence on the picture (None: not recorded)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ImageScored":
+        image = d.get("image")
+        return cls(d["id"], d.get("gold"), tuple(d["names"]), tuple(d["llm"]), tuple(d["sim"]),
+                   None if image is None else tuple(image), tuple(d["text"]), tuple(d["image_rank"]),
+                   d.get("stratum", "all"), d.get("confidence"))
+
+
+def collect_one(linker: Any, ex: Example, stratum: str = "all") -> ImageScored:
+    """Link one example (itself excluded from the demonstrations) with the linker's image config, keeping every
+    score part and where each candidate came from. ``linker.config.image.candidates`` should be the grid's
+    largest K_img."""
+    with torch.no_grad():
+        qp = linker.build_prompt(ex.image, ex.text, ex.mention, exclude=[ex.id] if ex.id else [], verbatim=False)
+        hyps = linker.decode(prefill(linker.lm.model, qp.embeds), qp.candidate_ids)
+    ranked = linker.rank(hyps, qp.query, qp.image_scores)
+    text_rows = set(linker.retrieve_candidates(qp.query))
+    img_rank = {r: i for i, r in enumerate(top_rows(qp.image_scores, linker.config.image.candidates))} \
+        if qp.image_scores is not None else {}
+    rows = [linker.kb.index(c.name) for c in ranked]
+    image = None if qp.image_scores is None else tuple(float(c.image_score) for c in ranked)
+    return ImageScored(str(ex.id), ex.entity, tuple(c.name for c in ranked), tuple(c.llm_logprob for c in ranked),
+                       tuple(c.retrieval_sim for c in ranked), image, tuple(r in text_rows for r in rows),
+                       tuple(img_rank.get(r, -1) for r in rows), stratum,
+                       None if qp.image_scores is None else confidence(qp.image_scores, temperature(linker)))
+
+
+def temperature(linker: Any) -> float:
+    return linker.image_scorer.fusion.temperature if linker.image_scorer is not None else 1.0
+
+
+def choose(item: ImageScored, w_img: float, k_img: int, w_llm: float = 1.0, w_ret: float = 0.0,
+           image_only: bool = False, min_confidence: float = 0.0) -> str | None:
+    """The entity this example gets with image weight ``w_img`` and ``k_img`` image candidates (``image_only``:
+    the best image score among those candidates; None without image scores). Below ``min_confidence`` the
+    image adds nothing, as in the linker."""
+    if item.image is not None and min_confidence > 0 and (item.confidence or 0.0) < min_confidence:
+        item = replace(item, image=None)
+    k_img = k_img if item.image is not None else 0
+    keep = [i for i in range(len(item.names)) if item.text[i] or 0 <= item.image_rank[i] < k_img]
+    if not keep:
+        return None
+    if image_only:
+        if item.image is None:
+            return None
+        return item.names[max(keep, key=lambda i: item.image[i])]
+    img = item.image if item.image is not None else (0.0,) * len(item.names)
+    score = [w_llm * item.llm[i] + w_ret * item.sim[i] + w_img * img[i] for i in keep]
+    return item.names[keep[int(np.argmax(score))]]
+
+
+def correct(items: Sequence[ImageScored], w_img: float, k_img: int, w_ret: float, stratum: str,
+            min_confidence: float = 0.0) -> int:
+    """How many examples of one stratum get their gold entity."""
+    return sum(choose(x, w_img, k_img, w_ret=w_ret, min_confidence=min_confidence) == x.gold
+               for x in items if x.stratum == stratum)
+
+
+def accuracy(items: Sequence[ImageScored], w_img: float, k_img: int, w_ret: float, **kw: Any) -> float:
+    """Mean over strata of the share of examples whose chosen entity is the gold one."""
+    strata = sorted({x.stratum for x in items})
+    if not strata:
+        raise ImageFitError("no examples to fit on: collect some first")
+    per = [np.mean([choose(x, w_img, k_img, w_ret=w_ret, **kw) == x.gold for x in items if x.stratum == s])
+           for s in strata]
+    return float(np.mean(per))
+
+
+@dataclass(frozen=True)
+class ImageFit:
+    weight: float
+    candidates: int
+    min_confidence: float
+    accuracy: float  # mean accuracy over strata at the chosen values
+    baseline: float  # the same with no image signal (w_img = 0, K_img = 0)
+    grid: tuple[tuple[float, int, float, float], ...]  # (w_img, K_img, min_confidence, accuracy) for every one tried
+
+
+def fit(items: Sequence[ImageScored], w_ret: float, weights: Sequence[float] = WEIGHTS,
+        candidates: Sequence[int] = IMAGE_CANDIDATES, guard: Sequence[str] = (),
+        confidences: Sequence[float] = (0.0,)) -> ImageFit:
+    """The (w_img, K_img, min_confidence) with the best mean accuracy over strata among those that lose no
+    example of a ``guard`` stratum against no image (w_img = 0, K_img = 0, always allowed); ties: fewer
+    candidates, then the smaller weight, then the higher confidence threshold."""
+    if not weights or min(weights) < 0 or not candidates or min(candidates) < 0:
+        raise ImageFitError(f"weights {list(weights)} and candidates {list(candidates)} must be non-empty and >= 0")
+    unknown = set(guard) - {x.stratum for x in items}
+    if unknown:
+        raise ImageFitError(f"guard strata {sorted(unknown)} have no examples; strata: "
+                            f"{sorted({x.stratum for x in items})}")
+    floor = {s: correct(items, 0.0, 0, w_ret, s) for s in guard}
+    grid = tuple((float(w), int(k), float(c), accuracy(items, w, k, w_ret, min_confidence=c))
+                 for k in sorted(candidates) for w in sorted(weights) for c in sorted(confidences))
+    allowed = [g for g in grid if all(correct(items, g[0], g[1], w_ret, s, g[2]) >= floor[s] for s in guard)]
+    allowed.append((0.0, 0, 0.0, accuracy(items, 0.0, 0, w_ret)))
+    best = max(allowed, key=lambda g: (round(g[3], 9), -g[1], -g[0], g[2]))
+    return ImageFit(best[0], best[1], best[2], best[3], accuracy(items, 0.0, 0, w_ret), grid)

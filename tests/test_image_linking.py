@@ -1,0 +1,247 @@
+"""The picture as a linking signal: the image scorer's candidates join the text's, ``w_img * image_score`` joins
+the fused score, an abstaining scorer or a query without a picture changes nothing, and a scorer that does not
+fit the profile is refused with a sentence.
+
+The scorer is built here for the tiny open_clip encoder (no classifier head, so no ImageNet bridge): a random
+projection from its pooled feature to the tiny embedder's space."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from gemel.config import ImageConfig, LinkerConfig, ProfileError
+from gemel.decoding import Hypothesis
+from gemel.image_link import merge_candidates, top_rows
+from gemel.image_score import FusionConfig, ImageEntityScorer, ImageNetBridge, ImageScoreError, Projection, ScorerSpec
+from gemel.types import Candidate
+
+TEXT, MENTION = "Look at this Apple.", "Apple"
+
+
+def _spec(linker, **changes) -> ScorerSpec:
+    spec = ScorerSpec(vision=linker.vision.config.name, vision_dim=linker.vision.dim, embedder=linker.embedder.name,
+                      embed_dim=linker.embedder.dim)
+    return dataclasses.replace(spec, **changes)
+
+
+def _save_scorer(linker, path, fusion: FusionConfig = FusionConfig(w_bridge=0.0), **spec) -> str:
+    torch.manual_seed(0)
+    s = _spec(linker, **spec)
+    ImageEntityScorer(s, linker.vision, Projection(s.vision_dim, s.embed_dim), fusion=fusion).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def scorer_file(tiny_linker, tmp_path_factory):
+    return _save_scorer(tiny_linker, tmp_path_factory.mktemp("scorer") / "scorer.pt")
+
+
+def _with_image(linker, scorer: str, weight: float = 1.0, candidates: int = 2):
+    return linker.replace(config=linker.config.replace(image={"scorer": scorer, "weight": weight,
+                                                              "candidates": candidates}))
+
+
+# ---- candidates ------------------------------------------------------------------------------------
+def test_image_candidates_join_the_text_candidates(tiny_linker):
+    text_rows = tiny_linker.retrieve_candidates(tiny_linker.embedder.encode(["Apple"]))
+    scores = np.zeros(len(tiny_linker.kb), np.float32)
+    outside = [r for r in range(len(tiny_linker.kb)) if r not in text_rows]
+    scores[outside[-1]], scores[outside[0]], scores[text_rows[0]] = 3.0, 2.0, 5.0
+    assert top_rows(scores, 3) == [text_rows[0], outside[-1], outside[0]]
+    assert merge_candidates(text_rows, top_rows(scores, 3)) == text_rows + [outside[-1], outside[0]]
+    assert merge_candidates(text_rows, []) == text_rows and top_rows(scores, 0) == []
+
+
+def test_linker_adds_the_pictures_top_entities(tiny_linker, scorer_file, tiny_dir):
+    image = tiny_dir / "img.png"
+    linker = _with_image(tiny_linker, scorer_file, candidates=3)
+    query = linker.embedder.encode(["Look at this Apple."])
+    scores = linker.image_scores(image)
+    assert scores is not None and scores.shape == (len(linker.kb),)
+    union = linker.retrieve_candidates(query, image_scores=scores)
+    text = tiny_linker.retrieve_candidates(query)
+    assert union[:len(text)] == text and set(union) == set(text) | set(top_rows(scores, 3))
+    pred = linker.link(image, TEXT, MENTION)
+    assert {c.name for c in pred.candidates} == {linker.kb.titles[r] for r in union}
+    assert all(c.image_score == pytest.approx(float(scores[linker.kb.index(c.name)])) for c in pred.candidates)
+
+
+def test_given_candidates_stay_as_given(tiny_linker, scorer_file, tiny_dir):
+    linker = _with_image(tiny_linker, scorer_file, candidates=5)
+    pred = linker.link(tiny_dir / "img.png", TEXT, MENTION, candidates=["Apple", "Apple Inc."])
+    assert sorted(c.name for c in pred.candidates) == ["Apple", "Apple Inc."]
+
+
+# ---- fusion ----------------------------------------------------------------------------------------
+def test_the_image_term_reorders_as_its_weight_says(tiny_linker, scorer_file):
+    query = tiny_linker.embedder.encode([TEXT])
+    a, b = tiny_linker.kb.index("Apple"), tiny_linker.kb.index("Apple Inc.")
+    hyps = [Hypothesis(tiny_linker.name_tokens(a), -1.0), Hypothesis(tiny_linker.name_tokens(b), -60.0)]
+    scores = np.zeros(len(tiny_linker.kb), np.float32)
+    scores[b] = 1.0
+    plain = {c.name: c for c in tiny_linker.rank(hyps, query)}
+    gap = plain["Apple"].score - plain["Apple Inc."].score  # what the image term must overcome
+    assert gap > 0.2 and all(c.image_score is None for c in plain.values())
+    for weight, first in ((gap - 0.1, "Apple"), (gap + 0.1, "Apple Inc.")):
+        ranked = _with_image(tiny_linker, scorer_file, weight).rank(hyps, query, scores)
+        assert ranked[0].name == first
+        assert {c.name: c.image_score for c in ranked} == {"Apple": 0.0, "Apple Inc.": 1.0}
+    heavy = {c.name: c.score for c in _with_image(tiny_linker, scorer_file, 2.0).rank(hyps, query, scores)}
+    assert heavy == pytest.approx({"Apple": plain["Apple"].score, "Apple Inc.": plain["Apple Inc."].score + 2.0})
+
+
+def test_an_abstaining_scorer_adds_nothing(tiny_linker, tmp_path, tiny_dir):
+    path = _save_scorer(tiny_linker, tmp_path / "abstain.pt", FusionConfig(w_bridge=0.0, abstain_below=1.01))
+    linker = _with_image(tiny_linker, path, weight=5.0, candidates=4)
+    image = tiny_dir / "img.png"
+    assert linker.image_scores(image) is None
+    with_scorer, without = linker.link(image, TEXT, MENTION), tiny_linker.link(image, TEXT, MENTION)
+    assert [c.name for c in with_scorer.candidates] == [c.name for c in without.candidates]
+    assert [c.score for c in with_scorer.candidates] == pytest.approx([c.score for c in without.candidates])
+    assert all(c.image_score is None for c in with_scorer.candidates)
+
+
+def test_below_min_confidence_the_image_adds_nothing(tiny_linker, scorer_file, tiny_dir):
+    from gemel.image_link import confidence
+
+    image = tiny_dir / "img.png"
+    sure = _with_image(tiny_linker, scorer_file, weight=5.0, candidates=4)
+    conf = confidence(sure.image_scores(image))
+    assert 0 < conf < 1
+    unsure = sure.replace(config=sure.config.replace(image={"min_confidence": min(conf + 1e-3, 1.0)}))
+    assert unsure.image_scores(image) is None
+    at = sure.replace(config=sure.config.replace(image={"min_confidence": conf - 1e-6}))
+    assert at.image_scores(image) is not None
+    pred, plain = unsure.link(image, TEXT, MENTION), tiny_linker.link(image, TEXT, MENTION)
+    assert [(c.name, c.image_score) for c in pred.candidates] == [(c.name, None) for c in plain.candidates]
+
+
+def test_no_picture_links_exactly_as_without_a_scorer(tiny_linker, scorer_file):
+    linker = _with_image(tiny_linker, scorer_file, weight=5.0, candidates=4)
+    assert linker.image_scores(None) is None
+    a, b = linker.link(None, TEXT, MENTION), tiny_linker.link(None, TEXT, MENTION)
+    assert [(c.name, c.score, c.image_score) for c in a.candidates] == \
+        [(c.name, c.score, c.image_score) for c in b.candidates]
+
+
+def test_variants_share_one_loaded_scorer(tiny_linker, scorer_file):
+    one = _with_image(tiny_linker, scorer_file, 1.0, 2)
+    other = one.replace(config=one.config.replace(image={"weight": 3.0, "candidates": 0}))
+    assert other.image_scorer is one.image_scorer is not None
+    assert tiny_linker.image_scorer is None
+
+
+def test_candidate_dicts_round_trip_and_old_ones_load():
+    c = Candidate("Apple", 1.0, -2.0, 0.5, "fruit", image_score=1.25)
+    assert Candidate.from_dict(c.to_dict()) == c and c.to_dict()["image_score"] == 1.25
+    old = {k: v for k, v in c.to_dict().items() if k != "image_score"}
+    assert Candidate.from_dict(old).image_score is None
+
+
+# ---- refusals --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("values, message", [
+    ({"scorer": "s.pt", "weight": -1.0}, r"image.weight=-1.0 must be a finite number >= 0"),
+    ({"scorer": "s.pt", "weight": float("nan")}, r"image.weight=nan must be a finite number"),
+    ({"scorer": "s.pt", "candidates": 999}, r"image.candidates=999 must be in 0..256"),
+    ({"weight": 0.5}, r"need an image.scorer: set image.scorer"),
+    ({"candidates": 4}, r"need an image.scorer"),
+    ({"scorer": "s.pt", "min_confidence": 1.5}, r"image.min_confidence=1.5 must be in \[0, 1\]"),
+])
+def test_bad_image_config_is_refused(values, message):
+    with pytest.raises(ProfileError, match=message):
+        ImageConfig(**values)
+
+
+def test_image_section_in_a_profile(tiny_config):
+    d = {"name": "x", "llm": {"source": "a"}, "vision": {}, "embedder": {"source": "e"}, "kb": {"source": "k"},
+         "image": {"scorer": "s.pt", "weight": 0.5, "candidates": 4}}
+    assert LinkerConfig.from_dict(d).image == ImageConfig("s.pt", 0.5, 4)
+    assert tiny_config.image == ImageConfig() and not tiny_config.image.active
+    with pytest.raises(ProfileError, match=r"image.weight = '1' must be of type float"):
+        LinkerConfig.from_dict({**d, "image": {"scorer": "s.pt", "weight": "1"}})
+    with pytest.raises(ProfileError, match=r"unknown key\(s\) \['w'\] in \[image\]"):
+        LinkerConfig.from_dict({**d, "image": {"w": 1.0}})
+
+
+def test_a_missing_scorer_file_is_refused(tiny_linker, tmp_path):
+    with pytest.raises(ProfileError, match=r"image.scorer '.*nowhere.pt' is not a file .* or image.scorer = \"\""):
+        _with_image(tiny_linker, str(tmp_path / "nowhere.pt"))
+
+
+def test_a_scorer_for_another_encoder_is_refused(tiny_linker, tmp_path):
+    path = _save_scorer(tiny_linker, tmp_path / "other.pt", vision_dim=tiny_linker.vision.dim + 1)
+    with pytest.raises(ImageScoreError, match=r"cannot be used with vision 'tiny-vit'.*vision_dim: artifact"):
+        _with_image(tiny_linker, path)
+
+
+def test_a_bridge_scorer_needs_a_classifier_head(tiny_linker, tmp_path):
+    spec = _spec(tiny_linker, num_classes=10)
+    with_head = SimpleNamespace(has_classifier=True, config=tiny_linker.vision.config, dim=tiny_linker.vision.dim)
+    bridge = ImageNetBridge(torch.randn(10, spec.embed_dim))
+    ImageEntityScorer(spec, with_head, Projection(spec.vision_dim, spec.embed_dim), bridge).save(tmp_path / "b.pt")
+    with pytest.raises(ImageScoreError, match=r"the ImageNet bridge needs an encoder with a classifier head"):
+        _with_image(tiny_linker, str(tmp_path / "b.pt"))
+    assert not tiny_linker.vision.has_classifier
+
+
+# ---- fitting w_img and K_img on dev records --------------------------------------------------------
+def _record(gold, image=(0.0, 2.0, 3.0), stratum="all"):
+    from gemel.image_fit import ImageScored
+
+    return ImageScored("x", gold, ("A", "B", "C"), (-1.0, -1.5, -1.2), (0.0, 0.0, 0.0), image,
+                       (True, True, False), (-1, 1, 0), stratum)
+
+
+def test_choose_keeps_k_image_candidates_and_weighs_the_image():
+    from gemel.image_fit import choose
+
+    r = _record("B")
+    assert choose(r, 0.0, 0) == "A"  # text candidates only, LLM decides
+    assert choose(r, 1.0, 0) == "B"  # -1.5 + 2 beats -1 + 0; C (image-only candidate) is not kept
+    assert choose(r, 1.0, 1) == "C"  # C joins (image rank 0) and wins: -1.2 + 3
+    assert choose(r, 0.0, 1, image_only=True) == "C" and choose(_record("A", None), 5.0, 1) == "A"
+    assert _record("A").from_dict(_record("A").to_dict()) == _record("A")
+
+
+def test_fit_picks_the_best_pair_and_prefers_fewer_candidates():
+    from gemel.image_fit import ImageFitError, fit
+
+    items = [_record("B", stratum="s1"), _record("A", (0.0, 0.1, 0.0), stratum="s2")]
+    result = fit(items, w_ret=0.0, weights=(0.0, 1.0, 5.0), candidates=(0, 1, 2))
+    assert (result.weight, result.candidates, result.accuracy, result.baseline) == (1.0, 0, 1.0, 0.5)
+    assert len(result.grid) == 9
+    guarded = fit(items, w_ret=0.0, weights=(0.0, 1.0, 5.0), candidates=(0, 1, 2), guard=("s2",))
+    assert (guarded.weight, guarded.candidates) == (1.0, 0)  # s2 keeps its one right answer at w_img = 1
+    items.append(_record("A", (0.0, 0.9, 0.0), stratum="s2"))  # at w_img = 1, B (-0.6) now beats A (-1)
+    assert (fit(items, 0.0, (0.0, 1.0), (0,), guard=("s2",)).weight) == 0.0
+    with pytest.raises(ImageFitError, match=r"guard strata \['s3'\] have no examples"):
+        fit(items, 0.0, guard=("s3",))
+    with pytest.raises(ImageFitError, match="must be non-empty and >= 0"):
+        fit(items, 0.0, weights=(-1.0,))
+
+
+def test_collect_one_keeps_where_candidates_came_from(tiny_linker, scorer_file, tiny_dir):
+    from gemel.image_fit import choose, collect_one
+    from gemel.types import Example
+
+    linker = _with_image(tiny_linker, scorer_file, weight=0.0, candidates=3)
+    ex = Example(TEXT, MENTION, "Apple", str(tiny_dir / "img.png"), "q-1")
+    r = collect_one(linker, ex)
+    assert r.image is not None and sum(r.text) == tiny_linker.config.decode.candidates
+    assert sorted(i for i in r.image_rank if i >= 0) == [i for i in range(3) if i in r.image_rank]
+    plain = tiny_linker.link(ex.image, TEXT, MENTION, exclude=["q-1"])
+    assert choose(r, 0.0, 0, w_ret=1.0) == plain.entity  # no image signal = today's answer
+
+
+def test_cli_shows_the_image_score_only_when_there_is_one():
+    from gemel.cli import format_prediction
+    from gemel.types import Prediction
+
+    cands = [Candidate("Apple", 1.0, -2.0, 0.5, "fruit", image_score=1.25), Candidate("Apple Inc.", 0.5, -2.0, 0.4)]
+    text = format_prediction(Prediction("Apple", cands, []))
+    assert "sim 0.500, image +1.250)" in text and "sim 0.400)" in text
