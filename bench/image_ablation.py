@@ -276,7 +276,8 @@ def main(argv=None) -> int:
     figures = evaluate(sets, records, w, k, w_ret, c)
     print(table(figures))
     payload = {"image": {"weight": w, "candidates": k, "min_confidence": c, "scorer": "assets/models/image_scorer.pt"},
-               "limit": args.limit, "missing_records": {n: sizes[n] - len(sets[n]) for n in sets}, "flags_limit": args.flags, "trained_mapper": "none shipped", "figures": figures}
+               "limit": args.limit, "missing_records": {n: sizes[n] - len(sets[n]) for n in sets},
+               "flags_limit": args.flags, "trained_mapper": "none shipped", "figures": figures}
     (OUT / "image_ablation.json").write_text(json.dumps(payload, indent=1))
     main_sets = ("groups (all right)", "photos all", "flags")
     rows = [{"name": key, **v} for key, v in figures.items() if key.split("/")[0] in main_sets]

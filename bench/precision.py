@@ -17,8 +17,8 @@ writes ``bench/out/precision.png`` and each precision's figures to ``bench/out/p
 
 The accuracy runs take most of the time (95 links per precision, bfloat16 is slow where it is emulated) and do
 not need a quiet machine; the timings do. So ``--jobs 3`` measures the precisions at once (timings then
-meaningless), and ``--no-accuracy`` times only, taking the answers from the JSON of an earlier run. Goals (issue 15, 2 cores): link p50 <= 0.6 s, link/floor <= 1.25,
-peak RSS <= 1.5 GB.
+meaningless), and ``--no-accuracy`` times only, taking the answers from the JSON of an earlier run. Goals
+(issue 15, 2 cores): link p50 <= 0.6 s, link/floor <= 1.25, peak RSS <= 1.5 GB.
 """
 
 from __future__ import annotations
@@ -233,7 +233,8 @@ def main() -> None:
         print(f"{r['dtype']}: threads {r['threads']}, load average {r['load_avg']:.1f}, link CPU time p50 "
               f"{r['link_cpu_p50_s']:.2f} s, load {r['load_s']:.1f} s, prompt {r['prompt_tokens']} tokens "
               f"(linear {r['linear_gflop']:.0f} + attention {r['attention_gflop']:.0f} GFLOP), floor "
-              f"{r['floor_s']:.2f} s, link {' '.join(f'{s:.2f}' for s in r['link_s'])} s, {whole_split(r)}, KV cache {r['kv_cache_mb']:.0f} MB, RSS "
+              f"{r['floor_s']:.2f} s, link {' '.join(f'{s:.2f}' for s in r['link_s'])} s, {whole_split(r)}, "
+              f"KV cache {r['kv_cache_mb']:.0f} MB, RSS "
               f"after import torch {r['rss_after_import_torch_mb']:.0f} MB, after linking {r['rss_now_mb']:.0f} MB; "
               f"answers changed vs float32: dev {r['dev_changed']}, test {r['test_changed']}")
     path = plot_precision(rows, args.out)

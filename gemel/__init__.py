@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .types import Candidate, Demonstration, Example, Prediction
-
 from .errors import GemelError, InputError
+from .types import Candidate, Demonstration, Example, Prediction
 
 __all__ = ["Linker", "Example", "Candidate", "Demonstration", "Prediction", "GemelError", "InputError",
            "load_profile", "list_profiles"]

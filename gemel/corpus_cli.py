@@ -123,9 +123,9 @@ def run_captions(args: argparse.Namespace) -> int:
 
 
 def run_top(args: argparse.Namespace) -> int:
+    from .corpus import Corpus
     from .image_score import ImageEntityScorer
     from .image_training import default_artifact, load_parts
-    from .corpus import Corpus
 
     parts = load_parts(args.profile)
     path = Path(args.scorer) if args.scorer else default_artifact(Corpus.load(default_corpus(args.profile)))

@@ -167,8 +167,8 @@ def predict(linker: Any, examples: Sequence[Example], *, exclude_self: bool = Tr
         exclude = [ex.id] if exclude_self and ex.id is not None else []
         extra = {"candidates": ex.meta["candidates"]} if candidates_from_data else {}
         try:
-            out.append(linker.link(ex.image, ex.text, ex.mention, exclude=exclude, verbatim=ex.meta.get("verbatim", True),
-                                   **extra))
+            verbatim = ex.meta.get("verbatim", True)
+            out.append(linker.link(ex.image, ex.text, ex.mention, exclude=exclude, verbatim=verbatim, **extra))
         except GemelError as e:  # InputError, ImageError ...: say which example
             raise EvaluationError(f"example {ex.id!r} ({ex.mention!r}): {e}") from e
     return out

@@ -305,7 +305,8 @@ class Linker:
     def image_scores(self, image: ImageInput) -> np.ndarray | None:
         """(N_kb,) image scores of the query picture against every KB entity (the image scorer's fused
         similarity, z-scored over the KB), or None: no picture, no scorer, no vision feature, the scorer
-        abstains or is less confident than ``image.min_confidence``. Reuses the picture's vision feature (the one the visual prefix is made from)."""
+        abstains or is less confident than ``image.min_confidence``. Reuses the picture's vision feature (the one
+        the visual prefix is made from)."""
         if self.image_scorer is None or image is None or self.features is None:
             return None
         feature = self.features.get(image)
