@@ -6,12 +6,17 @@ Evaluated on ``assets/eval/test.jsonl`` (never tuned on); ``--split dev`` for th
 
     python bench/quality.py [--profile offline] [--split test] [--limit N]
 
-Last line: ``baseline_acc=<a> linker_acc=<b> n=<n> recall_at_k=<r> link_p50_s=<t>``.
+Cases whose picture (by file content) is also in the seed demonstration pool are "in-pool": the untrained
+mapper's prefix then fingerprints an identical picture, so they are reported apart from the out-of-pool ones.
+
+Last line: ``baseline_acc=<a> linker_acc=<b> n=<n> recall_at_k=<r> link_p50_s=<t> in_pool=<right>/<n>
+out_of_pool=<right>/<n>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -28,6 +33,16 @@ from gemel.linker import Linker  # noqa: E402
 from gemel.metrics import wilson_interval  # noqa: E402
 
 
+def seed_pictures() -> set[str]:
+    """sha256 of every picture of the seed demonstration pool."""
+    seed = load_jsonl_examples(ROOT / "assets" / "seed" / "examples.jsonl", "seed")
+    return {_sha(e.image) for e in seed if e.image}
+
+
+def _sha(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="offline")
@@ -41,6 +56,8 @@ def main() -> None:
     linker = Linker.load(args.profile)
     base_ok = link_ok = in_k = 0
     times = []
+    seed = seed_pictures()
+    by_pool = {"in-pool": [0, 0], "out-of-pool": [0, 0]}  # [right, n]
     for ex in tqdm(cases, desc=f"{args.split}", unit="case"):
         q = linker.embedder.encode([mention_in_context(ex.text, ex.mention)])
         _, ids = linker.kb_index.search(q, 1)
@@ -50,6 +67,9 @@ def main() -> None:
         base_ok += base == ex.entity
         link_ok += pred.entity == ex.entity
         in_k += any(c.name == ex.entity for c in pred.candidates)
+        pool = by_pool["in-pool" if ex.image and _sha(ex.image) in seed else "out-of-pool"]
+        pool[0] += pred.entity == ex.entity
+        pool[1] += 1
         if args.show_errors and pred.entity != ex.entity:
             print(json.dumps({"id": ex.id, "mention": ex.mention, "gold": ex.entity, "linker": pred.entity,
                               "baseline": base}), file=sys.stderr)
@@ -58,8 +78,12 @@ def main() -> None:
         lo, hi = wilson_interval(ok, n)
         print(f"{name:<28} {ok:>3}/{n}  {ok / n:6.1%}  (95% CI {lo:.1%}-{hi:.1%})")
     print(f"gold entity among the linker's candidates: {in_k}/{n}")
+    for name, (ok, m) in by_pool.items():
+        lo, hi = wilson_interval(ok, m) if m else (0.0, 0.0)
+        print(f"linker, {name} pictures {ok:>3}/{m}" + (f"  {ok / m:6.1%}  (95% CI {lo:.1%}-{hi:.1%})" if m else ""))
+    (pin, nin), (pout, nout) = by_pool["in-pool"], by_pool["out-of-pool"]
     print(f"baseline_acc={base_ok / n:.3f} linker_acc={link_ok / n:.3f} n={n} recall_at_k={in_k / n:.3f} "
-          f"link_p50_s={statistics.median(times):.2f}")
+          f"link_p50_s={statistics.median(times):.2f} in_pool={pin}/{nin} out_of_pool={pout}/{nout}")
 
 
 if __name__ == "__main__":
