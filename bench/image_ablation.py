@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -49,7 +50,10 @@ SCORER = "../../assets/models/image_scorer.pt"  # relative to gemel/profiles/
 FLAG_TEXT, FLAG_MENTION = "This is the flag of the country.", "the country"
 HIDDEN_TEXT, HIDDEN_MENTION = "This is the thing in the picture.", "the thing"
 K_MAX = max(IMAGE_CANDIDATES)
-CONFIDENCES = (0.0, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
+CONFIDENCES = (0.0, 0.03)
+FLATNESSES = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+MARGINS = (math.inf, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+EXACT_NAMES = (False, True)
 
 
 def sha(path: str | Path) -> str:
@@ -64,7 +68,9 @@ def load_linkers(profile: str):
     config = load_profile(profile)
     scorer = config.image.scorer or SCORER
     linker = Linker.load(config.replace(image={"scorer": scorer, "weight": config.image.weight or 0.0,
-                                               "candidates": K_MAX, "min_confidence": 0.0}))
+                                               "candidates": K_MAX, "min_confidence": 0.0,
+                                               "min_flatness": 0.0, "max_text_margin": math.inf,
+                                               "trust_exact_name": False}))
     return linker.replace(mapper=None), linker
 
 
@@ -145,6 +151,24 @@ def fill_confidence(examples: list[Example], linkers, records: dict, path: Path)
     path.write_text(json.dumps(cache))
 
 
+def fill_flatness(examples: list[Example], records: dict) -> None:
+    """Give records written before flatness and exact names were recorded their picture's flatness (pixels only,
+    ~5 ms each) and which candidates the mention names exactly."""
+    import dataclasses
+
+    from gemel.image_fit import picture_flatness
+    from gemel.image_link import names_exactly
+
+    for ex in examples:
+        for variant in ("text", "combined"):
+            key = f"{ex.source}/{ex.id}/{variant}"
+            r = records.get(key)
+            if r is not None and r.named is None:
+                r = records[key] = dataclasses.replace(r, named=tuple(names_exactly(ex.mention, n) for n in r.names))
+            if r is not None and variant == "combined" and r.flatness is None and ex.image:
+                records[key] = dataclasses.replace(r, flatness=picture_flatness(ex.image))
+
+
 def read_records(path: Path) -> dict[str, ImageScored]:
     if not path.exists():
         return {}
@@ -155,24 +179,25 @@ def read_records(path: Path) -> dict[str, ImageScored]:
     return out
 
 
-def variants(records: dict, ex: Example, w: float, k: int, w_ret: float, c: float) -> dict[str, bool]:
-    """Whether each variant links the example right (``c``: image.min_confidence of the combined variant)."""
+def variants(records: dict, ex: Example, w: float, k: int, w_ret: float, gates: dict) -> dict[str, bool]:
+    """Whether each variant links the example right (``gates``: image.min_confidence, min_flatness and
+    max_text_margin of the combined variant)."""
     text, comb = records[f"{ex.source}/{ex.id}/text"], records[f"{ex.source}/{ex.id}/combined"]
     return {"text only": choose(text, 0.0, 0, w_ret=w_ret) == ex.entity,
             "image only": choose(comb, 0.0, k, w_ret=w_ret, image_only=True) == ex.entity,
             "untrained prefix": choose(comb, 0.0, 0, w_ret=w_ret) == ex.entity,
-            "combined": choose(comb, w, k, w_ret=w_ret, min_confidence=c) == ex.entity}
+            "combined": choose(comb, w, k, w_ret=w_ret, **gates) == ex.entity}
 
 
 def score(hits: list[bool]) -> dict:
     return Score.of(sum(hits), len(hits), 0.95).to_dict()
 
 
-def evaluate(sets: dict[str, list[Example]], records: dict, w: float, k: int, w_ret: float, c: float) -> dict:
+def evaluate(sets: dict[str, list[Example]], records: dict, w: float, k: int, w_ret: float, gates: dict) -> dict:
     names = ("text only", "image only", "untrained prefix", "combined")
     out: dict = {}
     for set_name, examples in sets.items():
-        hits = [variants(records, ex, w, k, w_ret, c) for ex in examples]
+        hits = [variants(records, ex, w, k, w_ret, gates) for ex in examples]
         if set_name == "groups":
             by_group: dict[str, list[dict]] = {}
             for ex, h in zip(examples, hits):
@@ -212,6 +237,9 @@ def main(argv=None) -> int:
     p.add_argument("--weight", type=float, help="image.weight of the combined variant (default: the profile's)")
     p.add_argument("--candidates", type=int, help="image.candidates of the combined variant (default: profile's)")
     p.add_argument("--min-confidence", type=float, help="image.min_confidence of the combined variant")
+    p.add_argument("--min-flatness", type=float, help="image.min_flatness of the combined variant")
+    p.add_argument("--max-text-margin", type=float, help="image.max_text_margin of the combined variant")
+    p.add_argument("--trust-exact-name", type=int, choices=(0, 1), help="image.trust_exact_name of the combined variant")
     p.add_argument("--no-link", action="store_true",
                    help="link nothing: report on the examples that already have records (a partial run)")
     p.add_argument("--records", help="records file (default: bench/out/image_{ablation,fit}_records.jsonl)")
@@ -227,7 +255,10 @@ def main(argv=None) -> int:
     config = load_profile(args.profile)
     w = args.weight if args.weight is not None else config.image.weight
     k = args.candidates if args.candidates is not None else config.image.candidates
-    c = args.min_confidence if args.min_confidence is not None else config.image.min_confidence
+    given = {"min_confidence": args.min_confidence, "min_flatness": args.min_flatness,
+             "max_text_margin": args.max_text_margin,
+             "trust_exact_name": None if args.trust_exact_name is None else bool(args.trust_exact_name)}
+    gates = {g: getattr(config.image, g) if v is None else v for g, v in given.items()}
     w_ret = config.decode.w_ret
     corpus = Corpus.load(args.corpus or default_corpus(args.profile))
     if args.no_link:
@@ -243,25 +274,34 @@ def main(argv=None) -> int:
 
     if args.fit:
         dev = dev_set(corpus, kb, args.limit)
-        collect(dev, linkers, records, path, "dev", wanted=("combined",))
+        if args.no_link:
+            dev = [e for e in dev if f"{e.source}/{e.id}/combined" in records]
+        else:
+            collect(dev, linkers, records, path, "dev", wanted=("combined",))
         fill_confidence(dev, linkers, records, OUT / "image_confidence.json")
+        fill_flatness(dev, records)
         items = [records[f"{e.source}/{e.id}/combined"] for e in dev]
-        result = fit(items, w_ret, guard=("photos-dev",), confidences=CONFIDENCES)  # lose nothing on real photos
-        for gw, gk, gc, acc in result.grid:
-            print(f"w_img={gw:<5} K_img={gk:<2} min_confidence={gc:<5} dev accuracy (mean over strata)={acc:.3f}")
+        result = fit(items, w_ret, guard=("photos-dev",), confidences=CONFIDENCES,  # lose nothing on real photos
+                     flatnesses=FLATNESSES, margins=MARGINS, exact_names=EXACT_NAMES)
+        for gw, gk, gc, gf, gm, gt, acc in sorted(result.grid, key=lambda g: -g[-1])[:40]:
+            print(f"w_img={gw:<5} K_img={gk:<2} min_confidence={gc:<5} min_flatness={gf:<4} max_text_margin={gm:<4} "
+                  f"trust_exact_name={gt!s:<5} dev accuracy (mean over strata)={acc:.3f}")
+        print(f"(the best 40 of {len(result.grid)} settings; all in bench/out/image_fit.json)")
         strata = sorted({x.stratum for x in items})
         for s in strata:
             sub = [x for x in items if x.stratum == s]
+            fitted = sum(choose(x, result.weight, result.candidates, w_ret=w_ret, **result.gates()) == x.gold
+                         for x in sub)
             print(f"{s}: n={len(sub)} no image {sum(choose(x, 0, 0, w_ret=w_ret) == x.gold for x in sub)}, "
-                  f"fitted {sum(choose(x, result.weight, result.candidates, w_ret=w_ret, min_confidence=result.min_confidence) == x.gold for x in sub)}")  # noqa: E501
+                  f"fitted {fitted}")
         (OUT / "image_fit.json").write_text(json.dumps({"weight": result.weight, "candidates": result.candidates,
-                                                        "min_confidence": result.min_confidence,
+                                                        **result.gates(),
                                                         "accuracy": result.accuracy, "baseline": result.baseline,
                                                         "grid": result.grid, "n": len(items),
                                                         "guard": ["photos-dev"]}, indent=1))
         print("(guard: no fewer real dev photos right than without the image)")
         print(f"fitted image.weight={result.weight} image.candidates={result.candidates} "
-              f"image.min_confidence={result.min_confidence} "
+              + " ".join(f"image.{g}={v}" for g, v in result.gates().items()) + " "
               f"dev={result.accuracy:.3f} (no image {result.baseline:.3f}, n={len(items)})")
         return 0
 
@@ -273,9 +313,10 @@ def main(argv=None) -> int:
         else:
             collect(examples, linkers, records, path, name)
         fill_confidence(sets[name], linkers, records, OUT / "image_confidence.json")
-    figures = evaluate(sets, records, w, k, w_ret, c)
+        fill_flatness(sets[name], records)
+    figures = evaluate(sets, records, w, k, w_ret, gates)
     print(table(figures))
-    payload = {"image": {"weight": w, "candidates": k, "min_confidence": c, "scorer": "assets/models/image_scorer.pt"},
+    payload = {"image": {"weight": w, "candidates": k, **gates, "scorer": "assets/models/image_scorer.pt"},
                "limit": args.limit, "missing_records": {n: sizes[n] - len(sets[n]) for n in sets},
                "flags_limit": args.flags, "trained_mapper": "none shipped", "figures": figures}
     (OUT / "image_ablation.json").write_text(json.dumps(payload, indent=1))

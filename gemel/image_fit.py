@@ -12,6 +12,7 @@ over strata (e.g. corpus captions and real photos weigh alike), among the pairs 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
@@ -20,7 +21,7 @@ import torch
 
 from .decoding import prefill
 from .errors import GemelError
-from .image_link import confidence, top_rows
+from .image_link import confidence, names_exactly, text_leaves_open, top_rows
 from .types import Example
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
@@ -45,6 +46,8 @@ class ImageScored:
     image_rank: tuple[int, ...]  # rank of the candidate among the picture's top entities (-1: not among them)
     stratum: str = "all"
     confidence: float | None = None  # the scorer's confidence on the picture (None: not recorded)
+    flatness: float | None = None  # the picture's flatness (gemel.picture_style; None: not recorded or no picture)
+    named: tuple[bool, ...] | None = None  # the mention is exactly this candidate's name (None: not recorded)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,7 +57,8 @@ class ImageScored:
         image = d.get("image")
         return cls(d["id"], d.get("gold"), tuple(d["names"]), tuple(d["llm"]), tuple(d["sim"]),
                    None if image is None else tuple(image), tuple(d["text"]), tuple(d["image_rank"]),
-                   d.get("stratum", "all"), d.get("confidence"))
+                   d.get("stratum", "all"), d.get("confidence"), d.get("flatness"),
+                   None if d.get("named") is None else tuple(d["named"]))
 
 
 def collect_one(linker: Any, ex: Example, stratum: str = "all") -> ImageScored:
@@ -64,7 +68,7 @@ def collect_one(linker: Any, ex: Example, stratum: str = "all") -> ImageScored:
     with torch.no_grad():
         qp = linker.build_prompt(ex.image, ex.text, ex.mention, exclude=[ex.id] if ex.id else [], verbatim=False)
         hyps = linker.decode(prefill(linker.lm.model, qp.embeds), qp.candidate_ids)
-    ranked = linker.rank(hyps, qp.query, qp.image_scores)
+    ranked = linker.rank(hyps, qp.query, qp.image_scores, mention=ex.mention)
     text_rows = set(linker.retrieve_candidates(qp.query))
     img_rank = {r: i for i, r in enumerate(top_rows(qp.image_scores, linker.config.image.candidates))} \
         if qp.image_scores is not None else {}
@@ -73,7 +77,20 @@ def collect_one(linker: Any, ex: Example, stratum: str = "all") -> ImageScored:
     return ImageScored(str(ex.id), ex.entity, tuple(c.name for c in ranked), tuple(c.llm_logprob for c in ranked),
                        tuple(c.retrieval_sim for c in ranked), image, tuple(r in text_rows for r in rows),
                        tuple(img_rank.get(r, -1) for r in rows), stratum,
-                       None if qp.image_scores is None else confidence(qp.image_scores, temperature(linker)))
+                       None if qp.image_scores is None else confidence(qp.image_scores, temperature(linker)),
+                       picture_flatness(ex.image), tuple(names_exactly(ex.mention, c.name) for c in ranked))
+
+
+def picture_flatness(image: Any) -> float | None:
+    """The picture's flatness, or None when there is no readable picture."""
+    from .images import load_image
+    from .picture_style import flatness
+
+    try:
+        picture = load_image(image)
+    except GemelError:
+        return None
+    return None if picture is None else flatness(picture)
 
 
 def temperature(linker: Any) -> float:
@@ -81,11 +98,15 @@ def temperature(linker: Any) -> float:
 
 
 def choose(item: ImageScored, w_img: float, k_img: int, w_llm: float = 1.0, w_ret: float = 0.0,
-           image_only: bool = False, min_confidence: float = 0.0) -> str | None:
+           image_only: bool = False, min_confidence: float = 0.0, min_flatness: float = 0.0,
+           max_text_margin: float = math.inf, trust_exact_name: bool = False) -> str | None:
     """The entity this example gets with image weight ``w_img`` and ``k_img`` image candidates (``image_only``:
-    the best image score among those candidates; None without image scores). Below ``min_confidence`` the
-    image adds nothing, as in the linker."""
-    if item.image is not None and min_confidence > 0 and (item.confidence or 0.0) < min_confidence:
+    the best image score among those candidates; None without image scores). The gates act as in the linker:
+    below ``min_confidence`` or ``min_flatness``, or when the kept candidates' best two text scores are
+    ``max_text_margin`` or more apart, or (``trust_exact_name``) the mention names exactly one kept candidate,
+    the image score adds nothing (its candidates stay)."""
+    if item.image is not None and (min_confidence > 0 and (item.confidence or 0.0) < min_confidence
+                                   or min_flatness > 0 and (item.flatness or 0.0) < min_flatness):
         item = replace(item, image=None)
     k_img = k_img if item.image is not None else 0
     keep = [i for i in range(len(item.names)) if item.text[i] or 0 <= item.image_rank[i] < k_img]
@@ -95,16 +116,17 @@ def choose(item: ImageScored, w_img: float, k_img: int, w_llm: float = 1.0, w_re
         if item.image is None:
             return None
         return item.names[max(keep, key=lambda i: item.image[i])]
-    img = item.image if item.image is not None else (0.0,) * len(item.names)
-    score = [w_llm * item.llm[i] + w_ret * item.sim[i] + w_img * img[i] for i in keep]
+    text = [w_llm * item.llm[i] + w_ret * item.sim[i] for i in keep]
+    named = trust_exact_name and item.named is not None and sum(item.named[i] for i in keep) == 1
+    if item.image is None or named or not text_leaves_open(text, max_text_margin):
+        return item.names[keep[int(np.argmax(text))]]
+    score = [t + w_img * item.image[i] for t, i in zip(text, keep)]
     return item.names[keep[int(np.argmax(score))]]
 
 
-def correct(items: Sequence[ImageScored], w_img: float, k_img: int, w_ret: float, stratum: str,
-            min_confidence: float = 0.0) -> int:
-    """How many examples of one stratum get their gold entity."""
-    return sum(choose(x, w_img, k_img, w_ret=w_ret, min_confidence=min_confidence) == x.gold
-               for x in items if x.stratum == stratum)
+def correct(items: Sequence[ImageScored], w_img: float, k_img: int, w_ret: float, stratum: str, **gates: float) -> int:
+    """How many examples of one stratum get their gold entity (``gates``: min_confidence, min_flatness)."""
+    return sum(choose(x, w_img, k_img, w_ret=w_ret, **gates) == x.gold for x in items if x.stratum == stratum)
 
 
 def accuracy(items: Sequence[ImageScored], w_img: float, k_img: int, w_ret: float, **kw: Any) -> float:
@@ -117,22 +139,34 @@ def accuracy(items: Sequence[ImageScored], w_img: float, k_img: int, w_ret: floa
     return float(np.mean(per))
 
 
+GATES = ("min_confidence", "min_flatness", "max_text_margin", "trust_exact_name")
+
+
 @dataclass(frozen=True)
 class ImageFit:
     weight: float
     candidates: int
     min_confidence: float
+    min_flatness: float
+    max_text_margin: float
+    trust_exact_name: bool
     accuracy: float  # mean accuracy over strata at the chosen values
     baseline: float  # the same with no image signal (w_img = 0, K_img = 0)
-    grid: tuple[tuple[float, int, float, float], ...]  # (w_img, K_img, min_confidence, accuracy) for every one tried
+    grid: tuple[tuple[float, ...], ...]  # (w_img, K_img, *GATES, accuracy)
+
+    def gates(self) -> dict[str, float]:
+        return {g: getattr(self, g) for g in GATES}
 
 
 def fit(items: Sequence[ImageScored], w_ret: float, weights: Sequence[float] = WEIGHTS,
         candidates: Sequence[int] = IMAGE_CANDIDATES, guard: Sequence[str] = (),
-        confidences: Sequence[float] = (0.0,)) -> ImageFit:
-    """The (w_img, K_img, min_confidence) with the best mean accuracy over strata among those that lose no
-    example of a ``guard`` stratum against no image (w_img = 0, K_img = 0, always allowed); ties: fewer
-    candidates, then the smaller weight, then the higher confidence threshold."""
+        confidences: Sequence[float] = (0.0,), flatnesses: Sequence[float] = (0.0,),
+        margins: Sequence[float] = (math.inf,), exact_names: Sequence[bool] = (False,)) -> ImageFit:
+    """The (w_img, K_img, min_confidence, min_flatness, max_text_margin, trust_exact_name) with the best mean
+    accuracy over strata among those that lose no example of a ``guard`` stratum against no image (w_img = 0,
+    K_img = 0, always allowed); ties: fewer candidates, the smaller weight, the higher confidence threshold,
+    trusting exact names, the smaller text margin (the image overrules the text least), then the middle of the
+    tied flatness thresholds (the gate furthest from both edges of the plateau the dev data allows)."""
     if not weights or min(weights) < 0 or not candidates or min(candidates) < 0:
         raise ImageFitError(f"weights {list(weights)} and candidates {list(candidates)} must be non-empty and >= 0")
     unknown = set(guard) - {x.stratum for x in items}
@@ -140,9 +174,15 @@ def fit(items: Sequence[ImageScored], w_ret: float, weights: Sequence[float] = W
         raise ImageFitError(f"guard strata {sorted(unknown)} have no examples; strata: "
                             f"{sorted({x.stratum for x in items})}")
     floor = {s: correct(items, 0.0, 0, w_ret, s) for s in guard}
-    grid = tuple((float(w), int(k), float(c), accuracy(items, w, k, w_ret, min_confidence=c))
-                 for k in sorted(candidates) for w in sorted(weights) for c in sorted(confidences))
-    allowed = [g for g in grid if all(correct(items, g[0], g[1], w_ret, s, g[2]) >= floor[s] for s in guard)]
-    allowed.append((0.0, 0, 0.0, accuracy(items, 0.0, 0, w_ret)))
-    best = max(allowed, key=lambda g: (round(g[3], 9), -g[1], -g[0], g[2]))
-    return ImageFit(best[0], best[1], best[2], best[3], accuracy(items, 0.0, 0, w_ret), grid)
+    settings = [(float(w), int(k), float(c), float(f), float(m), bool(t)) for k in sorted(candidates)
+                for w in sorted(weights) for c in sorted(confidences) for f in sorted(flatnesses)
+                for m in sorted(margins) for t in exact_names]
+    grid = tuple((*g, accuracy(items, g[0], g[1], w_ret, **dict(zip(GATES, g[2:])))) for g in settings)
+    allowed = [g for g in grid
+               if all(correct(items, g[0], g[1], w_ret, s, **dict(zip(GATES, g[2:6]))) >= floor[s] for s in guard)]
+    allowed.append((0.0, 0, 0.0, 0.0, math.inf, False, accuracy(items, 0.0, 0, w_ret)))
+    key = lambda g: (round(g[6], 9), -g[1], -g[0], g[2], g[5], -g[4])  # noqa: E731
+    top = key(max(allowed, key=key))
+    tied = sorted((g for g in allowed if key(g) == top), key=lambda g: g[3])
+    best = tied[(len(tied) - 1) // 2]
+    return ImageFit(*best, baseline=accuracy(items, 0.0, 0, w_ret), grid=grid)

@@ -9,27 +9,36 @@ directly how well a picture fits each entity. The linker uses it twice (``[image
 - **fusion**: ``score += image.weight * image_score[entity]``, where ``image_score`` is the scorer's fused
   similarity z-scored over the whole KB (so it does not depend on which candidates were retrieved).
 
-When the scorer abstains (its confidence is below its ``abstain_below``) or the query has no picture, the
-image adds nothing and linking is exactly text + prefix, as without a scorer.
+Gates: the image adds nothing, and linking is exactly text + prefix as without a scorer, when the query has
+no picture, the scorer abstains (its confidence is below its ``abstain_below``) or is less sure than
+``image.min_confidence``, the picture is a photo (less flat than ``image.min_flatness``,
+:mod:`gemel.picture_style`; the scorer is trained on drawings), or the text has already decided (its best two
+candidates are ``image.max_text_margin`` or more apart, :func:`text_leaves_open`; or, with
+``image.trust_exact_name``, the mention is exactly the name of one candidate, :func:`names_exactly`).
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
+import math
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from .config import LinkerConfig, ProfileError
+from .config import ImageConfig, LinkerConfig, ProfileError
 from .errors import GemelError
 from .image_score import ImageEntityScorer, ImageScoreError
 from .images import ImageInput, load_image
+from .picture_style import flatness
 from .sources import resolve
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_scorer", "kb_image_scores", "confidence", "top_rows", "merge_candidates"]
+__all__ = ["load_scorer", "kb_image_scores", "confidence", "top_rows", "merge_candidates", "text_leaves_open",
+           "names_exactly", "image_may_decide"]
 
 
 def scorer_path(config: LinkerConfig) -> Path:
@@ -62,21 +71,29 @@ def load_scorer(config: LinkerConfig, vision: Any, embedder_name: str, kb_vector
 
 
 def kb_image_scores(scorer: ImageEntityScorer, feature: Any, image: ImageInput = None,
-                    min_confidence: float = 0.0) -> np.ndarray | None:
-    """(N_kb,) fused image scores of the picture against every KB entity, or None when the scorer abstains or
-    its confidence (max probability over the KB) is below ``min_confidence`` (``image.min_confidence``: on
-    pictures unlike its training corpus, e.g. real photos, the scorer is unsure and mostly wrong).
+                    min_confidence: float = 0.0, min_flatness: float = 0.0) -> np.ndarray | None:
+    """(N_kb,) fused image scores of the picture against every KB entity, or None when the image should add
+    nothing: the scorer abstains, its confidence (max probability over the KB) is below ``min_confidence``, or
+    the picture's flatness is below ``min_flatness`` (``image.min_flatness``: a photo, where the scorer, trained
+    on drawings, is mostly wrong; a picture that cannot be read counts as flatness 0).
 
     ``feature`` is the picture's pooled vision feature (the one the visual prefix is made from, computed once);
-    ``image`` the picture itself, for the colour-layout exemplars (skipped when it cannot be read)."""
-    layout = None
-    if scorer.exemplars is not None and image is not None:
-        try:
-            layout = scorer.layout(load_image(image))
-        except GemelError as e:  # a feature store may key pictures the linker cannot open itself
-            log.debug("no colour layout for the query picture: %s", e)
+    ``image`` the picture itself, for the colour-layout exemplars and the flatness."""
+    picture = _readable(image) if image is not None and (scorer.exemplars is not None or min_flatness > 0) else None
+    if min_flatness > 0 and (picture is None or flatness(picture) < min_flatness):
+        return None
+    layout = scorer.layout(picture) if scorer.exemplars is not None and picture is not None else None
     scores = scorer.score(feature, scorer.kb_vectors, scorer.kb_titles, layout=layout)
     return None if scores.abstain or scores.confidence < min_confidence else scores.fused
+
+
+def _readable(image: ImageInput) -> Any:
+    """The picture, or None when it cannot be read (a feature store may key pictures the linker cannot open)."""
+    try:
+        return load_image(image)
+    except GemelError as e:
+        log.debug("the query picture cannot be read for the image score: %s", e)
+        return None
 
 
 def confidence(scores: np.ndarray, temperature: float = 1.0) -> float:
@@ -98,3 +115,35 @@ def merge_candidates(text_rows: Sequence[int], image_rows: Sequence[int]) -> lis
     """The text candidates in their order, then the image's that are not among them."""
     seen = set(text_rows)
     return list(text_rows) + [r for r in image_rows if r not in seen and not seen.add(r)]
+
+
+def text_leaves_open(text_scores: Sequence[float], max_margin: float) -> bool:
+    """Whether the text leaves the choice open: its best two fused text scores (``w_llm * llm + w_ret * sim``)
+    of the candidates are less than ``max_margin`` (``image.max_text_margin``) apart. Only then does the image
+    weigh in: where the mention names its entity the text has decided, and a picture the scorer misreads must
+    not overrule it; where the caption leaves the sense open (``Nut``, ``the country``) the picture decides."""
+    if math.isinf(max_margin) or len(text_scores) < 2:
+        return True
+    best, second = heapq.nlargest(2, text_scores)
+    return best - second < max_margin
+
+
+def names_exactly(mention: str, title: str) -> bool:
+    """Whether the mention is the title, or the title without its "(...)" qualifier, up to case and spaces
+    ("Japan" names ``Japan``; "Nut" names both ``Nut (fruit)`` and ``Nut (hardware)``; "the country" names no
+    title: articles are kept, so a description is not taken for a name)."""
+    m = " ".join(mention.casefold().split())
+    t = " ".join(title.casefold().split())
+    return bool(m) and (m == t or m == re.sub(r"\s*\([^)]*\)$", "", t))
+
+
+def image_may_decide(text_scores: Sequence[float], titles: Sequence[str], mention: str | None,
+                     config: ImageConfig) -> bool:
+    """Whether the image score may weigh in over these candidates: the text leaves the choice open
+    (:func:`text_leaves_open`), and, with ``image.trust_exact_name``, the mention is not exactly the name of
+    one single candidate (then the text has named its entity; several candidates sharing the name stay open)."""
+    if not text_leaves_open(text_scores, config.max_text_margin):
+        return False
+    if config.trust_exact_name and mention is not None:
+        return sum(names_exactly(mention, t) for t in titles) != 1
+    return True

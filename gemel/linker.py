@@ -37,7 +37,7 @@ from .demonstrations import DemonstrationPool, Retrieved, kb_examples, load_json
 from .embedder import TextEmbedder, mention_in_context
 from .errors import InputError
 from .features import FeatureStore
-from .image_link import kb_image_scores, load_scorer, merge_candidates, top_rows
+from .image_link import image_may_decide, kb_image_scores, load_scorer, merge_candidates, top_rows
 from .image_score import ImageEntityScorer
 from .images import ImageInput
 from .kb import KnowledgeBase
@@ -305,14 +305,16 @@ class Linker:
     def image_scores(self, image: ImageInput) -> np.ndarray | None:
         """(N_kb,) image scores of the query picture against every KB entity (the image scorer's fused
         similarity, z-scored over the KB), or None: no picture, no scorer, no vision feature, the scorer
-        abstains or is less confident than ``image.min_confidence``. Reuses the picture's vision feature (the one
+        abstains or is less confident than ``image.min_confidence``, or the picture is a photo (less flat than
+        ``image.min_flatness``: :mod:`gemel.picture_style`). Reuses the picture's vision feature (the one
         the visual prefix is made from)."""
         if self.image_scorer is None or image is None or self.features is None:
             return None
         feature = self.features.get(image)
         if feature is None:
             return None
-        return kb_image_scores(self.image_scorer, feature, image, self.config.image.min_confidence)
+        image_config = self.config.image
+        return kb_image_scores(self.image_scorer, feature, image, image_config.min_confidence, image_config.min_flatness)
 
     # ---- the prompt ------------------------------------------------------------------------------
     def build_prompt(self, image: ImageInput, text: str, mention: str, *, exclude: Sequence[str] = (),
@@ -373,7 +375,7 @@ class Linker:
             t2 = time.perf_counter()
             hyps = self.decode(pre, qp.candidate_ids)
             t3 = time.perf_counter()
-        ranked = self.rank(hyps, qp.query, qp.image_scores)
+        ranked = self.rank(hyps, qp.query, qp.image_scores, mention=mention)
         best = ranked[0] if ranked else None
         entity = best.name if best and best.score >= self.config.decode.nil_threshold else None
         decided = self.labelled_pool.recall(text, mention, image, exclude)  # a person decided this very item
@@ -402,13 +404,13 @@ class Linker:
             return DictTrie(self.name_tokens(i) for i in candidate_ids)
         return self._shared.full_trie(self.config)
 
-    def rank(self, hyps: Sequence[Hypothesis], query: np.ndarray, image_scores: np.ndarray | None = None
-             ) -> list[Candidate]:
+    def rank(self, hyps: Sequence[Hypothesis], query: np.ndarray, image_scores: np.ndarray | None = None,
+             mention: str | None = None) -> list[Candidate]:
         """Hypotheses as KB candidates, best fused score first (``w_llm * llm_logprob + w_ret * sim``, plus
-        ``w_img * image_scores[row]`` when the query picture has image scores)."""
+        ``w_img * image_scores[row]`` when the query picture has image scores and the text leaves the choice
+        open: :func:`gemel.image_link.image_may_decide`, which needs the ``mention`` for ``image.trust_exact_name``)."""
         d = self.config.decode
-        w_img = self.config.image.weight
-        out = []
+        parts = []  # (row, llm, sim, text score)
         for h in hyps:
             i = self._shared.row_of_tokens.get(h.tokens)
             if i is None:  # the trie only spells KB names: a tokenizer that does not round-trip would do this
@@ -416,9 +418,16 @@ class Linker:
                 continue
             sim = float(self._shared.kb_vectors[i] @ query[0])
             llm = h.normalised(d.length_penalty)
+            parts.append((i, llm, sim, d.w_llm * llm + d.w_ret * sim))
+        titles = [self.kb.entities[p[0]].title for p in parts]
+        if image_scores is not None and not image_may_decide([p[3] for p in parts], titles, mention, self.config.image):
+            image_scores = None  # the text has decided: the picture does not overrule it
+        w_img = self.config.image.weight
+        out = []
+        for i, llm, sim, text_score in parts:
             e = self.kb.entities[i]
             img = None if image_scores is None else float(image_scores[i])
-            score = d.w_llm * llm + d.w_ret * sim + (w_img * img if img is not None else 0.0)
+            score = text_score + (w_img * img if img is not None else 0.0)
             out.append(Candidate(e.title, score, llm, sim, e.description, image_score=img))
         return sorted(out, key=lambda c: c.score, reverse=True)
 

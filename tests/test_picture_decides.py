@@ -1,0 +1,58 @@
+"""The product's first promise on the real offline default: with a caption that leaves the sense open, the
+picture decides. One caption, several pictures, a different right answer for each; a text-only linker gives one
+answer for all of them.
+
+The pictures are drawn here (flat stripes and a disc, as a user's screenshot of a flag would be), so no picture
+of the scorer's corpus or of the seed pool is involved; the captions name no country.
+"""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image, ImageDraw
+
+pytestmark = pytest.mark.offline_model
+CAPTION, MENTION = "This is the flag of the country.", "the country"
+
+
+def _stripes(colours, vertical=True, size=(300, 200)) -> Image.Image:
+    im = Image.new("RGB", size)
+    draw, n = ImageDraw.Draw(im), len(colours)
+    for i, c in enumerate(colours):
+        box = [i * size[0] // n, 0, (i + 1) * size[0] // n, size[1]] if vertical else \
+            [0, i * size[1] // n, size[0], (i + 1) * size[1] // n]
+        draw.rectangle(box, fill=c)
+    return im
+
+
+def _disc() -> Image.Image:
+    im = Image.new("RGBA", (300, 200), (255, 255, 255, 255))
+    ImageDraw.Draw(im).ellipse([90, 40, 210, 160], fill=(188, 0, 45, 255))
+    return im
+
+
+FLAGS = {
+    "France": _stripes([(0, 35, 149), (255, 255, 255), (237, 41, 57)]),
+    "Italy": _stripes([(0, 146, 70), (255, 255, 255), (206, 43, 55)]),
+    "Germany": _stripes([(0, 0, 0), (221, 0, 0), (255, 206, 0)], vertical=False),
+    "Japan": _disc(),
+}
+
+
+def test_the_same_caption_with_different_flags_links_to_different_countries(offline_linker):
+    text_only = offline_linker.link(None, CAPTION, MENTION).entity
+    answers = {country: offline_linker.link(flag, CAPTION, MENTION) for country, flag in FLAGS.items()}
+    assert {c: p.entity for c, p in answers.items()} == {c: c for c in FLAGS}
+    assert text_only not in FLAGS  # the text alone cannot know (it says "National flag" today)
+    for country, pred in answers.items():
+        top = pred.candidates[0]
+        assert top.name == country and top.image_score is not None and top.image_score > 3.0
+
+
+def test_a_photo_gets_no_image_share_and_a_named_mention_is_not_overruled(offline_linker):
+    from matplotlib import cbook
+
+    photo = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    assert offline_linker.image_scores(photo) is None  # a photo: the scorer, trained on drawings, stays out
+    named = offline_linker.link(FLAGS["France"], "The flag of Japan was adopted in 1870.", "Japan")
+    assert named.entity == "Japan"  # the text has decided; the French flag in the picture does not overrule it

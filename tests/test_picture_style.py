@@ -1,0 +1,141 @@
+"""Flatness tells drawings from photos, and ``image.min_flatness`` keeps the image score off photos: in the
+linker, in the dev fit and for any picture format."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gemel.config import ImageConfig, ProfileError
+from gemel.picture_style import flatness
+
+from test_image_linking import MENTION, TEXT, _record, _with_image, scorer_file  # noqa: F401  (fixture)
+
+
+def _drawing(size=(200, 120)) -> Image.Image:
+    """A flag-like drawing: three flat stripes with a transparent margin."""
+    im = Image.new("RGBA", size, (0, 0, 0, 0))
+    w, h = size
+    for i, colour in enumerate(((200, 16, 46, 255), (255, 255, 255, 255), (0, 56, 168, 255))):
+        im.paste(colour, (10, 10 + i * (h - 20) // 3, w - 10, 10 + (i + 1) * (h - 20) // 3))
+    return im
+
+
+def _photo(size=(200, 120), seed=0) -> Image.Image:
+    """A smooth gradient with sensor-like noise (what photos are made of)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size[1], 0:size[0]]
+    base = np.stack([x / size[0] * 200, y / size[1] * 200, np.full(x.shape, 90.0)], -1)
+    return Image.fromarray(np.clip(base + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8))
+
+
+def test_drawings_are_flat_and_photos_are_not():
+    assert flatness(_drawing()) > 0.9
+    assert flatness(_photo()) < 0.1
+    assert flatness(Image.new("RGB", (1, 1))) == 1.0 and flatness(Image.new("RGB", (1, 5), "red")) == 1.0
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "L", "I;16", "CMYK", "LA"])
+def test_every_picture_format_gives_a_flatness(mode):
+    image = _drawing().convert(mode) if mode != "I;16" else _drawing().convert("L").convert("I;16")
+    assert flatness(image) > 0.9  # converted drawings stay flat (palette and 16-bit included)
+
+
+def test_large_pictures_are_measured_on_a_thumbnail_and_nothing_is_changed():
+    big = _photo((3000, 2000))
+    before = np.asarray(big).copy()
+    assert flatness(big) < 0.1 and big.size == (3000, 2000) and np.array_equal(np.asarray(big), before)
+
+
+def test_min_flatness_keeps_the_image_off_photos(tiny_linker, scorer_file, tmp_path):  # noqa: F811
+    drawing, photo = tmp_path / "drawing.png", tmp_path / "photo.png"
+    _drawing().save(drawing)
+    _photo().save(photo)
+    gated = _with_image(tiny_linker, scorer_file, weight=5.0, candidates=4)
+    gated = gated.replace(config=gated.config.replace(image={"min_flatness": 0.5}))
+    assert gated.image_scores(drawing) is not None
+    assert gated.image_scores(photo) is None
+    pred, plain = gated.link(photo, TEXT, MENTION), tiny_linker.link(photo, TEXT, MENTION)
+    assert [(c.name, c.image_score) for c in pred.candidates] == [(c.name, None) for c in plain.candidates]
+    ungated = gated.replace(config=gated.config.replace(image={"min_flatness": 0.0}))
+    assert ungated.image_scores(photo) is not None
+
+
+def test_min_flatness_must_be_a_share():
+    with pytest.raises(ProfileError, match=r"image.min_flatness=1.5 must be in \[0, 1\]"):
+        ImageConfig(scorer="s.pt", min_flatness=1.5)
+
+
+def test_fit_gates_photos_by_flatness_and_keeps_the_guarded_stratum():
+    from dataclasses import replace
+
+    from gemel.image_fit import choose, fit
+
+    drawing = replace(_record("B", stratum="drawings"), flatness=0.9)
+    photo = replace(_record("A", (0.0, 3.0, 0.0), stratum="photos"), flatness=0.1)  # the image is wrong here
+    assert choose(photo, 1.0, 0) == "B" and choose(photo, 1.0, 0, min_flatness=0.5) == "A"
+    assert choose(drawing, 1.0, 0, min_flatness=0.5) == "B"
+    result = fit([drawing, photo], 0.0, weights=(0.0, 1.0), candidates=(0,), guard=("photos",),
+                 flatnesses=(0.0, 0.2, 0.5, 0.8, 0.95))
+    assert (result.weight, result.accuracy, result.baseline) == (1.0, 1.0, 0.5)
+    assert result.min_flatness == 0.5  # 0.2, 0.5 and 0.8 tie: the middle one
+    assert len(result.grid) == 10
+
+
+# ---- the text-margin gate: the picture decides only what the text leaves open --------------------------------
+def test_text_leaves_open_compares_the_best_two_text_scores():
+    from gemel.image_link import text_leaves_open
+
+    assert text_leaves_open([-3.0, -1.0, -1.5], 1.0)  # best two 0.5 apart
+    assert not text_leaves_open([-3.0, -1.0, -2.0], 1.0)  # exactly 1.0 apart: decided
+    assert text_leaves_open([-1.0, -9.0], float("inf")) and text_leaves_open([-1.0], 0.1)
+
+
+def test_the_image_does_not_overrule_a_text_that_has_decided(tiny_linker, scorer_file):  # noqa: F811
+    from gemel.decoding import Hypothesis
+
+    query = tiny_linker.embedder.encode([TEXT])
+    a, b = tiny_linker.kb.index("Apple"), tiny_linker.kb.index("Apple Inc.")
+    scores = np.zeros(len(tiny_linker.kb), np.float32)
+    scores[b] = 1.0
+    linker = _with_image(tiny_linker, scorer_file, weight=100.0)
+    for llm_b, margin, first in ((-1.2, 1.0, "Apple Inc."), (-30.0, 1.0, "Apple"), (-30.0, 1e9, "Apple Inc.")):
+        hyps = [Hypothesis(tiny_linker.name_tokens(a), -1.0), Hypothesis(tiny_linker.name_tokens(b), llm_b)]
+        text = {c.name: c.score for c in tiny_linker.rank(hyps, query)}
+        gated = linker.replace(config=linker.config.replace(image={"max_text_margin": margin}))
+        ranked = gated.rank(hyps, query, scores)
+        assert ranked[0].name == first, (llm_b, margin, text)
+        if first == "Apple":  # decided by the text: no image share at all, scores exactly the text's
+            assert {c.name: (c.score, c.image_score) for c in ranked} == {n: (s, None) for n, s in text.items()}
+
+
+def test_fit_finds_the_margin_that_keeps_named_mentions_and_opens_ambiguous_ones():
+    from dataclasses import replace
+
+    from gemel.image_fit import ImageScored, choose, fit
+
+    def rec(gold, llm, image, stratum):
+        return ImageScored("x", gold, ("A", "B"), llm, (0.0, 0.0), image, (True, True), (1, 0), stratum, None, 0.9)
+
+    named = rec("A", (-1.0, -5.0), (0.0, 9.0), "named")  # the text decided A; the (wrong) picture says B
+    open_ = rec("B", (-1.0, -1.3), (0.0, 9.0), "open")  # the text cannot tell; the picture says B
+    assert choose(named, 1.0, 0) == "B" and choose(named, 1.0, 0, max_text_margin=2.0) == "A"
+    assert choose(open_, 1.0, 0, max_text_margin=2.0) == "B"
+    result = fit([named, open_], 0.0, weights=(0.0, 1.0), candidates=(0,), guard=("named",),
+                 margins=(float("inf"), 0.1, 2.0, 10.0))
+    assert (result.weight, result.max_text_margin, result.accuracy) == (1.0, 2.0, 1.0)
+    assert replace(open_, image=None).image is None and choose(replace(open_, image=None), 1.0, 0) == "A"
+
+
+def test_an_exact_name_is_trusted_unless_several_candidates_share_it():
+    from gemel.config import ImageConfig
+    from gemel.image_link import image_may_decide, names_exactly
+
+    assert names_exactly("Japan", "Japan") and names_exactly(" nut ", "Nut (hardware)")
+    assert not names_exactly("the country", "Country") and not names_exactly("", "Country")
+    trusting = ImageConfig(scorer="s.pt", trust_exact_name=True)
+    assert not image_may_decide([-1.0, -1.1], ["Japan", "National flag"], "Japan", trusting)
+    assert image_may_decide([-1.0, -1.1], ["Nut (fruit)", "Nut (hardware)"], "Nut", trusting)
+    assert image_may_decide([-1.0, -1.1], ["Country", "France"], "the country", trusting)
+    assert image_may_decide([-1.0, -1.1], ["Japan", "National flag"], "Japan", ImageConfig(scorer="s.pt"))
