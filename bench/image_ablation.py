@@ -239,7 +239,8 @@ def main(argv=None) -> int:
     p.add_argument("--min-confidence", type=float, help="image.min_confidence of the combined variant")
     p.add_argument("--min-flatness", type=float, help="image.min_flatness of the combined variant")
     p.add_argument("--max-text-margin", type=float, help="image.max_text_margin of the combined variant")
-    p.add_argument("--trust-exact-name", type=int, choices=(0, 1), help="image.trust_exact_name of the combined variant")
+    p.add_argument("--trust-exact-name", type=int, choices=(0, 1),
+                   help="image.trust_exact_name of the combined variant (1 = true)")
     p.add_argument("--no-link", action="store_true",
                    help="link nothing: report on the examples that already have records (a partial run)")
     p.add_argument("--records", help="records file (default: bench/out/image_{ablation,fit}_records.jsonl)")

@@ -140,7 +140,7 @@ class ImageConfig:
     weight: float = 0.0  # w_img: fused score += w_img * image_score (the scorer's z-scored fused similarity)
     candidates: int = 0  # K_img: the image's top K_img KB entities join the text top-K (0 = none)
     min_confidence: float = 0.0  # below this scorer confidence (max probability over the KB) the image adds nothing
-    min_flatness: float = 0.0  # below this flatness (gemel.picture_style: a photo, not a drawing) the image adds nothing
+    min_flatness: float = 0.0  # below this flatness (gemel.picture_style: a photo) the image adds nothing
     max_text_margin: float = math.inf  # the image weighs in only when the text's best two candidates are this close
     trust_exact_name: bool = False  # a mention that is exactly one candidate's name (or base name) is not overruled
 
@@ -150,7 +150,7 @@ class ImageConfig:
         _check(0.0 <= self.min_confidence <= 1.0,
                f"image.min_confidence={self.min_confidence} must be in [0, 1] (a probability; 0 = always use the image)")
         _check(0.0 <= self.min_flatness <= 1.0,
-               f"image.min_flatness={self.min_flatness} must be in [0, 1] (a share of pixel pairs; 0 = every picture)")
+               f"image.min_flatness={self.min_flatness} must be in [0, 1] (a share of pixel pairs; 0 = any picture)")
         _check(self.max_text_margin > 0, f"image.max_text_margin={self.max_text_margin} must be > 0 (a difference "
                                          "of fused text scores; inf = the image weighs in whatever the text says)")
         _check(0 <= self.candidates <= 256,

@@ -314,7 +314,8 @@ class Linker:
         if feature is None:
             return None
         image_config = self.config.image
-        return kb_image_scores(self.image_scorer, feature, image, image_config.min_confidence, image_config.min_flatness)
+        return kb_image_scores(self.image_scorer, feature, image, image_config.min_confidence,
+                               image_config.min_flatness)
 
     # ---- the prompt ------------------------------------------------------------------------------
     def build_prompt(self, image: ImageInput, text: str, mention: str, *, exclude: Sequence[str] = (),

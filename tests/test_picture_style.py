@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from test_image_linking import MENTION, TEXT, _record, _with_image, scorer_file  # noqa: F401  (fixture)
 
 from gemel.config import ImageConfig, ProfileError
 from gemel.picture_style import flatness
-
-from test_image_linking import MENTION, TEXT, _record, _with_image, scorer_file  # noqa: F401  (fixture)
 
 
 def _drawing(size=(200, 120)) -> Image.Image:
