@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from gemel.captions import captions, flag_set, same_caption_groups  # noqa: E402
+from gemel.captions import HIDDEN_FLAG, HIDDEN_THING, captions, flag_set, same_caption_groups  # noqa: E402
 from gemel.demonstrations import load_jsonl_examples  # noqa: E402
 from gemel.image_fit import IMAGE_CANDIDATES, ImageScored, choose, collect_one, fit  # noqa: E402
 from gemel.metrics import Score  # noqa: E402
@@ -47,8 +47,8 @@ from gemel.types import Example  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 SCORER = "../../assets/models/image_scorer.pt"  # relative to gemel/profiles/
-FLAG_TEXT, FLAG_MENTION = "This is the flag of the country.", "the country"
-HIDDEN_TEXT, HIDDEN_MENTION = "This is the thing in the picture.", "the thing"
+FLAG_TEXT, FLAG_MENTION = HIDDEN_FLAG
+HIDDEN_TEXT, HIDDEN_MENTION = HIDDEN_THING
 K_MAX = max(IMAGE_CANDIDATES)
 CONFIDENCES = (0.0, 0.03)
 FLATNESSES = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -60,10 +60,13 @@ def sha(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def load_linkers(profile: str):
-    """(text-only variant, prefix + image variant at K_MAX candidates) of the profile, sharing the models."""
+def load_linkers(profile: str, mapper: str | None = None) -> dict:
+    """{record variant: (linker, whether it sees the picture)}: the text-only variant, the prefix + image variant
+    at K_MAX candidates and every gate open, and with ``mapper`` the same with that trained mapper
+    ("trained-<version>"); all share the models."""
     from gemel.config import load_profile
     from gemel.linker import Linker
+    from gemel.mapper import FeatureMapper
 
     config = load_profile(profile)
     scorer = config.image.scorer or SCORER
@@ -71,7 +74,11 @@ def load_linkers(profile: str):
                                                "candidates": K_MAX, "min_confidence": 0.0,
                                                "min_flatness": 0.0, "max_text_margin": math.inf,
                                                "trust_exact_name": False}))
-    return linker.replace(mapper=None), linker
+    out = {"text": (linker.replace(mapper=None), False), "combined": (linker, True)}
+    if mapper:
+        trained = FeatureMapper.load(mapper, expected=linker.mapper.spec)
+        out[f"trained-{trained.version}"] = (linker.replace(mapper=trained), True)
+    return out
 
 
 def test_sets(corpus, kb, limit: int | None, flags_limit: int | None) -> dict[str, list[Example]]:
@@ -87,7 +94,8 @@ def test_sets(corpus, kb, limit: int | None, flags_limit: int | None) -> dict[st
     photos = [Example(e.text, e.mention, e.entity, e.image, e.id, "photos",
                       {"pool": "in-pool" if e.image and sha(e.image) in seed | trained else "out-of-pool",
                        "scorer": "entity trained" if e.entity in known else "entity not trained"})
-              for e in load_jsonl_examples(ROOT / "assets/eval/test.jsonl", "test") if e.entity]
+              for split in ("test", "outpool")
+              for e in load_jsonl_examples(ROOT / f"assets/eval/{split}.jsonl", split) if e.entity]
     return {"groups": g[:limit], "photos": photos[:limit], "flags": flags[:flags_limit or limit]}
 
 
@@ -111,20 +119,21 @@ def dev_set(corpus, kb, limit: int | None) -> list[Example]:
     return corpus_dev + photos[:limit] + hidden[:limit]
 
 
-def collect(examples: list[Example], linkers, records: dict, path: Path, desc: str,
-            wanted: tuple[str, ...] = ("text", "combined")) -> None:
+def collect(examples: list[Example], linkers: dict, records: dict, path: Path, desc: str,
+            wanted: tuple[str, ...] | None = None) -> None:
     """Link what is not yet in ``records`` (keyed by set, id, variant), appending to the records file."""
     from tqdm.auto import tqdm
 
-    text_only, combined = linkers
+    wanted = tuple(linkers) if wanted is None else wanted
     todo = [e for e in examples if any(f"{e.source}/{e.id}/{v}" not in records for v in wanted)]
     with path.open("a", encoding="utf-8") as f:
         for ex in tqdm(todo, desc=desc, unit="query"):
             stratum = ex.meta.get("pool", ex.source)
-            for variant, linker, image in (("text", text_only, None), ("combined", combined, ex.image)):
+            for variant in wanted:
+                linker, sees = linkers[variant]
                 key = f"{ex.source}/{ex.id}/{variant}"
-                if variant in wanted and key not in records:
-                    ex_v = Example(ex.text, ex.mention, ex.entity, image, ex.id, ex.source)
+                if key not in records:
+                    ex_v = Example(ex.text, ex.mention, ex.entity, ex.image if sees else None, ex.id, ex.source)
                     records[key] = collect_one(linker, ex_v, stratum)
                     f.write(json.dumps({"key": key, **records[key].to_dict()}) + "\n")
                     f.flush()
@@ -144,8 +153,9 @@ def fill_confidence(examples: list[Example], linkers, records: dict, path: Path)
         if r is None or r.image is None or r.confidence is not None:
             continue
         if key not in cache and linkers is not None:
-            scores = linkers[1].image_scores(ex.image)
-            cache[key] = None if scores is None else confidence(scores, linkers[1].image_scorer.fusion.temperature)
+            combined = linkers["combined"][0]
+            scores = combined.image_scores(ex.image)
+            cache[key] = None if scores is None else confidence(scores, combined.image_scorer.fusion.temperature)
         if cache.get(key) is not None:
             records[key] = dataclasses.replace(r, confidence=cache[key])
     path.write_text(json.dumps(cache))
@@ -179,25 +189,33 @@ def read_records(path: Path) -> dict[str, ImageScored]:
     return out
 
 
-def variants(records: dict, ex: Example, w: float, k: int, w_ret: float, gates: dict) -> dict[str, bool]:
-    """Whether each variant links the example right (``gates``: image.min_confidence, min_flatness and
-    max_text_margin of the combined variant)."""
+def variants(records: dict, ex: Example, w: float, k: int, w_ret: float, gates: dict,
+             trained: str | None = None) -> dict[str, bool]:
+    """Whether each variant links the example right (``gates``: the combined variant's image gates; ``trained``:
+    the record variant of a trained mapper, which adds "trained prefix" (the trained mapper's prefix, the
+    image's candidates, no image score) and "trained + image" (everything))."""
     text, comb = records[f"{ex.source}/{ex.id}/text"], records[f"{ex.source}/{ex.id}/combined"]
-    return {"text only": choose(text, 0.0, 0, w_ret=w_ret) == ex.entity,
-            "image only": choose(comb, 0.0, k, w_ret=w_ret, image_only=True) == ex.entity,
-            "untrained prefix": choose(comb, 0.0, 0, w_ret=w_ret) == ex.entity,
-            "combined": choose(comb, w, k, w_ret=w_ret, **gates) == ex.entity}
+    out = {"text only": choose(text, 0.0, 0, w_ret=w_ret) == ex.entity,
+           "image only": choose(comb, 0.0, k, w_ret=w_ret, image_only=True) == ex.entity,
+           "untrained prefix": choose(comb, 0.0, 0, w_ret=w_ret) == ex.entity,
+           "combined": choose(comb, w, k, w_ret=w_ret, **gates) == ex.entity}
+    if trained:
+        tr = records[f"{ex.source}/{ex.id}/{trained}"]
+        out["trained prefix"] = choose(tr, 0.0, k, w_ret=w_ret) == ex.entity
+        out["trained + image"] = choose(tr, w, k, w_ret=w_ret, **gates) == ex.entity
+    return out
 
 
 def score(hits: list[bool]) -> dict:
     return Score.of(sum(hits), len(hits), 0.95).to_dict()
 
 
-def evaluate(sets: dict[str, list[Example]], records: dict, w: float, k: int, w_ret: float, gates: dict) -> dict:
-    names = ("text only", "image only", "untrained prefix", "combined")
+def evaluate(sets: dict[str, list[Example]], records: dict, w: float, k: int, w_ret: float, gates: dict,
+             trained: str | None = None) -> dict:
     out: dict = {}
     for set_name, examples in sets.items():
-        hits = [variants(records, ex, w, k, w_ret, gates) for ex in examples]
+        hits = [variants(records, ex, w, k, w_ret, gates, trained) for ex in examples]
+        names = tuple(hits[0]) if hits else ()
         if set_name == "groups":
             by_group: dict[str, list[dict]] = {}
             for ex, h in zip(examples, hits):
@@ -217,11 +235,11 @@ def evaluate(sets: dict[str, list[Example]], records: dict, w: float, k: int, w_
 
 
 def table(figures: dict) -> str:
-    rows = ["| set | " + " | ".join(("text only", "image only", "untrained prefix", "combined")) + " |",
-            "|---|---|---|---|---|"]
+    names = list(dict.fromkeys(k.split("/")[1] for k in figures))
+    rows = ["| set | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     sets = list(dict.fromkeys(k.split("/")[0] for k in figures))
     for s in sets:
-        cells = [figures[f"{s}/{v}"] for v in ("text only", "image only", "untrained prefix", "combined")]
+        cells = [figures[f"{s}/{v}"] for v in names]
         rows.append(f"| {s} (n={cells[0]['n']}) | " + " | ".join(
             f"{c['accuracy']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]" for c in cells) + " |")
     return "\n".join(rows)
@@ -244,6 +262,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-link", action="store_true",
                    help="link nothing: report on the examples that already have records (a partial run)")
     p.add_argument("--records", help="records file (default: bench/out/image_{ablation,fit}_records.jsonl)")
+    p.add_argument("--mapper", help="a trained mapper checkpoint (gemel train): adds the rows 'trained prefix' and "
+                                    "'trained + image' (one more linker run per example)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -268,8 +288,8 @@ def main(argv=None) -> int:
 
         linkers, kb = None, KnowledgeBase.load(resolve(config.kb.source, config.base_dir), name=config.kb.name)
     else:
-        linkers = load_linkers(args.profile)
-        kb = linkers[1].kb
+        linkers = load_linkers(args.profile, args.mapper)
+        kb = linkers["combined"][0].kb
     path = Path(args.records or OUT / f"image_{'fit' if args.fit else 'ablation'}_records.jsonl")
     records = read_records(path)
 
@@ -306,20 +326,26 @@ def main(argv=None) -> int:
               f"dev={result.accuracy:.3f} (no image {result.baseline:.3f}, n={len(items)})")
         return 0
 
+    trained = None
+    if args.mapper:
+        from gemel.mapper import FeatureMapper
+
+        trained = f"trained-{FeatureMapper.load(args.mapper).version}"
+    needed = ("text", "combined") + ((trained,) if trained else ())
     sets = test_sets(corpus, kb, args.limit, args.flags)
     sizes = {name: len(examples) for name, examples in sets.items()}
     for name, examples in sets.items():
         if args.no_link:
-            sets[name] = [e for e in examples if all(f"{e.source}/{e.id}/{v}" in records for v in ("text", "combined"))]
+            sets[name] = [e for e in examples if all(f"{e.source}/{e.id}/{v}" in records for v in needed)]
         else:
             collect(examples, linkers, records, path, name)
         fill_confidence(sets[name], linkers, records, OUT / "image_confidence.json")
         fill_flatness(sets[name], records)
-    figures = evaluate(sets, records, w, k, w_ret, gates)
+    figures = evaluate(sets, records, w, k, w_ret, gates, trained)
     print(table(figures))
     payload = {"image": {"weight": w, "candidates": k, **gates, "scorer": "assets/models/image_scorer.pt"},
                "limit": args.limit, "missing_records": {n: sizes[n] - len(sets[n]) for n in sets},
-               "flags_limit": args.flags, "trained_mapper": "none shipped", "figures": figures}
+               "flags_limit": args.flags, "trained_mapper": {"path": args.mapper, "variant": trained} if trained else "none", "figures": figures}
     (OUT / "image_ablation.json").write_text(json.dumps(payload, indent=1))
     main_sets = ("groups (all right)", "photos all", "flags")
     rows = [{"name": key, **v} for key, v in figures.items() if key.split("/")[0] in main_sets]

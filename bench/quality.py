@@ -2,7 +2,9 @@
 
 The baseline ranks KB entries by the cosine similarity of the mention-in-context embedding to
 "title: description" (the linker's own candidate retrieval, alone). The linker is the profile as configured.
-Evaluated on ``assets/eval/test.jsonl`` (never tuned on); ``--split dev`` for the tuning split.
+Evaluated on ``assets/eval/test.jsonl`` (never tuned on); ``--split dev`` for the tuning split; ``--split
+outpool`` for ``assets/eval/outpool.jsonl``: photos from scikit-image's data that no pool, corpus or trained
+part has seen, read from the installed package.
 
     python bench/quality.py [--profile offline] [--split test] [--limit N]
 
@@ -46,7 +48,7 @@ def _sha(path: str | Path) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="offline")
-    ap.add_argument("--split", default="test", choices=["test", "dev"])
+    ap.add_argument("--split", default="test", choices=["test", "dev", "outpool"])
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--show-errors", action="store_true")
     args = ap.parse_args()

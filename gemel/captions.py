@@ -9,6 +9,8 @@
   entities sharing the mention, taken from the corpus test split only (held-out styles, pictures or
   entities). A text-only linker gives one answer per caption, so it gets at most one member per group right.
 - **Flags** (:func:`flag_set`): a country from its flag drawn in an art style never trained on.
+- **Hidden captions** (``captions(..., hidden=share)``): "This is the thing in the picture." and the like; the
+  text names nothing, only the picture decides (training data for the mapper, dev data for the image fit).
 
 Surface names that entities share come from the KB (titles without their "(...)" qualifier: ``Mole (animal)``
 / ``Mole (unit)``) and from the corpus (a logo named ``Apple`` linked to ``Apple Inc.``):
@@ -49,6 +51,9 @@ ORDINARY_TEMPLATES = (
     "{m} is known as the {d}.",
 )
 FLAG_TEMPLATES = ("The flag of {m}.", "{m} flies this flag.", "A flag seen in {m}.")
+# Hidden captions: the text names no entity at all, only the picture says which (flags / everything else).
+HIDDEN_FLAG = ("This is the flag of the country.", "the country")
+HIDDEN_THING = ("This is the thing in the picture.", "the thing")
 
 
 @dataclass(frozen=True)
@@ -144,9 +149,13 @@ def flag_set(corpus: Corpus, heldout: str = "style") -> list[CorpusItem]:
 
 
 def captions(corpus: Corpus, kb: KnowledgeBase, split: str = "train", per_picture: int = 1,
-             seed: int = 0) -> list[Caption]:
+             seed: int = 0, hidden: float = 0.0) -> list[Caption]:
     """Training/dev captions for the pictures of one split: ambiguous ones when the entity shares its
-    surface name with another entity, else ordinary (description) or flag captions."""
+    surface name with another entity, else ordinary (description) or flag captions; with ``hidden`` > 0, that
+    share of the captions (drawn at random) is a hidden one instead (:data:`HIDDEN_FLAG`, :data:`HIDDEN_THING`:
+    the text names nothing, so a model trained on them must read the picture)."""
+    if not 0.0 <= hidden <= 1.0:
+        raise ValueError(f"hidden={hidden} must be a share in [0, 1]")
     rng = random.Random(seed)
     shared = shared_surfaces(kb, corpus.items)
     ambiguous_by_entity: dict[str, str] = {}
@@ -158,8 +167,14 @@ def captions(corpus: Corpus, kb: KnowledgeBase, split: str = "train", per_pictur
         if it.split != split:
             continue
         for n in range(per_picture):
-            out.append(_caption_for(it, kb, ambiguous_by_entity, rng, n))
+            caption = _caption_for(it, kb, ambiguous_by_entity, rng, n)
+            out.append(_hidden(caption, it) if hidden and rng.random() < hidden else caption)
     return out
+
+
+def _hidden(caption: Caption, it: CorpusItem) -> Caption:
+    text, mention = HIDDEN_FLAG if it.kind == "flag" else HIDDEN_THING
+    return Caption(caption.id, text, mention, caption.entity, caption.image, "hidden", caption.split)
 
 
 def _caption_for(it: CorpusItem, kb: KnowledgeBase, ambiguous: dict[str, str], rng: random.Random,

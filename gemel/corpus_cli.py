@@ -48,6 +48,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--corpus", help="corpus folder (default: the one `build` writes with all sources)")
     c.add_argument("--out", required=True, help="folder to write the JSONL files to")
     c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    c.add_argument("--hidden", type=float, default=0.0, metavar="SHARE",
+                   help="share of captions that name nothing (\"This is the thing in the picture.\"), so that only "
+                        "the picture decides: mapper training data (default 0)")
     c.set_defaults(func=run_captions)
     q = csub.add_parser("top", help="the KB entities an image alone suggests (image scorer top-k)",
                         description="Print the top-k KB entities of an image by the image scorer.")
@@ -100,17 +103,19 @@ def run_train_projection(args: argparse.Namespace) -> int:
 def run_captions(args: argparse.Namespace) -> int:
     from .captions import captions, flag_set, same_caption_groups, write_jsonl
     from .config import load_profile
-    from .corpus import Corpus
+    from .corpus import Corpus, CorpusError
     from .kb import KnowledgeBase
     from .sources import resolve
 
+    if not 0.0 <= args.hidden <= 1.0:
+        raise CorpusError(f"--hidden {args.hidden} is not a share: give a number from 0 to 1, e.g. 0.5")
     config = load_profile(args.profile)
     kb = KnowledgeBase.load(resolve(config.kb.source, config.base_dir), name=config.kb.name)
     corpus = Corpus.load(args.corpus or default_corpus(args.profile))
     out, root = Path(args.out), corpus.folder
     for split in ("train", "dev"):
-        n = write_jsonl((c.to_example_dict(root) for c in captions(corpus, kb, split, seed=args.seed)),
-                        out / f"{split}.jsonl")
+        rows = captions(corpus, kb, split, seed=args.seed, hidden=args.hidden)
+        n = write_jsonl((c.to_example_dict(root) for c in rows), out / f"{split}.jsonl")
         print(f"{split}: {n} captions")
     groups = same_caption_groups(corpus, kb, seed=args.seed)
     n = write_jsonl(({"group": g.id, "text": g.text, "mention": g.mention,

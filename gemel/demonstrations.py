@@ -26,6 +26,7 @@ from .embedder import TextEmbedder, mention_in_context
 from .images import ImageError, image_key, load_image
 from .kb import KnowledgeBase
 from .retrieval import IndexConfig, VectorIndex
+from .sources import package_path
 from .types import Example
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,8 @@ def _key(ex: Example) -> object:
 
 
 def load_jsonl_examples(path: str | Path, source: str) -> list[Example]:
-    """Examples of a JSONL file (``image`` relative to the file's folder)."""
+    """Examples of a JSONL file (``image`` relative to the file's folder, or ``package:NAME/path`` inside an
+    installed package, as the out-of-pool photos of ``assets/eval/outpool.jsonl``)."""
     path = Path(path)
     out = []
     with path.open(encoding="utf-8") as f:
@@ -221,7 +223,9 @@ def load_jsonl_examples(path: str | Path, source: str) -> list[Example]:
                 continue
             d = json.loads(line)
             image = d.get("image")
-            if image and not Path(image).is_absolute():
+            if image and image.startswith("package:"):  # a picture shipped inside an installed package
+                image = str(package_path(image))
+            elif image and not Path(image).is_absolute():
                 image = str((path.parent / image).resolve())
                 if not Path(image).exists():  # seed files keep images relative to assets/
                     image = str((path.parent.parent / d["image"]).resolve())

@@ -141,3 +141,29 @@ def test_licence_files_present() -> None:
 def test_assets_total_size_under_5_mb() -> None:
     total = sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())
     assert total < 5 * 1024 * 1024, f"assets/ is {total / 1e6:.1f} MB"
+
+
+# ---- the out-of-pool photos (eval/outpool.jsonl) ---------------------------------------------------------
+def test_outpool_photos_load_from_the_package_and_are_in_no_pool(kb_titles) -> None:
+    import hashlib
+
+    from gemel.demonstrations import load_jsonl_examples
+
+    rows = load_jsonl_examples(ASSETS / "eval" / "outpool.jsonl", "outpool")
+    assert len(rows) >= 12 and all(Path(r.image).is_file() for r in rows)
+    assert all(r.mention in r.text and r.entity in kb_titles for r in rows)
+    sha = lambda p: hashlib.sha256(Path(p).read_bytes()).hexdigest()  # noqa: E731
+    shipped = {sha(p) for p in IMAGES}
+    assert not {sha(r.image) for r in rows} & shipped  # never a picture of the seed pool or the other splits
+    texts = {rec["text"].strip().casefold() for _, rec in ALL}
+    assert not {r.text.strip().casefold() for r in rows} & texts
+
+
+def test_a_package_picture_that_is_not_installed_is_named(tmp_path) -> None:
+    from gemel.demonstrations import load_jsonl_examples
+    from gemel.sources import SourceError
+
+    bad = tmp_path / "x.jsonl"
+    bad.write_text(json.dumps({"image": "package:no_such_pkg/a.png", "text": "A b.", "mention": "b"}) + "\n")
+    with pytest.raises(SourceError, match="package 'no_such_pkg'"):
+        load_jsonl_examples(bad, "x")

@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from gemel.captions import (AMBIGUOUS_TEMPLATES, captions, flag_set, same_caption_groups, shared_surfaces,
-                            text_only_upper_bound)
+from gemel.captions import (AMBIGUOUS_TEMPLATES, HIDDEN_FLAG, HIDDEN_THING, captions, flag_set,
+                            same_caption_groups, shared_surfaces, text_only_upper_bound)
 from gemel.corpus import (Corpus, CorpusError, LinkConfig, NameLinker, SplitConfig, assign_split, build_corpus,
                           entity_split, read_table, singular)
 from gemel.corpus_sources import Picture, cp_key, svg_metadata
@@ -254,6 +254,27 @@ def test_groups_have_one_caption_distinct_entities_and_only_test_pictures(tmp_pa
     for c in captions(corpus, KB, "test"):
         assert c.mention in c.text and c.entity in KB
     assert all(it.kind == "flag" for it in flag_set(corpus))
+
+
+def test_hidden_captions_name_nothing_and_keep_the_entity(tmp_path):
+    build_corpus(KB, linker(min_similarity=0.05, head_min_similarity=0.2), tmp_path / "c",
+                 ["noto", "openmoji", "simple-icons"], split=SplitConfig(), progress=False, readers=fake_readers())
+    corpus = Corpus.load(tmp_path / "c")
+    plain = captions(corpus, KB, "train")
+    assert plain and all(c.kind != "hidden" for c in plain)
+    every = captions(corpus, KB, "train", hidden=1.0)
+    assert [c.entity for c in every] == [c.entity for c in plain] and [c.id for c in every] == [c.id for c in plain]
+    assert all(c.kind == "hidden" and (c.text, c.mention) in (HIDDEN_FLAG, HIDDEN_THING) for c in every)
+    assert all(c.entity not in c.text for c in every)
+    with pytest.raises(ValueError, match=r"hidden=1.5 must be a share in \[0, 1\]"):
+        captions(corpus, KB, "train", hidden=1.5)
+
+
+def test_caption_command_refuses_a_hidden_share_over_one(capsys):
+    from gemel.cli import main
+
+    assert main(["corpus", "captions", "--out", "x", "--hidden", "2"]) != 0
+    assert "--hidden 2.0 is not a share: give a number from 0 to 1" in capsys.readouterr().err
 
 
 # ---- real packages --------------------------------------------------------------------------------
