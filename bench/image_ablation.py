@@ -345,7 +345,8 @@ def main(argv=None) -> int:
     print(table(figures))
     payload = {"image": {"weight": w, "candidates": k, **gates, "scorer": "assets/models/image_scorer.pt"},
                "limit": args.limit, "missing_records": {n: sizes[n] - len(sets[n]) for n in sets},
-               "flags_limit": args.flags, "trained_mapper": {"path": args.mapper, "variant": trained} if trained else "none", "figures": figures}
+               "flags_limit": args.flags, "figures": figures,
+               "trained_mapper": {"path": args.mapper, "variant": trained} if trained else "none"}
     (OUT / "image_ablation.json").write_text(json.dumps(payload, indent=1))
     main_sets = ("groups (all right)", "photos all", "flags")
     rows = [{"name": key, **v} for key, v in figures.items() if key.split("/")[0] in main_sets]
