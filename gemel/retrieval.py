@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -118,15 +119,18 @@ class VectorIndex:
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
 
-    def add(self, vectors: np.ndarray, *, progress: bool = False) -> np.ndarray:
-        """Add (N, D) vectors (a copy is normalised); returns their ids, int64 (N,)."""
+    def add(self, vectors: np.ndarray, *, progress: bool = False, stored: bool = False) -> np.ndarray:
+        """Add (N, D) vectors (a copy is normalised); returns their ids, int64 (N,). ``stored=True``: the rows
+        are vectors as an index stores them (from `stored`), added as they are, so that a copied index holds
+        the very same bits (normalising a normalised vector again can move its last bit)."""
         x = self._as_matrix(vectors, "vectors")  # checked in full before anything is added
         start = len(self)
         if len(x) and self.kind == "flat" and start + len(x) >= self.config.exact_threshold:
             self._switch_to_hnsw(start + len(x))
         bar = tqdm(total=len(x), desc="indexing vectors", unit="vec", disable=not progress)
         for lo in range(0, len(x), ADD_CHUNK):
-            chunk = self._normalised(x[lo : lo + ADD_CHUNK])
+            part = x[lo : lo + ADD_CHUNK]
+            chunk = np.ascontiguousarray(part, dtype=np.float32) if stored else self._normalised(part)
             self._index.add(chunk)
             bar.update(len(chunk))
         bar.close()
@@ -140,6 +144,16 @@ class VectorIndex:
         self._index = self._new_index(hnsw=True)
         for lo in range(0, old.ntotal, ADD_CHUNK):
             self._index.add(old.reconstruct_n(lo, min(ADD_CHUNK, old.ntotal - lo)))
+
+    def stored(self, ids: Sequence[int]) -> np.ndarray:
+        """The vectors of ``ids`` as the index holds them (L2-normalised float32), (len(ids), D): the index is
+        the only copy of what was added, so this is how to copy it without re-embedding."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(self)):
+            raise IndexError(f"ids must be in 0..{len(self) - 1}")
+        if not len(ids):
+            return np.zeros((0, self.dim), np.float32)
+        return self._index.reconstruct_batch(ids).reshape(len(ids), self.dim)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by cosine: sims float32 (Q, k) and ids int64 (Q, k), best first.
