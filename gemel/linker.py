@@ -190,6 +190,7 @@ class Linker:
         parts = Components(lm=lm, embedder=embedder, kb=kb, vision=vision, seed_examples=seed,
                            mapper=build_mapper(config, lm, vision))
         linker = cls(config, parts)
+        linker.kb_pool  # noqa: B018  (built now, not in the first link: its garbage is trimmed with the loaders')
         trim()  # the loaders' temporary buffers: freed, but kept by malloc otherwise (gemel/memory.py)
         log.info("linker %r loaded in %.1f s", config.name, time.perf_counter() - t0)
         return linker
