@@ -112,9 +112,9 @@ class _Shared:
         self.kb_source = config.kb
         self.name_tokens = [self.lm.answer_tokens(t) for t in self.kb.titles]
         self.row_of_tokens = {toks: i for i, toks in enumerate(self.name_tokens)}
-        self.kb_vectors = self.embedder.encode_cached([e.index_text() for e in self.kb], f"{config.kb.name}-entries")
         self.kb_index = VectorIndex(self.embedder.dim)
-        self.kb_index.add(self.kb_vectors)
+        self.kb_index.add(self.embedder.encode_cached([e.index_text() for e in self.kb], f"{config.kb.name}-entries"))
+        self.kb_vectors = self.kb_index.freeze()  # the index's (unit) vectors, a view: the KB's only copy of them
         self.default_features = FeatureStore(self.vision) if self.vision is not None else None
         self._kb_pool: DemonstrationPool | None = None
         self._full_trie: Trie | None = None

@@ -125,3 +125,10 @@ def test_a_copied_pool_holds_the_same_vectors_and_retrieves_the_same(tiny_linker
     query = tiny_linker.embedder.encode(["Mercury is close to the Sun."])
     assert [(r.example.id, r.similarity) for r in copy.retrieve(query, 4)] == \
         [(r.example.id, r.similarity) for r in pool.retrieve(query, 4)]
+
+
+def test_kb_vectors_are_the_kb_index_s_own(tiny_linker):
+    shared = tiny_linker._shared
+    rows = range(len(tiny_linker.kb))
+    np.testing.assert_array_equal(shared.kb_vectors, tiny_linker.kb_index.stored(rows))  # unit vectors, held once
+    assert not shared.kb_vectors.flags.writeable and not shared.kb_vectors.flags.owndata

@@ -206,3 +206,22 @@ def test_stored_vectors_copy_an_index_bit_for_bit(data: np.ndarray, config: Inde
         np.testing.assert_array_equal(a, b)
     with pytest.raises(IndexError):
         index.stored([len(index)])
+
+
+@pytest.mark.parametrize("config", [IndexConfig(), IndexConfig(exact_threshold=0)])
+def test_freeze_gives_a_read_only_view_that_outlives_the_index(data: np.ndarray, config: IndexConfig) -> None:
+    import gc
+
+    index = VectorIndex(DIM, config)
+    index.add(data)
+    held = index.stored(range(len(index)))
+    view = index.freeze()
+    np.testing.assert_array_equal(view, held)
+    assert not view.flags.writeable and not view.flags.owndata  # faiss's memory, not a copy
+    with pytest.raises(ValueError, match="frozen"):
+        index.add(data[:1])
+    assert len(index) == len(data) and index.search(data[:1], 1)[1][0, 0] == 0  # search still works
+    del index
+    gc.collect()
+    np.testing.assert_array_equal(view, held)  # the view keeps the faiss index alive
+    assert VectorIndex(DIM).freeze().shape == (0, DIM)
