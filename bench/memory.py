@@ -91,7 +91,7 @@ def held_mb(linker) -> dict[str, float]:
         "embedder_weights": tensor_mb(getattr(linker.embedder.model, "model", linker.embedder.model)),
         "vision_weights": tensor_mb(linker.vision) if linker.vision is not None else 0.0,
         "mapper_weights": tensor_mb(linker.mapper) if linker.mapper is not None else 0.0,
-        "kb_vectors": shared.kb_vectors.nbytes / 2**20,
+        "kb_vectors": shared.kb_vectors.nbytes / 2**20 if shared.kb_vectors.flags.owndata else 0.0,  # 0: index's
         "kb_index": len(linker.kb_index) * linker.kb_index.dim * 4 / 2**20,
         "kb_demo_pool_vectors": len(pool) * linker.embedder.dim * 4 / 2**20 if pool is not None else 0.0,
     }
