@@ -8,15 +8,21 @@ objects, tensors) and file-backed pages (shared libraries, memory-mapped weights
 mapped, not copied, so the LLM's weights show up when the first link reads them, not when it loads).
 Besides the steps, the bytes each component holds are counted directly (parameters, vectors, indexes).
 
+The steps trim the heap after each one, which a server does not: a second process (``--as-served``) loads the
+profile with ``Linker.load`` and links the same cases, nothing else, and reports its RSS and peak: what a serving
+process really holds (freed heap that malloc keeps included).
+
 Last line: ``rss_mb=<after the links> peak_mb=<VmHWM> torch_mb=<import torch> libs_mb=<other imports>
-llm_mb=<LLM weights> embedder_mb=... vision_mb=... kb_mb=<vectors + index + demonstration pool>``; the whole
-breakdown goes to ``bench/out/memory.json``. Run: ``OMP_NUM_THREADS=1 python bench/memory.py``.
+llm_mb=<LLM weights> embedder_mb=... vision_mb=... kb_mb=<vectors + index + demonstration pool>
+served_rss_mb=<as served, after the links> served_peak_mb=<as served, VmHWM>``; the whole breakdown goes to
+``bench/out/memory.json``. Run: ``OMP_NUM_THREADS=1 python bench/memory.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -85,10 +91,31 @@ def held_mb(linker) -> dict[str, float]:
         "embedder_weights": tensor_mb(getattr(linker.embedder.model, "model", linker.embedder.model)),
         "vision_weights": tensor_mb(linker.vision) if linker.vision is not None else 0.0,
         "mapper_weights": tensor_mb(linker.mapper) if linker.mapper is not None else 0.0,
-        "kb_vectors": shared.kb_vectors.nbytes / 2**20,
+        "kb_vectors": shared.kb_vectors.nbytes / 2**20 if shared.kb_vectors.flags.owndata else 0.0,  # 0: index's
         "kb_index": len(linker.kb_index) * linker.kb_index.dim * 4 / 2**20,
         "kb_demo_pool_vectors": len(pool) * linker.embedder.dim * 4 / 2**20 if pool is not None else 0.0,
     }
+
+
+def test_cases(n: int) -> list:
+    from gemel.demonstrations import load_jsonl_examples
+
+    return [e for e in load_jsonl_examples(ROOT / "assets/eval/test.jsonl", "test") if e.entity][:n]
+
+
+def as_served(profile: str, links: int) -> None:
+    """``Linker.load`` then the links, as a server runs them (no trims in between); prints one JSON line."""
+    from gemel.linker import Linker
+
+    linker = Linker.load(profile)
+    loaded = status_mb()
+    answers = []
+    for ex in test_cases(links):
+        pred = linker.link(ex.image, ex.text, ex.mention)
+        answers.append([pred.entity, pred.candidates[0].score if pred.candidates else None])
+    final = status_mb()
+    print(json.dumps({"loaded_rss_mb": loaded["VmRSS"], "loaded_peak_mb": loaded["VmHWM"], "rss_mb": final["VmRSS"],
+                      "peak_mb": final["VmHWM"], "answers": answers}))
 
 
 def main() -> None:
@@ -96,7 +123,11 @@ def main() -> None:
     ap.add_argument("--profile", default="offline")
     ap.add_argument("--links", type=int, default=5, help="real test cases linked after loading")
     ap.add_argument("--out", default=str(ROOT / "bench/out/memory.json"))
+    ap.add_argument("--as-served", action="store_true", help="only the served process (one JSON line)")
     args = ap.parse_args()
+    if args.as_served:
+        as_served(args.profile, args.links)
+        return
     steps = Steps()
     print(f"{'step':34s} {'rss':>7s} {'trimmed':>8s} {'delta':>7s} {'anon':>6s} {'file':>6s} {'peak':>6s}  (MiB)")
     steps.mark("python")
@@ -137,7 +168,7 @@ def main() -> None:
     linker.kb_pool  # noqa: B018  (built on first use)
     steps.mark("KB demonstration pool")
     load_s = time.perf_counter() - t0
-    cases = [e for e in load_jsonl_examples(ROOT / "assets/eval/test.jsonl", "test") if e.entity][: args.links]
+    cases = test_cases(args.links)
     answers = []
     for i, ex in enumerate(cases):
         pred = linker.link(ex.image, ex.text, ex.mention)
@@ -147,6 +178,9 @@ def main() -> None:
     steps.mark(f"after {len(cases)} links")
     final = status_mb()
     held = held_mb(linker)
+    served_cmd = [sys.executable, __file__, "--as-served", "--profile", args.profile, "--links", str(args.links)]
+    run = subprocess.run(served_cmd, capture_output=True, text=True, check=True)
+    served = json.loads(run.stdout.strip().splitlines()[-1])
     figures = {
         "rss_mb": steps.rows[-1]["rss_mb"], "rss_trimmed_mb": final["VmRSS"], "peak_mb": final["VmHWM"],
         "torch_mb": steps.delta("import torch", "import torch"),
@@ -154,13 +188,17 @@ def main() -> None:
         "llm_mb": held["llm_weights"], "embedder_mb": held["embedder_weights"],
         "vision_mb": held["vision_weights"] + held["mapper_weights"],
         "kb_mb": held["kb_vectors"] + held["kb_index"] + held["kb_demo_pool_vectors"],
+        "served_rss_mb": served["rss_mb"], "served_peak_mb": served["peak_mb"],
     }
     print("\nheld by the linker (MiB): " + ", ".join(f"{k} {v:.1f}" for k, v in held.items()))
     print(f"loaded in {load_s:.1f} s; answers: {answers}")
+    print(f"as served (Linker.load, then the links; no trims): loaded {served['loaded_rss_mb']:.0f} "
+          f"(peak {served['loaded_peak_mb']:.0f}), after the links {served['rss_mb']:.0f} "
+          f"(peak {served['peak_mb']:.0f}); same answers: {served['answers'] == answers}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"profile": args.profile, "steps": steps.rows, "held_mb": held, "figures": figures,
-                               "answers": answers, "load_s": load_s}, indent=1))
+                               "answers": answers, "load_s": load_s, "served": served}, indent=1))
     print(" ".join(f"{k}={v:.0f}" for k, v in figures.items()))
 
 

@@ -56,7 +56,6 @@ class DemonstrationPool:
         self.index_config = index_config
         self.examples: list[Example] = []
         self.index = VectorIndex(embedder.dim, index_config)
-        self._vectors: list[np.ndarray] = []  # (D,) per row, to copy the pool without re-embedding
         self._live: dict[object, int] = {}  # id (or content key for examples without one) -> row
         self._removed: set[int] = set()  # rows withdrawn (undone or superseded); skipped at retrieval
         self._memory: dict[tuple, dict[str, tuple[int, Example]]] = {}  # (caption, mention) -> id -> decision
@@ -112,9 +111,11 @@ class DemonstrationPool:
             if not self._memory[key]:
                 del self._memory[key]
 
-    def add(self, examples: Iterable[Example], embeddings: np.ndarray | None = None, *, remember: bool = True) -> int:
+    def add(self, examples: Iterable[Example], embeddings: np.ndarray | None = None, *, remember: bool = True,
+            stored: bool = False) -> int:
         """Add labelled examples; returns how many rows were added. An example whose id is live replaces
-        that row unless its content is the same; NIL examples (no entity) teach nothing and are skipped."""
+        that row unless its content is the same; NIL examples (no entity) teach nothing and are skipped.
+        ``stored=True``: ``embeddings`` are rows of a pool's index as it stores them (`VectorIndex.stored`)."""
         fresh, rows = [], []
         for i, ex in enumerate(examples):
             if remember:
@@ -138,10 +139,9 @@ class DemonstrationPool:
             vecs = self.embedder.encode([mention_in_context(e.text, e.mention) for e in fresh])
         else:
             vecs = np.asarray(embeddings)[rows]
-        self.index.add(vecs)
+        self.index.add(vecs, stored=stored and embeddings is not None)  # the index is the pool's only copy
         for j, ex in enumerate(fresh, start=len(self.examples)):
             self._by_text.setdefault(ex.text, []).append(j)
-        self._vectors.extend(np.asarray(vecs, dtype=np.float32))
         self.examples.extend(fresh)
         return len(fresh)
 
@@ -150,7 +150,7 @@ class DemonstrationPool:
         keep = [i for i in range(len(self.examples)) if i not in self._removed]
         pool = DemonstrationPool(self.embedder, name or self.name, self.index_config)
         if keep:
-            pool.add([self.examples[i] for i in keep], np.stack([self._vectors[i] for i in keep]), remember=False)
+            pool.add([self.examples[i] for i in keep], self.index.stored(keep), remember=False, stored=True)
         pool._memory = {k: dict(v) for k, v in self._memory.items()}
         pool._memory_key, pool._order = dict(self._memory_key), self._order
         pool.add(examples)

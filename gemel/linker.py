@@ -112,9 +112,9 @@ class _Shared:
         self.kb_source = config.kb
         self.name_tokens = [self.lm.answer_tokens(t) for t in self.kb.titles]
         self.row_of_tokens = {toks: i for i, toks in enumerate(self.name_tokens)}
-        self.kb_vectors = self.embedder.encode_cached([e.index_text() for e in self.kb], f"{config.kb.name}-entries")
         self.kb_index = VectorIndex(self.embedder.dim)
-        self.kb_index.add(self.kb_vectors)
+        self.kb_index.add(self.embedder.encode_cached([e.index_text() for e in self.kb], f"{config.kb.name}-entries"))
+        self.kb_vectors = self.kb_index.freeze()  # the index's (unit) vectors, a view: the KB's only copy of them
         self.default_features = FeatureStore(self.vision) if self.vision is not None else None
         self._kb_pool: DemonstrationPool | None = None
         self._full_trie: Trie | None = None
@@ -190,6 +190,7 @@ class Linker:
         parts = Components(lm=lm, embedder=embedder, kb=kb, vision=vision, seed_examples=seed,
                            mapper=build_mapper(config, lm, vision))
         linker = cls(config, parts)
+        linker.kb_pool  # noqa: B018  (built now, not in the first link: its garbage is trimmed with the loaders')
         trim()  # the loaders' temporary buffers: freed, but kept by malloc otherwise (gemel/memory.py)
         log.info("linker %r loaded in %.1f s", config.name, time.perf_counter() - t0)
         return linker

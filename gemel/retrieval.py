@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ class VectorIndex:
         self.dim = int(dim)
         self.config = config or IndexConfig()
         self._index: faiss.Index = self._new_index(hnsw=self.config.exact_threshold == 0)
+        self._frozen = False  # set by `freeze`: a view of the stored vectors is out, so no more `add`
 
     @property
     def kind(self) -> str:
@@ -118,15 +120,20 @@ class VectorIndex:
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
 
-    def add(self, vectors: np.ndarray, *, progress: bool = False) -> np.ndarray:
-        """Add (N, D) vectors (a copy is normalised); returns their ids, int64 (N,)."""
+    def add(self, vectors: np.ndarray, *, progress: bool = False, stored: bool = False) -> np.ndarray:
+        """Add (N, D) vectors (a copy is normalised); returns their ids, int64 (N,). ``stored=True``: the rows
+        are vectors as an index stores them (from `stored`), added as they are, so that a copied index holds
+        the very same bits (normalising a normalised vector again can move its last bit)."""
+        if self._frozen:
+            raise ValueError("this index is frozen (a view of its vectors is in use): build another to add to")
         x = self._as_matrix(vectors, "vectors")  # checked in full before anything is added
         start = len(self)
         if len(x) and self.kind == "flat" and start + len(x) >= self.config.exact_threshold:
             self._switch_to_hnsw(start + len(x))
         bar = tqdm(total=len(x), desc="indexing vectors", unit="vec", disable=not progress)
         for lo in range(0, len(x), ADD_CHUNK):
-            chunk = self._normalised(x[lo : lo + ADD_CHUNK])
+            part = x[lo : lo + ADD_CHUNK]
+            chunk = np.ascontiguousarray(part, dtype=np.float32) if stored else self._normalised(part)
             self._index.add(chunk)
             bar.update(len(chunk))
         bar.close()
@@ -140,6 +147,28 @@ class VectorIndex:
         self._index = self._new_index(hnsw=True)
         for lo in range(0, old.ntotal, ADD_CHUNK):
             self._index.add(old.reconstruct_n(lo, min(ADD_CHUNK, old.ntotal - lo)))
+
+    def stored(self, ids: Sequence[int]) -> np.ndarray:
+        """The vectors of ``ids`` as the index holds them (L2-normalised float32), (len(ids), D): the index is
+        the only copy of what was added, so this is how to copy it without re-embedding."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(self)):
+            raise IndexError(f"ids must be in 0..{len(self) - 1}")
+        if not len(ids):
+            return np.zeros((0, self.dim), np.float32)
+        return self._index.reconstruct_batch(ids).reshape(len(ids), self.dim)
+
+    def freeze(self) -> np.ndarray:
+        """A read-only (N, D) view of the vectors the index holds (L2-normalised float32), without a copy, for
+        a caller that would otherwise keep its own copy of them; the index takes no more `add` from then on
+        (faiss would move its storage). The view keeps the faiss index alive."""
+        self._frozen = True
+        flat = self._index if self.kind == "flat" else faiss.downcast_index(self._index.storage)
+        n = len(self)
+        if n == 0:
+            return np.zeros((0, self.dim), np.float32)
+        ptr = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).__array_interface__["data"][0]
+        return np.asarray(_Held(self._index, ptr, (n, self.dim)))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by cosine: sims float32 (Q, k) and ids int64 (Q, k), best first.
@@ -189,6 +218,14 @@ class VectorIndex:
         if out.kind == "hnsw":
             index.hnsw.efSearch = out.config.ef_search
         return out
+
+
+class _Held:
+    """Exposes faiss-owned float32 memory to numpy, read-only, and keeps its owner (the faiss index) alive."""
+
+    def __init__(self, owner: faiss.Index, ptr: int, shape: tuple[int, int]) -> None:
+        self.owner = owner
+        self.__array_interface__ = {"data": (ptr, True), "shape": shape, "typestr": "<f4", "version": 3}
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:

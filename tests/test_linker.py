@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from gemel.linker import InputError, Linker
@@ -113,3 +114,21 @@ def test_removed_demonstration_is_no_longer_retrieved(tiny_config):
     assert all(d.text != text for d in linker.link(None, text, "Moon").demonstrations)
     assert linker.add_demonstrations([Example(text=text, mention="Moon", entity="Moon", id="ann-1")]) == 1
     assert linker.link(None, text, "Moon").demonstrations[-1].text == text
+
+
+def test_a_copied_pool_holds_the_same_vectors_and_retrieves_the_same(tiny_linker):
+    pool = tiny_linker.labelled_pool
+    copy = pool.with_examples()
+    assert not hasattr(pool, "_vectors")  # the index is the pool's only copy of its vectors
+    rows = range(len(pool.index))
+    np.testing.assert_array_equal(copy.index.stored(rows), pool.index.stored(rows))
+    query = tiny_linker.embedder.encode(["Mercury is close to the Sun."])
+    assert [(r.example.id, r.similarity) for r in copy.retrieve(query, 4)] == \
+        [(r.example.id, r.similarity) for r in pool.retrieve(query, 4)]
+
+
+def test_kb_vectors_are_the_kb_index_s_own(tiny_linker):
+    shared = tiny_linker._shared
+    rows = range(len(tiny_linker.kb))
+    np.testing.assert_array_equal(shared.kb_vectors, tiny_linker.kb_index.stored(rows))  # unit vectors, held once
+    assert not shared.kb_vectors.flags.writeable and not shared.kb_vectors.flags.owndata

@@ -188,3 +188,40 @@ def test_hnsw_returns_k_results_even_with_small_ef_search(data: np.ndarray) -> N
     sims, ids = index.search(data[:3], 50)  # ef_search is raised to k for the call
     assert (ids >= 0).all() and np.isfinite(sims).all()
     assert all(len(set(row)) == 50 for row in ids.tolist())
+
+
+@pytest.mark.parametrize("config", [IndexConfig(), IndexConfig(exact_threshold=0), IndexConfig(exact_threshold=200)])
+def test_stored_vectors_copy_an_index_bit_for_bit(data: np.ndarray, config: IndexConfig) -> None:
+    index = VectorIndex(DIM, config)
+    index.add(data)
+    held = index.stored(range(len(index)))
+    assert held.dtype == np.float32 and held.shape == data.shape
+    np.testing.assert_allclose(np.linalg.norm(held, axis=1), 1.0, atol=1e-6)  # what it holds is normalised
+    copy = VectorIndex(DIM, config)
+    copy.add(held, stored=True)  # added as they are: no second normalisation
+    np.testing.assert_array_equal(copy.stored(range(len(copy))), held)
+    assert index.stored([5, 2]).tolist() == held[[5, 2]].tolist() and index.stored([]).shape == (0, DIM)
+    q = data[:7] + 0.3
+    for a, b in zip(index.search(q, 20), copy.search(q, 20)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(IndexError):
+        index.stored([len(index)])
+
+
+@pytest.mark.parametrize("config", [IndexConfig(), IndexConfig(exact_threshold=0)])
+def test_freeze_gives_a_read_only_view_that_outlives_the_index(data: np.ndarray, config: IndexConfig) -> None:
+    import gc
+
+    index = VectorIndex(DIM, config)
+    index.add(data)
+    held = index.stored(range(len(index)))
+    view = index.freeze()
+    np.testing.assert_array_equal(view, held)
+    assert not view.flags.writeable and not view.flags.owndata  # faiss's memory, not a copy
+    with pytest.raises(ValueError, match="frozen"):
+        index.add(data[:1])
+    assert len(index) == len(data) and index.search(data[:1], 1)[1][0, 0] == 0  # search still works
+    del index
+    gc.collect()
+    np.testing.assert_array_equal(view, held)  # the view keeps the faiss index alive
+    assert VectorIndex(DIM).freeze().shape == (0, DIM)
