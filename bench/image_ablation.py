@@ -2,7 +2,8 @@
 
     python bench/image_ablation.py [--limit N] [--fit] [--flags N] [--weight W --candidates K]
 
-Variants (offline default; no trained mapper is shipped, so there is no "trained prefix" row):
+Variants (offline default; no trained mapper is shipped: ``--mapper CHECKPOINT`` adds "trained prefix" and
+"trained + image", the same with that mapper):
 - ``text only``: no picture anywhere (no visual prefix, no image score);
 - ``image only``: the best image score among the combined variant's candidates (text top-K + image top-K_img);
 - ``untrained prefix``: today's offline default (the picture only feeds the untrained mapper's prefix);
