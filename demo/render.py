@@ -174,8 +174,8 @@ def thumbnail_uri(path: str, size: int = 160) -> str | None:
 
 
 def meta_html(prediction: Mapping[str, Any]) -> str:
-    """Profile, mapper version, the LLM's precision and time taken of a prediction; a remembered correction
-    says whose it is."""
+    """Profile, mapper version, the LLM's precision, time taken and how the image score took part ("on", or
+    "off" and why) of a prediction; a remembered correction says whose it is."""
     total = prediction.get("timings", {}).get("total")
     took = f"{float(total):.2f} s" if isinstance(total, (int, float)) else "–"
     precision = f' · <b>{esc(prediction["precision"])}</b>' if prediction.get("precision") else ""
@@ -184,8 +184,9 @@ def meta_html(prediction: Mapping[str, Any]) -> str:
         who = esc(prediction.get("corrected_by") or "an annotator")
         memory = (f'<div class="gemel-memory">✔ <b>your correction</b>: {who} decided this exact item (caption, '
                   'mention and picture); the model\'s own ranking is below.</div>')
+    image = f' · image score <b>{esc(prediction["image"])}</b>' if prediction.get("image") else ""
     return (memory + f'<div class="gemel-meta">profile <b>{esc(prediction.get("profile"))}</b> · mapper '
-            f'<b>{esc(prediction.get("mapper"))}</b>{precision} · took <b>{took}</b></div>')
+            f'<b>{esc(prediction.get("mapper"))}</b>{precision} · took <b>{took}</b>{image}</div>')
 
 
 def progress_html(progress: Mapping[str, int]) -> str:

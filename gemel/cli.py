@@ -127,7 +127,8 @@ def format_prediction(pred, top: int = 5) -> str:
     else:
         first = f"entity: {pred.entity if pred.entity is not None else 'NIL (below the threshold)'}"
     lines = [first,
-             f"profile: {pred.profile}   mapper: {pred.mapper}   time: {pred.timings.get('total', 0):.2f} s",
+             f"profile: {pred.profile}   mapper: {pred.mapper}   time: {pred.timings.get('total', 0):.2f} s"
+             + (f"   image score: {pred.image}" if pred.image else ""),
              "candidates (fused score = w_llm * llm + w_ret * sim; llm = log-probability of the name's tokens"
              " / tokens ** decode.length_penalty):"]
     for i, c in enumerate(pred.candidates[:top], 1):

@@ -37,8 +37,8 @@ from .sources import resolve
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_scorer", "kb_image_scores", "confidence", "top_rows", "merge_candidates", "text_leaves_open",
-           "names_exactly", "image_may_decide"]
+__all__ = ["load_scorer", "kb_image_scores", "gated_image_scores", "confidence", "top_rows", "merge_candidates",
+           "text_leaves_open", "names_exactly", "image_may_decide"]
 
 
 def scorer_path(config: LinkerConfig) -> Path:
@@ -79,12 +79,22 @@ def kb_image_scores(scorer: ImageEntityScorer, feature: Any, image: ImageInput =
 
     ``feature`` is the picture's pooled vision feature (the one the visual prefix is made from, computed once);
     ``image`` the picture itself, for the colour-layout exemplars and the flatness."""
+    return gated_image_scores(scorer, feature, image, min_confidence, min_flatness)[0]
+
+
+def gated_image_scores(scorer: ImageEntityScorer, feature: Any, image: ImageInput = None,
+                       min_confidence: float = 0.0, min_flatness: float = 0.0) -> tuple[np.ndarray | None, str]:
+    """:func:`kb_image_scores` and a short note saying why the image adds nothing, or "on" when it may."""
     picture = _readable(image) if image is not None and (scorer.exemplars is not None or min_flatness > 0) else None
-    if min_flatness > 0 and (picture is None or flatness(picture) < min_flatness):
-        return None
+    if min_flatness > 0:
+        flat = flatness(picture) if picture is not None else 0.0
+        if flat < min_flatness:
+            return None, f"off: a photo, not a drawing (flatness {flat:.2f} < {min_flatness:g})"
     layout = scorer.layout(picture) if scorer.exemplars is not None and picture is not None else None
     scores = scorer.score(feature, scorer.kb_vectors, scorer.kb_titles, layout=layout)
-    return None if scores.abstain or scores.confidence < min_confidence else scores.fused
+    if scores.abstain or scores.confidence < min_confidence:
+        return None, f"off: the image scorer is unsure (confidence {scores.confidence:.3f})"
+    return scores.fused, "on"
 
 
 def _readable(image: ImageInput) -> Any:

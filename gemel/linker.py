@@ -37,7 +37,7 @@ from .demonstrations import DemonstrationPool, Retrieved, kb_examples, load_json
 from .embedder import TextEmbedder, mention_in_context
 from .errors import InputError
 from .features import FeatureStore
-from .image_link import image_may_decide, kb_image_scores, load_scorer, merge_candidates, top_rows
+from .image_link import gated_image_scores, image_may_decide, load_scorer, merge_candidates, top_rows
 from .image_score import ImageEntityScorer
 from .images import ImageInput
 from .kb import KnowledgeBase
@@ -96,6 +96,7 @@ class QueryPrompt:
     embeds: torch.Tensor  # (1, T, H) prompt embeddings
     timings: dict[str, float] = field(default_factory=dict)  # seconds: vision, retrieval, prompt
     image_scores: np.ndarray | None = None  # (N_kb,) image scores of the query picture; None = no image signal
+    image_note: str = ""  # why the picture adds no image score ("off: ..."), "on", or "" (no scorer, no picture)
 
     @property
     def length(self) -> int:
@@ -309,14 +310,17 @@ class Linker:
         abstains or is less confident than ``image.min_confidence``, or the picture is a photo (less flat than
         ``image.min_flatness``: :mod:`gemel.picture_style`). Reuses the picture's vision feature (the one
         the visual prefix is made from)."""
+        return self._image_scores(image)[0]
+
+    def _image_scores(self, image: ImageInput) -> tuple[np.ndarray | None, str]:
+        """`image_scores` and the note saying why there are none ("" without a scorer or a picture)."""
         if self.image_scorer is None or image is None or self.features is None:
-            return None
+            return None, ""
         feature = self.features.get(image)
         if feature is None:
-            return None
-        image_config = self.config.image
-        return kb_image_scores(self.image_scorer, feature, image, image_config.min_confidence,
-                               image_config.min_flatness)
+            return None, "off: the picture has no vision feature"
+        c = self.config.image
+        return gated_image_scores(self.image_scorer, feature, image, c.min_confidence, c.min_flatness)
 
     # ---- the prompt ------------------------------------------------------------------------------
     def build_prompt(self, image: ImageInput, text: str, mention: str, *, exclude: Sequence[str] = (),
@@ -331,7 +335,7 @@ class Linker:
         query = self.embedder.encode([mention_in_context(text, mention)])  # (1, D)
         demos = self.retrieve_demonstrations(query, exclude, caption=text)
         t_img = time.perf_counter()
-        image_scores = self.image_scores(image)
+        image_scores, image_note = self._image_scores(image)
         t_img = time.perf_counter() - t_img
         cand_ids = self.retrieve_candidates(query, candidates, image_scores)
         t1 = time.perf_counter()
@@ -344,7 +348,7 @@ class Linker:
         demos = demos[len(demos) - len(kept):]
         embeds = self.prompt.embed(kept + [last])  # (1, T, H)
         timings = {"retrieval": t1 - t0 - t_img, "vision": t2 - t1 + t_img, "prompt": time.perf_counter() - t2}
-        return QueryPrompt(query, demos, kept + [last], cand_ids, embeds, timings, image_scores)
+        return QueryPrompt(query, demos, kept + [last], cand_ids, embeds, timings, image_scores, image_note)
 
     def visual_prefixes(self, images: Sequence[ImageInput], mapper: torch.nn.Module | None = None
                         ) -> list[torch.Tensor | None]:
@@ -387,7 +391,8 @@ class Linker:
                           demonstrations=[_demo(r) for r in qp.demonstrations], profile=self.config.name,
                           mapper=self.mapper_version, precision=self.lm.dtype_name, timings=timings,
                           prompt_tokens=pre.length, source="correction" if decided else "model",
-                          corrected_by=decided.meta.get("annotator") if decided else None)
+                          corrected_by=decided.meta.get("annotator") if decided else None,
+                          image=image_use(qp, ranked, self.config.image.weight))
 
     def decode(self, pre: Prefilled, candidate_ids: Sequence[int]) -> list[Hypothesis]:
         """The LLM's hypotheses after a prefilled prompt: every candidate scored (``decode.mode="score"``), or
@@ -432,6 +437,15 @@ class Linker:
             score = text_score + (w_img * img if img is not None else 0.0)
             out.append(Candidate(e.title, score, llm, sim, e.description, image_score=img))
         return sorted(out, key=lambda c: c.score, reverse=True)
+
+
+def image_use(qp: QueryPrompt, ranked: Sequence[Candidate], weight: float) -> str:
+    """One line on how the picture's image score took part in this answer (``Prediction.image``)."""
+    if qp.image_scores is None:
+        return qp.image_note
+    if all(c.image_score is None for c in ranked):
+        return "off: the text decided (its best candidates are far apart, or the mention names one)"
+    return f"on: image.weight {weight:g} x the image score" if weight > 0 else "shown, not used (image.weight 0)"
 
 
 def _identity(section: Any, name: str) -> Any:

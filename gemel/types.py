@@ -86,6 +86,7 @@ class Prediction:
     source: str = "model"  # "model", or "correction": a person decided this exact item (caption, mention, image)
     corrected_by: str | None = None  # with source "correction": the annotator whose decision it is
     precision: str = ""  # the LLM's precision (float32, bfloat16, float16, int8); "" = not recorded
+    image: str = ""  # how the image score took part: "on: ...", "off: <why>", "" (no image scorer or no picture)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +97,7 @@ class Prediction:
             "mapper": self.mapper,
             "timings": dict(self.timings),
             "precision": self.precision,
+            "image": self.image,
             "prompt_tokens": self.prompt_tokens,
             "source": self.source,
             "corrected_by": self.corrected_by,

@@ -47,6 +47,7 @@ def test_the_same_caption_with_different_flags_links_to_different_countries(offl
     for country, pred in answers.items():
         top = pred.candidates[0]
         assert top.name == country and top.image_score is not None and top.image_score > 3.0
+        assert pred.image.startswith("on: image.weight")
 
 
 def test_a_photo_gets_no_image_share_and_a_named_mention_is_not_overruled(offline_linker):
@@ -56,3 +57,5 @@ def test_a_photo_gets_no_image_share_and_a_named_mention_is_not_overruled(offlin
     assert offline_linker.image_scores(photo) is None  # a photo: the scorer, trained on drawings, stays out
     named = offline_linker.link(FLAGS["France"], "The flag of Japan was adopted in 1870.", "Japan")
     assert named.entity == "Japan"  # the text has decided; the French flag in the picture does not overrule it
+    assert named.image.startswith("off: the text decided")
+    assert offline_linker.link(photo, "Hopper led the team.", "Hopper").image.startswith("off: a photo")

@@ -138,3 +138,24 @@ def test_an_exact_name_is_trusted_unless_several_candidates_share_it():
     assert image_may_decide([-1.0, -1.1], ["Nut (fruit)", "Nut (hardware)"], "Nut", trusting)
     assert image_may_decide([-1.0, -1.1], ["Country", "France"], "the country", trusting)
     assert image_may_decide([-1.0, -1.1], ["Japan", "National flag"], "Japan", ImageConfig(scorer="s.pt"))
+
+
+def test_every_answer_says_how_the_image_score_took_part(tiny_linker, scorer_file, tmp_path):  # noqa: F811
+    from demo.render import meta_html
+    from gemel.cli import format_prediction
+
+    drawing, photo = tmp_path / "drawing.png", tmp_path / "photo.png"
+    _drawing().save(drawing)
+    _photo().save(photo)
+    linker = _with_image(tiny_linker, scorer_file, weight=2.0, candidates=2)
+    linker = linker.replace(config=linker.config.replace(image={"min_flatness": 0.5}))
+    assert linker.link(drawing, TEXT, MENTION).image == "on: image.weight 2 x the image score"
+    off = linker.link(photo, TEXT, MENTION)
+    assert off.image.startswith("off: a photo, not a drawing (flatness 0.0") and off.image.endswith("< 0.5)")
+    decided = linker.replace(config=linker.config.replace(image={"max_text_margin": 1e-9}))
+    assert decided.link(drawing, TEXT, MENTION).image.startswith("off: the text decided")
+    assert linker.link(None, TEXT, MENTION).image == "" and tiny_linker.link(drawing, TEXT, MENTION).image == ""
+    assert off.to_dict()["image"] == off.image
+    assert "image score <b>off: a photo" in meta_html(off.to_dict())
+    assert "image score: off: a photo" in format_prediction(off)
+    assert "&lt;script&gt;" in meta_html({"profile": "p", "mapper": "m", "image": "<script>"})
