@@ -17,7 +17,7 @@ shipped test split, but here that holds the held-out items, which must not judge
 gate said; ``served`` is what the app would serve: the re-trained mapper where the gate accepted it, else the old
 mapper (the in-context point). ``gate=`` says in how many folds the gate accepted.
 
-    .venv/bin/python bench/learning_curve.py                # both splits, 2 folds, re-trained at 50%
+    .venv/bin/python bench/learning_curve.py --rules drop   # both splits, 2 folds, re-trained at 50% (~75 min, 2 cores)
     .venv/bin/python bench/learning_curve.py --limit 20 --no-retrain     # a quick look
 
 Last line: ``n0= n10= n25= n50= retrained= served= gate=`` (accuracy of the default rule at each share and after
