@@ -256,8 +256,14 @@ def run_kb_build(args: argparse.Namespace) -> int:
     from .kb import KnowledgeBase
 
     kb = KnowledgeBase.load(args.source, name=Path(args.out).name)
+    stamp = Path(args.out) / "trie.tokenizer"
+    stamp.unlink(missing_ok=True)  # the linker uses a prebuilt trie only with its stamp: none until it matches
     out = kb.save(args.out)
     print(f"wrote {len(kb)} entities to {out}")
+    if kb.duplicates:
+        shown = ", ".join(repr(t) for t in dict.fromkeys(kb.duplicates[:5]))
+        print(f"skipped {len(kb.duplicates)} duplicate title(s), keeping the first entity of each: {shown}"
+              + (" ..." if len(kb.duplicates) > 5 else ""))
     if args.profile:
         from .config import load_profile
         from .llm import LanguageModel
@@ -267,7 +273,7 @@ def run_kb_build(args: argparse.Namespace) -> int:
         lm = LanguageModel.load(llm)
         trie = ArrayTrie.build((lm.answer_tokens(t) for t in kb.titles), progress=True)
         trie.save(Path(args.out) / "trie")
-        (Path(args.out) / "trie.tokenizer").write_text(llm.source + "\n")  # the linker checks it before use
+        stamp.write_text(llm.source + "\n")  # written last: the linker checks it before using the trie
         print(f"wrote the prefix tree ({len(trie)} names) to {Path(args.out) / 'trie'}")
     return 0
 

@@ -12,6 +12,7 @@ one title per line, or a folder written by :meth:`KnowledgeBase.save` (``gemel k
 from __future__ import annotations
 
 import json
+import os
 import re
 import urllib.parse
 from dataclasses import dataclass
@@ -68,9 +69,12 @@ class KnowledgeBase:
         self.name = name
         self.entities: list[Entity] = []
         self._index: dict[str, int] = {}
+        self.duplicates: list[str] = []  # titles seen again after their first entity (the first one is kept)
         for e in entities:
             title = e.title.strip()
-            if title and title not in self._index:
+            if title and title in self._index:
+                self.duplicates.append(title)
+            elif title:
                 self._index[title] = len(self.entities)
                 self.entities.append(e if title == e.title else Entity(title, e.description, e.extract))
         if not self.entities:
@@ -129,14 +133,18 @@ class KnowledgeBase:
         return cls(_read_entities(path), name=name)
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``folder/kb.jsonl``, the format `gemel kb build` produces and :meth:`load` reads fastest."""
+        """Write ``folder/kb.jsonl``, the format `gemel kb build` produces and :meth:`load` reads fastest. The file
+        is written beside its final name and renamed at the end, so an interrupted build never leaves a
+        half-written KB that a linker would open (an earlier complete one stays as it was)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / "kb.jsonl"
-        with out.open("w", encoding="utf-8") as f:
+        partial = folder / "kb.jsonl.partial"
+        with partial.open("w", encoding="utf-8") as f:
             for e in self.entities:
                 f.write(json.dumps({"title": e.title, "description": e.description, "extract": e.extract},
                                    ensure_ascii=False) + "\n")
+        os.replace(partial, out)
         return out
 
 

@@ -100,7 +100,9 @@ def tsv(tmp_path) -> Path:
 def test_kb_build_writes_a_loadable_folder(tsv, tmp_path, capsys):
     out = tmp_path / "built"
     assert main(["kb", "build", str(tsv), "--out", str(out)]) == 0
-    assert f"wrote {len(TINY_KB)} entities to {out / 'kb.jsonl'}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"wrote {len(TINY_KB)} entities to {out / 'kb.jsonl'}" in printed
+    assert "skipped 1 duplicate title(s), keeping the first entity of each: 'Jordan'" in printed
     rows = [json.loads(line) for line in (out / "kb.jsonl").read_text().splitlines()]
     assert [r["title"] for r in rows] == [t for t, _, _ in TINY_KB]
     assert rows[0]["description"] == TINY_KB[0][1]

@@ -118,6 +118,29 @@ def test_duplicates_collapse_and_the_first_wins(tmp_path):
     assert kb.titles == ["Moon", "Cat"]
     assert kb.get("Moon").description == "first"
     assert len(kb) == 2 and list(kb) == kb.entities
+    assert kb.duplicates == ["Moon", "Moon"]  # counted, so `gemel kb build` can say what it skipped
+
+
+def test_an_interrupted_save_leaves_the_earlier_kb_whole(tmp_path, monkeypatch):
+    import gemel.kb as kb_module
+
+    KnowledgeBase([Entity("Moon", "old")]).save(tmp_path)
+    calls = {"n": 0}
+    real = kb_module.json.dumps
+
+    def failing(obj, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # the user stops the build half-way
+        return real(obj, **kw)
+
+    monkeypatch.setattr(kb_module.json, "dumps", failing)
+    with pytest.raises(KeyboardInterrupt):
+        KnowledgeBase([Entity("Cat", "new"), Entity("Dog", "new")]).save(tmp_path)
+    monkeypatch.undo()
+    assert KnowledgeBase.load(tmp_path).titles == ["Moon"]  # the complete earlier KB, not a half-written one
+    KnowledgeBase([Entity("Cat", "new"), Entity("Dog", "new")]).save(tmp_path)
+    assert KnowledgeBase.load(tmp_path).titles == ["Cat", "Dog"]
 
 
 def test_titles_are_stripped_and_blank_titles_dropped():
