@@ -102,12 +102,15 @@ class DemonstrationConfig:
     kb_demos: bool = True  # also retrieve KB-derived text-only demonstrations (first extract sentence)
     max_kb_share: float = 0.5  # at most this share of the n demonstrations comes from the KB pool
     same_caption: str = "drop"  # labelled demonstrations with the query's own caption: "drop" or "keep"
+    w_image: float = 0.0  # labelled demonstrations ranked by text sim + w_image * cosine of the pictures' features
 
     def __post_init__(self) -> None:
         _check(0 <= self.n <= 64, f"demos.n={self.n} must be in 0..64")
         _check(self.same_caption in ("drop", "keep"),
                f"demos.same_caption {self.same_caption!r} is not one of drop, keep")
         _check(0.0 <= self.max_kb_share <= 1.0, f"demos.max_kb_share={self.max_kb_share} must be in [0, 1]")
+        _check(math.isfinite(self.w_image) and self.w_image >= 0,
+               f"demos.w_image={self.w_image} must be a finite number >= 0 (0 = text similarity only)")
 
 
 @dataclass(frozen=True)

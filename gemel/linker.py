@@ -268,19 +268,37 @@ class Linker:
         """Withdraw labelled examples by id (e.g. an annotator undid the correction); returns how many."""
         return self.labelled_pool.remove(ids)
 
-    def retrieve_demonstrations(self, query: np.ndarray, exclude: Sequence[str] = (), caption: str | None = None
-                                ) -> list[Retrieved]:
+    def retrieve_demonstrations(self, query: np.ndarray, exclude: Sequence[str] = (), caption: str | None = None,
+                                image: ImageInput = None) -> list[Retrieved]:
         """The n demonstrations for a (1, D) query embedding, least similar first (prompt order). With
         ``demos.same_caption = "drop"``, labelled examples of the query's own ``caption`` are left out: with
         another picture or another mention they would be copied, not learnt from (the exact item itself is
-        answered by the memory, see `link`)."""
-        n = self.config.demos.n
+        answered by the memory, see `link`). With ``demos.w_image`` > 0 and a query ``image``, the labelled
+        examples are ranked by text similarity + w_image * the cosine of the two pictures' vision features
+        (their ``similarity`` is that sum; an example without a picture adds 0)."""
+        n, w_image = self.config.demos.n, self.config.demos.w_image
         if caption is not None and self.config.demos.same_caption == "drop":
             exclude = [*exclude, *self.labelled_pool.ids_with_text(caption)]
-        labelled = self.labelled_pool.retrieve(query, n, exclude)
+        query_feature = self.features.get(image) if w_image > 0 and image is not None and self.features else None
+        if query_feature is None:
+            labelled = self.labelled_pool.retrieve(query, n, exclude)
+        else:
+            wide = self.labelled_pool.retrieve(query, 4 * n, exclude)
+            labelled = sorted(self._with_picture_similarity(wide, query_feature, w_image),
+                              key=lambda r: r.similarity, reverse=True)[:n]
         kb_pool = self.kb_pool
         kb = kb_pool.retrieve(query, n, exclude) if kb_pool is not None else []
         return merge(labelled, kb, n, self.config.demos.max_kb_share)
+
+    def _with_picture_similarity(self, retrieved: Sequence[Retrieved], query_feature: torch.Tensor,
+                                 w_image: float) -> list[Retrieved]:
+        q = torch.nn.functional.normalize(query_feature.float(), dim=0)
+        out = []
+        for r in retrieved:
+            feature = self.features.get(r.example.image) if r.example.image else None
+            cos = float(q @ torch.nn.functional.normalize(feature.float(), dim=0)) if feature is not None else 0.0
+            out.append(Retrieved(r.example, r.similarity + w_image * cos))
+        return out
 
     def retrieve_candidates(self, query: np.ndarray, names: Sequence[str] | None = None,
                             image_scores: np.ndarray | None = None) -> list[int]:
@@ -333,7 +351,7 @@ class Linker:
         check_query(text, mention, verbatim)
         t0 = time.perf_counter()
         query = self.embedder.encode([mention_in_context(text, mention)])  # (1, D)
-        demos = self.retrieve_demonstrations(query, exclude, caption=text)
+        demos = self.retrieve_demonstrations(query, exclude, caption=text, image=image)
         t_img = time.perf_counter()
         image_scores, image_note = self._image_scores(image)
         t_img = time.perf_counter() - t_img

@@ -134,3 +134,26 @@ def test_a_data_sets_mention_not_in_its_caption_is_prompted_as_given(tiny_linker
     qp = tiny_linker.build_prompt(None, text, mention, verbatim=False)
     assert "What does Grace Hopper mentioned" in qp.segments[-1].text
     assert tiny_linker.link(None, text, mention, verbatim=False).candidates
+
+
+# ---- demonstrations by text and picture (demos.w_image) ----------------------------------------------------
+def test_demonstrations_can_be_ranked_by_text_and_picture(tiny_linker, tiny_dir):
+    query = tiny_linker.embedder.encode(["Apple released a new phone."])
+    image = tiny_dir / "img.png"
+    plain = tiny_linker.retrieve_demonstrations(query, image=image)
+    assert plain == tiny_linker.retrieve_demonstrations(query)  # w_image = 0: the picture changes nothing
+    heavy = tiny_linker.replace(config=tiny_linker.config.replace(demos={"w_image": 100.0}))
+    ranked = heavy.retrieve_demonstrations(query, image=image)
+    with_picture = [r for r in ranked if r.example.image]
+    without = [r for r in ranked if not r.example.image]
+    assert with_picture and all(r.similarity > 50 for r in with_picture)  # the same picture: cosine 1
+    assert all(w.similarity < r.similarity for w in without for r in with_picture)
+    assert ranked[-1].example.image  # most similar last: a demonstration with the query's own picture
+    assert heavy.retrieve_demonstrations(query) == plain  # no query picture: text only, as before
+
+
+def test_w_image_must_be_a_finite_weight():
+    from gemel.config import DemonstrationConfig, ProfileError
+
+    with pytest.raises(ProfileError, match=r"demos.w_image=-1.0 must be a finite number >= 0"):
+        DemonstrationConfig(w_image=-1.0)
