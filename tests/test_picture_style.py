@@ -47,12 +47,22 @@ def test_large_pictures_are_measured_on_a_thumbnail_and_nothing_is_changed():
     assert flatness(big) < 0.1 and big.size == (3000, 2000) and np.array_equal(np.asarray(big), before)
 
 
-def test_min_flatness_keeps_the_image_off_photos(tiny_linker, scorer_file, tmp_path):  # noqa: F811
-    drawing, photo = tmp_path / "drawing.png", tmp_path / "photo.png"
+def _saved_pictures(folder):
+    """(a drawing, a photo) saved as PNG files in ``folder``."""
+    drawing, photo = folder / "drawing.png", folder / "photo.png"
     _drawing().save(drawing)
     _photo().save(photo)
-    gated = _with_image(tiny_linker, scorer_file, weight=5.0, candidates=4)
-    gated = gated.replace(config=gated.config.replace(image={"min_flatness": 0.5}))
+    return drawing, photo
+
+
+def _gated(linker, scorer: str, weight: float, candidates: int, min_flatness: float = 0.5):
+    with_image = _with_image(linker, scorer, weight=weight, candidates=candidates)
+    return with_image.replace(config=with_image.config.replace(image={"min_flatness": min_flatness}))
+
+
+def test_min_flatness_keeps_the_image_off_photos(tiny_linker, scorer_file, tmp_path):  # noqa: F811
+    drawing, photo = _saved_pictures(tmp_path)
+    gated = _gated(tiny_linker, scorer_file, weight=5.0, candidates=4)
     assert gated.image_scores(drawing) is not None
     assert gated.image_scores(photo) is None
     pred, plain = gated.link(photo, TEXT, MENTION), tiny_linker.link(photo, TEXT, MENTION)
@@ -144,11 +154,8 @@ def test_every_answer_says_how_the_image_score_took_part(tiny_linker, scorer_fil
     from demo.render import meta_html
     from gemel.cli import format_prediction
 
-    drawing, photo = tmp_path / "drawing.png", tmp_path / "photo.png"
-    _drawing().save(drawing)
-    _photo().save(photo)
-    linker = _with_image(tiny_linker, scorer_file, weight=2.0, candidates=2)
-    linker = linker.replace(config=linker.config.replace(image={"min_flatness": 0.5}))
+    drawing, photo = _saved_pictures(tmp_path)
+    linker = _gated(tiny_linker, scorer_file, weight=2.0, candidates=2)
     assert linker.link(drawing, TEXT, MENTION).image == "on: image.weight 2 x the image score"
     off = linker.link(photo, TEXT, MENTION)
     assert off.image.startswith("off: a photo, not a drawing (flatness 0.0") and off.image.endswith("< 0.5)")
