@@ -1,13 +1,14 @@
-"""Fitting the image's weight in linking (``image.weight``, ``image.candidates``) on dev data, one linker pass.
+"""Fitting the image's part in linking (``image.weight``, ``image.candidates`` and the gates ``min_confidence``,
+``min_flatness``, ``max_text_margin``, ``trust_exact_name``) on dev data, one linker pass.
 
 Every part of a candidate's fused score (the LLM's log-probability, the retrieval similarity, the image score)
 is independent of ``image.weight``, and the LLM scores each candidate name on its own (teacher forcing over one
 shared prompt), so the linker runs once per example with the largest ``image.candidates`` of the grid
-(:func:`collect_one`) and every (w_img, K_img) re-ranks the stored candidates (:func:`choose`): K_img keeps
-the text top-K plus the picture's K_img best entities. :func:`fit` picks the pair with the best mean accuracy
-over strata (e.g. corpus captions and real photos weigh alike), among the pairs that lose no example of the
-``guard`` strata (the issue's "the image must lose nothing on real photos"), preferring fewer image candidates
-(latency) and then the smaller weight on ties. ``bench/image_ablation.py --fit`` runs it on the dev splits.
+(:func:`collect_one`, every gate open) and every setting re-ranks the stored candidates (:func:`choose`): K_img
+keeps the text top-K plus the picture's K_img best entities. :func:`fit` picks the setting with the best mean
+accuracy over strata (e.g. corpus captions and real photos weigh alike), among those that lose no example of
+the ``guard`` strata (the issue's "the image must lose nothing on real photos"), preferring fewer image
+candidates (latency) and then the smaller weight on ties. ``bench/image_ablation.py --fit`` runs it on the dev splits.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def choose(item: ImageScored, w_img: float, k_img: int, w_llm: float = 1.0, w_re
 
 
 def correct(items: Sequence[ImageScored], w_img: float, k_img: int, w_ret: float, stratum: str, **gates: float) -> int:
-    """How many examples of one stratum get their gold entity (``gates``: min_confidence, min_flatness)."""
+    """How many examples of one stratum get their gold entity (``gates``: the image gates of :func:`choose`)."""
     return sum(choose(x, w_img, k_img, w_ret=w_ret, **gates) == x.gold for x in items if x.stratum == stratum)
 
 
