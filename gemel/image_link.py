@@ -37,7 +37,7 @@ from .sources import resolve
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_scorer", "kb_image_scores", "gated_image_scores", "confidence", "top_rows", "merge_candidates",
+__all__ = ["load_scorer", "gated_image_scores", "confidence", "top_rows", "merge_candidates",
            "text_leaves_open", "names_exactly", "image_may_decide"]
 
 
@@ -70,21 +70,16 @@ def load_scorer(config: LinkerConfig, vision: Any, embedder_name: str, kb_vector
                               f"{config.vision.name!r}: {e}") from e
 
 
-def kb_image_scores(scorer: ImageEntityScorer, feature: Any, image: ImageInput = None,
-                    min_confidence: float = 0.0, min_flatness: float = 0.0) -> np.ndarray | None:
-    """(N_kb,) fused image scores of the picture against every KB entity, or None when the image should add
-    nothing: the scorer abstains, its confidence (max probability over the KB) is below ``min_confidence``, or
-    the picture's flatness is below ``min_flatness`` (``image.min_flatness``: a photo, where the scorer, trained
-    on drawings, is mostly wrong; a picture that cannot be read counts as flatness 0).
+def gated_image_scores(scorer: ImageEntityScorer, feature: Any, image: ImageInput = None,
+                       min_confidence: float = 0.0, min_flatness: float = 0.0) -> tuple[np.ndarray | None, str]:
+    """(N_kb,) fused image scores of the picture against every KB entity and "on", or None and a short note
+    saying why the image adds nothing ("off: ..."): the scorer abstains, its confidence (max probability over
+    the KB) is below ``min_confidence``, or the picture's flatness is below ``min_flatness``
+    (``image.min_flatness``: a photo, where the scorer, trained on drawings, is mostly wrong; a picture that
+    cannot be read counts as flatness 0).
 
     ``feature`` is the picture's pooled vision feature (the one the visual prefix is made from, computed once);
     ``image`` the picture itself, for the colour-layout exemplars and the flatness."""
-    return gated_image_scores(scorer, feature, image, min_confidence, min_flatness)[0]
-
-
-def gated_image_scores(scorer: ImageEntityScorer, feature: Any, image: ImageInput = None,
-                       min_confidence: float = 0.0, min_flatness: float = 0.0) -> tuple[np.ndarray | None, str]:
-    """:func:`kb_image_scores` and a short note saying why the image adds nothing, or "on" when it may."""
     picture = _readable(image) if image is not None and (scorer.exemplars is not None or min_flatness > 0) else None
     if min_flatness > 0:
         flat = flatness(picture) if picture is not None else 0.0

@@ -444,8 +444,9 @@ class Linker:
             sim = float(self._shared.kb_vectors[i] @ query[0])
             llm = h.normalised(d.length_penalty)
             parts.append((i, llm, sim, d.w_llm * llm + d.w_ret * sim))
-        titles = [self.kb.entities[p[0]].title for p in parts]
-        if image_scores is not None and not image_may_decide([p[3] for p in parts], titles, mention, self.config.image):
+        if image_scores is not None and not image_may_decide([p[3] for p in parts],
+                                                             [self.kb.entities[p[0]].title for p in parts],
+                                                             mention, self.config.image):
             image_scores = None  # the text has decided: the picture does not overrule it
         w_img = self.config.image.weight
         out = []
