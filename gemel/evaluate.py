@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import GemelError
+from .images import image_key
 from .metrics import EvalConfig, EvalReport, evaluate, exact_match
 from .types import Candidate, Example, Prediction
 
@@ -247,11 +248,38 @@ def evaluate_linker(linker: Any, examples: Sequence[Example], *, baseline: bool 
         preds = predict(linker, examples, exclude_self=options.exclude_self, progress=options.progress,
                         candidates_from_data=options.candidates_from_data)
     seconds = time.perf_counter() - t0
-    report = evaluate(preds, examples, EvalConfig(ks=options.ks))
+    report = evaluate(preds, with_pool_tags(examples, pool_pictures(linker)), EvalConfig(ks=options.ks))
     info = {"profile": linker.config.name, "mapper": "baseline" if baseline else linker.mapper_version,
             "decode": dataclasses.asdict(linker.config.decode), "demos": dataclasses.asdict(linker.config.demos),
             "candidates": "from-data" if options.candidates_from_data and not baseline else "retrieval"}
     return EvalResult(report, preds, examples, seconds, "baseline" if baseline else "gemel", info)
+
+
+def pool_pictures(linker: Any) -> set[str]:
+    """Content hashes of the pictures of the linker's labelled demonstration pool (seed pool, corrections)."""
+    pool = getattr(linker, "labelled_pool", None)
+    return set() if pool is None else {k for k in (_picture_key(e.image) for e in pool.live()) if k is not None}
+
+
+def with_pool_tags(examples: Sequence[Example], pictures: set[str]) -> list[Example]:
+    """The examples with ``meta["pool"]``: "in-pool" when their picture (by content) is also a demonstration's,
+    where the untrained mapper's prefix fingerprints an identical picture, so the report shows them apart;
+    "out-of-pool" otherwise. Examples without a readable picture file get no tag."""
+    out = []
+    for ex in examples:
+        key = _picture_key(ex.image)
+        tag = None if key is None else "in-pool" if key in pictures else "out-of-pool"
+        out.append(ex if tag is None else dataclasses.replace(ex, meta={**ex.meta, "pool": tag}))
+    return out
+
+
+def _picture_key(image: Any) -> str | None:
+    if not isinstance(image, (str, Path)) or not Path(image).is_file():
+        return None  # no picture, or a feature-store key (precomputed features): nothing to compare
+    try:
+        return image_key(image)
+    except GemelError:
+        return None
 
 
 def write_report(result: EvalResult, path: str | Path, **info: Any) -> Path:

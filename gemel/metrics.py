@@ -102,6 +102,7 @@ class EvalReport:
     recall_at_k: dict[int, float] = field(default_factory=dict)  # over gold non-NIL queries
     nil: NilScores | None = None  # only when the gold set has NIL mentions
     per_type: dict[str, Score] = field(default_factory=dict)  # by Example.meta["type"]
+    per_pool: dict[str, Score] = field(default_factory=dict)  # by Example.meta["pool"]: "in-pool" / "out-of-pool"
     confidence: float = 0.95
 
     @property
@@ -121,7 +122,8 @@ class EvalReport:
                 "ci_high": self.overall.ci_high, "correct": self.overall.correct, "confidence": self.confidence,
                 "recall_at_k": {str(k): v for k, v in self.recall_at_k.items()},
                 "nil": self.nil.to_dict() if self.nil else None,
-                "per_type": {t: s.to_dict() for t, s in self.per_type.items()}}
+                "per_type": {t: s.to_dict() for t, s in self.per_type.items()},
+                "per_pool": {t: s.to_dict() for t, s in self.per_pool.items()}}
 
     def table(self) -> str:
         """A plain-text table of every figure, for logs and the CLI."""
@@ -132,6 +134,7 @@ class EvalReport:
             rows += [("NIL precision", f"{self.nil.precision:.4f}", ""), ("NIL recall", f"{self.nil.recall:.4f}", ""),
                      ("NIL F1", f"{self.nil.f1:.4f}", "")]
         rows += [_score_row(f"type {t} (n={s.n})", s) for t, s in self.per_type.items()]
+        rows += [_score_row(f"{t} picture (n={s.n})", s) for t, s in self.per_pool.items()]
         width = max(len(r[0]) for r in rows + [("metric", "", "")])
         lines = [f"{'metric':<{width}}  {'value':>8}  {level}"]
         lines += [f"{name:<{width}}  {value:>8}  {ci}".rstrip() for name, value, ci in rows]
@@ -178,12 +181,13 @@ def _nil_scores(entities: list[str | None], golds: Sequence[Example]) -> NilScor
     return NilScores(precision, recall, f1, gold_nil, predicted_nil)
 
 
-def _per_type(hits: list[bool], golds: Sequence[Example], confidence: float) -> dict[str, Score]:
-    by_type: dict[str, list[bool]] = {}
+def _per_meta(hits: list[bool], golds: Sequence[Example], key: str, confidence: float) -> dict[str, Score]:
+    """Accuracy per value of ``Example.meta[key]`` (examples without it are left out)."""
+    by_value: dict[str, list[bool]] = {}
     for hit, gold in zip(hits, golds):
-        if gold.meta.get("type") is not None:
-            by_type.setdefault(str(gold.meta["type"]), []).append(hit)
-    return {t: Score.of(sum(h), len(h), confidence) for t, h in sorted(by_type.items())}
+        if gold.meta.get(key) is not None:
+            by_value.setdefault(str(gold.meta[key]), []).append(hit)
+    return {t: Score.of(sum(h), len(h), confidence) for t, h in sorted(by_value.items())}
 
 
 def evaluate(predictions: Sequence[Prediction | Mapping[str, Any] | str | None], golds: Sequence[Example],
@@ -198,5 +202,5 @@ def evaluate(predictions: Sequence[Prediction | Mapping[str, Any] | str | None],
     hits = [exact_match(e, g.entity) for e, g in zip(entities, golds)]
     return EvalReport(overall=Score.of(sum(hits), len(hits), config.confidence),
                       recall_at_k=_recall_at_k(candidates, golds, config.ks),
-                      nil=_nil_scores(entities, golds), per_type=_per_type(hits, golds, config.confidence),
-                      confidence=config.confidence)
+                      nil=_nil_scores(entities, golds), per_type=_per_meta(hits, golds, "type", config.confidence),
+                      per_pool=_per_meta(hits, golds, "pool", config.confidence), confidence=config.confidence)

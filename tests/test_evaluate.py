@@ -202,3 +202,18 @@ def test_report_json_is_standard():
 def test_bad_eval_options_are_refused(kwargs, message):
     with pytest.raises(EvaluationError, match=message):
         EvalOptions(**kwargs)
+
+
+def test_cases_whose_picture_is_a_demonstrations_are_reported_apart(tiny_linker, tiny_dir, tmp_path):
+    from PIL import Image
+
+    other = tmp_path / "other.png"
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(other)
+    examples = [Example(text="Apple makes phones.", mention="Apple", entity="Apple Inc.",
+                        image=str(tiny_dir / "img.png"), id="e1"),
+                Example(text="An apple a day.", mention="apple", entity="Apple", image=str(other), id="e2"),
+                Example(text="Apple again.", mention="Apple", entity="Apple Inc.", image=None, id="e3")]
+    result = evaluate_linker(tiny_linker, examples, baseline=True, options=EvalOptions(progress=False))
+    assert {k: v.n for k, v in result.report.per_pool.items()} == {"in-pool": 1, "out-of-pool": 1}
+    assert "in-pool picture (n=1)" in result.report.table() and "out-of-pool picture (n=1)" in result.report.table()
+    assert set(result.report.to_dict()["per_pool"]) == {"in-pool", "out-of-pool"}
