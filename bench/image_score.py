@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     from gemel.captions import flag_set, same_caption_groups, shared_surfaces, text_only_upper_bound
     from gemel.corpus import Corpus
     from gemel.corpus_cli import default_corpus
-    from gemel.image_score import FusionConfig, ImageEntityScorer
+    from gemel.image_score import ExemplarConfig, FusionConfig, ImageEntityScorer
     from gemel.image_training import corpus_features, corpus_layouts, default_artifact, load_parts, train_scorer
 
     t0 = time.perf_counter()
@@ -74,7 +74,8 @@ def main(argv=None) -> int:
     test = corpus.split("test")
     feats = corpus_features(corpus, parts.encoder, test, progress=False)
     gold = np.array([parts.kb.index(it.entity) for it in test])
-    layouts = corpus_layouts(corpus, test)
+    layout_config = scorer.exemplars.config if scorer.exemplars is not None else ExemplarConfig()
+    layouts = corpus_layouts(corpus, test, layout_config)  # the descriptor the artifact's exemplars hold
     titles = parts.kb.titles
     for why in ("style", "picture", "entity"):
         for source in sorted({it.source for it in test}) + ["all"]:
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
     flags = flag_set(corpus)
     if flags:
         ff = corpus_features(corpus, parts.encoder, flags, progress=False)
-        fl = corpus_layouts(corpus, flags)
+        fl = corpus_layouts(corpus, flags, layout_config)
         fg = np.array([parts.kb.index(it.entity) for it in flags])
         countries = sorted({it.entity for it in corpus.items if it.kind == "flag"})
         local = np.array([countries.index(it.entity) for it in flags])

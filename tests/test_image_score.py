@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from gemel.config import VisionConfig
-from gemel.image_score import (BridgeConfig, ColourExemplars, FusionConfig, ImageEntityScorer, ImageNetBridge,
+from gemel.image_score import (BridgeConfig, ColourExemplars, ExemplarConfig, FusionConfig, ImageEntityScorer, ImageNetBridge,
                                ImageScoreError, colour_layout,
                                Projection, ProjectionConfig, ScorerSpec, fit_fusion, normalise, train_projection)
 from gemel.images import load_image, to_rgb
@@ -251,11 +251,26 @@ FLAGS = {"France": ((0, 35, 149), (255, 255, 255), (237, 41, 57)), "Italy": ((0,
          "Germany": ((0, 0, 0), (221, 0, 0), (255, 206, 0))}
 
 
-def test_colour_layout_ignores_the_transparent_margin():
-    a = colour_layout(_flag(FLAGS["France"], pad=2))
-    b = colour_layout(_flag(FLAGS["France"], pad=30))
-    assert a.shape == (3 * (12 + 48 + 192),) and np.allclose(a, b, atol=0.05)
-    assert colour_layout(Image.new("RGB", (10, 10), (255, 255, 255))).shape == a.shape  # all background
+@pytest.mark.parametrize("palette, channels", [(0.0, 3), (0.2, 9)])
+def test_colour_layout_ignores_the_transparent_margin(palette, channels):
+    config = ExemplarConfig(palette_temperature=palette)
+    a = colour_layout(_flag(FLAGS["France"], pad=2), config)
+    b = colour_layout(_flag(FLAGS["France"], pad=30), config)
+    assert a.shape == (channels * (12 + 48 + 192),) and np.allclose(a, b, atol=0.05)
+    assert colour_layout(Image.new("RGB", (10, 10), (255, 255, 255)), config).shape == a.shape  # all background
+
+
+def test_palette_layout_carries_a_flag_across_art_styles():
+    """Another style's shades of the same flag (a paler blue, a brick red) stay nearer the flag than a different
+    tricolour does, and more so with palette shares than with mean colours."""
+    other_style = ((40, 70, 190), (246, 246, 246), (205, 70, 60))
+    ratio = {}
+    for palette in (0.0, 0.2):
+        config = ExemplarConfig(palette_temperature=palette)
+        france, restyled, italy = (colour_layout(_flag(c), config) for c in (FLAGS["France"], other_style,
+                                                                               FLAGS["Italy"]))
+        ratio[palette] = np.linalg.norm(france - restyled) / np.linalg.norm(france - italy)
+    assert ratio[0.2] < ratio[0.0] and ratio[0.2] < 0.5
 
 
 def test_exemplars_find_the_flag_in_another_drawing(encoder, kb):
