@@ -23,6 +23,8 @@ import heapq
 import logging
 import math
 import re
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,13 +33,13 @@ import numpy as np
 from .config import ImageConfig, LinkerConfig, ProfileError
 from .errors import GemelError
 from .image_score import ImageEntityScorer, ImageScoreError
-from .images import ImageInput, load_image
+from .images import ImageInput, image_key, load_image
 from .picture_style import flatness
 from .sources import resolve
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_scorer", "gated_image_scores", "confidence", "top_rows", "merge_candidates",
+__all__ = ["load_scorer", "gated_image_scores", "PictureFacts", "PictureFactsCache", "confidence", "top_rows", "merge_candidates",
            "text_leaves_open", "names_exactly", "image_may_decide"]
 
 
@@ -70,8 +72,48 @@ def load_scorer(config: LinkerConfig, vision: Any, embedder_name: str, kb_vector
                               f"{config.vision.name!r}: {e}") from e
 
 
+@dataclass(frozen=True)
+class PictureFacts:
+    """What the image gates and the exemplars read from one picture's pixels."""
+
+    flatness: float  # :func:`gemel.picture_style.flatness`; 0.0 when the picture cannot be read
+    layout: np.ndarray | None  # the scorer's colour layout; None without exemplars or a readable picture
+
+    @classmethod
+    def of(cls, scorer: ImageEntityScorer, image: ImageInput) -> "PictureFacts":
+        picture = _readable(image) if image is not None else None
+        if picture is None:
+            return cls(0.0, None)
+        return cls(flatness(picture), scorer.layout(picture) if scorer.exemplars is not None else None)
+
+
+class PictureFactsCache:
+    """The facts of the last ``size`` pictures, by content hash and exemplar descriptor: linking several mentions
+    of one upload, or re-linking it, decodes the picture once for the gates instead of once per link (a 24 MP
+    JPEG: 0.6 s to decode + 0.2 s for the flatness, measured on this machine)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._facts: OrderedDict[tuple[str, str], PictureFacts] = OrderedDict()
+
+    def get(self, scorer: ImageEntityScorer, image: ImageInput, key: str | None = None) -> PictureFacts:
+        """The picture's facts (``key``: its :func:`gemel.images.image_key` when the caller has it already)."""
+        key = key or image_key(image)
+        if key is None:
+            return PictureFacts(0.0, None)
+        k = (key, repr(scorer.exemplars.config) if scorer.exemplars is not None else "")
+        if k in self._facts:
+            self._facts.move_to_end(k)
+        else:
+            self._facts[k] = PictureFacts.of(scorer, image)
+            if len(self._facts) > self.size:
+                self._facts.popitem(last=False)
+        return self._facts[k]
+
+
 def gated_image_scores(scorer: ImageEntityScorer, feature: Any, image: ImageInput = None,
-                       min_confidence: float = 0.0, min_flatness: float = 0.0) -> tuple[np.ndarray | None, str]:
+                       min_confidence: float = 0.0, min_flatness: float = 0.0,
+                       facts: PictureFacts | None = None) -> tuple[np.ndarray | None, str]:
     """(N_kb,) fused image scores of the picture against every KB entity and "on", or None and a short note
     saying why the image adds nothing ("off: ..."): the scorer abstains, its confidence (max probability over
     the KB) is below ``min_confidence``, or the picture's flatness is below ``min_flatness``
@@ -79,14 +121,14 @@ def gated_image_scores(scorer: ImageEntityScorer, feature: Any, image: ImageInpu
     cannot be read counts as flatness 0).
 
     ``feature`` is the picture's pooled vision feature (the one the visual prefix is made from, computed once);
-    ``image`` the picture itself, for the colour-layout exemplars and the flatness."""
-    picture = _readable(image) if image is not None and (scorer.exemplars is not None or min_flatness > 0) else None
-    if min_flatness > 0:
-        flat = flatness(picture) if picture is not None else 0.0
-        if flat < min_flatness:
-            return None, f"off: a photo, not a drawing (flatness {flat:.2f} < {min_flatness:g})"
-    layout = scorer.layout(picture) if scorer.exemplars is not None and picture is not None else None
-    scores = scorer.score(feature, scorer.kb_vectors, scorer.kb_titles, layout=layout)
+    ``image`` the picture itself, for the colour-layout exemplars and the flatness, unless ``facts`` (from a
+    :class:`PictureFactsCache`) already hold them."""
+    if facts is None:
+        needed = image is not None and (scorer.exemplars is not None or min_flatness > 0)
+        facts = PictureFacts.of(scorer, image) if needed else PictureFacts(0.0, None)
+    if min_flatness > 0 and facts.flatness < min_flatness:
+        return None, f"off: a photo, not a drawing (flatness {facts.flatness:.2f} < {min_flatness:g})"
+    scores = scorer.score(feature, scorer.kb_vectors, scorer.kb_titles, layout=facts.layout)
     if scores.abstain or scores.confidence < min_confidence:
         return None, f"off: the image scorer is unsure (confidence {scores.confidence:.3f})"
     return scores.fused, "on"

@@ -37,7 +37,8 @@ from .demonstrations import DemonstrationPool, Retrieved, kb_examples, load_json
 from .embedder import TextEmbedder, mention_in_context
 from .errors import InputError
 from .features import FeatureStore
-from .image_link import gated_image_scores, image_may_decide, load_scorer, merge_candidates, top_rows
+from .image_link import (PictureFactsCache, gated_image_scores, image_may_decide, load_scorer, merge_candidates,
+                         top_rows)
 from .image_score import ImageEntityScorer
 from .images import ImageInput
 from .kb import KnowledgeBase
@@ -120,6 +121,7 @@ class _Shared:
         self._kb_pool: DemonstrationPool | None = None
         self._full_trie: Trie | None = None
         self._image_scorers: dict[str, ImageEntityScorer] = {}
+        self.picture_facts = PictureFactsCache()  # flatness + colour layout of recent query pictures
 
     def image_scorer(self, config: LinkerConfig) -> ImageEntityScorer | None:
         """The config's image scorer, loaded once per artifact path (variants that only change image.weight or
@@ -338,7 +340,8 @@ class Linker:
         if feature is None:
             return None, "off: the picture has no vision feature"
         c = self.config.image
-        return gated_image_scores(self.image_scorer, feature, image, c.min_confidence, c.min_flatness)
+        facts = self._shared.picture_facts.get(self.image_scorer, image)
+        return gated_image_scores(self.image_scorer, feature, image, c.min_confidence, c.min_flatness, facts)
 
     # ---- the prompt ------------------------------------------------------------------------------
     def build_prompt(self, image: ImageInput, text: str, mention: str, *, exclude: Sequence[str] = (),

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from gemel.config import ImageConfig, LinkerConfig, ProfileError
 from gemel.decoding import Hypothesis
@@ -127,6 +128,30 @@ def test_no_picture_links_exactly_as_without_a_scorer(tiny_linker, scorer_file):
     a, b = linker.link(None, TEXT, MENTION), tiny_linker.link(None, TEXT, MENTION)
     assert [(c.name, c.score, c.image_score) for c in a.candidates] == \
         [(c.name, c.score, c.image_score) for c in b.candidates]
+
+
+def test_a_picture_is_decoded_once_for_the_gates_across_links(tiny_linker, scorer_file, tiny_dir, tmp_path,
+                                                              monkeypatch):
+    """Re-linking a picture (several mentions of one upload) reuses its flatness and colour layout; another
+    picture, or the same one changed on disk, is read again; the scores are the same either way."""
+    import shutil
+
+    import gemel.image_link as image_link
+
+    linker = _with_image(tiny_linker, scorer_file, weight=5.0, candidates=4)
+    linker = linker.replace(config=linker.config.replace(image={"min_flatness": 0.01}))
+    image = tmp_path / "query.png"
+    shutil.copy(tiny_dir / "img.png", image)
+    reads = []
+    real = image_link._readable
+    monkeypatch.setattr(image_link, "_readable", lambda im: reads.append(im) or real(im))
+    first = linker._image_scores(image)
+    second = linker._image_scores(image)
+    assert len(reads) == 1 and first[1] == second[1]
+    assert (first[0] is None and second[0] is None) or np.array_equal(first[0], second[0])
+    Image.new("RGB", (37, 23), (12, 200, 91)).save(image)  # new content: a new key
+    linker._image_scores(image)
+    assert len(reads) == 2
 
 
 def test_variants_share_one_loaded_scorer(tiny_linker, scorer_file):
