@@ -42,7 +42,8 @@ import torch  # noqa: E402
 
 from gemel.captions import HIDDEN_FLAG, HIDDEN_THING, captions, flag_set, same_caption_groups  # noqa: E402
 from gemel.demonstrations import load_jsonl_examples  # noqa: E402
-from gemel.image_fit import IMAGE_CANDIDATES, ImageScored, choose, collect_one, fit  # noqa: E402
+from gemel.image_fit import (CONFIDENCES, EXACT_NAMES, FLATNESSES, IMAGE_CANDIDATES, MARGINS,  # noqa: E402
+                             ImageScored, choose, collect_one, fit)
 from gemel.metrics import Score  # noqa: E402
 from gemel.types import Example  # noqa: E402
 
@@ -51,10 +52,6 @@ SCORER = "../../assets/models/image_scorer.pt"  # relative to gemel/profiles/
 FLAG_TEXT, FLAG_MENTION = HIDDEN_FLAG
 HIDDEN_TEXT, HIDDEN_MENTION = HIDDEN_THING
 K_MAX = max(IMAGE_CANDIDATES)
-CONFIDENCES = (0.0, 0.03)
-FLATNESSES = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
-MARGINS = (math.inf, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
-EXACT_NAMES = (False, True)
 
 
 def sha(path: str | Path) -> str:

@@ -216,12 +216,15 @@ def _toml_value(value: Any) -> str:
 
 
 def write_profile(config: LinkerConfig, path: str | Path, *, w_ret: float, nil_threshold: float,
-                  mapper: str | None = None, note: str = "") -> Path:
-    """Write a copy of ``config`` with the calibrated ``decode.w_ret`` / ``nil_threshold`` (and mapper)."""
+                  mapper: str | None = None, note: str = "", image: dict[str, Any] | None = None) -> Path:
+    """Write a copy of ``config`` with the calibrated ``decode.w_ret`` / ``nil_threshold`` (and mapper, and the
+    fitted ``[image]`` values)."""
     changes: dict[str, dict[str, Any]] = {"decode": {"w_llm": 1.0, "w_ret": float(w_ret),
                                                      "nil_threshold": float(nil_threshold)}}
     if mapper:
         changes["mapper"] = {"checkpoint": str(Path(mapper).resolve())}
+    if image:
+        changes["image"] = dict(image)
     calibrated = config.replace(**changes)
     path = Path(path)
     if path.suffix != ".toml":

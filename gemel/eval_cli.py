@@ -12,10 +12,11 @@ import json
 import logging
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .cli import UsageError
 from .config import ProfileError
+from .types import Example
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
                    help="search nil_threshold: auto = when the data has gold NIL (default)")
     p.add_argument("--out", required=True, metavar="TOML", help="calibrated profile to write")
     p.add_argument("--report", metavar="JSON", help="also write the grid as JSON")
+    p.add_argument("--image", action="store_true",
+                   help="also fit [image] (weight, candidates, gates) with the profile's image scorer: one more "
+                        "linker pass per mention")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_calibrate)
 
@@ -217,12 +221,34 @@ def run_calibrate(args: argparse.Namespace) -> int:
     note = (f"calibrated by `gemel calibrate` from profile {linker.config.name!r} on {source} "
             f"({len(scored)} mentions): w_ret={result.chosen.w_ret:g}, nil_threshold={result.chosen.nil_threshold:g},"
             f" accuracy {result.chosen.accuracy:.4f}")
+    image = _fit_image(linker, examples, result.chosen.w_ret, args.quiet) if args.image else None
+    if image is not None:
+        note += "; [image] " + " ".join(f"{k}={v:g}" for k, v in image.items() if k != "trust_exact_name") + \
+            f" trust_exact_name={str(image['trust_exact_name']).lower()}"
     out = write_profile(linker.config, args.out, w_ret=result.chosen.w_ret,
-                        nil_threshold=result.chosen.nil_threshold, mapper=args.mapper, note=note)
+                        nil_threshold=result.chosen.nil_threshold, mapper=args.mapper, note=note, image=image)
     print(f"wrote {out}")
     if args.report:
         Path(args.report).write_text(json.dumps({"source": str(source), **_finite(result.to_dict())}, indent=2))
     return 0
+
+
+def _fit_image(linker: Any, examples: Sequence[Example], w_ret: float, quiet: bool) -> dict[str, Any]:
+    """``gemel calibrate --image``: the fitted [image] values (gemel.image_fit.calibrate_image), printed."""
+    from .image_fit import ImageFitError, calibrate_image
+
+    if linker.image_scorer is None:
+        raise UsageError(f"--image needs a profile with an image scorer; {linker.config.name!r} has none: set "
+                         "image.scorer (e.g. --set image.scorer=assets/models/image_scorer.pt) or leave out --image")
+    try:
+        fitted = calibrate_image(linker, examples, w_ret, progress=not quiet)
+    except ImageFitError as e:
+        raise UsageError(str(e)) from e
+    values = {"weight": fitted.weight, "candidates": fitted.candidates, **fitted.gates()}
+    print(f"[image] fitted on {len(examples)} mentions over {len(fitted.grid)} settings: "
+          + " ".join(f"{k}={v}" for k, v in values.items())
+          + f" accuracy {fitted.accuracy:.4f} (without the image {fitted.baseline:.4f})")
+    return values
 
 
 def _finite(d: dict) -> dict:

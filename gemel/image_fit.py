@@ -27,6 +27,11 @@ from .types import Example
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 IMAGE_CANDIDATES = (0, 1, 2, 4, 8)
+# the gates' grid (bench/image_ablation.py --fit and gemel calibrate --image search all of it)
+CONFIDENCES = (0.0, 0.03)
+FLATNESSES = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+MARGINS = (math.inf, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+EXACT_NAMES = (False, True)
 
 
 class ImageFitError(GemelError):
@@ -187,3 +192,31 @@ def fit(items: Sequence[ImageScored], w_ret: float, weights: Sequence[float] = W
     tied = sorted((g for g in allowed if key(g) == top), key=lambda g: g[3])
     best = tied[(len(tied) - 1) // 2]
     return ImageFit(*best, baseline=accuracy(items, 0.0, 0, w_ret), grid=grid)
+
+
+def open_gates(linker: Any) -> Any:
+    """A variant of ``linker`` for collecting fit records: the largest K_img, every gate open (the fit then
+    re-ranks the stored parts for each setting)."""
+    if linker.image_scorer is None:
+        raise ImageFitError(f"profile {linker.config.name!r} has no image scorer to fit: set image.scorer (e.g. "
+                            "assets/models/image_scorer.pt) in its [image] section")
+    weight = linker.config.image.weight or 1.0
+    return linker.replace(config=linker.config.replace(image={
+        "weight": weight, "candidates": max(IMAGE_CANDIDATES), "min_confidence": 0.0, "min_flatness": 0.0,
+        "max_text_margin": math.inf, "trust_exact_name": False}))
+
+
+def calibrate_image(linker: Any, examples: Sequence[Example], w_ret: float, *, progress: bool = True) -> ImageFit:
+    """Fit ``[image]`` (weight, candidates and the gates) on labelled held-out examples: one linker pass per
+    example with every gate open (:func:`open_gates`, :func:`collect_one`), then the whole grid re-ranks the
+    stored parts (:func:`fit`). No image is one of the settings, so the result is never worse on these examples
+    than linking without the picture; ties go to the setting where the image overrules the text least."""
+    from tqdm.auto import tqdm
+
+    if not examples:
+        raise ImageFitError("no examples to fit [image] on: give labelled held-out data")
+    collector = open_gates(linker)
+    items = [collect_one(collector, ex) for ex in tqdm(examples, desc="image fit", unit="mention",
+                                                      disable=not progress)]
+    return fit(items, w_ret, confidences=CONFIDENCES, flatnesses=FLATNESSES, margins=MARGINS,
+               exact_names=EXACT_NAMES)

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from gemel.config import ImageConfig, LinkerConfig, ProfileError
+from gemel.errors import GemelError
 from gemel.decoding import Hypothesis
 from gemel.image_link import merge_candidates, top_rows
 from gemel.image_score import FusionConfig, ImageEntityScorer, ImageNetBridge, ImageScoreError, Projection, ScorerSpec
@@ -130,18 +131,15 @@ def test_no_picture_links_exactly_as_without_a_scorer(tiny_linker, scorer_file):
         [(c.name, c.score, c.image_score) for c in b.candidates]
 
 
-def test_a_picture_is_decoded_once_for_the_gates_across_links(tiny_linker, scorer_file, tiny_dir, tmp_path,
-                                                              monkeypatch):
+def test_a_picture_is_decoded_once_for_the_gates_across_links(tiny_linker, scorer_file, tmp_path, monkeypatch):
     """Re-linking a picture (several mentions of one upload) reuses its flatness and colour layout; another
     picture, or the same one changed on disk, is read again; the scores are the same either way."""
-    import shutil
-
     import gemel.image_link as image_link
 
     linker = _with_image(tiny_linker, scorer_file, weight=5.0, candidates=4)
     linker = linker.replace(config=linker.config.replace(image={"min_flatness": 0.01}))
-    image = tmp_path / "query.png"
-    shutil.copy(tiny_dir / "img.png", image)
+    image = tmp_path / "query.png"  # content no other test links: the facts cache is shared by the variants
+    Image.effect_noise((48, 32), 64).convert("RGB").save(image)
     reads = []
     real = image_link._readable
     monkeypatch.setattr(image_link, "_readable", lambda im: reads.append(im) or real(im))
@@ -270,3 +268,63 @@ def test_cli_shows_the_image_score_only_when_there_is_one():
     cands = [Candidate("Apple", 1.0, -2.0, 0.5, "fruit", image_score=1.25), Candidate("Apple Inc.", 0.5, -2.0, 0.4)]
     text = format_prediction(Prediction("Apple", cands, []))
     assert "sim 0.500, image +1.250)" in text and "sim 0.400)" in text
+
+
+# ---- gemel calibrate --image ---------------------------------------------------------------------------
+def _dev_rows(tiny_dir, n=4):
+    import json
+
+    rows = [json.loads(line) for line in (tiny_dir / "seed.jsonl").read_text().splitlines()][:n]
+    for r in rows:
+        r["image"] = str(tiny_dir / r["image"]) if r["image"] else None
+    return rows
+
+
+def test_calibrate_image_is_never_worse_than_no_image(tiny_linker, scorer_file, tiny_dir):
+    from gemel.image_fit import (CONFIDENCES, EXACT_NAMES, FLATNESSES, IMAGE_CANDIDATES, MARGINS, WEIGHTS,
+                                 calibrate_image, open_gates)
+    from gemel.types import Example
+
+    linker = _with_image(tiny_linker, scorer_file, weight=2.0, candidates=1)
+    examples = [Example(r["text"], r["mention"], r["entity"], r["image"], f"dev-{i}")
+                for i, r in enumerate(_dev_rows(tiny_dir))]
+    fitted = calibrate_image(linker, examples, w_ret=linker.config.decode.w_ret, progress=False)
+    assert fitted.accuracy >= fitted.baseline
+    assert len(fitted.grid) == (len(WEIGHTS) * len(IMAGE_CANDIDATES) * len(CONFIDENCES) * len(FLATNESSES)
+                                * len(MARGINS) * len(EXACT_NAMES))
+    assert max(g[-1] for g in fitted.grid) == pytest.approx(max(fitted.accuracy, fitted.baseline))
+    collector = open_gates(linker)
+    assert collector.config.image.candidates == max(IMAGE_CANDIDATES) and collector.config.image.min_flatness == 0
+    with pytest.raises(GemelError, match="no image scorer"):
+        open_gates(tiny_linker)
+
+
+def test_calibrate_cli_fits_the_image_section(tiny_config, tiny_dir, scorer_file, tmp_path, capsys):
+    import json
+    import re
+
+    from gemel.calibrate import profile_toml
+    from gemel.cli import main
+    from gemel.config import load_profile
+
+    profile = tmp_path / "tiny.toml"
+    profile.write_text(profile_toml(tiny_config.replace(image={"scorer": scorer_file, "weight": 1.0})))
+    data = tmp_path / "dev.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in _dev_rows(tiny_dir)) + "\n")
+    out = tmp_path / "cal.toml"
+    argv = ["calibrate", "--profile", str(profile), "--data", str(data), "--weights", "0,1", "--out", str(out),
+            "--quiet"]
+    assert main(argv + ["--image"]) == 0
+    printed = capsys.readouterr().out
+    line = next(x for x in printed.splitlines() if x.startswith("[image] fitted on 4 mentions"))
+    values = dict(re.findall(r"(\w+)=(\S+)", line))
+    image = load_profile(out).image
+    assert image.scorer and float(values["weight"]) == image.weight
+    assert int(values["candidates"]) == image.candidates and float(values["min_flatness"]) == image.min_flatness
+    assert "[image]" in out.read_text().splitlines()[0]  # the header says what was fitted
+
+    plain = tmp_path / "plain.toml"
+    plain.write_text(profile_toml(tiny_config))
+    assert main(["calibrate", "--profile", str(plain), "--data", str(data), "--out", str(out), "--quiet",
+                 "--image"]) == 2
+    assert "--image needs a profile with an image scorer" in capsys.readouterr().err
