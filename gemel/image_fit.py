@@ -172,7 +172,8 @@ def fit(items: Sequence[ImageScored], w_ret: float, weights: Sequence[float] = W
     accuracy over strata among those that lose no example of a ``guard`` stratum against no image (w_img = 0,
     K_img = 0, always allowed); ties: fewer candidates, the smaller weight, the higher confidence threshold,
     trusting exact names, the smaller text margin (the image overrules the text least), then the middle of the
-    tied flatness thresholds (the gate furthest from both edges of the plateau the dev data allows)."""
+    tied flatness thresholds (the gate furthest from both edges of the plateau the dev data allows; of two
+    middles the higher, where the image overrules the text less)."""
     if not weights or min(weights) < 0 or not candidates or min(candidates) < 0:
         raise ImageFitError(f"weights {list(weights)} and candidates {list(candidates)} must be non-empty and >= 0")
     unknown = set(guard) - {x.stratum for x in items}
@@ -190,7 +191,7 @@ def fit(items: Sequence[ImageScored], w_ret: float, weights: Sequence[float] = W
     key = lambda g: (round(g[6], 9), -g[1], -g[0], g[2], g[5], -g[4])  # noqa: E731
     top = key(max(allowed, key=key))
     tied = sorted((g for g in allowed if key(g) == top), key=lambda g: g[3])
-    best = tied[(len(tied) - 1) // 2]
+    best = tied[len(tied) // 2]  # an even plateau: the upper middle, where the image overrules the text less
     return ImageFit(*best, baseline=accuracy(items, 0.0, 0, w_ret), grid=grid)
 
 
