@@ -245,6 +245,9 @@ def _fit_image(linker: Any, examples: Sequence[Example], w_ret: float, quiet: bo
     except ImageFitError as e:
         raise UsageError(str(e)) from e
     values = {"weight": fitted.weight, "candidates": fitted.candidates, **fitted.gates()}
+    if fitted.weight == 0 and fitted.candidates == 0:
+        print(f"[image] no setting beats linking without the image score on these {len(examples)} mentions: the "
+              "profile keeps the scorer with weight 0 and no image candidates (the picture still feeds the prefix)")
     print(f"[image] fitted on {len(examples)} mentions over {len(fitted.grid)} settings: "
           + " ".join(f"{k}={v}" for k, v in values.items())
           + f" accuracy {fitted.accuracy:.4f} (without the image {fitted.baseline:.4f})")

@@ -192,6 +192,8 @@ def fit(items: Sequence[ImageScored], w_ret: float, weights: Sequence[float] = W
     top = key(max(allowed, key=key))
     tied = sorted((g for g in allowed if key(g) == top), key=lambda g: g[3])
     best = tied[len(tied) // 2]  # an even plateau: the upper middle, where the image overrules the text less
+    if best[0] == 0 and best[1] == 0:  # no image score and no image candidates: the gates mean nothing, open them
+        best = (0.0, 0, 0.0, 0.0, math.inf, False, best[6])
     return ImageFit(*best, baseline=accuracy(items, 0.0, 0, w_ret), grid=grid)
 
 

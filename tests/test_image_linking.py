@@ -8,6 +8,7 @@ projection from its pooled feature to the tiny embedder's space."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -241,7 +242,11 @@ def test_fit_picks_the_best_pair_and_prefers_fewer_candidates():
     guarded = fit(items, w_ret=0.0, weights=(0.0, 1.0, 5.0), candidates=(0, 1, 2), guard=("s2",))
     assert (guarded.weight, guarded.candidates) == (1.0, 0)  # s2 keeps its one right answer at w_img = 1
     items.append(_record("A", (0.0, 0.9, 0.0), stratum="s2"))  # at w_img = 1, B (-0.6) now beats A (-1)
-    assert (fit(items, 0.0, (0.0, 1.0), (0,), guard=("s2",)).weight) == 0.0
+    none = fit(items, 0.0, (0.0, 1.0), (0,), guard=("s2",), confidences=(0.0, 0.03), flatnesses=(0.0, 0.4),
+               margins=(math.inf, 0.5), exact_names=(False, True))
+    assert (none.weight, none.candidates) == (0.0, 0)  # no image: the gates are left open, not set by a tie-break
+    assert none.gates() == {"min_confidence": 0.0, "min_flatness": 0.0, "max_text_margin": math.inf,
+                            "trust_exact_name": False}
     with pytest.raises(ImageFitError, match=r"guard strata \['s3'\] have no examples"):
         fit(items, 0.0, guard=("s3",))
     with pytest.raises(ImageFitError, match="must be non-empty and >= 0"):
