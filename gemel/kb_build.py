@@ -33,6 +33,7 @@ from .demonstrations import kb_example
 from .embedder import TextEmbedder, mention_in_context
 from .kb import Entity, KBError, read_numbered
 from .kb_index import KBIndexConfig, build_ivf
+from .memory import trim
 from .kb_store import ENTRIES, FORMAT, MANIFEST, VERSION, name_key, partial_of
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,7 @@ def _embed_rows(db: sqlite3.Connection, path: Path, rows: np.ndarray, embedder: 
         chunk = rows[start:start + config.embed_batch]
         out[start:start + len(chunk)] = embedder.encode(texts(_entities(db, chunk)))
         out.flush()
+        trim()  # the batch's freed tensors and strings go back to the system: the build's peak stays flat
         state[key] = start + len(chunk)
         _write_json(path.parent / "progress.json", state)
         bar.update(len(chunk))
