@@ -145,7 +145,8 @@ class KnowledgeBase:
         with partial.open("w", encoding="utf-8") as f:
             for e in self.entities:
                 rec = {"title": e.title, "description": e.description, "extract": e.extract}
-                f.write(json.dumps({**rec, "aliases": list(e.aliases)} if e.aliases else rec, ensure_ascii=False) + "\n")
+                rec = {**rec, "aliases": list(e.aliases)} if e.aliases else rec
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
         os.replace(partial, out)
         return out
 
@@ -194,7 +195,8 @@ def _entity_or_none(rec: object, where: str) -> Entity | None:
     aliases = rec.get("aliases") or ()
     if isinstance(aliases, str) or not all(isinstance(a, str) for a in aliases):
         raise KBError(f"{where}: 'aliases' must be a list of strings, got {aliases!r}")
-    return Entity(title, str(rec.get("description") or ""), str(rec.get("extract") or ""), _clean_aliases(aliases, title))
+    return Entity(title, str(rec.get("description") or ""), str(rec.get("extract") or ""),
+                  _clean_aliases(aliases, title))
 
 
 def _clean_aliases(aliases: Iterable[str], title: str) -> tuple[str, ...]:
@@ -236,7 +238,8 @@ def _tsv_entity(line: str) -> Entity | None:
     title, description, extract, aliases = (line.rstrip("\r\n").split("\t") + ["", "", ""])[:4]
     if not title.strip():
         return None
-    return Entity(title.strip(), description.strip(), extract.strip(), _clean_aliases(aliases.split("|"), title.strip()))
+    title = title.strip()
+    return Entity(title, description.strip(), extract.strip(), _clean_aliases(aliases.split("|"), title))
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:

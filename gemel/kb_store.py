@@ -148,7 +148,8 @@ class StoredKB:
 
     def rows_named(self, name: str, limit: int = 8) -> list[int]:
         """Rows whose surface name or an alias is ``name`` (case-folded), first rows first."""
-        found = self._query("SELECT DISTINCT row FROM names WHERE key = ? ORDER BY row LIMIT ?", (name_key(name), limit))
+        found = self._query("SELECT DISTINCT row FROM names WHERE key = ? ORDER BY row LIMIT ?",
+                            (name_key(name), limit))
         return [int(r[0]) for r in found]
 
     def search(self, query: str, limit: int = 10) -> list[str]:

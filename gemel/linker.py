@@ -40,8 +40,8 @@ from .features import FeatureStore
 from .image_link import gated_image_scores, image_may_decide, load_scorer, merge_candidates, top_rows
 from .image_score import ImageEntityScorer
 from .images import ImageInput
-from .kb import KBError, KnowledgeBase
-from .kb_store import StoredKB, open_kb
+from .kb import Entity, KBError, KnowledgeBase
+from .kb_store import StoredKB, name_key, open_kb
 from .llm import LanguageModel
 from .mapper import FeatureMapper, MapperSpec
 from .memory import trim
@@ -314,8 +314,9 @@ class Linker:
     def retrieve_candidates(self, query: np.ndarray, names: Sequence[str] | None = None,
                             image_scores: np.ndarray | None = None, mention: str | None = None) -> list[int]:
         """KB rows to decode over: the top ``decode.candidates`` by similarity ([] = the whole KB), then (a built
-        KB) the entries whose name or an alias is the ``mention``, followed by the picture's top ``image.candidates`` by ``image_scores`` that are not among them, or the rows of ``names``
-        when the data set gives its own candidates (unknown names are dropped, with a warning)."""
+        KB) the entries whose surface name or an alias is the ``mention``, then the picture's top
+        ``image.candidates`` by ``image_scores`` that are not among them; or the rows of ``names`` when the data
+        set gives its own candidates (unknown names are dropped, with a warning)."""
         if names is not None:
             rows = [self.kb.index(n) for n in names if n in self.kb]
             if len(rows) < len(names):
@@ -458,7 +459,7 @@ class Linker:
             llm = h.normalised(d.length_penalty)
             parts.append((i, llm, sim, d.w_llm * llm + d.w_ret * sim))
         if image_scores is not None and not image_may_decide([p[3] for p in parts],
-                                                             [self.kb.entities[p[0]].title for p in parts],
+                                                             [named_as(mention, self.kb.entities[p[0]]) for p in parts],
                                                              mention, self.config.image):
             image_scores = None  # the text has decided: the picture does not overrule it
         w_img = self.config.image.weight
@@ -487,6 +488,14 @@ def _identity(section: Any, name: str) -> Any:
         fields.pop("max_prompt_tokens")
         fields.pop("bos")
     return fields
+
+
+def named_as(mention: str | None, entity: Entity) -> str:
+    """The entity's alias that is the ``mention`` (up to case and spaces), else its title: the name the exact-name
+    rule (:func:`gemel.image_link.image_may_decide`) compares with the mention, so that an alias names its entity
+    as the title does."""
+    key = name_key(mention or "")
+    return next((a for a in entity.aliases if key and name_key(a) == key), entity.title)
 
 
 class LazyNames(Sequence):

@@ -70,7 +70,8 @@ def test_aliases_are_stored_and_looked_up(source, tmp_path, embedder):
 @pytest.mark.parametrize("content,message", [
     (b'{"title": "A"}\n{broken\n', r"src\.jsonl:2: not valid JSON"),
     (b'{"title": "A"}\n{"title": "B\xff"}\n', r"src\.jsonl:2: not UTF-8 text"),
-    (b'{"title": "A"}\n["a list"]\n', r"src\.jsonl:2: a KB record needs a non-empty 'title' in a JSON object, got a list"),
+    (b'{"title": "A"}\n["a list"]\n',
+     r"src\.jsonl:2: a KB record needs a non-empty 'title' in a JSON object, got a list"),
     (b'{"title": "A", "aliases": "B"}\n', r"src\.jsonl:1: 'aliases' must be a list of strings"),
 ])
 def test_bad_lines_stop_the_build_with_their_number_and_leave_no_kb(tmp_path, embedder, content, message):
@@ -199,3 +200,14 @@ def test_entity_round_trip_keeps_aliases(tmp_path):
     kb = KnowledgeBase([Entity("Moon", "satellite", "", ("Luna",))])
     kb.save(tmp_path)
     assert KnowledgeBase.load(tmp_path).get("Moon").aliases == ("Luna",)
+
+
+@pytest.mark.parametrize("mention,name", [("luna", "Luna"), (" LUNA ", "Luna"), ("Moon", "Moon"), ("Lun", "Moon"),
+                                          (None, "Moon")])
+def test_the_exact_name_rule_sees_the_alias_the_mention_names(mention, name):
+    from gemel.image_link import names_exactly
+    from gemel.linker import named_as
+
+    moon = Entity("Moon", "satellite", "", ("Luna",))
+    assert named_as(mention, moon) == name
+    assert names_exactly("luna", named_as("luna", moon)) and not names_exactly("luna", moon.title)
