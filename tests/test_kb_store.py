@@ -211,3 +211,19 @@ def test_the_exact_name_rule_sees_the_alias_the_mention_names(mention, name):
     moon = Entity("Moon", "satellite", "", ("Luna",))
     assert named_as(mention, moon) == name
     assert names_exactly("luna", named_as("luna", moon)) and not names_exactly("luna", moon.title)
+
+
+def test_whole_kb_beam_search_over_a_built_kb_uses_its_trie_and_maps_names_back(source, tmp_path, embedder,
+                                                                                tiny_config):
+    from gemel.linker import Linker, prebuilt_trie
+    from gemel.llm import LanguageModel
+
+    lm = LanguageModel.tokenizer_only(tiny_config.llm, tiny_config.base_dir)
+    build(source, tmp_path / "kb", embedder, config=SMALL, tokenizer=tiny_config.llm.source,
+          name_tokens=lambda titles: (lm.answer_tokens(t) for t in titles))
+    config = tiny_config.replace(kb={"source": str(tmp_path / "kb")}, decode={"mode": "beam", "candidates": 0})
+    assert len(prebuilt_trie(config)) == len(TINY_KB)
+    linker = Linker.load(config)
+    pred = linker.link(None, "Jordan flows south.", "Jordan")
+    assert len(pred.candidates) == config.decode.num_beams  # every beam mapped back to its KB row
+    assert all(c.name in linker.kb for c in pred.candidates)
