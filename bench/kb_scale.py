@@ -208,7 +208,15 @@ def measure(n: int, work: Path, links: int) -> dict:
         old = [r for r in read_rows(work) if r["entries"] == n and "build_s" in r]
         row.update({k: old[-1][k] for k in ("build_s", "build_peak_mb")} if old else {})
     row.update(run_child(["--child", "serve", str(out), str(links)]))
-    row["manifest_index"] = json.loads((out / "manifest.json").read_text())["index"]
+    return _with_manifest(row, work)
+
+
+def _with_manifest(row: dict, work: Path) -> dict:
+    """The row with its KB's index choice and its entry count after skips (repeated titles in the source)."""
+    path = work / f"kb-{row['entries']}" / "manifest.json"
+    if path.exists():
+        manifest = json.loads(path.read_text())
+        row.update(manifest_index=manifest["index"], built=manifest["entries"])
     return row
 
 
@@ -230,8 +238,8 @@ def run(sizes: list[int], work: Path, links: int) -> None:
 def latest(work: Path) -> list[dict]:
     rows: dict[int, dict] = {}
     for r in read_rows(work):
-        rows[r["entries"]] = r
-    return [rows[n] for n in sorted(rows)]
+        rows[r["entries"]] = _with_manifest(r, work)
+    return [{**rows[n], "entries": rows[n].get("built", n)} for n in sorted(rows)]
 
 
 def report(work: Path) -> None:

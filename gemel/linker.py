@@ -41,6 +41,7 @@ from .image_link import gated_image_scores, image_may_decide, load_scorer, merge
 from .image_score import ImageEntityScorer
 from .images import ImageInput
 from .kb import Entity, KBError, KnowledgeBase
+from .kb_index import ExactIndex, IVFIndex
 from .kb_store import StoredKB, name_key, open_kb
 from .llm import LanguageModel
 from .mapper import FeatureMapper, MapperSpec
@@ -249,7 +250,8 @@ class Linker:
         return self._shared.vision
 
     @property
-    def kb_index(self) -> VectorIndex:
+    def kb_index(self) -> VectorIndex | ExactIndex | IVFIndex:
+        """The KB entries' search index: ``search(queries, k) -> (sims, rows)``, best first."""
         return self._shared.kb_index
 
     @property
