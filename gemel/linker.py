@@ -42,7 +42,7 @@ from .image_score import ImageEntityScorer
 from .images import ImageInput
 from .kb import Entity, KBError, KnowledgeBase
 from .kb_index import ExactIndex, IVFIndex
-from .kb_store import StoredKB, name_key, open_kb
+from .kb_store import StoredKB, check_not_partial, name_key, open_kb
 from .llm import LanguageModel
 from .mapper import FeatureMapper, MapperSpec
 from .memory import trim
@@ -192,10 +192,7 @@ class Linker:
         lm = LanguageModel.load(config.llm, config.base_dir)
         vision = VisionEncoder.load(config.vision, config.base_dir) if config.vision.kind != "none" else None
         embedder = TextEmbedder.load(config.embedder, config.base_dir)
-        kb_path = resolve(config.kb.source, config.base_dir)
-        if kb_path is None:
-            raise ProfileError(f"kb.source {config.kb.source!r} must be a local file or folder")
-        kb = open_kb(kb_path, name=config.kb.name)
+        kb = open_kb(_kb_path(config), name=config.kb.name)
         seed = []
         if config.demos.seed_pool:
             seed_path = resolve(config.demos.seed_pool, config.base_dir)
@@ -534,6 +531,17 @@ def _check_embedder(kb: StoredKB, embedder: TextEmbedder) -> None:
     if kb.embedder != embedder.name:
         raise KBError(f"the KB {str(kb.folder)!r} was embedded with {kb.embedder!r}, the profile's embedder is "
                       f"{embedder.name!r}: build the KB with this profile (`gemel kb build ... --profile`)")
+
+
+def _kb_path(config: LinkerConfig) -> Path:
+    """The profile's KB file or folder; an unfinished `gemel kb build` there is named as such, not as a
+    missing path."""
+    if not config.kb.source.startswith("package:"):
+        check_not_partial(Path(config.base_dir, config.kb.source))
+    path = resolve(config.kb.source, config.base_dir)
+    if path is None:
+        raise ProfileError(f"kb.source {config.kb.source!r} must be a local file or folder")
+    return path
 
 
 def prebuilt_trie(config: LinkerConfig) -> Trie | None:

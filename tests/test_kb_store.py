@@ -243,3 +243,13 @@ def test_reindex_switches_the_index_without_embedding_again(source, tmp_path, em
     assert main(["kb", "index", str(tmp_path / "kb")]) == 0  # the default threshold: exact again
     assert "exact search" in capsys.readouterr().out
     assert StoredKB(tmp_path / "kb").vector_index().kind == "exact" and not (tmp_path / "kb" / "index").exists()
+
+
+def test_the_linker_refuses_an_interrupted_build(source, tmp_path, embedder, tiny_config):
+    from gemel.linker import Linker
+
+    with pytest.raises(KeyboardInterrupt):
+        build(source, tmp_path / "kb", _Interrupting(embedder, fail_at=2), config=SMALL)
+    for where in (tmp_path / "kb", partial_of(tmp_path / "kb")):
+        with pytest.raises(KBError, match=r"unfinished `gemel kb build` \(no manifest.json\)"):
+            Linker.load(tiny_config.replace(kb={"source": str(where)}))
