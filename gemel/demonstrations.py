@@ -24,7 +24,7 @@ from PIL import Image
 
 from .embedder import TextEmbedder, mention_in_context
 from .images import ImageError, image_key, load_image
-from .kb import KnowledgeBase
+from .kb import Entity
 from .retrieval import IndexConfig, VectorIndex
 from .sources import package_path
 from .types import Example
@@ -186,6 +186,35 @@ class DemonstrationPool:
         return out
 
 
+class StoredKBPool:
+    """The KB-derived demonstrations of a built KB (:class:`gemel.kb_store.StoredKB`): their vectors stay
+    memory-mapped and searched by the KB's demonstration index; an `Example` is made (by :func:`kb_example`, the
+    rule of the in-memory pool) only for the ones retrieved."""
+
+    def __init__(self, kb) -> None:  # kb: StoredKB (not imported here: it imports this module)
+        self.kb = kb
+        self.name = "kb"
+        self.index = kb.demo_index()
+
+    def __len__(self) -> int:
+        return len(self.kb.demo_rows)
+
+    def retrieve(self, query: np.ndarray, n: int, exclude: Sequence[str] = ()) -> list[Retrieved]:
+        """The n most similar demonstrations, best first, leaving out the ids in ``exclude``."""
+        if n <= 0 or not len(self):
+            return []
+        excluded = set(exclude)
+        k = min(len(self), n + len(excluded))
+        while True:
+            sims, ids = self.index.search(query, k)
+            out = [Retrieved(ex, float(s)) for s, i in zip(sims[0], ids[0]) if i >= 0
+                   for ex in [kb_example(self.kb.entity(int(self.kb.demo_rows[i])))]
+                   if ex is not None and ex.id not in excluded][:n]
+            if len(out) == n or k >= len(self):
+                return out
+            k = min(len(self), 2 * k)
+
+
 def same_picture(a: object, b: object) -> bool:
     """Whether two images (paths, bytes, PIL images or None) are the same picture: the same file bytes, else
     the same pixels (a PIL image, or a lossless re-encoding). A file that can no longer be read matches
@@ -234,17 +263,19 @@ def load_jsonl_examples(path: str | Path, source: str) -> list[Example]:
     return out
 
 
-def kb_examples(kb: KnowledgeBase) -> list[Example]:
+def kb_examples(kb: Iterable[Entity]) -> list[Example]:
     """One text-only demonstration per KB entry that has an extract: (first sentence, surface name, title)."""
-    out = []
-    for e in kb:
-        sentence = e.first_sentence()
-        if not sentence:
-            continue
-        text, mention = _kb_mention(sentence, e.surface)
-        out.append(Example(text=text, mention=mention, entity=e.title, image=None, id=f"kb:{e.title}",
-                           source="kb"))
-    return out
+    return [ex for ex in map(kb_example, kb) if ex is not None]
+
+
+def kb_example(e: Entity) -> Example | None:
+    """The KB-derived demonstration of one entry (its first extract sentence, its surface name as the mention,
+    its title as the answer), or None when it has no extract; the one rule for in-memory and built KBs."""
+    sentence = e.first_sentence()
+    if not sentence:
+        return None
+    text, mention = _kb_mention(sentence, e.surface)
+    return Example(text=text, mention=mention, entity=e.title, image=None, id=f"kb:{e.title}", source="kb")
 
 
 def _kb_mention(sentence: str, surface: str) -> tuple[str, str]:

@@ -11,6 +11,7 @@ one title per line, or a folder written by :meth:`KnowledgeBase.save` (``gemel k
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -37,6 +38,7 @@ class Entity:
     title: str
     description: str = ""
     extract: str = ""
+    aliases: tuple[str, ...] = ()  # other names of the entity (redirects, other languages), when the source has them
 
     @property
     def url(self) -> str:
@@ -76,7 +78,7 @@ class KnowledgeBase:
                 self.duplicates.append(title)
             elif title:
                 self._index[title] = len(self.entities)
-                self.entities.append(e if title == e.title else Entity(title, e.description, e.extract))
+                self.entities.append(e if title == e.title else dataclasses.replace(e, title=title))
         if not self.entities:
             raise KBError(f"knowledge base {name!r} has no entities")
         self._lower = [e.title.lower() for e in self.entities]
@@ -142,8 +144,9 @@ class KnowledgeBase:
         partial = folder / "kb.jsonl.partial"
         with partial.open("w", encoding="utf-8") as f:
             for e in self.entities:
-                f.write(json.dumps({"title": e.title, "description": e.description, "extract": e.extract},
-                                   ensure_ascii=False) + "\n")
+                rec = {"title": e.title, "description": e.description, "extract": e.extract}
+                rec = {**rec, "aliases": list(e.aliases)} if e.aliases else rec
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
         os.replace(partial, out)
         return out
 
@@ -176,9 +179,67 @@ def _from_records(data: object, path: Path) -> Iterator[Entity]:
 
 
 def _entity(rec: object, where: str) -> Entity:
-    if not isinstance(rec, dict) or not str(rec.get("title", "")).strip():
+    entity = _entity_or_none(rec, where)
+    if entity is None:
         raise KBError(f"{where}: a KB record needs a non-empty 'title'")
-    return Entity(str(rec["title"]).strip(), str(rec.get("description") or ""), str(rec.get("extract") or ""))
+    return entity
+
+
+def _entity_or_none(rec: object, where: str) -> Entity | None:
+    """The entity of a JSON record, None when its title is empty; a record that is no object is a KBError."""
+    if not isinstance(rec, dict):
+        raise KBError(f"{where}: a KB record needs a non-empty 'title' in a JSON object, got a {type(rec).__name__}")
+    title = str(rec.get("title") or "").strip()
+    if not title:
+        return None
+    aliases = rec.get("aliases") or ()
+    if isinstance(aliases, str) or not all(isinstance(a, str) for a in aliases):
+        raise KBError(f"{where}: 'aliases' must be a list of strings, got {aliases!r}")
+    return Entity(title, str(rec.get("description") or ""), str(rec.get("extract") or ""),
+                  _clean_aliases(aliases, title))
+
+
+def _clean_aliases(aliases: Iterable[str], title: str) -> tuple[str, ...]:
+    """Distinct, stripped, non-empty aliases other than the title itself, in source order."""
+    return tuple(dict.fromkeys(a.strip() for a in aliases if a.strip() and a.strip() != title))
+
+
+def read_numbered(path: str | Path) -> Iterator[tuple[int, Entity | None]]:
+    """(line number, entity) of a JSONL or TSV KB source, streamed without holding the file; None stands for a
+    record with an empty title (the caller counts it as skipped). A broken line or non-UTF-8 bytes are a KBError
+    naming ``file:line``. TSV columns: title, description, extract, aliases separated by ``|``."""
+    path = Path(path)
+    if not path.exists():
+        raise KBError(f"knowledge base source {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        for n, line in _lines(path):
+            if line.strip():
+                yield n, _entity_or_none(_json_line(line, path, n), f"{path}:{n}")
+    elif suffix in (".tsv", ".txt"):
+        for n, line in _lines(path):
+            if line.strip():
+                yield n, _tsv_entity(line)
+    elif suffix == ".json":
+        for i, e in enumerate(_from_records(_load_json(path), path), 1):
+            yield i, e
+    else:
+        raise KBError(f"cannot read knowledge base {str(path)!r}: use .jsonl, .tsv, .txt or .json")
+
+
+def _json_line(line: str, path: Path, n: int) -> object:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise KBError(f"{path}:{n}: not valid JSON ({e})") from e
+
+
+def _tsv_entity(line: str) -> Entity | None:
+    title, description, extract, aliases = (line.rstrip("\r\n").split("\t") + ["", "", ""])[:4]
+    if not title.strip():
+        return None
+    title = title.strip()
+    return Entity(title, description.strip(), extract.strip(), _clean_aliases(aliases.split("|"), title))
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -194,11 +255,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 def _read_jsonl(path: Path) -> Iterator[Entity]:
     for n, line in _lines(path):
         if line.strip():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise KBError(f"{path}:{n}: not valid JSON ({e})") from e
-            yield _entity(rec, f"{path}:{n}")
+            yield _entity(_json_line(line, path, n), f"{path}:{n}")
 
 
 def _read_tsv(path: Path) -> Iterator[Entity]:

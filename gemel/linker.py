@@ -33,7 +33,7 @@ import torch
 
 from .config import LinkerConfig, ProfileError, load_profile
 from .decoding import Hypothesis, Prefilled, beam_search, prefill, score_sequences
-from .demonstrations import DemonstrationPool, Retrieved, kb_examples, load_jsonl_examples, merge
+from .demonstrations import DemonstrationPool, Retrieved, StoredKBPool, kb_examples, load_jsonl_examples, merge
 from .embedder import TextEmbedder, mention_in_context
 from .errors import InputError
 from .features import FeatureStore
@@ -41,7 +41,9 @@ from .image_link import (PictureFactsCache, gated_image_scores, image_may_decide
                          top_rows)
 from .image_score import ImageEntityScorer
 from .images import ImageInput
-from .kb import KnowledgeBase
+from .kb import Entity, KBError, KnowledgeBase
+from .kb_index import ExactIndex, IVFIndex
+from .kb_store import StoredKB, check_not_partial, name_key, open_kb
 from .llm import LanguageModel
 from .mapper import FeatureMapper, MapperSpec
 from .memory import trim
@@ -80,7 +82,7 @@ class Components:
 
     lm: LanguageModel
     embedder: TextEmbedder
-    kb: KnowledgeBase
+    kb: KnowledgeBase | StoredKB
     vision: Any | None = None  # VisionEncoder, None for text-only profiles
     mapper: FeatureMapper | None = None
     seed_examples: list[Example] = field(default_factory=list)
@@ -112,13 +114,21 @@ class _Shared:
     def __init__(self, config: LinkerConfig, parts: Components) -> None:
         self.lm, self.embedder, self.kb, self.vision = parts.lm, parts.embedder, parts.kb, parts.vision
         self.kb_source = config.kb
-        self.name_tokens = [self.lm.answer_tokens(t) for t in self.kb.titles]
-        self.row_of_tokens = {toks: i for i, toks in enumerate(self.name_tokens)}
-        self.kb_index = VectorIndex(self.embedder.dim)
-        self.kb_index.add(self.embedder.encode_cached([e.index_text() for e in self.kb], f"{config.kb.name}-entries"))
-        self.kb_vectors = self.kb_index.freeze()  # the index's (unit) vectors, a view: the KB's only copy of them
+        if isinstance(self.kb, StoredKB):  # a built KB: nothing tokenised or embedded at load, all mapped
+            _check_embedder(self.kb, self.embedder)
+            self.name_tokens: Sequence[tuple[int, ...]] = LazyNames(self.lm, self.kb)
+            self.row_of_tokens: Any = self.name_tokens
+            self.kb_index: Any = self.kb.vector_index()
+            self.kb_vectors: np.ndarray = self.kb.vectors  # (N, D) float16, memory-mapped
+        else:
+            self.name_tokens = [self.lm.answer_tokens(t) for t in self.kb.titles]
+            self.row_of_tokens = {toks: i for i, toks in enumerate(self.name_tokens)}
+            self.kb_index = VectorIndex(self.embedder.dim)
+            self.kb_index.add(self.embedder.encode_cached([e.index_text() for e in self.kb],
+                                                          f"{config.kb.name}-entries"))
+            self.kb_vectors = self.kb_index.freeze()  # the index's (unit) vectors, a view: the KB's only copy
         self.default_features = FeatureStore(self.vision) if self.vision is not None else None
-        self._kb_pool: DemonstrationPool | None = None
+        self._kb_pool: DemonstrationPool | StoredKBPool | None = None
         self._full_trie: Trie | None = None
         self._image_scorers: dict[str, ImageEntityScorer] = {}
         self.picture_facts = PictureFactsCache()  # flatness + colour layout of recent query pictures
@@ -134,7 +144,9 @@ class _Shared:
                                                    self.kb.titles)
         return self._image_scorers[key]
 
-    def kb_pool(self) -> DemonstrationPool:
+    def kb_pool(self) -> DemonstrationPool | StoredKBPool:
+        if self._kb_pool is None and isinstance(self.kb, StoredKB):
+            self._kb_pool = StoredKBPool(self.kb)
         if self._kb_pool is None:
             examples = kb_examples(self.kb)
             vecs = self.embedder.encode_cached([mention_in_context(e.text, e.mention) for e in examples],
@@ -182,10 +194,7 @@ class Linker:
         lm = LanguageModel.load(config.llm, config.base_dir)
         vision = VisionEncoder.load(config.vision, config.base_dir) if config.vision.kind != "none" else None
         embedder = TextEmbedder.load(config.embedder, config.base_dir)
-        kb_path = resolve(config.kb.source, config.base_dir)
-        if kb_path is None:
-            raise ProfileError(f"kb.source {config.kb.source!r} must be a local file or folder")
-        kb = KnowledgeBase.load(kb_path, name=config.kb.name)
+        kb = open_kb(_kb_path(config), name=config.kb.name)
         seed = []
         if config.demos.seed_pool:
             seed_path = resolve(config.demos.seed_pool, config.base_dir)
@@ -232,7 +241,7 @@ class Linker:
         return self._shared.embedder
 
     @property
-    def kb(self) -> KnowledgeBase:
+    def kb(self) -> KnowledgeBase | StoredKB:
         return self._shared.kb
 
     @property
@@ -240,7 +249,8 @@ class Linker:
         return self._shared.vision
 
     @property
-    def kb_index(self) -> VectorIndex:
+    def kb_index(self) -> VectorIndex | ExactIndex | IVFIndex:
+        """The KB entries' search index: ``search(queries, k) -> (sims, rows)``, best first."""
         return self._shared.kb_index
 
     @property
@@ -303,10 +313,11 @@ class Linker:
         return out
 
     def retrieve_candidates(self, query: np.ndarray, names: Sequence[str] | None = None,
-                            image_scores: np.ndarray | None = None) -> list[int]:
-        """KB rows to decode over: the top ``decode.candidates`` by similarity ([] = the whole KB) followed by the
-        picture's top ``image.candidates`` by ``image_scores`` that are not among them, or the rows of ``names``
-        when the data set gives its own candidates (unknown names are dropped, with a warning)."""
+                            image_scores: np.ndarray | None = None, mention: str | None = None) -> list[int]:
+        """KB rows to decode over: the top ``decode.candidates`` by similarity ([] = the whole KB), then (a built
+        KB) the entries whose surface name or an alias is the ``mention``, then the picture's top
+        ``image.candidates`` by ``image_scores`` that are not among them; or the rows of ``names`` when the data
+        set gives its own candidates (unknown names are dropped, with a warning)."""
         if names is not None:
             rows = [self.kb.index(n) for n in names if n in self.kb]
             if len(rows) < len(names):
@@ -320,6 +331,8 @@ class Linker:
             return []
         _, ids = self.kb_index.search(query, min(k, len(self.kb)))
         rows = [int(i) for i in ids[0] if i >= 0]
+        if mention and isinstance(self.kb, StoredKB):  # entries named so (title or alias) join the candidates
+            rows += [r for r in self.kb.rows_named(mention) if r not in rows]
         if image_scores is None or self.config.image.candidates == 0:
             return rows
         return merge_candidates(rows, top_rows(image_scores, self.config.image.candidates))
@@ -358,7 +371,7 @@ class Linker:
         t_img = time.perf_counter()
         image_scores, image_note = self._image_scores(image)
         t_img = time.perf_counter() - t_img
-        cand_ids = self.retrieve_candidates(query, candidates, image_scores)
+        cand_ids = self.retrieve_candidates(query, candidates, image_scores, mention)
         t1 = time.perf_counter()
         prefixes = self.visual_prefixes([r.example.image for r in demos] + [image], mapper)
         t2 = time.perf_counter()
@@ -448,7 +461,7 @@ class Linker:
             llm = h.normalised(d.length_penalty)
             parts.append((i, llm, sim, d.w_llm * llm + d.w_ret * sim))
         if image_scores is not None and not image_may_decide([p[3] for p in parts],
-                                                             [self.kb.entities[p[0]].title for p in parts],
+                                                             [named_as(mention, self.kb.entities[p[0]]) for p in parts],
                                                              mention, self.config.image):
             image_scores = None  # the text has decided: the picture does not overrule it
         w_img = self.config.image.weight
@@ -477,6 +490,61 @@ def _identity(section: Any, name: str) -> Any:
         fields.pop("max_prompt_tokens")
         fields.pop("bos")
     return fields
+
+
+def named_as(mention: str | None, entity: Entity) -> str:
+    """The entity's alias that is the ``mention`` (up to case and spaces), else its title: the name the exact-name
+    rule (:func:`gemel.image_link.image_may_decide`) compares with the mention, so that an alias names its entity
+    as the title does."""
+    key = name_key(mention or "")
+    return next((a for a in entity.aliases if key and name_key(a) == key), entity.title)
+
+
+class LazyNames(Sequence):
+    """The token ids of a built KB's names, made on first use (a query's candidates, not the whole KB at load);
+    also the reverse map ``get(tokens) -> row`` of the names made so far, and, for a name not made yet (a full-KB
+    beam search), of the decoded title."""
+
+    def __init__(self, lm: LanguageModel, kb: StoredKB) -> None:
+        self.lm, self.kb = lm, kb
+        self._tokens: dict[int, tuple[int, ...]] = {}
+        self._rows: dict[tuple[int, ...], int] = {}
+
+    def __len__(self) -> int:
+        return len(self.kb)
+
+    def __getitem__(self, row):  # type: ignore[override]
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(len(self)))]
+        row = int(row)
+        if row not in self._tokens:
+            toks = self.lm.answer_tokens(self.kb.titles[row])
+            self._tokens[row], self._rows[toks] = toks, row
+        return self._tokens[row]
+
+    def get(self, tokens: tuple[int, ...], default: int | None = None) -> int | None:
+        if tokens not in self._rows:
+            title = self.lm.tokenizer.decode([t for t in tokens if t != self.lm.eos_id])
+            if title in self.kb and self[self.kb.index(title)] == tuple(tokens):
+                return self.kb.index(title)
+        return self._rows.get(tokens, default)
+
+
+def _check_embedder(kb: StoredKB, embedder: TextEmbedder) -> None:
+    if kb.embedder != embedder.name:
+        raise KBError(f"the KB {str(kb.folder)!r} was embedded with {kb.embedder!r}, the profile's embedder is "
+                      f"{embedder.name!r}: build the KB with this profile (`gemel kb build ... --profile`)")
+
+
+def _kb_path(config: LinkerConfig) -> Path:
+    """The profile's KB file or folder; an unfinished `gemel kb build` there is named as such, not as a
+    missing path."""
+    if not config.kb.source.startswith("package:"):
+        check_not_partial(Path(config.base_dir, config.kb.source))
+    path = resolve(config.kb.source, config.base_dir)
+    if path is None:
+        raise ProfileError(f"kb.source {config.kb.source!r} must be a local file or folder")
+    return path
 
 
 def prebuilt_trie(config: LinkerConfig) -> Trie | None:

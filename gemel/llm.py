@@ -66,6 +66,18 @@ class LanguageModel:
         return table(torch.tensor(ids, dtype=torch.long, device=table.weight.device))
 
     @classmethod
+    def tokenizer_only(cls, config: LLMConfig, base_dir: str | Path = "") -> "LanguageModel":
+        """The LLM's tokenizer without its weights (``model`` is None): enough for `answer_tokens`, e.g. to
+        build a KB's prefix tree in `gemel kb build --trie` without holding the model in memory."""
+        from transformers import AutoTokenizer
+
+        path = resolve(config.source, base_dir)
+        if path is not None and path.suffix == ".gguf":
+            path = gguf_to_folder(path)
+        tokenizer = AutoTokenizer.from_pretrained(str(path) if path is not None else config.source)
+        return cls(model=None, tokenizer=tokenizer, name=config.source)  # type: ignore[arg-type]
+
+    @classmethod
     def load(cls, config: LLMConfig, base_dir: str | Path = "") -> "LanguageModel":
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

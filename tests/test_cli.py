@@ -99,7 +99,7 @@ def tsv(tmp_path) -> Path:
 
 def test_kb_build_writes_a_loadable_folder(tsv, tmp_path, capsys):
     out = tmp_path / "built"
-    assert main(["kb", "build", str(tsv), "--out", str(out)]) == 0
+    assert main(["kb", "build", str(tsv), "--out", str(out), "--jsonl"]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {len(TINY_KB)} entities to {out / 'kb.jsonl'}" in printed
     assert "skipped 1 duplicate title(s), keeping the first entity of each: 'Jordan'" in printed
@@ -112,7 +112,7 @@ def test_kb_build_writes_a_loadable_folder(tsv, tmp_path, capsys):
 def test_kb_search_prints_title_and_description_best_first(tsv, tmp_path, capsys, use_folder):
     kb = tsv
     if use_folder:
-        main(["kb", "build", str(tsv), "--out", str(tmp_path / "built")])
+        main(["kb", "build", str(tsv), "--out", str(tmp_path / "built"), "--jsonl"])
         capsys.readouterr()
         kb = tmp_path / "built"
     assert main(["kb", "search", "JORDAN", "--kb", str(kb)]) == 0
@@ -335,7 +335,8 @@ def test_kb_build_with_a_profile_writes_the_trie_the_linker_maps(profile_toml, t
     from gemel.trie import ArrayTrie
 
     out = tmp_path / "kb"
-    assert main(["kb", "build", str(tiny_dir / "kb.jsonl"), "--out", str(out), "--profile", str(profile_toml)]) == 0
+    assert main(["kb", "build", str(tiny_dir / "kb.jsonl"), "--out", str(out), "--profile", str(profile_toml),
+                 "--jsonl"]) == 0
     assert (out / "trie.tokenizer").read_text().strip() == tiny_config.llm.source
     config = tiny_config.replace(kb={"source": str(out)}, decode={"mode": "beam", "candidates": 0})
     trie = prebuilt_trie(config)
