@@ -86,7 +86,7 @@ def test_bad_lines_stop_the_build_with_their_number_and_leave_no_kb(tmp_path, em
         open_kb(partial_of(tmp_path / "kb"))
 
 
-def test_the_cli_reports_skips_and_bad_lines(source, tmp_path, capsys, profile_toml):
+def test_the_cli_reports_skips_and_bad_lines(source, tmp_path, capsys, profile_toml):  # noqa: F811 (the fixture)
     assert main(["kb", "build", str(source), "--out", str(tmp_path / "kb"), "--profile", str(profile_toml)]) == 0
     printed = capsys.readouterr().out
     assert f"read {len(TINY_KB)} entities" in printed
