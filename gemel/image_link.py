@@ -39,7 +39,8 @@ from .sources import resolve
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_scorer", "gated_image_scores", "PictureFacts", "PictureFactsCache", "confidence", "top_rows", "merge_candidates",
+__all__ = ["load_scorer", "gated_image_scores", "PictureFacts", "PictureFactsCache", "confidence", "top_rows",
+           "merge_candidates",
            "text_leaves_open", "names_exactly", "image_may_decide"]
 
 
@@ -96,9 +97,9 @@ class PictureFactsCache:
         self.size = size
         self._facts: OrderedDict[tuple[str, str], PictureFacts] = OrderedDict()
 
-    def get(self, scorer: ImageEntityScorer, image: ImageInput, key: str | None = None) -> PictureFacts:
-        """The picture's facts (``key``: its :func:`gemel.images.image_key` when the caller has it already)."""
-        key = key or image_key(image)
+    def get(self, scorer: ImageEntityScorer, image: ImageInput) -> PictureFacts:
+        """The picture's facts, computed on the first request for its content."""
+        key = image_key(image)
         if key is None:
             return PictureFacts(0.0, None)
         k = (key, repr(scorer.exemplars.config) if scorer.exemplars is not None else "")
