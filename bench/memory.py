@@ -14,6 +14,7 @@ process really holds (freed heap that malloc keeps included).
 
 Last line: ``rss_mb=<after the links> peak_mb=<VmHWM> torch_mb=<import torch> libs_mb=<other imports>
 llm_mb=<LLM weights> embedder_mb=... vision_mb=... kb_mb=<vectors + index + demonstration pool>
+gpu_libs_released_mb=<CUDA library pages a CPU-only process drops, gemel/memory.py>
 served_rss_mb=<as served, after the links> served_peak_mb=<as served, VmHWM>``; the whole breakdown goes to
 ``bench/out/memory.json``. Run: ``OMP_NUM_THREADS=1 python bench/memory.py``.
 """
@@ -167,6 +168,10 @@ def main() -> None:
     steps.mark("linker: names, KB vectors, index")
     linker.kb_pool  # noqa: B018  (built on first use)
     steps.mark("KB demonstration pool")
+    from gemel.memory import release_unused_gpu_libraries
+
+    released_mb = release_unused_gpu_libraries() / 2**20  # as Linker.load does, last
+    steps.mark("unused GPU library pages released")
     load_s = time.perf_counter() - t0
     cases = test_cases(args.links)
     answers = []
@@ -188,6 +193,7 @@ def main() -> None:
         "llm_mb": held["llm_weights"], "embedder_mb": held["embedder_weights"],
         "vision_mb": held["vision_weights"] + held["mapper_weights"],
         "kb_mb": held["kb_vectors"] + held["kb_index"] + held["kb_demo_pool_vectors"],
+        "gpu_libs_released_mb": released_mb,
         "served_rss_mb": served["rss_mb"], "served_peak_mb": served["peak_mb"],
     }
     print("\nheld by the linker (MiB): " + ", ".join(f"{k} {v:.1f}" for k, v in held.items()))

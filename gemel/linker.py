@@ -46,7 +46,7 @@ from .kb_index import ExactIndex, IVFIndex
 from .kb_store import StoredKB, check_not_partial, name_key, open_kb
 from .llm import LanguageModel
 from .mapper import FeatureMapper, MapperSpec
-from .memory import trim
+from .memory import release_unused_gpu_libraries, trim
 from .prompt import PromptBuilder, Segment, demo_text, query_text
 from .retrieval import VectorIndex
 from .sources import resolve
@@ -204,6 +204,7 @@ class Linker:
         linker = cls(config, parts)
         linker.kb_pool  # noqa: B018  (built now, not in the first link: its garbage is trimmed with the loaders')
         trim()  # the loaders' temporary buffers: freed, but kept by malloc otherwise (gemel/memory.py)
+        release_unused_gpu_libraries()  # ~200 MB of CUDA library pages a CPU-only process never runs again
         log.info("linker %r loaded in %.1f s", config.name, time.perf_counter() - t0)
         return linker
 
