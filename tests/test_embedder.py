@@ -32,6 +32,21 @@ def test_mean_pooled_encoder_matches_sentence_transformers(tiny_dir):
         np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
 
 
+def test_a_bulk_encode_hands_back_each_batch_and_a_single_batch_does_not(tiny_dir, monkeypatch):
+    from gemel import embedder
+
+    lean = TextEmbedder.load(EmbedderConfig(source=str(tiny_dir / "tiny-st"), batch_size=4))
+    trimmed = lean.encode(TEXTS)  # with the real malloc_trim after each batch
+    calls = []
+    monkeypatch.setattr(embedder, "trim_heap", lambda: calls.append(1) or True)
+    untrimmed = lean.encode(TEXTS)  # 6 texts in batches of 4: 2 batches
+    assert len(calls) == 2
+    np.testing.assert_array_equal(trimmed, untrimmed)  # handing memory back changes no number
+    calls.clear()
+    lean.encode(TEXTS[:3])  # one batch (a link's query): nothing to hand back, no cost
+    assert calls == []
+
+
 def _copy_with(tiny_dir: Path, tmp_path: Path, name: str, edit) -> Path:
     folder = tmp_path / name
     shutil.copytree(tiny_dir / "tiny-st", folder)
