@@ -296,13 +296,21 @@ class ColourExemplars:
     def similarities(self, descriptors: np.ndarray, titles: Sequence[str]) -> np.ndarray:
         """(B, N) best kernel among each candidate title's exemplars (0 for a title without exemplars)."""
         k = self.kernels(descriptors)  # (B, M)
-        column = {t: i for i, t in enumerate(titles)}
         out = np.zeros((k.shape[0], len(titles)), dtype=np.float64)
-        for m, title in enumerate(self.titles):
-            i = column.get(title)
-            if i is not None:
-                np.maximum(out[:, i], k[:, m], out=out[:, i])
+        for m, i in self._columns(titles):
+            np.maximum(out[:, i], k[:, m], out=out[:, i])
         return out
+
+    def _columns(self, titles: Sequence[str]) -> list[tuple[int, int]]:
+        """(exemplar, column) pairs of the exemplars whose title is in ``titles``; kept for the last ``titles``
+        object, so that scoring against a KB's titles (1M rows read from a built KB's SQLite) reads them once."""
+        cached = getattr(self, "_columns_cache", None)
+        if cached is not None and cached[0] is titles and cached[1] == len(titles):
+            return cached[2]
+        column = {t: i for i, t in enumerate(titles)}
+        pairs = [(m, column[t]) for m, t in enumerate(self.titles) if t in column]
+        self._columns_cache = (titles, len(titles), pairs)
+        return pairs
 
 
 # ---- results -------------------------------------------------------------------------------------
@@ -435,7 +443,7 @@ class ImageEntityScorer:
     def _raw(self, features: torch.Tensor, entity_vectors: np.ndarray, titles: Sequence[str] | None,
              layouts: np.ndarray | None) -> dict[str, np.ndarray]:
         """Raw similarities per component, (B, N) each."""
-        raw = {k: v @ entity_vectors.T for k, v in self.query_vectors(features).items()}
+        raw = {k: _dot_rows(v, entity_vectors) for k, v in self.query_vectors(features).items()}
         if self.exemplars is not None and titles is not None and layouts is not None:
             if len(titles) != len(entity_vectors):
                 raise ImageScoreError(f"{len(titles)} titles for {len(entity_vectors)} entity vectors")
@@ -523,6 +531,15 @@ class ImageEntityScorer:
                      exemplars)
         scorer.version = blob.get("version", "unknown")
         return scorer
+
+
+def _dot_rows(queries: np.ndarray, rows: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """(B, N) ``queries @ rows.T`` in float32, ``rows`` converted a chunk at a time: a built KB's float16,
+    memory-mapped vectors (1M x 384) are never copied whole (1.5 GB in float32) for one picture."""
+    out = np.empty((len(queries), len(rows)), dtype=np.float32)
+    for lo in range(0, len(rows), chunk):
+        out[:, lo:lo + chunk] = queries @ np.asarray(rows[lo:lo + chunk], dtype=np.float32).T
+    return out
 
 
 def _load_blob(path: Path) -> dict:

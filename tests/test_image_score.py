@@ -295,3 +295,29 @@ def test_exemplars_join_the_scorer_only_with_a_picture_and_titles(scorer, kb, tm
     loaded = ImageEntityScorer.load(tmp_path / "s.pt", encoder, kb_vectors=kb[0], kb_titles=kb[1])
     assert loaded.exemplars.titles == kb[1][:3] and loaded.fusion.w_exemplar == 4.0
     assert np.allclose(loaded.similarities(image, kb[0], kb[1]), with_ex.similarities(image, kb[0], kb[1]), atol=5e-2)
+
+
+def test_scores_against_float16_rows_are_computed_a_chunk_at_a_time_with_the_same_numbers():
+    from gemel.image_score import _dot_rows
+
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((1000, 16)).astype(np.float16)  # like a built KB's memory-mapped vectors
+    queries = rng.standard_normal((2, 16)).astype(np.float32)
+    got = _dot_rows(queries, rows, chunk=300)
+    assert got.dtype == np.float32 and got.shape == (2, 1000)
+    np.testing.assert_allclose(got, queries @ rows.astype(np.float32).T, rtol=1e-6, atol=1e-5)
+
+
+def test_exemplar_columns_are_found_once_per_titles_object_and_follow_a_new_one():
+    from gemel.image_score import ColourExemplars
+
+    ex = ColourExemplars(np.eye(3, dtype=np.float32), ["b", "x", "a"], scale=1.0)  # other exemplars: kernel 0
+    titles = ["a", "b", "c"]
+    first = ex.similarities(np.eye(3, dtype=np.float32), titles)
+    assert ex._columns(titles) is ex._columns(titles)  # kept for the same titles object
+    np.testing.assert_allclose(first[:, 0], [0, 0, 1])  # "a" is the third exemplar
+    np.testing.assert_allclose(first[:, 1], [1, 0, 0])
+    assert first[:, 2].tolist() == [0, 0, 0]  # "c" has no exemplar
+    other = ex.similarities(np.eye(3, dtype=np.float32), ["x", "a"])  # another object: looked up again
+    np.testing.assert_allclose(other[:, 0], [0, 1, 0])
+    np.testing.assert_allclose(other[:, 1], [0, 0, 1])
