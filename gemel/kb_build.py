@@ -34,7 +34,7 @@ from .embedder import TextEmbedder, mention_in_context
 from .kb import Entity, KBError, read_numbered
 from .kb_index import KBIndexConfig, build_ivf
 from .memory import release_unused_gpu_libraries, trim
-from .kb_store import ENTRIES, FORMAT, MANIFEST, VERSION, name_key, partial_of
+from .kb_store import ENTRIES, FORMAT, MANIFEST, VERSION, add_title_search, name_key, partial_of
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +275,7 @@ def merge(out: Path, embedder_name: str, config: BuildConfig,
     demo_index = _index(demos, demos, folder / "demo_index", config)
     if name_tokens is not None:
         _write_trie(folder, name_tokens, tokenizer, config)
+    _index_titles(folder)
     manifest = {"format": FORMAT, "version": VERSION, "entries": len(vectors), "demos": len(demos),
                 "embedder": embedder_name, "dim": int(vectors.shape[1]), "dtype": "float16",
                 "index": index, "demo_index": demo_index, "shards": len(shards)}
@@ -283,6 +284,16 @@ def merge(out: Path, embedder_name: str, config: BuildConfig,
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))  # last: the folder is now complete
     _swap_in(folder, out)
     return manifest
+
+
+def _index_titles(folder: Path) -> None:
+    """The title index of the autocomplete (`StoredKB.search`): 1M titles take ~10 s."""
+    db = sqlite3.connect(folder / ENTRIES)
+    try:
+        if not add_title_search(db):
+            log.warning("this SQLite has no FTS5: `gemel kb search` over %s will scan its titles", folder)
+    finally:
+        db.close()
 
 
 def _complete_shards(folder: Path) -> list[Path]:
@@ -360,13 +371,15 @@ def _swap_in(folder: Path, out: Path) -> None:
 
 def reindex(out: str | Path, config: BuildConfig | None = None) -> dict:
     """Choose and build the vector indexes of the built KB ``out`` again (e.g. another ``exact_below`` or target
-    recall) from its stored vectors, without embedding anything; returns the new manifest. Each new index is
-    built beside the old one and swapped in before the manifest (which the linker follows) names it."""
+    recall) from its stored vectors, without embedding anything, and its title index; returns the new manifest.
+    Each new index is built beside the old one and swapped in before the manifest (which the linker follows)
+    names it."""
     from .kb_store import read_manifest
 
     config = config or BuildConfig()
     out = Path(out)
     manifest = read_manifest(out)
+    _index_titles(out)  # a KB built before the title index gets it here
     vectors = np.load(out / "vectors.npy", mmap_mode="r")
     demos = np.load(out / "demo_vectors.npy", mmap_mode="r")
     for name, vecs in (("index", vectors), ("demo_index", demos)):

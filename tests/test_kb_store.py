@@ -253,3 +253,36 @@ def test_the_linker_refuses_an_interrupted_build(source, tmp_path, embedder, tin
     for where in (tmp_path / "kb", partial_of(tmp_path / "kb")):
         with pytest.raises(KBError, match=r"unfinished `gemel kb build` \(no manifest.json\)"):
             Linker.load(tiny_config.replace(kb={"source": str(where)}))
+
+
+def test_title_index_answers_the_autocomplete_as_the_table_scan_does(tmp_path, embedder):
+    """A built KB's title index (exact/prefix on lower(title), FTS5 trigrams for the rest) finds what a scan
+    of the table finds, in the same order, also for LIKE's special characters, quotes and short queries."""
+    import sqlite3
+
+    titles = ["Apple", "Apple Inc.", "Pineapple", "Big Apple", "100% Juice", "A_B test", 'Say "cheese"',
+              "Back\\slash", "Zürich", "ÉCOLE Normale", "app", "Mapple tree", "Snapple", "Apples and oranges"]
+    src = tmp_path / "src.jsonl"
+    src.write_text("".join(json.dumps({"title": t, "description": "d"}) + "\n" for t in titles), encoding="utf-8")
+    out = tmp_path / "kb"
+    build(src, out, embedder, config=SMALL)
+    indexed = StoredKB(out)
+    assert indexed._title_search
+    memory = KnowledgeBase(e for _, e in read_numbered(src) if e is not None)
+    scan = StoredKB(out)
+    scan._title_search = False  # the old path: LIKE over the table
+    queries = ["apple", "APP", "app", "ap", "a", "pple", "100%", "%", "a_b", "_", '"cheese"', 'say "', "\\",
+               "back\\", "zür", "école", "ecole", "le tr", "nothing here", "  apple   inc. "]
+    for q in queries:
+        for limit in (3, 10):
+            assert indexed.search(q, limit) == scan.search(q, limit), (q, limit)
+        if q != "école":  # SQLite's lower() folds ASCII only: a built KB (either path) misses 'ÉCOLE' here
+            assert indexed.search(q) == memory.search(q), q
+    found = indexed.search("pple")
+    with sqlite3.connect(out / "entries.sqlite") as db:  # an index-less KB (built before it) ...
+        db.execute("DROP TABLE title_search")
+    assert not StoredKB(out)._title_search and StoredKB(out).search("pple") == found
+    from gemel.kb_build import reindex
+
+    reindex(out, SMALL)  # ... gets it from `gemel kb index`
+    assert StoredKB(out)._title_search and StoredKB(out).search("pple") == found
