@@ -258,10 +258,10 @@ def _add_kb(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--profile", help="the profile the shards were built with (default: offline)")
     m.add_argument("--trie", action="store_true", help="also write the prefix tree of the names")
     m.set_defaults(func=run_kb_merge)
-    x = kb_sub.add_parser("index", help="choose and build a built KB's vector index again",
+    x = kb_sub.add_parser("index", help="choose and build a built KB's vector and title indexes again",
                           description="Rebuild the vector indexes of a built KB from its stored vectors (no "
                                       "embedding): exact below --exact-below entries, IVF above, nprobe measured "
-                                      "for --target-recall.")
+                                      "for --target-recall; and the title index of `gemel kb search`.")
     x.add_argument("out", help="a built KB folder")
     x.add_argument("--exact-below", type=int, default=100_000, help="exact search below this many vectors")
     x.add_argument("--target-recall", type=float, default=0.97, help="recall@16 vs exact that nprobe must reach")
