@@ -271,6 +271,7 @@ class ColourExemplars:
         self.titles = list(titles)
         self.scale = float(scale)
         self.config = config
+        self._columns_cache: tuple | None = None  # (titles object, its length, (exemplar, column) pairs)
 
     @classmethod
     def build(cls, descriptors: np.ndarray, titles: Sequence[str], config: ExemplarConfig = ExemplarConfig(),
@@ -304,7 +305,7 @@ class ColourExemplars:
     def _columns(self, titles: Sequence[str]) -> list[tuple[int, int]]:
         """(exemplar, column) pairs of the exemplars whose title is in ``titles``; kept for the last ``titles``
         object, so that scoring against a KB's titles (1M rows read from a built KB's SQLite) reads them once."""
-        cached = getattr(self, "_columns_cache", None)
+        cached = self._columns_cache
         if cached is not None and cached[0] is titles and cached[1] == len(titles):
             return cached[2]
         column = {t: i for i, t in enumerate(titles)}
