@@ -71,7 +71,7 @@ def load_linkers(profile: str, mapper: str | None = None) -> dict:
     linker = Linker.load(config.replace(image={"scorer": scorer, "weight": config.image.weight or 0.0,
                                                "candidates": K_MAX, "min_confidence": 0.0,
                                                "min_flatness": 0.0, "max_text_margin": math.inf,
-                                               "trust_exact_name": False}))
+                                               "trust_exact_name": False, "choose_sense": False}))
     out = {"text": (linker.replace(mapper=None), False), "combined": (linker, True)}
     if mapper:
         trained = FeatureMapper.load(mapper, expected=linker.mapper.spec)
@@ -115,6 +115,26 @@ def dev_set(corpus, kb, limit: int | None) -> list[Example]:
                       f"hidden/{it.id}", "hidden-dev")
               for it in sorted(corpus.split("dev"), key=lambda it: it.kind != "flag") if it.heldout == "picture"]
     return corpus_dev + photos[:limit] + hidden[:limit]
+
+
+def senses_dev(corpus, kb) -> list[Example]:
+    """Dev pictures whose entity shares its name with another KB title, each under two ambiguous captions ("We saw
+    Nut on the way home."): the picture must pick the sense. Reported beside the fit, not part of it (the dev
+    split has 4 such pictures), for ``image.choose_sense``."""
+    return [Example(c.text, c.mention, c.entity, str(corpus.folder / c.image), c.id, "senses-dev")
+            for c in captions(corpus, kb, split="dev", per_picture=2) if c.kind == "ambiguous"]
+
+
+def report_senses(examples: list[Example], records: dict, w: float, k: int, w_ret: float, gates: dict) -> None:
+    """Right answers on the senses check without the image, and with it with image.choose_sense off and on."""
+    items = [records[f"{e.source}/{e.id}/combined"] for e in examples]
+    off, on = ({**gates, "choose_sense": flag} for flag in (False, True))
+    right = lambda **kw: sum(choose(x, w_ret=w_ret, **kw) == x.gold for x in items)  # noqa: E731
+    print(f"senses-dev (report only): n={len(items)} no image {right(w_img=0, k_img=0)}, "
+          f"choose_sense off {right(w_img=w, k_img=k, **off)}, on {right(w_img=w, k_img=k, **on)}")
+    for x in items:
+        print(f"  {x.gold!r}: no image {choose(x, 0, 0, w_ret=w_ret)!r}, off {choose(x, w, k, w_ret=w_ret, **off)!r}, "
+              f"on {choose(x, w, k, w_ret=w_ret, **on)!r}")
 
 
 def collect(examples: list[Example], linkers: dict, records: dict, path: Path, desc: str,
@@ -257,6 +277,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-text-margin", type=float, help="image.max_text_margin of the combined variant")
     p.add_argument("--trust-exact-name", type=int, choices=(0, 1),
                    help="image.trust_exact_name of the combined variant (1 = true)")
+    p.add_argument("--choose-sense", type=int, choices=(0, 1),
+                   help="image.choose_sense of the combined variant (1 = true)")
     p.add_argument("--no-link", action="store_true",
                    help="link nothing: report on the examples that already have records (a partial run)")
     p.add_argument("--records", help="records file (default: bench/out/image_{ablation,fit}_records.jsonl)")
@@ -276,7 +298,8 @@ def main(argv=None) -> int:
     k = args.candidates if args.candidates is not None else config.image.candidates
     given = {"min_confidence": args.min_confidence, "min_flatness": args.min_flatness,
              "max_text_margin": args.max_text_margin,
-             "trust_exact_name": None if args.trust_exact_name is None else bool(args.trust_exact_name)}
+             "trust_exact_name": None if args.trust_exact_name is None else bool(args.trust_exact_name),
+             "choose_sense": None if args.choose_sense is None else bool(args.choose_sense)}
     gates = {g: getattr(config.image, g) if v is None else v for g, v in given.items()}
     w_ret = config.decode.w_ret
     corpus = Corpus.load(args.corpus or default_corpus(args.profile))
@@ -301,7 +324,8 @@ def main(argv=None) -> int:
         fill_flatness(dev, records)
         items = [records[f"{e.source}/{e.id}/combined"] for e in dev]
         result = fit(items, w_ret, guard=("photos-dev",), confidences=CONFIDENCES,  # lose nothing on real photos
-                     flatnesses=FLATNESSES, margins=MARGINS, exact_names=EXACT_NAMES)
+                     flatnesses=FLATNESSES, margins=MARGINS, exact_names=EXACT_NAMES,
+                     choose_sense=gates["choose_sense"])
         for gw, gk, gc, gf, gm, gt, acc in sorted(result.grid, key=lambda g: -g[-1])[:40]:
             print(f"w_img={gw:<5} K_img={gk:<2} min_confidence={gc:<5} min_flatness={gf:<4} max_text_margin={gm:<4} "
                   f"trust_exact_name={gt!s:<5} dev accuracy (mean over strata)={acc:.3f}")
@@ -309,7 +333,8 @@ def main(argv=None) -> int:
         strata = sorted({x.stratum for x in items})
         for s in strata:
             sub = [x for x in items if x.stratum == s]
-            fitted = sum(choose(x, result.weight, result.candidates, w_ret=w_ret, **result.gates()) == x.gold
+            fitted = sum(choose(x, result.weight, result.candidates, w_ret=w_ret, choose_sense=gates["choose_sense"],
+                                **result.gates()) == x.gold
                          for x in sub)
             print(f"{s}: n={len(sub)} no image {sum(choose(x, 0, 0, w_ret=w_ret) == x.gold for x in sub)}, "
                   f"fitted {fitted}")
@@ -319,6 +344,13 @@ def main(argv=None) -> int:
                                                         "grid": result.grid, "n": len(items),
                                                         "guard": ["photos-dev"]}, indent=1))
         print("(guard: no fewer real dev photos right than without the image)")
+        senses = senses_dev(corpus, kb)
+        if args.no_link:
+            senses = [e for e in senses if f"{e.source}/{e.id}/combined" in records]
+        else:
+            collect(senses, linkers, records, path, "senses-dev", wanted=("combined",))
+        fill_flatness(senses, records)
+        report_senses(senses, records, result.weight, result.candidates, w_ret, result.gates())
         print(f"fitted image.weight={result.weight} image.candidates={result.candidates} "
               + " ".join(f"image.{g}={v}" for g, v in result.gates().items()) + " "
               f"dev={result.accuracy:.3f} (no image {result.baseline:.3f}, n={len(items)})")

@@ -146,6 +146,7 @@ class ImageConfig:
     min_flatness: float = 0.0  # below this flatness (gemel.picture_style: a photo) the image adds nothing
     max_text_margin: float = math.inf  # the image weighs in only when the text's best two candidates are this close
     trust_exact_name: bool = False  # a mention that is exactly one candidate's name (or base name) is not overruled
+    choose_sense: bool = False  # a mention that is exactly the name of several candidates: the picture picks the sense
 
     def __post_init__(self) -> None:
         _check(math.isfinite(self.weight) and self.weight >= 0,

@@ -105,12 +105,14 @@ def temperature(linker: Any) -> float:
 
 def choose(item: ImageScored, w_img: float, k_img: int, w_llm: float = 1.0, w_ret: float = 0.0,
            image_only: bool = False, min_confidence: float = 0.0, min_flatness: float = 0.0,
-           max_text_margin: float = math.inf, trust_exact_name: bool = False) -> str | None:
+           max_text_margin: float = math.inf, trust_exact_name: bool = False,
+           choose_sense: bool = False) -> str | None:
     """The entity this example gets with image weight ``w_img`` and ``k_img`` image candidates (``image_only``:
     the best image score among those candidates; None without image scores). The gates act as in the linker:
     below ``min_confidence`` or ``min_flatness``, or when the kept candidates' best two text scores are
     ``max_text_margin`` or more apart, or (``trust_exact_name``) the mention names exactly one kept candidate,
-    the image score adds nothing (its candidates stay)."""
+    the image score adds nothing (its candidates stay); with ``choose_sense``, where the mention names several
+    kept candidates, only they get the image score, whatever the text's margin."""
     if item.image is not None and (min_confidence > 0 and (item.confidence or 0.0) < min_confidence
                                    or min_flatness > 0 and (item.flatness or 0.0) < min_flatness):
         item = replace(item, image=None)
@@ -123,10 +125,12 @@ def choose(item: ImageScored, w_img: float, k_img: int, w_llm: float = 1.0, w_re
             return None
         return item.names[max(keep, key=lambda i: item.image[i])]
     text = [w_llm * item.llm[i] + w_ret * item.sim[i] for i in keep]
-    named = trust_exact_name and item.named is not None and sum(item.named[i] for i in keep) == 1
-    if item.image is None or named or not text_leaves_open(text, max_text_margin):
+    n_named = sum(item.named[i] for i in keep) if item.named is not None else 0
+    senses = choose_sense and n_named >= 2
+    decided = trust_exact_name and n_named == 1 or not text_leaves_open(text, max_text_margin)
+    if item.image is None or not senses and decided:
         return item.names[keep[int(np.argmax(text))]]
-    score = [t + w_img * item.image[i] for t, i in zip(text, keep)]
+    score = [t + (w_img * item.image[i] if not senses or item.named[i] else 0.0) for t, i in zip(text, keep)]
     return item.names[keep[int(np.argmax(score))]]
 
 
@@ -167,13 +171,15 @@ class ImageFit:
 def fit(items: Sequence[ImageScored], w_ret: float, weights: Sequence[float] = WEIGHTS,
         candidates: Sequence[int] = IMAGE_CANDIDATES, guard: Sequence[str] = (),
         confidences: Sequence[float] = (0.0,), flatnesses: Sequence[float] = (0.0,),
-        margins: Sequence[float] = (math.inf,), exact_names: Sequence[bool] = (False,)) -> ImageFit:
+        margins: Sequence[float] = (math.inf,), exact_names: Sequence[bool] = (False,),
+        choose_sense: bool = False) -> ImageFit:
     """The (w_img, K_img, min_confidence, min_flatness, max_text_margin, trust_exact_name) with the best mean
     accuracy over strata among those that lose no example of a ``guard`` stratum against no image (w_img = 0,
     K_img = 0, always allowed); ties: fewer candidates, the smaller weight, the higher confidence threshold,
     trusting exact names, the smaller text margin (the image overrules the text least), then the middle of the
     tied flatness thresholds (the gate furthest from both edges of the plateau the dev data allows; of two
-    middles the higher, where the image overrules the text less)."""
+    middles the higher, where the image overrules the text less). ``choose_sense`` (``image.choose_sense``) is
+    not searched: it is the profile's rule, applied in every setting (dev data rarely holds a shared name)."""
     if not weights or min(weights) < 0 or not candidates or min(candidates) < 0:
         raise ImageFitError(f"weights {list(weights)} and candidates {list(candidates)} must be non-empty and >= 0")
     unknown = set(guard) - {x.stratum for x in items}
@@ -184,9 +190,11 @@ def fit(items: Sequence[ImageScored], w_ret: float, weights: Sequence[float] = W
     settings = [(float(w), int(k), float(c), float(f), float(m), bool(t)) for k in sorted(candidates)
                 for w in sorted(weights) for c in sorted(confidences) for f in sorted(flatnesses)
                 for m in sorted(margins) for t in exact_names]
-    grid = tuple((*g, accuracy(items, g[0], g[1], w_ret, **dict(zip(GATES, g[2:])))) for g in settings)
+    grid = tuple((*g, accuracy(items, g[0], g[1], w_ret, choose_sense=choose_sense, **dict(zip(GATES, g[2:]))))
+                 for g in settings)
     allowed = [g for g in grid
-               if all(correct(items, g[0], g[1], w_ret, s, **dict(zip(GATES, g[2:6]))) >= floor[s] for s in guard)]
+               if all(correct(items, g[0], g[1], w_ret, s, choose_sense=choose_sense, **dict(zip(GATES, g[2:6])))
+                      >= floor[s] for s in guard)]
     allowed.append((0.0, 0, 0.0, 0.0, math.inf, False, accuracy(items, 0.0, 0, w_ret)))
     key = lambda g: (round(g[6], 9), -g[1], -g[0], g[2], g[5], -g[4])  # noqa: E731
     top = key(max(allowed, key=key))
@@ -206,7 +214,7 @@ def open_gates(linker: Any) -> Any:
     weight = linker.config.image.weight or 1.0
     return linker.replace(config=linker.config.replace(image={
         "weight": weight, "candidates": max(IMAGE_CANDIDATES), "min_confidence": 0.0, "min_flatness": 0.0,
-        "max_text_margin": math.inf, "trust_exact_name": False}))
+        "max_text_margin": math.inf, "trust_exact_name": False, "choose_sense": False}))
 
 
 def calibrate_image(linker: Any, examples: Sequence[Example], w_ret: float, *, progress: bool = True) -> ImageFit:
@@ -222,4 +230,4 @@ def calibrate_image(linker: Any, examples: Sequence[Example], w_ret: float, *, p
     items = [collect_one(collector, ex) for ex in tqdm(examples, desc="image fit", unit="mention",
                                                       disable=not progress)]
     return fit(items, w_ret, confidences=CONFIDENCES, flatnesses=FLATNESSES, margins=MARGINS,
-               exact_names=EXACT_NAMES)
+               exact_names=EXACT_NAMES, choose_sense=linker.config.image.choose_sense)

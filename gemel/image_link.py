@@ -15,6 +15,12 @@ no picture, the scorer abstains (its confidence is below its ``abstain_below``) 
 :mod:`gemel.picture_style`; the scorer is trained on drawings), or the text has already decided (its best two
 candidates are ``image.max_text_margin`` or more apart, :func:`text_leaves_open`; or, with
 ``image.trust_exact_name``, the mention is exactly the name of one candidate, :func:`names_exactly`).
+
+Senses of one name (``image.choose_sense``): when the mention is exactly the name of several candidates ("Nut":
+``Nut (fruit)``, ``Nut (hardware)``), the picture chooses among those senses whatever the text's margin, and
+only they get the image score (:func:`image_mask`). The LLM's preference between senses of one name is mostly
+how common each sense is, not what the caption says: "We saw Nut on the way home." prefers the fruit by ~10
+nats, and the margin gate would keep the picture of a hex nut from deciding.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["load_scorer", "gated_image_scores", "PictureFacts", "PictureFactsCache", "confidence", "top_rows",
            "merge_candidates",
-           "text_leaves_open", "names_exactly", "image_may_decide"]
+           "text_leaves_open", "names_exactly", "image_may_decide", "image_mask"]
 
 
 def scorer_path(config: LinkerConfig) -> Path:
@@ -195,3 +201,15 @@ def image_may_decide(text_scores: Sequence[float], titles: Sequence[str], mentio
     if config.trust_exact_name and mention is not None:
         return sum(names_exactly(mention, t) for t in titles) != 1
     return True
+
+
+def image_mask(text_scores: Sequence[float], titles: Sequence[str], mention: str | None,
+               config: ImageConfig) -> list[bool] | None:
+    """Which candidates get the image score: with ``image.choose_sense``, the senses of the mention when it is
+    exactly the name of two or more candidates (the picture picks the sense, whatever the text's margin);
+    otherwise all of them when :func:`image_may_decide`, else None (the text has decided)."""
+    if config.choose_sense and mention is not None:
+        senses = [names_exactly(mention, t) for t in titles]
+        if sum(senses) >= 2:
+            return senses
+    return [True] * len(titles) if image_may_decide(text_scores, titles, mention, config) else None

@@ -37,7 +37,7 @@ from .demonstrations import DemonstrationPool, Retrieved, StoredKBPool, kb_examp
 from .embedder import TextEmbedder, mention_in_context
 from .errors import InputError
 from .features import FeatureStore
-from .image_link import (PictureFactsCache, gated_image_scores, image_may_decide, load_scorer, merge_candidates,
+from .image_link import (PictureFactsCache, gated_image_scores, image_mask, load_scorer, merge_candidates,
                          top_rows)
 from .image_score import ImageEntityScorer
 from .images import ImageInput
@@ -450,7 +450,8 @@ class Linker:
              mention: str | None = None) -> list[Candidate]:
         """Hypotheses as KB candidates, best fused score first (``w_llm * llm_logprob + w_ret * sim``, plus
         ``w_img * image_scores[row]`` when the query picture has image scores and the text leaves the choice
-        open: :func:`gemel.image_link.image_may_decide`, which needs the ``mention`` for ``image.trust_exact_name``)."""
+        open, or only to the senses of a shared name: :func:`gemel.image_link.image_mask`, which needs the
+        ``mention`` for ``image.trust_exact_name`` and ``image.choose_sense``)."""
         d = self.config.decode
         parts = []  # (row, llm, sim, text score)
         for h in hyps:
@@ -461,15 +462,14 @@ class Linker:
             sim = float(self._shared.kb_vectors[i] @ query[0])
             llm = h.normalised(d.length_penalty)
             parts.append((i, llm, sim, d.w_llm * llm + d.w_ret * sim))
-        if image_scores is not None and not image_may_decide([p[3] for p in parts],
-                                                             [named_as(mention, self.kb.entities[p[0]]) for p in parts],
-                                                             mention, self.config.image):
-            image_scores = None  # the text has decided: the picture does not overrule it
+        mask = None if image_scores is None else image_mask(
+            [p[3] for p in parts], [named_as(mention, self.kb.entities[p[0]]) for p in parts], mention,
+            self.config.image)  # None: the text has decided, the picture does not overrule it
         w_img = self.config.image.weight
         out = []
-        for i, llm, sim, text_score in parts:
+        for (i, llm, sim, text_score), use in zip(parts, mask or [False] * len(parts)):
             e = self.kb.entities[i]
-            img = None if image_scores is None else float(image_scores[i])
+            img = float(image_scores[i]) if use else None
             score = text_score + (w_img * img if img is not None else 0.0)
             out.append(Candidate(e.title, score, llm, sim, e.description, image_score=img))
         return sorted(out, key=lambda c: c.score, reverse=True)
@@ -481,7 +481,10 @@ def image_use(qp: QueryPrompt, ranked: Sequence[Candidate], weight: float) -> st
         return qp.image_note
     if all(c.image_score is None for c in ranked):
         return "off: the text decided (its best candidates are far apart, or the mention names one)"
-    return f"on: image.weight {weight:g} x the image score" if weight > 0 else "shown, not used (image.weight 0)"
+    if weight == 0:
+        return "shown, not used (image.weight 0)"
+    senses = "" if all(c.image_score is not None for c in ranked) else ", among the senses the mention names"
+    return f"on: image.weight {weight:g} x the image score{senses}"
 
 
 def _identity(section: Any, name: str) -> Any:

@@ -2,11 +2,14 @@
 picture decides. One caption, several pictures, a different right answer for each; a text-only linker gives one
 answer for all of them.
 
-The pictures are drawn here (flat stripes and a disc, as a user's screenshot of a flag would be), so no picture
-of the scorer's corpus or of the seed pool is involved; the captions name no country.
+The pictures are drawn here (flat stripes and a disc, as a user's screenshot of a flag would be; a hex nut and an
+acorn), so no picture of the scorer's corpus or of the seed pool is involved; the captions name no country, and
+"Nut" names both of its senses.
 """
 
 from __future__ import annotations
+
+import math
 
 import pytest
 from PIL import Image, ImageDraw
@@ -28,6 +31,24 @@ def _stripes(colours, vertical=True, size=(300, 200)) -> Image.Image:
 def _disc() -> Image.Image:
     im = Image.new("RGBA", (300, 200), (255, 255, 255, 255))
     ImageDraw.Draw(im).ellipse([90, 40, 210, 160], fill=(188, 0, 45, 255))
+    return im
+
+
+def _hex_nut() -> Image.Image:
+    im = Image.new("RGB", (256, 256), (255, 255, 255))
+    draw = ImageDraw.Draw(im)
+    corners = [(128 + 100 * math.cos(math.pi / 3 * k), 128 + 100 * math.sin(math.pi / 3 * k)) for k in range(6)]
+    draw.polygon(corners, fill=(150, 150, 160), outline=(60, 60, 70))
+    draw.ellipse([78, 78, 178, 178], fill=(255, 255, 255), outline=(60, 60, 70))
+    return im
+
+
+def _acorn() -> Image.Image:
+    im = Image.new("RGB", (256, 256), (255, 255, 255))
+    draw = ImageDraw.Draw(im)
+    draw.ellipse([70, 90, 186, 230], fill=(190, 120, 50))
+    draw.pieslice([60, 50, 196, 150], 180, 360, fill=(110, 70, 30))
+    draw.rectangle([122, 30, 134, 60], fill=(90, 60, 20))
     return im
 
 
@@ -59,3 +80,14 @@ def test_a_photo_gets_no_image_share_and_a_named_mention_is_not_overruled(offlin
     assert named.entity == "Japan"  # the text has decided; the French flag in the picture does not overrule it
     assert named.image.startswith("off: the text decided")
     assert offline_linker.link(photo, "Hopper led the team.", "Hopper").image.startswith("off: a photo")
+
+
+def test_the_picture_picks_the_sense_of_a_shared_name(offline_linker):
+    caption, mention = "We saw Nut on the way home.", "Nut"
+    assert offline_linker.link(None, caption, mention).entity == "Nut (fruit)"  # the words favour the fruit
+    nut = offline_linker.link(_hex_nut(), caption, mention)
+    assert nut.entity == "Nut (hardware)" and nut.image.endswith("among the senses the mention names")
+    assert offline_linker.link(_acorn(), caption, mention).entity == "Nut (fruit)"
+    assert {c.name for c in nut.candidates if c.image_score is not None} == {"Nut (fruit)", "Nut (hardware)"}
+    without_rule = offline_linker.replace(config=offline_linker.config.replace(image={"choose_sense": False}))
+    assert without_rule.link(_hex_nut(), caption, mention).entity == "Nut (fruit)"  # the text's margin kept it out

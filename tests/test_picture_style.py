@@ -150,6 +150,60 @@ def test_an_exact_name_is_trusted_unless_several_candidates_share_it():
     assert image_may_decide([-1.0, -1.1], ["Japan", "National flag"], "Japan", ImageConfig(scorer="s.pt"))
 
 
+def test_the_picture_picks_among_the_senses_a_mention_names():
+    from gemel.image_link import image_mask
+
+    senses = ["Nut (fruit)", "Nut (hardware)", "Hazelnut"]
+    far_apart = [-7.0, -18.0, -14.0]  # the LLM's prior for the fruit, not the caption's evidence
+    rule = ImageConfig(scorer="s.pt", max_text_margin=1.5, trust_exact_name=True, choose_sense=True)
+    assert image_mask(far_apart, senses, "Nut", rule) == [True, True, False]
+    assert image_mask(far_apart, senses, "nut ", rule) == [True, True, False]
+    no_rule = ImageConfig(scorer="s.pt", max_text_margin=1.5, trust_exact_name=True)
+    assert image_mask(far_apart, senses, "Nut", no_rule) is None  # the margin gate: the text decided
+    assert image_mask(far_apart, ["Japan", "National flag"], "Japan", rule) is None  # one name: trusted
+    assert image_mask([-1.0, -1.1], ["Country", "France"], "the country", rule) == [True, True]
+    assert image_mask(far_apart, senses, None, rule) is None
+
+
+def test_choose_gives_the_image_score_to_the_senses_only():
+    from gemel.image_fit import ImageScored, choose
+
+    r = ImageScored("x", "Nut (hardware)", ("Nut (fruit)", "Nut (hardware)", "Lock"), (-7.4, -17.9, -25.3),
+                    (0.0, 0.0, 0.0), (0.4, 5.7, 8.0), (True, True, False), (-1, 2, 0), "groups", None, 0.9,
+                    (True, True, False))
+    gates = {"max_text_margin": 1.5, "trust_exact_name": True}
+    assert choose(r, 6.0, 1, **gates) == "Nut (fruit)"  # 10.5 apart: the margin gate keeps the picture out
+    assert choose(r, 6.0, 1, choose_sense=True, **gates) == "Nut (hardware)"
+    assert choose(r, 6.0, 1) == "Lock"  # every gate open, the image's own candidate wins: -25.3 + 48
+    assert choose(r, 0.0, 0, choose_sense=True, **gates) == "Nut (fruit)"
+
+
+def test_the_linker_scores_only_the_senses_with_the_picture(tiny_linker, scorer_file):  # noqa: F811
+    from types import SimpleNamespace
+
+    from gemel.decoding import Hypothesis
+    from gemel.linker import image_use
+
+    query = tiny_linker.embedder.encode([TEXT])
+    planet, element, apple = (tiny_linker.kb.index(t) for t in ("Mercury (planet)", "Mercury (element)", "Apple"))
+    scores = np.zeros(len(tiny_linker.kb), np.float32)
+    scores[element], scores[apple] = 1.0, 5.0
+    hyps = [Hypothesis(tiny_linker.name_tokens(i), llm) for i, llm in ((planet, -1.0), (element, -30.0),
+                                                                       (apple, -9.0))]
+    linker = _with_image(tiny_linker, scorer_file, weight=100.0)
+    image = {"max_text_margin": 1.0, "trust_exact_name": True}
+    off = linker.replace(config=linker.config.replace(image=image))
+    assert [c.name for c in off.rank(hyps, query, scores, mention="Mercury")][0] == "Mercury (planet)"
+    on = linker.replace(config=linker.config.replace(image={**image, "choose_sense": True}))
+    ranked = on.rank(hyps, query, scores, mention="Mercury")
+    assert ranked[0].name == "Mercury (element)"
+    assert {c.name: c.image_score for c in ranked} == {"Mercury (element)": 1.0, "Mercury (planet)": 0.0,
+                                                       "Apple": None}
+    qp = SimpleNamespace(image_scores=scores, image_note="")
+    assert image_use(qp, ranked, 100.0) == "on: image.weight 100 x the image score, among the senses the mention names"
+    assert on.rank(hyps, query, scores, mention="the planet")[0].name == "Mercury (planet)"  # no name: margin gate
+
+
 def test_every_answer_says_how_the_image_score_took_part(tiny_linker, scorer_file, tmp_path):  # noqa: F811
     from demo.render import meta_html
     from gemel.cli import format_prediction
