@@ -17,12 +17,14 @@ opens half a KB):
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,10 +258,50 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def writing(out: str | Path) -> Iterator[None]:
+    """Hold the write lock of the KB ``out`` (``<out>.lock``, an advisory ``flock``): a second `gemel kb build`,
+    merge or index of the same KB is refused with a sentence instead of writing the same rows and files. The
+    lock goes with the process, so a killed build leaves nothing that blocks the next one."""
+    out = Path(out)
+    path = out.with_name(out.name + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        f = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            f.close()
+            raise KBError(f"another `gemel kb` process (pid {holder}) is writing {out}: wait for it to finish, or "
+                          "stop it (it resumes where it stopped), then run this again") from None
+        if path.exists() and os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+            break
+        f.close()  # the holder removed this file as we locked it: lock the one that is there now
+    with f:
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
+
 # ---- stage 3: merge, index, manifest, rename ----------------------------------------------------------
 def merge(out: Path, embedder_name: str, config: BuildConfig,
           name_tokens: Callable[[Iterable[str]], Iterable[Sequence[int]]] | None = None,
           tokenizer: str = "") -> dict:
+    """Join the finished shards of ``out`` into the built KB (see :func:`_merge`), holding its write lock."""
+    with writing(out):
+        return _merge(Path(out), embedder_name, config, name_tokens, tokenizer)
+
+
+def _merge(out: Path, embedder_name: str, config: BuildConfig,
+           name_tokens: Callable[[Iterable[str]], Iterable[Sequence[int]]] | None = None,
+           tokenizer: str = "") -> dict:
     """Join the shards of ``out.partial``, index the vectors, write the manifest and rename to ``out``.
     ``name_tokens`` (titles -> token ids ending in EOS) also writes the prefix tree for ``tokenizer``."""
     folder = partial_of(out)
@@ -374,10 +416,13 @@ def reindex(out: str | Path, config: BuildConfig | None = None) -> dict:
     recall) from its stored vectors, without embedding anything, and its title index; returns the new manifest.
     Each new index is built beside the old one and swapped in before the manifest (which the linker follows)
     names it."""
+    with writing(out):
+        return _reindex(Path(out), config or BuildConfig())
+
+
+def _reindex(out: Path, config: BuildConfig) -> dict:
     from .kb_store import read_manifest
 
-    config = config or BuildConfig()
-    out = Path(out)
     manifest = read_manifest(out)
     _index_titles(out)  # a KB built before the title index gets it here
     vectors = np.load(out / "vectors.npy", mmap_mode="r")
@@ -404,9 +449,10 @@ def build(source: str | Path, out: str | Path, embedder: TextEmbedder, *, shard:
     source, out = Path(source), Path(out)
     if not source.exists():
         raise KBError(f"knowledge base source {str(source)!r} does not exist")
-    folder = partial_of(out)
-    report = write_entries(source, folder, config)
-    embed_shard(folder, embedder, *shard, config)
-    if shard[1] > 1:
-        return report, None
-    return report, merge(out, embedder.name, config, name_tokens, tokenizer)
+    with writing(out):
+        folder = partial_of(out)
+        report = write_entries(source, folder, config)
+        embed_shard(folder, embedder, *shard, config)
+        if shard[1] > 1:
+            return report, None
+        return report, _merge(out, embedder.name, config, name_tokens, tokenizer)

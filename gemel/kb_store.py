@@ -37,6 +37,7 @@ VERSION = 1
 MANIFEST = "manifest.json"
 ENTRIES = "entries.sqlite"
 TITLE_SEARCH = "title_search"  # FTS5 trigram index over entities.title: the autocomplete's substring passes
+TITLE_KEYS = "title_keys"  # (row, Python's title.lower()): exact and prefix passes, also for non-ASCII letters
 PARTIAL = ".partial"
 
 
@@ -110,6 +111,8 @@ class StoredKB:
         self.entities = _Rows(self, lambda row: self.entity(row), lambda e: e)
         self.titles = _Rows(self, lambda row: self.entity(row).title, lambda e: e.title)
         self._title_search = bool(self._query("SELECT 1 FROM sqlite_master WHERE name = ?", (TITLE_SEARCH,)))
+        # a KB indexed before the key table folds titles with SQLite's lower(), which folds ASCII only
+        self._title_keys = bool(self._query("SELECT 1 FROM sqlite_master WHERE name = ?", (TITLE_KEYS,)))
 
     @property
     def embedder(self) -> str:
@@ -173,18 +176,23 @@ class StoredKB:
 
     def _search_sql(self, n: int, q: str, pattern: str, limit: int) -> tuple[str, tuple]:
         """The SQL of search pass ``n`` (0 exact, 1 prefix, 2 word prefix, 3 substring): the same matches
-        with or without the title index, since the indexed passes keep the LIKE test as a filter."""
-        order = "ORDER BY length(title), row LIMIT ?"  # ties in KB order, as KnowledgeBase.search
+        with or without the title index, since the indexed passes keep the LIKE test as a filter. Titles are
+        compared lower-cased as Python does (the key table), or with SQLite's ASCII-only lower() in a KB
+        indexed before it."""
+        order = "ORDER BY length(e.title), e.row LIMIT ?"  # ties in KB order, as KnowledgeBase.search
+        if self._title_keys:
+            rows, key = f"entities e JOIN {TITLE_KEYS} k ON k.row = e.row", "k.key"
+        else:
+            rows, key = "entities e", "lower(e.title)"
         if self._title_search and n == 0:
-            return f"SELECT title FROM entities WHERE lower(title) = ? {order}", (q, limit)
-        if self._title_search and n == 1:  # a range on the lower(title) index
-            return (f"SELECT title FROM entities WHERE lower(title) >= ? AND lower(title) < ? {order}",
-                    (q, q + "\U0010ffff", limit))
+            return f"SELECT e.title FROM {rows} WHERE {key} = ? {order}", (q, limit)
+        if self._title_search and n == 1:  # a range on the key's index
+            return f"SELECT e.title FROM {rows} WHERE {key} >= ? AND {key} < ? {order}", (q, q + "\U0010ffff", limit)
         if self._title_search and len(q) >= 3:  # trigrams find the candidates, LIKE keeps the exact rule
-            return (f"SELECT title FROM entities WHERE row IN (SELECT rowid FROM {TITLE_SEARCH} WHERE "
-                    f"{TITLE_SEARCH} MATCH ?) AND lower(title) LIKE ? ESCAPE '\\' {order}",
+            return (f"SELECT e.title FROM {rows} WHERE e.row IN (SELECT rowid FROM {TITLE_SEARCH} WHERE "
+                    f"{TITLE_SEARCH} MATCH ?) AND {key} LIKE ? ESCAPE '\\' {order}",
                     ('"' + q.replace('"', '""') + '"', pattern, limit))
-        return f"SELECT title FROM entities WHERE lower(title) LIKE ? ESCAPE '\\' {order}", (pattern, limit)
+        return f"SELECT e.title FROM {rows} WHERE {key} LIKE ? ESCAPE '\\' {order}", (pattern, limit)
 
     def vector_index(self) -> "ExactIndex | IVFIndex":
         """The entries' search index: IVF when the manifest names one, else exact over the vectors."""
@@ -198,9 +206,10 @@ class StoredKB:
 
 
 def add_title_search(db: Any) -> bool:
-    """Index an entries database's titles for :meth:`StoredKB.search`: an index on ``lower(title)`` (exact and
-    prefix passes) and an FTS5 trigram table (word-prefix and substring passes). False, and nothing written,
-    where this SQLite has no FTS5: the search then scans the table as before."""
+    """Index an entries database's titles for :meth:`StoredKB.search`: a key table of lower-cased titles (as
+    Python lower-cases them: 'ÉCOLE' -> 'école', which SQLite's lower() leaves) with an index (exact and prefix
+    passes), and an FTS5 trigram table (word-prefix and substring passes; it folds non-ASCII case itself).
+    False, and nothing written, where this SQLite has no FTS5: the search then scans the table as before."""
     import sqlite3
 
     try:
@@ -209,7 +218,13 @@ def add_title_search(db: Any) -> bool:
     except sqlite3.OperationalError:
         return False
     db.execute(f"INSERT INTO {TITLE_SEARCH}({TITLE_SEARCH}) VALUES('rebuild')")
-    db.execute("CREATE INDEX IF NOT EXISTS entities_lower_title ON entities(lower(title))")
+    db.execute(f"DROP TABLE IF EXISTS {TITLE_KEYS}")
+    db.execute(f"CREATE TABLE {TITLE_KEYS} (row INTEGER PRIMARY KEY, key TEXT NOT NULL)")
+    titles = db.execute("SELECT row, title FROM entities ORDER BY row")
+    while batch := titles.fetchmany(65_536):
+        db.executemany(f"INSERT INTO {TITLE_KEYS} VALUES (?, ?)", [(r, t.lower()) for r, t in batch])
+    db.execute(f"CREATE INDEX {TITLE_KEYS}_key ON {TITLE_KEYS}(key)")
+    db.execute("DROP INDEX IF EXISTS entities_lower_title")  # the key table's index replaces it
     db.commit()
     return True
 

@@ -153,6 +153,26 @@ def test_merge_names_a_missing_shard(source, tmp_path, embedder):
         merge(tmp_path / "kb", embedder.name, SMALL)
 
 
+def test_a_second_writer_of_the_same_kb_is_refused_and_writes_nothing(source, tmp_path, embedder):
+    import os
+
+    from gemel.kb_build import reindex, writing
+
+    out = tmp_path / "kb"
+    with writing(out):  # another `gemel kb build` of the same folder is running (flock: per open file)
+        assert (tmp_path / "kb.lock").read_text().strip() == str(os.getpid())
+        with pytest.raises(KBError, match=rf"another `gemel kb` process \(pid {os.getpid()}\) is writing .*kb: wait"):
+            build(source, out, embedder, config=SMALL)
+        assert not partial_of(out).exists() and not out.exists()
+    assert not (tmp_path / "kb.lock").exists()  # released with the process's hold: the next build runs
+    build(source, out, embedder, config=SMALL)
+    with writing(out):
+        for call in (lambda: merge(out, embedder.name, SMALL), lambda: reindex(out, SMALL)):
+            with pytest.raises(KBError, match="is writing"):
+                call()
+    assert reindex(out, SMALL)["index"]["kind"] == "exact"
+
+
 @pytest.mark.parametrize("text,message", [("2/2", "0..1"), ("a/b", "not like 0/4"), ("1", "not like")])
 def test_bad_shards_are_refused(text, message):
     with pytest.raises(KBError, match=message):
@@ -276,9 +296,15 @@ def test_title_index_answers_the_autocomplete_as_the_table_scan_does(tmp_path, e
     for q in queries:
         for limit in (3, 10):
             assert indexed.search(q, limit) == scan.search(q, limit), (q, limit)
-        if q != "école":  # SQLite's lower() folds ASCII only: a built KB (either path) misses 'ÉCOLE' here
-            assert indexed.search(q) == memory.search(q), q
+        assert indexed.search(q) == memory.search(q), q  # 'école' finds 'ÉCOLE Normale' as Python folds it
+    assert indexed.search("école") == ["ÉCOLE Normale"] and indexed.search("zürich") == ["Zürich"]
     found = indexed.search("pple")
+    with sqlite3.connect(out / "entries.sqlite") as db:  # a KB indexed before the key table: SQLite's lower()
+        db.execute("DROP TABLE title_keys")
+        db.execute("CREATE INDEX entities_lower_title ON entities(lower(title))")
+    old = StoredKB(out)
+    assert old._title_search and not old._title_keys
+    assert old.search("école") == [] and old.search("zür") == ["Zürich"] and old.search("pple") == found
     with sqlite3.connect(out / "entries.sqlite") as db:  # an index-less KB (built before it) ...
         db.execute("DROP TABLE title_search")
     assert not StoredKB(out)._title_search and StoredKB(out).search("pple") == found
