@@ -14,7 +14,8 @@
 
 Surface names that entities share come from the KB (titles without their "(...)" qualifier: ``Mole (animal)``
 / ``Mole (unit)``) and from the corpus (a logo named ``Apple`` linked to ``Apple Inc.``):
-:func:`shared_surfaces`.
+:func:`shared_surfaces`; the groups also take a reviewed table of names people use for either of several
+entities (``hockey``: ``Field hockey`` or ``Ice hockey``), :data:`SHARED_NAMES`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Iterable, Sequence
 
 from .corpus import Corpus, CorpusItem, norm
 from .kb import KnowledgeBase
+
+SHARED_NAMES = Path(__file__).resolve().parent.parent / "assets" / "corpus" / "shared_names.tsv"
 
 # {m} is the mention; nothing else in the sentence hints at a sense.
 AMBIGUOUS_TEMPLATES = (
@@ -114,16 +117,41 @@ def mention_for(surface: str, items: Sequence[CorpusItem]) -> str:
     return surface.capitalize()
 
 
+def read_shared_names(path: str | Path = SHARED_NAMES) -> dict[str, set[str]]:
+    """The reviewed table of shared names: lower-cased name -> the KB titles it may name (``name<TAB>title``
+    lines, ``#`` comments)."""
+    names: dict[str, set[str]] = defaultdict(set)
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2 or not all(p.strip() for p in parts):
+            raise ValueError(f"{path}:{n}: expected 'name<TAB>KB title', got {line!r}")
+        names[norm(parts[0])].add(parts[1].strip())
+    return dict(names)
+
+
 def same_caption_groups(corpus: Corpus, kb: KnowledgeBase, split: str = "test", max_pictures: int = 3,
-                        captions_per_surface: int = 2, seed: int = 0) -> list[Group]:
-    """Groups of one ambiguous caption and 2..max_pictures pictures of distinct entities from ``split``."""
-    rng = random.Random(seed)
+                        captions_per_surface: int = 2, seed: int = 0,
+                        reviewed: dict[str, set[str]] | None = None) -> list[Group]:
+    """Groups of one ambiguous caption and 2..max_pictures pictures of distinct entities from ``split``: for
+    the names entities share (:func:`shared_surfaces`), then for the ``reviewed`` table's names (default
+    :func:`read_shared_names`; drawn with their own random stream, so the first groups stay as they were)."""
     pool = [it for it in corpus.items if it.split == split]
     by_entity: dict[str, list[CorpusItem]] = defaultdict(list)
     for it in pool:
         by_entity[it.entity].append(it)
+    shared = shared_surfaces(kb, corpus.items)
+    reviewed = read_shared_names() if reviewed is None else reviewed
+    extra = {name: titles for name, titles in reviewed.items() if name not in shared}
+    groups = _groups(shared, by_entity, random.Random(seed), max_pictures, captions_per_surface)
+    return groups + _groups(extra, by_entity, random.Random(seed + 1), max_pictures, captions_per_surface)
+
+
+def _groups(names: dict[str, set[str]], by_entity: dict[str, list[CorpusItem]], rng: random.Random,
+            max_pictures: int, captions_per_surface: int) -> list[Group]:
     groups = []
-    for surface, titles in sorted(shared_surfaces(kb, corpus.items).items()):
+    for surface, titles in sorted(names.items()):
         present = sorted(t for t in titles if t in by_entity)
         if len(present) < 2:
             continue

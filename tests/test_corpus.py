@@ -18,8 +18,8 @@ from PIL import Image
 
 from gemel.captions import (AMBIGUOUS_TEMPLATES, HIDDEN_FLAG, HIDDEN_THING, captions, flag_set,
                             same_caption_groups, shared_surfaces, text_only_upper_bound)
-from gemel.corpus import (Corpus, CorpusError, LinkConfig, NameLinker, SplitConfig, assign_split, build_corpus,
-                          entity_split, read_table, singular)
+from gemel.corpus import (Corpus, CorpusError, CorpusItem, LinkConfig, NameLinker, SplitConfig, assign_split,
+                          build_corpus, entity_split, read_table, singular)
 from gemel.corpus_sources import Picture, cp_key, svg_metadata
 from gemel.kb import Entity, KnowledgeBase
 
@@ -254,6 +254,31 @@ def test_groups_have_one_caption_distinct_entities_and_only_test_pictures(tmp_pa
     for c in captions(corpus, KB, "test"):
         assert c.mention in c.text and c.entity in KB
     assert all(it.kind == "flag" for it in flag_set(corpus))
+
+
+def test_reviewed_shared_names_add_groups_after_the_kb_ones(tmp_path):
+    from gemel.captions import read_shared_names
+
+    table = read_shared_names()
+    assert table["hockey"] == {"Field hockey", "Ice hockey"} and "bear" not in table  # a hypernym, not a homonym
+    kb = KnowledgeBase([Entity(t, "d") for t in ("Nut (fruit)", "Nut (hardware)", "Field hockey", "Ice hockey",
+                                                 "Hockey stick")])
+
+    def item(entity: str, key: str) -> CorpusItem:
+        return CorpusItem(f"noto/{key}", f"images/{key}.png", entity, (entity.lower(),), "noto", "noto", "OFL",
+                          "emoji", key, "exact", "test", "style")
+
+    corpus = Corpus(tmp_path, [item(t, str(i)) for i, t in enumerate(kb.titles)], "x")
+    plain = same_caption_groups(corpus, kb, reviewed={})
+    groups = same_caption_groups(corpus, kb, reviewed={"hockey": {"Field hockey", "Ice hockey", "Not in the KB"}})
+    assert [g.text for g in groups[:len(plain)]] == [g.text for g in plain] and len(plain) == 2
+    extra = groups[len(plain):]
+    assert len(extra) == 2 and all(g.mention == "Hockey" for g in extra)
+    assert all({m.entity for m in g.members} == {"Field hockey", "Ice hockey"} for g in extra)
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("# a comment\nmouse\tMouse\nhockey only\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.tsv:3: expected 'name<TAB>KB title'"):
+        read_shared_names(bad)
 
 
 def test_hidden_captions_name_nothing_and_keep_the_entity(tmp_path):
