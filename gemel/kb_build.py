@@ -259,12 +259,13 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 @contextlib.contextmanager
-def writing(out: str | Path) -> Iterator[None]:
-    """Hold the write lock of the KB ``out`` (``<out>.lock``, an advisory ``flock``): a second `gemel kb build`,
-    merge or index of the same KB is refused with a sentence instead of writing the same rows and files. The
-    lock goes with the process, so a killed build leaves nothing that blocks the next one."""
+def writing(out: str | Path, part: str = "") -> Iterator[None]:
+    """Hold a write lock of the KB ``out`` (``<out>.lock``, or ``<out>.<part>.lock`` for one shard's
+    embedding; an advisory ``flock``): a second `gemel kb build` of the same rows, or a merge or index of the
+    same KB, is refused with a sentence instead of writing the same rows and files (shards of one KB may embed
+    side by side). The lock goes with the process, so a killed build leaves nothing that blocks the next one."""
     out = Path(out)
-    path = out.with_name(out.name + ".lock")
+    path = out.with_name(f"{out.name}.{part}.lock" if part else f"{out.name}.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         f = open(path, "a+", encoding="utf-8")
@@ -274,7 +275,8 @@ def writing(out: str | Path) -> Iterator[None]:
             f.seek(0)
             holder = f.read().strip() or "?"
             f.close()
-            raise KBError(f"another `gemel kb` process (pid {holder}) is writing {out}: wait for it to finish, or "
+            what = f"{part} of {out}" if part else str(out)
+            raise KBError(f"another `gemel kb` process (pid {holder}) is writing {what}: wait for it to finish, or "
                           "stop it (it resumes where it stopped), then run this again") from None
         if path.exists() and os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
             break
@@ -449,10 +451,11 @@ def build(source: str | Path, out: str | Path, embedder: TextEmbedder, *, shard:
     source, out = Path(source), Path(out)
     if not source.exists():
         raise KBError(f"knowledge base source {str(source)!r} does not exist")
+    folder = partial_of(out)
     with writing(out):
-        folder = partial_of(out)
         report = write_entries(source, folder, config)
+    with writing(out, f"shard-{shard[0]}-of-{shard[1]}"):
         embed_shard(folder, embedder, *shard, config)
-        if shard[1] > 1:
-            return report, None
-        return report, _merge(out, embedder.name, config, name_tokens, tokenizer)
+    if shard[1] > 1:
+        return report, None
+    return report, merge(out, embedder.name, config, name_tokens, tokenizer)

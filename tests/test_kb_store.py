@@ -165,7 +165,12 @@ def test_a_second_writer_of_the_same_kb_is_refused_and_writes_nothing(source, tm
             build(source, out, embedder, config=SMALL)
         assert not partial_of(out).exists() and not out.exists()
     assert not (tmp_path / "kb.lock").exists()  # released with the process's hold: the next build runs
-    build(source, out, embedder, config=SMALL)
+    with writing(out, "shard-1-of-2"):  # another process embeds shard 1: shard 0 may embed beside it, not 1
+        build(source, tmp_path / "kb", embedder, shard=(0, 2), config=SMALL)
+        with pytest.raises(KBError, match=r"is writing shard-1-of-2 of .*kb: wait"):
+            build(source, out, embedder, shard=(1, 2), config=SMALL)
+    build(source, out, embedder, shard=(1, 2), config=SMALL)
+    merge(out, embedder.name, SMALL)
     with writing(out):
         for call in (lambda: merge(out, embedder.name, SMALL), lambda: reindex(out, SMALL)):
             with pytest.raises(KBError, match="is writing"):
