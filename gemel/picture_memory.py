@@ -1,0 +1,119 @@
+"""Pictures people have labelled, remembered by the image score: a correction teaches the picture.
+
+An annotator's decision on a drawing (emoji, flag, logo, clip art) says what that picture shows. With
+``image.memory_weight`` > 0, another picture of the same thing (the same flag in another art style, the same logo
+re-drawn) is then recognised, also for an entity the image scorer never trained on:
+
+- the **similarity** of two pictures is the cosine of their pooled vision features plus the colour-layout kernel
+  of the scorer's exemplars (the same descriptor and scale), so it lies in [-1, 2] and 2 is the same picture;
+- an entity whose remembered picture is at least ``image.memory_min_similarity`` similar to the query's gets
+  ``image.memory_weight`` x that similarity added to its image score, so it may join the picture's candidates
+  and the gates act on it as on the rest of the image score (photos, a text that has decided);
+- what is remembered: the labelled demonstrations (seed pool and corrections) whose picture passes the
+  drawing gate (``image.min_flatness``) and whose entity is in the KB. A remembered picture answers for its own
+  mention only: the same picture asked about another mention is another question (a correction for "the
+  flag" must not answer "the country's capital").
+
+Measured in ``bench/picture_memory.py`` (dev for the two values, test for the figures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .image_score import ColourExemplars
+from .types import Example
+
+__all__ = ["Remembered", "PictureMemory", "picture_similarity"]
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """One labelled picture: the example it came from, what it shows, and its descriptors."""
+
+    key: str  # the labelled example's id
+    entity: str
+    picture: str  # content key of the picture (gemel.images.image_key)
+    mention: str
+    feature: np.ndarray  # (D,) unit pooled vision feature
+    layout: np.ndarray | None  # (G,) colour layout (None: the scorer has no exemplars)
+
+
+def picture_similarity(query: np.ndarray, features: np.ndarray, kernels: np.ndarray | None) -> np.ndarray:
+    """(M,) similarity of a unit (D,) query feature to M unit features: cosine plus the layout kernel."""
+    cos = features @ query if len(features) else np.zeros(0, np.float32)
+    return cos + kernels if kernels is not None else cos
+
+
+class PictureMemory:
+    """The remembered pictures of a linker's labelled pool, kept in step with it (:meth:`sync`)."""
+
+    def __init__(self, exemplars: ColourExemplars | None = None) -> None:
+        self.exemplars = exemplars  # the scorer's: its layout descriptor and kernel scale
+        self._items: dict[str, Remembered] = {}
+        self._skipped: set[str] = set()  # ids whose picture is no drawing, unreadable, or no KB entity
+        self._arrays: tuple | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def sync(self, examples: Iterable[Example], remember: Callable[[Example], Remembered | None]) -> None:
+        """Remember the live ``examples`` not yet seen (``remember`` computes one entry, or None to skip it)
+        and forget those no longer live (an undone correction is forgotten with its demonstration)."""
+        live = {e.id: e for e in examples if e.image is not None and e.entity}
+        gone = [k for k in self._items if k not in live]
+        for k in gone:
+            del self._items[k]
+        self._skipped &= set(live)
+        added = False
+        for key, example in live.items():
+            if key in self._items or key in self._skipped:
+                continue
+            entry = remember(example)
+            if entry is None:
+                self._skipped.add(key)
+            else:
+                self._items[key] = entry
+                added = True
+        if gone or added:
+            self._arrays = None
+
+    def add(self, entry: Remembered) -> None:
+        self._items[entry.key] = entry
+        self._arrays = None
+
+    def scores(self, feature: np.ndarray, layout: np.ndarray | None, picture: str | None, mention: str,
+               min_similarity: float) -> dict[str, float]:
+        """Entity -> the best similarity of its remembered pictures to the query picture, for those at least
+        ``min_similarity`` similar; a remembered copy of the query picture counts only for its own mention."""
+        if not self._items:
+            return {}
+        entries, feats, layouts = self._stacked()
+        q = np.asarray(feature, np.float32).reshape(-1)
+        q = q / (np.linalg.norm(q) or 1.0)
+        kernels = None
+        if self.exemplars is not None and layouts is not None and layout is not None:
+            kernels = ColourExemplars(layouts, [e.entity for e in entries], self.exemplars.scale,
+                                      self.exemplars.config).kernels(np.asarray(layout)[None])[0]
+        sims = picture_similarity(q, feats, kernels)
+        key = " ".join(mention.casefold().split())
+        out: dict[str, float] = {}
+        for entry, s in zip(entries, sims.tolist()):
+            if s < min_similarity:
+                continue
+            if picture is not None and entry.picture == picture and " ".join(entry.mention.casefold().split()) != key:
+                continue  # the same picture, another mention: another question
+            out[entry.entity] = max(s, out.get(entry.entity, -np.inf))
+        return out
+
+    def _stacked(self) -> tuple[list[Remembered], np.ndarray, np.ndarray | None]:
+        if self._arrays is None:
+            entries = list(self._items.values())
+            feats = np.stack([e.feature for e in entries]).astype(np.float32)
+            with_layout = all(e.layout is not None for e in entries)
+            layouts = np.stack([e.layout for e in entries]).astype(np.float32) if with_layout else None
+            self._arrays = (entries, feats, layouts)
+        return self._arrays
