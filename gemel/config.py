@@ -147,6 +147,10 @@ class ImageConfig:
     max_text_margin: float = math.inf  # the image weighs in only when the text's best two candidates are this close
     trust_exact_name: bool = False  # a mention that is exactly one candidate's name (or base name) is not overruled
     choose_sense: bool = False  # a mention that is exactly the name of several candidates: the picture picks the sense
+    # labelled pictures remembered by the image score (gemel/picture_memory.py): 0 = no memory
+    memory_weight: float = 0.0  # image score += memory_weight * similarity, for the nearest remembered one's entity
+    memory_min_similarity: float = 0.8  # ... when it is at least this similar (cosine + layout kernel, in [-1, 2])
+    memory_lead: float = 0.1  # ... and this much nearer than the nearest remembered picture of another entity
 
     def __post_init__(self) -> None:
         _check(math.isfinite(self.weight) and self.weight >= 0,
@@ -155,6 +159,12 @@ class ImageConfig:
                f"image.min_confidence={self.min_confidence} must be in [0, 1] (a probability; 0 = always use the image)")
         _check(0.0 <= self.min_flatness <= 1.0,
                f"image.min_flatness={self.min_flatness} must be in [0, 1] (a share of pixel pairs; 0 = any picture)")
+        _check(math.isfinite(self.memory_weight) and self.memory_weight >= 0,
+               f"image.memory_weight={self.memory_weight} must be a finite number >= 0 (0 = no picture memory)")
+        _check(-1.0 <= self.memory_min_similarity <= 2.0, f"image.memory_min_similarity="
+               f"{self.memory_min_similarity} must be in [-1, 2] (cosine + layout kernel; 2 = the same picture)")
+        _check(self.memory_lead >= 0, f"image.memory_lead={self.memory_lead} must be >= 0 (a difference of "
+                                      "similarities; 0 = the nearest remembered picture always counts)")
         _check(self.max_text_margin > 0, f"image.max_text_margin={self.max_text_margin} must be > 0 (a difference "
                                          "of fused text scores; inf = the image weighs in whatever the text says)")
         _check(0 <= self.candidates <= 256,

@@ -35,18 +35,19 @@ from .config import LinkerConfig, ProfileError, load_profile
 from .decoding import Hypothesis, Prefilled, beam_search, prefill, score_sequences
 from .demonstrations import DemonstrationPool, Retrieved, StoredKBPool, kb_examples, load_jsonl_examples, merge
 from .embedder import TextEmbedder, mention_in_context
-from .errors import InputError
+from .errors import GemelError, InputError
 from .features import FeatureStore
-from .image_link import (PictureFactsCache, gated_image_scores, image_mask, load_scorer, merge_candidates,
-                         top_rows)
+from .image_link import (PictureFacts, PictureFactsCache, gated_image_scores, image_mask, load_scorer,
+                         merge_candidates, top_rows)
 from .image_score import ImageEntityScorer
-from .images import ImageInput
+from .images import ImageInput, image_key
 from .kb import Entity, KBError, KnowledgeBase
 from .kb_index import ExactIndex, IVFIndex
 from .kb_store import StoredKB, check_not_partial, name_key, open_kb
 from .llm import LanguageModel
 from .mapper import FeatureMapper, MapperSpec
 from .memory import release_unused_gpu_libraries, trim
+from .picture_memory import PictureMemory, Remembered
 from .prompt import PromptBuilder, Segment, demo_text, query_text
 from .retrieval import VectorIndex
 from .sources import resolve
@@ -132,6 +133,7 @@ class _Shared:
         self._full_trie: Trie | None = None
         self._image_scorers: dict[str, ImageEntityScorer] = {}
         self.picture_facts = PictureFactsCache()  # flatness + colour layout of recent query pictures
+        self.remembered: dict[tuple, Remembered | None] = {}  # picture memory entries, by example and picture
 
     def image_scorer(self, config: LinkerConfig) -> ImageEntityScorer | None:
         """The config's image scorer, loaded once per artifact path (variants that only change image.weight or
@@ -178,6 +180,7 @@ class Linker:
         self.features = features
         self.mapper = mapper
         self.image_scorer = shared.image_scorer(config)  # loaded now, so that a bad artifact fails at load time
+        self._memory = PictureMemory(self.image_scorer.exemplars if self.image_scorer is not None else None)
         self.prompt = PromptBuilder(shared.lm, config.llm.max_prompt_tokens, bos=config.llm.bos)
 
     # ---- construction --------------------------------------------------------------------------
@@ -346,7 +349,7 @@ class Linker:
         the visual prefix is made from)."""
         return self._image_scores(image)[0]
 
-    def _image_scores(self, image: ImageInput) -> tuple[np.ndarray | None, str]:
+    def _image_scores(self, image: ImageInput, mention: str | None = None) -> tuple[np.ndarray | None, str]:
         """`image_scores` and the note saying why there are none ("" without a scorer or a picture)."""
         if self.image_scorer is None or image is None or self.features is None:
             return None, ""
@@ -355,7 +358,48 @@ class Linker:
             return None, "off: the picture has no vision feature"
         c = self.config.image
         facts = self._shared.picture_facts.get(self.image_scorer, image)
-        return gated_image_scores(self.image_scorer, feature, image, c.min_confidence, c.min_flatness, facts)
+        scores, note = gated_image_scores(self.image_scorer, feature, image, c.min_confidence, c.min_flatness, facts)
+        if scores is None or c.memory_weight == 0:
+            return scores, note
+        return self._remembering(scores, feature, facts, image, mention)
+
+    def _remembering(self, scores: np.ndarray, feature: torch.Tensor, facts: Any, image: ImageInput,
+                     mention: str | None) -> tuple[np.ndarray, str]:
+        """The image scores plus the picture memory's share (:mod:`gemel.picture_memory`): the labelled pictures
+        people added (corrections, imported labels; not the shipped seed pool), drawings only."""
+        c = self.config.image
+        self._memory.sync((e for e in self.labelled_pool.live() if e.source != "seed"), self._remember)
+        found = self._memory.scores(feature.numpy(), facts.layout, image_key(image), mention or "",
+                                    c.memory_min_similarity, c.memory_lead)
+        if not found:
+            return scores, "on"
+        scores = np.array(scores, dtype=np.float32)
+        for entity, similarity in found.items():
+            scores[self.kb.index(entity)] += c.memory_weight * similarity
+        return scores, "on: " + ", ".join(f"a labelled picture of {e!r} looks alike ({s:.2f})"
+                                          for e, s in found.items())
+
+    def _remember(self, example: Example) -> Remembered | None:
+        """The picture memory's entry for one labelled example, or None: not a drawing, unreadable, not in the
+        KB (computed once per example and picture, shared by the linker's variants)."""
+        try:
+            picture = image_key(example.image)
+        except GemelError:
+            return None
+        key = (example.id, picture, self.config.image.min_flatness)
+        if key not in self._shared.remembered:
+            self._shared.remembered[key] = self._remembered(example, picture)
+        return self._shared.remembered[key]
+
+    def _remembered(self, example: Example, picture: str | None) -> Remembered | None:
+        if picture is None or example.entity not in self.kb or self.features is None:
+            return None
+        facts = PictureFacts.of(self.image_scorer, example.image)
+        feature = self.features.get(example.image)
+        if feature is None or facts.flatness < self.config.image.min_flatness:
+            return None
+        unit = torch.nn.functional.normalize(feature.float(), dim=0).numpy()
+        return Remembered(example.id or picture, example.entity, picture, example.mention, unit, facts.layout)
 
     # ---- the prompt ------------------------------------------------------------------------------
     def build_prompt(self, image: ImageInput, text: str, mention: str, *, exclude: Sequence[str] = (),
@@ -370,7 +414,7 @@ class Linker:
         query = self.embedder.encode([mention_in_context(text, mention)])  # (1, D)
         demos = self.retrieve_demonstrations(query, exclude, caption=text, image=image)
         t_img = time.perf_counter()
-        image_scores, image_note = self._image_scores(image)
+        image_scores, image_note = self._image_scores(image, mention)
         t_img = time.perf_counter() - t_img
         cand_ids = self.retrieve_candidates(query, candidates, image_scores, mention)
         t1 = time.perf_counter()
@@ -484,7 +528,8 @@ def image_use(qp: QueryPrompt, ranked: Sequence[Candidate], weight: float) -> st
     if weight == 0:
         return "shown, not used (image.weight 0)"
     senses = "" if all(c.image_score is not None for c in ranked) else ", among the senses the mention names"
-    return f"on: image.weight {weight:g} x the image score{senses}"
+    memory = "; " + qp.image_note[4:] if qp.image_note.startswith("on: ") else ""
+    return f"on: image.weight {weight:g} x the image score{senses}{memory}"
 
 
 def _identity(section: Any, name: str) -> Any:

@@ -6,9 +6,11 @@ re-drawn) is then recognised, also for an entity the image scorer never trained 
 
 - the **similarity** of two pictures is the cosine of their pooled vision features plus the colour-layout kernel
   of the scorer's exemplars (the same descriptor and scale), so it lies in [-1, 2] and 2 is the same picture;
-- an entity whose remembered picture is at least ``image.memory_min_similarity`` similar to the query's gets
-  ``image.memory_weight`` x that similarity added to its image score, so it may join the picture's candidates
-  and the gates act on it as on the rest of the image score (photos, a text that has decided);
+- the entity of the nearest remembered picture gets ``image.memory_weight`` x that similarity added to its
+  image score when the similarity is at least ``image.memory_min_similarity`` and ``image.memory_lead`` more
+  than that of the nearest remembered picture of any other entity (a crowd of look-alikes, such as many
+  pictures in one art style, decides nothing); so it may join the picture's candidates, and the gates act on
+  it as on the rest of the image score (photos, a text that has decided);
 - what is remembered: the labelled demonstrations (seed pool and corrections) whose picture passes the
   drawing gate (``image.min_flatness``) and whose entity is in the KB. A remembered picture answers for its own
   mention only: the same picture asked about another mention is another question (a correction for "the
@@ -86,9 +88,10 @@ class PictureMemory:
         self._arrays = None
 
     def scores(self, feature: np.ndarray, layout: np.ndarray | None, picture: str | None, mention: str,
-               min_similarity: float) -> dict[str, float]:
-        """Entity -> the best similarity of its remembered pictures to the query picture, for those at least
-        ``min_similarity`` similar; a remembered copy of the query picture counts only for its own mention."""
+               min_similarity: float, lead: float = 0.0) -> dict[str, float]:
+        """{entity: similarity} of the nearest remembered picture, when it is at least ``min_similarity`` and
+        ``lead`` more than the nearest remembered picture of any other entity; else {}. A remembered copy of the
+        query picture counts only for its own mention."""
         if not self._items:
             return {}
         entries, feats, layouts = self._stacked()
@@ -98,16 +101,17 @@ class PictureMemory:
         if self.exemplars is not None and layouts is not None and layout is not None:
             kernels = ColourExemplars(layouts, [e.entity for e in entries], self.exemplars.scale,
                                       self.exemplars.config).kernels(np.asarray(layout)[None])[0]
-        sims = picture_similarity(q, feats, kernels)
+        sims = picture_similarity(q, feats, kernels).astype(np.float64)
         key = " ".join(mention.casefold().split())
-        out: dict[str, float] = {}
-        for entry, s in zip(entries, sims.tolist()):
-            if s < min_similarity:
-                continue
-            if picture is not None and entry.picture == picture and " ".join(entry.mention.casefold().split()) != key:
-                continue  # the same picture, another mention: another question
-            out[entry.entity] = max(s, out.get(entry.entity, -np.inf))
-        return out
+        for i, e in enumerate(entries):
+            if picture is not None and e.picture == picture and " ".join(e.mention.casefold().split()) != key:
+                sims[i] = -np.inf  # the same picture, another mention: another question
+        nearest = int(np.argmax(sims))
+        entity, best = entries[nearest].entity, float(sims[nearest])
+        others = max((float(s) for e, s in zip(entries, sims) if e.entity != entity), default=-np.inf)
+        if best < min_similarity or best - others < lead:
+            return {}
+        return {entity: best}
 
     def _stacked(self) -> tuple[list[Remembered], np.ndarray, np.ndarray | None]:
         if self._arrays is None:
