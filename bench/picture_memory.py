@@ -145,6 +145,40 @@ def fit(dev: Split, repeats: int) -> tuple[float, float, float, list]:
     return best[0], best[1], best[2], grid
 
 
+def links(corpus, items, n: int, share: float, profile: str, seed: int = 0) -> dict:
+    """End to end: ``n`` test pictures linked by the real linker under the hidden caption ("This is the thing in
+    the picture." / "... the flag of the country."), after a random ``share`` of the other test pictures were
+    added as corrections (`Linker.add_demonstrations`, source "annotations"), with the memory as the profile
+    has it and without (``image.memory_weight = 0``). The corrections share the query's caption, so the
+    same-caption rule keeps them out of the prompt: the memory is their only way in."""
+    from tqdm.auto import tqdm
+
+    from gemel.captions import HIDDEN_FLAG, HIDDEN_THING
+    from gemel.linker import Linker
+    from gemel.types import Example
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(items))
+    queries, rest = [items[i] for i in order[:n]], [items[i] for i in order[n:]]
+    labelled = [it for it in rest if rng.random() < share]
+
+    def example(it, i=None):
+        text, mention = HIDDEN_FLAG if it.kind == "flag" else HIDDEN_THING
+        return Example(text, mention, it.entity, str(corpus.path(it)), i, "annotations" if i else "")
+
+    linker = Linker.load(profile)
+    linker.add_demonstrations([example(it, f"corr-{k}") for k, it in enumerate(labelled)])
+    without = linker.replace(config=linker.config.replace(image={"memory_weight": 0.0}))
+    right = {"memory": [], "none": []}
+    for it in tqdm(queries, desc="links", unit="link"):
+        q = example(it)
+        right["memory"].append(linker.link(q.image, q.text, q.mention).entity == it.entity)
+        right["none"].append(without.link(q.image, q.text, q.mention).entity == it.entity)
+    return {"n": n, "corrections": len(labelled), "share": share,
+            **{k: int(sum(v)) for k, v in right.items()},
+            "changed": int(sum(a != b for a, b in zip(right["memory"], right["none"])))}
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -172,6 +206,8 @@ def main(argv=None) -> int:
     p.add_argument("--profile", default="offline")
     p.add_argument("--corpus", help="corpus folder (default: the one `gemel corpus build` writes)")
     p.add_argument("--repeats", type=int, default=3, help="random labellings per share (default 3)")
+    p.add_argument("--links", type=int, default=0,
+                   help="also link N held-out-entity test pictures end to end, 50%% of the others corrected")
     args = p.parse_args(argv)
 
     from gemel.config import load_profile
@@ -209,6 +245,12 @@ def main(argv=None) -> int:
          "repeats": args.repeats,
          "results": {k: {str(s): v for s, v in r.items()} for k, r in results.items()}}, indent=1))
     plot(results, OUT / "picture_memory.png")
+    if args.links:
+        unseen = [it for it, u in zip(splits["test"].items, splits["test"].unseen) if u]
+        e2e = links(corpus, unseen, args.links, 0.5, args.profile)
+        print(f"linked end to end ({e2e['n']} held-out-entity test pictures, {e2e['corrections']} corrections): "
+              f"right with the memory {e2e['memory']}, without {e2e['none']} ({e2e['changed']} answers changed)")
+        (OUT / "picture_memory_links.json").write_text(json.dumps(e2e, indent=1))
     t = results["test"]
     print(" ".join(f"mem{int(100 * s)}={t[s]['all']:.3f}" for s in SHARES)
           + f" entity_unseen50={t[0.5]['unseen']:.3f} seen50={t[0.5]['seen']:.3f} seen0={t[0.0]['seen']:.3f}"
