@@ -11,12 +11,13 @@ re-drawn) is then recognised, also for an entity the image scorer never trained 
   than that of the nearest remembered picture of any other entity (a crowd of look-alikes, such as many
   pictures in one art style, decides nothing); so it may join the picture's candidates, and the gates act on
   it as on the rest of the image score (photos, a text that has decided);
-- what is remembered: the labelled demonstrations (seed pool and corrections) whose picture passes the
-  drawing gate (``image.min_flatness``) and whose entity is in the KB. A remembered picture answers for its own
+- what is remembered: the labelled examples the linker gives it (people's corrections and imported labels;
+  it leaves out the shipped seed pool) whose picture passes the drawing gate (``image.min_flatness``) and
+  whose entity is in the KB. A remembered picture answers for its own
   mention only: the same picture asked about another mention is another question (a correction for "the
   flag" must not answer "the country's capital").
 
-Measured in ``bench/picture_memory.py`` (dev for the two values, test for the figures).
+Measured in ``bench/picture_memory.py`` (dev for the three values, test for the figures).
 """
 
 from __future__ import annotations
