@@ -287,10 +287,10 @@ def run_kb_build(args: argparse.Namespace) -> int:
     if not Path(args.source).exists():
         raise FileNotFoundError(f"knowledge base source {args.source!r} does not exist")
     write_entries(Path(args.source), partial_of(Path(args.out)), BuildConfig())  # bad lines fail before models load
-    config, embedder = _kb_profile(args.profile)
+    config = _kb_profile(args.profile)
     name_tokens = _name_tokens(config) if args.trie else None
-    report, manifest = build(args.source, args.out, embedder, shard=shard, name_tokens=name_tokens,
-                             tokenizer=config.llm.source)
+    report, manifest = build(args.source, args.out, lambda: _kb_embedder(config), shard=shard,
+                             name_tokens=name_tokens, tokenizer=config.llm.source)  # freed before the merge
     print(f"read {report.entries} entities from {args.source}")
     _print_skipped(report)
     if manifest is None:
@@ -304,8 +304,8 @@ def run_kb_build(args: argparse.Namespace) -> int:
 def run_kb_merge(args: argparse.Namespace) -> int:
     from .kb_build import BuildConfig, merge
 
-    config, embedder = _kb_profile(args.profile, load_embedder=False)
-    manifest = merge(Path(args.out), embedder, BuildConfig(), _name_tokens(config) if args.trie else None,
+    config = _kb_profile(args.profile)
+    manifest = merge(Path(args.out), config.embedder.source, BuildConfig(), _name_tokens(config) if args.trie else None,
                      config.llm.source)
     _print_built(args.out, manifest)
     return 0
@@ -320,13 +320,18 @@ def run_kb_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kb_profile(profile: str | None, load_embedder: bool = True):
-    """The profile's config and its embedder (its name only, without ``load_embedder``)."""
+def _kb_profile(profile: str | None):
+    """The profile's config (the offline one by default)."""
     from .config import load_profile
+
+    return load_profile(profile or "offline")
+
+
+def _kb_embedder(config):
+    """The profile's text embedder: loaded only when `gemel kb build` reaches its embedding stage."""
     from .embedder import TextEmbedder
 
-    config = load_profile(profile or "offline")
-    return config, TextEmbedder.load(config.embedder, config.base_dir) if load_embedder else config.embedder.source
+    return TextEmbedder.load(config.embedder, config.base_dir)
 
 
 def _name_tokens(config):

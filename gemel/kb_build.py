@@ -35,7 +35,7 @@ from .demonstrations import kb_example
 from .embedder import TextEmbedder, mention_in_context
 from .kb import Entity, KBError, read_numbered
 from .kb_index import KBIndexConfig, build_ivf
-from .memory import release_unused_gpu_libraries, trim
+from .memory import drop_pages, release_unused_gpu_libraries, trim
 from .kb_store import ENTRIES, FORMAT, MANIFEST, VERSION, add_title_search, name_key, partial_of
 
 log = logging.getLogger(__name__)
@@ -220,6 +220,7 @@ def _embed_rows(db: sqlite3.Connection, path: Path, rows: np.ndarray, embedder: 
         chunk = rows[start:start + config.embed_batch]
         out[start:start + len(chunk)] = embedder.encode(texts(_entities(db, chunk)))
         out.flush()
+        drop_pages(out)  # written pages stay in the file and page cache, not in the build's RSS
         trim()  # the batch's freed tensors and strings go back to the system: the build's peak stays flat
         state[key] = start + len(chunk)
         _write_json(path.parent / "progress.json", state)
@@ -369,6 +370,8 @@ def _join(shards: list[Path], name: str, target: Path) -> np.ndarray:
     for p in parts:
         for lo in range(0, len(p), 65_536):
             out[at + lo:at + lo + len(p[lo:lo + 65_536])] = p[lo:lo + 65_536]
+            out.flush()
+            drop_pages(out), drop_pages(p)
         at += len(p)
     out.flush()
     del out
@@ -386,6 +389,7 @@ def _index(vectors: np.ndarray, queries: np.ndarray, folder: Path, config: Build
     rng = np.random.default_rng(c.seed + 1)
     sample = np.asarray(pool[np.sort(rng.choice(len(pool), min(c.sample_queries, len(pool)), replace=False))],
                         np.float32)
+    drop_pages(pool)
     meta = build_ivf(vectors, folder, c, sample, progress=config.progress)
     return {"kind": "ivf", **{k: meta[k] for k in ("nlist", "nprobe", "recall")}}
 
@@ -442,11 +446,13 @@ def _reindex(out: Path, config: BuildConfig) -> dict:
     return manifest
 
 
-def build(source: str | Path, out: str | Path, embedder: TextEmbedder, *, shard: tuple[int, int] = (0, 1),
-          config: BuildConfig | None = None, name_tokens: Callable | None = None,
+def build(source: str | Path, out: str | Path, embedder: TextEmbedder | Callable[[], TextEmbedder], *,
+          shard: tuple[int, int] = (0, 1), config: BuildConfig | None = None, name_tokens: Callable | None = None,
           tokenizer: str = "") -> tuple[EntriesReport, dict | None]:
     """Build (or resume) the KB folder ``out`` from ``source``; with ``shard=(i, n)``, n > 1, only shard i's
-    vectors (the manifest is None until `merge`)."""
+    vectors (the manifest is None until `merge`). ``embedder`` may be a function that loads one: the build
+    then frees it before the merge, whose IVF training needs the memory (1M entries: ~250 MB of k-means sample
+    where the embedder held ~200 MB), so the build's peak is the larger of the two stages, not their sum."""
     config = config or BuildConfig()
     source, out = Path(source), Path(out)
     if not source.exists():
@@ -454,8 +460,19 @@ def build(source: str | Path, out: str | Path, embedder: TextEmbedder, *, shard:
     folder = partial_of(out)
     with writing(out):
         report = write_entries(source, folder, config)
-    with writing(out, f"shard-{shard[0]}-of-{shard[1]}"):
-        embed_shard(folder, embedder, *shard, config)
+    name = _embed(folder, out, embedder, shard, config)
     if shard[1] > 1:
         return report, None
-    return report, merge(out, embedder.name, config, name_tokens, tokenizer)
+    return report, merge(out, name, config, name_tokens, tokenizer)
+
+
+def _embed(folder: Path, out: Path, embedder: TextEmbedder | Callable[[], TextEmbedder], shard: tuple[int, int],
+           config: BuildConfig) -> str:
+    """Embed the shard, holding its lock; returns the embedder's name. One loaded here is freed on return."""
+    with writing(out, f"shard-{shard[0]}-of-{shard[1]}"):
+        model = embedder if hasattr(embedder, "encode") else embedder()
+        embed_shard(folder, model, *shard, config)
+        name = model.name
+    del model, embedder
+    trim()
+    return name

@@ -20,7 +20,9 @@ import ctypes.util
 import functools
 import gc
 import logging
+import mmap
 import re
+import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,20 @@ def trim_heap() -> bool:
     libc = _libc()
     release = getattr(libc, "malloc_trim", None) if libc is not None else None
     return bool(release(0)) if release is not None else False
+
+
+def drop_pages(array: object) -> bool:
+    """Drop the resident pages of a memory-mapped numpy array (``np.load(..., mmap_mode=...)``, ``open_memmap``
+    or a slice of one) from this process's RSS; True when it did. The file stays mapped and its pages stay in
+    the page cache (written pages included: a shared mapping's changes are the file's), so the next read costs
+    a page-cache copy, not a disk read. Streaming a 1M-row KB through a mapping would otherwise leave every
+    page it touched in the RSS: 768 MB per (1M, 384) float16 array. A copy-on-write mapping (mode "c", whose
+    changes live only in those pages), anything else, or off Linux: a no-op."""
+    m = getattr(array, "_mmap", None)
+    if m is None or m.closed or getattr(array, "mode", "c") == "c" or not sys.platform.startswith("linux"):
+        return False
+    m.madvise(mmap.MADV_DONTNEED)
+    return True
 
 
 def droppable_mappings(smaps: str, names: re.Pattern = GPU_LIBRARIES) -> list[tuple[int, int]]:

@@ -88,3 +88,43 @@ def test_release_does_nothing_when_a_cuda_device_is_there(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(memory, "droppable_mappings", lambda *a, **k: pytest.fail("must not look for mappings"))
     assert memory.release_unused_gpu_libraries() == 0
+
+
+def _rss_file_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RSS and madvise as on Linux")
+def test_dropped_pages_leave_the_rss_and_written_values_stay(tmp_path):
+    import numpy as np
+
+    from gemel.memory import drop_pages
+
+    path = tmp_path / "v.npy"
+    out = np.lib.format.open_memmap(path, "w+", np.float16, (65_536, 512))  # 64 MB
+    out[:] = np.arange(512, dtype=np.float16)
+    out[7, 3] = 42
+    out.flush()
+    before = _rss_file_mb()
+    assert drop_pages(out[1000:2000])  # a slice drops its whole mapping
+    assert _rss_file_mb() < before - 48
+    del out
+    back = np.load(path, mmap_mode="r")
+    assert back[7, 3] == 42 and back[65_535, 511] == 511  # nothing written was lost
+    assert float(back.astype(np.float32).sum()) > 0 and _rss_file_mb() > before - 16  # read: resident again
+    assert drop_pages(back) and _rss_file_mb() < before - 48
+
+
+def test_drop_pages_keeps_copy_on_write_changes_and_ignores_plain_arrays(tmp_path):
+    import numpy as np
+
+    from gemel.memory import drop_pages
+
+    np.save(tmp_path / "v.npy", np.zeros((1024, 8), np.float32))
+    cow = np.load(tmp_path / "v.npy", mmap_mode="c")
+    cow[5] = 1
+    assert not drop_pages(cow) and cow[5, 0] == 1  # the change lives only in those private pages
+    assert not drop_pages(np.ones(3)) and not drop_pages([1, 2])
