@@ -181,11 +181,11 @@ def fill_confidence(examples: list[Example], linkers, records: dict, path: Path)
 
 def fill_flatness(examples: list[Example], records: dict) -> None:
     """Give records written before flatness and exact names were recorded their picture's flatness (pixels only,
-    ~5 ms each) and which candidates the mention names exactly."""
+    ~5 ms each) and which candidates the mention names (exactly, and as senses)."""
     import dataclasses
 
     from gemel.image_fit import picture_flatness
-    from gemel.image_link import names_exactly
+    from gemel.image_link import names_exactly, names_sense
 
     for ex in examples:
         for variant in ("text", "combined"):
@@ -193,6 +193,8 @@ def fill_flatness(examples: list[Example], records: dict) -> None:
             r = records.get(key)
             if r is not None and r.named is None:
                 r = records[key] = dataclasses.replace(r, named=tuple(names_exactly(ex.mention, n) for n in r.names))
+            if r is not None and r.senses is None:
+                r = records[key] = dataclasses.replace(r, senses=tuple(names_sense(ex.mention, n) for n in r.names))
             if r is not None and variant == "combined" and r.flatness is None and ex.image:
                 records[key] = dataclasses.replace(r, flatness=picture_flatness(ex.image))
 

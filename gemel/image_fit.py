@@ -22,7 +22,7 @@ import torch
 
 from .decoding import prefill
 from .errors import GemelError
-from .image_link import confidence, names_exactly, text_leaves_open, top_rows
+from .image_link import confidence, names_exactly, names_sense, text_leaves_open, top_rows
 from .types import Example
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
@@ -54,6 +54,7 @@ class ImageScored:
     confidence: float | None = None  # the scorer's confidence on the picture (None: not recorded)
     flatness: float | None = None  # the picture's flatness (gemel.picture_style; None: not recorded or no picture)
     named: tuple[bool, ...] | None = None  # the mention is exactly this candidate's name (None: not recorded)
+    senses: tuple[bool, ...] | None = None  # the mention names this candidate (image_link.names_sense; None: named)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,7 +65,8 @@ class ImageScored:
         return cls(d["id"], d.get("gold"), tuple(d["names"]), tuple(d["llm"]), tuple(d["sim"]),
                    None if image is None else tuple(image), tuple(d["text"]), tuple(d["image_rank"]),
                    d.get("stratum", "all"), d.get("confidence"), d.get("flatness"),
-                   None if d.get("named") is None else tuple(d["named"]))
+                   None if d.get("named") is None else tuple(d["named"]),
+                   None if d.get("senses") is None else tuple(d["senses"]))
 
 
 def collect_one(linker: Any, ex: Example, stratum: str = "all") -> ImageScored:
@@ -84,7 +86,8 @@ def collect_one(linker: Any, ex: Example, stratum: str = "all") -> ImageScored:
                        tuple(c.retrieval_sim for c in ranked), image, tuple(r in text_rows for r in rows),
                        tuple(img_rank.get(r, -1) for r in rows), stratum,
                        None if qp.image_scores is None else confidence(qp.image_scores, temperature(linker)),
-                       picture_flatness(ex.image), tuple(names_exactly(ex.mention, c.name) for c in ranked))
+                       picture_flatness(ex.image), tuple(names_exactly(ex.mention, c.name) for c in ranked),
+                       tuple(names_sense(ex.mention, c.name) for c in ranked))
 
 
 def picture_flatness(image: Any) -> float | None:
@@ -112,7 +115,7 @@ def choose(item: ImageScored, w_img: float, k_img: int, w_llm: float = 1.0, w_re
     below ``min_confidence`` or ``min_flatness``, or when the kept candidates' best two text scores are
     ``max_text_margin`` or more apart, or (``trust_exact_name``) the mention names exactly one kept candidate,
     the image score adds nothing (its candidates stay); with ``choose_sense``, where the mention names several
-    kept candidates, only they get the image score, whatever the text's margin."""
+    kept candidates (``item.senses``), only they get the image score, whatever the text's margin."""
     if item.image is not None and (min_confidence > 0 and (item.confidence or 0.0) < min_confidence
                                    or min_flatness > 0 and (item.flatness or 0.0) < min_flatness):
         item = replace(item, image=None)
@@ -126,11 +129,12 @@ def choose(item: ImageScored, w_img: float, k_img: int, w_llm: float = 1.0, w_re
         return item.names[max(keep, key=lambda i: item.image[i])]
     text = [w_llm * item.llm[i] + w_ret * item.sim[i] for i in keep]
     n_named = sum(item.named[i] for i in keep) if item.named is not None else 0
-    senses = choose_sense and n_named >= 2
+    sense = item.senses if item.senses is not None else item.named
+    senses = choose_sense and sense is not None and sum(sense[i] for i in keep) >= 2
     decided = trust_exact_name and n_named == 1 or not text_leaves_open(text, max_text_margin)
     if item.image is None or not senses and decided:
         return item.names[keep[int(np.argmax(text))]]
-    score = [t + (w_img * item.image[i] if not senses or item.named[i] else 0.0) for t, i in zip(text, keep)]
+    score = [t + (w_img * item.image[i] if not senses or sense[i] else 0.0) for t, i in zip(text, keep)]
     return item.names[keep[int(np.argmax(score))]]
 
 

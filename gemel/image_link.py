@@ -16,9 +16,10 @@ no picture, the scorer abstains (its confidence is below its ``abstain_below``) 
 candidates are ``image.max_text_margin`` or more apart, :func:`text_leaves_open`; or, with
 ``image.trust_exact_name``, the mention is exactly the name of one candidate, :func:`names_exactly`).
 
-Senses of one name (``image.choose_sense``): when the mention is exactly the name of several candidates ("Nut":
-``Nut (fruit)``, ``Nut (hardware)``), the picture chooses among those senses whatever the text's margin, and
-only they get the image score (:func:`image_mask`). The LLM's preference between senses of one name is mostly
+Senses of one name (``image.choose_sense``): when the mention names several candidates, exactly ("Nut":
+``Nut (fruit)``, ``Nut (hardware)``) or as the last words of a longer title ("Mouse": ``Mouse``, ``Computer
+mouse``; :func:`names_sense`), the picture chooses among those senses whatever the text's margin, and only they
+get the image score (:func:`image_mask`). The LLM's preference between senses of one name is mostly
 how common each sense is, not what the caption says: "We saw Nut on the way home." prefers the fruit by ~10
 nats, and the margin gate would keep the picture of a hex nut from deciding.
 """
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["load_scorer", "gated_image_scores", "PictureFacts", "PictureFactsCache", "confidence", "top_rows",
            "merge_candidates",
-           "text_leaves_open", "names_exactly", "image_may_decide", "image_mask"]
+           "text_leaves_open", "names_exactly", "names_as_head", "names_sense", "image_may_decide", "image_mask"]
 
 
 def scorer_path(config: LinkerConfig) -> Path:
@@ -191,6 +192,21 @@ def names_exactly(mention: str, title: str) -> bool:
     return bool(m) and (m == t or m == re.sub(r"\s*\([^)]*\)$", "", t))
 
 
+def names_as_head(mention: str, title: str) -> bool:
+    """Whether the mention is the last words of a longer title, its "(...)" qualifier dropped, up to case and
+    spaces: English compounds name their kind last, so "mouse" names ``Computer mouse``, "hockey" ``Ice hockey``
+    and "Congo" ``Republic of the Congo`` (not ``Congo River``, nor "war" ``World War II``)."""
+    m = mention.casefold().split()
+    t = re.sub(r"\s*\([^)]*\)$", "", " ".join(title.casefold().split())).split()
+    return 0 < len(m) < len(t) and t[-len(m):] == m
+
+
+def names_sense(mention: str, title: str) -> bool:
+    """Whether the title is one of the senses the mention names: exactly (:func:`names_exactly`) or as its last
+    words (:func:`names_as_head`)."""
+    return names_exactly(mention, title) or names_as_head(mention, title)
+
+
 def image_may_decide(text_scores: Sequence[float], titles: Sequence[str], mention: str | None,
                      config: ImageConfig) -> bool:
     """Whether the image score may weigh in over these candidates: the text leaves the choice open
@@ -205,11 +221,11 @@ def image_may_decide(text_scores: Sequence[float], titles: Sequence[str], mentio
 
 def image_mask(text_scores: Sequence[float], titles: Sequence[str], mention: str | None,
                config: ImageConfig) -> list[bool] | None:
-    """Which candidates get the image score: with ``image.choose_sense``, the senses of the mention when it is
-    exactly the name of two or more candidates (the picture picks the sense, whatever the text's margin);
+    """Which candidates get the image score: with ``image.choose_sense``, the senses of the mention when it
+    names two or more candidates (:func:`names_sense`; the picture picks the sense, whatever the text's margin);
     otherwise all of them when :func:`image_may_decide`, else None (the text has decided)."""
     if config.choose_sense and mention is not None:
-        senses = [names_exactly(mention, t) for t in titles]
+        senses = [names_sense(mention, t) for t in titles]
         if sum(senses) >= 2:
             return senses
     return [True] * len(titles) if image_may_decide(text_scores, titles, mention, config) else None

@@ -165,6 +165,23 @@ def test_the_picture_picks_among_the_senses_a_mention_names():
     assert image_mask(far_apart, senses, None, rule) is None
 
 
+def test_a_mention_also_names_the_longer_titles_it_ends():
+    from gemel.image_link import image_mask, names_as_head, names_sense
+
+    assert names_as_head("mouse", "Computer mouse") and names_as_head("Hockey", "Ice hockey (sport)")
+    assert names_as_head("Congo", "Democratic Republic of the Congo")
+    assert not names_as_head("Congo", "Congo River") and not names_as_head("war", "World War II")
+    assert not names_as_head("Mouse", "Mouse") and not names_as_head("", "Computer mouse")
+    assert not names_as_head("use", "Computer mouse")  # whole words only
+    assert names_sense("Mouse", "Mouse") and names_sense("Mouse", "Computer mouse")
+    titles = ["Mouse", "Computer mouse", "Rat"]
+    far_apart = [-3.0, -8.0, -9.0]  # "Mouse" is the animal's title: the text alone says the animal
+    rule = ImageConfig(scorer="s.pt", max_text_margin=1.5, trust_exact_name=True, choose_sense=True)
+    assert image_mask(far_apart, titles, "Mouse", rule) == [True, True, False]
+    assert image_mask(far_apart, titles, "Mouse", ImageConfig(scorer="s.pt", max_text_margin=1.5,
+                                                              trust_exact_name=True)) is None
+
+
 def test_choose_gives_the_image_score_to_the_senses_only():
     from gemel.image_fit import ImageScored, choose
 
@@ -176,6 +193,20 @@ def test_choose_gives_the_image_score_to_the_senses_only():
     assert choose(r, 6.0, 1, choose_sense=True, **gates) == "Nut (hardware)"
     assert choose(r, 6.0, 1) == "Lock"  # every gate open, the image's own candidate wins: -25.3 + 48
     assert choose(r, 0.0, 0, choose_sense=True, **gates) == "Nut (fruit)"
+
+
+def test_choose_counts_the_longer_titles_a_mention_ends_as_senses():
+    from gemel.image_fit import ImageScored, choose
+
+    r = ImageScored("x", "Computer mouse", ("Mouse", "Computer mouse", "Head"), (-3.0, -8.0, -20.0),
+                    (0.0, 0.0, 0.0), (4.9, 9.3, 9.5), (True, True, False), (-1, 1, 0), "groups", None, 0.95,
+                    (True, False, False), (True, True, False))
+    gates = {"max_text_margin": 1.5, "trust_exact_name": True}
+    assert choose(r, 6.0, 1, **gates) == "Mouse"  # one exact name: trusted, the picture stays out
+    assert choose(r, 6.0, 1, choose_sense=True, **gates) == "Computer mouse"  # -8 + 55.8 > -3 + 29.4
+    old = ImageScored(*[getattr(r, f) for f in ("id", "gold", "names", "llm", "sim", "image", "text", "image_rank",
+                                                 "stratum", "confidence", "flatness", "named")])
+    assert choose(old, 6.0, 1, choose_sense=True, **gates) == "Mouse"  # records without senses: exact names only
 
 
 def test_the_linker_scores_only_the_senses_with_the_picture(tiny_linker, scorer_file):  # noqa: F811
