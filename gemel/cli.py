@@ -9,6 +9,7 @@ stays a dispatcher. This command-line layer is the only part of `gemel` that imp
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import logging
@@ -289,8 +290,8 @@ def run_kb_build(args: argparse.Namespace) -> int:
     write_entries(Path(args.source), partial_of(Path(args.out)), BuildConfig())  # bad lines fail before models load
     config = _kb_profile(args.profile)
     name_tokens = _name_tokens(config) if args.trie else None
-    report, manifest = build(args.source, args.out, lambda: _kb_embedder(config), shard=shard,
-                             name_tokens=name_tokens, tokenizer=config.llm.source)  # freed before the merge
+    report, manifest = build(args.source, args.out, functools.partial(_kb_embedder, config), shard=shard,
+                             name_tokens=name_tokens, tokenizer=config.llm.source)  # embeds in a process of its own
     print(f"read {report.entries} entities from {args.source}")
     _print_skipped(report)
     if manifest is None:

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .demonstrations import kb_example
 from .embedder import TextEmbedder, mention_in_context
 from .kb import Entity, KBError, read_numbered
-from .kb_index import KBIndexConfig, build_ivf
+from .kb_index import KBIndexConfig, build_ivf, gather
 from .memory import drop_pages, release_unused_gpu_libraries, trim
 from .kb_store import ENTRIES, FORMAT, MANIFEST, VERSION, add_title_search, name_key, partial_of
 
@@ -387,9 +387,7 @@ def _index(vectors: np.ndarray, queries: np.ndarray, folder: Path, config: Build
         return {"kind": "exact"}
     pool = queries if len(queries) >= 50 else vectors
     rng = np.random.default_rng(c.seed + 1)
-    sample = np.asarray(pool[np.sort(rng.choice(len(pool), min(c.sample_queries, len(pool)), replace=False))],
-                        np.float32)
-    drop_pages(pool)
+    sample = gather(pool, np.sort(rng.choice(len(pool), min(c.sample_queries, len(pool)), replace=False)))
     meta = build_ivf(vectors, folder, c, sample, progress=config.progress)
     return {"kind": "ivf", **{k: meta[k] for k in ("nlist", "nprobe", "recall")}}
 
@@ -450,9 +448,9 @@ def build(source: str | Path, out: str | Path, embedder: TextEmbedder | Callable
           shard: tuple[int, int] = (0, 1), config: BuildConfig | None = None, name_tokens: Callable | None = None,
           tokenizer: str = "") -> tuple[EntriesReport, dict | None]:
     """Build (or resume) the KB folder ``out`` from ``source``; with ``shard=(i, n)``, n > 1, only shard i's
-    vectors (the manifest is None until `merge`). ``embedder`` may be a function that loads one: the build
-    then frees it before the merge, whose IVF training needs the memory (1M entries: ~250 MB of k-means sample
-    where the embedder held ~200 MB), so the build's peak is the larger of the two stages, not their sum."""
+    vectors (the manifest is None until `merge`). ``embedder`` may be a picklable function that loads one: it
+    is then loaded and run in a process of its own (:func:`_embed_elsewhere`), and the merge runs here without
+    the models' memory, so the build's peak is the larger of the two stages, not their sum."""
     config = config or BuildConfig()
     source, out = Path(source), Path(out)
     if not source.exists():
@@ -468,11 +466,35 @@ def build(source: str | Path, out: str | Path, embedder: TextEmbedder | Callable
 
 def _embed(folder: Path, out: Path, embedder: TextEmbedder | Callable[[], TextEmbedder], shard: tuple[int, int],
            config: BuildConfig) -> str:
-    """Embed the shard, holding its lock; returns the embedder's name. One loaded here is freed on return."""
+    """Embed the shard, holding its lock; returns the embedder's name."""
     with writing(out, f"shard-{shard[0]}-of-{shard[1]}"):
-        model = embedder if hasattr(embedder, "encode") else embedder()
-        embed_shard(folder, model, *shard, config)
-        name = model.name
-    del model, embedder
-    trim()
-    return name
+        if hasattr(embedder, "encode"):
+            embed_shard(folder, embedder, *shard, config)
+            return embedder.name
+        return _embed_elsewhere(folder, embedder, shard, config)
+
+
+def _embed_elsewhere(folder: Path, load: Callable[[], TextEmbedder], shard: tuple[int, int],
+                     config: BuildConfig) -> str:
+    """Load the embedder with ``load`` and embed the shard in a fresh (spawned) process; returns its name.
+    Importing torch alone leaves ~280 MB in a process for good and the loaded encoder ~160 MB more, which the
+    merge's IVF training (a 1M KB: a 245 MB k-means sample; 6M: ~600 MB) would otherwise add to; a process
+    that ends gives all of it back. The child's progress bars share this terminal; its errors come back here."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(_load_and_embed, folder, load, shard, config).result()
+    except BrokenProcessPool:
+        raise KBError(f"the process embedding shard {shard[0]}/{shard[1]} of {folder} stopped before finishing (out "
+                      "of memory, or killed?): run the same command again, it resumes after the last finished "
+                      "batch") from None
+
+
+def _load_and_embed(folder: Path, load: Callable[[], TextEmbedder], shard: tuple[int, int],
+                    config: BuildConfig) -> str:
+    embedder = load()
+    embed_shard(folder, embedder, *shard, config)
+    return embedder.name

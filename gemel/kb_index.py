@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 IVF_FORMAT = "gemel-kb-ivf"
 CHUNK = 65_536  # vectors scored per matrix product when assigning or searching exactly (bounds the float32 copy)
-GATHER = 16_384  # rows copied into list order per step: random rows of the mapped vectors, <= 64 MB of pages
+GATHER = 16_384  # rows read per step from mapped vectors whose pages are dropped in between
+SCATTER = 4_096  # random rows read per step: each maps a whole 64 KB window of the file (fault-around)
 
 
 class KBIndexError(GemelError):
@@ -63,12 +64,11 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.n
     q = np.asarray(queries, np.float32).reshape(-1, vectors.shape[1])
     best_s = np.full((len(q), 0), -np.inf, np.float32)
     best_i = np.zeros((len(q), 0), np.int64)
-    for lo in range(0, len(vectors), CHUNK):
-        sims = q @ np.asarray(vectors[lo:lo + CHUNK], np.float32).T  # (Q, chunk)
+    for lo in range(0, len(vectors), GATHER):  # 300 queries: ~100 MB of work arrays (65k rows: ~500 MB)
+        sims = q @ np.asarray(vectors[lo:lo + GATHER], np.float32).T  # (Q, step)
         drop_pages(vectors)  # a memory-mapped KB is streamed, not left resident
-        best_s = np.concatenate([best_s, sims], axis=1)
-        best_i = np.concatenate([best_i, np.broadcast_to(np.arange(lo, lo + sims.shape[1]), sims.shape)], axis=1)
-        best_s, best_i = _top(best_s, best_i, k)
+        s, i = _top(sims, np.broadcast_to(np.arange(lo, lo + sims.shape[1]), sims.shape), k)
+        best_s, best_i = _top(np.concatenate([best_s, s], axis=1), np.concatenate([best_i, i], axis=1), k)
     return best_s, best_i
 
 
@@ -157,8 +157,8 @@ def build_ivf(vectors: np.ndarray, folder: Path, config: KBIndexConfig, queries:
     np.save(folder / "offsets.npy", offsets)
     np.save(folder / "rows.npy", order)
     out = np.lib.format.open_memmap(folder / "list_vectors.npy", "w+", np.float16, (n, dim))
-    for lo in tqdm(range(0, n, GATHER), desc="writing lists", disable=not progress):
-        out[lo:lo + GATHER] = vectors[order[lo:lo + GATHER]]
+    for lo in tqdm(range(0, n, SCATTER), desc="writing lists", disable=not progress):
+        out[lo:lo + SCATTER] = vectors[order[lo:lo + SCATTER]]
         out.flush()
         drop_pages(out), drop_pages(vectors)
     del out
@@ -173,12 +173,22 @@ def _train(vectors: np.ndarray, nlist: int, config: KBIndexConfig) -> np.ndarray
     """k-means centroids (nlist, D) float32 of a random sample, normalised (inner-product lists)."""
     rng = np.random.default_rng(config.seed)
     size = min(len(vectors), config.train_per_list * nlist)
-    sample = np.asarray(vectors[np.sort(rng.choice(len(vectors), size, replace=False))], np.float32)
-    drop_pages(vectors)
+    sample = gather(vectors, np.sort(rng.choice(len(vectors), size, replace=False)))
     km = faiss.Kmeans(vectors.shape[1], nlist, niter=config.kmeans_iter, spherical=True, seed=config.seed,
                       min_points_per_centroid=1, max_points_per_centroid=config.train_per_list)
     km.train(sample)
     return np.ascontiguousarray(km.centroids, np.float32)
+
+
+def gather(vectors: np.ndarray, rows: np.ndarray, step: int = GATHER) -> np.ndarray:
+    """``vectors[rows]`` as float32, ``step`` rows at a time with the mapped pages dropped in between: 160k
+    random rows of a 1M KB touch most of its pages, and a float16 copy beside the float32 one would add half
+    the sample again (the IVF training sample of a 1M KB is 245 MB as float32)."""
+    out = np.empty((len(rows), vectors.shape[1]), np.float32)
+    for lo in range(0, len(rows), step):
+        out[lo:lo + step] = vectors[rows[lo:lo + step]]
+        drop_pages(vectors)
+    return out
 
 
 def _assign(vectors: np.ndarray, centroids: np.ndarray, progress: bool) -> np.ndarray:
@@ -193,9 +203,10 @@ def _assign(vectors: np.ndarray, centroids: np.ndarray, progress: bool) -> np.nd
     return out
 
 
-def _search_streamed(index: IVFIndex, queries: np.ndarray, k: int, nprobe: int, step: int = 8) -> np.ndarray:
-    """The ids of ``index.search``, a few queries at a time with the list pages dropped in between: 300 queries
-    at nprobe 64 read most of a 1M KB's lists, which a serving process may keep resident but a build need not."""
+def _search_streamed(index: IVFIndex, queries: np.ndarray, k: int, nprobe: int, step: int = 1) -> np.ndarray:
+    """The ids of ``index.search``, one query at a time with the list pages dropped in between: 300 queries at
+    nprobe 64 read most of a 1M KB's lists (8 of them ~500 MB of pages, the real queries' lists being the large
+    ones), which a serving process may keep resident but a build need not."""
     found = []
     for lo in range(0, len(queries), step):
         found.append(index.search(queries[lo:lo + step], k, nprobe)[1])

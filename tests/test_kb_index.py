@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gemel.kb_index import ExactIndex, IVFIndex, KBIndexConfig, KBIndexError, build_ivf, exact_search, recall_at_k
+from gemel.kb_index import (ExactIndex, IVFIndex, KBIndexConfig, KBIndexError, build_ivf, exact_search, gather,
+                            recall_at_k)
 
 
 def unit(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
@@ -32,6 +33,24 @@ def test_exact_search_is_the_brute_force_top_k():
     np.testing.assert_array_equal(ids, expected)
     np.testing.assert_allclose(sims, np.take_along_axis(q @ v.T, expected, 1), rtol=1e-5)
     np.testing.assert_array_equal(ExactIndex(v).search(q, 5)[1], expected)
+
+
+def test_exact_search_over_a_mapped_kb_read_in_steps_is_the_brute_force_top_k(tmp_path):
+    np.save(tmp_path / "v.npy", unit(40_000))  # three read steps, pages dropped between them
+    v, q = np.load(tmp_path / "v.npy", mmap_mode="r"), unit(9, seed=4)
+    sims, ids = exact_search(v, q, 16)
+    expected = np.argsort(-(q @ np.asarray(v).T), axis=1)[:, :16]
+    np.testing.assert_array_equal(ids, expected)
+    np.testing.assert_allclose(sims, np.take_along_axis(q @ np.asarray(v).T, expected, 1), rtol=1e-5)
+
+
+def test_gather_reads_the_rows_in_steps_as_float32(tmp_path):
+    np.save(tmp_path / "v.npy", unit(1000).astype(np.float16))
+    v = np.load(tmp_path / "v.npy", mmap_mode="r")
+    rows = np.array([0, 3, 3, 17, 500, 999])
+    got = gather(v, rows, step=4)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, np.asarray(v[rows], np.float32))
 
 
 def test_ivf_probing_every_list_is_exact(built):

@@ -317,3 +317,38 @@ def test_title_index_answers_the_autocomplete_as_the_table_scan_does(tmp_path, e
 
     reindex(out, SMALL)  # ... gets it from `gemel kb index`
     assert StoredKB(out)._title_search and StoredKB(out).search("pple") == found
+
+
+def _load_noting_pid(config, note):
+    import os
+
+    note.write_text(str(os.getpid()))
+    return TextEmbedder.load(config.embedder, config.base_dir)
+
+
+def _dying_loader():
+    import os
+
+    os._exit(3)
+
+
+def test_a_build_given_a_loader_embeds_in_another_process_and_merges_the_same(source, tmp_path, embedder,
+                                                                             tiny_config):
+    import functools
+    import os
+
+    build(source, tmp_path / "here", embedder, config=SMALL)
+    note = tmp_path / "pid"
+    _, manifest = build(source, tmp_path / "there", functools.partial(_load_noting_pid, tiny_config, note),
+                        config=SMALL)
+    assert int(note.read_text()) != os.getpid()  # the models were loaded elsewhere, and are gone with it
+    assert manifest["embedder"] == embedder.name and manifest["entries"] == len(TINY_KB)
+    np.testing.assert_array_equal(StoredKB(tmp_path / "there").vectors, StoredKB(tmp_path / "here").vectors)
+
+
+def test_an_embedding_process_that_dies_is_a_sentence_and_the_build_resumes(source, tmp_path, embedder):
+    with pytest.raises(KBError, match="stopped before finishing.*run the same command again"):
+        build(source, tmp_path / "kb", _dying_loader, config=SMALL)
+    assert partial_of(tmp_path / "kb").exists() and not (tmp_path / "kb").exists()
+    _, manifest = build(source, tmp_path / "kb", embedder, config=SMALL)
+    assert manifest["entries"] == len(TINY_KB)
