@@ -28,16 +28,17 @@ class UsageError(GemelError):
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The error families whose message is for the person at the terminal; everything else is a bug and keeps
-    its traceback. The annotation store's family joins when that package is installed."""
-    try:
-        from annotations import AnnotationError
-    except ModuleNotFoundError:
+    its traceback. The annotation store's family joins when the command has imported the store (only then can
+    it raise one; importing it just to name the family would cost ~1.2 s)."""
+    store = sys.modules.get("annotations")
+    if store is None or not hasattr(store, "AnnotationError"):
         return (GemelError, FileNotFoundError)
-    return (GemelError, AnnotationError, FileNotFoundError)
+    return (GemelError, store.AnnotationError, FileNotFoundError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(annotations=not argv or bool({"annotations", "-h", "--help"} & set(argv)))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -51,7 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(annotations: bool = True) -> argparse.ArgumentParser:
+    """The command line; without ``annotations`` the store's own commands are left out: importing the store
+    (sqlite-utils, which imports pandas and pyarrow) costs ~1.2 s and ~70 MB that `gemel link` or a KB build's
+    whole run would carry for nothing. `main` adds them when the command line asks for them or for help."""
     p = argparse.ArgumentParser(prog="gemel", description="Multimodal entity linking with GEMEL.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
@@ -59,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profiles(sub)
     _add_prepare(sub)
     _add_kb(sub)
-    _add_annotations(sub)
+    if annotations:
+        _add_annotations(sub)
     for name in EXTRA_COMMANDS:
         try:
             module = importlib.import_module(name)

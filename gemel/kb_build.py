@@ -495,6 +495,7 @@ def _embed_elsewhere(folder: Path, load: Callable[[], TextEmbedder], shard: tupl
 
 def _load_and_embed(folder: Path, load: Callable[[], TextEmbedder], shard: tuple[int, int],
                     config: BuildConfig) -> str:
+    release_unused_gpu_libraries()  # before the load: the pages torch's import left would add to its peak (~90 MB)
     embedder = load()
     embed_shard(folder, embedder, *shard, config)
     return embedder.name

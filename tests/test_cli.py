@@ -348,3 +348,17 @@ def test_kb_build_with_a_profile_writes_the_trie_the_linker_maps(profile_toml, t
     assert len(linker.link(None, "Jordan flows south.", "Jordan").candidates) == config.decode.num_beams
     (out / "trie.tokenizer").write_text("another/tokenizer\n")  # made for another LLM: built afresh instead
     assert prebuilt_trie(config) is None
+
+
+def test_commands_other_than_annotations_do_not_import_the_store(tmp_path):
+    """Importing the annotation store pulls sqlite-utils, pandas and pyarrow (~1.2 s, ~70 MB): a KB build or a
+    link that does not use it must not carry it, and its errors are still sentences."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from gemel.cli import main; "
+            f"rc = main(['kb', 'build', {str(tmp_path / 'none.jsonl')!r}, '--out', {str(tmp_path / 'kb')!r}]); "
+            "print(rc, 'sqlite_utils' in sys.modules, 'pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["2", "False", "False"], out.stderr
+    assert "does not exist" in out.stderr and "Traceback" not in out.stderr
