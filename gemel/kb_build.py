@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -486,15 +487,30 @@ def _embed_elsewhere(folder: Path, load: Callable[[], TextEmbedder], shard: tupl
 
     try:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return pool.submit(_load_and_embed, folder, load, shard, config).result()
+            return pool.submit(_load_and_embed, folder, load, shard, config, os.getpid()).result()
     except BrokenProcessPool:
         raise KBError(f"the process embedding shard {shard[0]}/{shard[1]} of {folder} stopped before finishing (out "
                       "of memory, or killed?): run the same command again, it resumes after the last finished "
                       "batch") from None
 
 
+def _die_with_parent(parent: int) -> None:
+    """Linux: end this process when the build that started it ends (``prctl(PR_SET_PDEATHSIG, SIGTERM)``). The
+    build holds the shard's write lock; an embedding process left running after it was killed would write the
+    shard beside the next build's, unlocked."""
+    import ctypes
+    import signal
+
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the build ended before the line above ran
+            raise SystemExit(1)
+
+
 def _load_and_embed(folder: Path, load: Callable[[], TextEmbedder], shard: tuple[int, int],
-                    config: BuildConfig) -> str:
+                    config: BuildConfig, parent: int) -> str:
+    _die_with_parent(parent)
     release_unused_gpu_libraries()  # before the load: the pages torch's import left would add to its peak (~90 MB)
     embedder = load()
     embed_shard(folder, embedder, *shard, config)

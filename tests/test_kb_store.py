@@ -4,6 +4,7 @@ gemel/kb_store.py (opening it lazily) and the linker over it."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -352,3 +353,38 @@ def test_an_embedding_process_that_dies_is_a_sentence_and_the_build_resumes(sour
     assert partial_of(tmp_path / "kb").exists() and not (tmp_path / "kb").exists()
     _, manifest = build(source, tmp_path / "kb", embedder, config=SMALL)
     assert manifest["entries"] == len(TINY_KB)
+
+
+def _sleeping_loader(note):
+    import os
+    import time
+
+    note.write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+def test_the_embedding_process_ends_with_a_killed_build(source, tmp_path):
+    """A build killed while its child embeds must not leave the child writing the shard beside the next build."""
+    import os
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    note = tmp_path / "pid"
+    code = ("import functools, pathlib, sys; from gemel.kb_build import build; from test_kb_store import "
+            f"_sleeping_loader; build({str(source)!r}, {str(tmp_path / 'kb')!r}, "
+            f"functools.partial(_sleeping_loader, pathlib.Path({str(note)!r})))")
+    tests = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    build_proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while not note.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    child = int(note.read_text())
+    build_proc.send_signal(signal.SIGTERM)
+    build_proc.wait(timeout=30)
+    while Path(f"/proc/{child}").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{child}").exists()
