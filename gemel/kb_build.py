@@ -18,6 +18,7 @@ opens half a KB):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -55,12 +56,16 @@ class BuildConfig:
 
     chunk: int = 10_000  # source records per SQLite transaction: the resume step of stage 1
     embed_batch: int = 2048  # texts embedded between two progress marks: the resume step of stage 2
+    # texts per forward pass where the build loads its own embedder (a loader, not a model, given to `build`):
+    # on the 1M benchmark's longest texts 64 at a time peaked 130 MB higher than 16, and took longer (2 cores)
+    encode_batch: int = 16
     index: KBIndexConfig = field(default_factory=KBIndexConfig)
     progress: bool = True  # tqdm bars on standard error
 
     def __post_init__(self) -> None:
-        if self.chunk < 1 or self.embed_batch < 1:
-            raise KBError(f"BuildConfig chunk={self.chunk} and embed_batch={self.embed_batch} must be >= 1")
+        if min(self.chunk, self.embed_batch, self.encode_batch) < 1:
+            raise KBError(f"BuildConfig chunk={self.chunk}, embed_batch={self.embed_batch} and "
+                          f"encode_batch={self.encode_batch} must be >= 1")
 
 
 @dataclass
@@ -513,5 +518,6 @@ def _load_and_embed(folder: Path, load: Callable[[], TextEmbedder], shard: tuple
     _die_with_parent(parent)
     release_unused_gpu_libraries()  # before the load: the pages torch's import left would add to its peak (~90 MB)
     embedder = load()
+    embedder.config = dataclasses.replace(embedder.config, batch_size=config.encode_batch)
     embed_shard(folder, embedder, *shard, config)
     return embedder.name
