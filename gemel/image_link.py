@@ -192,13 +192,21 @@ def names_exactly(mention: str, title: str) -> bool:
     return bool(m) and (m == t or m == re.sub(r"\s*\([^)]*\)$", "", t))
 
 
+# words that make the rest of a title a phrase about the mention, not a compound naming a kind of it
+NOT_A_MODIFIER = frozenset("of the a an and in on at for to by de du des la le les del della di da von van der den "
+                           "ibn bin al el y et und &".split())
+
+
 def names_as_head(mention: str, title: str) -> bool:
-    """Whether the mention is the last words of a longer title, its "(...)" qualifier dropped, up to case and
-    spaces: English compounds name their kind last, so "mouse" names ``Computer mouse``, "hockey" ``Ice hockey``
-    and "Congo" ``Republic of the Congo`` (not ``Congo River``, nor "war" ``World War II``)."""
+    """Whether the title is a compound ending in the mention, its "(...)" qualifier dropped, up to case and
+    spaces: English compounds name their kind last, so "mouse" names ``Computer mouse`` (and ``Mickey Mouse``),
+    "hockey" ``Ice hockey``, "nut" ``Brazil nut``, "Jordan" ``Michael Jordan``. A phrase about the mention is no
+    compound: "Japan" does not name ``Empire of Japan``, nor "Congo" ``Republic of the Congo``, nor "France"
+    ``Tour de France`` (:data:`NOT_A_MODIFIER`); and "war" does not name ``World War II``, nor "Congo"
+    ``Congo River``."""
     m = mention.casefold().split()
     t = re.sub(r"\s*\([^)]*\)$", "", " ".join(title.casefold().split())).split()
-    return 0 < len(m) < len(t) and t[-len(m):] == m
+    return 0 < len(m) < len(t) and t[-len(m):] == m and t[-len(m) - 1] not in NOT_A_MODIFIER
 
 
 def names_sense(mention: str, title: str) -> bool:

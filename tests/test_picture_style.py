@@ -169,7 +169,9 @@ def test_a_mention_also_names_the_longer_titles_it_ends():
     from gemel.image_link import image_mask, names_as_head, names_sense
 
     assert names_as_head("mouse", "Computer mouse") and names_as_head("Hockey", "Ice hockey (sport)")
-    assert names_as_head("Congo", "Democratic Republic of the Congo")
+    assert names_as_head("Jordan", "Michael Jordan") and names_as_head("nut", "Brazil nut")
+    assert not names_as_head("Congo", "Democratic Republic of the Congo")  # a phrase about Congo, no compound
+    assert not names_as_head("Japan", "Empire of Japan") and not names_as_head("France", "Tour de France")
     assert not names_as_head("Congo", "Congo River") and not names_as_head("war", "World War II")
     assert not names_as_head("Mouse", "Mouse") and not names_as_head("", "Computer mouse")
     assert not names_as_head("use", "Computer mouse")  # whole words only
