@@ -312,9 +312,16 @@ def resumed_peak(n: int, work: Path, tail: int) -> dict:
     shard = shard_folder(folder, 0, 1)
     shard.mkdir(parents=True)
     shutil.copy(built / ENTRIES, folder / ENTRIES)
+    source = work / f"source-{n}.jsonl"
     with sqlite3.connect(folder / ENTRIES) as db:  # as stage 1 leaves it: no title index yet
         db.execute("DROP TABLE IF EXISTS title_search")
         db.execute("DROP TABLE IF EXISTS title_keys")
+        (stamp,) = db.execute("SELECT value FROM progress WHERE key = 'source'").fetchone()
+        if int(stamp.split()[-2]) != source.stat().st_size:
+            raise SystemExit(f"{built} was built from another source than {source}")
+        stat = source.stat()  # the same text written again (or elsewhere): the build's stamp is path, size, time
+        db.execute("UPDATE progress SET value = ? WHERE key = 'source'",
+                   (f"{source.resolve()} {stat.st_size} {stat.st_mtime_ns}",))
     size, demos = manifest["entries"], manifest["demos"]
     done = {"vectors": size - tail, "demos": demos - min(tail, demos) // 4}
     for name, key in (("vectors.npy", "vectors"), ("demo_vectors.npy", "demos")):
@@ -327,7 +334,7 @@ def resumed_peak(n: int, work: Path, tail: int) -> dict:
     (shard / "progress.json").write_text(json.dumps(
         {"embedder": manifest["embedder"], "dim": manifest["dim"], "rows": [0, size], "entries": size,
          **done, "done": False}))
-    row = run_child(["--child", "build", str(work / f"source-{n}.jsonl"), str(out)])
+    row = run_child(["--child", "build", str(source), str(out)])
     again = json.loads((out / "manifest.json").read_text())
     fresh = np.load(out / "vectors.npy", mmap_mode="r")[size - tail:].astype(np.float32)
     stored = np.load(built / "vectors.npy", mmap_mode="r")[size - tail:].astype(np.float32)
