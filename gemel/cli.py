@@ -311,8 +311,8 @@ def run_kb_merge(args: argparse.Namespace) -> int:
     from .kb_build import BuildConfig, merge
 
     config = _kb_profile(args.profile)
-    manifest = merge(Path(args.out), config.embedder.source, BuildConfig(), _name_tokens(config) if args.trie else None,
-                     config.llm.source)
+    manifest = merge(Path(args.out), config.embedder.source, BuildConfig(),
+                     _name_tokens(config) if args.trie else None, config.llm.source)
     _print_built(args.out, manifest)
     return 0
 

@@ -18,7 +18,6 @@ opens half a KB):
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
 import logging
@@ -27,7 +26,7 @@ import shutil
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -377,7 +376,8 @@ def _join(shards: list[Path], name: str, target: Path) -> np.ndarray:
         for lo in range(0, len(p), 65_536):
             out[at + lo:at + lo + len(p[lo:lo + 65_536])] = p[lo:lo + 65_536]
             out.flush()
-            drop_pages(out), drop_pages(p)
+            drop_pages(out)
+            drop_pages(p)
         at += len(p)
     out.flush()
     del out
@@ -518,6 +518,6 @@ def _load_and_embed(folder: Path, load: Callable[[], TextEmbedder], shard: tuple
     _die_with_parent(parent)
     release_unused_gpu_libraries()  # before the load: the pages torch's import left would add to its peak (~90 MB)
     embedder = load()
-    embedder.config = dataclasses.replace(embedder.config, batch_size=config.encode_batch)
+    embedder.config = replace(embedder.config, batch_size=config.encode_batch)
     embed_shard(folder, embedder, *shard, config)
     return embedder.name

@@ -160,7 +160,8 @@ def build_ivf(vectors: np.ndarray, folder: Path, config: KBIndexConfig, queries:
     for lo in tqdm(range(0, n, SCATTER), desc="writing lists", disable=not progress):
         out[lo:lo + SCATTER] = vectors[order[lo:lo + SCATTER]]
         out.flush()
-        drop_pages(out), drop_pages(vectors)
+        drop_pages(out)
+        drop_pages(vectors)
     del out
     meta = {"format": IVF_FORMAT, "version": 1, "size": n, "dim": dim, "nlist": nlist, "config": asdict(config)}
     (folder / "ivf.json").write_text(json.dumps({**meta, "nprobe": nlist}))
