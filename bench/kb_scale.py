@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import statistics
@@ -112,8 +113,9 @@ def write_source(n: int, path: Path) -> Path:
 
 
 # ---- children ---------------------------------------------------------------------------------------
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def _status_mb(field: str, pid: int | str = "self") -> float:
+    """``field`` of /proc/PID/status in MB (nan when the kernel does not report it)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
@@ -147,10 +149,10 @@ def _tree_mb(field: str) -> float:
     total = 0.0
     for pid in [os.getpid(), *_tree(os.getpid())]:
         try:
-            total += next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                          if line.startswith(field + ":")) / 1024
-        except (OSError, StopIteration):
-            pass
+            mb = _status_mb(field, pid)
+        except OSError:  # gone meanwhile
+            continue
+        total += 0.0 if math.isnan(mb) else mb  # a process being reaped reports no memory
     return total
 
 
@@ -294,7 +296,7 @@ def resumed_peak(n: int, work: Path, tail: int) -> dict:
     """The build peak of the ``n``-entry KB with today's code, without embedding a million texts again (hours on 2
     cores): the built KB's entries and vectors are copied into ``peak-n.partial/`` as a build interrupted
     ``tail`` rows (and demonstrations) before the end of its embedding, and the real `gemel kb build` resumes it:
-    it embeds those rows, frees the embedder and runs the whole merge (IVF training on the full KB, list
+    it embeds those rows (in its own embedding process) and runs the whole merge (IVF training on the full KB, list
     assignment and writing, nprobe measured, title index). Embedding is a loop whose memory does not grow with
     the rows it has done, so the resumed stretch shows its peak; the merge is the whole merge. The rebuilt
     index is checked equal to the first build's (nlist, nprobe), the re-embedded rows against the stored ones."""
