@@ -96,14 +96,14 @@ def parity(split: Split, scorer, threshold: float, lead: float, share: float = 0
 
 def load_split(name: str, items, scorer, corpus, parts, seen: set[str]) -> Split:
     from gemel.image_training import corpus_features, corpus_layouts
-    from gemel.picture_memory import picture_similarity
+    from gemel.picture_memory import memory_kernel, picture_similarity
 
     feats = corpus_features(corpus, parts.encoder, items)
     layouts = corpus_layouts(corpus, items, scorer.exemplars.config)
     fused = scorer.score_batch(feats, parts.kb_vectors, parts.kb.titles, layouts)
     unit = feats.numpy() / np.linalg.norm(feats.numpy(), axis=1, keepdims=True)
-    kernels = type(scorer.exemplars)(layouts, [it.entity for it in items], scorer.exemplars.scale,
-                                     scorer.exemplars.config).kernels(layouts)
+    kernel = memory_kernel(scorer.exemplars)  # the memory's kernel width, as in PictureMemory
+    kernels = type(kernel)(layouts, [it.entity for it in items], kernel.scale, kernel.config).kernels(layouts)
     sims = np.stack([picture_similarity(unit[q], unit, kernels[q]) for q in range(len(items))])
     rows = np.array([parts.kb.index(it.entity) for it in items])
     return Split(name, items, fused, rows.copy(), sims, [it.entity for it in items], rows,

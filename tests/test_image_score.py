@@ -281,6 +281,24 @@ def test_exemplars_find_the_flag_in_another_drawing(encoder, kb):
     assert sims.argmax() == 1 and sims[3] == 0.0 and 0 <= sims.min() and sims.max() <= 1
 
 
+def test_a_wider_kernel_keeps_the_nearest_exemplar_of_a_picture_far_from_all_of_them():
+    """A picture in an unseen style can be further from its own flag than half the usual distance between two
+    pictures: at width 0.5 every kernel is 0 and its nearest exemplar is lost; at 1.0 it still ranks first."""
+    rng = np.random.default_rng(0)
+    layouts = rng.random((40, 12)).astype(np.float32)
+    titles = [f"t{i}" for i in range(40)]
+    narrow, wide = (ColourExemplars.build(layouts, titles, ExemplarConfig(width=w)) for w in (0.5, 1.0))
+    assert wide.scale == pytest.approx(2 * narrow.scale)
+    far = layouts[7] + 0.7 * narrow.scale * np.eye(12, dtype=np.float32)[0] / 0.5  # beyond the narrow scale
+    assert np.linalg.norm(far - layouts[7]) > narrow.scale
+    assert narrow.similarities(far[None], titles)[0].max() == 0.0
+    sims = wide.similarities(far[None], titles)[0]
+    nearest = int(np.linalg.norm(layouts - far, axis=1).argmin())
+    assert sims.argmax() == nearest and sims.max() > 0
+    with pytest.raises(ImageScoreError, match="width=0"):
+        ExemplarConfig(width=0)
+
+
 def test_exemplars_join_the_scorer_only_with_a_picture_and_titles(scorer, kb, tmp_path, encoder):
     layouts = np.stack([colour_layout(_flag(c)) for c in FLAGS.values()])
     ex = ColourExemplars.build(layouts, kb[1][:3])
