@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--profile", default="offline", help="profile name or .toml path (default offline)")
     t.add_argument("--corpus", help="corpus folder (default: the one `build` writes with all sources)")
     t.add_argument("--out", help="artifact path (default: <corpus>/image_scorer.pt)")
-    t.add_argument("--epochs", type=int, default=60, help="training epochs (default 60)")
+    t.add_argument("--epochs", type=int, help="training epochs (default: ProjectionConfig's, 60, the shipped scorer's)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=run_train_projection)
     c = csub.add_parser("captions", help="write synthetic captions, same-caption groups and the flags set",
@@ -91,7 +91,8 @@ def run_train_projection(args: argparse.Namespace) -> int:
 
     corpus = Corpus.load(args.corpus or default_corpus(args.profile))
     parts = load_parts(args.profile)
-    scorer = train_scorer(corpus, parts, ProjectionConfig(epochs=args.epochs), progress=not args.no_progress)
+    config = ProjectionConfig() if args.epochs is None else ProjectionConfig(epochs=args.epochs)
+    scorer = train_scorer(corpus, parts, config, progress=not args.no_progress)
     out = Path(args.out) if args.out else default_artifact(corpus)
     version = scorer.save(out, extra={"profile": args.profile})
     f = scorer.fusion

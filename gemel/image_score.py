@@ -74,7 +74,7 @@ class BridgeConfig:
 class ProjectionConfig:
     """Training of the vision-feature -> embedder-space projection (InfoNCE over training entities)."""
 
-    epochs: int = 30  # passes over the training pictures
+    epochs: int = 60  # passes over the training pictures (the shipped scorer's; `gemel corpus train-projection`)
     batch_size: int = 256  # pictures per step
     lr: float = 3e-3  # AdamW learning rate (cosine decay)
     weight_decay: float = 0.05  # AdamW weight decay
