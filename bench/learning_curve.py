@@ -59,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="shares at which the mapper is also re-trained from the corrections, comma-separated, "
                         "among 0.1,0.25,0.5 (default: 0.5)")
     p.add_argument("--no-retrain", action="store_true", help="in-context corrections only (a quick look)")
+    p.add_argument("--ceiling", action="store_true",
+                   help="only count the held-out cases whose entity another fold's case has (no linking)")
     p.add_argument("--out", default=str(ROOT / "bench" / "out"))
     return p.parse_args(argv)
 
@@ -130,6 +132,14 @@ def folds(items: list[Any], k: int) -> list[tuple[list[Any], list[Any]]]:
     ordered = sorted(items, key=_order)
     return [([x for i, x in enumerate(ordered) if i % k == f], [x for i, x in enumerate(ordered) if i % k != f])
             for f in range(k)]
+
+
+def shared_entities(items: list[Any], k: int) -> list[Any]:
+    """The held-out cases whose (non-NIL) entity some case of the others has, over all folds: the only cases a
+    correction of *another* item can answer by the exact entity (a demonstration of it, the picture memory);
+    every other case can gain only from what the model learns in general (re-training)."""
+    return [x for held, others in folds(items, k) for x in held
+            if x.entity and x.entity in {o.entity for o in others}]
 
 
 def _right(linker: Any, held: list[Any]) -> int:
@@ -216,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     items = [ex for split in args.splits.split(",")
              for ex in load_jsonl_examples(ROOT / "assets" / "eval" / f"{split}.jsonl", split)]
     items = items[: args.limit] if args.limit else items
+    shared = shared_entities(items, args.folds)
+    print(f"{len(shared)} of {len(items)} held-out cases have their entity among the other fold's cases "
+          f"({', '.join(sorted({x.entity for x in shared})) or 'none'}): the most corrections of other items can "
+          "answer by entity; at 50% about half of those are stored")
+    if args.ceiling:
+        return 0
     at = retrain_shares(args.retrain_shares, args.no_retrain)
     linker = Linker.load(args.profile)
     n = len(items)

@@ -28,6 +28,18 @@ def test_folds_partition_the_items_and_never_hold_out_a_correction():
     assert lc.folds(items, 2) == got  # a fixed order
 
 
+def test_shared_entities_counts_the_held_out_cases_another_fold_can_answer():
+    names = ["A", "B", "A", "C", None, None, "B", "D"]
+    items = [SimpleNamespace(id=f"x{i}", entity=e) for i, e in enumerate(names)]
+    got = lc.shared_entities(items, 2)
+    for held, others in lc.folds(items, 2):
+        other_entities = {o.entity for o in others}
+        expected = [x for x in held if x.entity is not None and x.entity in other_entities]
+        assert [x for x in got if x in held] == expected
+    assert all(x.entity is not None for x in got)  # NIL is no entity to share
+    assert {x.entity for x in got} <= {"A", "B"}  # C and D appear once
+
+
 def test_retrain_shares():
     assert lc.retrain_shares("0.5") == (0.5,)
     assert lc.retrain_shares("0.5,0.25") == (0.25, 0.5)
