@@ -19,6 +19,7 @@ Three questions, each answered on these dev figures:
    ``scale = width x`` the median distance between two training pictures; too narrow, and a picture in an
    unseen style is beyond every exemplar (all kernels 0, its nearest exemplar lost). Same projection (no
    augmented copies), each width at each exemplar weight. Taken: 1.0 (``ExemplarConfig.width``; was 0.5).
+   Then, at width 1.0 and weight 8, a bonus for the entity of the nearest exemplar (``NEAREST_BONUSES``).
 3. **Self-similarity layout**: does adding the cells' palette self-similarity (which colour regions are the
    same colour, whatever that colour is) to the colour layout carry flags better? Nearest exemplar, flags.
 
@@ -43,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 EXEMPLAR_WEIGHTS = (0, 4, 8, 12, 16, 24)
+NEAREST_BONUSES = (0.0, 0.5, 1.0, 2.0)
 SELF_SIMILARITY = ((1.0, 0.0), (1.0, 0.5), (1.0, 1.0), (1.0, 2.0), (0.0, 1.0))  # (palette, self-similarity) weight
 OUT = ROOT / "bench" / "out"
 IMG = ROOT / "docs" / "img" / "style_transfer.png"
@@ -163,36 +165,51 @@ def study_copies(corpus, parts, copies: int, epochs: int, context: dict) -> dict
     p_query = similarities(projection, context["query_feats"], context["kb_unit"])
     p_dev = similarities(projection, context["dev_feats"], context["kb_unit"])
     gold, flags = context["gold"], context["is_flag"]
-    base = normalise(p_query) + 0.3 * context["bridge_z"]
-    fused = {}
-    for w in EXEMPLAR_WEIGHTS:
-        ok = (base + w * context["exemplar"]).argmax(1) == gold
-        fused[w] = {"all": float(ok.mean()), "flags": float(ok[flags].mean()), "others": float(ok[~flags].mean())}
+    base = normalise(p_query) + context["w_bridge"] * context["bridge_z"]
+    fused = {w: hits(base + w * context["exemplar"], gold, flags) for w in EXEMPLAR_WEIGHTS}
     return {"copies": copies, "projection_top1": top(p_query, gold), "projection_top10": top(p_query, gold, 10),
             "dev_top1": top(p_dev, context["dev_gold"]), "dev_top10": top(p_dev, context["dev_gold"], 10),
             "fused": fused}
 
 
-def study_widths(corpus, parts, widths: list[float], epochs: int, context: dict) -> dict:
-    """Fused top-1 of the Twemoji queries per kernel width and exemplar weight (projection without copies)."""
+def shipped_bridge_weight() -> float:
+    """The offline profile's scorer's fitted w_bridge ("as shipped" means as shipped)."""
+    from gemel.config import load_profile
+    from gemel.sources import resolve
+
+    config = load_profile("offline")
+    sidecar = Path(resolve(config.image.scorer, config.base_dir)).with_suffix(".json")
+    return float(json.loads(sidecar.read_text())["training"]["fusion"]["w_bridge"])
+
+
+def hits(scores, gold, flags) -> dict:
+    """Top-1 over the KB of all queries, of the flags and of the others."""
+    ok = scores.argmax(1) == gold
+    return {"all": float(ok.mean()), "flags": float(ok[flags].mean()), "others": float(ok[~flags].mean())}
+
+
+def study_widths(corpus, parts, widths: list[float], epochs: int, context: dict) -> tuple[dict, dict]:
+    """Fused top-1 of the Twemoji queries per kernel width and exemplar weight (projection without copies), and
+    at the shipped width and weight 8 with a bonus for the entity of the nearest exemplar (0 = as shipped)."""
     from gemel.image_score import ColourExemplars, ExemplarConfig, normalise
     from gemel.image_training import corpus_layouts
 
     projection = projection_for(corpus, parts, context["source"], 0, epochs)
-    base = normalise(similarities(projection, context["query_feats"], context["kb_unit"])) + 0.3 * context["bridge_z"]
+    base = normalise(similarities(projection, context["query_feats"], context["kb_unit"]))
+    base = base + context["w_bridge"] * context["bridge_z"]
     gold, flags = context["gold"], context["is_flag"]
     layouts = corpus_layouts(corpus, context["source"], ExemplarConfig())
-    out = {}
-    for width in widths:
+    out, bonus = {}, {}
+    for width in sorted(set(widths) | {ExemplarConfig().width}):
         config = ExemplarConfig(width=width)
         exemplars = ColourExemplars.build(layouts, [it.entity for it in context["source"]], config)
         kernel = exemplars.similarities(context["query_layouts"], context["titles"])
-        out[width] = {}
-        for w in EXEMPLAR_WEIGHTS:
-            ok = (base + w * kernel).argmax(1) == gold
-            out[width][w] = {"all": float(ok.mean()), "flags": float(ok[flags].mean()),
-                             "others": float(ok[~flags].mean())}
-    return out
+        if width in widths:
+            out[width] = {w: hits(base + w * kernel, gold, flags) for w in EXEMPLAR_WEIGHTS}
+        if width == ExemplarConfig().width:
+            nearest = (kernel == kernel.max(1, keepdims=True)) & (kernel > 0)
+            bonus = {b: hits(base + 8 * kernel + b * nearest, gold, flags) for b in NEAREST_BONUSES}
+    return out, bonus
 
 
 def self_similarity(corpus, items_by_source: dict, pairs: list[tuple[list[str], str]]) -> list[dict]:
@@ -286,6 +303,7 @@ def main(argv=None) -> int:
                "gold": np.array([titles.index(it.entity) for it in queries]),
                "dev_gold": np.array([titles.index(it.entity) for it in dev]),
                "is_flag": np.array([it.kind == "flag" for it in queries]), "bridge_z": normalise(bridge),
+               "w_bridge": shipped_bridge_weight(),
                "query_layouts": query_layouts, "titles": titles,
                "exemplar": exemplars.similarities(query_layouts, titles)}
     print(f"trained on {len(source)} pictures (no Twemoji); {len(queries)} Twemoji queries "
@@ -295,10 +313,11 @@ def main(argv=None) -> int:
         r = study_copies(corpus, parts, copies, args.epochs, context)
         results.append(r)
         print(json.dumps(r), flush=True)
-    widths = study_widths(corpus, parts, [float(w) for w in args.widths.split(",") if w.strip()], args.epochs,
-                          context)
+    widths, bonus = study_widths(corpus, parts, [float(w) for w in args.widths.split(",") if w.strip()],
+                                 args.epochs, context)
     for width, row in widths.items():
         print(json.dumps({"width": width, "fused": row}), flush=True)
+    print(json.dumps({"nearest_bonus": bonus}), flush=True)
     flag_entities = {it.entity for it in corpus.items if it.kind == "flag"}
     by_source: dict[str, list] = {}
     for it in corpus.split("train"):
@@ -308,7 +327,7 @@ def main(argv=None) -> int:
                                                   (["openclipart"], "twemoji")])
     for row in selfsim:
         print(json.dumps(row), flush=True)
-    (OUT / "style_transfer.json").write_text(json.dumps({"copies": results, "widths": widths,
+    (OUT / "style_transfer.json").write_text(json.dumps({"copies": results, "widths": widths, "nearest_bonus": bonus,
                                                          "self_similarity": selfsim,
                                                          "seconds": time.perf_counter() - t0}, indent=1))
     plot(results, widths, IMG)
@@ -316,6 +335,7 @@ def main(argv=None) -> int:
                     f"{r['fused'][8]['all']:.3f}" for r in results)
     best = max(selfsim, key=lambda r: r["noto->twemoji"])
     head += " " + " ".join(f"fused_width{width}={row[8]['all']:.3f}" for width, row in widths.items())
+    head += " " + " ".join(f"nearest_bonus{b}={row['all']:.3f}" for b, row in bonus.items())
     print(f"{head} selfsim_best=({best['palette']},{best['self_similarity']}) palette_only_noto_twemoji="
           f"{selfsim[0]['noto->twemoji']:.3f}")
     return 0
