@@ -106,8 +106,8 @@ class ExemplarConfig:
     palette_temperature: float = 0.2
     # the kernel max(0, 1 - distance / scale) reaches 0 at scale = width x the median distance between two
     # training pictures; at 0.5 a picture in an unseen art style was often beyond every exemplar (all kernels 0,
-    # its nearest exemplar lost), 1.0 keeps that rank (bench/style_transfer.py, Twemoji held out, weight 8, bridge 0.3:
-    # top-1 over the KB 0.603 -> 0.655, flags 0.849 -> 0.885, other pictures 0.500 -> 0.560)
+    # its nearest exemplar lost), 1.0 keeps that rank (bench/style_transfer.py, Twemoji held out, weight 8,
+    # bridge 0.3: top-1 over the KB 0.603 -> 0.655, flags 0.849 -> 0.885, other pictures 0.500 -> 0.560)
     width: float = 1.0
 
     def __post_init__(self) -> None:
