@@ -1,8 +1,9 @@
 """Image-only entity scores on the held-out parts of the corpus: bridge only, projection only, combined.
 
-    python bench/image_score.py [--profile offline] [--corpus DIR] [--retrain] [--json out.json]
+    python bench/image_score.py [--profile offline] [--corpus DIR] [--scorer PT | --retrain] [--json out.json]
 
-Needs a built corpus (`gemel corpus build`); trains the scorer first when its artifact is missing. Reports
+Needs a built corpus (`gemel corpus build`); measures the profile's scorer (the one linking uses), or with
+``--retrain`` the corpus's own, trained afresh (``gemel corpus train-projection`` rebuilds the shipped one). Reports
 top-1 / top-10 over the whole KB on the test split by why each picture is held out (``style``: an art style
 never trained on, entity seen = in-pool; ``picture``: unseen picture of a seen entity = in-pool; ``entity``:
 an entity never trained on = out-of-pool), the same-caption groups (choice among the entities sharing the
@@ -37,11 +38,23 @@ def _argmax_unique(scores) -> int:
     return best if (scores == scores[best]).sum() == 1 else -1
 
 
+def profile_scorer(profile: str) -> Path | None:
+    """The profile's ``[image]`` scorer artifact (what linking uses), or None when it has none."""
+    from gemel.config import load_profile
+    from gemel.sources import resolve
+
+    config = load_profile(profile)
+    return Path(resolve(config.image.scorer, config.base_dir)) if config.image.scorer else None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--profile", default="offline")
     p.add_argument("--corpus", help="corpus folder (default: the one `gemel corpus build` writes)")
-    p.add_argument("--retrain", action="store_true", help="train the scorer even if its artifact exists")
+    p.add_argument("--scorer", help="artifact to measure (default: the profile's [image] scorer, what linking uses; "
+                                    "with --retrain or a profile without one: the corpus's own, trained when missing)")
+    p.add_argument("--retrain", action="store_true",
+                   help="train the corpus's scorer even if its artifact exists, and measure it")
     p.add_argument("--json", help="write the figures to this file")
     args = p.parse_args(argv)
 
@@ -54,12 +67,14 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     corpus = Corpus.load(args.corpus or default_corpus(args.profile))
     parts = load_parts(args.profile)
-    artifact = default_artifact(corpus)
-    if args.retrain or not artifact.exists():
-        scorer = train_scorer(corpus, parts)
-        scorer.save(artifact)
+    artifact = Path(args.scorer) if args.scorer else profile_scorer(args.profile)
+    if args.retrain or artifact is None:
+        artifact = default_artifact(corpus)
+        if args.retrain or not artifact.exists():
+            train_scorer(corpus, parts).save(artifact)
     scorer = ImageEntityScorer.load(artifact, parts.encoder, parts.embedder.name, parts.kb_vectors,
                                     parts.kb.titles, corpus_manifest=corpus.manifest_sha256)
+    print(f"measuring {artifact} ({scorer.version})", flush=True)
     one = FusionConfig(w_bridge=1.0, w_projection=1.0, w_exemplar=1.0)
     variants = {"bridge": scorer.replace(one, use_projection=False, use_exemplars=False),
                 "projection": scorer.replace(one, use_bridge=False, use_exemplars=False),
