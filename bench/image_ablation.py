@@ -140,7 +140,7 @@ def report_senses(examples: list[Example], records: dict, w: float, k: int, w_re
 PHOTO_BRIDGE_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
-def report_photo_bridge(examples: list[Example], records: dict, w_ret: float) -> dict:
+def report_photo_bridge(profile: str, examples: list[Example], records: dict, w_ret: float) -> dict:
     """Could the ImageNet bridge alone (what a classifier trained on photos knows) help real photos, which the
     flatness gate keeps away from the image score? Dev photos only: the text candidates re-ranked by
     ``text + w * z(bridge)``, z over the whole KB. Report only (no profile value follows from it)."""
@@ -150,7 +150,7 @@ def report_photo_bridge(examples: list[Example], records: dict, w_ret: float) ->
     from gemel.image_training import bridge_for, load_parts
     from gemel.images import load_image
 
-    parts = load_parts("offline")
+    parts = load_parts(profile)
     bridge = bridge_for(parts)
     kb_unit = parts.kb_vectors / np.linalg.norm(parts.kb_vectors, axis=1, keepdims=True)
     rows = []
@@ -372,11 +372,6 @@ def main(argv=None) -> int:
                          for x in sub)
             print(f"{s}: n={len(sub)} no image {sum(choose(x, 0, 0, w_ret=w_ret) == x.gold for x in sub)}, "
                   f"fitted {fitted}")
-        (OUT / "image_fit.json").write_text(json.dumps({"weight": result.weight, "candidates": result.candidates,
-                                                        **result.gates(),
-                                                        "accuracy": result.accuracy, "baseline": result.baseline,
-                                                        "grid": result.grid, "n": len(items),
-                                                        "guard": ["photos-dev"]}, indent=1))
         print("(guard: no fewer real dev photos right than without the image)")
         senses = senses_dev(corpus, kb)
         if args.no_link:
@@ -385,9 +380,13 @@ def main(argv=None) -> int:
             collect(senses, linkers, records, path, "senses-dev", wanted=("combined",))
         fill_flatness(senses, records)
         report_senses(senses, records, result.weight, result.candidates, w_ret, result.gates())
-        photo_bridge = report_photo_bridge([e for e in dev if e.source == "photos-dev"], records, w_ret)
-        fitted = json.loads((OUT / "image_fit.json").read_text())
-        (OUT / "image_fit.json").write_text(json.dumps({**fitted, "photo_bridge": photo_bridge}, indent=1))
+        photo_bridge = report_photo_bridge(args.profile, [e for e in dev if e.source == "photos-dev"], records, w_ret)
+        (OUT / "image_fit.json").write_text(json.dumps({"weight": result.weight, "candidates": result.candidates,
+                                                        **result.gates(),
+                                                        "accuracy": result.accuracy, "baseline": result.baseline,
+                                                        "grid": result.grid, "n": len(items),
+                                                        "guard": ["photos-dev"], "photo_bridge": photo_bridge},
+                                                       indent=1))
         print(f"fitted image.weight={result.weight} image.candidates={result.candidates} "
               + " ".join(f"image.{g}={v}" for g, v in result.gates().items()) + " "
               f"dev={result.accuracy:.3f} (no image {result.baseline:.3f}, n={len(items)})")

@@ -38,15 +38,6 @@ def _argmax_unique(scores) -> int:
     return best if (scores == scores[best]).sum() == 1 else -1
 
 
-def profile_scorer(profile: str) -> Path | None:
-    """The profile's ``[image]`` scorer artifact (what linking uses), or None when it has none."""
-    from gemel.config import load_profile
-    from gemel.sources import resolve
-
-    config = load_profile(profile)
-    return Path(resolve(config.image.scorer, config.base_dir)) if config.image.scorer else None
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--profile", default="offline")
@@ -62,12 +53,13 @@ def main(argv=None) -> int:
     from gemel.corpus import Corpus
     from gemel.corpus_cli import default_corpus
     from gemel.image_score import ExemplarConfig, FusionConfig, ImageEntityScorer
-    from gemel.image_training import corpus_features, corpus_layouts, default_artifact, load_parts, train_scorer
+    from gemel.image_training import (corpus_features, corpus_layouts, default_artifact, load_parts,
+                                      profile_artifact, train_scorer)
 
     t0 = time.perf_counter()
     corpus = Corpus.load(args.corpus or default_corpus(args.profile))
     parts = load_parts(args.profile)
-    artifact = Path(args.scorer) if args.scorer else profile_scorer(args.profile)
+    artifact = Path(args.scorer) if args.scorer else profile_artifact(args.profile)
     if args.retrain or artifact is None:
         artifact = default_artifact(corpus)
         if args.retrain or not artifact.exists():

@@ -173,13 +173,12 @@ def study_copies(corpus, parts, copies: int, epochs: int, context: dict) -> dict
 
 
 def shipped_bridge_weight() -> float:
-    """The offline profile's scorer's fitted w_bridge ("as shipped" means as shipped)."""
-    from gemel.config import load_profile
-    from gemel.sources import resolve
+    """The offline profile's scorer's fitted w_bridge, read from the artifact ("as shipped" means as shipped)."""
+    import torch
 
-    config = load_profile("offline")
-    sidecar = Path(resolve(config.image.scorer, config.base_dir)).with_suffix(".json")
-    return float(json.loads(sidecar.read_text())["training"]["fusion"]["w_bridge"])
+    from gemel.image_training import profile_artifact
+
+    return float(torch.load(profile_artifact("offline"), map_location="cpu", weights_only=True)["fusion"]["w_bridge"])
 
 
 def hits(scores, gold, flags) -> dict:

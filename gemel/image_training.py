@@ -133,3 +133,12 @@ def train_scorer(corpus: Corpus, parts: Parts, projection: ProjectionConfig = Pr
 
 def default_artifact(corpus: Corpus) -> Path:
     return corpus.folder / "image_scorer.pt"
+
+
+def profile_artifact(profile: str) -> Path | None:
+    """The profile's ``[image]`` scorer artifact (the one linking uses), or None when it has none."""
+    from .config import load_profile
+    from .sources import resolve
+
+    config = load_profile(profile)
+    return Path(resolve(config.image.scorer, config.base_dir)) if config.image.scorer else None
