@@ -71,7 +71,8 @@ def load_linkers(profile: str, mapper: str | None = None) -> dict:
     linker = Linker.load(config.replace(image={"scorer": scorer, "weight": config.image.weight or 0.0,
                                                "candidates": K_MAX, "min_confidence": 0.0,
                                                "min_flatness": 0.0, "max_text_margin": math.inf,
-                                               "trust_exact_name": False, "choose_sense": False}))
+                                               "trust_exact_name": False, "choose_sense": False,
+                                               "calibrate_senses": False}))
     out = {"text": (linker.replace(mapper=None), False), "combined": (linker, True)}
     if mapper:
         trained = FeatureMapper.load(mapper, expected=linker.mapper.spec)
@@ -128,13 +129,15 @@ def senses_dev(corpus, kb) -> list[Example]:
 def report_senses(examples: list[Example], records: dict, w: float, k: int, w_ret: float, gates: dict) -> None:
     """Right answers on the senses check without the image, and with it with image.choose_sense off and on."""
     items = [records[f"{e.source}/{e.id}/combined"] for e in examples]
-    off, on = ({**gates, "choose_sense": flag} for flag in (False, True))
+    off, on = ({**gates, "choose_sense": flag, "calibrate_senses": False} for flag in (False, True))
+    cal = {**gates, "choose_sense": True, "calibrate_senses": True}
     right = lambda **kw: sum(choose(x, w_ret=w_ret, **kw) == x.gold for x in items)  # noqa: E731
     print(f"senses-dev (report only): n={len(items)} no image {right(w_img=0, k_img=0)}, "
-          f"choose_sense off {right(w_img=w, k_img=k, **off)}, on {right(w_img=w, k_img=k, **on)}")
+          f"choose_sense off {right(w_img=w, k_img=k, **off)}, on {right(w_img=w, k_img=k, **on)}, "
+          f"on + calibrate_senses {right(w_img=w, k_img=k, **cal)}")
     for x in items:
         print(f"  {x.gold!r}: no image {choose(x, 0, 0, w_ret=w_ret)!r}, off {choose(x, w, k, w_ret=w_ret, **off)!r}, "
-              f"on {choose(x, w, k, w_ret=w_ret, **on)!r}")
+              f"on {choose(x, w, k, w_ret=w_ret, **on)!r}, calibrated {choose(x, w, k, w_ret=w_ret, **cal)!r}")
 
 
 PHOTO_BRIDGE_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
@@ -231,6 +234,29 @@ def fill_flatness(examples: list[Example], records: dict) -> None:
                 records[key] = dataclasses.replace(r, flatness=picture_flatness(ex.image))
 
 
+def fill_priors(examples: list[Example], linkers, records: dict, path: Path) -> None:
+    """Give combined records written before sense priors were recorded the priors of their senses (one LLM pass
+    over the demonstrations, only where two or more candidates are senses of the mention and the picture has
+    image scores), appended to the records file."""
+    import dataclasses
+
+    from gemel.image_fit import sense_priors
+
+    todo = [e for e in examples if (r := records.get(f"{e.source}/{e.id}/combined")) is not None
+            and r.prior is None and r.image is not None and r.senses is not None and sum(r.senses) >= 2]
+    if not todo or linkers is None:
+        return
+    linker = linkers["combined"][0]
+    with path.open("a", encoding="utf-8") as f, torch.no_grad():
+        for ex in todo:
+            key = f"{ex.source}/{ex.id}/combined"
+            r = records[key]
+            qp = linker.build_prompt(ex.image, ex.text, ex.mention, exclude=[ex.id] if ex.id else [], verbatim=False)
+            rows = [linker.kb.index(n) for n in r.names]
+            records[key] = dataclasses.replace(r, prior=sense_priors(linker, qp, ex.mention, rows, r.senses))
+            f.write(json.dumps({"key": key, **records[key].to_dict()}) + "\n")
+
+
 def read_records(path: Path) -> dict[str, ImageScored]:
     if not path.exists():
         return {}
@@ -313,6 +339,8 @@ def main(argv=None) -> int:
                    help="image.trust_exact_name of the combined variant (1 = true)")
     p.add_argument("--choose-sense", type=int, choices=(0, 1),
                    help="image.choose_sense of the combined variant (1 = true)")
+    p.add_argument("--calibrate-senses", type=int, choices=(0, 1),
+                   help="image.calibrate_senses of the combined variant (1 = true)")
     p.add_argument("--no-link", action="store_true",
                    help="link nothing: report on the examples that already have records (a partial run)")
     p.add_argument("--records", help="records file (default: bench/out/image_{ablation,fit}_records.jsonl)")
@@ -333,7 +361,8 @@ def main(argv=None) -> int:
     given = {"min_confidence": args.min_confidence, "min_flatness": args.min_flatness,
              "max_text_margin": args.max_text_margin,
              "trust_exact_name": None if args.trust_exact_name is None else bool(args.trust_exact_name),
-             "choose_sense": None if args.choose_sense is None else bool(args.choose_sense)}
+             "choose_sense": None if args.choose_sense is None else bool(args.choose_sense),
+             "calibrate_senses": None if args.calibrate_senses is None else bool(args.calibrate_senses)}
     gates = {g: getattr(config.image, g) if v is None else v for g, v in given.items()}
     w_ret = config.decode.w_ret
     corpus = Corpus.load(args.corpus or default_corpus(args.profile))
@@ -356,10 +385,11 @@ def main(argv=None) -> int:
             collect(dev, linkers, records, path, "dev", wanted=("combined",))
         fill_confidence(dev, linkers, records, OUT / "image_confidence.json")
         fill_flatness(dev, records)
+        fill_priors(dev, linkers, records, path)
         items = [records[f"{e.source}/{e.id}/combined"] for e in dev]
         result = fit(items, w_ret, guard=("photos-dev",), confidences=CONFIDENCES,  # lose nothing on real photos
                      flatnesses=FLATNESSES, margins=MARGINS, exact_names=EXACT_NAMES,
-                     choose_sense=gates["choose_sense"])
+                     choose_sense=gates["choose_sense"], calibrate_senses=gates["calibrate_senses"])
         for gw, gk, gc, gf, gm, gt, acc in sorted(result.grid, key=lambda g: -g[-1])[:40]:
             print(f"w_img={gw:<5} K_img={gk:<2} min_confidence={gc:<5} min_flatness={gf:<4} max_text_margin={gm:<4} "
                   f"trust_exact_name={gt!s:<5} dev accuracy (mean over strata)={acc:.3f}")
@@ -368,6 +398,7 @@ def main(argv=None) -> int:
         for s in strata:
             sub = [x for x in items if x.stratum == s]
             fitted = sum(choose(x, result.weight, result.candidates, w_ret=w_ret, choose_sense=gates["choose_sense"],
+                                calibrate_senses=gates["calibrate_senses"],
                                 **result.gates()) == x.gold
                          for x in sub)
             print(f"{s}: n={len(sub)} no image {sum(choose(x, 0, 0, w_ret=w_ret) == x.gold for x in sub)}, "
@@ -379,6 +410,7 @@ def main(argv=None) -> int:
         else:
             collect(senses, linkers, records, path, "senses-dev", wanted=("combined",))
         fill_flatness(senses, records)
+        fill_priors(senses, linkers, records, path)
         report_senses(senses, records, result.weight, result.candidates, w_ret, result.gates())
         photo_bridge = report_photo_bridge(args.profile, [e for e in dev if e.source == "photos-dev"], records, w_ret)
         (OUT / "image_fit.json").write_text(json.dumps({"weight": result.weight, "candidates": result.candidates,
@@ -407,6 +439,7 @@ def main(argv=None) -> int:
             collect(examples, linkers, records, path, name)
         fill_confidence(sets[name], linkers, records, OUT / "image_confidence.json")
         fill_flatness(sets[name], records)
+        fill_priors(sets[name], linkers, records, path)
     figures = evaluate(sets, records, w, k, w_ret, gates, trained)
     print(table(figures))
     payload = {"image": {"weight": w, "candidates": k, **gates, "scorer": "assets/models/image_scorer.pt"},

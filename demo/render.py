@@ -101,7 +101,9 @@ def candidate_bars(candidates: Sequence[Mapping[str, Any]], chosen: str | None, 
             for i, (c, s) in enumerate(zip(shown, scores), 1)]
     legend = ('<div class="gemel-legend">bar: fused score (scaled to the shown range) · '
               "llm: log-probability of the name (decode.length_penalty) · ret: retrieval similarity · "
-              "img: the picture's share (image.weight × image score)</div>")
+              "img: the picture's share (image.weight × image score)"
+              + (" · prior: the sense's prior under the bare mention, taken out (image.calibrate_senses)"
+                 if any(_prior(c) for c in shown) else "") + "</div>")
     return '<div class="gemel-cands">' + "".join(rows) + legend + "</div>"
 
 
@@ -116,6 +118,13 @@ def _image_share(c: Mapping[str, Any], weight: float) -> str:
     return f"{weight * float(v):+.3f}" if ok else "–"
 
 
+def _prior(c: Mapping[str, Any]) -> str:
+    """The sense prior taken out of the llm part (image.calibrate_senses), or nothing."""
+    v = c.get("sense_prior")
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    return f" · prior {-float(v):+.3f}" if ok else ""
+
+
 def _candidate_row(rank: int, c: Mapping[str, Any], fraction: float, chosen: bool, image_weight: float = 0.0) -> str:
     mark = " gemel-chosen" if chosen else ""
     desc = f' <span class="gemel-desc">— {esc(c.get("description"))}</span>' if c.get("description") else ""
@@ -123,7 +132,7 @@ def _candidate_row(rank: int, c: Mapping[str, Any], fraction: float, chosen: boo
             f'<b>{esc(c.get("name"))}</b>{desc}</div>'
             f'<div class="gemel-bar-track"><div class="gemel-bar" style="width:{100 * fraction:.1f}%"></div></div>'
             f'<div class="gemel-nums">score {_number(c, "score")} · llm {_number(c, "llm_logprob")}'
-            f' · ret {_number(c, "retrieval_sim")} · img {_image_share(c, image_weight)}</div></div>')
+            f' · ret {_number(c, "retrieval_sim")} · img {_image_share(c, image_weight)}{_prior(c)}</div></div>')
 
 
 def demonstrations_html(demos: Sequence[Mapping[str, Any]], thumbs: bool = True) -> str:

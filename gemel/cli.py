@@ -139,6 +139,7 @@ def format_prediction(pred, top: int = 5) -> str:
              " / tokens ** decode.length_penalty):"]
     for i, c in enumerate(pred.candidates[:top], 1):
         img = f", image {c.image_score:+.3f}" if c.image_score is not None else ""  # + image.weight * it
+        img += f", sense prior {c.sense_prior:+.3f}" if c.sense_prior is not None else ""  # - w_llm * it
         lines.append(f"  {i}. {c.name:<40} {c.score:8.3f}  (llm {c.llm_logprob:7.3f}, sim {c.retrieval_sim:.3f}{img})"
                      f"  {c.description}")
     lines.append(f"demonstrations ({len(pred.demonstrations)}, most similar last):")

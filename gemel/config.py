@@ -147,6 +147,10 @@ class ImageConfig:
     max_text_margin: float = math.inf  # the image weighs in only when the text's best two candidates are this close
     trust_exact_name: bool = False  # a mention that is exactly one candidate's name (or base name) is not overruled
     choose_sense: bool = False  # a mention that is exactly the name of several candidates: the picture picks the sense
+    # with choose_sense (alone it does nothing): each sense's log-probability under a content-free query (same
+    # demonstrations, the caption replaced by the bare mention, no picture), centred, is subtracted first
+    # (gemel/sense_prior.py)
+    calibrate_senses: bool = False
     # labelled pictures remembered by the image score (gemel/picture_memory.py): 0 = no memory
     memory_weight: float = 0.0  # image score += memory_weight * similarity, for the nearest remembered one's entity
     memory_min_similarity: float = 0.8  # ... when it is at least this similar (cosine + layout kernel, in [-1, 2])

@@ -56,6 +56,19 @@ def prefill(model: torch.nn.Module, embeds: torch.Tensor) -> Prefilled:
     return Prefilled(out.past_key_values, out.logits[0, -1].float().log_softmax(-1), embeds.shape[1])
 
 
+@torch.inference_mode()
+def refill(model: torch.nn.Module, pre: Prefilled, keep: int, embeds: torch.Tensor) -> Prefilled:
+    """The prompt's first ``keep`` tokens followed by other (1, T, H) embeddings, without running the kept ones
+    again: ``pre``'s cache is cropped to ``keep`` and extended in place, so ``pre`` is used up."""
+    if not 0 < keep <= pre.length:
+        raise ValueError(f"keep={keep} must be in 1..{pre.length} (the prefilled prompt's tokens)")
+    extra = pre.cache.get_seq_length() - keep
+    if extra > 0:
+        pre.cache.crop(-extra)  # this transformers' crop takes the number of tokens to drop, negated
+    out = model(inputs_embeds=embeds, past_key_values=pre.cache, use_cache=True, logits_to_keep=1)
+    return Prefilled(out.past_key_values, out.logits[0, -1].float().log_softmax(-1), keep + embeds.shape[1])
+
+
 def _copy_cache(model: torch.nn.Module, cache: object, batch: int) -> object:
     """A fresh cache holding ``batch`` copies of a batch-1 cache (the copy is written to by decoding)."""
     from transformers import DynamicCache

@@ -23,6 +23,7 @@ import torch
 from .decoding import prefill
 from .errors import GemelError
 from .image_link import confidence, names_exactly, names_sense, text_leaves_open, top_rows
+from .sense_prior import calibrated
 from .types import Example
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
@@ -55,6 +56,9 @@ class ImageScored:
     flatness: float | None = None  # the picture's flatness (gemel.picture_style; None: not recorded or no picture)
     named: tuple[bool, ...] | None = None  # the mention is exactly this candidate's name (None: not recorded)
     senses: tuple[bool, ...] | None = None  # the mention names this candidate (image_link.names_sense; None: named)
+    # each sense's log-probability under the content-free query (gemel/sense_prior.py), not centred; None for a
+    # candidate that is no sense; the whole field None: not recorded (or fewer than two senses, or no image score)
+    prior: tuple[float | None, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,7 +70,8 @@ class ImageScored:
                    None if image is None else tuple(image), tuple(d["text"]), tuple(d["image_rank"]),
                    d.get("stratum", "all"), d.get("confidence"), d.get("flatness"),
                    None if d.get("named") is None else tuple(d["named"]),
-                   None if d.get("senses") is None else tuple(d["senses"]))
+                   None if d.get("senses") is None else tuple(d["senses"]),
+                   None if d.get("prior") is None else tuple(d["prior"]))
 
 
 def collect_one(linker: Any, ex: Example, stratum: str = "all") -> ImageScored:
@@ -75,19 +80,32 @@ def collect_one(linker: Any, ex: Example, stratum: str = "all") -> ImageScored:
     largest K_img."""
     with torch.no_grad():
         qp = linker.build_prompt(ex.image, ex.text, ex.mention, exclude=[ex.id] if ex.id else [], verbatim=False)
-        hyps = linker.decode(prefill(linker.lm.model, qp.embeds), qp.candidate_ids)
+        pre = prefill(linker.lm.model, qp.embeds)
+        hyps = linker.decode(pre, qp.candidate_ids)
     ranked = linker.rank(hyps, qp.query, qp.image_scores, mention=ex.mention)
     text_rows = set(linker.retrieve_candidates(qp.query))
     img_rank = {r: i for i, r in enumerate(top_rows(qp.image_scores, linker.config.image.candidates))} \
         if qp.image_scores is not None else {}
     rows = [linker.kb.index(c.name) for c in ranked]
     image = None if qp.image_scores is None else tuple(float(c.image_score) for c in ranked)
+    senses = tuple(names_sense(ex.mention, c.name) for c in ranked)
     return ImageScored(str(ex.id), ex.entity, tuple(c.name for c in ranked), tuple(c.llm_logprob for c in ranked),
                        tuple(c.retrieval_sim for c in ranked), image, tuple(r in text_rows for r in rows),
                        tuple(img_rank.get(r, -1) for r in rows), stratum,
                        None if qp.image_scores is None else confidence(qp.image_scores, temperature(linker)),
                        picture_flatness(ex.image), tuple(names_exactly(ex.mention, c.name) for c in ranked),
-                       tuple(names_sense(ex.mention, c.name) for c in ranked))
+                       senses, sense_priors(linker, qp, ex.mention, rows, senses, pre))
+
+
+def sense_priors(linker: Any, qp: Any, mention: str, rows: Sequence[int], senses: Sequence[bool],
+                 pre: Any = None) -> tuple[float | None, ...] | None:
+    """Each sense candidate's prior (:meth:`gemel.linker.Linker.sense_prior`; ``pre``: the query's prefilled
+    prompt, used up), None for the others; None when the picture has no image score or fewer than two
+    candidates are senses (nothing to calibrate)."""
+    if qp.image_scores is None or sum(senses) < 2:
+        return None
+    prior = linker.sense_prior(qp, mention, [r for r, s in zip(rows, senses) if s], pre)
+    return tuple(prior[r] if s else None for r, s in zip(rows, senses))
 
 
 def picture_flatness(image: Any) -> float | None:
@@ -109,13 +127,15 @@ def temperature(linker: Any) -> float:
 def choose(item: ImageScored, w_img: float, k_img: int, w_llm: float = 1.0, w_ret: float = 0.0,
            image_only: bool = False, min_confidence: float = 0.0, min_flatness: float = 0.0,
            max_text_margin: float = math.inf, trust_exact_name: bool = False,
-           choose_sense: bool = False) -> str | None:
+           choose_sense: bool = False, calibrate_senses: bool = False) -> str | None:
     """The entity this example gets with image weight ``w_img`` and ``k_img`` image candidates (``image_only``:
     the best image score among those candidates; None without image scores). The gates act as in the linker:
     below ``min_confidence`` or ``min_flatness``, or when the kept candidates' best two text scores are
     ``max_text_margin`` or more apart, or (``trust_exact_name``) the mention names exactly one kept candidate,
     the image score adds nothing (its candidates stay); with ``choose_sense``, where the mention names several
-    kept candidates (``item.senses``), only they get the image score, whatever the text's margin."""
+    kept candidates (``item.senses``), only they get the image score, whatever the text's margin, and with
+    ``calibrate_senses`` their recorded prior (``item.prior``), centred over the kept senses, is subtracted from
+    their LLM scores first (:mod:`gemel.sense_prior`)."""
     if item.image is not None and (min_confidence > 0 and (item.confidence or 0.0) < min_confidence
                                    or min_flatness > 0 and (item.flatness or 0.0) < min_flatness):
         item = replace(item, image=None)
@@ -134,6 +154,9 @@ def choose(item: ImageScored, w_img: float, k_img: int, w_llm: float = 1.0, w_re
     decided = trust_exact_name and n_named == 1 or not text_leaves_open(text, max_text_margin)
     if item.image is None or not senses and decided:
         return item.names[keep[int(np.argmax(text))]]
+    if senses and calibrate_senses and item.prior is not None:
+        llm = calibrated([item.llm[i] for i in keep], [item.prior[i] for i in keep])
+        text = [w_llm * v + w_ret * item.sim[i] for v, i in zip(llm, keep)]
     score = [t + (w_img * item.image[i] if not senses or sense[i] else 0.0) for t, i in zip(text, keep)]
     return item.names[keep[int(np.argmax(score))]]
 
@@ -176,14 +199,15 @@ def fit(items: Sequence[ImageScored], w_ret: float, weights: Sequence[float] = W
         candidates: Sequence[int] = IMAGE_CANDIDATES, guard: Sequence[str] = (),
         confidences: Sequence[float] = (0.0,), flatnesses: Sequence[float] = (0.0,),
         margins: Sequence[float] = (math.inf,), exact_names: Sequence[bool] = (False,),
-        choose_sense: bool = False) -> ImageFit:
+        choose_sense: bool = False, calibrate_senses: bool = False) -> ImageFit:
     """The (w_img, K_img, min_confidence, min_flatness, max_text_margin, trust_exact_name) with the best mean
     accuracy over strata among those that lose no example of a ``guard`` stratum against no image (w_img = 0,
     K_img = 0, always allowed); ties: fewer candidates, the smaller weight, the higher confidence threshold,
     trusting exact names, the smaller text margin (the image overrules the text least), then the middle of the
     tied flatness thresholds (the gate furthest from both edges of the plateau the dev data allows; of two
     middles the higher, where the image overrules the text less). ``choose_sense`` (``image.choose_sense``) is
-    not searched: it is the profile's rule, applied in every setting (dev data rarely holds a shared name)."""
+    not searched: it is the profile's rule, applied in every setting (dev data rarely holds a shared name); so is
+    ``calibrate_senses``."""
     if not weights or min(weights) < 0 or not candidates or min(candidates) < 0:
         raise ImageFitError(f"weights {list(weights)} and candidates {list(candidates)} must be non-empty and >= 0")
     unknown = set(guard) - {x.stratum for x in items}
@@ -191,13 +215,14 @@ def fit(items: Sequence[ImageScored], w_ret: float, weights: Sequence[float] = W
         raise ImageFitError(f"guard strata {sorted(unknown)} have no examples; strata: "
                             f"{sorted({x.stratum for x in items})}")
     floor = {s: correct(items, 0.0, 0, w_ret, s) for s in guard}
+    rules = {"choose_sense": choose_sense, "calibrate_senses": calibrate_senses}
     settings = [(float(w), int(k), float(c), float(f), float(m), bool(t)) for k in sorted(candidates)
                 for w in sorted(weights) for c in sorted(confidences) for f in sorted(flatnesses)
                 for m in sorted(margins) for t in exact_names]
-    grid = tuple((*g, accuracy(items, g[0], g[1], w_ret, choose_sense=choose_sense, **dict(zip(GATES, g[2:]))))
+    grid = tuple((*g, accuracy(items, g[0], g[1], w_ret, **rules, **dict(zip(GATES, g[2:]))))
                  for g in settings)
     allowed = [g for g in grid
-               if all(correct(items, g[0], g[1], w_ret, s, choose_sense=choose_sense, **dict(zip(GATES, g[2:6])))
+               if all(correct(items, g[0], g[1], w_ret, s, **rules, **dict(zip(GATES, g[2:6])))
                       >= floor[s] for s in guard)]
     allowed.append((0.0, 0, 0.0, 0.0, math.inf, False, accuracy(items, 0.0, 0, w_ret)))
     key = lambda g: (round(g[6], 9), -g[1], -g[0], g[2], g[5], -g[4])  # noqa: E731
@@ -218,7 +243,7 @@ def open_gates(linker: Any) -> Any:
     weight = linker.config.image.weight or 1.0
     return linker.replace(config=linker.config.replace(image={
         "weight": weight, "candidates": max(IMAGE_CANDIDATES), "min_confidence": 0.0, "min_flatness": 0.0,
-        "max_text_margin": math.inf, "trust_exact_name": False, "choose_sense": False}))
+        "max_text_margin": math.inf, "trust_exact_name": False, "choose_sense": False, "calibrate_senses": False}))
 
 
 def calibrate_image(linker: Any, examples: Sequence[Example], w_ret: float, *, progress: bool = True) -> ImageFit:
@@ -234,4 +259,5 @@ def calibrate_image(linker: Any, examples: Sequence[Example], w_ret: float, *, p
     items = [collect_one(collector, ex) for ex in tqdm(examples, desc="image fit", unit="mention",
                                                       disable=not progress)]
     return fit(items, w_ret, confidences=CONFIDENCES, flatnesses=FLATNESSES, margins=MARGINS,
-               exact_names=EXACT_NAMES, choose_sense=linker.config.image.choose_sense)
+               exact_names=EXACT_NAMES, choose_sense=linker.config.image.choose_sense,
+               calibrate_senses=linker.config.image.calibrate_senses)

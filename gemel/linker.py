@@ -32,13 +32,13 @@ import numpy as np
 import torch
 
 from .config import LinkerConfig, ProfileError, load_profile
-from .decoding import Hypothesis, Prefilled, beam_search, prefill, score_sequences
+from .decoding import Hypothesis, Prefilled, beam_search, prefill, refill, score_sequences
 from .demonstrations import DemonstrationPool, Retrieved, StoredKBPool, kb_examples, load_jsonl_examples, merge
 from .embedder import TextEmbedder, mention_in_context
 from .errors import GemelError, InputError
 from .features import FeatureStore
 from .image_link import (PictureFacts, PictureFactsCache, gated_image_scores, image_mask, load_scorer,
-                         merge_candidates, top_rows)
+                         merge_candidates, names_sense, top_rows)
 from .image_score import ImageEntityScorer
 from .images import ImageInput, image_key
 from .kb import Entity, KBError, KnowledgeBase
@@ -49,6 +49,7 @@ from .mapper import FeatureMapper, MapperSpec
 from .memory import release_unused_gpu_libraries, trim
 from .picture_memory import PictureMemory, Remembered
 from .prompt import PromptBuilder, Segment, demo_text, query_text
+from .sense_prior import SensePriorCache, centred, neutral_segment
 from .retrieval import VectorIndex
 from .sources import resolve
 from .trie import ArrayTrie, DictTrie, Trie
@@ -178,6 +179,7 @@ class Linker:
         self._shared = shared
         self.labelled_pool = pool
         self.features = features
+        self._sense_priors = SensePriorCache()  # per variant: its mapper makes the demonstrations' prefixes
         self.mapper = mapper
         self.image_scorer = shared.image_scorer(config)  # loaded now, so that a bad artifact fails at load time
         self._memory = PictureMemory(self.image_scorer.exemplars if self.image_scorer is not None else None)
@@ -460,12 +462,15 @@ class Linker:
             t2 = time.perf_counter()
             hyps = self.decode(pre, qp.candidate_ids)
             t3 = time.perf_counter()
-        ranked = self.rank(hyps, qp.query, qp.image_scores, mention=mention)
+            prior = self.sense_calibration(qp, hyps, mention, pre)  # uses up pre
+            t_prior = time.perf_counter() - t3
+        ranked = self.rank(hyps, qp.query, qp.image_scores, mention=mention, prior=prior)
         best = ranked[0] if ranked else None
         entity = best.name if best and best.score >= self.config.decode.nil_threshold else None
         decided = self.labelled_pool.recall(text, mention, image, exclude)  # a person decided this very item
         t4 = time.perf_counter()
-        timings = {**qp.timings, "prefill": t2 - t1, "decode": t3 - t2, "rank": t4 - t3, "total": t4 - t0}
+        timings = {**qp.timings, "prefill": t2 - t1, "decode": t3 - t2, "sense_prior": t_prior,
+                   "rank": t4 - t3 - t_prior, "total": t4 - t0}
         return Prediction(entity=decided.entity if decided else entity, candidates=ranked,
                           demonstrations=[_demo(r) for r in qp.demonstrations], profile=self.config.name,
                           mapper=self.mapper_version, precision=self.lm.dtype_name, timings=timings,
@@ -490,12 +495,55 @@ class Linker:
             return DictTrie(self.name_tokens(i) for i in candidate_ids)
         return self._shared.full_trie(self.config)
 
+    def sense_rows(self, hyps: Sequence[Hypothesis], mention: str | None) -> list[int]:
+        """KB rows of the hypotheses that are senses the mention names (:func:`gemel.image_link.names_sense`)."""
+        if not mention:
+            return []
+        rows = [self._shared.row_of_tokens.get(h.tokens) for h in hyps]
+        return [r for r in rows if r is not None and names_sense(mention, named_as(mention, self.kb.entities[r]))]
+
+    def sense_prior(self, qp: QueryPrompt, mention: str, rows: Sequence[int], pre: Prefilled | None = None
+                    ) -> dict[int, float]:
+        """Each row's log-probability (``decode.length_penalty``) under the content-free query of
+        :mod:`gemel.sense_prior` (the query's demonstrations, the caption replaced by the bare mention, no
+        picture), not centred; kept per (mention, demonstrations, rows). ``pre``: the query's prefilled prompt,
+        whose cached demonstrations are reused (and which is used up: decode before this)."""
+        key = (mention, tuple(s.text for s in qp.segments[:-1]), tuple(rows))
+        prior = self._sense_priors.get(key)
+        if prior is None:
+            seqs = [self.name_tokens(r) for r in rows]
+            with torch.no_grad():
+                neutral = neutral_segment(mention)
+                if pre is None:
+                    pre = prefill(self.lm.model, self.prompt.embed(qp.segments[:-1] + [neutral]))
+                else:  # the demonstrations' cache stays; only the content-free query runs
+                    tail = self.prompt.embed([neutral])[:, len(self.prompt.bos_ids):]
+                    pre = refill(self.lm.model, pre, pre.length - self.prompt.length(qp.segments[-1]), tail)
+                sums = score_sequences(self.lm.model, pre, seqs)
+            lp = self.config.decode.length_penalty
+            prior = {r: Hypothesis(s, v).normalised(lp) for r, s, v in zip(rows, seqs, sums)}
+            self._sense_priors.put(key, prior)
+        return prior
+
+    def sense_calibration(self, qp: QueryPrompt, hyps: Sequence[Hypothesis], mention: str | None,
+                          pre: Prefilled | None = None) -> dict[int, float] | None:
+        """The centred prior to remove from the senses' LLM scores (``image.calibrate_senses``): only when the
+        picture has image scores (it passed the gates) and the mention names two or more hypotheses; else None.
+        ``pre``: as in :meth:`sense_prior`."""
+        image = self.config.image
+        if not (image.choose_sense and image.calibrate_senses) or qp.image_scores is None:
+            return None
+        rows = self.sense_rows(hyps, mention)
+        return centred(self.sense_prior(qp, mention, rows, pre)) if len(rows) >= 2 else None
+
     def rank(self, hyps: Sequence[Hypothesis], query: np.ndarray, image_scores: np.ndarray | None = None,
-             mention: str | None = None) -> list[Candidate]:
+             mention: str | None = None, prior: Mapping[int, float] | None = None) -> list[Candidate]:
         """Hypotheses as KB candidates, best fused score first (``w_llm * llm_logprob + w_ret * sim``, plus
         ``w_img * image_scores[row]`` when the query picture has image scores and the text leaves the choice
         open, or only to the senses of a shared name: :func:`gemel.image_link.image_mask`, which needs the
-        ``mention`` for ``image.trust_exact_name`` and ``image.choose_sense``)."""
+        ``mention`` for ``image.trust_exact_name`` and ``image.choose_sense``). ``prior``: KB row -> the sense
+        prior subtracted from that row's ``llm_logprob`` first (:meth:`sense_calibration`)."""
+        prior = prior or {}
         d = self.config.decode
         parts = []  # (row, llm, sim, text score)
         for h in hyps:
@@ -505,7 +553,7 @@ class Linker:
                 continue
             sim = float(self._shared.kb_vectors[i] @ query[0])
             llm = h.normalised(d.length_penalty)
-            parts.append((i, llm, sim, d.w_llm * llm + d.w_ret * sim))
+            parts.append((i, llm, sim, d.w_llm * (llm - prior.get(i, 0.0)) + d.w_ret * sim))
         mask = None if image_scores is None else image_mask(
             [p[3] for p in parts], [named_as(mention, self.kb.entities[p[0]]) for p in parts], mention,
             self.config.image)  # None: the text has decided, the picture does not overrule it
@@ -515,7 +563,7 @@ class Linker:
             e = self.kb.entities[i]
             img = float(image_scores[i]) if use else None
             score = text_score + (w_img * img if img is not None else 0.0)
-            out.append(Candidate(e.title, score, llm, sim, e.description, image_score=img))
+            out.append(Candidate(e.title, score, llm, sim, e.description, image_score=img, sense_prior=prior.get(i)))
         return sorted(out, key=lambda c: c.score, reverse=True)
 
 
@@ -528,6 +576,8 @@ def image_use(qp: QueryPrompt, ranked: Sequence[Candidate], weight: float) -> st
     if weight == 0:
         return "shown, not used (image.weight 0)"
     senses = "" if all(c.image_score is not None for c in ranked) else ", among the senses the mention names"
+    if any(c.sense_prior is not None for c in ranked):
+        senses += " (the senses' prior under the bare mention removed)"
     memory = "; " + qp.image_note[4:] if qp.image_note.startswith("on: ") else ""
     return f"on: image.weight {weight:g} x the image score{senses}{memory}"
 

@@ -46,15 +46,17 @@ class Candidate:
     description: str = ""  # the KB's short description
     image_score: float | None = None  # the image scorer's score of the query picture (None = no image signal);
     # the fused score holds image.weight times it
+    sense_prior: float | None = None  # image.calibrate_senses: the sense's centred prior, subtracted from
+    # llm_logprob in the fused score (None = not calibrated; gemel/sense_prior.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Candidate":
-        """From `to_dict` output; dicts written before ``image_score`` existed load with None."""
+        """From `to_dict` output; dicts written before ``image_score`` or ``sense_prior`` existed load with None."""
         return cls(d["name"], float(d["score"]), float(d["llm_logprob"]), float(d["retrieval_sim"]),
-                   d.get("description", ""), d.get("image_score"))
+                   d.get("description", ""), d.get("image_score"), d.get("sense_prior"))
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,18 @@ def test_bars_show_the_pictures_share_or_a_dash():
     assert shares == ["+0.750", "–", "–"]
     assert "image.weight × image score" in html
     assert re.findall(r"img ([^<]+)</div>", render.candidate_bars(cands[:1], "A", image_weight=2.0)) == ["+3.000"]
+    assert "prior" not in html
+
+
+def test_bars_show_the_sense_prior_taken_out():
+    cands = [{"name": "Nut (hardware)", "score": 9.0, "llm_logprob": -17.0, "retrieval_sim": 0.5, "image_score": 5.8,
+              "sense_prior": -5.0},
+             {"name": "Nut (fruit)", "score": 8.0, "llm_logprob": -7.0, "retrieval_sim": 0.5, "image_score": 3.8,
+              "sense_prior": 5.0},
+             {"name": "Apple", "score": -9.0, "llm_logprob": -9.0, "retrieval_sim": 0.5}]
+    html = render.candidate_bars(cands, "Nut (hardware)", image_weight=4.0)
+    assert re.findall(r"img ([^<]+)</div>", html) == ["+23.200 · prior +5.000", "+15.200 · prior -5.000", "–"]
+    assert "prior: the sense's prior under the bare mention" in html
 
 
 def test_demonstrations_with_and_without_photos(tmp_path):

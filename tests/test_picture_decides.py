@@ -86,10 +86,30 @@ def test_the_picture_picks_the_sense_of_a_shared_name(offline_linker):
     caption, mention = "We saw Nut on the way home.", "Nut"
     assert offline_linker.link(None, caption, mention).entity == "Nut (fruit)"  # the words favour the fruit
     nut = offline_linker.link(_hex_nut(), caption, mention)
-    assert nut.entity == "Nut (hardware)" and nut.image.endswith("among the senses the mention names")
+    assert nut.entity == "Nut (hardware)" and "among the senses the mention names" in nut.image
     assert offline_linker.link(_acorn(), caption, mention).entity == "Nut (fruit)"
     # the senses: the two titles named "Nut", and the kind of nut the compound names
     assert {c.name for c in nut.candidates if c.image_score is not None} == {"Nut (fruit)", "Nut (hardware)",
                                                                             "Brazil nut"}
     without_rule = offline_linker.replace(config=offline_linker.config.replace(image={"choose_sense": False}))
     assert without_rule.link(_hex_nut(), caption, mention).entity == "Nut (fruit)"  # the text's margin kept it out
+
+
+def test_the_name_s_prior_is_removed_before_the_picture_picks_the_sense(offline_linker):
+    """The LLM's ~10-nat preference for the fruit is the bare name's, not the caption's: removed, the senses'
+    text scores are close, and the fused scores move by exactly the centred prior."""
+    caption, mention = "We saw Nut on the way home.", "Nut"
+    nut = offline_linker.link(_hex_nut(), caption, mention)
+    by = {c.name: c for c in nut.candidates}
+    fruit, hardware = by["Nut (fruit)"], by["Nut (hardware)"]
+    assert fruit.sense_prior - hardware.sense_prior > 5  # the bare "Nut" prefers the fruit
+    assert by["Brazil nut"].sense_prior is not None
+    assert sum(c.sense_prior for c in nut.candidates if c.sense_prior is not None) == pytest.approx(0, abs=1e-6)
+    assert abs((fruit.llm_logprob - fruit.sense_prior) - (hardware.llm_logprob - hardware.sense_prior)) < 3
+    assert nut.image.endswith("(the senses' prior under the bare mention removed)")
+    plain = offline_linker.replace(config=offline_linker.config.replace(image={"calibrate_senses": False}))
+    before = {c.name: c.score for c in plain.link(_hex_nut(), caption, mention).candidates}
+    assert all(c.sense_prior is None for c in plain.link(_hex_nut(), caption, mention).candidates)
+    for c in nut.candidates:
+        assert c.score == pytest.approx(before[c.name] - (c.sense_prior or 0.0), abs=1e-3)
+    assert all(c.sense_prior is None for c in offline_linker.link(None, caption, mention).candidates)  # no picture
