@@ -7,8 +7,11 @@ Needs a built corpus (`gemel corpus build`); measures the profile's scorer (the 
 top-1 / top-10 over the whole KB on the test split by why each picture is held out (``style``: an art style
 never trained on, entity seen = in-pool; ``picture``: unseen picture of a seen entity = in-pool; ``entity``:
 an entity never trained on = out-of-pool), the same-caption groups (choice among the entities sharing the
-mention, by the image alone; a group counts when every picture is right), and the held-out-style flags.
-The last line prints the headline figures.
+mention, by the image alone; a group counts when every picture is right), the held-out-style flags, and
+"pairs" on dev and test: each picture against its nearest KB neighbour (by "title: description" vector) of the
+other kind, an entity the scorer trained on for a picture of one it never saw and the reverse, to ask whether
+it can tell an entity it never saw from a known neighbour (also with an exemplar kernel ``tau`` given to every
+unseen entity: the open-set rule measured and not taken, README). The last line prints the headline figures.
 """
 
 from __future__ import annotations
@@ -30,6 +33,29 @@ def topk(scorer, feats, gold, vectors, titles=None, layouts=None) -> tuple[float
     fused = scorer.score_batch(feats, vectors, titles, layouts)  # (B, N)
     rank = (fused >= fused[np.arange(len(gold)), gold][:, None]).sum(1) - 1  # ties count against the gold
     return float((rank < 1).mean()), float((rank < 10).mean())
+
+
+PAIR_TAUS = (0.0, 0.2, 0.3, 0.4, 0.5)
+
+
+def pairs(scorer, feats, gold, layouts, seen, vectors, titles, taus=PAIR_TAUS) -> dict:
+    """Share of pictures whose entity beats its nearest KB neighbour of the other kind (seen by the scorer or
+    not), for pictures of unseen and of seen entities, with exemplar kernel ``tau`` given to unseen entities."""
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    near = unit[gold] @ unit.T
+    near[np.arange(len(gold)), gold] = -np.inf
+    own = seen[gold]
+    other = np.where(own[:, None] != seen[None], near, -np.inf).argmax(1)
+    rows = np.arange(len(gold))
+    fused = scorer.score_batch(feats, vectors, titles, layouts)
+    out = {"n_unseen": int((~own).sum()), "n_seen": int(own.sum())}
+    w = scorer.fusion.w_exemplar if scorer.exemplars is not None else 0.0
+    for tau in taus:
+        f = fused + w * tau * ~seen[None]
+        right = f[rows, gold] > f[rows, other]
+        out[f"tau{tau}"] = {"unseen_gold": float(right[~own].mean()) if (~own).any() else None,
+                            "seen_gold": float(right[own].mean()) if own.any() else None}
+    return out
 
 
 def _argmax_unique(scores) -> int:
@@ -126,6 +152,16 @@ def main(argv=None) -> int:
             kb1, kb10 = topk(sc, ff, fg, parts.kb_vectors, titles, fl)
             c1, _ = topk(sc, ff, local, parts.vectors(countries), countries, fl)
             figures[f"flags/{name}"] = {"n": len(flags), "top1_kb": kb1, "top10_kb": kb10, "top1_among_flags": c1}
+    # pairs: can the scorer tell an entity it never saw from a trained neighbour (and the reverse)?
+    seen = np.zeros(len(titles), bool)
+    seen[[parts.kb.index(t) for t in corpus.entities("train")]] = True
+    for split in ("dev", "test"):
+        items = [it for it in corpus.split(split) if it.heldout]
+        sf = corpus_features(corpus, parts.encoder, items, progress=False)
+        sl = corpus_layouts(corpus, items, layout_config)
+        sg = np.array([parts.kb.index(it.entity) for it in items])
+        for name, taus in (("projection", (0.0,)), ("combined", PAIR_TAUS)):
+            figures[f"pairs/{split}/{name}"] = pairs(variants[name], sf, sg, sl, seen, parts.kb_vectors, titles, taus)
     figures["seconds"] = time.perf_counter() - t0
 
     for key, value in figures.items():
@@ -143,8 +179,14 @@ def main(argv=None) -> int:
           f" exemplars {get('groups/exemplars', 'group_all_right'):.3f})"
           f" | flags top1={get(f'flags/{c}', 'top1_kb'):.3f} (among flags {get(f'flags/{c}', 'top1_among_flags'):.3f};"
           f" bridge {get('flags/bridge', 'top1_kb'):.3f}, projection {get('flags/projection', 'top1_kb'):.3f},"
-          f" exemplars {get('flags/exemplars', 'top1_kb'):.3f})")
+          f" exemplars {get('flags/exemplars', 'top1_kb'):.3f})"
+          f" | pairs unseen/seen gold (test) {_pair(figures, 'test')}")
     return 0
+
+
+def _pair(figures: dict, split: str) -> str:
+    p = figures.get(f"pairs/{split}/combined", {}).get("tau0.0", {})
+    return f"{p.get('unseen_gold', float('nan')):.3f}/{p.get('seen_gold', float('nan')):.3f}"
 
 
 if __name__ == "__main__":
