@@ -126,3 +126,16 @@ def test_refill_reuses_the_cached_demonstrations_and_matches_a_fresh_prefill(tin
     assert score_sequences(model, reused, names) == pytest.approx(score_sequences(model, fresh, names), abs=1e-3)
     with pytest.raises(ValueError, match="keep=0"):
         refill(model, prefill(model, qp.embeds), 0, prompt.embed([neutral]))
+
+
+def test_the_cli_and_the_candidate_round_trip_show_the_prior():
+    from gemel.cli import format_prediction
+    from gemel.types import Candidate, Prediction
+
+    cands = [Candidate("Nut (hardware)", 9.0, -17.0, 0.5, image_score=5.8, sense_prior=-5.35),
+             Candidate("Apple", -9.0, -9.0, 0.4)]
+    text = format_prediction(Prediction("Nut (hardware)", cands, []))
+    assert "image +5.800, sense prior -5.350)" in text and "sim 0.400)" in text
+    assert Candidate.from_dict(cands[0].to_dict()) == cands[0]
+    old = {k: v for k, v in cands[0].to_dict().items() if k != "sense_prior"}  # written before the field existed
+    assert Candidate.from_dict(old).sense_prior is None
