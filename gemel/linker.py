@@ -49,8 +49,8 @@ from .mapper import FeatureMapper, MapperSpec
 from .memory import release_unused_gpu_libraries, trim
 from .picture_memory import PictureMemory, Remembered
 from .prompt import PromptBuilder, Segment, demo_text, query_text
-from .sense_prior import SensePriorCache, centred, neutral_segment
 from .retrieval import VectorIndex
+from .sense_prior import SensePriorCache, centred, neutral_segment
 from .sources import resolve
 from .trie import ArrayTrie, DictTrie, Trie
 from .types import Candidate, Demonstration, Example, Prediction
