@@ -102,7 +102,7 @@ def candidate_bars(candidates: Sequence[Mapping[str, Any]], chosen: str | None, 
     legend = ('<div class="gemel-legend">bar: fused score (scaled to the shown range) · '
               "llm: log-probability of the name (decode.length_penalty) · ret: retrieval similarity · "
               "img: the picture's share (image.weight × image score)"
-              + (" · prior: the sense's prior under the bare mention, taken out (image.calibrate_senses)"
+              + (" · prior: the sense's prior under the bare mention, taken out (image.remove_sense_prior)"
                  if any(_prior(c) for c in shown) else "") + "</div>")
     return '<div class="gemel-cands">' + "".join(rows) + legend + "</div>"
 
@@ -119,7 +119,7 @@ def _image_share(c: Mapping[str, Any], weight: float) -> str:
 
 
 def _prior(c: Mapping[str, Any]) -> str:
-    """The sense prior taken out of the llm part (image.calibrate_senses), or nothing."""
+    """The sense prior taken out of the llm part (image.remove_sense_prior), or nothing."""
     v = c.get("sense_prior")
     ok = isinstance(v, (int, float)) and not isinstance(v, bool)
     return f" · prior {-float(v):+.3f}" if ok else ""

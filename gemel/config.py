@@ -147,10 +147,10 @@ class ImageConfig:
     max_text_margin: float = math.inf  # the image weighs in only when the text's best two candidates are this close
     trust_exact_name: bool = False  # a mention that is exactly one candidate's name (or base name) is not overruled
     choose_sense: bool = False  # a mention that is exactly the name of several candidates: the picture picks the sense
-    # with choose_sense (alone it does nothing): each sense's log-probability under a content-free query (same
-    # demonstrations, the caption replaced by the bare mention, no picture), centred, is subtracted first
-    # (gemel/sense_prior.py)
-    calibrate_senses: bool = False
+    # with choose_sense (alone it does nothing): this share of each sense's log-probability under a content-free
+    # query (same demonstrations, the caption replaced by the bare mention, no picture), centred, is subtracted
+    # first (gemel/sense_prior.py; 0 = none, 1 = all of the name's prior)
+    remove_sense_prior: float = 0.0
     # labelled pictures remembered by the image score (gemel/picture_memory.py): 0 = no memory
     memory_weight: float = 0.0  # image score += memory_weight * similarity, for the nearest remembered one's entity
     memory_min_similarity: float = 0.8  # ... when it is at least this similar (cosine + layout kernel, in [-1, 2])
@@ -171,6 +171,8 @@ class ImageConfig:
                                       "similarities; 0 = the nearest remembered picture always counts)")
         _check(self.max_text_margin > 0, f"image.max_text_margin={self.max_text_margin} must be > 0 (a difference "
                                          "of fused text scores; inf = the image weighs in whatever the text says)")
+        _check(0.0 <= self.remove_sense_prior <= 1.0, f"image.remove_sense_prior={self.remove_sense_prior} must be "
+               "in [0, 1] (the share of the senses' prior taken out; 0 = none)")
         _check(0 <= self.candidates <= 256,
                f"image.candidates={self.candidates} must be in 0..256 (0 = no candidates from the image)")
         _check(bool(self.scorer) or (self.weight == 0 and self.candidates == 0),

@@ -127,15 +127,15 @@ def temperature(linker: Any) -> float:
 def choose(item: ImageScored, w_img: float, k_img: int, w_llm: float = 1.0, w_ret: float = 0.0,
            image_only: bool = False, min_confidence: float = 0.0, min_flatness: float = 0.0,
            max_text_margin: float = math.inf, trust_exact_name: bool = False,
-           choose_sense: bool = False, calibrate_senses: bool = False) -> str | None:
+           choose_sense: bool = False, remove_sense_prior: float = 0.0) -> str | None:
     """The entity this example gets with image weight ``w_img`` and ``k_img`` image candidates (``image_only``:
     the best image score among those candidates; None without image scores). The gates act as in the linker:
     below ``min_confidence`` or ``min_flatness``, or when the kept candidates' best two text scores are
     ``max_text_margin`` or more apart, or (``trust_exact_name``) the mention names exactly one kept candidate,
     the image score adds nothing (its candidates stay); with ``choose_sense``, where the mention names several
-    kept candidates (``item.senses``), only they get the image score, whatever the text's margin, and with
-    ``calibrate_senses`` their recorded prior (``item.prior``), centred over the kept senses, is subtracted from
-    their LLM scores first (:mod:`gemel.sense_prior`)."""
+    kept candidates (``item.senses``), only they get the image score, whatever the text's margin, and
+    ``remove_sense_prior`` x their recorded prior (``item.prior``), centred over the kept senses, is subtracted
+    from their LLM scores first (:mod:`gemel.sense_prior`)."""
     if item.image is not None and (min_confidence > 0 and (item.confidence or 0.0) < min_confidence
                                    or min_flatness > 0 and (item.flatness or 0.0) < min_flatness):
         item = replace(item, image=None)
@@ -154,8 +154,8 @@ def choose(item: ImageScored, w_img: float, k_img: int, w_llm: float = 1.0, w_re
     decided = trust_exact_name and n_named == 1 or not text_leaves_open(text, max_text_margin)
     if item.image is None or not senses and decided:
         return item.names[keep[int(np.argmax(text))]]
-    if senses and calibrate_senses and item.prior is not None:
-        llm = calibrated([item.llm[i] for i in keep], [item.prior[i] for i in keep])
+    if senses and remove_sense_prior > 0 and item.prior is not None:
+        llm = calibrated([item.llm[i] for i in keep], [item.prior[i] for i in keep], remove_sense_prior)
         text = [w_llm * v + w_ret * item.sim[i] for v, i in zip(llm, keep)]
     score = [t + (w_img * item.image[i] if not senses or sense[i] else 0.0) for t, i in zip(text, keep)]
     return item.names[keep[int(np.argmax(score))]]
@@ -199,7 +199,7 @@ def fit(items: Sequence[ImageScored], w_ret: float, weights: Sequence[float] = W
         candidates: Sequence[int] = IMAGE_CANDIDATES, guard: Sequence[str] = (),
         confidences: Sequence[float] = (0.0,), flatnesses: Sequence[float] = (0.0,),
         margins: Sequence[float] = (math.inf,), exact_names: Sequence[bool] = (False,),
-        choose_sense: bool = False, calibrate_senses: bool = False) -> ImageFit:
+        choose_sense: bool = False, remove_sense_prior: float = 0.0) -> ImageFit:
     """The (w_img, K_img, min_confidence, min_flatness, max_text_margin, trust_exact_name) with the best mean
     accuracy over strata among those that lose no example of a ``guard`` stratum against no image (w_img = 0,
     K_img = 0, always allowed); ties: fewer candidates, the smaller weight, the higher confidence threshold,
@@ -207,7 +207,7 @@ def fit(items: Sequence[ImageScored], w_ret: float, weights: Sequence[float] = W
     tied flatness thresholds (the gate furthest from both edges of the plateau the dev data allows; of two
     middles the higher, where the image overrules the text less). ``choose_sense`` (``image.choose_sense``) is
     not searched: it is the profile's rule, applied in every setting (dev data rarely holds a shared name); so is
-    ``calibrate_senses``."""
+    ``remove_sense_prior``."""
     if not weights or min(weights) < 0 or not candidates or min(candidates) < 0:
         raise ImageFitError(f"weights {list(weights)} and candidates {list(candidates)} must be non-empty and >= 0")
     unknown = set(guard) - {x.stratum for x in items}
@@ -215,7 +215,7 @@ def fit(items: Sequence[ImageScored], w_ret: float, weights: Sequence[float] = W
         raise ImageFitError(f"guard strata {sorted(unknown)} have no examples; strata: "
                             f"{sorted({x.stratum for x in items})}")
     floor = {s: correct(items, 0.0, 0, w_ret, s) for s in guard}
-    rules = {"choose_sense": choose_sense, "calibrate_senses": calibrate_senses}
+    rules = {"choose_sense": choose_sense, "remove_sense_prior": remove_sense_prior}
     settings = [(float(w), int(k), float(c), float(f), float(m), bool(t)) for k in sorted(candidates)
                 for w in sorted(weights) for c in sorted(confidences) for f in sorted(flatnesses)
                 for m in sorted(margins) for t in exact_names]
@@ -243,7 +243,7 @@ def open_gates(linker: Any) -> Any:
     weight = linker.config.image.weight or 1.0
     return linker.replace(config=linker.config.replace(image={
         "weight": weight, "candidates": max(IMAGE_CANDIDATES), "min_confidence": 0.0, "min_flatness": 0.0,
-        "max_text_margin": math.inf, "trust_exact_name": False, "choose_sense": False, "calibrate_senses": False}))
+        "max_text_margin": math.inf, "trust_exact_name": False, "choose_sense": False, "remove_sense_prior": 0.0}))
 
 
 def calibrate_image(linker: Any, examples: Sequence[Example], w_ret: float, *, progress: bool = True) -> ImageFit:
@@ -260,4 +260,4 @@ def calibrate_image(linker: Any, examples: Sequence[Example], w_ret: float, *, p
                                                       disable=not progress)]
     return fit(items, w_ret, confidences=CONFIDENCES, flatnesses=FLATNESSES, margins=MARGINS,
                exact_names=EXACT_NAMES, choose_sense=linker.config.image.choose_sense,
-               calibrate_senses=linker.config.image.calibrate_senses)
+               remove_sense_prior=linker.config.image.remove_sense_prior)

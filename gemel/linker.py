@@ -527,14 +527,16 @@ class Linker:
 
     def sense_calibration(self, qp: QueryPrompt, hyps: Sequence[Hypothesis], mention: str | None,
                           pre: Prefilled | None = None) -> dict[int, float] | None:
-        """The centred prior to remove from the senses' LLM scores (``image.calibrate_senses``): only when the
-        picture has image scores (it passed the gates) and the mention names two or more hypotheses; else None.
-        ``pre``: as in :meth:`sense_prior`."""
-        image = self.config.image
-        if not (image.choose_sense and image.calibrate_senses) or qp.image_scores is None:
+        """What to subtract from the senses' LLM scores: ``image.remove_sense_prior`` x their centred prior; only
+        when the picture has image scores (it passed the gates) and the mention names two or more hypotheses;
+        else None. ``pre``: as in :meth:`sense_prior`."""
+        share = self.config.image.remove_sense_prior
+        if not (self.config.image.choose_sense and share > 0) or qp.image_scores is None:
             return None
         rows = self.sense_rows(hyps, mention)
-        return centred(self.sense_prior(qp, mention, rows, pre)) if len(rows) >= 2 else None
+        if len(rows) < 2:
+            return None
+        return {r: share * v for r, v in centred(self.sense_prior(qp, mention, rows, pre)).items()}
 
     def rank(self, hyps: Sequence[Hypothesis], query: np.ndarray, image_scores: np.ndarray | None = None,
              mention: str | None = None, prior: Mapping[int, float] | None = None) -> list[Candidate]:

@@ -46,7 +46,7 @@ class Candidate:
     description: str = ""  # the KB's short description
     image_score: float | None = None  # the image scorer's score of the query picture (None = no image signal);
     # the fused score holds image.weight times it
-    sense_prior: float | None = None  # image.calibrate_senses: the sense's centred prior, subtracted from
+    sense_prior: float | None = None  # image.remove_sense_prior x the sense's centred prior, subtracted from
     # llm_logprob in the fused score (None = not calibrated; gemel/sense_prior.py)
 
     def to_dict(self) -> dict[str, Any]:

@@ -96,18 +96,21 @@ def test_the_picture_picks_the_sense_of_a_shared_name(offline_linker):
 
 
 def test_the_name_s_prior_is_removed_before_the_picture_picks_the_sense(offline_linker):
-    """The LLM's ~10-nat preference for the fruit is the bare name's, not the caption's: removed, the senses'
-    text scores are close, and the fused scores move by exactly the centred prior."""
+    """The LLM's ~10-nat preference for the fruit is the bare name's, not the caption's; the profile's share of
+    it is taken out, and the fused scores move by exactly that."""
     caption, mention = "We saw Nut on the way home.", "Nut"
+    share = offline_linker.config.image.remove_sense_prior
+    assert 0 < share <= 1
     nut = offline_linker.link(_hex_nut(), caption, mention)
     by = {c.name: c for c in nut.candidates}
     fruit, hardware = by["Nut (fruit)"], by["Nut (hardware)"]
-    assert fruit.sense_prior - hardware.sense_prior > 5  # the bare "Nut" prefers the fruit
+    name_prefers_fruit = (fruit.sense_prior - hardware.sense_prior) / share
+    assert name_prefers_fruit > 5  # the bare "Nut" prefers the fruit ...
+    assert abs((fruit.llm_logprob - hardware.llm_logprob) - name_prefers_fruit) < 3  # ... as much as the caption
     assert by["Brazil nut"].sense_prior is not None
     assert sum(c.sense_prior for c in nut.candidates if c.sense_prior is not None) == pytest.approx(0, abs=1e-6)
-    assert abs((fruit.llm_logprob - fruit.sense_prior) - (hardware.llm_logprob - hardware.sense_prior)) < 3
     assert nut.image.endswith("(the senses' prior under the bare mention removed)")
-    plain = offline_linker.replace(config=offline_linker.config.replace(image={"calibrate_senses": False}))
+    plain = offline_linker.replace(config=offline_linker.config.replace(image={"remove_sense_prior": 0.0}))
     before = {c.name: c.score for c in plain.link(_hex_nut(), caption, mention).candidates}
     assert all(c.sense_prior is None for c in plain.link(_hex_nut(), caption, mention).candidates)
     for c in nut.candidates:

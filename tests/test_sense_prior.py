@@ -16,6 +16,7 @@ def test_the_prior_is_centred_over_the_senses_and_leaves_the_other_candidates_al
     assert centred({1: -4.0, 2: -10.0}) == {1: 3.0, 2: -3.0}
     assert calibrated([-4.0, -10.0, -7.0], [-4.0, -14.0, None]) == [-9.0, -5.0, -7.0]
     assert calibrated([-4.0, -10.0], [-4.0, None]) == [-4.0, -10.0]  # one sense: nothing to calibrate
+    assert calibrated([-4.0, -10.0, -7.0], [-4.0, -14.0, None], share=0.5) == [-6.5, -7.5, -7.0]
 
 
 def test_the_content_free_query_is_the_bare_mention_without_a_picture():
@@ -42,13 +43,15 @@ def test_choose_removes_the_recorded_prior_of_the_kept_senses():
                     (True, True, False), (True, True, False), (-7.5, -17.5, None))
     gates = {"max_text_margin": 1.5, "trust_exact_name": True, "choose_sense": True}
     assert choose(r, 4.0, 1, **gates) == "Nut (fruit)"  # -7 + 12 > -17 + 20
-    assert choose(r, 4.0, 1, calibrate_senses=True, **gates) == "Nut (hardware)"  # -12 + 12 < -12 + 20
+    assert choose(r, 4.0, 1, remove_sense_prior=1.0, **gates) == "Nut (hardware)"  # -12 + 12 < -12 + 20
+    assert choose(r, 4.0, 1, remove_sense_prior=0.5, **gates) == "Nut (hardware)"  # -9.5 + 12 < -14.5 + 20
+    assert choose(r, 4.0, 1, remove_sense_prior=0.1, **gates) == "Nut (fruit)"  # -7.5 + 12 > -16.5 + 20
     # without choose_sense the prior stays: the text's 2-nat lead over Apple decides
-    assert choose(r, 4.0, 1, calibrate_senses=True, **{**gates, "choose_sense": False}) == "Nut (fruit)"
+    assert choose(r, 4.0, 1, remove_sense_prior=1.0, **{**gates, "choose_sense": False}) == "Nut (fruit)"
     no_prior = ImageScored(*[getattr(r, f) for f in ("id", "gold", "names", "llm", "sim", "image", "text",
                                                       "image_rank", "stratum", "confidence", "flatness", "named",
                                                       "senses")])
-    assert choose(no_prior, 4.0, 1, calibrate_senses=True, **gates) == "Nut (fruit)"  # records without priors
+    assert choose(no_prior, 4.0, 1, remove_sense_prior=1.0, **gates) == "Nut (fruit)"  # records without priors
 
 
 def _mercury(linker):
@@ -69,7 +72,7 @@ def test_rank_subtracts_the_prior_and_shows_it(tiny_linker, scorer_file):  # noq
     (planet, element, apple), scores, hyps = _mercury(tiny_linker)
     query = tiny_linker.embedder.encode([TEXT])
     linker = _with_image(tiny_linker, scorer_file, weight=4.0)
-    on = linker.replace(config=linker.config.replace(image={"choose_sense": True, "calibrate_senses": True}))
+    on = linker.replace(config=linker.config.replace(image={"choose_sense": True, "remove_sense_prior": 1.0}))
     plain = on.rank(hyps, query, scores, mention="Mercury")
     assert plain[0].name == "Mercury (planet)"  # -1 beats -20 + 4 x 1
     ranked = on.rank(hyps, query, scores, mention="Mercury", prior={planet: 10.0, element: -10.0})
@@ -89,7 +92,7 @@ def test_the_prior_is_measured_once_and_only_where_it_applies(tiny_linker, score
 
     (planet, element, apple), scores, hyps = _mercury(tiny_linker)
     linker = _with_image(tiny_linker, scorer_file, weight=4.0)
-    on = linker.replace(config=linker.config.replace(image={"choose_sense": True, "calibrate_senses": True}))
+    on = linker.replace(config=linker.config.replace(image={"choose_sense": True, "remove_sense_prior": 1.0}))
     qp = on.build_prompt(None, TEXT, "Mercury", verbatim=False)
     qp.image_scores = scores
     calls = []
@@ -99,13 +102,16 @@ def test_the_prior_is_measured_once_and_only_where_it_applies(tiny_linker, score
     assert set(prior) == {planet, element} and sum(prior.values()) == pytest.approx(0.0)
     assert calls == [[on.name_tokens(planet), on.name_tokens(element)]]
     assert on.sense_calibration(qp, hyps, "Mercury") == prior and len(calls) == 1  # kept
+    half = on.replace(config=on.config.replace(image={"remove_sense_prior": 0.5}))
+    assert half.sense_calibration(qp, hyps, "Mercury") == pytest.approx({r: v / 2 for r, v in prior.items()})
+    calls.clear()  # (the variant measured its own prior: its cache is its own)
     assert on.sense_calibration(qp, hyps, "the planet") is None  # names no sense
     assert on.sense_calibration(qp, hyps[:1], "Mercury") is None  # one sense
     off = linker.replace(config=linker.config.replace(image={"choose_sense": True}))
     assert off.sense_calibration(qp, hyps, "Mercury") is None
     qp.image_scores = None  # the picture did not pass the gates
     assert on.sense_calibration(qp, hyps, "Mercury") is None
-    assert len(calls) == 1
+    assert calls == []  # none of these ran the LLM
 
 
 def test_refill_reuses_the_cached_demonstrations_and_matches_a_fresh_prefill(tiny_linker):
