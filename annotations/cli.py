@@ -30,7 +30,7 @@ from .io import (
 )
 from .store import Store, default_db_path
 
-# formats of labelled data sets whose readers live in `gemel.datasets` (handed in by the `gemel` dispatcher)
+# formats of labelled data sets whose readers live in `gemel.data.readers` (handed in by the `gemel` dispatcher)
 DATASET_FORMATS = ("gemel", "wikidiverse", "wikimel")
 IMPORT_FORMATS = ("export", "jsonl", *DATASET_FORMATS)
 _DB_HELP = "SQLite file of the store (default: $GEMEL_DB, else /data/gemel.db on Spaces, else ./data/gemel.db)"
@@ -41,7 +41,7 @@ def add_subparsers(subparsers: Any, read_dataset: Callable[..., Iterable[Any]] |
     """Register `annotations` (with import / export / stats) on an argparse sub-parsers object.
 
     ``read_dataset(path, format, image_dir)`` reads the data-set formats of ``import --format`` (WikiMEL,
-    WikiDiverse, GEMEL's files); the `gemel` dispatcher hands in `gemel.datasets.read_dataset`, so that this
+    WikiDiverse, GEMEL's files); the `gemel` dispatcher hands in `gemel.data.readers.read_dataset`, so that this
     package never imports the model library itself."""
     parser = subparsers.add_parser(
         "annotations", help="import, export and summarise human corrections",

@@ -14,7 +14,7 @@ export -> import -> export gives the same set.
 
 A team's existing gold imports too (`import_gold`, `import_examples`): a labelled example (``text``,
 ``mention``, ``entity``, optional ``image``; the plain MEL layout, or what a data-set reader such as
-`gemel.datasets.read_dataset` yields for WikiMEL / WikiDiverse) becomes a ``search`` decision of one named
+`gemel.data.readers.read_dataset` yields for WikiMEL / WikiDiverse) becomes a ``search`` decision of one named
 annotator, or ``nil`` where the entity is empty. A gold label that already is that annotator's current
 decision on the input is skipped, so importing the same file twice adds nothing.
 """
@@ -158,7 +158,7 @@ def import_gold(store: Store, path: str | Path, annotator: str) -> dict[str, int
 
 def import_examples(store: Store, examples: Iterable[Any], annotator: str, source: str | Path) -> dict[str, int]:
     """Import a data-set reader's examples (objects with ``text``, ``mention``, ``entity``, ``image`` and
-    ``meta``, as `gemel.datasets` yields them) as ``annotator``'s decisions, all or nothing. A mention that the
+    ``meta``, as `gemel.data.readers` yields them) as ``annotator``'s decisions, all or nothing. A mention that the
     data set gives not verbatim in its text (``meta["verbatim"] is False``) is stored as the closest span
     (``meta["mention_span"]``), the data set's wording kept in the comment; a missing image makes the decision
     text-only. Returns {"imported", "skipped", "not_verbatim", "missing_images"}."""

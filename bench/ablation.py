@@ -12,7 +12,7 @@ and with one loaded linker (variants swap settings, not models):
 - beams: 1 vs 5 in full-KB beam search.
 
 Prints a markdown table with Wilson 95% intervals, writes ``bench/out/ablation.jsonl`` and
-``bench/out/ablation.png`` (`gemel.plots.plot_ablation`).
+``bench/out/ablation.png`` (`gemel.data.plots.plot_ablation`).
 
     .venv/bin/python bench/ablation.py --limit 10                      # a quick look (~10 min on 2 cores)
     .venv/bin/python bench/ablation.py --mapper bench/out/runs/offline-seed/mapper.pt
@@ -93,7 +93,7 @@ def load_mappers(linker: Any, trained: str | None) -> dict[str, Any]:
     untrained = build_mapper(linker.config.replace(mapper={"checkpoint": ""}), linker.lm, linker.vision)
     mappers = {"none": None, "untrained": untrained, "reference": linker.mapper}
     if trained:
-        from gemel.mapper import FeatureMapper
+        from gemel.models.mapper import FeatureMapper
 
         mappers["trained"] = FeatureMapper.load(trained, expected=linker.mapper.spec)
         mappers["reference"] = mappers["trained"]
@@ -101,7 +101,7 @@ def load_mappers(linker: Any, trained: str | None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from gemel.evaluate import EvalOptions, evaluate_linker, load_examples
+    from gemel.data.evaluate import EvalOptions, evaluate_linker, load_examples
     from gemel.linker import Linker
 
     examples = load_examples(args.data, limit=args.limit)
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     with (out / "ablation.jsonl").open("w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
-    from gemel.plots import PlotConfig, plot_ablation
+    from gemel.data.plots import PlotConfig, plot_ablation
 
     plot_ablation(rows, out / "ablation.png", PlotConfig(width=1000, height=max(480, 48 * len(rows))))
     n = rows[0]["n"] if rows else 0

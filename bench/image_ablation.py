@@ -18,7 +18,7 @@ also in the seed pool or the corpus train split) and out-of-pool apart. ``--fit`
 ``image.weight`` / ``image.candidates`` on the dev data (corpus dev captions + ``assets/eval/dev.jsonl``).
 
 The LLM runs twice per example (text only; prefix + image candidates at the largest K_img), the other variants
-re-rank the stored score parts (:mod:`gemel.image_fit`). Records are kept in ``bench/out/image_ablation_records
+re-rank the stored score parts (:mod:`gemel.training.image_fit`). Records are kept in ``bench/out/image_ablation_records
 .jsonl`` so a rerun (or a larger ``--limit``) only links what is new. Writes ``bench/out/image_ablation.json``
 and ``.png``. Last line: ``text_only= with_image= groups= flags=`` (real-photo accuracy without / with the
 image signal, group all-right rate and flag accuracy with it).
@@ -40,16 +40,32 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from gemel.captions import (AMBIGUOUS_TEMPLATES, HIDDEN_FLAG, HIDDEN_THING, captions, flag_set,  # noqa: E402
-                            same_caption_groups, surface_of)
-from gemel.demonstrations import load_jsonl_examples  # noqa: E402
-from gemel.image_fit import (CONFIDENCES, EXACT_NAMES, FLATNESSES, IMAGE_CANDIDATES, MARGINS,  # noqa: E402
-                             ImageScored, choose, collect_one, fit)
-from gemel.metrics import Score  # noqa: E402
+from gemel.data.metrics import Score  # noqa: E402
+from gemel.kb.demonstrations import load_jsonl_examples  # noqa: E402
+from gemel.training.captions import (  # noqa: E402
+    AMBIGUOUS_TEMPLATES,
+    HIDDEN_FLAG,
+    HIDDEN_THING,
+    captions,
+    flag_set,
+    same_caption_groups,
+    surface_of,
+)
+from gemel.training.image_fit import (  # noqa: E402
+    CONFIDENCES,
+    EXACT_NAMES,
+    FLATNESSES,
+    IMAGE_CANDIDATES,
+    MARGINS,
+    ImageScored,
+    choose,
+    collect_one,
+    fit,
+)
 from gemel.types import Example  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
-SCORER = "../../assets/models/image_scorer.pt"  # relative to gemel/profiles/
+SCORER = "../assets/models/image_scorer.pt"  # relative to gemel/profiles/
 FLAG_TEXT, FLAG_MENTION = HIDDEN_FLAG
 HIDDEN_TEXT, HIDDEN_MENTION = HIDDEN_THING
 K_MAX = max(IMAGE_CANDIDATES)
@@ -65,7 +81,7 @@ def load_linkers(profile: str, mapper: str | None = None) -> dict:
     ("trained-<version>"); all share the models."""
     from gemel.config import load_profile
     from gemel.linker import Linker
-    from gemel.mapper import FeatureMapper
+    from gemel.models.mapper import FeatureMapper
 
     config = load_profile(profile)
     scorer = config.image.scorer or SCORER
@@ -88,7 +104,7 @@ def test_sets(corpus, kb, limit: int | None, flags_limit: int | None) -> dict[st
          for grp in groups for m in grp.members]
     flags = [Example(FLAG_TEXT, FLAG_MENTION, it.entity, str(corpus.path(it)), it.id, "flags")
              for it in flag_set(corpus)]
-    seed = {sha(e.image) for e in load_jsonl_examples(ROOT / "assets/seed/examples.jsonl", "seed") if e.image}
+    seed = {sha(e.image) for e in load_jsonl_examples(ROOT / "gemel/assets/seed/examples.jsonl", "seed") if e.image}
     trained = {sha(corpus.path(it)) for it in corpus.split("train")}
     known = set(corpus.entities("train"))  # entities the scorer was trained on (in another kind of picture)
     photos = [Example(e.text, e.mention, e.entity, e.image, e.id, "photos",
@@ -127,7 +143,7 @@ def senses_dev(corpus, kb) -> list[Example]:
     ``image.remove_sense_prior``."""
     import random
 
-    from gemel.image_link import names_sense
+    from gemel.image.gates import names_sense
 
     exact = [Example(c.text, c.mention, c.entity, str(corpus.folder / c.image), c.id, "senses-dev")
              for c in captions(corpus, kb, split="dev", per_picture=2) if c.kind == "ambiguous"]
@@ -177,9 +193,9 @@ def report_photo_bridge(profile: str, examples: list[Example], records: dict, w_
     ``text + w * z(bridge)``, z over the whole KB. Report only (no profile value follows from it)."""
     import numpy as np
 
-    from gemel.image_score import normalise
-    from gemel.image_training import bridge_for, load_parts
+    from gemel.image.scorer import normalise
     from gemel.images import load_image
+    from gemel.training.image_scorer import bridge_for, load_parts
 
     parts = load_parts(profile)
     bridge = bridge_for(parts)
@@ -225,7 +241,7 @@ def fill_confidence(examples: list[Example], linkers, records: dict, path: Path)
     (no LLM: ~0.1 s each), cached in ``path``."""
     import dataclasses
 
-    from gemel.image_link import confidence
+    from gemel.image.gates import confidence
 
     cache = json.loads(path.read_text()) if path.exists() else {}
     for ex in examples:
@@ -247,8 +263,8 @@ def fill_flatness(examples: list[Example], records: dict) -> None:
     ~5 ms each) and which candidates the mention names (exactly, and as senses)."""
     import dataclasses
 
-    from gemel.image_fit import picture_flatness
-    from gemel.image_link import names_exactly, names_sense
+    from gemel.image.gates import names_exactly, names_sense
+    from gemel.training.image_fit import picture_flatness
 
     for ex in examples:
         for variant in ("text", "combined"):
@@ -268,7 +284,7 @@ def fill_priors(examples: list[Example], linkers, records: dict, path: Path) -> 
     image scores), appended to the records file."""
     import dataclasses
 
-    from gemel.image_fit import sense_priors
+    from gemel.training.image_fit import sense_priors
 
     todo = [e for e in examples if (r := records.get(f"{e.source}/{e.id}/combined")) is not None
             and r.prior is None and r.image is not None and r.senses is not None and sum(r.senses) >= 2]
@@ -377,10 +393,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
+    from gemel.cli.corpus import default_corpus
     from gemel.config import load_profile
-    from gemel.corpus import Corpus
-    from gemel.corpus_cli import default_corpus
-    from gemel.plots import PlotConfig, plot_ablation
+    from gemel.data.plots import PlotConfig, plot_ablation
+    from gemel.training.corpus import Corpus
 
     OUT.mkdir(parents=True, exist_ok=True)
     config = load_profile(args.profile)
@@ -395,7 +411,7 @@ def main(argv=None) -> int:
     w_ret = config.decode.w_ret
     corpus = Corpus.load(args.corpus or default_corpus(args.profile))
     if args.no_link:
-        from gemel.kb import KnowledgeBase
+        from gemel.kb.entities import KnowledgeBase
         from gemel.sources import resolve
 
         linkers, kb = None, KnowledgeBase.load(resolve(config.kb.source, config.base_dir), name=config.kb.name)
@@ -456,7 +472,7 @@ def main(argv=None) -> int:
 
     trained = None
     if args.mapper:
-        from gemel.mapper import FeatureMapper
+        from gemel.models.mapper import FeatureMapper
 
         trained = f"trained-{FeatureMapper.load(args.mapper).version}"
     needed = ("text", "combined") + ((trained,) if trained else ())
@@ -472,7 +488,7 @@ def main(argv=None) -> int:
         fill_priors(sets[name], linkers, records, path)
     figures = evaluate(sets, records, w, k, w_ret, gates, trained)
     print(table(figures))
-    payload = {"image": {"weight": w, "candidates": k, **gates, "scorer": "assets/models/image_scorer.pt"},
+    payload = {"image": {"weight": w, "candidates": k, **gates, "scorer": "gemel/assets/models/image_scorer.pt"},
                "limit": args.limit, "missing_records": {n: sizes[n] - len(sets[n]) for n in sets},
                "flags_limit": args.flags, "figures": figures,
                "trained_mapper": {"path": args.mapper, "variant": trained} if trained else "none"}

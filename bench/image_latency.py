@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     import torch
 
     from gemel.config import ProfileError, load_profile
-    from gemel.demonstrations import load_jsonl_examples
+    from gemel.kb.demonstrations import load_jsonl_examples
     from gemel.linker import Linker
 
     torch.set_num_threads(1)

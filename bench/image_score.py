@@ -75,12 +75,18 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the figures to this file")
     args = p.parse_args(argv)
 
-    from gemel.captions import flag_set, same_caption_groups, shared_surfaces, text_only_upper_bound
-    from gemel.corpus import Corpus
-    from gemel.corpus_cli import default_corpus
-    from gemel.image_score import ExemplarConfig, FusionConfig, ImageEntityScorer
-    from gemel.image_training import (corpus_features, corpus_layouts, default_artifact, load_parts,
-                                      profile_artifact, train_scorer)
+    from gemel.cli.corpus import default_corpus
+    from gemel.image.scorer import ExemplarConfig, FusionConfig, ImageEntityScorer
+    from gemel.training.captions import flag_set, same_caption_groups, shared_surfaces, text_only_upper_bound
+    from gemel.training.corpus import Corpus
+    from gemel.training.image_scorer import (
+        corpus_features,
+        corpus_layouts,
+        default_artifact,
+        load_parts,
+        profile_artifact,
+        train_scorer,
+    )
 
     t0 = time.perf_counter()
     corpus = Corpus.load(args.corpus or default_corpus(args.profile))

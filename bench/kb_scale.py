@@ -12,7 +12,7 @@ so that resident memory is honest:
   linker over that KB and linked the queries below;
 * ``recall16``: recall@16 of the KB's chosen index (exact below 100k entries, IVF above) against exact search,
   on real query embeddings: the mentions in context of the shipped eval and seed sets (assets/eval/*.jsonl,
-  assets/seed/examples.jsonl) and of KB demonstrations of the KB itself (first extract sentences);
+  gemel/assets/seed/examples.jsonl) and of KB demonstrations of the KB itself (first extract sentences);
 * ``link_p50_s``: median wall time of ``Linker.link`` (text only, image None) over the dev mentions: embed,
   retrieve demonstrations and candidates, prompt, prefill, score the 16 candidates, rank.
 
@@ -168,7 +168,7 @@ def child_build(source: Path, out: Path) -> dict:
     import resource
     import threading
 
-    from gemel.cli import main
+    from gemel.cli.main import main
 
     runs = out.parent / f"{out.name}.runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -214,11 +214,11 @@ def summed_runs(runs: Path) -> dict:
 
 def queries(kb) -> list[str]:
     """Real mention-in-context texts: the eval and seed sets, then KB demonstrations (400 at most)."""
-    from gemel.demonstrations import kb_example, load_jsonl_examples
-    from gemel.embedder import mention_in_context
+    from gemel.kb.demonstrations import kb_example, load_jsonl_examples
+    from gemel.models.embedder import mention_in_context
 
     files = [ROOT / "assets" / "eval" / f for f in ("dev.jsonl", "test.jsonl", "outpool.jsonl")]
-    items = [ex for f in files + [ROOT / "assets" / "seed" / "examples.jsonl"] for ex in load_jsonl_examples(f, "q")]
+    items = [ex for f in files + [ROOT / "gemel" / "assets" / "seed" / "examples.jsonl"] for ex in load_jsonl_examples(f, "q")]
     texts = [mention_in_context(ex.text, ex.mention) for ex in items]
     rows = np.random.default_rng(0).choice(len(kb.demo_rows), min(400 - len(texts), len(kb.demo_rows)), False)
     for r in rows:
@@ -231,9 +231,9 @@ def child_serve(out: Path, links: int) -> dict:
     import torch
 
     from gemel.config import load_profile
-    from gemel.demonstrations import load_jsonl_examples
-    from gemel.kb_index import exact_search, recall_at_k
-    from gemel.kb_store import open_kb
+    from gemel.kb.demonstrations import load_jsonl_examples
+    from gemel.kb.index import exact_search, recall_at_k
+    from gemel.kb.store import open_kb
     from gemel.linker import Linker
 
     torch.set_num_threads(1)
@@ -269,7 +269,7 @@ def run_child(argv: list[str]) -> dict:
 
 # ---- orchestration, report --------------------------------------------------------------------------
 def measure(n: int, work: Path, links: int) -> dict:
-    from gemel.kb_store import is_stored_kb
+    from gemel.kb.store import is_stored_kb
 
     source = write_source(n, work / f"source-{n}.jsonl")
     out = work / f"kb-{n}"
@@ -303,8 +303,8 @@ def resumed_peak(n: int, work: Path, tail: int) -> dict:
     import shutil
     import sqlite3
 
-    from gemel.kb_build import shard_folder
-    from gemel.kb_store import ENTRIES, partial_of
+    from gemel.kb.build import shard_folder
+    from gemel.kb.store import ENTRIES, partial_of
 
     built, out = work / f"kb-{n}", work / f"peak-{n}"
     manifest = json.loads((built / "manifest.json").read_text())

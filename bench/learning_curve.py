@@ -10,7 +10,7 @@ prompt) and ``"keep"`` (the earlier behaviour).
 
 **Re-training** (the default rule only, at the ``--retrain-shares``, 50% by default): the feature mapper is
 re-trained from that point's stored decisions exactly as the app's Data tab does it (``demo.retrain_job``: the
-store's gold examples, NIL included, through `gemel.retrain.retrain` with the default `RetrainConfig`, its
+store's gold examples, NIL included, through `gemel.training.retrain.retrain` with the default `RetrainConfig`, its
 acceptance gate included). The gate's test split is the *uncorrected* other items of the fold (the app uses the
 shipped test split, but here that holds the held-out items, which must not judge their own model). Two figures:
 ``retrained`` is the held-out accuracy with the re-trained mapper plus the in-context corrections, whatever the
@@ -172,7 +172,7 @@ def retrain_point(variant: Any, store: Any, held: list[Any], gate_test: list[Any
     examples, NIL included, the default `RetrainConfig`, the gate judged on ``gate_test``), then count right links
     of ``held`` with the re-trained mapper (and the same in-context corrections). ``right``: the old mapper's."""
     from annotations.validation import ENTITY_DECISIONS
-    from gemel.retrain import RetrainConfig, RetrainError, retrain
+    from gemel.training.retrain import RetrainConfig, RetrainError, retrain
     from gemel.types import Example
 
     examples = [Example.from_dict(d) for d in store.training_examples((*ENTITY_DECISIONS, "nil"))]
@@ -220,9 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(rules) - set(RULES))
     if unknown or "drop" not in rules:
         raise SystemExit(f"--rules {args.rules!r}: give 'drop' (the default rule), optionally with 'keep'")
-    from gemel.demonstrations import load_jsonl_examples
+    from gemel.data.metrics import wilson_interval
+    from gemel.kb.demonstrations import load_jsonl_examples
     from gemel.linker import Linker
-    from gemel.metrics import wilson_interval
 
     items = [ex for split in args.splits.split(",")
              for ex in load_jsonl_examples(ROOT / "assets" / "eval" / f"{split}.jsonl", split)]

@@ -44,11 +44,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.precision import prefill_floor_s  # noqa: E402
-from gemel.decoding import hf_beam_search, prefill, score_sequences  # noqa: E402
-from gemel.demonstrations import load_jsonl_examples  # noqa: E402
+from gemel.generation.decoding import hf_beam_search, prefill, score_sequences  # noqa: E402
+from gemel.generation.trie import DictTrie  # noqa: E402
 from gemel.images import load_image  # noqa: E402
+from gemel.kb.demonstrations import load_jsonl_examples  # noqa: E402
 from gemel.linker import Linker  # noqa: E402
-from gemel.trie import DictTrie  # noqa: E402
 
 
 def timed(fn) -> tuple[float, object]:

@@ -99,7 +99,7 @@ def held_mb(linker) -> dict[str, float]:
 
 
 def test_cases(n: int) -> list:
-    from gemel.demonstrations import load_jsonl_examples
+    from gemel.kb.demonstrations import load_jsonl_examples
 
     return [e for e in load_jsonl_examples(ROOT / "assets/eval/test.jsonl", "test") if e.entity][:n]
 
@@ -140,13 +140,13 @@ def main() -> None:
 
     steps.mark("import transformers, faiss")
     from gemel.config import load_profile
-    from gemel.demonstrations import load_jsonl_examples
-    from gemel.embedder import TextEmbedder
-    from gemel.kb import KnowledgeBase
+    from gemel.kb.demonstrations import load_jsonl_examples
+    from gemel.kb.entities import KnowledgeBase
     from gemel.linker import Components, Linker, build_mapper
-    from gemel.llm import LanguageModel
+    from gemel.models.embedder import TextEmbedder
+    from gemel.models.llm import LanguageModel
+    from gemel.models.vision import VisionEncoder
     from gemel.sources import resolve
-    from gemel.vision import VisionEncoder
 
     steps.mark("import gemel")
     config = load_profile(args.profile)

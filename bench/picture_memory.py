@@ -4,7 +4,7 @@
 
 For each corpus picture of a split (never a picture the scorer trained on), a random share (0, 10, 25, 50%) of
 the *other* pictures of that split is labelled, as an annotator's corrections would be, and remembered
-(:mod:`gemel.picture_memory`); the picture is then scored against every KB entity: the scorer's fused score plus,
+(:mod:`gemel.image.memory`); the picture is then scored against every KB entity: the scorer's fused score plus,
 for the entity of the nearest remembered picture, ``memory_weight`` x its similarity, where that is at least
 ``memory_min_similarity`` and ``memory_lead`` more than the nearest remembered picture of any other entity. The
 three values are fitted on dev (:func:`fit`: the trained entities may lose at most one point) and reported on
@@ -75,10 +75,10 @@ class Split:
 
 
 def parity(split: Split, scorer, threshold: float, lead: float, share: float = 0.5, seed: int = 0) -> tuple[int, int]:
-    """How many pictures get the same answer from :class:`gemel.picture_memory.PictureMemory` (what the linker
+    """How many pictures get the same answer from :class:`gemel.image.memory.PictureMemory` (what the linker
     runs) as from the matrix form of the rule used for the curves, for one random labelling (the same entity,
     and its similarity within 0.01: the two compute the layout kernel in another float32 order)."""
-    from gemel.picture_memory import PictureMemory, Remembered
+    from gemel.image.memory import PictureMemory, Remembered
 
     memory = np.random.default_rng(seed).random(len(split.items)) < share
     same = 0
@@ -95,8 +95,8 @@ def parity(split: Split, scorer, threshold: float, lead: float, share: float = 0
 
 
 def load_split(name: str, items, scorer, corpus, parts, seen: set[str]) -> Split:
-    from gemel.image_training import corpus_features, corpus_layouts
-    from gemel.picture_memory import memory_kernel, picture_similarity
+    from gemel.image.memory import memory_kernel, picture_similarity
+    from gemel.training.image_scorer import corpus_features, corpus_layouts
 
     feats = corpus_features(corpus, parts.encoder, items)
     layouts = corpus_layouts(corpus, items, scorer.exemplars.config)
@@ -153,8 +153,8 @@ def links(corpus, items, n: int, share: float, profile: str, seed: int = 0) -> d
     same-caption rule keeps them out of the prompt: the memory is their only way in."""
     from tqdm.auto import tqdm
 
-    from gemel.captions import HIDDEN_FLAG, HIDDEN_THING
     from gemel.linker import Linker
+    from gemel.training.captions import HIDDEN_FLAG, HIDDEN_THING
     from gemel.types import Example
 
     rng = np.random.default_rng(seed)
@@ -210,12 +210,12 @@ def main(argv=None) -> int:
                    help="also link N held-out-entity test pictures end to end, 50%% of the others corrected")
     args = p.parse_args(argv)
 
+    from gemel.cli.corpus import default_corpus
     from gemel.config import load_profile
-    from gemel.corpus import Corpus
-    from gemel.corpus_cli import default_corpus
-    from gemel.image_score import ImageEntityScorer
-    from gemel.image_training import load_parts
+    from gemel.image.scorer import ImageEntityScorer
     from gemel.sources import resolve
+    from gemel.training.corpus import Corpus
+    from gemel.training.image_scorer import load_parts
 
     config = load_profile(args.profile)
     corpus = Corpus.load(args.corpus or default_corpus(args.profile))
@@ -232,7 +232,7 @@ def main(argv=None) -> int:
     print(f"fitted on dev ({len(splits['dev'].items)} pictures): memory_weight={weight} "
           f"memory_min_similarity={threshold} memory_lead={lead}")
     same, n = parity(splits["dev"], scorer, threshold, lead)
-    print(f"gemel.picture_memory agrees with the curves' rule on {same}/{n} dev pictures (50% labelled)")
+    print(f"gemel.image.memory agrees with the curves' rule on {same}/{n} dev pictures (50% labelled)")
     for name in ("dev", "test", "test_off"):
         for s in SHARES:
             r = results[name][s]

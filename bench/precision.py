@@ -48,7 +48,7 @@ def matmul_rate(precision: str, rows: int, inner: int, cols: int, repeats: int =
     ``nn.Linear``, as the model's layers), median of ``rounds`` timings."""
     import torch
 
-    from gemel.precision import quantize_int8
+    from gemel.models.precision import quantize_int8
 
     if precision == "int8":
         layer = quantize_int8(torch.nn.Sequential(torch.nn.Linear(inner, cols, bias=False)))
@@ -119,7 +119,7 @@ def kv_cache_mb(model, tokens: int) -> float:
 def worker(args: argparse.Namespace) -> dict:
     import torch
 
-    from gemel.evaluate import load_examples, predict
+    from gemel.data.evaluate import load_examples, predict
     from gemel.linker import Linker
 
     torch_rss = current_rss_mb()
@@ -215,8 +215,8 @@ def main() -> None:
     if args.worker:
         print(RESULT + json.dumps(worker(args)), flush=True)
         return
-    from gemel.plots import plot_precision
-    from gemel.precision import describe
+    from gemel.data.plots import plot_precision
+    from gemel.models.precision import describe
 
     print(f"auto here: {describe('auto')}", flush=True)
     dtypes, out_dir = args.dtypes.split(","), Path(args.out).parent

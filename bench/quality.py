@@ -29,15 +29,15 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gemel.demonstrations import load_jsonl_examples  # noqa: E402
-from gemel.embedder import mention_in_context  # noqa: E402
+from gemel.data.metrics import wilson_interval  # noqa: E402
+from gemel.kb.demonstrations import load_jsonl_examples  # noqa: E402
 from gemel.linker import Linker  # noqa: E402
-from gemel.metrics import wilson_interval  # noqa: E402
+from gemel.models.embedder import mention_in_context  # noqa: E402
 
 
 def seed_pictures() -> set[str]:
     """sha256 of every picture of the seed demonstration pool."""
-    seed = load_jsonl_examples(ROOT / "assets" / "seed" / "examples.jsonl", "seed")
+    seed = load_jsonl_examples(ROOT / "gemel" / "assets" / "seed" / "examples.jsonl", "seed")
     return {_sha(e.image) for e in seed if e.image}
 
 

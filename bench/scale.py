@@ -1,4 +1,4 @@
-"""Scale benchmark of the entity trie and the vector index (gemel/trie.py, gemel/retrieval.py).
+"""Scale benchmark of the entity trie and the vector index (gemel/generation/trie.py, gemel/kb/retrieval.py).
 
 How large a knowledge base can GEMEL Studio constrain its decoding to and retrieve from? GENRE-style
 constrained decoding (De Cao et al., 2021) keeps every entity name in a prefix tree; GEMEL (Shi et
@@ -232,7 +232,7 @@ def time_lookups(trie, prefixes: list[list[int]]) -> dict[str, float]:
 
 
 def child_trie(kind: str, data: Path, n: int) -> dict:
-    from gemel.trie import ArrayTrie, DictTrie
+    from gemel.generation.trie import ArrayTrie, DictTrie
 
     gc.collect()
     reset_peak()
@@ -279,7 +279,7 @@ def search_latency(index, queries: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 def child_retrieval(n: int, dim: int, hnsw: bool) -> dict:
-    from gemel.retrieval import IndexConfig, VectorIndex
+    from gemel.kb.retrieval import IndexConfig, VectorIndex
 
     data = random_unit(n, dim, seed=0)
     rng = np.random.default_rng(1)

@@ -129,8 +129,8 @@ def split(corpus):
 def projection_for(corpus, parts, source, copies: int, epochs: int):
     import torch
 
-    from gemel.image_score import ProjectionConfig, train_projection
-    from gemel.image_training import corpus_features
+    from gemel.image.scorer import ProjectionConfig, train_projection
+    from gemel.training.image_scorer import corpus_features
 
     feats = corpus_features(corpus, parts.encoder, source, progress=False)
     labels = [it.entity for it in source]
@@ -147,7 +147,7 @@ def projection_for(corpus, parts, source, copies: int, epochs: int):
 def similarities(projection, feats, kb_unit):
     import torch
 
-    from gemel.image_score import _normalise_rows
+    from gemel.image.scorer import _normalise_rows
 
     with torch.no_grad():
         return _normalise_rows(projection(feats)).numpy() @ kb_unit.T
@@ -159,7 +159,7 @@ def top(scores, gold, k: int = 1) -> float:
 
 
 def study_copies(corpus, parts, copies: int, epochs: int, context: dict) -> dict:
-    from gemel.image_score import normalise
+    from gemel.image.scorer import normalise
 
     projection = projection_for(corpus, parts, context["source"], copies, epochs)
     p_query = similarities(projection, context["query_feats"], context["kb_unit"])
@@ -176,7 +176,7 @@ def shipped_bridge_weight() -> float:
     """The offline profile's scorer's fitted w_bridge, read from the artifact ("as shipped" means as shipped)."""
     import torch
 
-    from gemel.image_training import profile_artifact
+    from gemel.training.image_scorer import profile_artifact
 
     return float(torch.load(profile_artifact("offline"), map_location="cpu", weights_only=True)["fusion"]["w_bridge"])
 
@@ -190,8 +190,8 @@ def hits(scores, gold, flags) -> dict:
 def study_widths(corpus, parts, widths: list[float], epochs: int, context: dict) -> tuple[dict, dict]:
     """Fused top-1 of the Twemoji queries per kernel width and exemplar weight (projection without copies), and
     at the shipped width and weight 8 with a bonus for the entity of the nearest exemplar (0 = as shipped)."""
-    from gemel.image_score import ColourExemplars, ExemplarConfig, normalise
-    from gemel.image_training import corpus_layouts
+    from gemel.image.scorer import ColourExemplars, ExemplarConfig, normalise
+    from gemel.training.image_scorer import corpus_layouts
 
     projection = projection_for(corpus, parts, context["source"], 0, epochs)
     base = normalise(similarities(projection, context["query_feats"], context["kb_unit"]))
@@ -213,7 +213,7 @@ def study_widths(corpus, parts, widths: list[float], epochs: int, context: dict)
 
 def self_similarity(corpus, items_by_source: dict, pairs: list[tuple[list[str], str]]) -> list[dict]:
     """Nearest-exemplar accuracy on flags for colour layouts with palette and self-similarity parts."""
-    from gemel.image_score import ExemplarConfig, colour_layout
+    from gemel.image.scorer import ExemplarConfig, colour_layout
 
     config = ExemplarConfig()
     palette = 9
@@ -280,10 +280,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from gemel.corpus import Corpus
-    from gemel.corpus_cli import default_corpus
-    from gemel.image_score import ColourExemplars, ExemplarConfig, normalise
-    from gemel.image_training import bridge_for, corpus_features, corpus_layouts, load_parts
+    from gemel.cli.corpus import default_corpus
+    from gemel.image.scorer import ColourExemplars, ExemplarConfig, normalise
+    from gemel.training.corpus import Corpus
+    from gemel.training.image_scorer import bridge_for, corpus_features, corpus_layouts, load_parts
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()

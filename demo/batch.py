@@ -1,6 +1,6 @@
 """Reading what the demo is given to annotate: uploaded review batches and the shipped example gallery.
 
-A review batch is GEMEL Studio's JSONL (``text``, ``mention``, optional ``image``; see `gemel.datasets`),
+A review batch is GEMEL Studio's JSONL (``text``, ``mention``, optional ``image``; see `gemel.data.readers`),
 uploaded with its images (loose files or a whole folder), or named by a path on the server when the app runs
 locally (``allow_server_paths``). Gradio stores every upload in its own temporary folder, so an image
 reference relative to the JSONL is matched against the uploaded files by relative path, then by file name.
@@ -83,7 +83,7 @@ def read_batch(files: Iterable[str | os.PathLike], allow_server_paths: bool = Fa
 
 
 def _read_one(path: Path, uploads: _Uploads, allow_server_paths: bool) -> list[BatchItem]:
-    from gemel.datasets import DatasetError, read_jsonl
+    from gemel.data.readers import DatasetError, read_jsonl
 
     base = path.resolve().parent
     try:
@@ -120,7 +120,7 @@ def _image(ref: str | None, base: Path, uploads: _Uploads, allow_server_paths: b
 def shipped_examples(paths: Iterable[str | os.PathLike]) -> list:
     """`gemel.types.Example` records of the example gallery: those with an existing image, one per
     (image, text, mention)."""
-    from gemel.demonstrations import load_jsonl_examples
+    from gemel.kb.demonstrations import load_jsonl_examples
 
     seen, out = set(), []
     for path in paths:

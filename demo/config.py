@@ -28,7 +28,7 @@ class AppConfigError(StudioError):
 
 
 def _default_examples() -> tuple[str, ...]:
-    return (str(ASSETS / "seed" / "examples.jsonl"), str(ASSETS / "eval" / "dev.jsonl"))
+    return (str(ROOT / "gemel" / "assets" / "seed" / "examples.jsonl"), str(ASSETS / "eval" / "dev.jsonl"))
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from tqdm.auto import tqdm
 
 from annotations import AnnotationError, export_jsonl, export_parquet
 from annotations.loop import CorrectionLoop
+from gemel.data.plots import plot_corrections
 from gemel.errors import GemelError, InputError
 from gemel.images import ImageError, load_image
-from gemel.plots import plot_corrections
 
 from . import render
 from .batch import BatchError, read_batch, shipped_examples

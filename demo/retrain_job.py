@@ -1,4 +1,4 @@
-"""The Data tab's "Re-train from corrections": `gemel.retrain.retrain` in a background thread of the app.
+"""The Data tab's "Re-train from corrections": `gemel.training.retrain.retrain` in a background thread of the app.
 
 One `RetrainJob` belongs to the `demo.handlers.Studio`. ``start`` checks the store's decisions at once (bad input
 gets one sentence, nothing starts), then trains a copy of the trained parts on a snapshot of the linker while the
@@ -24,7 +24,7 @@ from typing import Any
 from annotations import AnnotationError
 from annotations.validation import ENTITY_DECISIONS
 from gemel.errors import GemelError
-from gemel.retrain import RetrainConfig, RetrainResult, check_decisions, retrain
+from gemel.training.retrain import RetrainConfig, RetrainResult, check_decisions, retrain
 from gemel.types import Example
 
 from . import render
@@ -88,7 +88,7 @@ class RetrainJob:
         """Serve the last accepted mapper again after a restart (read from ``retrain-log.jsonl`` in
         `mappers_dir`); returns its version, or None when there is none. A file that is gone or was trained for
         another profile is skipped with a warning: the profile's own mapper keeps serving."""
-        from gemel.mapper import FeatureMapper
+        from gemel.models.mapper import FeatureMapper
 
         saved = last_accepted(self.mappers_dir / "retrain-log.jsonl")
         linker = self.studio.linker
@@ -131,7 +131,7 @@ class RetrainJob:
 
     def test_examples(self) -> list[Example]:
         if self._test is None:
-            from gemel.evaluate import load_examples
+            from gemel.data.evaluate import load_examples
 
             self._test = load_examples(self.test_path) if self.test_path.is_file() else []
             if not self._test:

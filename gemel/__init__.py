@@ -13,26 +13,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import GemelError, InputError
-from .types import Candidate, Demonstration, Example, Prediction
+from gemel.errors import GemelError, InputError
+from gemel.types import Candidate, Demonstration, Example, Prediction
 
 __all__ = ["Linker", "Example", "Candidate", "Demonstration", "Prediction", "GemelError", "InputError",
            "load_profile", "list_profiles"]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .config import list_profiles, load_profile
-    from .linker import Linker
+    from gemel.config import list_profiles, load_profile
+    from gemel.linker import Linker
 
 
 def __getattr__(name: str):
     """Import torch-heavy parts on first use, so `import gemel` (and `gemel --help`) stays fast."""
     if name == "Linker":
-        from .linker import Linker
+        from gemel.linker import Linker
 
         return Linker
     if name in ("load_profile", "list_profiles"):
-        from . import config
+        from gemel import config
 
         return getattr(config, name)
     raise AttributeError(f"module 'gemel' has no attribute {name!r}")

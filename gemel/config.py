@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import GemelError
+from gemel.errors import GemelError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
-PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")  # llm.dtype values (see gemel/precision.py)
+PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")  # llm.dtype values (see gemel/models/precision.py)
 
 
 class ProfileError(GemelError):
@@ -137,21 +137,21 @@ class DecodeConfig:
 @dataclass(frozen=True)
 class ImageConfig:
     """The picture as a linking signal (off by default): the image scorer's similarity of the query picture to
-    every KB entity adds candidates and a fusion term (see :mod:`gemel.image_link`)."""
+    every KB entity adds candidates and a fusion term (see :mod:`gemel.image.gates`)."""
 
     scorer: str = ""  # image scorer artifact (path relative to the profile); "" = the picture only feeds the prefix
     weight: float = 0.0  # w_img: fused score += w_img * image_score (the scorer's z-scored fused similarity)
     candidates: int = 0  # K_img: the image's top K_img KB entities join the text top-K (0 = none)
     min_confidence: float = 0.0  # below this scorer confidence (max probability over the KB) the image adds nothing
-    min_flatness: float = 0.0  # below this flatness (gemel.picture_style: a photo) the image adds nothing
+    min_flatness: float = 0.0  # below this flatness (gemel.image.style: a photo) the image adds nothing
     max_text_margin: float = math.inf  # the image weighs in only when the text's best two candidates are this close
     trust_exact_name: bool = False  # a mention that is exactly one candidate's name (or base name) is not overruled
     choose_sense: bool = False  # a mention that is exactly the name of several candidates: the picture picks the sense
     # with choose_sense (alone it does nothing): this share of each sense's log-probability under a content-free
     # query (same demonstrations, the caption replaced by the bare mention, no picture), centred, is subtracted
-    # first (gemel/sense_prior.py; 0 = none, 1 = all of the name's prior)
+    # first (gemel/image/sense_prior.py; 0 = none, 1 = all of the name's prior)
     remove_sense_prior: float = 0.0
-    # labelled pictures remembered by the image score (gemel/picture_memory.py): 0 = no memory
+    # labelled pictures remembered by the image score (gemel/image/memory.py): 0 = no memory
     memory_weight: float = 0.0  # image score += memory_weight * similarity, for the nearest remembered one's entity
     memory_min_similarity: float = 0.8  # ... when it is at least this similar (cosine + layout kernel, in [-1, 2])
     memory_lead: float = 0.1  # ... and this much nearer than the nearest remembered picture of another entity
@@ -177,7 +177,7 @@ class ImageConfig:
                f"image.candidates={self.candidates} must be in 0..256 (0 = no candidates from the image)")
         _check(bool(self.scorer) or (self.weight == 0 and self.candidates == 0),
                f"image.weight={self.weight} / image.candidates={self.candidates} need an image.scorer: set"
-               " image.scorer to an artifact (assets/models/image_scorer.pt), or both to 0")
+               " image.scorer to an artifact (gemel/assets/models/image_scorer.pt), or both to 0")
 
     @property
     def active(self) -> bool:

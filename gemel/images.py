@@ -16,7 +16,7 @@ from typing import Union
 
 from PIL import Image, UnidentifiedImageError
 
-from .errors import GemelError
+from gemel.errors import GemelError
 
 MAX_PIXELS = 40_000_000  # ~ 7000 x 5700; larger images are refused before decoding
 MAX_BYTES = 50 * 1024 * 1024

@@ -5,7 +5,7 @@ embedded to retrieve (a) n demonstrations (labelled pool + KB-derived pool) and 
 the interleaved prompt is prefilled once; then either every candidate name is scored by teacher forcing
 (``decode.mode = "score"``) or constrained beam search runs over a prefix tree of the candidate names, or of
 the whole KB when K = 0 (the paper). Candidates are ranked by ``w_llm * llm_logprob + w_ret * retrieval_sim``
-(``+ w_img * image_score`` with an image scorer, see :mod:`gemel.image_link`, which also adds the picture's
+(``+ w_img * image_score`` with an image scorer, see :mod:`gemel.image.gates`, which also adds the picture's
 top KB entities to the candidates); below ``nil_threshold`` the linker answers NIL (``entity=None``) but still
 returns the candidates.
 
@@ -31,29 +31,37 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import LinkerConfig, ProfileError, load_profile
-from .decoding import Hypothesis, Prefilled, beam_search, prefill, refill, score_sequences
-from .demonstrations import DemonstrationPool, Retrieved, StoredKBPool, kb_examples, load_jsonl_examples, merge
-from .embedder import TextEmbedder, mention_in_context
-from .errors import GemelError, InputError
-from .features import FeatureStore
-from .image_link import (PictureFacts, PictureFactsCache, gated_image_scores, image_mask, load_scorer,
-                         merge_candidates, names_sense, top_rows)
-from .image_score import ImageEntityScorer
-from .images import ImageInput, image_key
-from .kb import Entity, KBError, KnowledgeBase
-from .kb_index import ExactIndex, IVFIndex
-from .kb_store import StoredKB, check_not_partial, name_key, open_kb
-from .llm import LanguageModel
-from .mapper import FeatureMapper, MapperSpec
-from .memory import release_unused_gpu_libraries, trim
-from .picture_memory import PictureMemory, Remembered
-from .prompt import PromptBuilder, Segment, demo_text, query_text
-from .retrieval import VectorIndex
-from .sense_prior import SensePriorCache, centred, neutral_segment
-from .sources import resolve
-from .trie import ArrayTrie, DictTrie, Trie
-from .types import Candidate, Demonstration, Example, Prediction
+from gemel.config import LinkerConfig, ProfileError, load_profile
+from gemel.errors import GemelError, InputError
+from gemel.generation.decoding import Hypothesis, Prefilled, beam_search, prefill, refill, score_sequences
+from gemel.generation.prompt import PromptBuilder, Segment, demo_text, query_text
+from gemel.generation.trie import ArrayTrie, DictTrie, Trie
+from gemel.image.gates import (
+    PictureFacts,
+    PictureFactsCache,
+    gated_image_scores,
+    image_mask,
+    load_scorer,
+    merge_candidates,
+    names_sense,
+    top_rows,
+)
+from gemel.image.memory import PictureMemory, Remembered
+from gemel.image.scorer import ImageEntityScorer
+from gemel.image.sense_prior import SensePriorCache, centred, neutral_segment
+from gemel.images import ImageInput, image_key
+from gemel.kb.demonstrations import DemonstrationPool, Retrieved, StoredKBPool, kb_examples, load_jsonl_examples, merge
+from gemel.kb.entities import Entity, KBError, KnowledgeBase
+from gemel.kb.index import ExactIndex, IVFIndex
+from gemel.kb.retrieval import VectorIndex
+from gemel.kb.store import StoredKB, check_not_partial, name_key, open_kb
+from gemel.memory import release_unused_gpu_libraries, trim
+from gemel.models.embedder import TextEmbedder, mention_in_context
+from gemel.models.features import FeatureStore
+from gemel.models.llm import LanguageModel
+from gemel.models.mapper import FeatureMapper, MapperSpec
+from gemel.sources import resolve
+from gemel.types import Candidate, Demonstration, Example, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +201,7 @@ class Linker:
         config = profile if isinstance(profile, LinkerConfig) else load_profile(profile)
         if sections:
             config = config.replace(**sections)
-        from .vision import VisionEncoder
+        from gemel.models.vision import VisionEncoder
 
         t0 = time.perf_counter()
         lm = LanguageModel.load(config.llm, config.base_dir)
@@ -347,7 +355,7 @@ class Linker:
         """(N_kb,) image scores of the query picture against every KB entity (the image scorer's fused
         similarity, z-scored over the KB), or None: no picture, no scorer, no vision feature, the scorer
         abstains or is less confident than ``image.min_confidence``, or the picture is a photo (less flat than
-        ``image.min_flatness``: :mod:`gemel.picture_style`). Reuses the picture's vision feature (the one
+        ``image.min_flatness``: :mod:`gemel.image.style`). Reuses the picture's vision feature (the one
         the visual prefix is made from)."""
         return self._image_scores(image)[0]
 
@@ -367,7 +375,7 @@ class Linker:
 
     def _remembering(self, scores: np.ndarray, feature: torch.Tensor, facts: Any, image: ImageInput,
                      mention: str | None) -> tuple[np.ndarray, str]:
-        """The image scores plus the picture memory's share (:mod:`gemel.picture_memory`): the labelled pictures
+        """The image scores plus the picture memory's share (:mod:`gemel.image.memory`): the labelled pictures
         people added (corrections, imported labels; not the shipped seed pool), drawings only."""
         c = self.config.image
         self._memory.sync((e for e in self.labelled_pool.live() if e.source != "seed"), self._remember)
@@ -496,7 +504,7 @@ class Linker:
         return self._shared.full_trie(self.config)
 
     def sense_rows(self, hyps: Sequence[Hypothesis], mention: str | None) -> list[int]:
-        """KB rows of the hypotheses that are senses the mention names (:func:`gemel.image_link.names_sense`)."""
+        """KB rows of the hypotheses that are senses the mention names (:func:`gemel.image.gates.names_sense`)."""
         if not mention:
             return []
         rows = [self._shared.row_of_tokens.get(h.tokens) for h in hyps]
@@ -505,7 +513,7 @@ class Linker:
     def sense_prior(self, qp: QueryPrompt, mention: str, rows: Sequence[int], pre: Prefilled | None = None
                     ) -> dict[int, float]:
         """Each row's log-probability (``decode.length_penalty``) under the content-free query of
-        :mod:`gemel.sense_prior` (the query's demonstrations, the caption replaced by the bare mention, no
+        :mod:`gemel.image.sense_prior` (the query's demonstrations, the caption replaced by the bare mention, no
         picture), not centred; kept per (mention, demonstrations, rows). ``pre``: the query's prefilled prompt,
         whose cached demonstrations are reused (and which is used up: decode before this)."""
         key = (mention, tuple(s.text for s in qp.segments[:-1]), tuple(rows))
@@ -542,7 +550,7 @@ class Linker:
              mention: str | None = None, prior: Mapping[int, float] | None = None) -> list[Candidate]:
         """Hypotheses as KB candidates, best fused score first (``w_llm * llm_logprob + w_ret * sim``, plus
         ``w_img * image_scores[row]`` when the query picture has image scores and the text leaves the choice
-        open, or only to the senses of a shared name: :func:`gemel.image_link.image_mask`, which needs the
+        open, or only to the senses of a shared name: :func:`gemel.image.gates.image_mask`, which needs the
         ``mention`` for ``image.trust_exact_name`` and ``image.choose_sense``). ``prior``: KB row -> the sense
         prior subtracted from that row's ``llm_logprob`` first (:meth:`sense_calibration`)."""
         prior = prior or {}
@@ -595,7 +603,7 @@ def _identity(section: Any, name: str) -> Any:
 
 def named_as(mention: str | None, entity: Entity) -> str:
     """The entity's alias that is the ``mention`` (up to case and spaces), else its title: the name the exact-name
-    rule (:func:`gemel.image_link.image_may_decide`) compares with the mention, so that an alias names its entity
+    rule (:func:`gemel.image.gates.image_may_decide`) compares with the mention, so that an alias names its entity
     as the title does."""
     key = name_key(mention or "")
     return next((a for a in entity.aliases if key and name_key(a) == key), entity.title)

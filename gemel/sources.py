@@ -13,7 +13,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from .errors import GemelError
+from gemel.errors import GemelError
 
 
 class SourceError(GemelError, FileNotFoundError):

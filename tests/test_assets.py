@@ -1,6 +1,6 @@
 """Properties of the shipped real-photo assets: seed demonstrations and evaluation sets.
 
-The assets (assets/seed/examples.jsonl, assets/eval/{dev,test}.jsonl, assets/images/) are the
+The assets (gemel/assets/seed/examples.jsonl, assets/eval/{dev,test}.jsonl, gemel/assets/images/) are the
 product's first demonstrations and the benchmark that decides whether the linker beats a plain
 embedding lookup, so every line must be well-formed, point at a real image and a real KB title,
 and the evaluation captions must not leak from the seed pool.
@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-FILES = {"seed": "seed/examples.jsonl", "dev": "eval/dev.jsonl", "test": "eval/test.jsonl"}
+FILES = {"seed": "../gemel/assets/seed/examples.jsonl", "dev": "eval/dev.jsonl", "test": "eval/test.jsonl"}
 MIN_LINES = {"seed": 48, "dev": 30, "test": 42}
 REQUIRED = ("id", "image", "text", "mention", "entity")
 ALLOWED = set(REQUIRED) | {"nil", "hard"}
@@ -33,7 +33,8 @@ def _read(split: str) -> list[dict[str, Any]]:
 SPLITS = {split: _read(split) for split in FILES}
 ALL = [(split, rec) for split, rows in SPLITS.items() for rec in rows]
 RECORD_IDS = [rec.get("id", f"{split}-?") for split, rec in ALL]
-IMAGES = sorted((ASSETS / "images").glob("*"))
+PACKAGE_IMAGES = ASSETS.parent / "gemel" / "assets" / "images"
+IMAGES = sorted(PACKAGE_IMAGES.glob("*"))
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +110,9 @@ def test_eval_has_ambiguous_names_resolved_differently() -> None:
 
 
 @pytest.mark.parametrize(("split", "rec"), ALL, ids=RECORD_IDS)
-def test_image_exists_under_assets(split: str, rec: dict[str, Any]) -> None:
-    path = (ASSETS / rec["image"]).resolve()
-    assert path.is_file() and ASSETS.resolve() in path.parents
+def test_image_is_a_shipped_package_image(split: str, rec: dict[str, Any]) -> None:
+    path = (ASSETS / rec["image"]).resolve()  # assets/images links to the package's images
+    assert path.is_file() and path.parent == PACKAGE_IMAGES.resolve()
 
 
 @pytest.mark.parametrize("path", IMAGES, ids=[p.name for p in IMAGES])
@@ -147,7 +148,7 @@ def test_assets_total_size_under_5_mb() -> None:
 def test_outpool_photos_load_from_the_package_and_are_in_no_pool(kb_titles) -> None:
     import hashlib
 
-    from gemel.demonstrations import load_jsonl_examples
+    from gemel.kb.demonstrations import load_jsonl_examples
 
     rows = load_jsonl_examples(ASSETS / "eval" / "outpool.jsonl", "outpool")
     assert len(rows) >= 12 and all(Path(r.image).is_file() for r in rows)
@@ -160,7 +161,7 @@ def test_outpool_photos_load_from_the_package_and_are_in_no_pool(kb_titles) -> N
 
 
 def test_a_package_picture_that_is_not_installed_is_named(tmp_path) -> None:
-    from gemel.demonstrations import load_jsonl_examples
+    from gemel.kb.demonstrations import load_jsonl_examples
     from gemel.sources import SourceError
 
     bad = tmp_path / "x.jsonl"

@@ -10,11 +10,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gemel.calibrate import (CalibrateConfig, CalibrationError, Scored, best_threshold, collect, profile_toml,
-                             rerank, search, write_profile)
 from gemel.config import load_profile
-from gemel.metrics import exact_match
-
+from gemel.data.metrics import exact_match
+from gemel.training.calibrate import (
+    CalibrateConfig,
+    CalibrationError,
+    Scored,
+    best_threshold,
+    collect,
+    profile_toml,
+    rerank,
+    search,
+    write_profile,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -72,7 +80,7 @@ def test_best_threshold_is_the_exact_optimum(rows, w):
 
 
 def test_rerank_reproduces_the_linkers_own_choice(tiny_linker, tiny_dir):
-    from gemel.evaluate import load_examples
+    from gemel.data.evaluate import load_examples
 
     examples = load_examples(tiny_dir / "seed.jsonl")[:4]
     scored = collect(tiny_linker, examples, progress=False)
@@ -103,7 +111,7 @@ def test_infinite_threshold_survives_the_round_trip(tiny_config, tmp_path):
 def test_calibrate_cli_writes_the_profile(tiny_config, tiny_dir, tmp_path, capsys):
     import json
 
-    from gemel.cli import main
+    from gemel.cli.main import main
 
     profile = tmp_path / "tiny.toml"
     profile.write_text(profile_toml(tiny_config))
@@ -126,8 +134,7 @@ def test_calibrate_cli_writes_the_profile(tiny_config, tiny_dir, tmp_path, capsy
 
 def test_calibrate_cli_reads_an_annotation_store(tiny_config, tmp_path, capsys):
     from annotations import Store
-
-    from gemel.cli import main
+    from gemel.cli.main import main
 
     db = tmp_path / "ann.db"
     store = Store.open(db)
@@ -158,7 +165,7 @@ def test_nothing_to_calibrate_on_is_refused():
 @pytest.mark.parametrize("argv,message", [(["--weights", "a,b"], "comma-separated"),
                                           (["--out", "cal.json"], "must end in .toml")])
 def test_calibrate_cli_refuses_bad_arguments(tiny_dir, capsys, argv, message):
-    from gemel.cli import main
+    from gemel.cli.main import main
 
     base = ["calibrate", "--profile", "offline", "--data", str(tiny_dir / "seed.jsonl"), "--out", "x.toml"]
     assert main(base + argv) == 2

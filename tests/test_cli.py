@@ -1,4 +1,4 @@
-"""Tests for gemel/cli.py: help for every command, profiles, kb build/search, single and batch linking.
+"""Tests for gemel/cli/main.py: help for every command, profiles, kb build/search, single and batch linking.
 
 Linking runs the real loaders on conftest's tiny profile written as a TOML file, through ``main([...])``.
 A batch holds good lines and one bad line of each kind: each bad line gets an ``error`` naming its problem,
@@ -13,10 +13,10 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import TINY_KB, tiny_profile
 from PIL import Image
 
-from conftest import TINY_KB, tiny_profile
-from gemel.cli import build_parser, main
+from gemel.cli.main import build_parser, main
 
 KB_TITLES = {title for title, _, _ in TINY_KB}
 
@@ -331,8 +331,8 @@ def test_batch_line_without_id_is_named_by_its_line(profile_toml, batch_dir, cap
 
 def test_kb_build_with_a_profile_writes_the_trie_the_linker_maps(profile_toml, tiny_config, tiny_dir, tmp_path,
                                                                  capsys):
+    from gemel.generation.trie import ArrayTrie
     from gemel.linker import Linker, prebuilt_trie
-    from gemel.trie import ArrayTrie
 
     out = tmp_path / "kb"
     assert main(["kb", "build", str(tiny_dir / "kb.jsonl"), "--out", str(out), "--profile", str(profile_toml),
@@ -356,7 +356,7 @@ def test_commands_other_than_annotations_do_not_import_the_store(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from gemel.cli import main; "
+    code = ("import sys; from gemel.cli.main import main; "
             f"rc = main(['kb', 'build', {str(tmp_path / 'none.jsonl')!r}, '--out', {str(tmp_path / 'kb')!r}]); "
             "print(rc, 'sqlite_utils' in sys.modules, 'pandas' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -16,12 +16,31 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from gemel.captions import (AMBIGUOUS_TEMPLATES, HIDDEN_FLAG, HIDDEN_THING, captions, flag_set,
-                            same_caption_groups, shared_surfaces, text_only_upper_bound)
-from gemel.corpus import (Corpus, CorpusError, CorpusItem, LinkConfig, NameLinker, SplitConfig, assign_split,
-                          build_corpus, entity_split, read_table, singular)
-from gemel.corpus_sources import Picture, cp_key, svg_metadata
-from gemel.kb import Entity, KnowledgeBase
+from gemel.kb.entities import Entity, KnowledgeBase
+from gemel.training.captions import (
+    AMBIGUOUS_TEMPLATES,
+    HIDDEN_FLAG,
+    HIDDEN_THING,
+    captions,
+    flag_set,
+    same_caption_groups,
+    shared_surfaces,
+    text_only_upper_bound,
+)
+from gemel.training.corpus import (
+    Corpus,
+    CorpusError,
+    CorpusItem,
+    LinkConfig,
+    NameLinker,
+    SplitConfig,
+    assign_split,
+    build_corpus,
+    entity_split,
+    read_table,
+    singular,
+)
+from gemel.training.corpus_sources import Picture, cp_key, svg_metadata
 
 KB = KnowledgeBase([
     Entity("Apple", "Fruit of the apple tree"), Entity("Apple Inc.", "American technology company"),
@@ -257,7 +276,7 @@ def test_groups_have_one_caption_distinct_entities_and_only_test_pictures(tmp_pa
 
 
 def test_reviewed_shared_names_add_groups_after_the_kb_ones(tmp_path):
-    from gemel.captions import read_shared_names
+    from gemel.training.captions import read_shared_names
 
     table = read_shared_names()
     assert table["hockey"] == {"Field hockey", "Ice hockey"} and "bear" not in table  # a hypernym, not a homonym
@@ -296,7 +315,7 @@ def test_hidden_captions_name_nothing_and_keep_the_entity(tmp_path):
 
 
 def test_caption_command_refuses_a_hidden_share_over_one(capsys):
-    from gemel.cli import main
+    from gemel.cli.main import main
 
     assert main(["corpus", "captions", "--out", "x", "--hidden", "2"]) != 0
     assert "--hidden 2.0 is not a share: give a number from 0 to 1" in capsys.readouterr().err
@@ -306,7 +325,7 @@ def test_caption_command_refuses_a_hidden_share_over_one(capsys):
 @pytest.mark.corpus_packages
 @pytest.mark.parametrize("source", ["noto", "twemoji", "openmoji", "simple-icons", "openclipart"])
 def test_real_source_reads_named_pictures(source):
-    from gemel.corpus_sources import READERS, SourceUnavailable
+    from gemel.training.corpus_sources import READERS, SourceUnavailable
 
     try:
         pictures = list(READERS[source]())
@@ -319,8 +338,12 @@ def test_real_source_reads_named_pictures(source):
 
 @pytest.mark.corpus_packages
 def test_real_flags_are_named_by_territory():
-    from gemel.corpus_sources import emoji_names
+    from gemel.training.corpus_sources import SourceUnavailable, emoji_names
 
+    try:
+        emoji_names(cp_key("🇩🇪"))
+    except SourceUnavailable as e:  # `make corpus-debs` installs unicode-cldr-core
+        pytest.skip(str(e))
     assert emoji_names(cp_key("🇩🇪"))[0] == ("Germany",) and emoji_names(cp_key("🇩🇪"))[2] == "flag"
     assert emoji_names(cp_key("🇨🇿"))[0] == ("Czechia", "Czech Republic")
     assert emoji_names(cp_key("🍎"))[0] == ("red apple",)
@@ -328,7 +351,7 @@ def test_real_flags_are_named_by_territory():
 
 @pytest.mark.parametrize("cmd", [[], ["build"], ["train-projection"], ["captions"], ["top"]])
 def test_every_corpus_command_has_help(cmd, capsys):
-    from gemel.cli import main
+    from gemel.cli.main import main
 
     with pytest.raises(SystemExit) as e:
         main(["corpus", *cmd, "--help"])

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gemel.datasets import (
+from gemel.data.readers import (
     FORMATS,
-    DataSummary,
     DatasetFormatError,
+    DataSummary,
     UnknownFormatError,
     detect_format,
     linkable_mention,
@@ -154,7 +154,7 @@ def test_read_wikidiverse_finds_released_images_and_counts_missing_ones(
                 "geneva": _md5("Geneva_talks_2021.svg") + ".png"}
     for name in released.values():
         (tmp_path / name).write_bytes(b"x")
-    with caplog.at_level(logging.WARNING, logger="gemel.datasets"):
+    with caplog.at_level(logging.WARNING, logger="gemel.data.readers"):
         lions, packers, geneva, _, obama, _ = read_wikidiverse(FIX / "wikidiverse.json", image_dir=tmp_path)
     assert lions.image == packers.image == str(tmp_path / released[LIONS_URL])
     assert geneva.image == str(tmp_path / released["geneva"])  # .svg was saved as .png
@@ -266,7 +266,7 @@ def test_locate_mention_gives_a_span_of_the_text(text: str, mention: str) -> Non
 ])
 def test_mentions_not_in_the_text_are_read_as_given_and_counted(
         name: str, reader, verbatim_false: list[str], caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="gemel.datasets"):
+    with caplog.at_level(logging.WARNING, logger="gemel.data.readers"):
         examples = list(reader(FIX / name))
     assert [e.mention for e in examples if e.meta.get("verbatim") is False] == verbatim_false
     assert f"{len(verbatim_false)} of {len(examples)} mentions do not occur verbatim" in caplog.text
@@ -437,7 +437,7 @@ def test_on_error_skip_logs_and_keeps_the_good_records(tmp_path: Path, caplog: p
              '{"text": "c d", "mention": "d", "entity": null}', '{"text": "c d", "mention": "e", "end": 9}',
              '{"text": "c d", "mention": "x", "verbatim": false}']
     path = _write(tmp_path, "mixed.jsonl", "\n".join(lines) + "\n")
-    with caplog.at_level(logging.WARNING, logger="gemel.datasets"):
+    with caplog.at_level(logging.WARNING, logger="gemel.data.readers"):
         examples = list(read_jsonl(path, on_error="skip"))
     assert [e.mention for e in examples] == ["a", "d", "x"]  # "x" is marked as a data set's mention
     assert "skipped 3 malformed record(s)" in caplog.text and f"{path}:2:" in caplog.text
@@ -592,7 +592,7 @@ class _Linker:
 
 
 def test_predict_prompts_a_mention_not_in_its_text_as_given() -> None:
-    from gemel.evaluate import predict
+    from gemel.data.evaluate import predict
 
     linker = _Linker()
     predict(linker, list(read_wikimel(FIX / "melbench_wikimel.json")), progress=False)
@@ -601,7 +601,7 @@ def test_predict_prompts_a_mention_not_in_its_text_as_given() -> None:
 
 
 def test_predict_passes_the_candidates_of_the_data_when_asked() -> None:
-    from gemel.evaluate import predict
+    from gemel.data.evaluate import predict
 
     linker = _Linker()
     examples = list(read_wikidiverse(FIX / "wikidiverse_w_10cands.json"))
@@ -612,7 +612,7 @@ def test_predict_passes_the_candidates_of_the_data_when_asked() -> None:
 
 
 def test_candidates_from_data_refuses_examples_without_candidates_before_linking() -> None:
-    from gemel.evaluate import EvaluationError, predict
+    from gemel.data.evaluate import EvaluationError, predict
 
     linker = _Linker()
     examples = list(read_wikidiverse(FIX / "wikidiverse_w_10cands.json")) + list(read_wikimel(FIX / "wikimel.json"))
@@ -622,7 +622,7 @@ def test_candidates_from_data_refuses_examples_without_candidates_before_linking
 
 
 def _tiny_profile(tiny_config, tmp_path: Path) -> Path:
-    from gemel.calibrate import profile_toml
+    from gemel.training.calibrate import profile_toml
 
     profile = tmp_path / "tiny.toml"
     profile.write_text(profile_toml(tiny_config))
@@ -642,7 +642,7 @@ def _original_wikimel(tmp_path: Path) -> Path:
 
 @pytest.mark.usefixtures("one_thread")
 def test_gemel_eval_reports_and_scores_mentions_not_in_their_text(tiny_config, tmp_path: Path, capsys) -> None:
-    from gemel.cli import main
+    from gemel.cli.main import main
 
     report = tmp_path / "report.json"
     assert main(["eval", "--profile", str(_tiny_profile(tiny_config, tmp_path)), "--data",
@@ -657,7 +657,7 @@ def test_gemel_eval_reports_and_scores_mentions_not_in_their_text(tiny_config, t
 
 @pytest.mark.usefixtures("one_thread")
 def test_gemel_eval_candidates_from_data(tiny_config, tmp_path: Path, capsys, monkeypatch) -> None:
-    from gemel.cli import main
+    from gemel.cli.main import main
     from gemel.linker import Linker
 
     profile = _tiny_profile(tiny_config, tmp_path)
@@ -693,7 +693,7 @@ def test_gemel_eval_candidates_from_data(tiny_config, tmp_path: Path, capsys, mo
 
 @pytest.mark.usefixtures("one_thread")
 def test_gemel_train_prints_the_counts_of_its_data(tiny_config, tmp_path: Path, capsys) -> None:
-    from gemel.cli import main
+    from gemel.cli.main import main
 
     assert main(["train", "--profile", str(_tiny_profile(tiny_config, tmp_path)), "--data",
                  str(_original_wikimel(tmp_path)), "--epochs", "1", "--grad-accum", "2", "--no-eval-before",

@@ -7,9 +7,9 @@ import random
 import pytest
 import torch
 
-from gemel.decoding import Hypothesis, beam_search, hf_beam_search, prefill, score_sequences
-from gemel.llm import LanguageModel
-from gemel.trie import DictTrie
+from gemel.generation.decoding import Hypothesis, beam_search, hf_beam_search, prefill, score_sequences
+from gemel.generation.trie import DictTrie
+from gemel.models.llm import LanguageModel
 
 NAMES = ["Grace Hopper", "Edward Hopper", "Grace Kelly", "Compiler", "Hopper", "Moon", "Mo", "Apple Inc."]
 

@@ -34,7 +34,7 @@ def test_examples(text, expected):
 
 
 def test_finds_most_capitalised_gold_mentions_of_the_shipped_examples():
-    lines = (ROOT / "assets" / "seed" / "examples.jsonl").read_text().splitlines()
+    lines = (ROOT / "gemel" / "assets" / "seed" / "examples.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines if line.strip()]
     capitalised = [r for r in records if r["mention"][:1].isupper() and " " not in r["mention"]]
     found = [r for r in capitalised if r["mention"] in surfaces(r["text"])

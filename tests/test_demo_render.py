@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from demo import render
-from gemel.kb import Entity
+from gemel.kb.entities import Entity
 
 EVIL = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 

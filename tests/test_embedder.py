@@ -1,4 +1,4 @@
-"""Tests for gemel/embedder.py: the transformers-only encoder computes what sentence-transformers computes."""
+"""Tests for gemel/models/embedder.py: the transformers-only encoder computes what sentence-transformers computes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gemel.config import EmbedderConfig
-from gemel.embedder import MeanPooledEncoder, TextEmbedder
+from gemel.models.embedder import MeanPooledEncoder, TextEmbedder
 
 TEXTS = ["a", "grace hopper | grace hopper at her desk", "apple", "the kiwi is a bird of new zealand " * 40,
          "orange and lemon", "b c d"]  # one longer than max_seq_length, lengths mixed across batches
@@ -33,7 +33,7 @@ def test_mean_pooled_encoder_matches_sentence_transformers(tiny_dir):
 
 
 def test_a_bulk_encode_hands_back_each_batch_and_a_single_batch_does_not(tiny_dir, monkeypatch):
-    from gemel import embedder
+    from gemel.models import embedder
 
     lean = TextEmbedder.load(EmbedderConfig(source=str(tiny_dir / "tiny-st"), batch_size=4))
     trimmed = lean.encode(TEXTS)  # with the real malloc_trim after each batch

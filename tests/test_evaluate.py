@@ -9,11 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from gemel.evaluate import (EvalOptions, EvaluationError, PrecomputedFeatures, baseline_predict, evaluate_linker,
-                            json_safe, load_examples, predict, with_feature_keys, write_report)
+from gemel.data.evaluate import (
+    EvalOptions,
+    EvaluationError,
+    PrecomputedFeatures,
+    baseline_predict,
+    evaluate_linker,
+    json_safe,
+    load_examples,
+    predict,
+    with_feature_keys,
+    write_report,
+)
 from gemel.errors import InputError
 from gemel.types import Example, Prediction
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -80,7 +89,7 @@ def test_nil_and_types_are_reported():
     examples = [Example(text="t1", mention="t", entity="A", id="1", meta={"type": "PER"}),
                 Example(text="t2", mention="t", entity=None, id="2", meta={"type": "ORG"}),
                 Example(text="t3", mention="t", entity="B", id="3", meta={"type": "PER"})]
-    from gemel.metrics import evaluate
+    from gemel.data.metrics import evaluate
 
     report = evaluate(predict(RecordingLinker({"t1": "A", "t2": None, "t3": None}), examples, progress=False),
                       examples)
@@ -90,7 +99,7 @@ def test_nil_and_types_are_reported():
 
 
 def test_baseline_is_the_nearest_kb_entry(tiny_linker, gold, monkeypatch):
-    from gemel.embedder import mention_in_context
+    from gemel.models.embedder import mention_in_context
 
     monkeypatch.setattr(tiny_linker, "link", lambda *a, **k: pytest.fail("the baseline must not run the LLM"))
     preds = baseline_predict(tiny_linker, gold, k=4)
@@ -104,8 +113,8 @@ def test_baseline_is_the_nearest_kb_entry(tiny_linker, gold, monkeypatch):
 
 
 def test_eval_cli_reports_gemel_beside_the_baseline(tiny_config, tiny_dir, tmp_path, capsys):
-    from gemel.calibrate import profile_toml
-    from gemel.cli import main
+    from gemel.cli.main import main
+    from gemel.training.calibrate import profile_toml
 
     profile = tmp_path / "tiny.toml"
     profile.write_text(profile_toml(tiny_config))
@@ -130,8 +139,8 @@ def test_eval_cli_reports_gemel_beside_the_baseline(tiny_config, tiny_dir, tmp_p
     (["--limit", "0"], "--limit 0"),
 ])
 def test_eval_cli_refuses_bad_arguments(tiny_config, tiny_dir, tmp_path, capsys, argv, message):
-    from gemel.calibrate import profile_toml
-    from gemel.cli import main
+    from gemel.cli.main import main
+    from gemel.training.calibrate import profile_toml
 
     profile = tmp_path / "tiny.toml"
     profile.write_text(profile_toml(tiny_config))
@@ -142,7 +151,7 @@ def test_eval_cli_refuses_bad_arguments(tiny_config, tiny_dir, tmp_path, capsys,
 
 
 def test_parse_sets_reads_toml_values():
-    from gemel.eval_cli import parse_sets
+    from gemel.cli.eval import parse_sets
 
     assert parse_sets(["decode.mode=beam", "decode.candidates=0", "decode.w_ret=1.5", "demos.kb_demos=false",
                        'kb.name="a b"']) == {"decode": {"mode": "beam", "candidates": 0, "w_ret": 1.5},

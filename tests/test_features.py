@@ -1,4 +1,4 @@
-"""Tests for gemel/features.py: the feature cache in memory (LRU) and on disk, keyed by image content."""
+"""Tests for gemel/models/features.py: the feature cache in memory (LRU) and on disk, keyed by image content."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from gemel.config import VisionConfig
-from gemel.features import FeatureStore
 from gemel.images import ImageError, image_key
-from gemel.vision import VisionEncoder
+from gemel.models.features import FeatureStore
+from gemel.models.vision import VisionEncoder
 
 DIM = 3
 

@@ -18,9 +18,9 @@ from PIL import Image
 
 from gemel.config import ImageConfig, LinkerConfig, ProfileError
 from gemel.errors import GemelError
-from gemel.decoding import Hypothesis
-from gemel.image_link import merge_candidates, top_rows
-from gemel.image_score import FusionConfig, ImageEntityScorer, ImageNetBridge, ImageScoreError, Projection, ScorerSpec
+from gemel.generation.decoding import Hypothesis
+from gemel.image.gates import merge_candidates, top_rows
+from gemel.image.scorer import FusionConfig, ImageEntityScorer, ImageNetBridge, ImageScoreError, Projection, ScorerSpec
 from gemel.types import Candidate
 
 TEXT, MENTION = "Look at this Apple.", "Apple"
@@ -110,7 +110,7 @@ def test_an_abstaining_scorer_adds_nothing(tiny_linker, tmp_path, tiny_dir):
 
 
 def test_below_min_confidence_the_image_adds_nothing(tiny_linker, scorer_file, tiny_dir):
-    from gemel.image_link import confidence
+    from gemel.image.gates import confidence
 
     image = tiny_dir / "img.png"
     sure = _with_image(tiny_linker, scorer_file, weight=5.0, candidates=4)
@@ -135,7 +135,7 @@ def test_no_picture_links_exactly_as_without_a_scorer(tiny_linker, scorer_file):
 def test_a_picture_is_decoded_once_for_the_gates_across_links(tiny_linker, scorer_file, tmp_path, monkeypatch):
     """Re-linking a picture (several mentions of one upload) reuses its flatness and colour layout; another
     picture, or the same one changed on disk, is read again; the scores are the same either way."""
-    import gemel.image_link as image_link
+    import gemel.image.gates as image_link
 
     linker = _with_image(tiny_linker, scorer_file, weight=5.0, candidates=4)
     linker = linker.replace(config=linker.config.replace(image={"min_flatness": 0.01}))
@@ -215,14 +215,14 @@ def test_a_bridge_scorer_needs_a_classifier_head(tiny_linker, tmp_path):
 
 # ---- fitting w_img and K_img on dev records --------------------------------------------------------
 def _record(gold, image=(0.0, 2.0, 3.0), stratum="all"):
-    from gemel.image_fit import ImageScored
+    from gemel.training.image_fit import ImageScored
 
     return ImageScored("x", gold, ("A", "B", "C"), (-1.0, -1.5, -1.2), (0.0, 0.0, 0.0), image,
                        (True, True, False), (-1, 1, 0), stratum)
 
 
 def test_choose_keeps_k_image_candidates_and_weighs_the_image():
-    from gemel.image_fit import choose
+    from gemel.training.image_fit import choose
 
     r = _record("B")
     assert choose(r, 0.0, 0) == "A"  # text candidates only, LLM decides
@@ -233,7 +233,7 @@ def test_choose_keeps_k_image_candidates_and_weighs_the_image():
 
 
 def test_fit_picks_the_best_pair_and_prefers_fewer_candidates():
-    from gemel.image_fit import ImageFitError, fit
+    from gemel.training.image_fit import ImageFitError, fit
 
     items = [_record("B", stratum="s1"), _record("A", (0.0, 0.1, 0.0), stratum="s2")]
     result = fit(items, w_ret=0.0, weights=(0.0, 1.0, 5.0), candidates=(0, 1, 2))
@@ -254,7 +254,7 @@ def test_fit_picks_the_best_pair_and_prefers_fewer_candidates():
 
 
 def test_collect_one_keeps_where_candidates_came_from(tiny_linker, scorer_file, tiny_dir):
-    from gemel.image_fit import choose, collect_one
+    from gemel.training.image_fit import choose, collect_one
     from gemel.types import Example
 
     linker = _with_image(tiny_linker, scorer_file, weight=0.0, candidates=3)
@@ -267,7 +267,7 @@ def test_collect_one_keeps_where_candidates_came_from(tiny_linker, scorer_file, 
 
 
 def test_cli_shows_the_image_score_only_when_there_is_one():
-    from gemel.cli import format_prediction
+    from gemel.cli.main import format_prediction
     from gemel.types import Prediction
 
     cands = [Candidate("Apple", 1.0, -2.0, 0.5, "fruit", image_score=1.25), Candidate("Apple Inc.", 0.5, -2.0, 0.4)]
@@ -286,8 +286,16 @@ def _dev_rows(tiny_dir, n=4):
 
 
 def test_calibrate_image_is_never_worse_than_no_image(tiny_linker, scorer_file, tiny_dir):
-    from gemel.image_fit import (CONFIDENCES, EXACT_NAMES, FLATNESSES, IMAGE_CANDIDATES, MARGINS, WEIGHTS,
-                                 calibrate_image, open_gates)
+    from gemel.training.image_fit import (
+        CONFIDENCES,
+        EXACT_NAMES,
+        FLATNESSES,
+        IMAGE_CANDIDATES,
+        MARGINS,
+        WEIGHTS,
+        calibrate_image,
+        open_gates,
+    )
     from gemel.types import Example
 
     linker = _with_image(tiny_linker, scorer_file, weight=2.0, candidates=1)
@@ -308,9 +316,9 @@ def test_calibrate_cli_fits_the_image_section(tiny_config, tiny_dir, scorer_file
     import json
     import re
 
-    from gemel.calibrate import profile_toml
-    from gemel.cli import main
+    from gemel.cli.main import main
     from gemel.config import load_profile
+    from gemel.training.calibrate import profile_toml
 
     profile = tmp_path / "tiny.toml"
     profile.write_text(profile_toml(tiny_config.replace(image={"scorer": scorer_file, "weight": 1.0})))

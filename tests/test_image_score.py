@@ -15,11 +15,24 @@ import torch
 from PIL import Image
 
 from gemel.config import VisionConfig
-from gemel.image_score import (BridgeConfig, ColourExemplars, ExemplarConfig, FusionConfig, ImageEntityScorer, ImageNetBridge,
-                               ImageScoreError, colour_layout,
-                               Projection, ProjectionConfig, ScorerSpec, fit_fusion, normalise, train_projection)
+from gemel.image.scorer import (
+    BridgeConfig,
+    ColourExemplars,
+    ExemplarConfig,
+    FusionConfig,
+    ImageEntityScorer,
+    ImageNetBridge,
+    ImageScoreError,
+    Projection,
+    ProjectionConfig,
+    ScorerSpec,
+    colour_layout,
+    fit_fusion,
+    normalise,
+    train_projection,
+)
 from gemel.images import load_image, to_rgb
-from gemel.vision import VisionEncoder
+from gemel.models.vision import VisionEncoder
 
 D = 16  # embedder dim of the tests
 
@@ -224,7 +237,7 @@ def test_sixteen_bit_grey_is_scaled_not_clipped():
 def test_real_bridge_names_a_cat():
     from skimage import data
 
-    from gemel.image_training import bridge_for, load_parts
+    from gemel.training.image_scorer import bridge_for, load_parts
 
     parts = load_parts("offline")
     bridge = bridge_for(parts)
@@ -316,7 +329,7 @@ def test_exemplars_join_the_scorer_only_with_a_picture_and_titles(scorer, kb, tm
 
 
 def test_scores_against_float16_rows_are_computed_a_chunk_at_a_time_with_the_same_numbers():
-    from gemel.image_score import _dot_rows
+    from gemel.image.scorer import _dot_rows
 
     rng = np.random.default_rng(0)
     rows = rng.standard_normal((1000, 16)).astype(np.float16)  # like a built KB's memory-mapped vectors
@@ -327,7 +340,7 @@ def test_scores_against_float16_rows_are_computed_a_chunk_at_a_time_with_the_sam
 
 
 def test_exemplar_columns_are_found_once_per_titles_object_and_follow_a_new_one():
-    from gemel.image_score import ColourExemplars
+    from gemel.image.scorer import ColourExemplars
 
     ex = ColourExemplars(np.eye(3, dtype=np.float32), ["b", "x", "a"], scale=1.0)  # other exemplars: kernel 0
     titles = ["a", "b", "c"]

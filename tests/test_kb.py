@@ -1,4 +1,4 @@
-"""Tests for gemel/kb.py: every readable format, malformed input named at file:line, search order, text helpers."""
+"""Tests for gemel/kb/entities.py: every readable format, malformed input named at file:line, search order, text helpers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gemel.kb import Entity, KBError, KnowledgeBase
+from gemel.kb.entities import Entity, KBError, KnowledgeBase
 
 RECORDS = [
     {"title": "Grace Hopper", "description": "American computer scientist", "extract": "She wrote a compiler."},
@@ -122,7 +122,7 @@ def test_duplicates_collapse_and_the_first_wins(tmp_path):
 
 
 def test_an_interrupted_save_leaves_the_earlier_kb_whole(tmp_path, monkeypatch):
-    import gemel.kb as kb_module
+    import gemel.kb.entities as kb_module
 
     KnowledgeBase([Entity("Moon", "old")]).save(tmp_path)
     calls = {"n": 0}

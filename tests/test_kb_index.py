@@ -1,4 +1,4 @@
-"""Tests for gemel/kb_index.py: the on-disk IVF index equals exact search when it probes every list, its nprobe
+"""Tests for gemel/kb/index.py: the on-disk IVF index equals exact search when it probes every list, its nprobe
 is the measured smallest one reaching the target recall, and the exact reference is right."""
 
 from __future__ import annotations
@@ -6,8 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gemel.kb_index import (ExactIndex, IVFIndex, KBIndexConfig, KBIndexError, build_ivf, exact_search, gather,
-                            recall_at_k)
+from gemel.kb.index import (
+    ExactIndex,
+    IVFIndex,
+    KBIndexConfig,
+    KBIndexError,
+    build_ivf,
+    exact_search,
+    gather,
+    recall_at_k,
+)
 
 
 def unit(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:

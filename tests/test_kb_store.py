@@ -1,5 +1,5 @@
-"""Tests for the built, memory-mapped KB: gemel/kb_build.py (streaming, resumable, sharded build),
-gemel/kb_store.py (opening it lazily) and the linker over it."""
+"""Tests for the built, memory-mapped KB: gemel/kb/build.py (streaming, resumable, sharded build),
+gemel/kb/store.py (opening it lazily) and the linker over it."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import TINY_KB
 from test_cli import profile_toml  # noqa: F401  (the tiny profile as a TOML file)
-from gemel.cli import main
-from gemel.embedder import TextEmbedder
-from gemel.kb import Entity, KBError, KnowledgeBase, read_numbered
-from gemel.kb_build import BuildConfig, build, merge, parse_shard
-from gemel.kb_index import KBIndexConfig
-from gemel.kb_store import StoredKB, open_kb, partial_of
+
+from gemel.cli.main import main
+from gemel.kb.build import BuildConfig, build, merge, parse_shard
+from gemel.kb.entities import Entity, KBError, KnowledgeBase, read_numbered
+from gemel.kb.index import KBIndexConfig
+from gemel.kb.store import StoredKB, open_kb, partial_of
+from gemel.models.embedder import TextEmbedder
 
 SMALL = BuildConfig(chunk=4, embed_batch=3, progress=False)
 
@@ -157,7 +157,7 @@ def test_merge_names_a_missing_shard(source, tmp_path, embedder):
 def test_a_second_writer_of_the_same_kb_is_refused_and_writes_nothing(source, tmp_path, embedder):
     import os
 
-    from gemel.kb_build import reindex, writing
+    from gemel.kb.build import reindex, writing
 
     out = tmp_path / "kb"
     with writing(out):  # another `gemel kb build` of the same folder is running (flock: per open file)
@@ -231,7 +231,7 @@ def test_entity_round_trip_keeps_aliases(tmp_path):
 @pytest.mark.parametrize("mention,name", [("luna", "Luna"), (" LUNA ", "Luna"), ("Moon", "Moon"), ("Lun", "Moon"),
                                           (None, "Moon")])
 def test_the_exact_name_rule_sees_the_alias_the_mention_names(mention, name):
-    from gemel.image_link import names_exactly
+    from gemel.image.gates import names_exactly
     from gemel.linker import named_as
 
     moon = Entity("Moon", "satellite", "", ("Luna",))
@@ -242,7 +242,7 @@ def test_the_exact_name_rule_sees_the_alias_the_mention_names(mention, name):
 def test_whole_kb_beam_search_over_a_built_kb_uses_its_trie_and_maps_names_back(source, tmp_path, embedder,
                                                                                 tiny_config):
     from gemel.linker import Linker, prebuilt_trie
-    from gemel.llm import LanguageModel
+    from gemel.models.llm import LanguageModel
 
     lm = LanguageModel.tokenizer_only(tiny_config.llm, tiny_config.base_dir)
     build(source, tmp_path / "kb", embedder, config=SMALL, tokenizer=tiny_config.llm.source,
@@ -256,7 +256,7 @@ def test_whole_kb_beam_search_over_a_built_kb_uses_its_trie_and_maps_names_back(
 
 
 def test_reindex_switches_the_index_without_embedding_again(source, tmp_path, embedder, capsys):
-    from gemel.kb_build import reindex
+    from gemel.kb.build import reindex
 
     build(source, tmp_path / "kb", embedder, config=SMALL)
     before = np.array(StoredKB(tmp_path / "kb").vectors)
@@ -314,7 +314,7 @@ def test_title_index_answers_the_autocomplete_as_the_table_scan_does(tmp_path, e
     with sqlite3.connect(out / "entries.sqlite") as db:  # an index-less KB (built before it) ...
         db.execute("DROP TABLE title_search")
     assert not StoredKB(out)._title_search and StoredKB(out).search("pple") == found
-    from gemel.kb_build import reindex
+    from gemel.kb.build import reindex
 
     reindex(out, SMALL)  # ... gets it from `gemel kb index`
     assert StoredKB(out)._title_search and StoredKB(out).search("pple") == found
@@ -373,7 +373,7 @@ def test_the_embedding_process_ends_with_a_killed_build(source, tmp_path):
     from pathlib import Path
 
     note = tmp_path / "pid"
-    code = ("import functools, pathlib, sys; from gemel.kb_build import build; from test_kb_store import "
+    code = ("import functools, pathlib, sys; from gemel.kb.build import build; from test_kb_store import "
             f"_sleeping_loader; build({str(source)!r}, {str(tmp_path / 'kb')!r}, "
             f"functools.partial(_sleeping_loader, pathlib.Path({str(note)!r})))")
     tests = str(Path(__file__).parent)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gemel.config import ProfileError
-from gemel.decoding import Hypothesis, prefill
+from gemel.generation.decoding import Hypothesis, prefill
 from gemel.linker import Linker
 from gemel.types import Example
 

@@ -1,4 +1,4 @@
-"""Tests for gemel/mapper.py: shapes, checkpoints that carry their spec, official .pkl files, safe loading."""
+"""Tests for gemel/models/mapper.py: shapes, checkpoints that carry their spec, official .pkl files, safe loading."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gemel.mapper import FeatureMapper, MapperMismatchError, MapperSpec, check_compatible
+from gemel.models.mapper import FeatureMapper, MapperMismatchError, MapperSpec, check_compatible
 
 SPEC = MapperSpec(vision="tiny-vit", vision_dim=6, llm="tiny-llm", hidden_size=5, prefix_length=3)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gemel.metrics import EvalConfig, MetricsError, evaluate, exact_match, wilson_interval
+from gemel.data.metrics import EvalConfig, MetricsError, evaluate, exact_match, wilson_interval
 from gemel.types import Candidate, Example, Prediction
 
 

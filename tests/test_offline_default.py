@@ -41,7 +41,7 @@ def test_real_photos_link_to_the_right_entity(offline_linker, image, text, menti
 
 
 def test_cli_links_a_real_photo(tmp_path, capsys):
-    from gemel.cli import main
+    from gemel.cli.main import main
 
     photo = ASSETS / "images/grace_hopper.jpg"
     code = main(["link", "--image", str(photo), "--text", "Hopper led the team that built the A-0 compiler.",

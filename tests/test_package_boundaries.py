@@ -24,7 +24,7 @@ def test_annotations_loads_neither_torch_nor_gemel():
 
 
 def test_gemel_loads_no_sqlite():
-    mods = loaded_after("import gemel, gemel.linker, gemel.train, gemel.evaluate, gemel.calibrate")
+    mods = loaded_after("import gemel, gemel.linker, gemel.training.train, gemel.data.evaluate, gemel.training.calibrate")
     assert "sqlite3" not in mods and "annotations" not in mods
 
 
@@ -45,7 +45,7 @@ def test_every_gemel_error_is_a_gemel_error(module):
 
 
 def test_the_cli_shows_gemel_errors_and_lets_bugs_through(monkeypatch, capsys):
-    from gemel import cli
+    from gemel.cli import main as cli
 
     def bug(args):
         raise ValueError("a real bug")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from gemel.calibrate import profile_toml
-from gemel.cli import main
+from gemel.cli.main import main
+from gemel.training.calibrate import profile_toml
 
 URL = "https://upload.wikimedia.org/wikipedia/commons/{}.jpg"
 TRAIN = [("Hopper wrote the first compiler for a programming language.", "Hopper", "Grace Hopper", "a"),
@@ -73,8 +73,8 @@ def test_eval_runs_the_paper_path_end_to_end(paper_files, tiny_linker, capsys):
 def test_prompts_use_the_precomputed_features_and_the_pool(paper_files, monkeypatch):
     import argparse
 
-    from gemel.eval_cli import examples_for, load_for_eval
-    from gemel.evaluate import PrecomputedFeatures
+    from gemel.cli.eval import examples_for, load_for_eval
+    from gemel.data.evaluate import PrecomputedFeatures
 
     d = paper_files
     args = argparse.Namespace(profile=str(d / "paper-tiny.toml"), set=[], mapper=None, format="auto",

@@ -1,4 +1,4 @@
-"""The picture memory (gemel/picture_memory.py): what a labelled picture teaches the image score, and what not."""
+"""The picture memory (gemel/image/memory.py): what a labelled picture teaches the image score, and what not."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gemel.config import ImageConfig, ProfileError
-from gemel.picture_memory import PictureMemory, Remembered, picture_similarity
+from gemel.image.memory import PictureMemory, Remembered, picture_similarity
 from gemel.types import Example
 
 

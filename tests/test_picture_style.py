@@ -9,7 +9,7 @@ from PIL import Image
 from test_image_linking import MENTION, TEXT, _record, _with_image, scorer_file  # noqa: F401  (fixture)
 
 from gemel.config import ImageConfig, ProfileError
-from gemel.picture_style import flatness
+from gemel.image.style import flatness
 
 
 def _drawing(size=(200, 120)) -> Image.Image:
@@ -79,7 +79,7 @@ def test_min_flatness_must_be_a_share():
 def test_fit_gates_photos_by_flatness_and_keeps_the_guarded_stratum():
     from dataclasses import replace
 
-    from gemel.image_fit import choose, fit
+    from gemel.training.image_fit import choose, fit
 
     drawing = replace(_record("B", stratum="drawings"), flatness=0.9)
     photo = replace(_record("A", (0.0, 3.0, 0.0), stratum="photos"), flatness=0.1)  # the image is wrong here
@@ -94,7 +94,7 @@ def test_fit_gates_photos_by_flatness_and_keeps_the_guarded_stratum():
 
 # ---- the text-margin gate: the picture decides only what the text leaves open --------------------------------
 def test_text_leaves_open_compares_the_best_two_text_scores():
-    from gemel.image_link import text_leaves_open
+    from gemel.image.gates import text_leaves_open
 
     assert text_leaves_open([-3.0, -1.0, -1.5], 1.0)  # best two 0.5 apart
     assert not text_leaves_open([-3.0, -1.0, -2.0], 1.0)  # exactly 1.0 apart: decided
@@ -102,7 +102,7 @@ def test_text_leaves_open_compares_the_best_two_text_scores():
 
 
 def test_the_image_does_not_overrule_a_text_that_has_decided(tiny_linker, scorer_file):  # noqa: F811
-    from gemel.decoding import Hypothesis
+    from gemel.generation.decoding import Hypothesis
 
     query = tiny_linker.embedder.encode([TEXT])
     a, b = tiny_linker.kb.index("Apple"), tiny_linker.kb.index("Apple Inc.")
@@ -122,7 +122,7 @@ def test_the_image_does_not_overrule_a_text_that_has_decided(tiny_linker, scorer
 def test_fit_finds_the_margin_that_keeps_named_mentions_and_opens_ambiguous_ones():
     from dataclasses import replace
 
-    from gemel.image_fit import ImageScored, choose, fit
+    from gemel.training.image_fit import ImageScored, choose, fit
 
     def rec(gold, llm, image, stratum):
         return ImageScored("x", gold, ("A", "B"), llm, (0.0, 0.0), image, (True, True), (1, 0), stratum, None, 0.9)
@@ -139,7 +139,7 @@ def test_fit_finds_the_margin_that_keeps_named_mentions_and_opens_ambiguous_ones
 
 def test_an_exact_name_is_trusted_unless_several_candidates_share_it():
     from gemel.config import ImageConfig
-    from gemel.image_link import image_may_decide, names_exactly
+    from gemel.image.gates import image_may_decide, names_exactly
 
     assert names_exactly("Japan", "Japan") and names_exactly(" nut ", "Nut (hardware)")
     assert not names_exactly("the country", "Country") and not names_exactly("", "Country")
@@ -151,7 +151,7 @@ def test_an_exact_name_is_trusted_unless_several_candidates_share_it():
 
 
 def test_the_picture_picks_among_the_senses_a_mention_names():
-    from gemel.image_link import image_mask
+    from gemel.image.gates import image_mask
 
     senses = ["Nut (fruit)", "Nut (hardware)", "Hazelnut"]
     far_apart = [-7.0, -18.0, -14.0]  # the LLM's prior for the fruit, not the caption's evidence
@@ -166,7 +166,7 @@ def test_the_picture_picks_among_the_senses_a_mention_names():
 
 
 def test_a_mention_also_names_the_longer_titles_it_ends():
-    from gemel.image_link import image_mask, names_as_head, names_sense
+    from gemel.image.gates import image_mask, names_as_head, names_sense
 
     assert names_as_head("mouse", "Computer mouse") and names_as_head("Hockey", "Ice hockey (sport)")
     assert names_as_head("Jordan", "Michael Jordan") and names_as_head("nut", "Brazil nut")
@@ -185,7 +185,7 @@ def test_a_mention_also_names_the_longer_titles_it_ends():
 
 
 def test_choose_gives_the_image_score_to_the_senses_only():
-    from gemel.image_fit import ImageScored, choose
+    from gemel.training.image_fit import ImageScored, choose
 
     r = ImageScored("x", "Nut (hardware)", ("Nut (fruit)", "Nut (hardware)", "Lock"), (-7.4, -17.9, -25.3),
                     (0.0, 0.0, 0.0), (0.4, 5.7, 8.0), (True, True, False), (-1, 2, 0), "groups", None, 0.9,
@@ -198,7 +198,7 @@ def test_choose_gives_the_image_score_to_the_senses_only():
 
 
 def test_choose_counts_the_longer_titles_a_mention_ends_as_senses():
-    from gemel.image_fit import ImageScored, choose
+    from gemel.training.image_fit import ImageScored, choose
 
     r = ImageScored("x", "Computer mouse", ("Mouse", "Computer mouse", "Head"), (-3.0, -8.0, -20.0),
                     (0.0, 0.0, 0.0), (4.9, 9.3, 9.5), (True, True, False), (-1, 1, 0), "groups", None, 0.95,
@@ -214,7 +214,7 @@ def test_choose_counts_the_longer_titles_a_mention_ends_as_senses():
 def test_the_linker_scores_only_the_senses_with_the_picture(tiny_linker, scorer_file):  # noqa: F811
     from types import SimpleNamespace
 
-    from gemel.decoding import Hypothesis
+    from gemel.generation.decoding import Hypothesis
     from gemel.linker import image_use
 
     query = tiny_linker.embedder.encode([TEXT])
@@ -239,7 +239,7 @@ def test_the_linker_scores_only_the_senses_with_the_picture(tiny_linker, scorer_
 
 def test_every_answer_says_how_the_image_score_took_part(tiny_linker, scorer_file, tmp_path):  # noqa: F811
     from demo.render import meta_html
-    from gemel.cli import format_prediction
+    from gemel.cli.main import format_prediction
 
     drawing, photo = _saved_pictures(tmp_path)
     linker = _gated(tiny_linker, scorer_file, weight=2.0, candidates=2)

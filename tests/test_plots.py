@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gemel.plots import PlotConfig, PlotError, plot_ablation, plot_corrections, plot_precision, plot_training
+from gemel.data.plots import PlotConfig, PlotError, plot_ablation, plot_corrections, plot_precision, plot_training
 
 SMALL = PlotConfig(width=320, height=200, dpi=80)
 LOG = [{"step": i, "loss": 3.0 / (i + 1)} for i in range(30)] + [
@@ -90,6 +90,6 @@ def test_plot_config_rejects(kwargs: dict, fragment: str) -> None:
 
 
 def test_import_does_not_load_matplotlib() -> None:
-    code = "import sys, gemel.plots; sys.exit('matplotlib' in sys.modules)"
+    code = "import sys, gemel.data.plots; sys.exit('matplotlib' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], check=False, cwd=root, timeout=60).returncode == 0

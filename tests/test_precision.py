@@ -1,4 +1,4 @@
-"""Precision of the frozen LLM (gemel/precision.py): what "auto" picks, and that bfloat16 keeps the answers.
+"""Precision of the frozen LLM (gemel/models/precision.py): what "auto" picks, and that bfloat16 keeps the answers.
 
 Tolerance of the tiny-model tests: bfloat16 keeps 8 bits of mantissa, so each token log-probability moves a
 little; over a name of ~12 character tokens the summed score may move by at most ``TOL`` = 0.05 nat (measured:
@@ -14,10 +14,10 @@ import math
 import pytest
 import torch
 
-from gemel import precision
-from gemel.config import ProfileError, LinkerConfig, LLMConfig
-from gemel.decoding import prefill, score_sequences
-from gemel.llm import LanguageModel
+from gemel.config import LinkerConfig, LLMConfig, ProfileError
+from gemel.generation.decoding import prefill, score_sequences
+from gemel.models import precision
+from gemel.models.llm import LanguageModel
 from gemel.types import Example, Prediction
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -140,7 +140,7 @@ def test_int8_moves_scores_more_but_stays_finite(models):
 
 def test_mapper_gets_a_finite_gradient_through_a_bfloat16_llm(tiny_config):
     from gemel.linker import Linker
-    from gemel.train import answer_loss, training_prompt
+    from gemel.training.train import answer_loss, training_prompt
 
     linker = Linker.load(tiny_config.replace(llm={"dtype": "bfloat16"}))
     assert linker.mapper.linear.weight.dtype == torch.float32  # the trained part stays float32
@@ -158,7 +158,7 @@ def test_mapper_gets_a_finite_gradient_through_a_bfloat16_llm(tiny_config):
 def test_training_refuses_an_int8_llm(tiny_config, tmp_path):
     """Quantised Linears pass no gradient back (the mapper would silently not learn): refused by name."""
     from gemel.linker import Linker
-    from gemel.train import TrainConfig, TrainError, train
+    from gemel.training.train import TrainConfig, TrainError, train
 
     linker = Linker.load(tiny_config.replace(llm={"dtype": "int8"}))
     examples = [ex for ex in linker.labelled_pool.examples if ex.image]
@@ -185,7 +185,7 @@ def test_meta_line_shows_the_precision():
 
 
 def test_profiles_command_shows_what_auto_resolves_to(flags, capsys):
-    from gemel.cli import main
+    from gemel.cli.main import main
 
     flags("avx512_bf16")
     assert main(["profiles"]) == 0
@@ -202,7 +202,7 @@ DEV_CASES = 12  # the first 12 cases of dev.jsonl: on a CPU without native bf16 
 def test_bfloat16_and_float32_answer_the_same_on_dev(offline_linker):
     from pathlib import Path
 
-    from gemel.evaluate import load_examples, predict
+    from gemel.data.evaluate import load_examples, predict
 
     dev = load_examples(Path(__file__).resolve().parents[1] / "assets/eval/dev.jsonl", limit=DEV_CASES)
     answers = {}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gemel.config import load_profile
-from gemel.prompt import PromptBuilder, Segment, demo_text, query_text
+from gemel.generation.prompt import PromptBuilder, Segment, demo_text, query_text
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def opt_like(tiny_dir):
     from tokenizers.processors import TemplateProcessing
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-    from gemel.llm import LanguageModel
+    from gemel.models.llm import LanguageModel
 
     tok = PreTrainedTokenizerFast.from_pretrained(tiny_dir / "tiny-llm")
     bos = tok.convert_tokens_to_ids("</s>")  # OPT's BOS is its </s>

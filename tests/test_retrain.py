@@ -14,8 +14,8 @@ import torch
 from demo.config import AppConfig
 from demo.handlers import Studio
 from demo.retrain_job import RetrainJob
-from gemel import retrain as retrain_mod
-from gemel.retrain import (
+from gemel.training import retrain as retrain_mod
+from gemel.training.retrain import (
     RetrainConfig,
     RetrainError,
     Scores,
@@ -205,7 +205,7 @@ def test_a_crash_mid_training_leaves_the_serving_model_untouched(studio, photo, 
         trained.append(model)
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr("gemel.train.Trainer._epoch", crash)
+    monkeypatch.setattr("gemel.training.train.Trainer._epoch", crash)
     studio.retrain.start()
     state = studio.retrain.wait(60)
     assert trained and trained[0] is not serving.mapper
@@ -292,7 +292,7 @@ def profile_toml(tiny_config, tiny_dir, tmp_path) -> Path:
 
 
 def test_gemel_train_on_a_tiny_store_end_to_end(studio, photo, profile_toml, tmp_path, capsys):
-    from gemel.cli import main
+    from gemel.cli.main import main
 
     decide_all(studio, photo, DECISIONS + [("The cat slept.", "cat", None)])
     out = tmp_path / "run"
@@ -307,7 +307,7 @@ def test_gemel_train_on_a_tiny_store_end_to_end(studio, photo, profile_toml, tmp
 def test_gemel_train_judge_prints_the_verdict(studio, photo, profile_toml, tmp_path, capsys):
     import json
 
-    from gemel.cli import main
+    from gemel.cli.main import main
 
     decide_all(studio, photo)
     test = tmp_path / "test.jsonl"
@@ -329,7 +329,7 @@ def test_training_never_moves_the_shared_models(linker, photo, tmp_path, monkeyp
     device = next(linker.lm.model.parameters()).device
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine serving on the CPU
     seen = []
-    monkeypatch.setattr("gemel.train.Trainer._accelerator",
+    monkeypatch.setattr("gemel.training.train.Trainer._accelerator",
                         lambda self: seen.append(self.config.cpu) or pytest.fail("stop after the device choice"))
     with pytest.raises(pytest.fail.Exception):
         retrain(linker, examples(photo), tmp_path, FAST)

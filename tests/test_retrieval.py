@@ -1,4 +1,4 @@
-"""Tests for gemel/retrieval.py: cosine top-k, exact below the threshold, HNSW above it."""
+"""Tests for gemel/kb/retrieval.py: cosine top-k, exact below the threshold, HNSW above it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from gemel.retrieval import IndexConfig, IndexFormatError, VectorIndex
+from gemel.kb.retrieval import IndexConfig, IndexFormatError, VectorIndex
 
 DIM = 16
 
@@ -86,7 +86,7 @@ def test_switch_to_hnsw_keeps_ids_and_recall(caplog: pytest.LogCaptureFixture) -
     index = VectorIndex(DIM, IndexConfig(exact_threshold=500))
     index.add(data[:400])
     assert index.kind == "flat"
-    with caplog.at_level(logging.INFO, logger="gemel.retrieval"):
+    with caplog.at_level(logging.INFO, logger="gemel.kb.retrieval"):
         ids = index.add(data[400:])
     assert index.kind == "hnsw" and ids.tolist() == list(range(400, 2000))
     assert sum("HNSW" in r.message for r in caplog.records) == 1  # one logged rebuild

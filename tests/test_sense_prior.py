@@ -1,4 +1,4 @@
-"""The senses' prior under a content-free query, removed before the picture picks the sense (gemel/sense_prior.py)."""
+"""The senses' prior under a content-free query, removed before the picture picks the sense (gemel/image/sense_prior.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_image_linking import TEXT, _with_image, scorer_file  # noqa: F401  (fixture)
 
-from gemel.sense_prior import SensePriorCache, calibrated, centred, neutral_segment
+from gemel.image.sense_prior import SensePriorCache, calibrated, centred, neutral_segment
 
 
 def test_the_prior_is_centred_over_the_senses_and_leaves_the_other_candidates_alone():
@@ -35,7 +35,7 @@ def test_the_cache_keeps_the_last_priors():
 
 
 def test_choose_removes_the_recorded_prior_of_the_kept_senses():
-    from gemel.image_fit import ImageScored, choose
+    from gemel.training.image_fit import ImageScored, choose
 
     # the text prefers the fruit by 10 nats, all of it the name's prior; the picture prefers the hardware by 2
     r = ImageScored("x", "Nut (hardware)", ("Nut (fruit)", "Nut (hardware)", "Apple"), (-7.0, -17.0, -9.0),
@@ -55,7 +55,7 @@ def test_choose_removes_the_recorded_prior_of_the_kept_senses():
 
 
 def _mercury(linker):
-    from gemel.decoding import Hypothesis
+    from gemel.generation.decoding import Hypothesis
 
     planet, element, apple = (linker.kb.index(t) for t in ("Mercury (planet)", "Mercury (element)", "Apple"))
     scores = np.zeros(len(linker.kb), np.float32)
@@ -117,7 +117,7 @@ def test_the_prior_is_measured_once_and_only_where_it_applies(tiny_linker, score
 def test_refill_reuses_the_cached_demonstrations_and_matches_a_fresh_prefill(tiny_linker):
     import torch
 
-    from gemel.decoding import prefill, refill, score_sequences
+    from gemel.generation.decoding import prefill, refill, score_sequences
 
     model, prompt = tiny_linker.lm.model, tiny_linker.prompt
     qp = tiny_linker.build_prompt(None, TEXT, "Mercury", verbatim=False)
@@ -135,7 +135,7 @@ def test_refill_reuses_the_cached_demonstrations_and_matches_a_fresh_prefill(tin
 
 
 def test_the_cli_and_the_candidate_round_trip_show_the_prior():
-    from gemel.cli import format_prediction
+    from gemel.cli.main import format_prediction
     from gemel.types import Candidate, Prediction
 
     cands = [Candidate("Nut (hardware)", 9.0, -17.0, 0.5, image_score=5.8, sense_prior=-5.35),

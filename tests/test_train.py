@@ -8,11 +8,19 @@ import json
 import pytest
 import torch
 
-from gemel.decoding import prefill, score_sequences
+from gemel.generation.decoding import prefill, score_sequences
 from gemel.linker import Linker
-from gemel.mapper import FeatureMapper, MapperMismatchError
-from gemel.train import (TrainConfig, TrainError, answer_loss, example_loss, parameter_counts, train, training_prompt,
-                         warmup_linear)
+from gemel.models.mapper import FeatureMapper, MapperMismatchError
+from gemel.training.train import (
+    TrainConfig,
+    TrainError,
+    answer_loss,
+    example_loss,
+    parameter_counts,
+    train,
+    training_prompt,
+    warmup_linear,
+)
 from gemel.types import Example
 
 FAST = dict(lr=3e-3, grad_accum=2, warmup_ratio=0.0, eval_before=False)
@@ -115,7 +123,7 @@ def test_run_folder_has_checkpoint_log_and_plot(linker, seed_examples, tmp_path,
 
 
 def test_resume_equals_an_uninterrupted_run(tiny_config, tmp_path, monkeypatch):
-    from gemel.train import Trainer
+    from gemel.training.train import Trainer
 
     config = TrainConfig(epochs=2, **FAST)
     straight = Linker.load(tiny_config)
@@ -190,8 +198,8 @@ def test_schedule_warms_up_then_decays_to_zero(warmup, total):
 
 
 def test_cli_train_writes_the_run_folder(tiny_config, tiny_dir, tmp_path, capsys):
-    from gemel.calibrate import profile_toml
-    from gemel.cli import main
+    from gemel.cli.main import main
+    from gemel.training.calibrate import profile_toml
 
     profile = tmp_path / "tiny.toml"
     profile.write_text(profile_toml(tiny_config))
@@ -207,7 +215,7 @@ def test_cli_train_writes_the_run_folder(tiny_config, tiny_dir, tmp_path, capsys
 
 @pytest.mark.parametrize("command", [["train"], ["eval"], ["calibrate"]])
 def test_every_command_has_help(command, capsys):
-    from gemel.cli import main
+    from gemel.cli.main import main
 
     with pytest.raises(SystemExit) as e:
         main(command + ["--help"])
@@ -216,9 +224,8 @@ def test_every_command_has_help(command, capsys):
 
 
 def test_training_on_the_seed_file_does_not_duplicate_the_pool(linker, tiny_dir, tmp_path):
-    from gemel.evaluate import load_examples
-
-    from gemel.train import Trainer
+    from gemel.data.evaluate import load_examples
+    from gemel.training.train import Trainer
 
     before = len(linker.labelled_pool)
     trainer = Trainer(linker, TrainConfig(epochs=1, **FAST), tmp_path / "run", progress=False)
@@ -228,7 +235,7 @@ def test_training_on_the_seed_file_does_not_duplicate_the_pool(linker, tiny_dir,
 
 
 def test_training_examples_join_the_pool_of_a_variant_only(linker, tmp_path):
-    from gemel.train import Trainer
+    from gemel.training.train import Trainer
 
     before = [e.id for e in linker.labelled_pool.live()]
     new = Example(text="Grace Hopper led the team that built the A-0 compiler.", mention="Grace Hopper",

@@ -1,4 +1,4 @@
-"""Tests for gemel/trie.py: ArrayTrie must behave exactly like the DictTrie reference."""
+"""Tests for gemel/generation/trie.py: ArrayTrie must behave exactly like the DictTrie reference."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gemel.trie import (
+from gemel.generation.trie import (
     ArrayTrie,
     DictTrie,
     Trie,

@@ -1,4 +1,4 @@
-"""Tests for gemel/vision.py: lukemelas -> timm renaming, preprocessing, the open_clip tower without `proj`.
+"""Tests for gemel/models/vision.py: lukemelas -> timm renaming, preprocessing, the open_clip tower without `proj`.
 
 Unit tests use random timm weights and the tiny open_clip config of conftest; the one ``offline_model`` test
 loads the real EfficientNet-Lite0 weights and checks they classify two scikit-image photos correctly.
@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from gemel.config import VisionConfig
-from gemel.vision import _DS_BLOCK, _IR_BLOCK, _STEM_HEAD, VisionEncoder, lukemelas_to_timm
+from gemel.models.vision import _DS_BLOCK, _IR_BLOCK, _STEM_HEAD, VisionEncoder, lukemelas_to_timm
 
 LITE0 = "tf_efficientnet_lite0"
 

@@ -1,0 +1,141 @@
+"""``gemel corpus``: build the image–entity corpus and train the image scorer on it; registered by `gemel.cli.main`.
+
+    gemel corpus build [--sources noto twemoji ...] [--limit N]     # cached under the project cache
+    gemel corpus train-projection [--out scorer.pt]                 # <= a few minutes on 2 cores
+    gemel corpus captions --out data/captions                       # synthetic captions, groups, flags
+    gemel corpus top --image photo.png [--k 10]                      # what the image alone suggests
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from gemel.training.corpus_sources import READERS
+
+    p = sub.add_parser("corpus", help="image–entity corpus from packaged pictures; train the image scorer",
+                       description="Build a corpus of named pictures linked to KB titles, train the image scorer.")
+    csub = p.add_subparsers(title="corpus commands", metavar="CMD")
+    b = csub.add_parser("build", help="read, link, render and split the named pictures (cached, resumable)",
+                        description="Link packaged pictures (emoji, logos, clip art) to KB titles; writes "
+                                    "corpus.jsonl, images/, report.json under the cache (or --out).")
+    b.add_argument("--profile", default="offline", help="profile whose KB and embedder to use (default offline)")
+    b.add_argument("--sources", nargs="+", default=list(READERS), choices=list(READERS),
+                   help=f"sources to read (default: all: {' '.join(READERS)})")
+    b.add_argument("--limit", type=int, help="read at most N pictures per source (quick trials)")
+    b.add_argument("--out", help="corpus folder (default: <cache>/corpus/<kb>-<hash of sources>)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bars")
+    b.set_defaults(func=run_build)
+    t = csub.add_parser("train-projection", help="train the image scorer's projection, fit fusion weights",
+                        description="Train the vision-feature -> embedder projection (InfoNCE) on the corpus "
+                                    "train split, fit the fusion weights on dev, save the scorer artifact.")
+    t.add_argument("--profile", default="offline", help="profile name or .toml path (default offline)")
+    t.add_argument("--corpus", help="corpus folder (default: the one `build` writes with all sources)")
+    t.add_argument("--out", help="artifact path (default: <corpus>/image_scorer.pt)")
+    t.add_argument("--epochs", type=int, help="training epochs (default: ProjectionConfig's, 60, the shipped scorer's)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.set_defaults(func=run_train_projection)
+    c = csub.add_parser("captions", help="write synthetic captions, same-caption groups and the flags set",
+                        description="Write OUT/{train,dev}.jsonl (captions per picture), OUT/groups.jsonl "
+                                    "(same-caption groups from the test split) and OUT/flags.jsonl (held-out style).")
+    c.add_argument("--profile", default="offline", help="profile whose KB to use (default offline)")
+    c.add_argument("--corpus", help="corpus folder (default: the one `build` writes with all sources)")
+    c.add_argument("--out", required=True, help="folder to write the JSONL files to")
+    c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    c.add_argument("--hidden", type=float, default=0.0, metavar="SHARE",
+                   help="share of captions that name nothing (\"This is the thing in the picture.\"), so that only "
+                        "the picture decides: mapper training data (default 0)")
+    c.set_defaults(func=run_captions)
+    q = csub.add_parser("top", help="the KB entities an image alone suggests (image scorer top-k)",
+                        description="Print the top-k KB entities of an image by the image scorer.")
+    q.add_argument("--image", required=True, help="image file")
+    q.add_argument("--scorer", help="artifact (default: <default corpus>/image_scorer.pt)")
+    q.add_argument("--profile", default="offline", help="profile name or .toml path (default offline)")
+    q.add_argument("--k", type=int, default=10, help="entities to print (default 10)")
+    q.set_defaults(func=run_top)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def default_corpus(profile: str, sources=None, limit=None) -> Path:
+    from gemel.config import load_profile
+    from gemel.training.corpus import corpus_dir
+    from gemel.training.corpus_sources import READERS
+
+    return corpus_dir(load_profile(profile).kb.name, list(sources or READERS), limit)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from gemel.training.corpus import NameLinker, build_corpus
+    from gemel.training.image_scorer import load_parts
+
+    parts = load_parts(args.profile)
+    out = Path(args.out) if args.out else default_corpus(args.profile, args.sources, args.limit)
+    linker = NameLinker(parts.kb, parts.embedder, entity_vectors=parts.kb_vectors)
+    report = build_corpus(parts.kb, linker, out, args.sources, args.limit, progress=not args.no_progress)
+    for line in report.lines():
+        print(line)
+    print(f"corpus: {out}  (manifest sha256 {report.manifest_sha256[:12]})")
+    return 0 if report.items else 1
+
+
+def run_train_projection(args: argparse.Namespace) -> int:
+    from gemel.image.scorer import ProjectionConfig
+    from gemel.training.corpus import Corpus
+    from gemel.training.image_scorer import default_artifact, load_parts, train_scorer
+
+    corpus = Corpus.load(args.corpus or default_corpus(args.profile))
+    parts = load_parts(args.profile)
+    config = ProjectionConfig() if args.epochs is None else ProjectionConfig(epochs=args.epochs)
+    scorer = train_scorer(corpus, parts, config, progress=not args.no_progress)
+    out = Path(args.out) if args.out else default_artifact(corpus)
+    version = scorer.save(out, extra={"profile": args.profile})
+    f = scorer.fusion
+    print(f"image scorer {version}: w_bridge={f.w_bridge:g} w_projection={f.w_projection:g} -> {out} "
+          f"({out.stat().st_size / 2**20:.1f} MB)")
+    return 0
+
+
+def run_captions(args: argparse.Namespace) -> int:
+    from gemel.config import load_profile
+    from gemel.kb.entities import KnowledgeBase
+    from gemel.sources import resolve
+    from gemel.training.captions import captions, flag_set, same_caption_groups, write_jsonl
+    from gemel.training.corpus import Corpus, CorpusError
+
+    if not 0.0 <= args.hidden <= 1.0:
+        raise CorpusError(f"--hidden {args.hidden} is not a share: give a number from 0 to 1, e.g. 0.5")
+    config = load_profile(args.profile)
+    kb = KnowledgeBase.load(resolve(config.kb.source, config.base_dir), name=config.kb.name)
+    corpus = Corpus.load(args.corpus or default_corpus(args.profile))
+    out, root = Path(args.out), corpus.folder
+    for split in ("train", "dev"):
+        rows = captions(corpus, kb, split, seed=args.seed, hidden=args.hidden)
+        n = write_jsonl((c.to_example_dict(root) for c in rows), out / f"{split}.jsonl")
+        print(f"{split}: {n} captions")
+    groups = same_caption_groups(corpus, kb, seed=args.seed)
+    n = write_jsonl(({"group": g.id, "text": g.text, "mention": g.mention,
+                      "members": [m.to_example_dict(root) for m in g.members]} for g in groups), out / "groups.jsonl")
+    print(f"groups: {n} same-caption groups, {sum(len(g.members) for g in groups)} pictures")
+    n = write_jsonl(({"id": it.id, "image": str(corpus.path(it)), "entity": it.entity, "style": it.style}
+                     for it in flag_set(corpus)), out / "flags.jsonl")
+    print(f"flags: {n} held-out-style flags")
+    return 0
+
+
+def run_top(args: argparse.Namespace) -> int:
+    from gemel.image.scorer import ImageEntityScorer
+    from gemel.training.corpus import Corpus
+    from gemel.training.image_scorer import default_artifact, load_parts
+
+    parts = load_parts(args.profile)
+    path = Path(args.scorer) if args.scorer else default_artifact(Corpus.load(default_corpus(args.profile)))
+    scorer = ImageEntityScorer.load(path, parts.encoder, parts.embedder.name, parts.kb_vectors, parts.kb.titles)
+    for title, score in scorer.top_k(args.image, args.k):
+        sys.stdout.write(f"{score:7.3f}  {title}\n")
+    return 0

@@ -1,0 +1,259 @@
+"""``gemel eval`` and ``gemel calibrate`` (see `gemel.data.evaluate`, `gemel.training.calibrate`); registered by `gemel.cli.main`.
+
+    gemel eval --profile offline --data assets/eval/test.jsonl --mapper runs/seed/mapper.pt --report test.json
+    gemel eval --profile offline --data assets/eval/test.jsonl --baseline
+    gemel calibrate --profile offline --data assets/eval/dev.jsonl --out calibrated.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tomllib
+from pathlib import Path
+from typing import Any, Sequence
+
+from gemel.cli.main import UsageError
+from gemel.config import ProfileError
+from gemel.types import Example
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    _add_eval(sub)
+    _add_calibrate(sub)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="offline", help="profile name or .toml path (default: offline)")
+    p.add_argument("--format", default="auto", help="data format: auto, jsonl, gemel, wikidiverse, wikimel")
+    p.add_argument("--image-dir", help="folder of the data's images (default: next to the data file)")
+    p.add_argument("--features", metavar="HDF5", help="precomputed image features instead of images (GEMEL's "
+                                                      "clip_vit_large_patch14_1024.hdf5; keys img_url / img_name)")
+    p.add_argument("--pool", metavar="FILE", help="demonstration pool to use instead of the profile's seed pool "
+                                                  "(the paper: the data set's train.json)")
+    p.add_argument("--mapper", metavar="CKPT", help="mapper checkpoint (ours .pt or an official .pkl)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a profile value, e.g. --set decode.mode=beam --set decode.candidates=0")
+    p.add_argument("--limit", type=int, help="use the first N examples only")
+    p.add_argument("--drop-nil", action="store_true", help="leave out gold-NIL mentions (as the paper does)")
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="accuracy of a profile (and mapper) on a labelled data set",
+                       description="Link every mention of a data set and report exact-match accuracy (the "
+                                   "paper's metric) with a Wilson interval, recall@k, NIL precision/recall and "
+                                   "accuracy per type, beside the embedding-lookup baseline.")
+    p.add_argument("--data", required=True, metavar="FILE", help="labelled data (JSONL, GEMEL, WikiDiverse, WikiMEL)")
+    _common(p)
+    p.add_argument("--report", metavar="JSON", help="write the report (figures + one row per mention) here")
+    p.add_argument("--baseline", action="store_true", help="evaluate the embedding-lookup baseline only (no LLM)")
+    p.add_argument("--candidates", choices=("retrieval", "from-data"), default="retrieval",
+                   help="where each mention's candidates come from: the profile's retrieval (default), or the "
+                        "data file's own lists (WikiDiverse *_w_10cands.json), as several MEL papers evaluate")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_eval)
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="choose decode.w_ret and decode.nil_threshold on held-out data",
+                       description="Score every held-out mention once, then re-rank for each fusion weight "
+                                   "w_ret (w_llm = 1) and the best NIL threshold; write a calibrated copy of "
+                                   "the profile.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", metavar="FILE", help="held-out labelled data (NIL: \"entity\": null)")
+    src.add_argument("--annotations", metavar="DB", help="the decided examples of an annotation store")
+    _common(p)
+    p.add_argument("--weights", default=",".join(str(w) for w in (0, 0.25, 0.5, 1, 1.5, 2, 3, 4, 6, 8)),
+                   help="comma-separated w_ret values to try (default 0,0.25,...,8)")
+    p.add_argument("--threshold", default="auto", choices=("auto", "search", "keep"),
+                   help="search nil_threshold: auto = when the data has gold NIL (default)")
+    p.add_argument("--out", required=True, metavar="TOML", help="calibrated profile to write")
+    p.add_argument("--report", metavar="JSON", help="also write the grid as JSON")
+    p.add_argument("--image", action="store_true",
+                   help="also fit [image] (weight, candidates, gates) with the profile's image scorer: one more "
+                        "linker pass per mention")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_calibrate)
+
+
+# ---- shared -------------------------------------------------------------------------------------------
+def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["decode.mode=beam", "decode.candidates=0"]`` -> ``{"decode": {"mode": "beam", "candidates": 0}}``;
+    values are read as TOML (numbers, booleans, quoted strings), else taken as plain strings."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not section or not name:
+            raise ProfileError(f"--set {item!r} must look like SECTION.KEY=VALUE, e.g. decode.num_beams=1")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        out.setdefault(section, {})[name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def profile_with(profile: str, sets: list[str], mapper: str | None = None) -> Any:
+    """The config of ``profile`` with ``--set`` overrides and ``--mapper`` applied."""
+    from gemel.config import load_profile
+
+    sections = parse_sets(sets)
+    if mapper:
+        sections.setdefault("mapper", {})["checkpoint"] = str(Path(mapper).resolve())
+    config = load_profile(profile)
+    known = ("llm", "vision", "embedder", "kb", "mapper", "demos", "decode", "image")
+    unknown = sorted(set(sections) - set(known))
+    if unknown:
+        raise ProfileError(f"--set: unknown section(s) {unknown}; known: {list(known)}")
+    try:
+        return config.replace(**sections) if sections else config
+    except TypeError as e:
+        raise ProfileError(f"--set: {e}") from e
+
+
+def load_for_eval(args: argparse.Namespace) -> Any:
+    """The linker of ``--profile`` with ``--mapper``/``--set`` applied, its pool and features as asked."""
+    from gemel.linker import Linker
+
+    linker = Linker.load(profile_with(args.profile, args.set, args.mapper))
+    if args.features:
+        from gemel.data.evaluate import with_precomputed_features
+
+        linker, _ = with_precomputed_features(linker, args.features)
+    if args.pool:
+        linker = with_pool(linker, args.pool, args.format, args.image_dir)
+    return linker
+
+
+def with_pool(linker: Any, path: str, fmt: str = "auto", image_dir: str | None = None) -> Any:
+    """A variant of ``linker`` whose demonstration pool is the labelled examples of ``path`` (the profile's seed
+    pool is dropped)."""
+    from gemel.data.evaluate import load_examples, with_feature_keys
+
+    examples = load_examples(path, fmt, image_dir=image_dir)
+    features = getattr(linker.features, "features", None)
+    if features is not None:
+        examples = with_feature_keys(examples, features)
+    variant = linker.replace(pool=examples)
+    log.info("demonstration pool: %d examples from %s", len(variant.labelled_pool), path)
+    return variant
+
+
+def examples_from_store(db: str, include_nil: bool = False) -> list:
+    """The gold examples of an annotation store (one majority label per input), as `Example`s."""
+    from annotations.loop import gold_examples  # the CLI layer is where gemel meets the store
+    from gemel.types import Example
+
+    return [Example.from_dict(d) for d in gold_examples(db, include_nil)]
+
+
+def examples_for(args: argparse.Namespace, linker: Any) -> list:
+    from gemel.data.evaluate import check_images, load_examples, with_feature_keys
+
+    if getattr(args, "annotations", None):
+        examples = examples_from_store(args.annotations, include_nil=True)[: args.limit]
+    else:
+        examples = load_examples(args.data, args.format, image_dir=args.image_dir, limit=args.limit,
+                                 drop_nil=args.drop_nil)
+    features = getattr(linker.features, "features", None)
+    if features is not None:
+        return with_feature_keys(examples, features)
+    check_images(examples)
+    return examples
+
+
+# ---- gemel eval ---------------------------------------------------------------------------------------
+def run_eval(args: argparse.Namespace) -> int:
+    from gemel.data.evaluate import EvalOptions, check_candidates, evaluate_linker, write_report
+    from gemel.data.readers import summarize
+
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit {args.limit} must be >= 1")
+    linker = load_for_eval(args)
+    examples = examples_for(args, linker)
+    from_data = args.candidates == "from-data"
+    if from_data and not args.baseline:
+        check_candidates(examples)
+    summary = summarize(examples)
+    print(f"data: {summary.line()}")
+    options = EvalOptions(progress=not args.quiet, candidates_from_data=from_data)
+    base = evaluate_linker(linker, examples, baseline=True, options=options)
+    result = base if args.baseline else evaluate_linker(linker, examples, options=options)
+    print(f"{'baseline (embedding lookup)' if args.baseline else 'GEMEL'}: profile {linker.config.name!r}, "
+          f"mapper {result.info['mapper']}, {args.data}")
+    print(result.report.table())
+    if not args.baseline:
+        lo, hi = base.report.ci
+        print(f"embedding-lookup baseline: accuracy {base.accuracy:.4f} [{lo:.4f}, {hi:.4f}]")
+    print(f"time: {result.seconds / max(1, len(examples)):.2f} s per mention")
+    if args.report:
+        extra: dict[str, Any] = {"data": str(args.data), "data_summary": summary.to_dict()}
+        if not args.baseline:
+            extra["baseline"] = {k: v for k, v in base.to_dict().items() if k != "predictions"}
+        print(f"report: {write_report(result, args.report, **extra)}")
+    return 0
+
+
+# ---- gemel calibrate ----------------------------------------------------------------------------------
+def run_calibrate(args: argparse.Namespace) -> int:
+    from gemel.training.calibrate import CalibrateConfig, collect, search, write_profile
+
+    try:
+        weights = tuple(float(w) for w in args.weights.split(",") if w.strip())
+    except ValueError as e:  # float() of a word
+        raise UsageError(f"--weights {args.weights!r} must be comma-separated numbers, e.g. 0,0.5,1,2") from e
+    config = CalibrateConfig(weights=weights, threshold=args.threshold)
+    if not args.out.endswith(".toml"):
+        raise UsageError(f"--out {args.out!r} must end in .toml (it is a profile file)")
+    linker = load_for_eval(args)
+    examples = examples_for(args, linker)
+    scored = collect(linker, examples, progress=not args.quiet)
+    result = search(scored, config, keep_threshold=linker.config.decode.nil_threshold)
+    print(f"calibration of profile {linker.config.name!r} (mapper {linker.mapper_version}) on {len(scored)} "
+          f"mentions ({sum(x.gold is None for x in scored)} gold NIL)")
+    print(result.table())
+    source = args.annotations or args.data
+    note = (f"calibrated by `gemel calibrate` from profile {linker.config.name!r} on {source} "
+            f"({len(scored)} mentions): w_ret={result.chosen.w_ret:g}, nil_threshold={result.chosen.nil_threshold:g},"
+            f" accuracy {result.chosen.accuracy:.4f}")
+    image = _fit_image(linker, examples, result.chosen.w_ret, args.quiet) if args.image else None
+    if image is not None:
+        note += "; [image] " + " ".join(f"{k}={v:g}" for k, v in image.items() if k != "trust_exact_name") + \
+            f" trust_exact_name={str(image['trust_exact_name']).lower()}"
+    out = write_profile(linker.config, args.out, w_ret=result.chosen.w_ret,
+                        nil_threshold=result.chosen.nil_threshold, mapper=args.mapper, note=note, image=image)
+    print(f"wrote {out}")
+    if args.report:
+        Path(args.report).write_text(json.dumps({"source": str(source), **_finite(result.to_dict())}, indent=2))
+    return 0
+
+
+def _fit_image(linker: Any, examples: Sequence[Example], w_ret: float, quiet: bool) -> dict[str, Any]:
+    """``gemel calibrate --image``: the fitted [image] values (gemel.training.image_fit.calibrate_image), printed."""
+    from gemel.training.image_fit import ImageFitError, calibrate_image
+
+    if linker.image_scorer is None:
+        raise UsageError(f"--image needs a profile with an image scorer; {linker.config.name!r} has none: set "
+                         "image.scorer (e.g. --set image.scorer=gemel/assets/models/image_scorer.pt) or leave out --image")
+    try:
+        fitted = calibrate_image(linker, examples, w_ret, progress=not quiet)
+    except ImageFitError as e:
+        raise UsageError(str(e)) from e
+    values = {"weight": fitted.weight, "candidates": fitted.candidates, **fitted.gates()}
+    if fitted.weight == 0 and fitted.candidates == 0:
+        print(f"[image] no setting beats linking without the image score on these {len(examples)} mentions: the "
+              "profile keeps the scorer with weight 0 and no image candidates (the picture still feeds the prefix)")
+    print(f"[image] fitted on {len(examples)} mentions over {len(fitted.grid)} settings: "
+          + " ".join(f"{k}={v}" for k, v in values.items())
+          + f" accuracy {fitted.accuracy:.4f} (without the image {fitted.baseline:.4f})")
+    return values
+
+
+def _finite(d: dict) -> dict:
+    from gemel.data.evaluate import json_safe
+
+    return json_safe(d)

