@@ -19,8 +19,11 @@ from PIL import Image
 from gemel.config import ImageConfig, LinkerConfig, ProfileError
 from gemel.errors import GemelError
 from gemel.generation.decoding import Hypothesis
+from gemel.image.bridge import ImageNetBridge
+from gemel.image.configs import FusionConfig, ImageScoreError, ScorerSpec
 from gemel.image.gates import merge_candidates, top_rows
-from gemel.image.scorer import FusionConfig, ImageEntityScorer, ImageNetBridge, ImageScoreError, Projection, ScorerSpec
+from gemel.image.projection import Projection
+from gemel.image.scorer import ImageEntityScorer
 from gemel.types import Candidate
 
 TEXT, MENTION = "Look at this Apple.", "Apple"

@@ -15,24 +15,16 @@ import torch
 from PIL import Image
 
 from gemel.config import VisionConfig
-from gemel.image.scorer import (
-    BridgeConfig,
-    ColourExemplars,
-    ExemplarConfig,
-    FusionConfig,
-    ImageEntityScorer,
-    ImageNetBridge,
-    ImageScoreError,
-    Projection,
-    ProjectionConfig,
-    ScorerSpec,
-    colour_layout,
-    fit_fusion,
-    normalise,
-    train_projection,
-)
+from gemel.image.bridge import ImageNetBridge
+from gemel.image.configs import BridgeConfig, ExemplarConfig, FusionConfig, ImageScoreError, ScorerSpec
+from gemel.image.exemplars import ColourExemplars, colour_layout
+from gemel.image.projection import Projection
+from gemel.image.scorer import ImageEntityScorer
+from gemel.image.vectors import normalise
 from gemel.images import load_image, to_rgb
 from gemel.models.vision import VisionEncoder
+from gemel.training.fusion import fit_fusion
+from gemel.training.projection import ProjectionConfig, train_projection
 
 D = 16  # embedder dim of the tests
 
@@ -329,18 +321,18 @@ def test_exemplars_join_the_scorer_only_with_a_picture_and_titles(scorer, kb, tm
 
 
 def test_scores_against_float16_rows_are_computed_a_chunk_at_a_time_with_the_same_numbers():
-    from gemel.image.scorer import _dot_rows
+    from gemel.image.vectors import dot_rows
 
     rng = np.random.default_rng(0)
     rows = rng.standard_normal((1000, 16)).astype(np.float16)  # like a built KB's memory-mapped vectors
     queries = rng.standard_normal((2, 16)).astype(np.float32)
-    got = _dot_rows(queries, rows, chunk=300)
+    got = dot_rows(queries, rows, chunk=300)
     assert got.dtype == np.float32 and got.shape == (2, 1000)
     np.testing.assert_allclose(got, queries @ rows.astype(np.float32).T, rtol=1e-6, atol=1e-5)
 
 
 def test_exemplar_columns_are_found_once_per_titles_object_and_follow_a_new_one():
-    from gemel.image.scorer import ColourExemplars
+    from gemel.image.exemplars import ColourExemplars
 
     ex = ColourExemplars(np.eye(3, dtype=np.float32), ["b", "x", "a"], scale=1.0)  # other exemplars: kernel 0
     titles = ["a", "b", "c"]

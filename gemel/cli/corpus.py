@@ -85,9 +85,9 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_train_projection(args: argparse.Namespace) -> int:
-    from gemel.image.scorer import ProjectionConfig
     from gemel.training.corpus import Corpus
     from gemel.training.image_scorer import default_artifact, load_parts, train_scorer
+    from gemel.training.projection import ProjectionConfig
 
     corpus = Corpus.load(args.corpus or default_corpus(args.profile))
     parts = load_parts(args.profile)

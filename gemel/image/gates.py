@@ -39,7 +39,8 @@ import numpy as np
 
 from gemel.config import ImageConfig, LinkerConfig, ProfileError
 from gemel.errors import GemelError
-from gemel.image.scorer import ImageEntityScorer, ImageScoreError
+from gemel.image.configs import ImageScoreError
+from gemel.image.scorer import ImageEntityScorer
 from gemel.image.style import flatness
 from gemel.images import ImageInput, image_key, load_image
 from gemel.sources import resolve

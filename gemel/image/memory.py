@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gemel.image.scorer import ColourExemplars
+from gemel.image.exemplars import ColourExemplars
 from gemel.types import Example
 
 __all__ = ["Remembered", "PictureMemory", "picture_similarity", "memory_kernel", "MEMORY_WIDTH"]

@@ -19,23 +19,15 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from gemel.image.scorer import (
-    BridgeConfig,
-    ColourExemplars,
-    ExemplarConfig,
-    FusionConfig,
-    ImageEntityScorer,
-    ImageNetBridge,
-    ProjectionConfig,
-    ScorerSpec,
-    colour_layout,
-    fit_fusion,
-    imagenet_class_texts,
-    train_projection,
-)
+from gemel.image.bridge import ImageNetBridge, imagenet_class_texts
+from gemel.image.configs import BridgeConfig, ExemplarConfig, FusionConfig, ScorerSpec
+from gemel.image.exemplars import ColourExemplars, colour_layout
+from gemel.image.scorer import ImageEntityScorer
 from gemel.images import load_image
 from gemel.kb.entities import KnowledgeBase
 from gemel.training.corpus import Corpus, CorpusItem
+from gemel.training.fusion import fit_fusion
+from gemel.training.projection import ProjectionConfig, train_projection
 
 log = logging.getLogger(__name__)
 
