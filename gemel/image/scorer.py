@@ -1,32 +1,28 @@
 """Image -> entity similarity: how well a picture fits each KB entity, from the frozen vision encoder alone.
 
-Two components, each comparing the picture with an entity's "title: description" embedding (the text
-embedder's space, the one candidate retrieval uses), fused after normalisation across the candidates of one
-query:
+Components, each comparing the picture with an entity (most through the entity's "title: description"
+embedding, the text embedder's space that candidate retrieval uses), fused after normalisation across the
+candidates of one query:
 
-- **ImageNet bridge** (:class:`gemel.image.bridge.ImageNetBridge`, zero-shot): the encoder's own ImageNet head gives class
-  probabilities; the top classes' "lemma: definition" texts (timm's ``data/_info`` files), embedded by the text
-  embedder and weighted by probability, make one vector in the embedder space. Good for animals, food and
-  objects; blind to what ImageNet lacks (flags, planets, logos).
-- **Projection** (:class:`gemel.image.projection.Projection`, trained by :mod:`gemel.training.projection`): a linear map from the pooled vision feature to the embedder
-  space, trained contrastively (InfoNCE against the training entities' embeddings) on the corpus of named
-  pictures (:mod:`gemel.training.corpus`). It learns flags, logos and emoji concepts.
+- **ImageNet bridge** (zero-shot, :mod:`gemel.image.bridge`): the encoder's own ImageNet head gives class
+  probabilities; the top classes' "lemma: definition" texts, embedded and weighted by probability, make one
+  vector in the embedder space. Good for animals, food and objects; blind to flags, planets, logos.
+- **Projection** (trained, :mod:`gemel.image.projection`; training in :mod:`gemel.training.projection`): a
+  linear map from the pooled vision feature to the embedder space, trained contrastively on the corpus of
+  named pictures (:mod:`gemel.training.corpus`). It learns flags, logos and emoji concepts.
+- **Colour-layout exemplars** (in-pool only, :mod:`gemel.image.exemplars`): the picture's content box as grids
+  of colours, compared with the training pictures of each candidate entity (nearest exemplar, a kernel in
+  [0, 1]): the spatial layout that tells flags apart. It needs the picture itself and the candidates' titles.
 
-- **Colour-layout exemplars** (:class:`gemel.image.exemplars.ColourExemplars`, in-pool only): the picture's content box cut into a
-  small grid of mean colours, compared with the training pictures of each candidate entity (nearest
-  exemplar, a kernel in [0, 1]). The pooled feature loses the spatial layout that tells flags apart; this keeps
-  it. It needs the picture itself and the candidates' titles, so it is skipped when only a feature is given.
-
-Fusion (:class:`gemel.image.configs.FusionConfig`): ``w_bridge * z(bridge) + w_projection * z(projection) + w_exemplar *
-exemplar``, z-scores over the
-candidate set (or the whole KB for :meth:`ImageEntityScorer.top_k`); a softmax with a temperature turns the
-fused scores into probabilities whose maximum is the confidence; below ``abstain_below`` the scorer abstains
-(the caller should then ignore the image). Weights are fitted on the corpus dev split
+Fusion (:class:`gemel.image.configs.FusionConfig`): ``w_bridge * z(bridge) + w_projection * z(projection) +
+w_exemplar * exemplar``, z-scores over the candidate set (or the whole KB for
+:meth:`ImageEntityScorer.top_k`); a softmax with a temperature gives probabilities whose maximum is the
+confidence; below ``abstain_below`` the scorer abstains. Weights are fitted on the corpus dev split
 (:func:`gemel.training.fusion.fit_fusion`).
 
-An artifact (:meth:`ImageEntityScorer.save`) holds the projection and the bridge's class vectors in fp16
-beside a :class:`ScorerSpec` (encoder, embedder, dims, corpus manifest hash) that :meth:`load` checks, the way
-:mod:`gemel.models.mapper` checkpoints carry theirs.
+An artifact (:meth:`ImageEntityScorer.save`) holds the weights in fp16 beside a
+:class:`gemel.image.configs.ScorerSpec` (encoder, embedder, dims, corpus manifest hash) that :meth:`load`
+checks, the way :mod:`gemel.models.mapper` checkpoints carry theirs.
 """
 
 from __future__ import annotations
