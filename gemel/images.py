@@ -22,17 +22,76 @@ MAX_PIXELS = 40_000_000  # ~ 7000 x 5700; larger images are refused before decod
 MAX_BYTES = 50 * 1024 * 1024
 WHITE = (255, 255, 255)
 
-ImageInput = Union[Image.Image, str, Path, bytes, None]
+ImageInput = Union["Picture", Image.Image, str, Path, bytes, None]
 
 
 class ImageError(GemelError):
     """An image input cannot be used; the message names it and says why."""
 
 
+class Picture:
+    """One picture, read, hashed and decoded at most once: the steps of one link (the vision feature, the
+    picture's style, the picture memory, the recall of a person's decision) each ask for its content key or
+    its pixels, and a `Picture` computes each on first use and keeps it. Every function that takes an
+    `ImageInput` takes a `Picture` (`image_key` and `load_image` answer from it)."""
+
+    __slots__ = ("source", "_key", "_data", "_image")
+
+    def __init__(self, source: Image.Image | str | Path | bytes) -> None:
+        self.source = source  # what the caller gave: a PIL image, a path or bytes
+        self._key: str | None = None  # content hash, made on first use
+        self._data: bytes | None = None  # a file's bytes, read once for the hash and kept until decoded
+        self._image: Image.Image | None = None  # the decoded RGB pixels, made on first use
+
+    @classmethod
+    def of(cls, image: ImageInput) -> "Picture | None":
+        """``image`` as a Picture (None stays None; a Picture is returned as it is)."""
+        if image is None or isinstance(image, Picture):
+            return image
+        return cls(image)
+
+    @property
+    def key(self) -> str:
+        """The content hash of :func:`image_key`, computed once."""
+        if self._key is None:
+            if isinstance(self.source, Image.Image):
+                self._key = image_key(self.source)
+            else:
+                self._key = hashlib.sha256(self._bytes()).hexdigest()
+        return self._key
+
+    def image(self) -> Image.Image:
+        """The decoded RGB pixels of :func:`load_image`, decoded once."""
+        if self._image is None:
+            if isinstance(self.source, Image.Image):
+                self._image = load_image(self.source)
+            else:
+                self._image = _decode(self._bytes(), self._what(), MAX_PIXELS)
+            self._data = None
+        return self._image
+
+    def _bytes(self) -> bytes:
+        if self._data is None:
+            src = self.source
+            self._data = bytes(src) if isinstance(src, (bytes, bytearray)) else _read_file(Path(src))
+        return self._data
+
+    def _what(self) -> str:
+        return "the uploaded image" if isinstance(self.source, (bytes, bytearray)) else f"image file {str(self.source)!r}"
+
+    def __repr__(self) -> str:
+        kind = type(self.source).__name__ if not isinstance(self.source, (str, Path)) else str(self.source)
+        return f"Picture({kind})"
+
+
 def load_image(image: ImageInput, max_pixels: int = MAX_PIXELS) -> Image.Image | None:
     """A decoded RGB image from a PIL image, a path or bytes; None stays None (text-only linking)."""
     if image is None:
         return None
+    if isinstance(image, Picture) and max_pixels == MAX_PIXELS:
+        return image.image()
+    if isinstance(image, Picture):
+        image = image.source
     if isinstance(image, Image.Image):
         _check_size(image.size, "the image", max_pixels)
         return to_rgb(image)
@@ -120,6 +179,8 @@ def image_key(image: ImageInput) -> str | None:
     A path that cannot be used raises ImageError here already (missing, a folder, empty, over MAX_BYTES)."""
     if image is None:
         return None
+    if isinstance(image, Picture):
+        return image.key
     if isinstance(image, Image.Image):
         rgb = image.convert("RGB")
         return hashlib.sha256(rgb.tobytes() + repr(rgb.size).encode()).hexdigest()

@@ -49,7 +49,7 @@ from gemel.image.gates import (
 from gemel.image.memory import PictureMemory, Remembered
 from gemel.image.scorer import ImageEntityScorer
 from gemel.image.sense_prior import SensePriorCache, centred, neutral_segment
-from gemel.images import ImageInput, image_key
+from gemel.images import ImageInput, Picture, image_key
 from gemel.kb.demonstrations import DemonstrationPool, Retrieved, StoredKBPool, kb_examples, load_jsonl_examples, merge
 from gemel.kb.entities import Entity, KBError, KnowledgeBase
 from gemel.kb.index import ExactIndex, IVFIndex
@@ -357,7 +357,7 @@ class Linker:
         abstains or is less confident than ``image.min_confidence``, or the picture is a photo (less flat than
         ``image.min_flatness``: :mod:`gemel.image.style`). Reuses the picture's vision feature (the one
         the visual prefix is made from)."""
-        return self._image_scores(image)[0]
+        return self._image_scores(Picture.of(image))[0]
 
     def _image_scores(self, image: ImageInput, mention: str | None = None) -> tuple[np.ndarray | None, str]:
         """`image_scores` and the note saying why there are none ("" without a scorer or a picture)."""
@@ -420,6 +420,7 @@ class Linker:
         every prefix (the demonstrations' and the query's). ``verbatim=False`` accepts a mention that is not in
         the caption (a data set's, prompted as given, as the official code does)."""
         check_query(text, mention, verbatim)
+        image = Picture.of(image)  # read, hashed and decoded once for every step below
         t0 = time.perf_counter()
         query = self.embedder.encode([mention_in_context(text, mention)])  # (1, D)
         demos = self.retrieve_demonstrations(query, exclude, caption=text, image=image)
@@ -463,6 +464,7 @@ class Linker:
         the mention need not occur in the caption (data sets).
         """
         t0 = time.perf_counter()
+        image = Picture.of(image)  # the prompt, the image score and the recall share one read of it
         with torch.no_grad():
             qp = self.build_prompt(image, text, mention, exclude=exclude, candidates=candidates, verbatim=verbatim)
             t1 = time.perf_counter()

@@ -344,3 +344,33 @@ def test_calibrate_cli_fits_the_image_section(tiny_config, tiny_dir, scorer_file
     assert main(["calibrate", "--profile", str(plain), "--data", str(data), "--out", str(out), "--quiet",
                  "--image"]) == 2
     assert "--image needs a profile with an image scorer" in capsys.readouterr().err
+
+
+def test_one_link_reads_hashes_and_decodes_its_picture_once(tiny_linker, scorer_file, tmp_path, monkeypatch):
+    """The vision feature, the style gate, the colour layout and the recall all share one `Picture`: a link
+    reads the file once and decodes it once (content no other test links, so no cache answers for it)."""
+    import gemel.images as images
+
+    linker = _with_image(tiny_linker, scorer_file, weight=5.0, candidates=4)
+    linker = linker.replace(config=linker.config.replace(image={"min_flatness": 0.01}))
+    image = tmp_path / "once.png"
+    Image.effect_noise((41, 29), 80).convert("RGB").save(image)
+    reads, decodes = [], []
+    real_read, real_decode = images._read_file, images._decode
+    monkeypatch.setattr(images, "_read_file", lambda p: reads.append(str(p)) or real_read(p))
+    monkeypatch.setattr(images, "_decode", lambda *a: decodes.append(a[1]) or real_decode(*a))
+    pred = linker.link(str(image), TEXT, MENTION)
+    assert pred.image.startswith("on") and reads.count(str(image)) == 1
+    assert sum(str(image) in what for what in decodes) == 1
+
+
+def test_a_picture_answers_as_its_source_does(tmp_path):
+    from gemel.images import Picture, image_key, load_image
+
+    path = tmp_path / "p.png"
+    Image.new("RGBA", (9, 7), (10, 20, 30, 0)).save(path)
+    for source in (str(path), path.read_bytes(), Image.open(path)):
+        pic = Picture.of(source)
+        assert Picture.of(pic) is pic and pic.key == image_key(source)
+        assert load_image(pic).tobytes() == load_image(source).tobytes() and load_image(pic) is load_image(pic)
+    assert Picture.of(None) is None

@@ -29,7 +29,7 @@ import numpy as np
 
 from gemel.data.metrics import EvalConfig, EvalReport, evaluate, exact_match
 from gemel.errors import GemelError
-from gemel.images import image_key
+from gemel.images import Picture, image_key
 from gemel.types import Candidate, Example, Prediction
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,7 @@ class PrecomputedFeatures:
     def get(self, image: Any) -> Any:
         import torch
 
+        image = image.source if isinstance(image, Picture) else image  # the linker's query picture
         if isinstance(image, str) and image in self.features:
             return torch.from_numpy(np.asarray(self.features[image], dtype=np.float32))
         if self.fallback is not None and image is not None:

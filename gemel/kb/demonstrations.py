@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from gemel.images import ImageError, image_key, load_image
+from gemel.images import ImageError, Picture, image_key, load_image
 from gemel.kb.entities import Entity
 from gemel.kb.retrieval import IndexConfig, VectorIndex
 from gemel.models.embedder import TextEmbedder, mention_in_context
@@ -221,6 +221,7 @@ def same_picture(a: object, b: object) -> bool:
     nothing."""
     if a is None or b is None:
         return a is None and b is None
+    a, b = (x.source if isinstance(x, Picture) else x for x in (a, b))  # a PIL image is compared by its pixels
     try:
         if not isinstance(a, Image.Image) and not isinstance(b, Image.Image) and image_key(a) == image_key(b):
             return True
