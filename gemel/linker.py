@@ -54,13 +54,14 @@ from gemel.kb.demonstrations import DemonstrationPool, Retrieved, StoredKBPool, 
 from gemel.kb.entities import Entity, KBError, KnowledgeBase
 from gemel.kb.index import ExactIndex, IVFIndex
 from gemel.kb.retrieval import VectorIndex
-from gemel.kb.store import StoredKB, check_not_partial, name_key, open_kb
+from gemel.kb.store import StoredKB, check_not_partial, open_kb
 from gemel.memory import release_unused_gpu_libraries, trim
 from gemel.models.embedder import TextEmbedder, mention_in_context
 from gemel.models.features import FeatureStore
 from gemel.models.llm import LanguageModel
 from gemel.models.mapper import FeatureMapper, MapperSpec
 from gemel.sources import resolve
+from gemel.text import name_key
 from gemel.types import Candidate, Demonstration, Example, Prediction
 
 log = logging.getLogger(__name__)

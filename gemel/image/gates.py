@@ -29,7 +29,6 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from gemel.image.scorer import ImageEntityScorer
 from gemel.image.style import flatness
 from gemel.images import ImageInput, image_key, load_image
 from gemel.sources import resolve
+from gemel.text import name_key, without_qualifier
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +188,8 @@ def names_exactly(mention: str, title: str) -> bool:
     """Whether the mention is the title, or the title without its "(...)" qualifier, up to case and spaces
     ("Japan" names ``Japan``; "Nut" names both ``Nut (fruit)`` and ``Nut (hardware)``; "the country" names no
     title: articles are kept, so a description is not taken for a name)."""
-    m = " ".join(mention.casefold().split())
-    t = " ".join(title.casefold().split())
-    return bool(m) and (m == t or m == re.sub(r"\s*\([^)]*\)$", "", t))
+    m, t = name_key(mention), name_key(title)
+    return bool(m) and (m == t or m == without_qualifier(t))
 
 
 # words that make the rest of a title a phrase about the mention, not a compound naming a kind of it
@@ -205,8 +204,8 @@ def names_as_head(mention: str, title: str) -> bool:
     compound: "Japan" does not name ``Empire of Japan``, nor "Congo" ``Republic of the Congo``, nor "France"
     ``Tour de France`` (:data:`NOT_A_MODIFIER`); and "war" does not name ``World War II``, nor "Congo"
     ``Congo River``."""
-    m = mention.casefold().split()
-    t = re.sub(r"\s*\([^)]*\)$", "", " ".join(title.casefold().split())).split()
+    m = name_key(mention).split()
+    t = without_qualifier(name_key(title)).split()
     return 0 < len(m) < len(t) and t[-len(m):] == m and t[-len(m) - 1] not in NOT_A_MODIFIER
 
 

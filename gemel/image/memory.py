@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from gemel.image.exemplars import ColourExemplars
+from gemel.text import name_key
 from gemel.types import Example
 
 __all__ = ["Remembered", "PictureMemory", "picture_similarity", "memory_kernel", "MEMORY_WIDTH"]
@@ -119,9 +120,9 @@ class PictureMemory:
             kernels = ColourExemplars(layouts, [e.entity for e in entries], self.exemplars.scale,
                                       self.exemplars.config).kernels(np.asarray(layout)[None])[0]
         sims = picture_similarity(q, feats, kernels).astype(np.float64)
-        key = " ".join(mention.casefold().split())
+        key = name_key(mention)
         for i, e in enumerate(entries):
-            if picture is not None and e.picture == picture and " ".join(e.mention.casefold().split()) != key:
+            if picture is not None and e.picture == picture and name_key(e.mention) != key:
                 sims[i] = -np.inf  # the same picture, another mention: another question
         nearest = int(np.argmax(sims))
         entity, best = entries[nearest].entity, float(sims[nearest])

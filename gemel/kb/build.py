@@ -35,9 +35,10 @@ from tqdm.auto import tqdm
 from gemel.kb.demonstrations import kb_example
 from gemel.kb.entities import Entity, KBError, read_numbered
 from gemel.kb.index import KBIndexConfig, build_ivf, gather
-from gemel.kb.store import ENTRIES, FORMAT, MANIFEST, VERSION, add_title_search, name_key, partial_of
+from gemel.kb.store import ENTRIES, FORMAT, MANIFEST, VERSION, add_title_search, partial_of
 from gemel.memory import drop_pages, release_unused_gpu_libraries, trim
 from gemel.models.embedder import TextEmbedder, mention_in_context
+from gemel.text import name_key
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from gemel.errors import GemelError
+from gemel.text import without_qualifier
 
-_PAREN = re.compile(r"\s*\([^)]*\)\s*$")
 # a candidate sentence end: ". X" after a lower-case letter, digit or bracket (not "U.S. Navy"), or '." X'
 _SENTENCE_END = re.compile(r"(?:(?<=[a-z0-9\)\"'][.!?])|(?<=[.!?][\"'\u201d\u2019]))\s+(?=[A-Z])")
 # abbreviations that come before a name and never end a sentence ("St. Louis", "Sgt. Pepper", "Mr. DeMille")
@@ -49,7 +49,7 @@ class Entity:
     @property
     def surface(self) -> str:
         """The name as a text would mention it: the title without a "(disambiguation)" suffix."""
-        return _PAREN.sub("", self.title) or self.title
+        return without_qualifier(self.title)
 
     def first_sentence(self, max_chars: int = 300) -> str:
         text = " ".join(self.extract.split())

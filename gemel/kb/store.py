@@ -31,6 +31,7 @@ import numpy as np
 
 from gemel.kb.entities import Entity, KBError, KnowledgeBase
 from gemel.kb.index import ExactIndex, IVFIndex
+from gemel.text import name_key
 
 FORMAT = "gemel-kb-store"
 VERSION = 1
@@ -39,11 +40,6 @@ ENTRIES = "entries.sqlite"
 TITLE_SEARCH = "title_search"  # FTS5 trigram index over entities.title: the autocomplete's substring passes
 TITLE_KEYS = "title_keys"  # (row, Python's title.lower()): exact and prefix passes, also for non-ASCII letters
 PARTIAL = ".partial"
-
-
-def name_key(name: str) -> str:
-    """How names are compared for look-ups: case-folded, whitespace collapsed."""
-    return " ".join(name.casefold().split())
 
 
 def partial_of(out: Path) -> Path:

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from gemel.kb.entities import KnowledgeBase
+from gemel.text import without_qualifier
 from gemel.training.corpus import Corpus, CorpusItem, norm
 
 SHARED_NAMES = Path(__file__).resolve().parents[2] / "assets" / "corpus" / "shared_names.tsv"
@@ -90,7 +90,8 @@ class Group:
 
 
 def surface_of(title: str) -> str:
-    return re.sub(r"\s*\([^)]*\)\s*$", "", title) or title
+    """The name a caption writes for the title: the title without its qualifier."""
+    return without_qualifier(title)
 
 
 def shared_surfaces(kb: KnowledgeBase, items: Iterable[CorpusItem] = ()) -> dict[str, set[str]]:

@@ -39,13 +39,13 @@ import numpy as np
 from gemel.errors import GemelError
 from gemel.kb.entities import Entity, KnowledgeBase
 from gemel.sources import cache_dir
+from gemel.text import name_key, without_qualifier
 from gemel.training.corpus_sources import READERS, Picture, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
 CORPUS_FORMAT = "gemel-corpus/1"
 DEFAULT_TABLE = Path(__file__).resolve().parents[2] / "assets" / "corpus" / "links.tsv"
-_PAREN = re.compile(r"\s*\([^)]*\)\s*$")
 _COMPANY = (" Inc.", " (company)", " Corporation", " Company", " (brand)", " (software)",
             " (programming language)", " (operating system)", " (website)")
 # a logo links only to an entity whose KB description names an organisation, a brand or a product like these
@@ -127,7 +127,8 @@ def singular(word: str) -> str:
 
 
 def norm(text: str) -> str:
-    return " ".join(text.lower().replace("_", " ").split())
+    """A picture's or a title's name as the linker compares them: `gemel.text.name_key`, "_" read as a space."""
+    return name_key(text.replace("_", " "))
 
 
 @dataclass
@@ -183,7 +184,7 @@ class NameLinker:
         return self._by_head(pic)
 
     def _by_name(self, pic: Picture, name: str) -> LinkResult | None:
-        n = norm(_PAREN.sub("", name) or name)
+        n = norm(without_qualifier(name))
         candidates = list(dict.fromkeys(self.by_surface.get(n, []) + self.by_surface.get(singular(n), [])))
         if pic.kind == "logo":  # a brand's name is often a common word ("Sky", "Square", "Swift")
             candidates += [t for s in _COMPANY if (t := self.by_title.get(norm(name + s)))]
