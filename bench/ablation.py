@@ -88,7 +88,7 @@ def variant(linker: Any, v: Variant, mappers: dict[str, Any]) -> Any:
 
 
 def load_mappers(linker: Any, trained: str | None) -> dict[str, Any]:
-    from gemel.linker import build_mapper
+    from gemel.components import build_mapper
 
     untrained = build_mapper(linker.config.replace(mapper={"checkpoint": ""}), linker.lm, linker.vision)
     mappers = {"none": None, "untrained": untrained, "reference": linker.mapper}

@@ -85,14 +85,13 @@ def tensor_mb(module) -> float:
 
 def held_mb(linker) -> dict[str, float]:
     """What the loaded linker holds, counted from its objects rather than from RSS."""
-    shared = linker._shared
-    pool = shared._kb_pool
+    vectors, pool = linker.kb_vectors, linker.kb_pool
     return {
         "llm_weights": tensor_mb(linker.lm.model),
         "embedder_weights": tensor_mb(getattr(linker.embedder.model, "model", linker.embedder.model)),
         "vision_weights": tensor_mb(linker.vision) if linker.vision is not None else 0.0,
         "mapper_weights": tensor_mb(linker.mapper) if linker.mapper is not None else 0.0,
-        "kb_vectors": shared.kb_vectors.nbytes / 2**20 if shared.kb_vectors.flags.owndata else 0.0,  # 0: index's
+        "kb_vectors": vectors.nbytes / 2**20 if vectors.flags.owndata else 0.0,  # 0: a view of the index's
         "kb_index": len(linker.kb_index) * linker.kb_index.dim * 4 / 2**20,
         "kb_demo_pool_vectors": len(pool) * linker.embedder.dim * 4 / 2**20 if pool is not None else 0.0,
     }
@@ -142,7 +141,8 @@ def main() -> None:
     from gemel.config import load_profile
     from gemel.kb.demonstrations import load_jsonl_examples
     from gemel.kb.entities import KnowledgeBase
-    from gemel.linker import Components, Linker, build_mapper
+    from gemel.components import Components, build_mapper
+    from gemel.linker import Linker
     from gemel.models.embedder import TextEmbedder
     from gemel.models.llm import LanguageModel
     from gemel.models.vision import VisionEncoder

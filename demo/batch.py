@@ -83,7 +83,8 @@ def read_batch(files: Iterable[str | os.PathLike], allow_server_paths: bool = Fa
 
 
 def _read_one(path: Path, uploads: _Uploads, allow_server_paths: bool) -> list[BatchItem]:
-    from gemel.data.readers import DatasetError, read_jsonl
+    from gemel.data.formats.jsonl import read_jsonl
+    from gemel.data.readers import DatasetError
 
     base = path.resolve().parent
     try:

@@ -31,42 +31,37 @@ from typing import Any
 import numpy as np
 import torch
 
+from gemel.components import Components, Shared, build_mapper, kb_path
 from gemel.config import LinkerConfig, ProfileError, load_profile
-from gemel.errors import GemelError, InputError
+from gemel.errors import InputError
 from gemel.generation.decoding import Hypothesis, Prefilled, beam_search, prefill, refill, score_sequences
 from gemel.generation.prompt import PromptBuilder, Segment, demo_text, query_text
-from gemel.generation.trie import ArrayTrie, DictTrie, Trie
+from gemel.generation.trie import DictTrie, Trie
 from gemel.image.gates import (
-    PictureFacts,
-    PictureFactsCache,
-    gated_image_scores,
     image_mask,
-    load_scorer,
     merge_candidates,
     names_sense,
     top_rows,
 )
-from gemel.image.memory import PictureMemory, Remembered
-from gemel.image.scorer import ImageEntityScorer
 from gemel.image.sense_prior import SensePriorCache, centred, neutral_segment
-from gemel.images import ImageInput, Picture, image_key
-from gemel.kb.demonstrations import DemonstrationPool, Retrieved, StoredKBPool, kb_examples, load_jsonl_examples, merge
-from gemel.kb.entities import Entity, KBError, KnowledgeBase
+from gemel.image.signal import ImageSignal
+from gemel.images import ImageInput, Picture
+from gemel.kb.demonstrations import DemonstrationPool, Retrieved, load_jsonl_examples, merge
+from gemel.kb.entities import KnowledgeBase
 from gemel.kb.index import ExactIndex, IVFIndex
+from gemel.kb.names import named_as
 from gemel.kb.retrieval import VectorIndex
-from gemel.kb.store import StoredKB, check_not_partial, open_kb
+from gemel.kb.store import StoredKB, open_kb
 from gemel.memory import release_unused_gpu_libraries, trim
 from gemel.models.embedder import TextEmbedder, mention_in_context
-from gemel.models.features import FeatureStore
 from gemel.models.llm import LanguageModel
-from gemel.models.mapper import FeatureMapper, MapperSpec
+from gemel.models.mapper import FeatureMapper
 from gemel.sources import resolve
-from gemel.text import name_key
 from gemel.types import Candidate, Demonstration, Example, Prediction
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Linker", "Components", "QueryPrompt", "InputError", "check_query", "build_mapper", "prebuilt_trie"]
+__all__ = ["Linker", "QueryPrompt", "InputError", "check_query"]
 
 _SAME = object()  # `replace(mapper=...)` default: keep the mapper (None is a value: no visual prefix)
 MAX_CAPTION_CHARS = 20_000  # refused before tokenising: far beyond any caption, and beyond every prompt budget
@@ -88,18 +83,6 @@ def check_query(text: str, mention: str, verbatim: bool = True) -> None:
 
 
 @dataclass
-class Components:
-    """The loaded parts of a linker; built by `Linker.load` or by tests with tiny models."""
-
-    lm: LanguageModel
-    embedder: TextEmbedder
-    kb: KnowledgeBase | StoredKB
-    vision: Any | None = None  # VisionEncoder, None for text-only profiles
-    mapper: FeatureMapper | None = None
-    seed_examples: list[Example] = field(default_factory=list)
-
-
-@dataclass
 class QueryPrompt:
     """Everything `Linker.link` builds before the LLM runs, for one query."""
 
@@ -117,72 +100,16 @@ class QueryPrompt:
         return int(self.embeds.shape[1])
 
 
-class _Shared:
-    """What every variant of one loaded linker shares: models, the KB with its vectors, index, tokenised
-    names (and their reverse map), the full-KB trie and the KB-derived demonstration pool (both built once,
-    on first use)."""
-
-    def __init__(self, config: LinkerConfig, parts: Components) -> None:
-        self.lm, self.embedder, self.kb, self.vision = parts.lm, parts.embedder, parts.kb, parts.vision
-        self.kb_source = config.kb
-        if isinstance(self.kb, StoredKB):  # a built KB: nothing tokenised or embedded at load, all mapped
-            _check_embedder(self.kb, self.embedder)
-            self.name_tokens: Sequence[tuple[int, ...]] = LazyNames(self.lm, self.kb)
-            self.row_of_tokens: Any = self.name_tokens
-            self.kb_index: Any = self.kb.vector_index()
-            self.kb_vectors: np.ndarray = self.kb.vectors  # (N, D) float16, memory-mapped
-        else:
-            self.name_tokens = [self.lm.answer_tokens(t) for t in self.kb.titles]
-            self.row_of_tokens = {toks: i for i, toks in enumerate(self.name_tokens)}
-            self.kb_index = VectorIndex(self.embedder.dim)
-            self.kb_index.add(self.embedder.encode_cached([e.index_text() for e in self.kb],
-                                                          f"{config.kb.name}-entries"))
-            self.kb_vectors = self.kb_index.freeze()  # the index's (unit) vectors, a view: the KB's only copy
-        self.default_features = FeatureStore(self.vision) if self.vision is not None else None
-        self._kb_pool: DemonstrationPool | StoredKBPool | None = None
-        self._full_trie: Trie | None = None
-        self._image_scorers: dict[str, ImageEntityScorer] = {}
-        self.picture_facts = PictureFactsCache()  # flatness + colour layout of recent query pictures
-        self.remembered: dict[tuple, Remembered | None] = {}  # picture memory entries, by example and picture
-
-    def image_scorer(self, config: LinkerConfig) -> ImageEntityScorer | None:
-        """The config's image scorer, loaded once per artifact path (variants that only change image.weight or
-        image.candidates share it); None when the config has none."""
-        if not config.image.active:
-            return None
-        key = config.image.scorer
-        if key not in self._image_scorers:
-            self._image_scorers[key] = load_scorer(config, self.vision, self.embedder.name, self.kb_vectors,
-                                                   self.kb.titles)
-        return self._image_scorers[key]
-
-    def kb_pool(self) -> DemonstrationPool | StoredKBPool:
-        if self._kb_pool is None and isinstance(self.kb, StoredKB):
-            self._kb_pool = StoredKBPool(self.kb)
-        if self._kb_pool is None:
-            examples = kb_examples(self.kb)
-            vecs = self.embedder.encode_cached([mention_in_context(e.text, e.mention) for e in examples],
-                                               f"{self.kb_source.name}-demos")
-            self._kb_pool = DemonstrationPool(self.embedder, "kb")
-            self._kb_pool.add(examples, vecs)
-        return self._kb_pool
-
-    def full_trie(self, config: LinkerConfig) -> Trie:
-        if self._full_trie is None:
-            self._full_trie = prebuilt_trie(config) or ArrayTrie.build(self.name_tokens)
-        return self._full_trie
-
-
 class Linker:
     """GEMEL over one profile. Build with `Linker.load`; derive variants with `replace`."""
 
     def __init__(self, config: LinkerConfig, parts: Components) -> None:
-        shared = _Shared(config, parts)
+        shared = Shared(config, parts)
         pool = DemonstrationPool(shared.embedder, "labelled")
         pool.add(parts.seed_examples)
         self._setup(config, shared, pool, shared.default_features, parts.mapper)
 
-    def _setup(self, config: LinkerConfig, shared: _Shared, pool: DemonstrationPool, features: Any,
+    def _setup(self, config: LinkerConfig, shared: Shared, pool: DemonstrationPool, features: Any,
                mapper: FeatureMapper | None) -> None:
         self.config = config
         self._shared = shared
@@ -191,7 +118,8 @@ class Linker:
         self._sense_priors = SensePriorCache()  # per variant: its mapper makes the demonstrations' prefixes
         self.mapper = mapper
         self.image_scorer = shared.image_scorer(config)  # loaded now, so that a bad artifact fails at load time
-        self._memory = PictureMemory(self.image_scorer.exemplars if self.image_scorer is not None else None)
+        self.image_signal = ImageSignal(self.image_scorer, config.image, features, shared.kb, shared.picture_facts,
+                                        shared.remembered)
         self.prompt = PromptBuilder(shared.lm, config.llm.max_prompt_tokens, bos=config.llm.bos)
 
     # ---- construction --------------------------------------------------------------------------
@@ -208,7 +136,7 @@ class Linker:
         lm = LanguageModel.load(config.llm, config.base_dir)
         vision = VisionEncoder.load(config.vision, config.base_dir) if config.vision.kind != "none" else None
         embedder = TextEmbedder.load(config.embedder, config.base_dir)
-        kb = open_kb(_kb_path(config), name=config.kb.name)
+        kb = open_kb(kb_path(config), name=config.kb.name)
         seed = []
         if config.demos.seed_pool:
             seed_path = resolve(config.demos.seed_pool, config.base_dir)
@@ -267,6 +195,12 @@ class Linker:
     def kb_index(self) -> VectorIndex | ExactIndex | IVFIndex:
         """The KB entries' search index: ``search(queries, k) -> (sims, rows)``, best first."""
         return self._shared.kb_index
+
+    @property
+    def kb_vectors(self) -> np.ndarray:
+        """(N, D) unit "title: description" vectors of the KB entries, read-only (a view of the index's own, or
+        a built KB's memory-mapped float16 ones): retrieval similarity is their dot product with the query."""
+        return self._shared.kb_vectors
 
     @property
     def kb_pool(self) -> DemonstrationPool | None:
@@ -358,59 +292,7 @@ class Linker:
         abstains or is less confident than ``image.min_confidence``, or the picture is a photo (less flat than
         ``image.min_flatness``: :mod:`gemel.image.style`). Reuses the picture's vision feature (the one
         the visual prefix is made from)."""
-        return self._image_scores(Picture.of(image))[0]
-
-    def _image_scores(self, image: ImageInput, mention: str | None = None) -> tuple[np.ndarray | None, str]:
-        """`image_scores` and the note saying why there are none ("" without a scorer or a picture)."""
-        if self.image_scorer is None or image is None or self.features is None:
-            return None, ""
-        feature = self.features.get(image)
-        if feature is None:
-            return None, "off: the picture has no vision feature"
-        c = self.config.image
-        facts = self._shared.picture_facts.get(self.image_scorer, image)
-        scores, note = gated_image_scores(self.image_scorer, feature, image, c.min_confidence, c.min_flatness, facts)
-        if scores is None or c.memory_weight == 0:
-            return scores, note
-        return self._remembering(scores, feature, facts, image, mention)
-
-    def _remembering(self, scores: np.ndarray, feature: torch.Tensor, facts: Any, image: ImageInput,
-                     mention: str | None) -> tuple[np.ndarray, str]:
-        """The image scores plus the picture memory's share (:mod:`gemel.image.memory`): the labelled pictures
-        people added (corrections, imported labels; not the shipped seed pool), drawings only."""
-        c = self.config.image
-        self._memory.sync((e for e in self.labelled_pool.live() if e.source != "seed"), self._remember)
-        found = self._memory.scores(feature.numpy(), facts.layout, image_key(image), mention or "",
-                                    c.memory_min_similarity, c.memory_lead)
-        if not found:
-            return scores, "on"
-        scores = np.array(scores, dtype=np.float32)
-        for entity, similarity in found.items():
-            scores[self.kb.index(entity)] += c.memory_weight * similarity
-        return scores, "on: " + ", ".join(f"a labelled picture of {e!r} looks alike ({s:.2f})"
-                                          for e, s in found.items())
-
-    def _remember(self, example: Example) -> Remembered | None:
-        """The picture memory's entry for one labelled example, or None: not a drawing, unreadable, not in the
-        KB (computed once per example and picture, shared by the linker's variants)."""
-        try:
-            picture = image_key(example.image)
-        except GemelError:
-            return None
-        key = (example.id, picture, self.config.image.min_flatness)
-        if key not in self._shared.remembered:
-            self._shared.remembered[key] = self._remembered(example, picture)
-        return self._shared.remembered[key]
-
-    def _remembered(self, example: Example, picture: str | None) -> Remembered | None:
-        if picture is None or example.entity not in self.kb or self.features is None:
-            return None
-        facts = PictureFacts.of(self.image_scorer, example.image)
-        feature = self.features.get(example.image)
-        if feature is None or facts.flatness < self.config.image.min_flatness:
-            return None
-        unit = torch.nn.functional.normalize(feature.float(), dim=0).numpy()
-        return Remembered(example.id or picture, example.entity, picture, example.mention, unit, facts.layout)
+        return self.image_signal.scores(Picture.of(image), None, self.labelled_pool.live())[0]
 
     # ---- the prompt ------------------------------------------------------------------------------
     def build_prompt(self, image: ImageInput, text: str, mention: str, *, exclude: Sequence[str] = (),
@@ -426,7 +308,7 @@ class Linker:
         query = self.embedder.encode([mention_in_context(text, mention)])  # (1, D)
         demos = self.retrieve_demonstrations(query, exclude, caption=text, image=image)
         t_img = time.perf_counter()
-        image_scores, image_note = self._image_scores(image, mention)
+        image_scores, image_note = self.image_signal.scores(image, mention, self.labelled_pool.live())
         t_img = time.perf_counter() - t_img
         cand_ids = self.retrieve_candidates(query, candidates, image_scores, mention)
         t1 = time.perf_counter()
@@ -602,89 +484,6 @@ def _identity(section: Any, name: str) -> Any:
         fields.pop("max_prompt_tokens")
         fields.pop("bos")
     return fields
-
-
-def named_as(mention: str | None, entity: Entity) -> str:
-    """The entity's alias that is the ``mention`` (up to case and spaces), else its title: the name the exact-name
-    rule (:func:`gemel.image.gates.image_may_decide`) compares with the mention, so that an alias names its entity
-    as the title does."""
-    key = name_key(mention or "")
-    return next((a for a in entity.aliases if key and name_key(a) == key), entity.title)
-
-
-class LazyNames(Sequence):
-    """The token ids of a built KB's names, made on first use (a query's candidates, not the whole KB at load);
-    also the reverse map ``get(tokens) -> row`` of the names made so far, and, for a name not made yet (a full-KB
-    beam search), of the decoded title."""
-
-    def __init__(self, lm: LanguageModel, kb: StoredKB) -> None:
-        self.lm, self.kb = lm, kb
-        self._tokens: dict[int, tuple[int, ...]] = {}
-        self._rows: dict[tuple[int, ...], int] = {}
-
-    def __len__(self) -> int:
-        return len(self.kb)
-
-    def __getitem__(self, row):  # type: ignore[override]
-        if isinstance(row, slice):
-            return [self[i] for i in range(*row.indices(len(self)))]
-        row = int(row)
-        if row not in self._tokens:
-            toks = self.lm.answer_tokens(self.kb.titles[row])
-            self._tokens[row], self._rows[toks] = toks, row
-        return self._tokens[row]
-
-    def get(self, tokens: tuple[int, ...], default: int | None = None) -> int | None:
-        if tokens not in self._rows:
-            title = self.lm.tokenizer.decode([t for t in tokens if t != self.lm.eos_id])
-            if title in self.kb and self[self.kb.index(title)] == tuple(tokens):
-                return self.kb.index(title)
-        return self._rows.get(tokens, default)
-
-
-def _check_embedder(kb: StoredKB, embedder: TextEmbedder) -> None:
-    if kb.embedder != embedder.name:
-        raise KBError(f"the KB {str(kb.folder)!r} was embedded with {kb.embedder!r}, the profile's embedder is "
-                      f"{embedder.name!r}: build the KB with this profile (`gemel kb build ... --profile`)")
-
-
-def _kb_path(config: LinkerConfig) -> Path:
-    """The profile's KB file or folder; an unfinished `gemel kb build` there is named as such, not as a
-    missing path."""
-    if not config.kb.source.startswith("package:"):
-        check_not_partial(Path(config.base_dir, config.kb.source))
-    path = resolve(config.kb.source, config.base_dir)
-    if path is None:
-        raise ProfileError(f"kb.source {config.kb.source!r} must be a local file or folder")
-    return path
-
-
-def prebuilt_trie(config: LinkerConfig) -> Trie | None:
-    """The memory-mapped trie `gemel kb build --profile` wrote beside the KB, if made for this tokenizer."""
-    folder = resolve(config.kb.source, config.base_dir)
-    stamp = folder / "trie.tokenizer" if folder is not None and folder.is_dir() else None
-    if stamp is None or not stamp.exists() or stamp.read_text().strip() != config.llm.source:
-        return None
-    return ArrayTrie.load(folder / "trie", mmap=True)
-
-
-def build_mapper(config: LinkerConfig, lm: LanguageModel, vision: Any | None) -> FeatureMapper | None:
-    """The profile's mapper: a checkpoint (ours or an official .pkl) or an untrained, scaled random one."""
-    if vision is None:
-        return None
-    spec = MapperSpec(vision=config.vision.name, vision_dim=vision.dim, llm=config.llm.source,
-                      hidden_size=lm.hidden_size, prefix_length=config.mapper.prefix_length,
-                      tokenizer=config.llm.source)
-    ckpt = config.mapper.checkpoint
-    if ckpt:
-        path = resolve(ckpt, config.base_dir)
-        if path is None:
-            raise FileNotFoundError(f"mapper.checkpoint {ckpt!r} does not exist")
-        if path.suffix == ".pkl":
-            return FeatureMapper.load_official(path, spec)
-        return FeatureMapper.load(path, expected=spec)
-    emb_std = float(lm.model.get_input_embeddings().weight.std())
-    return FeatureMapper(spec, version="untrained", init_std=emb_std, seed=config.mapper.seed)
 
 
 def _demo(r: Retrieved) -> Demonstration:

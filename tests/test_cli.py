@@ -332,7 +332,8 @@ def test_batch_line_without_id_is_named_by_its_line(profile_toml, batch_dir, cap
 def test_kb_build_with_a_profile_writes_the_trie_the_linker_maps(profile_toml, tiny_config, tiny_dir, tmp_path,
                                                                  capsys):
     from gemel.generation.trie import ArrayTrie
-    from gemel.linker import Linker, prebuilt_trie
+    from gemel.components import prebuilt_trie
+    from gemel.linker import Linker
 
     out = tmp_path / "kb"
     assert main(["kb", "build", str(tiny_dir / "kb.jsonl"), "--out", str(out), "--profile", str(profile_toml),

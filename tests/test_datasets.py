@@ -15,26 +15,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gemel.data.formats.clip_features import read_clip_features
+from gemel.data.formats.gemel_json import read_gemel
+from gemel.data.formats.images import mimic_image_name, wikidiverse_image_name
+from gemel.data.formats.jsonl import read_jsonl, write_jsonl
+from gemel.data.formats.mentions import linkable_mention, locate_mention
+from gemel.data.formats.titles import read_titles
+from gemel.data.formats.wikidiverse import read_wikidiverse, wikipedia_title
+from gemel.data.formats.wikimel import read_wikimel
 from gemel.data.readers import (
     FORMATS,
     DatasetFormatError,
     DataSummary,
     UnknownFormatError,
     detect_format,
-    linkable_mention,
-    locate_mention,
-    mimic_image_name,
-    read_clip_features,
     read_dataset,
-    read_gemel,
-    read_jsonl,
-    read_titles,
-    read_wikidiverse,
-    read_wikimel,
     summarize,
-    wikidiverse_image_name,
-    wikipedia_title,
-    write_jsonl,
 )
 from gemel.types import Example, Prediction
 

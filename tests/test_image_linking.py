@@ -147,12 +147,12 @@ def test_a_picture_is_decoded_once_for_the_gates_across_links(tiny_linker, score
     reads = []
     real = image_link._readable
     monkeypatch.setattr(image_link, "_readable", lambda im: reads.append(im) or real(im))
-    first = linker._image_scores(image)
-    second = linker._image_scores(image)
+    first = linker.image_signal.scores(image, None, [])
+    second = linker.image_signal.scores(image, None, [])
     assert len(reads) == 1 and first[1] == second[1]
     assert (first[0] is None and second[0] is None) or np.array_equal(first[0], second[0])
     Image.new("RGB", (37, 23), (12, 200, 91)).save(image)  # new content: a new key
-    linker._image_scores(image)
+    linker.image_signal.scores(image, None, [])
     assert len(reads) == 2
 
 

@@ -232,7 +232,7 @@ def test_entity_round_trip_keeps_aliases(tmp_path):
                                           (None, "Moon")])
 def test_the_exact_name_rule_sees_the_alias_the_mention_names(mention, name):
     from gemel.image.gates import names_exactly
-    from gemel.linker import named_as
+    from gemel.kb.names import named_as
 
     moon = Entity("Moon", "satellite", "", ("Luna",))
     assert named_as(mention, moon) == name
@@ -241,7 +241,8 @@ def test_the_exact_name_rule_sees_the_alias_the_mention_names(mention, name):
 
 def test_whole_kb_beam_search_over_a_built_kb_uses_its_trie_and_maps_names_back(source, tmp_path, embedder,
                                                                                 tiny_config):
-    from gemel.linker import Linker, prebuilt_trie
+    from gemel.components import prebuilt_trie
+    from gemel.linker import Linker
     from gemel.models.llm import LanguageModel
 
     lm = LanguageModel.tokenizer_only(tiny_config.llm, tiny_config.base_dir)

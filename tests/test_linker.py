@@ -128,7 +128,7 @@ def test_a_copied_pool_holds_the_same_vectors_and_retrieves_the_same(tiny_linker
 
 
 def test_kb_vectors_are_the_kb_index_s_own(tiny_linker):
-    shared = tiny_linker._shared
+    vectors = tiny_linker.kb_vectors
     rows = range(len(tiny_linker.kb))
-    np.testing.assert_array_equal(shared.kb_vectors, tiny_linker.kb_index.stored(rows))  # unit vectors, held once
-    assert not shared.kb_vectors.flags.writeable and not shared.kb_vectors.flags.owndata
+    np.testing.assert_array_equal(vectors, tiny_linker.kb_index.stored(rows))  # unit vectors, held once
+    assert not vectors.flags.writeable and not vectors.flags.owndata

@@ -215,7 +215,8 @@ def test_bfloat16_and_float32_answer_the_same_on_dev(offline_linker):
 
 def with_precision(linker, name: str):
     """The same linker (shared KB, embedder, vision encoder, mapper, pool) with its LLM loaded in ``name``."""
-    from gemel.linker import Components, Linker
+    from gemel.components import Components
+    from gemel.linker import Linker
 
     if linker.lm.dtype_name == name:
         return linker

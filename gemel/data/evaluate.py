@@ -123,7 +123,7 @@ class PrecomputedFeatures:
 def with_precomputed_features(linker: Any, h5_path: str | Path) -> tuple[Any, PrecomputedFeatures]:
     """A variant of ``linker`` that reads image features from a GEMEL hdf5 file (keys: img_url / img_name),
     and those features; ``linker`` itself is unchanged."""
-    from gemel.data.readers import read_clip_features
+    from gemel.data.formats.clip_features import read_clip_features
 
     if linker.mapper is None:
         raise EvaluationError(f"profile {linker.config.name!r} is text-only (vision.kind = 'none'): "

@@ -1,0 +1,145 @@
+"""The loaded parts of a linker, and what every variant of one loaded linker shares.
+
+`Components` are the models and data `Linker.load` builds (or tests build with tiny models); `Shared` holds
+them with what is derived from them once: the KB's vectors and index, its names as token ids, the full-KB trie,
+the KB-derived demonstration pool, the image scorers, and the caches of query pictures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gemel.config import LinkerConfig, ProfileError
+from gemel.generation.trie import ArrayTrie, Trie
+from gemel.image.gates import PictureFactsCache, load_scorer
+from gemel.image.scorer import ImageEntityScorer
+from gemel.kb.demonstrations import DemonstrationPool, StoredKBPool, kb_examples
+from gemel.kb.entities import KBError, KnowledgeBase
+from gemel.kb.names import LazyNames
+from gemel.kb.retrieval import VectorIndex
+from gemel.kb.store import StoredKB, check_not_partial
+from gemel.models.embedder import TextEmbedder, mention_in_context
+from gemel.models.features import FeatureStore
+from gemel.models.llm import LanguageModel
+from gemel.models.mapper import FeatureMapper, MapperSpec
+from gemel.sources import resolve
+from gemel.types import Example
+
+
+@dataclass
+class Components:
+    """The loaded parts of a linker; built by `Linker.load` or by tests with tiny models."""
+
+    lm: LanguageModel
+    embedder: TextEmbedder
+    kb: KnowledgeBase | StoredKB
+    vision: Any | None = None  # VisionEncoder, None for text-only profiles
+    mapper: FeatureMapper | None = None
+    seed_examples: list[Example] = field(default_factory=list)
+
+
+class Shared:
+    """What every variant of one loaded linker shares: models, the KB with its vectors, index, tokenised
+    names (and their reverse map), the full-KB trie and the KB-derived demonstration pool (both built once,
+    on first use)."""
+
+    def __init__(self, config: LinkerConfig, parts: Components) -> None:
+        self.lm, self.embedder, self.kb, self.vision = parts.lm, parts.embedder, parts.kb, parts.vision
+        self.kb_source = config.kb
+        if isinstance(self.kb, StoredKB):  # a built KB: nothing tokenised or embedded at load, all mapped
+            check_embedder(self.kb, self.embedder)
+            self.name_tokens: Sequence[tuple[int, ...]] = LazyNames(self.lm, self.kb)
+            self.row_of_tokens: Any = self.name_tokens
+            self.kb_index: Any = self.kb.vector_index()
+            self.kb_vectors: np.ndarray = self.kb.vectors  # (N, D) float16, memory-mapped
+        else:
+            self.name_tokens = [self.lm.answer_tokens(t) for t in self.kb.titles]
+            self.row_of_tokens = {toks: i for i, toks in enumerate(self.name_tokens)}
+            self.kb_index = VectorIndex(self.embedder.dim)
+            self.kb_index.add(self.embedder.encode_cached([e.index_text() for e in self.kb],
+                                                          f"{config.kb.name}-entries"))
+            self.kb_vectors = self.kb_index.freeze()  # the index's (unit) vectors, a view: the KB's only copy
+        self.default_features = FeatureStore(self.vision) if self.vision is not None else None
+        self._kb_pool: DemonstrationPool | StoredKBPool | None = None
+        self._full_trie: Trie | None = None
+        self._image_scorers: dict[str, ImageEntityScorer] = {}
+        self.picture_facts = PictureFactsCache()  # flatness + colour layout of recent query pictures
+        self.remembered: dict[tuple, Any] = {}  # picture memory entries, by example and picture (image.signal)
+
+    def image_scorer(self, config: LinkerConfig) -> ImageEntityScorer | None:
+        """The config's image scorer, loaded once per artifact path (variants that only change image.weight or
+        image.candidates share it); None when the config has none."""
+        if not config.image.active:
+            return None
+        key = config.image.scorer
+        if key not in self._image_scorers:
+            self._image_scorers[key] = load_scorer(config, self.vision, self.embedder.name, self.kb_vectors,
+                                                   self.kb.titles)
+        return self._image_scorers[key]
+
+    def kb_pool(self) -> DemonstrationPool | StoredKBPool:
+        if self._kb_pool is None and isinstance(self.kb, StoredKB):
+            self._kb_pool = StoredKBPool(self.kb)
+        if self._kb_pool is None:
+            examples = kb_examples(self.kb)
+            vecs = self.embedder.encode_cached([mention_in_context(e.text, e.mention) for e in examples],
+                                               f"{self.kb_source.name}-demos")
+            self._kb_pool = DemonstrationPool(self.embedder, "kb")
+            self._kb_pool.add(examples, vecs)
+        return self._kb_pool
+
+    def full_trie(self, config: LinkerConfig) -> Trie:
+        if self._full_trie is None:
+            self._full_trie = prebuilt_trie(config) or ArrayTrie.build(self.name_tokens)
+        return self._full_trie
+
+
+def check_embedder(kb: StoredKB, embedder: TextEmbedder) -> None:
+    """Refuse a built KB whose vectors another embedder made: its similarities would be meaningless."""
+    if kb.embedder != embedder.name:
+        raise KBError(f"the KB {str(kb.folder)!r} was embedded with {kb.embedder!r}, the profile's embedder is "
+                      f"{embedder.name!r}: build the KB with this profile (`gemel kb build ... --profile`)")
+
+
+def kb_path(config: LinkerConfig) -> Path:
+    """The profile's KB file or folder; an unfinished `gemel kb build` there is named as such, not as a
+    missing path."""
+    if not config.kb.source.startswith("package:"):
+        check_not_partial(Path(config.base_dir, config.kb.source))
+    path = resolve(config.kb.source, config.base_dir)
+    if path is None:
+        raise ProfileError(f"kb.source {config.kb.source!r} must be a local file or folder")
+    return path
+
+
+def prebuilt_trie(config: LinkerConfig) -> Trie | None:
+    """The memory-mapped trie `gemel kb build --profile` wrote beside the KB, if made for this tokenizer."""
+    folder = resolve(config.kb.source, config.base_dir)
+    stamp = folder / "trie.tokenizer" if folder is not None and folder.is_dir() else None
+    if stamp is None or not stamp.exists() or stamp.read_text().strip() != config.llm.source:
+        return None
+    return ArrayTrie.load(folder / "trie", mmap=True)
+
+
+def build_mapper(config: LinkerConfig, lm: LanguageModel, vision: Any | None) -> FeatureMapper | None:
+    """The profile's mapper: a checkpoint (ours or an official .pkl) or an untrained, scaled random one."""
+    if vision is None:
+        return None
+    spec = MapperSpec(vision=config.vision.name, vision_dim=vision.dim, llm=config.llm.source,
+                      hidden_size=lm.hidden_size, prefix_length=config.mapper.prefix_length,
+                      tokenizer=config.llm.source)
+    ckpt = config.mapper.checkpoint
+    if ckpt:
+        path = resolve(ckpt, config.base_dir)
+        if path is None:
+            raise FileNotFoundError(f"mapper.checkpoint {ckpt!r} does not exist")
+        if path.suffix == ".pkl":
+            return FeatureMapper.load_official(path, spec)
+        return FeatureMapper.load(path, expected=spec)
+    emb_std = float(lm.model.get_input_embeddings().weight.std())
+    return FeatureMapper(spec, version="untrained", init_std=emb_std, seed=config.mapper.seed)
