@@ -14,7 +14,6 @@ person understands; anything unexpected is logged with its traceback and shown a
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import shutil
 import tempfile
@@ -23,62 +22,30 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import gradio as gr
 from tqdm.auto import tqdm
 
-from annotations import AnnotationError, export_jsonl, export_parquet
+from annotations import export_jsonl, export_parquet
 from annotations.loop import CorrectionLoop
 from gemel.data.plots import plot_corrections
-from gemel.errors import GemelError, InputError
+from gemel.errors import InputError
 from gemel.images import ImageError, load_image
 
 from . import render
 from .batch import BatchError, read_batch, shipped_examples
 from .config import AppConfig
-from .errors import StudioError
+from .errors import StudioError, user_facing
+from .retrain_job import RetrainJob
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 ACTIONS = ("save", "search", "nil", "more_context")
 EXPORT_FORMATS = ("jsonl", "parquet")
 
 
 class DecisionError(StudioError):
     """A correction cannot be made as asked (no name, no linked query, unknown entity ...)."""
-
-
-_USER_ERRORS = (AnnotationError, GemelError, StudioError)  # each package's error family; the rest are bugs
-
-
-def _sentence(context: str, error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return f"{context}: {text}" + ("" if text.endswith((".", "!", "?")) else ".")
-
-
-def user_facing(context: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """Turn the named errors of the libraries into ``gr.Error("<context>: <their message>.")``, and any
-    other exception into a short sentence (its traceback goes to the server log, not to the page)."""
-
-    def wrap(fn: Callable[..., T]) -> Callable[..., T]:
-        @functools.wraps(fn)
-        def inner(*args: Any, **kwargs: Any) -> T:
-            try:
-                return fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except _USER_ERRORS as e:
-                raise gr.Error(_sentence(context, e), print_exception=False) from e
-            except Exception as e:
-                log.exception("%s failed", context)
-                raise gr.Error(f"{context}: an internal error occurred ({type(e).__name__}); "
-                               "the details are in the server log.", print_exception=False) from e
-
-        return inner
-
-    return wrap
 
 
 def annotator_name(typed: str | None, login: str | None = None) -> str:
@@ -200,14 +167,20 @@ class Studio:
         self.work_dir = Path(self.config.work_dir or tempfile.mkdtemp(prefix="gemel-studio-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.examples = shipped_examples(self.config.examples)
-        from .retrain_job import RetrainJob  # imports this module: late, to avoid a cycle
-
         self.retrain = RetrainJob(self)  # "Re-train from corrections" (Data tab), one background job at a time
         self.retrain.restore()  # after a restart: the last accepted re-trained mapper serves again
 
     @property
     def kb(self) -> Any:
         return self.linker.kb
+
+    def swap_linker(self, change: Callable[[Any], Any]) -> Any:
+        """Serve ``change(current linker)`` from now on, to the page and the correction loop alike, under the
+        lock (a link or a save in flight finishes with the old one); returns the new linker."""
+        with self.lock:
+            self.linker = change(self.linker)
+            self.loop.linker = self.linker
+            return self.linker
 
     def load_corrections(self) -> int:
         """Add the store's current decisions to the linker's pool (at start-up); returns how many were new."""

@@ -29,8 +29,7 @@ from gemel.types import Example
 
 from . import render
 from .config import ASSETS
-from .errors import StudioError
-from .handlers import user_facing
+from .errors import StudioError, user_facing
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +98,7 @@ class RetrainJob:
         except (OSError, GemelError) as e:
             log.warning("not restoring the re-trained mapper %s: %s; serving %s", saved, e, linker.mapper_version)
             return None
-        with self.studio.lock:
-            self.studio.linker = linker.replace(mapper=mapper)
-            self.studio.loop.linker = self.studio.linker
+        self.studio.swap_linker(lambda live: live.replace(mapper=mapper))
         log.info("serving the re-trained mapper %s again (%s)", mapper.version, saved)
         return mapper.version
 
@@ -165,10 +162,7 @@ class RetrainJob:
         shutil.copyfile(result.checkpoints["mapper"], saved)
         with (folder / "retrain-log.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps({"time": _now("%Y-%m-%dT%H:%M:%SZ"), **result.to_dict(), "saved": str(saved)}) + "\n")
-        with self.studio.lock:
-            linker = result.adopt(self.studio.linker)  # the live linker: corrections saved meanwhile are kept
-            self.studio.linker = linker
-            self.studio.loop.linker = linker
+        self.studio.swap_linker(result.adopt)  # adopted by the live linker: corrections saved meanwhile are kept
         log.info("now serving mapper %s (saved as %s)", result.version, saved)
         return str(saved)
 
