@@ -27,6 +27,7 @@ from gemel.models.embedder import TextEmbedder, mention_in_context
 from gemel.models.features import FeatureStore
 from gemel.models.llm import LanguageModel
 from gemel.models.mapper import FeatureMapper, MapperSpec
+from gemel.rank.model import Ranker
 from gemel.sources import resolve
 from gemel.types import Example
 
@@ -68,6 +69,7 @@ class Shared:
         self._kb_pool: DemonstrationPool | StoredKBPool | None = None
         self._full_trie: Trie | None = None
         self._image_scorers: dict[str, ImageEntityScorer] = {}
+        self._rankers: dict[str, Ranker] = {}
         self.picture_facts = PictureFactsCache()  # flatness + colour layout of recent query pictures
         self.remembered: dict[tuple, Any] = {}  # picture memory entries, by example and picture (image.signal)
 
@@ -81,6 +83,18 @@ class Shared:
             self._image_scorers[key] = load_scorer(config, self.vision, self.embedder.name, self.kb_vectors,
                                                    self.kb.titles)
         return self._image_scorers[key]
+
+    def ranker(self, config: LinkerConfig) -> Ranker | None:
+        """The config's ranker (``rank.model``), loaded once per artifact path; None when it names none."""
+        if not config.rank.active:
+            return None
+        path = resolve(config.rank.model, config.base_dir)
+        if path is None:
+            raise ProfileError(f"rank.model {config.rank.model!r} must be a local file (from `gemel fit-ranker`)")
+        key = str(path)
+        if key not in self._rankers:
+            self._rankers[key] = Ranker.load(path)
+        return self._rankers[key]
 
     def kb_pool(self) -> DemonstrationPool | StoredKBPool:
         if self._kb_pool is None and isinstance(self.kb, StoredKB):

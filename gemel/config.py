@@ -185,6 +185,24 @@ class ImageConfig:
 
 
 @dataclass(frozen=True)
+class RankConfig:
+    """The learned decision rule (:mod:`gemel.rank.model`): when a model is named, it decides instead of the
+    fused score and its gates."""
+
+    model: str = ""  # ranker artifact (JSON, path relative to the profile, from `gemel fit-ranker`); "" = none
+    decision_candidates: int = 3  # entities of the stored decisions whose pictures are nearest the query's join
+    # the candidates (a nominal mention, "the animal", retrieves none of them from text); 0 = none
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.decision_candidates <= 64,
+               f"rank.decision_candidates={self.decision_candidates} must be in 0..64 (0 = none)")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.model)
+
+
+@dataclass(frozen=True)
 class LinkerConfig:
     name: str
     llm: LLMConfig
@@ -195,6 +213,7 @@ class LinkerConfig:
     demos: DemonstrationConfig = field(default_factory=DemonstrationConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
+    rank: RankConfig = field(default_factory=RankConfig)
     description: str = ""
     base_dir: str = ""  # folder relative paths in the profile resolve against (the profile's folder)
 
@@ -228,8 +247,8 @@ class LinkerConfig:
 
 
 _SECTIONS: dict[str, type] = {"llm": LLMConfig, "vision": VisionConfig, "embedder": EmbedderConfig,
-                              "kb": KBConfig, "mapper": MapperConfig, "demos": DemonstrationConfig, "decode": DecodeConfig,
-                              "image": ImageConfig}
+                              "kb": KBConfig, "mapper": MapperConfig, "demos": DemonstrationConfig,
+                              "decode": DecodeConfig, "image": ImageConfig, "rank": RankConfig}
 
 
 def _build(klass: type, values: dict[str, Any], section: str) -> Any:

@@ -56,6 +56,9 @@ from gemel.memory import release_unused_gpu_libraries, trim
 from gemel.models.embedder import TextEmbedder, mention_in_context
 from gemel.models.llm import LanguageModel
 from gemel.models.mapper import FeatureMapper
+from gemel.rank.decisions import nearest_decisions, nearest_picture_entities, picture_similarities
+from gemel.rank.features import NAMES as FEATURE_NAMES
+from gemel.rank.features import Evidence, candidate_features
 from gemel.sources import resolve
 from gemel.types import Candidate, Demonstration, Example, Prediction
 
@@ -121,6 +124,7 @@ class Linker:
         self.image_signal = ImageSignal(self.image_scorer, config.image, features, shared.kb, shared.picture_facts,
                                         shared.remembered)
         self.prompt = PromptBuilder(shared.lm, config.llm.max_prompt_tokens, bos=config.llm.bos)
+        self.ranker = shared.ranker(config)  # the learned decision rule, None = the fused score and its gates
 
     # ---- construction --------------------------------------------------------------------------
     @classmethod
@@ -151,11 +155,12 @@ class Linker:
         return linker
 
     def replace(self, *, config: LinkerConfig | None = None, pool: DemonstrationPool | Iterable[Example] | None = None,
-                features: Any = None, mapper: Any = _SAME) -> "Linker":
+                features: Any = None, mapper: Any = _SAME, ranker: Any = _SAME) -> "Linker":
         """A variant that shares this linker's loaded models, KB, indexes and tokenised names; this linker is
         left unchanged. ``pool``: a `DemonstrationPool`, or examples for a fresh labelled pool (``[]`` = none);
         ``features``: an object with ``get(image) -> (D,) tensor`` (e.g. precomputed features); ``mapper``:
-        another mapper (``None`` = no visual prefix). ``config`` may change everything but the loaded
+        another mapper (``None`` = no visual prefix); ``ranker``: another decision rule (a
+        `gemel.rank.model.Ranker`; ``None`` = the fused score). ``config`` may change everything but the loaded
         components (llm, vision, embedder, kb): those need `Linker.load`."""
         config = config or self.config
         changed = [s for s in ("llm", "vision", "embedder", "kb") if _identity(getattr(config, s), s)
@@ -172,6 +177,8 @@ class Linker:
         variant = object.__new__(type(self))
         variant._setup(config, self._shared, pool, self.features if features is None else features,
                        self.mapper if mapper is _SAME else mapper)
+        if ranker is not _SAME:
+            variant.ranker = ranker
         return variant
 
     # ---- the loaded parts (shared by every variant) ----------------------------------------------
@@ -210,6 +217,10 @@ class Linker:
     @property
     def mapper_version(self) -> str:
         return "none" if self.mapper is None else self.mapper.version
+
+    def row_of(self, tokens: tuple[int, ...]) -> int | None:
+        """The KB row whose name these token ids spell (as `name_tokens` gives them), or None."""
+        return self._shared.row_of_tokens.get(tuple(tokens))
 
     def name_tokens(self, row: int) -> tuple[int, ...]:
         """The token ids (ending in EOS) of the KB entity at ``row``, as decoding sees its name."""
@@ -310,7 +321,13 @@ class Linker:
         t_img = time.perf_counter()
         image_scores, image_note = self.image_signal.scores(image, mention, self.labelled_pool.live())
         t_img = time.perf_counter() - t_img
-        cand_ids = self.retrieve_candidates(query, candidates, image_scores, mention)
+        if self.ranker is None:
+            cand_ids = self.retrieve_candidates(query, candidates, image_scores, mention)
+        else:  # the ranker weighs the picture itself: its top entities join whatever its style
+            evidence, _ = self.image_signal.evidence(image, mention, ())
+            cand_ids = self.retrieve_candidates(query, candidates, evidence and evidence.scores, mention)
+            if candidates is None:
+                cand_ids += [r for r in self.decision_rows(image, exclude) if r not in cand_ids]
         t1 = time.perf_counter()
         prefixes = self.visual_prefixes([r.example.image for r in demos] + [image], mapper)
         t2 = time.perf_counter()
@@ -355,11 +372,19 @@ class Linker:
             t2 = time.perf_counter()
             hyps = self.decode(pre, qp.candidate_ids)
             t3 = time.perf_counter()
-            prior = self.sense_calibration(qp, hyps, mention, pre)  # uses up pre
+            senses = self.sense_rows(hyps, mention)
+            raw_prior = self.sense_prior(qp, mention, senses, pre) if len(senses) >= 2 else {}  # uses up pre
             t_prior = time.perf_counter() - t3
-        ranked = self.rank(hyps, qp.query, qp.image_scores, mention=mention, prior=prior)
-        best = ranked[0] if ranked else None
-        entity = best.name if best and best.score >= self.config.decode.nil_threshold else None
+        rows, x = self.candidate_features(qp, hyps, mention, image, centred(raw_prior) if raw_prior else {},
+                                          exclude)
+        if self.ranker is None:
+            prior = self.sense_calibration(qp, hyps, mention)  # the rule's share of the prior (cached above)
+            ranked = with_features(self.rank(hyps, qp.query, qp.image_scores, mention=mention, prior=prior),
+                                   self.kb, rows, x)
+            best = ranked[0] if ranked else None
+            entity = best.name if best and best.score >= self.config.decode.nil_threshold else None
+        else:
+            ranked, entity = self.rank_learned(rows, x, hyps)
         decided = self.labelled_pool.recall(text, mention, image, exclude)  # a person decided this very item
         t4 = time.perf_counter()
         timings = {**qp.timings, "prefill": t2 - t1, "decode": t3 - t2, "sense_prior": t_prior,
@@ -369,7 +394,8 @@ class Linker:
                           mapper=self.mapper_version, precision=self.lm.dtype_name, timings=timings,
                           prompt_tokens=pre.length, source="correction" if decided else "model",
                           corrected_by=decided.meta.get("annotator") if decided else None,
-                          image=image_use(qp, ranked, self.config.image.weight))
+                          image=image_use(qp, ranked, self.config.image.weight) if self.ranker is None
+                          else learned_image_use(image, x))
 
     def decode(self, pre: Prefilled, candidate_ids: Sequence[int]) -> list[Hypothesis]:
         """The LLM's hypotheses after a prefilled prompt: every candidate scored (``decode.mode="score"``), or
@@ -407,11 +433,12 @@ class Linker:
             seqs = [self.name_tokens(r) for r in rows]
             with torch.no_grad():
                 neutral = neutral_segment(mention)
-                if pre is None:
+                keep = pre.length - self.prompt.length(qp.segments[-1]) if pre is not None else 0
+                if keep < 1:  # nothing cached before the query (no demonstrations, no BOS): one fresh pass
                     pre = prefill(self.lm.model, self.prompt.embed(qp.segments[:-1] + [neutral]))
                 else:  # the demonstrations' cache stays; only the content-free query runs
                     tail = self.prompt.embed([neutral])[:, len(self.prompt.bos_ids):]
-                    pre = refill(self.lm.model, pre, pre.length - self.prompt.length(qp.segments[-1]), tail)
+                    pre = refill(self.lm.model, pre, keep, tail)
                 sums = score_sequences(self.lm.model, pre, seqs)
             lp = self.config.decode.length_penalty
             prior = {r: Hypothesis(s, v).normalised(lp) for r, s, v in zip(rows, seqs, sums)}
@@ -430,6 +457,49 @@ class Linker:
         if len(rows) < 2:
             return None
         return {r: share * v for r, v in centred(self.sense_prior(qp, mention, rows, pre)).items()}
+
+    def decision_rows(self, image: ImageInput, exclude: Sequence[str] = ()) -> list[int]:
+        """KB rows of the stored decisions whose pictures are nearest the query's (``rank.decision_candidates``):
+        a nominal mention ("the animal") retrieves none of them from text."""
+        k = self.config.rank.decision_candidates
+        if k == 0 or image is None:
+            return []
+        decisions = self.labelled_pool.decisions(exclude)
+        pictures = picture_similarities(decisions, self.features, image)
+        return [self.kb.index(e) for e in nearest_picture_entities(decisions, pictures, k) if e in self.kb]
+
+    def candidate_features(self, qp: QueryPrompt, hyps: Sequence[Hypothesis], mention: str, image: ImageInput,
+                           prior: Mapping[int, float], exclude: Sequence[str] = ()) -> tuple[list[int], np.ndarray]:
+        """The KB rows of the hypotheses and their (C, F) features (:mod:`gemel.rank.features`), computed once
+        per link whatever rule decides. ``prior``: row -> the sense's centred prior under the bare mention."""
+        kept = [(r, h) for h in hyps for r in [self.row_of(h.tokens)] if r is not None]
+        rows = [r for r, _ in kept]
+        entities = [self.kb.entities[r] for r in rows]
+        picture, memory = self.image_signal.evidence(image, mention, self.labelled_pool.live())
+        decisions = self.labelled_pool.decisions(exclude)
+        pictures = picture_similarities(decisions, self.features, image) if decisions else []
+        ev = Evidence(mention, [e.title for e in entities], [e.aliases for e in entities], rows,
+                      [h.logprob for _, h in kept], [len(h.tokens) for _, h in kept],
+                      [float(self.kb_vectors[r] @ qp.query[0]) for r in rows], prior, picture, memory,
+                      nearest_decisions(decisions, qp.query, pictures, [e.title for e in entities]))
+        return rows, candidate_features(ev)
+
+    def rank_learned(self, rows: Sequence[int], x: np.ndarray, hyps: Sequence[Hypothesis]
+                     ) -> tuple[list[Candidate], str | None]:
+        """Candidates ordered by the ranker's probability (score: its logit), and the answer: the most probable,
+        or NIL when that probability is below the ranker's ``nil_below``."""
+        lp = self.config.decode.length_penalty
+        llm = {r: h.normalised(lp) for h in hyps for r in [self.row_of(h.tokens)] if r is not None}
+        probs, logits = self.ranker.probabilities(x), self.ranker.scores(x)
+        col = FEATURE_NAMES.index("retrieval_sim")
+        out = []
+        for i, r in enumerate(rows):
+            e = self.kb.entities[r]
+            out.append(Candidate(e.title, float(logits[i]), llm[r], float(x[i, col]), e.description,
+                                 features=dict(zip(FEATURE_NAMES, map(float, x[i]))), probability=float(probs[i])))
+        out.sort(key=lambda c: c.probability, reverse=True)
+        entity = out[0].name if out and out[0].probability >= self.ranker.nil_below else None
+        return out, entity
 
     def rank(self, hyps: Sequence[Hypothesis], query: np.ndarray, image_scores: np.ndarray | None = None,
              mention: str | None = None, prior: Mapping[int, float] | None = None) -> list[Candidate]:
@@ -475,6 +545,23 @@ def image_use(qp: QueryPrompt, ranked: Sequence[Candidate], weight: float) -> st
         senses += " (the senses' prior under the bare mention removed)"
     memory = "; " + qp.image_note[4:] if qp.image_note.startswith("on: ") else ""
     return f"on: image.weight {weight:g} x the image score{senses}{memory}"
+
+
+def learned_image_use(image: ImageInput, x: np.ndarray) -> str:
+    """One line on how the picture took part under the ranker (``Prediction.image``)."""
+    if image is None:
+        return ""
+    if not len(x) or not x[:, FEATURE_NAMES.index("image_top")].any():
+        return "off: no image score for this picture (no scorer, or no vision feature)"
+    flat = FEATURE_NAMES.index("image_drawing"), FEATURE_NAMES.index("image_photo")
+    kind = "a drawing" if np.abs(x[:, flat[0]]).sum() >= np.abs(x[:, flat[1]]).sum() else "a photo"
+    return f"weighed by the ranker, as {kind}"
+
+
+def with_features(ranked: Sequence[Candidate], kb: Any, rows: Sequence[int], x: np.ndarray) -> list[Candidate]:
+    """The candidates with their features attached (by title)."""
+    by_title = {kb.entities[r].title: dict(zip(FEATURE_NAMES, map(float, x[i]))) for i, r in enumerate(rows)}
+    return [dataclasses.replace(c, features=by_title.get(c.name)) for c in ranked]
 
 
 def _identity(section: Any, name: str) -> Any:

@@ -7,6 +7,10 @@ from __future__ import annotations
 import re
 
 QUALIFIER = re.compile(r"\s*\([^)]*\)\s*$")  # a title's trailing "(...)", with the spaces around it
+# words that make the rest of a title a phrase about a name, not a compound naming a kind of it: "Republic of
+# the Congo" is not a kind of Congo, "Computer mouse" is a kind of mouse
+NOT_A_MODIFIER = frozenset("of the a an and in on at for to by de du des la le les del della di da von van der den "
+                           "ibn bin al el y et und &".split())
 
 
 def name_key(name: str) -> str:

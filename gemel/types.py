@@ -48,15 +48,19 @@ class Candidate:
     # the fused score holds image.weight times it
     sense_prior: float | None = None  # image.remove_sense_prior x the sense's centred prior, subtracted from
     # llm_logprob in the fused score (None = not calibrated; gemel/image/sense_prior.py)
+    features: dict[str, float] | None = None  # the ranker's features of this candidate (gemel/rank/features.py)
+    probability: float | None = None  # the ranker's probability among the mention's candidates (None: no ranker)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Candidate":
-        """From `to_dict` output; dicts written before ``image_score`` or ``sense_prior`` existed load with None."""
+        """From `to_dict` output; dicts written before ``image_score``, ``sense_prior``, ``features`` or
+        ``probability`` existed load with None."""
         return cls(d["name"], float(d["score"]), float(d["llm_logprob"]), float(d["retrieval_sim"]),
-                   d.get("description", ""), d.get("image_score"), d.get("sense_prior"))
+                   d.get("description", ""), d.get("image_score"), d.get("sense_prior"), d.get("features"),
+                   d.get("probability"))
 
 
 @dataclass(frozen=True)

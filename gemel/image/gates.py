@@ -43,7 +43,7 @@ from gemel.image.scorer import ImageEntityScorer
 from gemel.image.style import flatness
 from gemel.images import ImageInput, image_key, load_image
 from gemel.sources import resolve
-from gemel.text import name_key, without_qualifier
+from gemel.text import NOT_A_MODIFIER, name_key, without_qualifier
 
 log = logging.getLogger(__name__)
 
@@ -190,11 +190,6 @@ def names_exactly(mention: str, title: str) -> bool:
     title: articles are kept, so a description is not taken for a name)."""
     m, t = name_key(mention), name_key(title)
     return bool(m) and (m == t or m == without_qualifier(t))
-
-
-# words that make the rest of a title a phrase about the mention, not a compound naming a kind of it
-NOT_A_MODIFIER = frozenset("of the a an and in on at for to by de du des la le les del della di da von van der den "
-                           "ibn bin al el y et und &".split())
 
 
 def names_as_head(mention: str, title: str) -> bool:

@@ -112,6 +112,29 @@ class PictureMemory:
         query picture counts only for its own mention."""
         if not self._items:
             return {}
+        entries, sims = self._similarities(feature, layout, picture, mention)
+        nearest = int(np.argmax(sims))
+        entity, best = entries[nearest].entity, float(sims[nearest])
+        others = max((float(s) for e, s in zip(entries, sims) if e.entity != entity), default=-np.inf)
+        if best < min_similarity or best - others < lead:
+            return {}
+        return {entity: best}
+
+    def nearest(self, feature: np.ndarray, layout: np.ndarray | None, picture: str | None, mention: str
+                ) -> dict[str, float]:
+        """{entity: similarity of its nearest remembered picture} for every remembered entity (a remembered copy
+        of the query picture counts only for its own mention)."""
+        if not self._items:
+            return {}
+        entries, sims = self._similarities(feature, layout, picture, mention)
+        out: dict[str, float] = {}
+        for e, s in zip(entries, sims):
+            if np.isfinite(s) and s > out.get(e.entity, -np.inf):
+                out[e.entity] = float(s)
+        return out
+
+    def _similarities(self, feature: np.ndarray, layout: np.ndarray | None, picture: str | None, mention: str
+                      ) -> tuple[list[Remembered], np.ndarray]:
         entries, feats, layouts = self._stacked()
         q = np.asarray(feature, np.float32).reshape(-1)
         q = q / (np.linalg.norm(q) or 1.0)
@@ -124,12 +147,7 @@ class PictureMemory:
         for i, e in enumerate(entries):
             if picture is not None and e.picture == picture and name_key(e.mention) != key:
                 sims[i] = -np.inf  # the same picture, another mention: another question
-        nearest = int(np.argmax(sims))
-        entity, best = entries[nearest].entity, float(sims[nearest])
-        others = max((float(s) for e, s in zip(entries, sims) if e.entity != entity), default=-np.inf)
-        if best < min_similarity or best - others < lead:
-            return {}
-        return {entity: best}
+        return entries, sims
 
     def _stacked(self) -> tuple[list[Remembered], np.ndarray, np.ndarray | None]:
         if self._arrays is None:

@@ -16,6 +16,7 @@ from gemel.image.gates import PictureFacts, PictureFactsCache, gated_image_score
 from gemel.image.memory import PictureMemory, Remembered
 from gemel.image.scorer import ImageEntityScorer
 from gemel.images import ImageInput, image_key
+from gemel.rank.features import PictureEvidence
 from gemel.types import Example
 
 
@@ -30,7 +31,25 @@ class ImageSignal:
         self.kb = kb
         self.facts = facts  # flatness and colour layout of recent pictures (shared)
         self.remembered = remembered  # picture memory entries by (example, picture, min_flatness) (shared)
-        self.memory = PictureMemory(scorer.exemplars if scorer is not None else None)
+        self.memory = PictureMemory(scorer.exemplars if scorer is not None else None)  # drawings (the rule's)
+        self.every_picture = PictureMemory(scorer.exemplars if scorer is not None else None)  # photos too
+
+    def evidence(self, image: ImageInput, mention: str, labelled: Iterable[Example]
+                 ) -> tuple[PictureEvidence | None, dict[str, float]]:
+        """What the picture says for the ranker, whatever its style: the scorer's score of every KB entity with
+        the picture's flatness (None without a scorer, a picture or its feature), and {entity: similarity of the
+        nearest picture people labelled as it} over every labelled picture, photos included."""
+        if self.scorer is None or image is None or self.features is None:
+            return None, {}
+        feature = self.features.get(image)
+        if feature is None:
+            return None, {}
+        facts = self.facts.get(self.scorer, image)
+        fused = self.scorer.score(feature, self.scorer.kb_vectors, self.scorer.kb_titles, layout=facts.layout).fused
+        known = frozenset(self.scorer.exemplars.titles) if self.scorer.exemplars is not None else frozenset()
+        self.every_picture.sync((e for e in labelled if e.source != "seed"), lambda e: self._remember(e, 0.0))
+        memory = self.every_picture.nearest(feature.numpy(), facts.layout, image_key(image), mention)
+        return PictureEvidence(fused, facts.flatness, known), memory
 
     def scores(self, image: ImageInput, mention: str | None, labelled: Iterable[Example]
                ) -> tuple[np.ndarray | None, str]:
@@ -54,7 +73,7 @@ class ImageSignal:
         """The image scores plus the picture memory's share (:mod:`gemel.image.memory`): the labelled pictures
         people added (corrections, imported labels; not the shipped seed pool), drawings only."""
         c = self.config
-        self.memory.sync((e for e in labelled if e.source != "seed"), self._remember)
+        self.memory.sync((e for e in labelled if e.source != "seed"), lambda e: self._remember(e, c.min_flatness))
         found = self.memory.scores(feature.numpy(), facts.layout, image_key(image), mention or "",
                                     c.memory_min_similarity, c.memory_lead)
         if not found:
@@ -65,24 +84,24 @@ class ImageSignal:
         return scores, "on: " + ", ".join(f"a labelled picture of {e!r} looks alike ({s:.2f})"
                                           for e, s in found.items())
 
-    def _remember(self, example: Example) -> Remembered | None:
-        """The picture memory's entry for one labelled example, or None: not a drawing, unreadable, not in the
-        KB (computed once per example and picture, shared by the linker's variants)."""
+    def _remember(self, example: Example, min_flatness: float) -> Remembered | None:
+        """The picture memory's entry for one labelled example, or None: less flat than ``min_flatness``,
+        unreadable, not in the KB (computed once per example and picture, shared by the linker's variants)."""
         try:
             picture = image_key(example.image)
         except GemelError:
             return None
-        key = (example.id, picture, self.config.min_flatness)
+        key = (example.id, picture, min_flatness)
         if key not in self.remembered:
-            self.remembered[key] = self._remembered(example, picture)
+            self.remembered[key] = self._remembered(example, picture, min_flatness)
         return self.remembered[key]
 
-    def _remembered(self, example: Example, picture: str | None) -> Remembered | None:
+    def _remembered(self, example: Example, picture: str | None, min_flatness: float) -> Remembered | None:
         if picture is None or example.entity not in self.kb or self.features is None:
             return None
         facts = PictureFacts.of(self.scorer, example.image)
         feature = self.features.get(example.image)
-        if feature is None or facts.flatness < self.config.min_flatness:
+        if feature is None or facts.flatness < min_flatness:
             return None
         unit = torch.nn.functional.normalize(feature.float(), dim=0).numpy()
         return Remembered(example.id or picture, example.entity, picture, example.mention, unit, facts.layout)

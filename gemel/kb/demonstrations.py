@@ -145,6 +145,14 @@ class DemonstrationPool:
         self.examples.extend(fresh)
         return len(fresh)
 
+    def decisions(self, exclude: Sequence[str] = ()) -> list[tuple[Example, np.ndarray]]:
+        """People's live decisions (``source == "annotations"``, with an entity) and their unit embeddings of
+        the mention in context, but those excluded by id or input key (the item being evaluated)."""
+        excluded = set(exclude)
+        rows = [i for i, ex in enumerate(self.examples) if i not in self._removed and ex.source == "annotations"
+                and ex.entity and ex.id not in excluded and ex.meta.get("input_key") not in excluded]
+        return list(zip((self.examples[i] for i in rows), self.index.stored(rows))) if rows else []
+
     def with_examples(self, examples: Iterable[Example] = (), name: str | None = None) -> "DemonstrationPool":
         """A new pool holding this pool's live examples and memory plus ``examples``; this one is unchanged."""
         keep = [i for i in range(len(self.examples)) if i not in self._removed]

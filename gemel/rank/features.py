@@ -1,0 +1,131 @@
+"""Every per-candidate feature the ranker decides on, defined here and only here: its name, its meaning in one
+line and its unit (:data:`FEATURES`), and how one link's evidence becomes a (candidates x features) matrix
+(:func:`candidate_features`).
+
+A conditional logit compares the candidates of one mention, so a value shared by all of them (the picture's
+flatness, whether there is a picture at all) cannot matter on its own: such facts enter as interactions with
+per-candidate evidence (the image score on a drawing, the image score on a photo).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gemel.text import NOT_A_MODIFIER, name_key, without_qualifier
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    meaning: str  # one line a newcomer can read
+    unit: str
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("llm_sum", "log-probability of the name (with EOS) after the prompt", "nats"),
+    Feature("llm_mean", "llm_sum divided by the name's token count", "nats per token"),
+    Feature("llm_margin", "llm_sum minus the best candidate's llm_sum (0 for the best)", "nats"),
+    Feature("retrieval_sim", "cosine of the mention in context with the entry's 'title: description'", "cosine"),
+    Feature("retrieval_margin", "retrieval_sim minus the best candidate's retrieval_sim", "cosine"),
+    Feature("name_exact", "the mention is the title or one of its aliases, up to case and spaces", "0/1"),
+    Feature("name_base", "the mention is the title without its '(...)' qualifier, up to case and spaces", "0/1"),
+    Feature("name_head", "the title ends in the mention's words, a compound naming a kind of it", "0/1"),
+    Feature("name_overlap", "share of words the mention and the title (qualifier dropped) have in common",
+            "Jaccard, 0..1"),
+    Feature("has_qualifier", "the title has a '(...)' qualifier (one sense of a shared name)", "0/1"),
+    Feature("sense_prior", "log-probability under the bare mention, centred over the senses it names (else 0)",
+            "nats"),
+    Feature("image_drawing", "the image score (z over the KB) x the picture's flatness (drawing-like: 1)", "z"),
+    Feature("image_photo", "the image score (z over the KB) x (1 - flatness) (photo-like: 1)", "z"),
+    Feature("image_top", "1 / (1 + rank of the entity among all KB entities by image score)", "0..1"),
+    Feature("image_known", "the image scorer has exemplar pictures of this entity (and there is a picture)", "0/1"),
+    Feature("memory_sim", "similarity of the picture to the nearest picture people labelled as this entity",
+            "cosine + layout kernel, 0 when none"),
+    Feature("decision_caption", "caption similarity of the nearest stored decision for this entity", "cosine"),
+    Feature("decision_picture", "picture similarity of that decision (0: it has no picture or the query none)",
+            "cosine"),
+)
+NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+
+
+@dataclass
+class PictureEvidence:
+    """What the query picture says about every KB entity (absent: no picture or no image scorer)."""
+
+    scores: np.ndarray  # (N_kb,) the image scorer's fused score of the picture against every KB entity
+    flatness: float  # 0 (photo) .. 1 (flat drawing): gemel.image.style.flatness
+    known: frozenset[str] = frozenset()  # titles the scorer has exemplar pictures of
+
+    def __post_init__(self) -> None:
+        s = np.asarray(self.scores, dtype=np.float64)
+        std = s.std()
+        self.z = (s - s.mean()) / (std if std > 1e-9 else 1.0)  # (N_kb,)
+        self.order = np.argsort(np.argsort(-s, kind="stable"), kind="stable")  # (N_kb,) rank, 0 = best
+
+
+@dataclass
+class Evidence:
+    """One link's evidence for its candidates, gathered by the linker once."""
+
+    mention: str
+    titles: Sequence[str]  # the candidates' KB titles
+    aliases: Sequence[Sequence[str]]  # each candidate's aliases
+    rows: Sequence[int]  # the candidates' KB rows
+    llm_sum: Sequence[float]
+    tokens: Sequence[int]  # each name's token count (EOS included)
+    retrieval_sim: Sequence[float]
+    sense_prior: Mapping[int, float] = field(default_factory=dict)  # row -> centred prior (senses only)
+    picture: PictureEvidence | None = None
+    memory: Mapping[str, float] = field(default_factory=dict)  # title -> nearest labelled picture's similarity
+    decisions: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # title -> (caption, picture)
+
+
+def candidate_features(ev: Evidence) -> np.ndarray:
+    """(C, F) features of the candidates, columns in :data:`NAMES` order."""
+    llm = np.asarray(ev.llm_sum, dtype=np.float64)
+    sim = np.asarray(ev.retrieval_sim, dtype=np.float64)
+    out = np.zeros((len(ev.titles), len(NAMES)), dtype=np.float64)
+    col = {n: i for i, n in enumerate(NAMES)}
+    if len(ev.titles) == 0:
+        return out
+    out[:, col["llm_sum"]] = llm
+    out[:, col["llm_mean"]] = llm / np.maximum(1, np.asarray(ev.tokens, dtype=np.float64))
+    out[:, col["llm_margin"]] = llm - llm.max()
+    out[:, col["retrieval_sim"]] = sim
+    out[:, col["retrieval_margin"]] = sim - sim.max()
+    for i, (title, aliases, row) in enumerate(zip(ev.titles, ev.aliases, ev.rows)):
+        names = name_features(ev.mention, title, aliases)
+        for name, value in names.items():
+            out[i, col[name]] = value
+        out[i, col["sense_prior"]] = ev.sense_prior.get(row, 0.0)
+        if ev.picture is not None:
+            p = ev.picture
+            out[i, col["image_drawing"]] = p.z[row] * p.flatness
+            out[i, col["image_photo"]] = p.z[row] * (1.0 - p.flatness)
+            out[i, col["image_top"]] = 1.0 / (1.0 + p.order[row])
+            out[i, col["image_known"]] = float(title in p.known)
+        out[i, col["memory_sim"]] = ev.memory.get(title, 0.0)
+        caption, picture = ev.decisions.get(title, (0.0, 0.0))
+        out[i, col["decision_caption"]], out[i, col["decision_picture"]] = caption, picture
+    return out
+
+
+def name_features(mention: str, title: str, aliases: Sequence[str] = ()) -> dict[str, float]:
+    """The name features of one candidate: exact, base, head, overlap, has_qualifier."""
+    m = name_key(mention)
+    t = name_key(title)
+    base = without_qualifier(t)
+    m_words, base_words = m.split(), base.split()
+    head = 0 < len(m_words) < len(base_words) and base_words[-len(m_words):] == m_words \
+        and base_words[-len(m_words) - 1] not in NOT_A_MODIFIER
+    union = set(m_words) | set(base_words)
+    return {
+        "name_exact": float(bool(m) and (m == t or any(m == name_key(a) for a in aliases))),
+        "name_base": float(bool(m) and m == base and base != t),
+        "name_head": float(head),
+        "name_overlap": len(set(m_words) & set(base_words)) / len(union) if union else 0.0,
+        "has_qualifier": float(base != t),
+    }

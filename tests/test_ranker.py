@@ -1,0 +1,184 @@
+"""The learned decision rule: features defined once, a conditional logit fitted in seconds, used by the linker."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gemel.rank.features import FEATURES, NAMES, Evidence, PictureEvidence, candidate_features, name_features
+from gemel.rank.model import Ranker, RankerError
+from gemel.training.ranker import (Group, RankerFitError, accuracy, cross_validate, fit, fit_nil, fit_with_cv,
+                                   out_of_fold, read_groups, write_groups)
+
+
+# ---- features ------------------------------------------------------------------------------------------
+def test_every_feature_has_a_meaning_and_a_unit():
+    assert len(set(NAMES)) == len(NAMES) == len(FEATURES)
+    assert all(f.meaning and len(f.meaning) < 120 and f.unit for f in FEATURES)
+
+
+@pytest.mark.parametrize(("mention", "title", "aliases", "expected"), [
+    ("Japan", "Japan", (), {"name_exact": 1, "name_base": 0, "name_head": 0, "has_qualifier": 0}),
+    ("nut", "Nut (fruit)", (), {"name_exact": 0, "name_base": 1, "name_head": 0, "has_qualifier": 1}),
+    ("mouse", "Computer mouse", (), {"name_exact": 0, "name_base": 0, "name_head": 1}),
+    ("Congo", "Republic of the Congo", (), {"name_head": 0}),
+    ("luna", "Moon", ("Luna",), {"name_exact": 1}),
+    ("the country", "Japan", (), {"name_exact": 0, "name_base": 0, "name_head": 0, "name_overlap": 0}),
+])
+def test_name_features(mention, title, aliases, expected):
+    got = name_features(mention, title, aliases)
+    assert {k: got[k] for k in expected} == pytest.approx(expected)
+
+
+def test_candidate_features_hold_margins_the_picture_and_decisions():
+    scores = np.array([0.0, 3.0, 1.0, -1.0])  # KB rows 0..3
+    ev = Evidence("Jordan", ["Jordan", "Jordan River", "Michael Jordan"], [(), (), ()], [0, 1, 2],
+                  llm_sum=[-2.0, -5.0, -3.0], tokens=[2, 3, 3], retrieval_sim=[0.5, 0.7, 0.2],
+                  sense_prior={0: 1.5, 1: -1.5}, picture=PictureEvidence(scores, 0.75, frozenset({"Jordan"})),
+                  memory={"Michael Jordan": 0.9}, decisions={"Jordan River": (0.8, 0.1)})
+    x = candidate_features(ev)
+    col = {n: i for i, n in enumerate(NAMES)}
+    assert x.shape == (3, len(NAMES))
+    assert x[:, col["llm_margin"]].tolist() == [0.0, -3.0, -1.0]
+    assert x[:, col["llm_mean"]].tolist() == pytest.approx([-1.0, -5 / 3, -1.0])
+    assert x[:, col["retrieval_margin"]].tolist() == pytest.approx([-0.2, 0.0, -0.5])
+    assert x[:, col["sense_prior"]].tolist() == [1.5, -1.5, 0.0]
+    z = (scores - scores.mean()) / scores.std()
+    assert x[:, col["image_drawing"]] == pytest.approx(z[:3] * 0.75)
+    assert x[:, col["image_photo"]] == pytest.approx(z[:3] * 0.25)
+    assert x[:, col["image_top"]].tolist() == pytest.approx([1 / 3, 1.0, 1 / 2])
+    assert x[:, col["image_known"]].tolist() == [1.0, 0.0, 0.0]
+    assert x[:, col["memory_sim"]].tolist() == [0.0, 0.0, 0.9]
+    assert x[1, col["decision_caption"]] == 0.8 and x[1, col["decision_picture"]] == 0.1
+    assert x[:, col["name_exact"]].tolist() == [1.0, 0.0, 0.0] and x[2, col["name_head"]] == 1.0
+
+
+# ---- fitting -------------------------------------------------------------------------------------------
+def synthetic(n: int = 60, seed: int = 0, nil: int = 0) -> list[Group]:
+    """Mentions whose gold candidate has the highest name_exact + 0.5 * retrieval_sim, the rest noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        c = int(rng.integers(2, 6))
+        x = rng.normal(size=(c, len(NAMES)))
+        x[:, NAMES.index("name_exact")] = 0.0
+        gold = int(rng.integers(c))
+        x[gold, NAMES.index("name_exact")] = 1.0
+        titles = [f"e{i}-{j}" for j in range(c)]
+        out.append(Group(f"m{i}", titles, x, titles[gold]))
+    for i in range(nil):  # NIL mentions: nobody has the exact name, the ranker is unsure
+        x = rng.normal(size=(3, len(NAMES)))
+        x[:, NAMES.index("name_exact")] = 0.0
+        out.append(Group(f"nil{i}", [f"n{i}-{j}" for j in range(3)], x, None))
+    return out
+
+
+def test_fit_learns_the_deciding_feature_and_gives_probabilities():
+    groups = synthetic()
+    ranker = fit(groups, l2=0.1)
+    p = ranker.probabilities(groups[0].x)
+    assert p.sum() == pytest.approx(1.0) and accuracy(groups, [ranker.probabilities(g.x) for g in groups]) == 1.0
+    assert int(np.argmax(np.abs(ranker.weights))) == NAMES.index("name_exact") and ranker.weights[
+        NAMES.index("name_exact")] > 0
+    contributions = ranker.contributions(groups[0].x)
+    assert contributions.sum(1) == pytest.approx(ranker.scores(groups[0].x))
+
+
+def test_cross_validation_scores_held_out_mentions_and_fits_nil():
+    groups = synthetic(80, nil=20)
+    cv = cross_validate(groups, k=5)
+    assert cv.l2 in cv.by_l2 and len(cv.probabilities) == len(groups)
+    assert cv.nil_below > 0 and cv.accuracy > accuracy(groups, cv.probabilities, 0.0)
+    assert cv.accuracy >= 0.9
+
+
+def test_out_of_fold_never_sees_the_mention_it_scores():
+    groups = synthetic(30)
+    flipped = [Group(g.key, g.titles, g.x.copy(), g.gold) for g in groups]
+    i = 7
+    wrong = (flipped[i].target + 1) % len(flipped[i].titles)
+    flipped[i].gold = flipped[i].titles[wrong]  # its own label changed: its out-of-fold probabilities do not move
+    a, b = out_of_fold(groups, 0.1), out_of_fold(flipped, 0.1)
+    np.testing.assert_allclose(a[i], b[i])
+
+
+def test_nil_threshold_is_zero_without_nil_gold():
+    groups = synthetic(40)
+    assert fit_nil(groups, [fit(groups).probabilities(g.x) for g in groups]) == 0.0
+
+
+def test_nothing_to_learn_is_a_sentence():
+    g = Group("a", ["x"], np.zeros((1, len(NAMES))), "y")
+    with pytest.raises(RankerFitError, match="nothing to learn"):
+        fit([g])
+    with pytest.raises(RankerFitError, match="too few"):
+        cross_validate([g])
+
+
+def test_artifact_round_trip_describes_itself(tmp_path):
+    groups = synthetic(40)
+    data = write_groups(groups, tmp_path / "groups.jsonl")
+    assert [g.key for g in read_groups(data)] == [g.key for g in groups]
+    ranker = fit_with_cv(read_groups(data), files=[data])
+    path = ranker.save(tmp_path / "r.json")
+    d = json.loads(path.read_text())
+    assert d["features"] == list(NAMES) and d["manifest"]["mentions"] == 40
+    assert d["manifest"]["data"][0]["sha256"] and 0 <= d["manifest"]["cv"]["accuracy"] <= 1
+    again = Ranker.load(path)
+    np.testing.assert_allclose(again.scores(groups[3].x), ranker.scores(groups[3].x))
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{", "not readable JSON"),
+    ('{"format": "other"}', "not a GEMEL Studio ranker"),
+    ('{"format": "gemel-ranker/1", "features": ["llm_sum"]}', "other features"),
+])
+def test_a_bad_artifact_is_refused_with_a_sentence(tmp_path, content, message):
+    path = tmp_path / "r.json"
+    path.write_text(content)
+    with pytest.raises(RankerError, match=message):
+        Ranker.load(path)
+    with pytest.raises(RankerError, match="does not exist"):
+        Ranker.load(tmp_path / "missing.json")
+
+
+# ---- the linker ----------------------------------------------------------------------------------------
+def test_every_link_keeps_its_candidates_features(tiny_linker):
+    pred = tiny_linker.link(None, "Mercury orbits the Sun.", "Mercury")
+    assert pred.candidates and all(set(c.features) == set(NAMES) for c in pred.candidates)
+    assert all(c.probability is None for c in pred.candidates)  # the fused score decided
+    again = type(pred.candidates[0]).from_dict(pred.candidates[0].to_dict())
+    assert again.features == pred.candidates[0].features
+
+
+def _one_feature_ranker(name: str, weight: float = 5.0, nil_below: float = 0.0) -> Ranker:
+    w = np.zeros(len(NAMES))
+    w[NAMES.index(name)] = weight
+    return Ranker(w, np.zeros(len(NAMES)), np.ones(len(NAMES)), nil_below=nil_below)
+
+
+def test_the_ranker_decides_when_the_linker_has_one(tiny_linker):
+    by_retrieval = tiny_linker.replace(ranker=_one_feature_ranker("retrieval_sim", 50.0))
+    pred = by_retrieval.link(None, "Mercury orbits the Sun.", "Mercury")
+    sims = [c.features["retrieval_sim"] for c in pred.candidates]
+    assert pred.entity == pred.candidates[0].name and sims == sorted(sims, reverse=True)
+    assert sum(c.probability for c in pred.candidates) == pytest.approx(1.0)
+    assert tiny_linker.ranker is None  # the variant's own
+
+
+def test_below_nil_below_the_ranker_answers_nil(tiny_linker):
+    unsure = tiny_linker.replace(ranker=_one_feature_ranker("retrieval_sim", 0.0, nil_below=0.99))
+    pred = unsure.link(None, "Mercury orbits the Sun.", "Mercury")
+    assert pred.entity is None and pred.candidates
+
+
+def test_a_profile_names_its_ranker(tiny_linker, tmp_path):
+    path = _one_feature_ranker("name_exact").save(tmp_path / "r.json")
+    linker = tiny_linker.replace(config=tiny_linker.config.replace(rank={"model": str(path)}))
+    assert linker.ranker is not None and linker.ranker.weights[NAMES.index("name_exact")] == 5.0
+    from gemel.config import ProfileError
+
+    with pytest.raises(ProfileError, match="decision_candidates"):
+        tiny_linker.config.replace(rank={"decision_candidates": -1})
