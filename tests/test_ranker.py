@@ -182,3 +182,40 @@ def test_a_profile_names_its_ranker(tiny_linker, tmp_path):
 
     with pytest.raises(ProfileError, match="decision_candidates"):
         tiny_linker.config.replace(rank={"decision_candidates": -1})
+
+
+# ---- gemel fit-ranker ----------------------------------------------------------------------------------
+@pytest.fixture
+def tiny_profile_file(tiny_config, tmp_path):
+    from gemel.training.calibrate import profile_toml
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(profile_toml(tiny_config))
+    return path
+
+
+def test_fit_ranker_cli_writes_an_artifact_a_profile_can_name(tiny_profile_file, tiny_dir, tmp_path, capsys):
+    from gemel.cli.main import main
+
+    out = tmp_path / "r.json"
+    argv = ["fit-ranker", "--profile", str(tiny_profile_file), "--data", str(tiny_dir / "seed.jsonl"), "--out",
+            str(out), "--folds", "2", "--quiet", "--cache", str(tmp_path / "cache")]
+    assert main(argv) == 0
+    said = capsys.readouterr().out
+    assert "ranker written to" in said and "2-fold CV accuracy" in said
+    d = json.loads(out.read_text())
+    assert d["manifest"]["mentions"] > 2 and d["manifest"]["data"][0]["file"].endswith("seed.jsonl")
+    assert list((tmp_path / "cache").glob("seed-*.jsonl"))  # a refit reads the gathered features
+    assert main(argv) == 0 and Ranker.load(out).weights.shape == (len(NAMES),)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ([], "give labelled data"),
+    (["--data", "missing.jsonl"], "does not exist"),
+    (["--data", "x.jsonl", "--folds", "1"], "--folds 1"),
+])
+def test_fit_ranker_cli_refuses_bad_input_with_a_sentence(tiny_profile_file, tmp_path, capsys, extra, message):
+    from gemel.cli.main import main
+
+    assert main(["fit-ranker", "--profile", str(tiny_profile_file), "--out", str(tmp_path / "r.json"), *extra]) == 2
+    assert message in capsys.readouterr().err

@@ -105,7 +105,7 @@ def profile_with(profile: str, sets: list[str], mapper: str | None = None) -> An
     if mapper:
         sections.setdefault("mapper", {})["checkpoint"] = str(Path(mapper).resolve())
     config = load_profile(profile)
-    known = ("llm", "vision", "embedder", "kb", "mapper", "demos", "decode", "image")
+    known = ("llm", "vision", "embedder", "kb", "mapper", "demos", "decode", "image", "rank")
     unknown = sorted(set(sections) - set(known))
     if unknown:
         raise ProfileError(f"--set: unknown section(s) {unknown}; known: {list(known)}")

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence, TextIO
 
 from gemel.errors import GemelError
 
-EXTRA_COMMANDS = ("gemel.cli.train", "gemel.cli.eval", "gemel.cli.corpus")
+EXTRA_COMMANDS = ("gemel.cli.train", "gemel.cli.eval", "gemel.cli.rank", "gemel.cli.corpus")
 
 
 class UsageError(GemelError):

@@ -30,6 +30,7 @@ import numpy as np
 from gemel.data.metrics import EvalConfig, EvalReport, evaluate, exact_match
 from gemel.errors import GemelError
 from gemel.images import Picture, image_key
+from gemel.sources import package_path
 from gemel.types import Candidate, Example, Prediction
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ def _fix_image(ex: Example, folder: Path) -> Example:
     """An existing local image as an absolute path (the demonstration pool de-duplicates by it)."""
     if not ex.image or "://" in ex.image:
         return ex
+    if ex.image.startswith("package:"):  # a picture shipped inside an installed package (the out-of-pool photos)
+        return dataclasses.replace(ex, image=str(package_path(ex.image)))
     if os.path.exists(ex.image):
         return dataclasses.replace(ex, image=str(Path(ex.image).resolve()))
     candidate = folder.parent / os.path.relpath(ex.image, folder)

@@ -47,6 +47,13 @@ class Ranker:
             raise RankerError(f"a ranker needs {len(NAMES)} weights, means and scales (one per feature), got "
                               f"{self.weights.shape}, {self.mean.shape}, {self.scale.shape}")
 
+    @classmethod
+    def uniform(cls) -> "Ranker":
+        """All weights 0: every candidate equally likely. Linking with it gathers the learned rule's candidates
+        and features without deciding anything (how fitting data is collected)."""
+        n = len(NAMES)
+        return cls(np.zeros(n), np.zeros(n), np.ones(n), nil_below=0.0, l2=0.0, manifest={"untrained": True})
+
     def contributions(self, x: np.ndarray) -> np.ndarray:
         """(C, F) ``w_j * z_j`` per candidate and feature: what each feature adds to each candidate's score."""
         return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale * self.weights

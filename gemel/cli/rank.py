@@ -1,0 +1,107 @@
+"""``gemel fit-ranker``: fit the learned decision rule on labelled data and people's decisions (see
+`gemel.training.ranker`); registered by `gemel.cli.main`.
+
+    gemel fit-ranker --data gemel/assets/seed/examples.jsonl assets/eval/dev.jsonl --out ranker.json
+    gemel fit-ranker --data assets/eval/dev.jsonl --annotations data/gemel.db --out ranker.json
+
+Each labelled mention is linked once (kept out of its own prompt) to gather its candidates' features; those are
+cached per data file (by content, profile and mapper), so refitting after a new correction only links what is
+new. Five-fold cross-validation chooses the penalty and the NIL threshold; the artifact records the data it saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from gemel.cli.main import UsageError
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fit-ranker", help="fit the learned decision rule on labelled data (seconds once cached)",
+                       description="Link every labelled mention once to gather its candidates' features, then fit "
+                                   "the conditional-logit ranker with cross-validation and write its artifact "
+                                   "(name it in a profile: [rank] model = \"ranker.json\").")
+    p.add_argument("--data", nargs="*", default=[], metavar="FILE",
+                   help="labelled data (JSONL, GEMEL, WikiDiverse, WikiMEL); never the test split you report")
+    p.add_argument("--annotations", metavar="DB", help="also every decision of an annotation store (each one "
+                                                       "linked with the store's other decisions loaded)")
+    p.add_argument("--out", required=True, metavar="JSON", help="the ranker artifact to write")
+    p.add_argument("--profile", default="offline", help="profile name or .toml path (default: offline)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a profile value, e.g. --set demos.n=8")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    p.add_argument("--cache", metavar="DIR", help="where gathered features are kept (default: the project cache)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_fit_ranker)
+
+
+def run_fit_ranker(args: argparse.Namespace) -> int:
+    from gemel.cli.eval import profile_with
+    from gemel.linker import Linker
+    from gemel.training.ranker import fit_with_cv
+
+    if not args.data and not args.annotations:
+        raise UsageError("give labelled data: --data FILE [FILE ...] and/or --annotations DB")
+    if args.folds < 2:
+        raise UsageError(f"--folds {args.folds} must be >= 2")
+    missing = [f for f in args.data if not Path(f).is_file()]
+    if missing:
+        raise UsageError(f"--data file {missing[0]!r} does not exist")
+    linker = gatherer(Linker.load(profile_with(args.profile, args.set)))
+    groups = []
+    for path in args.data:
+        groups += groups_of_file(linker, Path(path), args.cache, not args.quiet)
+    if args.annotations:
+        groups += groups_of_store(linker, args.annotations, not args.quiet)
+    ranker = fit_with_cv(groups, files=[*args.data, *([args.annotations] if args.annotations else [])],
+                         k=args.folds)
+    out = ranker.save(args.out)
+    m = ranker.manifest
+    print(f"ranker written to {out}: {m['mentions']} mentions ({m['gold_among_candidates']} with the gold entity "
+          f"among the candidates, {m['nil']} NIL), {args.folds}-fold CV accuracy {m['cv']['accuracy']:.3f}, "
+          f"l2 {ranker.l2:g}, NIL below p={ranker.nil_below:.3f}")
+    return 0
+
+
+def gatherer(linker: Any) -> Any:
+    """A variant that links as the learned rule does (its candidates) without deciding anything."""
+    from gemel.rank.model import Ranker
+
+    return linker.replace(ranker=Ranker.uniform())
+
+
+def groups_of_file(linker: Any, path: Path, cache: str | None, progress: bool) -> list:
+    """The groups of a data file, read from the cache when this file, profile and mapper were gathered before."""
+    from gemel.data.evaluate import check_images, load_examples
+    from gemel.sources import cache_dir
+    from gemel.training.ranker import collect, read_groups, write_groups
+
+    key = hashlib.sha256(path.read_bytes() + json.dumps([linker.config.to_dict(), linker.mapper_version],
+                                                        sort_keys=True, default=str).encode()).hexdigest()[:16]
+    cached = Path(cache or cache_dir("ranker-groups")) / f"{path.stem}-{key}.jsonl"
+    if cached.is_file():
+        log.info("features of %s read from %s", path, cached)
+        return read_groups(cached)
+    examples = load_examples(path)
+    check_images(examples)
+    groups = collect(linker, examples, progress=progress, desc=path.stem, file=path.name)
+    write_groups(groups, cached)
+    return groups
+
+
+def groups_of_store(linker: Any, db: str, progress: bool) -> list:
+    """The groups of an annotation store's decisions, each linked with the store's other decisions loaded."""
+    from annotations.loop import open_loop  # the CLI layer is where gemel meets the store
+    from gemel.cli.eval import examples_from_store
+    from gemel.training.ranker import collect
+
+    examples = examples_from_store(db, include_nil=True)
+    open_loop(db, linker)
+    return collect(linker, examples, progress=progress, desc="decisions", file=Path(db).name)
