@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,3 +227,14 @@ def test_cases_whose_picture_is_a_demonstrations_are_reported_apart(tiny_linker,
     assert {k: v.n for k, v in result.report.per_pool.items()} == {"in-pool": 1, "out-of-pool": 1}
     assert "in-pool picture (n=1)" in result.report.table() and "out-of-pool picture (n=1)" in result.report.table()
     assert set(result.report.to_dict()["per_pool"]) == {"in-pool", "out-of-pool"}
+
+
+def test_a_package_picture_in_a_jsonl_file_is_found_inside_its_package(tmp_path):
+    """The out-of-pool photos name pictures shipped in PyPI packages (``package:skimage/data/...``)."""
+    from gemel.data.evaluate import load_examples
+
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "a", "text": "The Moon rose.", "mention": "Moon", "entity": "Moon",
+                                "image": "package:skimage/data/moon.png"}) + "\n")
+    (ex,) = load_examples(data)
+    assert Path(ex.image).is_file() and ex.image.endswith("skimage/data/moon.png")

@@ -47,8 +47,9 @@ def is_url(ref: str) -> bool:
 
 
 def relative_to(ref: str, folder: str | Path) -> str:
-    """A local relative path resolved against folder; URLs and absolute paths unchanged."""
-    if is_url(ref) or os.path.isabs(ref):
+    """A local relative path resolved against folder; URLs, absolute paths and ``package:NAME/path`` references
+    (a picture inside an installed package) unchanged."""
+    if is_url(ref) or os.path.isabs(ref) or ref.startswith("package:"):
         return ref
     return os.path.normpath(os.path.join(folder, ref))
 

@@ -1,0 +1,270 @@
+"""The rule today (fused score and gates) against the learned ranker, on data the ranker never saw.
+
+    python bench/ranker.py [--profile offline] [--folds 5] [--ranker PATH] [--smoke]
+
+Training data (``--ranker`` absent: the ranker is fitted here, as ``gemel fit-ranker`` does): the seed pool,
+``assets/eval/dev.jsonl``, ``assets/eval/outpool.jsonl`` and, when the image corpus is built (``make corpus``),
+its training captions. Measured, in this order:
+
+1. **CV**: the ranker's out-of-fold accuracy over its training data (``ranker_cv``), and on dev alone beside the
+   rule's dev accuracy (the rule linked as shipped);
+2. **test, read once at the end**: ``assets/eval/test.jsonl`` linked by the rule and by the ranker; real photos
+   whose picture is in the seed pool or the ranker's training data (in-pool) and the others (out-of-pool)
+   apart; NIL F1 over the test's NIL mentions; the ranker's link p50;
+3. with the corpus: its flags in an art style never trained on (only the picture decides) and its same-caption
+   groups (a group counts when every picture is right), rule and ranker; without it these are ``n/a``.
+
+Features are gathered once per file and cached (as ``gemel fit-ranker`` does). Writes ``bench/out/ranker.json``
+and ``docs/img/ranker.png``. Last line: ``rule_test= ranker_test= ranker_cv= groups= flags= photos_outpool=
+nil_f1= link_p50_s=``.
+
+``--smoke``: 4 examples per set, 2 folds, no corpus, everything under ``bench/out/smoke/ranker/``; the same last
+line, figures meaningless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from bench._smoke import SMOKE_HELP, smoke_out  # noqa: E402
+from gemel.data.metrics import Score  # noqa: E402
+from gemel.kb.demonstrations import load_jsonl_examples  # noqa: E402
+from gemel.types import Example  # noqa: E402
+
+SEED = ROOT / "gemel" / "assets" / "seed" / "examples.jsonl"
+EVAL = ROOT / "assets" / "eval"
+TRAIN_FILES = (SEED, EVAL / "dev.jsonl", EVAL / "outpool.jsonl")
+FLAG_TEXT, FLAG_MENTION = "This is the flag of the country.", "the country"
+
+
+def sha(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def examples_of(path: Path, limit: int | None) -> list[Example]:
+    return load_jsonl_examples(path, path.stem)[:limit]
+
+
+def gathered(gather: Any, examples: list[Example], name: str, cache: Path, **tags: Any) -> tuple[list, list[float]]:
+    """(groups, link seconds) of examples linked by the gathering variant; cached by their content."""
+    from gemel.training.ranker import group_of, read_groups, write_groups
+
+    key = hashlib.sha256(json.dumps([[e.to_dict() for e in examples], gather.config.to_dict()], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:16]
+    path = cache / f"{name}-{key}.jsonl"
+    times_path = path.with_suffix(".times.json")
+    if path.is_file() and times_path.is_file():
+        return read_groups(path), json.loads(times_path.read_text())
+    from tqdm import tqdm
+
+    groups, times = [], []
+    for ex in tqdm(examples, desc=name, unit="mention", file=sys.stderr):
+        t0 = time.perf_counter()
+        pred = gather.link(ex.image, ex.text, ex.mention, exclude=[ex.id] if ex.id else [])
+        times.append(time.perf_counter() - t0)
+        groups.append(group_of(ex, pred, **tags, **ex.meta))
+    write_groups(groups, path)
+    times_path.write_text(json.dumps(times))
+    return groups, times
+
+
+def rule_answers(rule: Any, examples: list[Example]) -> list[str | None]:
+    from gemel.data.evaluate import predict
+
+    return [p.entity for p in predict(rule, examples, desc="rule")]
+
+
+def ranker_answers(ranker: Any, groups: list) -> list[str | None]:
+    from gemel.training.ranker import answer
+
+    return [answer(g, ranker.probabilities(g.x), ranker.nil_below) if len(g.titles) else None for g in groups]
+
+
+def score(answers: list[str | None], examples: list[Example]) -> Score:
+    hits = sum(a == e.entity for a, e in zip(answers, examples))
+    return Score.of(hits, len(examples), 0.95)
+
+
+def nil_f1(answers: list[str | None], examples: list[Example]) -> float | None:
+    gold = [e.entity is None for e in examples]
+    if not any(gold):
+        return None
+    said = [a is None for a in answers]
+    hits = sum(g and s for g, s in zip(gold, said))
+    precision, recall = hits / max(1, sum(said)), hits / sum(gold)
+    return 2 * precision * recall / (precision + recall) if hits else 0.0
+
+
+def corpus_sets(profile: str, limit: int | None) -> dict[str, list[Example]] | None:
+    """The corpus's training captions (ranker data), test flags and same-caption groups; None when not built."""
+    from gemel.cli.corpus import default_corpus
+    from gemel.config import load_profile
+    from gemel.kb.entities import KnowledgeBase
+    from gemel.sources import resolve
+    from gemel.training.captions import captions, flag_set, same_caption_groups
+    from gemel.training.corpus import Corpus, CorpusError
+
+    config = load_profile(profile)
+    try:
+        corpus = Corpus.load(default_corpus(profile))
+    except (CorpusError, FileNotFoundError):
+        return None
+    kb = KnowledgeBase.load(resolve(config.kb.source, config.base_dir), name=config.kb.name)
+    train = [Example(c.text, c.mention, c.entity, str(corpus.folder / c.image), c.id, "corpus-train")
+             for c in captions(corpus, kb, split="train")]
+    groups = [Example(m.text, m.mention, m.entity, str(corpus.folder / m.image), m.id, "groups", {"group": g.id})
+              for g in same_caption_groups(corpus, kb, split="test") for m in g.members]
+    flags = [Example(FLAG_TEXT, FLAG_MENTION, it.entity, str(corpus.path(it)), it.id, "flags")
+             for it in flag_set(corpus)]
+    return {"train": train[:limit], "groups": groups[:limit], "flags": flags[:limit]}
+
+
+def group_rate(answers: list[str | None], examples: list[Example]) -> float:
+    by: dict[str, list[bool]] = {}
+    for a, e in zip(answers, examples):
+        by.setdefault(e.meta["group"], []).append(a == e.entity)
+    return float(np.mean([all(v) for v in by.values()])) if by else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="offline")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--ranker", help="evaluate this artifact instead of fitting one here (its data must not hold "
+                                    "the test split)")
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = p.parse_args(argv)
+    limit = 4 if args.smoke else None
+    folds = 2 if args.smoke else args.folds
+    out = smoke_out("ranker") if args.smoke else ROOT / "bench" / "out"
+    cache = out / "ranker-groups"
+    cache.mkdir(parents=True, exist_ok=True)
+
+    from gemel.linker import Linker
+    from gemel.rank.model import Ranker
+    from gemel.training.ranker import cross_validate, fit_with_cv
+
+    rule = Linker.load(args.profile)
+    gather = rule.replace(ranker=Ranker.uniform())
+    corpus = None if args.smoke else corpus_sets(args.profile, limit)
+    train_sets = {f.stem: examples_of(f, limit) for f in TRAIN_FILES}
+    if corpus is not None:
+        train_sets["corpus-train"] = corpus["train"]
+    groups = {name: gathered(gather, exs, name, cache, split=name)[0] for name, exs in train_sets.items()}
+    training = [g for gs in groups.values() for g in gs]
+
+    # 1. cross-validation (training data only) and the rule on dev
+    cv = cross_validate(training, k=folds)
+    dev_idx = [i for i, g in enumerate(training) if g.tags.get("split") == "dev"]
+    dev_cv = float(np.mean([ranker_answers_one(training[i], cv.probabilities[i], cv.nil_below) == training[i].gold
+                            for i in dev_idx]))
+    rule_dev = score(rule_answers(rule, train_sets["dev"]), train_sets["dev"]).accuracy
+    ranker = Ranker.load(args.ranker) if args.ranker else fit_with_cv(training, [str(f) for f in TRAIN_FILES], folds)
+    ranker.save(out / "ranker.json")
+
+    # 2. test, read once, now that the ranker is fixed
+    test = examples_of(EVAL / "test.jsonl", limit)
+    test_groups, times = gathered(gather, test, "test", cache, split="test")
+    rule_test, ranker_test = rule_answers(rule, test), ranker_answers(ranker, test_groups)
+    seen = {sha(e.image) for exs in train_sets.values() for e in exs if e.image and Path(e.image).is_file()}
+    outpool = [i for i, e in enumerate(test) if e.image and sha(e.image) not in seen]
+    inpool = [i for i, e in enumerate(test) if e.image and sha(e.image) in seen]
+    rows = {"dev (ranker: out-of-fold)": (rule_dev, dev_cv, len(dev_idx)),
+            "test": pair(rule_test, ranker_test, test, range(len(test))),
+            "test photos in-pool": pair(rule_test, ranker_test, test, inpool),
+            "test photos out-of-pool": pair(rule_test, ranker_test, test, outpool)}
+
+    # 3. the corpus's flags and same-caption groups
+    figures = {"groups": "n/a", "flags": "n/a"}
+    if corpus is not None:
+        for name in ("flags", "groups"):
+            g, _ = gathered(gather, corpus[name], name, cache, split=name)
+            r, k = rule_answers(rule, corpus[name]), ranker_answers(ranker, g)
+            if name == "groups":
+                rows["same-caption groups (all right)"] = (group_rate(r, corpus[name]), group_rate(k, corpus[name]),
+                                                           len({e.meta["group"] for e in corpus[name]}))
+                figures[name] = f"{group_rate(k, corpus[name]):.3f}"
+            else:
+                rows["flags, unseen art style"] = pair(r, k, corpus[name], range(len(corpus[name])))
+                figures[name] = f"{rows['flags, unseen art style'][1]:.3f}"
+    nil_rule, nil_ranker = nil_f1(rule_test, test), nil_f1(ranker_test, test)
+    report = {"rows": {k: {"rule": v[0], "ranker": v[1], "n": v[2]} for k, v in rows.items()},
+              "ranker_cv": cv.accuracy, "cv_by_l2": cv.by_l2, "l2": cv.l2, "nil_below": ranker.nil_below,
+              "nil_f1": {"rule": nil_rule, "ranker": nil_ranker}, "link_p50_s": float(np.median(times)),
+              "weights": dict(zip(ranker_feature_names(), ranker.weights.round(4).tolist())),
+              "test_read": "once, after the ranker was fixed"}
+    (out / "ranker.json").with_name("ranker_report.json").write_text(json.dumps(report, indent=1))
+    print(table(rows, nil_rule, nil_ranker))
+    if not args.smoke:
+        plot(rows, ROOT / "docs" / "img" / "ranker.png")
+    nil = "n/a" if nil_ranker is None else f"{nil_ranker:.3f}"
+    print(f"rule_test={rows['test'][0]:.3f} ranker_test={rows['test'][1]:.3f} ranker_cv={cv.accuracy:.3f} "
+          f"groups={figures['groups']} flags={figures['flags']} photos_outpool={rows['test photos out-of-pool'][1]:.3f} "
+          f"nil_f1={nil} link_p50_s={float(np.median(times)):.2f}")
+    return 0
+
+
+def ranker_answers_one(g: Any, p: np.ndarray, nil_below: float) -> str | None:
+    from gemel.training.ranker import answer
+
+    return answer(g, p, nil_below)
+
+
+def ranker_feature_names() -> tuple[str, ...]:
+    from gemel.rank.features import NAMES
+
+    return NAMES
+
+
+def pair(rule: list, ranker: list, examples: list[Example], idx: Any) -> tuple[float, float, int]:
+    idx = list(idx)
+    if not idx:
+        return 0.0, 0.0, 0
+    sub = [examples[i] for i in idx]
+    return (score([rule[i] for i in idx], sub).accuracy, score([ranker[i] for i in idx], sub).accuracy, len(idx))
+
+
+def table(rows: dict[str, tuple[float, float, int]], nil_rule: float | None, nil_ranker: float | None) -> str:
+    lines = ["| set | n | rule today | ranker |", "|---|---|---|---|"]
+    lines += [f"| {name} | {n} | {a:.3f} | {b:.3f} |" for name, (a, b, n) in rows.items()]
+    if nil_rule is not None:
+        lines.append(f"| NIL F1 (test) | | {nil_rule:.3f} | {nil_ranker:.3f} |")
+    return "\n".join(lines)
+
+
+def plot(rows: dict[str, tuple[float, float, int]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rows)
+    ys = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(names) + 1.2))
+    ax.barh(ys - 0.2, [rows[n][0] for n in names], 0.4, label="rule today", color="tab:gray")
+    ax.barh(ys + 0.2, [rows[n][1] for n in names], 0.4, label="learned ranker", color="tab:blue")
+    ax.set_yticks(ys, [f"{n} (n={rows[n][2]})" for n in names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1), xlabel="accuracy", title="rule today vs learned ranker (test read once)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
