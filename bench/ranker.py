@@ -62,8 +62,8 @@ def gathered(gather: Any, examples: list[Example], name: str, cache: Path, **tag
     """(groups, link seconds) of examples linked by the gathering variant; cached by their content."""
     from gemel.training.ranker import group_of, read_groups, write_groups
 
-    key = hashlib.sha256(json.dumps([[e.to_dict() for e in examples], gather.config.to_dict()], sort_keys=True,
-                                    default=str).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([[e.to_dict() for e in examples], gather.config.to_dict(), ranker_feature_names()],
+                                    sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = cache / f"{name}-{key}.jsonl"
     times_path = path.with_suffix(".times.json")
     if path.is_file() and times_path.is_file():

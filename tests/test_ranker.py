@@ -41,9 +41,9 @@ def test_candidate_features_hold_margins_the_picture_and_decisions():
     x = candidate_features(ev)
     col = {n: i for i, n in enumerate(NAMES)}
     assert x.shape == (3, len(NAMES))
-    assert x[:, col["llm_margin"]].tolist() == [0.0, -3.0, -1.0]
+    assert x[:, col["llm_best"]].tolist() == [1.0, 0.0, 0.0]
     assert x[:, col["llm_mean"]].tolist() == pytest.approx([-1.0, -5 / 3, -1.0])
-    assert x[:, col["retrieval_margin"]].tolist() == pytest.approx([-0.2, 0.0, -0.5])
+    assert x[:, col["retrieval_best"]].tolist() == [0.0, 1.0, 0.0]
     assert x[:, col["sense_prior"]].tolist() == [1.5, -1.5, 0.0]
     z = (scores - scores.mean()) / scores.std()
     assert x[:, col["image_drawing"]] == pytest.approx(z[:3] * 0.75)

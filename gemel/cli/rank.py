@@ -83,7 +83,9 @@ def groups_of_file(linker: Any, path: Path, cache: str | None, progress: bool) -
     from gemel.sources import cache_dir
     from gemel.training.ranker import collect, read_groups, write_groups
 
-    key = hashlib.sha256(path.read_bytes() + json.dumps([linker.config.to_dict(), linker.mapper_version],
+    from gemel.rank.features import NAMES
+
+    key = hashlib.sha256(path.read_bytes() + json.dumps([linker.config.to_dict(), linker.mapper_version, NAMES],
                                                         sort_keys=True, default=str).encode()).hexdigest()[:16]
     cached = Path(cache or cache_dir("ranker-groups")) / f"{path.stem}-{key}.jsonl"
     if cached.is_file():

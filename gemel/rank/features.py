@@ -4,7 +4,9 @@ line and its unit (:data:`FEATURES`), and how one link's evidence becomes a (can
 
 A conditional logit compares the candidates of one mention, so a value shared by all of them (the picture's
 flatness, whether there is a picture at all) cannot matter on its own: such facts enter as interactions with
-per-candidate evidence (the image score on a drawing, the image score on a photo).
+per-candidate evidence (the image score on a drawing, the image score on a photo). For the same reason a margin
+to the best candidate (``llm_sum`` minus the best's) would add nothing to ``llm_sum`` itself: which candidate is
+the best (``llm_best``, ``retrieval_best``) does.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ class Feature:
 FEATURES: tuple[Feature, ...] = (
     Feature("llm_sum", "log-probability of the name (with EOS) after the prompt", "nats"),
     Feature("llm_mean", "llm_sum divided by the name's token count", "nats per token"),
-    Feature("llm_margin", "llm_sum minus the best candidate's llm_sum (0 for the best)", "nats"),
+    Feature("llm_best", "the LLM prefers this candidate to every other (highest llm_sum)", "0/1"),
     Feature("retrieval_sim", "cosine of the mention in context with the entry's 'title: description'", "cosine"),
-    Feature("retrieval_margin", "retrieval_sim minus the best candidate's retrieval_sim", "cosine"),
+    Feature("retrieval_best", "retrieval ranks this candidate first (highest retrieval_sim)", "0/1"),
     Feature("name_exact", "the mention is the title or one of its aliases, up to case and spaces", "0/1"),
     Feature("name_base", "the mention is the title without its '(...)' qualifier, up to case and spaces", "0/1"),
     Feature("name_head", "the title ends in the mention's words, a compound naming a kind of it", "0/1"),
@@ -93,9 +95,9 @@ def candidate_features(ev: Evidence) -> np.ndarray:
         return out
     out[:, col["llm_sum"]] = llm
     out[:, col["llm_mean"]] = llm / np.maximum(1, np.asarray(ev.tokens, dtype=np.float64))
-    out[:, col["llm_margin"]] = llm - llm.max()
+    out[int(np.argmax(llm)), col["llm_best"]] = 1.0
     out[:, col["retrieval_sim"]] = sim
-    out[:, col["retrieval_margin"]] = sim - sim.max()
+    out[int(np.argmax(sim)), col["retrieval_best"]] = 1.0
     for i, (title, aliases, row) in enumerate(zip(ev.titles, ev.aliases, ev.rows)):
         names = name_features(ev.mention, title, aliases)
         for name, value in names.items():

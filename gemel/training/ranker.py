@@ -97,8 +97,9 @@ def read_groups(path: str | Path) -> list[Group]:
 
 
 # ---- fitting -------------------------------------------------------------------------------------------
-def fit(groups: Sequence[Group], l2: float = 1.0, nil_below: float = 0.0, iterations: int = 50) -> Ranker:
-    """The conditional logit's weights on the groups whose gold entity is among their candidates."""
+def fit(groups: Sequence[Group], l2: float = 1.0, nil_below: float = 0.0, iterations: int = 100) -> Ranker:
+    """The conditional logit's weights on the groups whose gold entity is among two or more candidates: damped
+    Newton steps (halved until the penalised loss falls) from zero, to a gradient of about zero."""
     usable = [g for g in groups if g.target >= 0 and len(g.titles) > 1]
     if not usable:
         raise RankerFitError(f"none of the {len(groups)} labelled mentions has its gold entity among two or more "
@@ -106,20 +107,39 @@ def fit(groups: Sequence[Group], l2: float = 1.0, nil_below: float = 0.0, iterat
     stacked = np.concatenate([g.x for g in usable])
     mean, scale = stacked.mean(0), stacked.std(0)
     scale = np.where(scale > 1e-9, scale, 1.0)
-    zs = [(g.x - mean) / scale for g in usable]
+    zs = [((g.x - mean) / scale, g.target) for g in usable]
     w = np.zeros(len(NAMES))
+    loss = _loss(zs, w, l2)
     for _ in range(iterations):
-        grad, hess = l2 * w, l2 * np.eye(len(NAMES))
-        for z, g in zip(zs, usable):
-            p = softmax(z @ w)
-            mean_z = p @ z
-            grad -= z[g.target] - mean_z
-            hess += (z * p[:, None]).T @ z - np.outer(mean_z, mean_z)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
+        grad, hess = _gradient_hessian(zs, w, l2)
+        if np.abs(grad).max() < 1e-7:
             break
+        step, t = np.linalg.solve(hess, grad), 1.0
+        while t > 1e-6 and _loss(zs, w - t * step, l2) > loss:
+            t /= 2
+        w = w - t * step
+        loss = _loss(zs, w, l2)
     return Ranker(w, mean, scale, nil_below=nil_below, l2=l2)
+
+
+def _loss(zs: Sequence[tuple[np.ndarray, int]], w: np.ndarray, l2: float) -> float:
+    """Negative log-likelihood of the gold candidates plus ``l2 / 2 * |w|^2``."""
+    total = 0.5 * l2 * float(w @ w)
+    for z, target in zs:
+        s = z @ w
+        total += float(np.logaddexp.reduce(s) - s[target])
+    return total
+
+
+def _gradient_hessian(zs: Sequence[tuple[np.ndarray, int]], w: np.ndarray, l2: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    grad, hess = l2 * w, l2 * np.eye(len(w))
+    for z, target in zs:
+        p = softmax(z @ w)
+        mean_z = p @ z
+        grad = grad - (z[target] - mean_z)
+        hess = hess + (z * p[:, None]).T @ z - np.outer(mean_z, mean_z)
+    return grad, hess
 
 
 def folds_of(groups: Sequence[Group], k: int, seed: int = 0) -> list[int]:
@@ -195,7 +215,8 @@ def fit_with_cv(groups: Sequence[Group], files: Sequence[str | Path] = (), k: in
     ranker = fit(groups, cv.l2, cv.nil_below)
     sources: dict[str, int] = {}
     for g in groups:
-        sources[str(g.tags.get("source", ""))] = sources.get(str(g.tags.get("source", "")), 0) + 1
+        where = str(g.tags.get("file") or g.tags.get("split") or g.tags.get("source") or "")
+        sources[where] = sources.get(where, 0) + 1
     ranker.manifest = {
         "data": [{"file": str(f), "sha256": _sha256(Path(f))} for f in files if Path(f).is_file()],
         "mentions": len(groups), "by_source": sources,
