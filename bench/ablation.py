@@ -16,6 +16,11 @@ Prints a markdown table with Wilson 95% intervals, writes ``bench/out/ablation.j
 
     .venv/bin/python bench/ablation.py --limit 10                      # a quick look (~10 min on 2 cores)
     .venv/bin/python bench/ablation.py --mapper bench/out/runs/offline-seed/mapper.pt
+    .venv/bin/python bench/ablation.py --smoke     # every variant on 1 example, to bench/out/smoke/ablation/
+
+The last line is ``n=<examples>`` and each variant's accuracy by its key: ``baseline= reference= full-kb-5= n0=
+seed-only= kb-only= text-only= untrained= full-kb-1=`` (``reference`` is the default linker, or the trained mapper
+with ``--mapper``; fewer with ``--only``). ``--smoke``: the same line, figures meaningless.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
+
+from bench._smoke import SMOKE_HELP, smoke_out  # noqa: E402
 
 log = logging.getLogger("bench.ablation")
 OUT = ROOT / "bench" / "out"
@@ -76,7 +83,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mapper", help="trained mapper checkpoint: the reference setting uses it")
     p.add_argument("--only", help="comma-separated comparison groups to run (default: all)")
     p.add_argument("--out", default=str(OUT), help="folder for ablation.jsonl and ablation.png")
-    return p.parse_args(argv)
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = p.parse_args(argv)
+    if args.smoke:  # every variant, on one example
+        args.limit, args.out = 1, str(smoke_out("ablation"))
+    return args
 
 
 def variant(linker: Any, v: Variant, mappers: dict[str, Any]) -> Any:
@@ -142,6 +153,12 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def last_line(rows: list[dict[str, Any]]) -> str:
+    """``n=<examples>`` and the accuracy of each variant that ran, by its key (rows sharing a run, once)."""
+    accuracy = {r["key"]: r["accuracy"] for r in rows}
+    return f"n={rows[0]['n'] if rows else 0} " + " ".join(f"{k}={a:.3f}" for k, a in accuracy.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -159,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{', trained mapper ' + args.mapper if args.mapper else ''}:\n")
     print(markdown(rows))
     print(f"\nwrote {out / 'ablation.jsonl'} and {out / 'ablation.png'}")
+    print(last_line(rows))
     return 0
 
 

@@ -22,6 +22,10 @@ re-rank the stored score parts (:mod:`gemel.training.image_fit`). Records are ke
 .jsonl`` so a rerun (or a larger ``--limit``) only links what is new. Writes ``bench/out/image_ablation.json``
 and ``.png``. Last line: ``text_only= with_image= groups= flags=`` (real-photo accuracy without / with the
 image signal, group all-right rate and flag accuracy with it).
+
+``--smoke`` (under a minute, no picture packages needed): the stand-in corpus of ``bench/_smoke.py``, 2 examples
+per set, linked afresh, everything written to ``bench/out/smoke/image_ablation/``; the same last line, figures
+meaningless (``--smoke --fit``: the fit on 2 examples per dev stratum, likewise).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from bench._smoke import SMOKE_HELP  # noqa: E402
 from gemel.data.metrics import Score  # noqa: E402
 from gemel.kb.demonstrations import load_jsonl_examples  # noqa: E402
 from gemel.training.captions import (  # noqa: E402
@@ -193,7 +198,7 @@ def report_photo_bridge(profile: str, examples: list[Example], records: dict, w_
     ``text + w * z(bridge)``, z over the whole KB. Report only (no profile value follows from it)."""
     import numpy as np
 
-    from gemel.image.scorer import normalise
+    from gemel.image.vectors import normalise
     from gemel.images import load_image
     from gemel.training.image_scorer import bridge_for, load_parts
 
@@ -390,7 +395,13 @@ def main(argv=None) -> int:
     p.add_argument("--records", help="records file (default: bench/out/image_{ablation,fit}_records.jsonl)")
     p.add_argument("--mapper", help="a trained mapper checkpoint (gemel train): adds the rows 'trained prefix' and "
                                     "'trained + image' (one more linker run per example)")
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = p.parse_args(argv)
+    out = OUT
+    if args.smoke:  # 2 examples per set, linked afresh (a fresh records file)
+        from bench._smoke import smoke_out, stand_in_corpus
+
+        args.corpus, args.limit, args.no_link, out = str(stand_in_corpus()), 2, False, smoke_out("image_ablation")
     torch.set_num_threads(1)
 
     from gemel.cli.corpus import default_corpus
@@ -398,7 +409,7 @@ def main(argv=None) -> int:
     from gemel.data.plots import PlotConfig, plot_ablation
     from gemel.training.corpus import Corpus
 
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     config = load_profile(args.profile)
     w = args.weight if args.weight is not None else config.image.weight
     k = args.candidates if args.candidates is not None else config.image.candidates
@@ -418,7 +429,7 @@ def main(argv=None) -> int:
     else:
         linkers = load_linkers(args.profile, args.mapper)
         kb = linkers["combined"][0].kb
-    path = Path(args.records or OUT / f"image_{'fit' if args.fit else 'ablation'}_records.jsonl")
+    path = Path(args.records or out / f"image_{'fit' if args.fit else 'ablation'}_records.jsonl")
     records = read_records(path)
 
     if args.fit:
@@ -427,7 +438,7 @@ def main(argv=None) -> int:
             dev = [e for e in dev if f"{e.source}/{e.id}/combined" in records]
         else:
             collect(dev, linkers, records, path, "dev", wanted=("combined",))
-        fill_confidence(dev, linkers, records, OUT / "image_confidence.json")
+        fill_confidence(dev, linkers, records, out / "image_confidence.json")
         fill_flatness(dev, records)
         fill_priors(dev, linkers, records, path)
         items = [records[f"{e.source}/{e.id}/combined"] for e in dev]
@@ -437,7 +448,7 @@ def main(argv=None) -> int:
         for gw, gk, gc, gf, gm, gt, acc in sorted(result.grid, key=lambda g: -g[-1])[:40]:
             print(f"w_img={gw:<5} K_img={gk:<2} min_confidence={gc:<5} min_flatness={gf:<4} max_text_margin={gm:<4} "
                   f"trust_exact_name={gt!s:<5} dev accuracy (mean over strata)={acc:.3f}")
-        print(f"(the best 40 of {len(result.grid)} settings; all in bench/out/image_fit.json)")
+        print(f"(the best 40 of {len(result.grid)} settings; all in {out / 'image_fit.json'})")
         strata = sorted({x.stratum for x in items})
         for s in strata:
             sub = [x for x in items if x.stratum == s]
@@ -457,7 +468,7 @@ def main(argv=None) -> int:
         fill_priors(senses, linkers, records, path)
         sense_share = fit_senses(senses, records, result.weight, result.candidates, w_ret, result.gates())
         photo_bridge = report_photo_bridge(args.profile, [e for e in dev if e.source == "photos-dev"], records, w_ret)
-        (OUT / "image_fit.json").write_text(json.dumps({"weight": result.weight, "candidates": result.candidates,
+        (out / "image_fit.json").write_text(json.dumps({"weight": result.weight, "candidates": result.candidates,
                                                         **result.gates(),
                                                         "accuracy": result.accuracy, "baseline": result.baseline,
                                                         "grid": result.grid, "n": len(items),
@@ -483,7 +494,7 @@ def main(argv=None) -> int:
             sets[name] = [e for e in examples if all(f"{e.source}/{e.id}/{v}" in records for v in needed)]
         else:
             collect(examples, linkers, records, path, name)
-        fill_confidence(sets[name], linkers, records, OUT / "image_confidence.json")
+        fill_confidence(sets[name], linkers, records, out / "image_confidence.json")
         fill_flatness(sets[name], records)
         fill_priors(sets[name], linkers, records, path)
     figures = evaluate(sets, records, w, k, w_ret, gates, trained)
@@ -492,10 +503,10 @@ def main(argv=None) -> int:
                "limit": args.limit, "missing_records": {n: sizes[n] - len(sets[n]) for n in sets},
                "flags_limit": args.flags, "figures": figures,
                "trained_mapper": {"path": args.mapper, "variant": trained} if trained else "none"}
-    (OUT / "image_ablation.json").write_text(json.dumps(payload, indent=1))
+    (out / "image_ablation.json").write_text(json.dumps(payload, indent=1))
     main_sets = ("groups (all right)", "photos all", "flags")
     rows = [{"name": key, **v} for key, v in figures.items() if key.split("/")[0] in main_sets]
-    plot_ablation(rows, OUT / "image_ablation.png", PlotConfig(height=40 * len(rows) + 120))
+    plot_ablation(rows, out / "image_ablation.png", PlotConfig(height=40 * len(rows) + 120))
     get = lambda key: figures[key]["accuracy"]  # noqa: E731
     print(f"text_only={get('photos all/text only'):.3f} with_image={get('photos all/combined'):.3f} "
           f"groups={get('groups (all right)/combined'):.3f} flags={get('flags/combined'):.3f}")

@@ -5,6 +5,7 @@ alike; ``bench/link_latency.py`` times one profile alone).
     python bench/image_latency.py [--profile offline] [--cases 8]
 
 Last line: ``image_ratio=<p50 with / p50 without> with_p50_s= without_p50_s= image_scores_ms=`` (goal <= 1.1).
+``--smoke`` (half a minute): 2 cases (both orders), the same last line, figures meaningless.
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._smoke import SMOKE_HELP  # noqa: E402
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--profile", default="offline")
     p.add_argument("--cases", type=int, default=8, help="real test cases, each linked with and without")
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = p.parse_args(argv)
+    args.cases = 2 if args.smoke else args.cases  # 2: each order of the alternation once
 
     import torch
 

@@ -11,7 +11,15 @@ mention, by the image alone; a group counts when every picture is right), the he
 "pairs" on dev and test: each picture against its nearest KB neighbour (by "title: description" vector) of the
 other kind, an entity the scorer trained on for a picture of one it never saw and the reverse, to ask whether
 it can tell an entity it never saw from a known neighbour (also with an exemplar kernel ``tau`` given to every
-unseen entity: the open-set rule measured and not taken, README). The last line prints the headline figures.
+unseen entity: the open-set rule measured and not taken, README). The line before the last prints the headline
+figures in words, the last line the same as ``key=value``: ``style_top1= style_top10= picture_top1= entity_top1=
+entity_top10= groups_all_right= groups= groups_bridge= groups_projection= groups_exemplars= flags_top1=
+flags_among_flags= flags_bridge= flags_projection= flags_exemplars= pairs_unseen= pairs_seen=`` (``nan`` where a
+set is empty).
+
+``--smoke`` (under a minute, no picture packages needed): the stand-in corpus of ``bench/_smoke.py`` with a scorer
+trained afresh on it (``--retrain``: the shipped scorer fits only the corpus it was trained on), figures to
+``bench/out/smoke/image_score/``; the same last line, figures meaningless.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
+
+from bench._smoke import SMOKE_HELP  # noqa: E402
 
 
 def topk(scorer, feats, gold, vectors, titles=None, layouts=None) -> tuple[float, float]:
@@ -73,10 +83,17 @@ def main(argv=None) -> int:
     p.add_argument("--retrain", action="store_true",
                    help="train the corpus's scorer even if its artifact exists, and measure it")
     p.add_argument("--json", help="write the figures to this file")
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = p.parse_args(argv)
+    if args.smoke:
+        from bench._smoke import smoke_out, stand_in_corpus
+
+        args.corpus, args.retrain = str(stand_in_corpus()), True
+        args.json = str(smoke_out("image_score") / "image_score.json")
 
     from gemel.cli.corpus import default_corpus
-    from gemel.image.scorer import ExemplarConfig, FusionConfig, ImageEntityScorer
+    from gemel.image.configs import ExemplarConfig, FusionConfig
+    from gemel.image.scorer import ImageEntityScorer
     from gemel.training.captions import flag_set, same_caption_groups, shared_surfaces, text_only_upper_bound
     from gemel.training.corpus import Corpus
     from gemel.training.image_scorer import (
@@ -175,24 +192,39 @@ def main(argv=None) -> int:
             print(f"{key:32s} {json.dumps(value)}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
-    c = "combined"
-    get = lambda k, f: figures.get(k, {}).get(f, float("nan"))  # noqa: E731
-    print(f"image_score: in-pool(style) top1={get(f'style/all/{c}', 'top1'):.3f} top10={get(f'style/all/{c}', 'top10'):.3f}"
-          f" | in-pool(picture) top1={get(f'picture/all/{c}', 'top1'):.3f}"
-          f" | out-of-pool top1={get(f'entity/all/{c}', 'top1'):.3f} top10={get(f'entity/all/{c}', 'top10'):.3f}"
-          f" | groups all-right={get(f'groups/{c}', 'group_all_right'):.3f} ({get(f'groups/{c}', 'groups'):.0f} groups;"
-          f" bridge {get('groups/bridge', 'group_all_right'):.3f}, projection {get('groups/projection', 'group_all_right'):.3f},"
-          f" exemplars {get('groups/exemplars', 'group_all_right'):.3f})"
-          f" | flags top1={get(f'flags/{c}', 'top1_kb'):.3f} (among flags {get(f'flags/{c}', 'top1_among_flags'):.3f};"
-          f" bridge {get('flags/bridge', 'top1_kb'):.3f}, projection {get('flags/projection', 'top1_kb'):.3f},"
-          f" exemplars {get('flags/exemplars', 'top1_kb'):.3f})"
-          f" | pairs unseen/seen gold (test) {_pair(figures, 'test')}")
+    h = headline(figures)
+    print(f"image_score: in-pool(style) top1={h['style_top1']} top10={h['style_top10']}"
+          f" | in-pool(picture) top1={h['picture_top1']}"
+          f" | out-of-pool top1={h['entity_top1']} top10={h['entity_top10']}"
+          f" | groups all-right={h['groups_all_right']} ({h['groups']} groups; bridge {h['groups_bridge']},"
+          f" projection {h['groups_projection']}, exemplars {h['groups_exemplars']})"
+          f" | flags top1={h['flags_top1']} (among flags {h['flags_among_flags']}; bridge {h['flags_bridge']},"
+          f" projection {h['flags_projection']}, exemplars {h['flags_exemplars']})"
+          f" | pairs unseen/seen gold (test) {h['pairs_unseen']}/{h['pairs_seen']}")
+    print(" ".join(f"{k}={v}" for k, v in h.items()))
     return 0
 
 
-def _pair(figures: dict, split: str) -> str:
-    p = figures.get(f"pairs/{split}/combined", {}).get("tau0.0", {})
-    return f"{p.get('unseen_gold', float('nan')):.3f}/{p.get('seen_gold', float('nan')):.3f}"
+def headline(figures: dict) -> dict[str, str]:
+    """The headline figures of the combined scorer (and of its parts on groups and flags), formatted."""
+    def get(key: str, field: str, fmt: str = "{:.3f}") -> str:
+        return fmt.format(figures.get(key, {}).get(field, float("nan")))
+
+    c, parts = "combined", ("bridge", "projection", "exemplars")
+    pair = figures.get("pairs/test/combined", {}).get("tau0.0", {})
+    return {"style_top1": get(f"style/all/{c}", "top1"), "style_top10": get(f"style/all/{c}", "top10"),
+            "picture_top1": get(f"picture/all/{c}", "top1"),
+            "entity_top1": get(f"entity/all/{c}", "top1"), "entity_top10": get(f"entity/all/{c}", "top10"),
+            "groups_all_right": get(f"groups/{c}", "group_all_right"),
+            "groups": get(f"groups/{c}", "groups", "{:.0f}"),
+            **{f"groups_{part}": get(f"groups/{part}", "group_all_right") for part in parts},
+            "flags_top1": get(f"flags/{c}", "top1_kb"), "flags_among_flags": get(f"flags/{c}", "top1_among_flags"),
+            **{f"flags_{part}": get(f"flags/{part}", "top1_kb") for part in parts},
+            "pairs_unseen": _fraction(pair.get("unseen_gold")), "pairs_seen": _fraction(pair.get("seen_gold"))}
+
+
+def _fraction(value: float | None) -> str:
+    return f"{float('nan') if value is None else value:.3f}"
 
 
 if __name__ == "__main__":

@@ -26,10 +26,16 @@ which makes nearest-neighbour search harder than a list of distinct entity descr
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/scale.py --kb-sizes 1k,10k,100k   # ~40 min on 2 busy cores
     OMP_NUM_THREADS=1 .venv/bin/python bench/scale.py --kb-replot               # table + plot of recorded rows
+    OMP_NUM_THREADS=1 .venv/bin/python bench/kb_scale.py --smoke   # 300 entries, 1 link, in bench/out/smoke/
+
+Last line: ``entries= build_s= build_peak_mb= open_s= rss_mb= recall16= link_p50_s=`` of the largest KB. ``--smoke``
+(under a minute) builds and serves one KB of 300 entries through the same children, table, plot and last line
+in ``bench/out/smoke/kb_scale/``; figures meaningless.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -48,11 +54,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._smoke import SMOKE_HELP, smoke_out  # noqa: E402
+
 log = logging.getLogger("bench.kb_scale")
 LANGS = ("en-us", "es-es", "fr-fr")
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-Ý¿¡])")
 IMG = ROOT / "docs" / "img" / "kb_scale.png"
 LAST = ("entries", "build_s", "build_peak_mb", "open_s", "rss_mb", "recall16", "link_p50_s")
+SMOKE_ENTRIES = 300  # articles only: entries with extracts, so the KB has demonstrations too
 
 
 # ---- the real-text source ----------------------------------------------------------------------------
@@ -351,14 +360,14 @@ def read_rows(work: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def run(sizes: list[int], work: Path, links: int) -> None:
+def run(sizes: list[int], work: Path, links: int, img: Path = IMG) -> None:
     work.mkdir(parents=True, exist_ok=True)
     for n in sizes:
         log.info("KB of %d entries", n)
         row = measure(n, work, links)
         with (work / "kb_scale.jsonl").open("a") as f:
             f.write(json.dumps(row) + "\n")
-    report(work)
+    report(work, img)
 
 
 def latest(work: Path) -> list[dict]:
@@ -375,7 +384,7 @@ def latest(work: Path) -> list[dict]:
     return [{**rows[n], "entries": rows[n].get("built", n)} for n in sorted(rows)]
 
 
-def report(work: Path) -> None:
+def report(work: Path, img: Path = IMG) -> None:
     rows = latest(work)
     fmt = {"build_s": "{:.1f}", "build_peak_mb": "{:.0f}", "open_s": "{:.2f}", "rss_mb": "{:.0f}",
            "recall16": "{:.3f}", "link_p50_s": "{:.2f}"}
@@ -387,10 +396,10 @@ def report(work: Path) -> None:
         if "peak_resumed" in r:
             how += f"; build peak: the last {r['peak_resumed']:,} rows resumed + the whole merge, today's code"
         print("| " + " | ".join(fmt.get(k, "{:,}").format(r[k]) if k in r else "-" for k in LAST) + f" | {how} |")
-    fits = plot(rows, IMG)
+    fits = plot(rows, img)
     for key, (a, b) in fits.items():
         print(f"extrapolated 6M {key}: {a * 6e6 ** b:.4g} (fit {a:.3g} * n^{b:.2f} over {[r['entries'] for r in rows]})")
-    print(f"plot: {IMG}")
+    print(f"plot: {img}")
     last = rows[-1]
     print(" ".join(f"{k}={fmt.get(k, '{}').format(last[k]) if k in last else 'nan'}" for k in LAST))
 
@@ -445,6 +454,20 @@ def child_main(argv: list[str]) -> None:
         print(json.dumps(row))
 
 
+def main(argv: list[str]) -> None:
+    """A child's measurement (``--child ...``, from `run`), or ``--smoke``; the full runs start from
+    ``bench/scale.py --kb-sizes``."""
+    if argv[:1] == ["--child"]:
+        child_main(argv)
+        return
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    if not p.parse_args(argv).smoke:
+        p.error("the full runs start from bench/scale.py --kb-sizes 1k,10k,100k (see the module docstring)")
+    work = smoke_out("kb_scale")
+    run([SMOKE_ENTRIES], work, links=1, img=work / "kb_scale.png")
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    child_main(sys.argv[1:])
+    main(sys.argv[1:])

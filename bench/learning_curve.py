@@ -19,10 +19,15 @@ mapper (the in-context point). ``gate=`` says in how many folds the gate accepte
 
     .venv/bin/python bench/learning_curve.py --rules drop   # both splits, 2 folds, re-trained at 50% (~75 min, 2 cores)
     .venv/bin/python bench/learning_curve.py --limit 20 --no-retrain     # a quick look
+    .venv/bin/python bench/learning_curve.py --smoke   # rule drop on 6 items, re-trained at 50% (~70 s)
 
 Last line: ``n0= n10= n25= n50= retrained= served= gate=`` (accuracy of the default rule at each share and after
 re-training at 50%, pooled over folds; ``retrained=not-yet`` with ``--no-retrain``), then ``keep:`` the in-context
 curve of the old rule. Writes ``bench/out/learning_curve.json`` and ``.png``.
+
+``--smoke``: the first 6 test items, 2 folds, the default rule only (``keep: not-run``), re-trained at 50% (2
+corrections per fold: the least that re-trains), written to ``bench/out/smoke/learning_curve/``; the same last
+line, figures meaningless.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench._smoke import SMOKE_HELP, smoke_out  # noqa: E402
 
 log = logging.getLogger("bench.learning_curve")
 SHARES = (0.0, 0.10, 0.25, 0.50)
@@ -63,7 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="only count the held-out cases whose entity another fold's case has, and link those "
                         "with no correction stored (a minute)")
     p.add_argument("--out", default=str(ROOT / "bench" / "out"))
-    return p.parse_args(argv)
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = p.parse_args(argv)
+    if args.smoke:  # the default rule on 6 items: at 50%, 2 corrections per fold, enough to re-train on
+        args.splits, args.limit, args.folds, args.rules = "test", 6, 2, "drop"
+        args.retrain_shares, args.no_retrain, args.out = "0.5", False, str(smoke_out("learning_curve"))
+    return args
 
 
 def retrain_shares(text: str, no_retrain: bool = False) -> tuple[float, ...]:

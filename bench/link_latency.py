@@ -19,6 +19,8 @@ run:
 Last line: ``overhead_ratio=<link/bare> naive_ratio=<naive/link> floor_ratio=<link/floor> link_p50_s=<s>
 rss_mb=<peak RSS of loading and linking, before the naive path>``. Goals: overhead <= 1.15, naive >= 3,
 floor <= 1.5, RSS <= 1.5 GB. ``bench/memory.py`` says where the RSS goes.
+
+``--smoke`` (half a minute): one case, also on the naive path; the same last line, figures meaningless.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ TORCH_RSS_MB = current_rss_mb()  # what importing torch alone costs (the CUDA bu
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._smoke import SMOKE_HELP  # noqa: E402
 from bench.precision import prefill_floor_s  # noqa: E402
 from gemel.generation.decoding import hf_beam_search, prefill, score_sequences  # noqa: E402
 from gemel.generation.trie import DictTrie  # noqa: E402
@@ -74,7 +77,10 @@ def main() -> None:
     ap.add_argument("--profile", default="offline")
     ap.add_argument("--cases", type=int, default=6, help="real test cases to time")
     ap.add_argument("--naive-cases", type=int, default=2, help="cases also timed on the naive path (slow)")
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args()
+    if args.smoke:  # one case, timed on every path
+        args.cases, args.naive_cases = 1, 1
     torch.set_num_threads(torch.get_num_threads())
     linker = Linker.load(args.profile)
     cases = [e for e in load_jsonl_examples(ROOT / "assets/eval/test.jsonl", "test") if e.entity][: args.cases]

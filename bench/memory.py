@@ -16,7 +16,8 @@ Last line: ``rss_mb=<after the links> peak_mb=<VmHWM> torch_mb=<import torch> li
 llm_mb=<LLM weights> embedder_mb=... vision_mb=... kb_mb=<vectors + index + demonstration pool>
 gpu_libs_released_mb=<CUDA library pages a CPU-only process drops, gemel/memory.py>
 served_rss_mb=<as served, after the links> served_peak_mb=<as served, VmHWM>``; the whole breakdown goes to
-``bench/out/memory.json``. Run: ``OMP_NUM_THREADS=1 python bench/memory.py``.
+``bench/out/memory.json``. Run: ``OMP_NUM_THREADS=1 python bench/memory.py``. ``--smoke`` (under a minute): one
+link in each process, the breakdown to ``bench/out/smoke/memory/``; the same last line, figures meaningless.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._smoke import SMOKE_HELP  # noqa: E402
 from gemel.memory import trim  # noqa: E402  (gemel's package root imports no torch)
 
 STATUS_FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
@@ -124,7 +126,12 @@ def main() -> None:
     ap.add_argument("--links", type=int, default=5, help="real test cases linked after loading")
     ap.add_argument("--out", default=str(ROOT / "bench/out/memory.json"))
     ap.add_argument("--as-served", action="store_true", help="only the served process (one JSON line)")
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args()
+    if args.smoke:
+        from bench._smoke import smoke_out
+
+        args.links, args.out = 1, str(smoke_out("memory") / "memory.json")
     if args.as_served:
         as_served(args.profile, args.links)
         return

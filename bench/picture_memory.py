@@ -12,6 +12,10 @@ test, apart for entities the scorer never trained on
 (out-of-pool: today it gets none of them) and pictures of trained entities (in-pool). Writes
 ``bench/out/picture_memory.{json,png}``; last line: ``mem0= mem10= mem25= mem50= entity_unseen50= seen50= seen0=
 fitted=`` (test top-1 at each share; the out-of-pool entities at 50%, the trained ones at 50% and 0%).
+
+``--smoke`` (half a minute, no picture packages needed): the stand-in corpus of ``bench/_smoke.py``, one labelling
+per share and one end-to-end link (``--links 1``), written to ``bench/out/smoke/picture_memory/``; the same last
+line, figures meaningless.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
+
+from bench._smoke import SMOKE_HELP  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 SHARES = (0.0, 0.1, 0.25, 0.5)
@@ -208,7 +214,13 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="random labellings per share (default 3)")
     p.add_argument("--links", type=int, default=0,
                    help="also link N held-out-entity test pictures end to end, 50%% of the others corrected")
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = p.parse_args(argv)
+    out = OUT
+    if args.smoke:
+        from bench._smoke import smoke_out, stand_in_corpus
+
+        args.corpus, args.repeats, args.links, out = str(stand_in_corpus()), 1, 1, smoke_out("picture_memory")
 
     from gemel.cli.corpus import default_corpus
     from gemel.config import load_profile
@@ -239,18 +251,18 @@ def main(argv=None) -> int:
             seen_part = f" seen {r['seen']:.3f}" if r["seen"] is not None else ""
             print(f"{name:8} labelled {100 * s:4.0f}%: top-1 {r['all']:.3f} (n={r['n']}) | entities never trained "
                   f"{r['unseen']:.3f} (n={r['n_unseen']}) |{seen_part}")
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "picture_memory.json").write_text(json.dumps(
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "picture_memory.json").write_text(json.dumps(
         {"memory_weight": weight, "memory_min_similarity": threshold, "memory_lead": lead, "grid": grid,
          "repeats": args.repeats,
          "results": {k: {str(s): v for s, v in r.items()} for k, r in results.items()}}, indent=1))
-    plot(results, OUT / "picture_memory.png")
+    plot(results, out / "picture_memory.png")
     if args.links:
         unseen = [it for it, u in zip(splits["test"].items, splits["test"].unseen) if u]
         e2e = links(corpus, unseen, args.links, 0.5, args.profile)
         print(f"linked end to end ({e2e['n']} held-out-entity test pictures, {e2e['corrections']} corrections): "
               f"right with the memory {e2e['memory']}, without {e2e['none']} ({e2e['changed']} answers changed)")
-        (OUT / "picture_memory_links.json").write_text(json.dumps(e2e, indent=1))
+        (out / "picture_memory_links.json").write_text(json.dumps(e2e, indent=1))
     t = results["test"]
     print(" ".join(f"mem{int(100 * s)}={t[s]['all']:.3f}" for s in SHARES)
           + f" entity_unseen50={t[0.5]['unseen']:.3f} seen50={t[0.5]['seen']:.3f} seen0={t[0.0]['seen']:.3f}"

@@ -19,6 +19,9 @@ The accuracy runs take most of the time (95 links per precision, bfloat16 is slo
 not need a quiet machine; the timings do. So ``--jobs 3`` measures the precisions at once (timings then
 meaningless), and ``--no-accuracy`` times only, taking the answers from the JSON of an earlier run. Goals
 (issue 15, 2 cores): link p50 <= 0.6 s, link/floor <= 1.25, peak RSS <= 1.5 GB.
+
+``--smoke`` (a minute): float32 and int8, one timed case, one case of each split, written under
+``bench/out/smoke/precision/``; the same last lines, figures meaningless.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench._smoke import SMOKE_HELP  # noqa: E402
+
 RESULT = "RESULT "  # prefix of the worker's JSON line
 
 
@@ -138,7 +144,7 @@ def worker(args: argparse.Namespace) -> dict:
         pred = linker.link(ex.image, ex.text, ex.mention)
         link_s.append(time.perf_counter() - t)
         cpu_s.append(time.process_time() - c)  # all threads: ~ threads x wall time on an idle machine
-        tokens.append(int(pred.timings["prompt_tokens"]))
+        tokens.append(pred.prompt_tokens)
     n_tok = int(statistics.median(tokens))
     floor, linear_gflop, attention_gflop = prefill_floor_s(linker.lm.model, linker.lm.dtype_name, n_tok)
     cache_mb = kv_cache_mb(linker.lm.model, n_tok)
@@ -200,6 +206,15 @@ def whole_split(r: dict) -> str:
     return f"link p50 over the test split {r['answers']['test']['link_p50_s']:.2f} s"
 
 
+def smoke(args: argparse.Namespace) -> None:
+    """``--smoke``: the tiny inputs (float32, and int8 for its own floor and quantised layers; one case timed,
+    one of each split linked), outputs under ``bench/out/smoke/precision/``."""
+    from bench._smoke import smoke_out
+
+    args.dtypes, args.cases, args.limit, args.jobs, args.accuracy = "float32,int8", 1, 1, 1, True
+    args.out = str(smoke_out("precision") / "precision.png")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="offline")
@@ -210,8 +225,11 @@ def main() -> None:
                     help="also link dev and test (default); --no-accuracy reuses the answers of an earlier run")
     ap.add_argument("--limit", type=int, help="accuracy on the first N cases of each split only (default: all)")
     ap.add_argument("--jobs", type=int, default=1, help="precisions measured at once (> 1: timings not valid)")
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: measure one precision, print its JSON
     args = ap.parse_args()
+    if args.smoke:
+        smoke(args)
     if args.worker:
         print(RESULT + json.dumps(worker(args)), flush=True)
         return

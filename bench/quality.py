@@ -12,7 +12,7 @@ Cases whose picture (by file content) is also in the seed demonstration pool are
 mapper's prefix then fingerprints an identical picture, so they are reported apart from the out-of-pool ones.
 
 Last line: ``baseline_acc=<a> linker_acc=<b> n=<n> recall_at_k=<r> link_p50_s=<t> in_pool=<right>/<n>
-out_of_pool=<right>/<n>``.
+out_of_pool=<right>/<n>``. ``--smoke`` (half a minute): the first 2 cases, the same last line.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._smoke import SMOKE_HELP  # noqa: E402
 from gemel.data.metrics import wilson_interval  # noqa: E402
 from gemel.kb.demonstrations import load_jsonl_examples  # noqa: E402
 from gemel.linker import Linker  # noqa: E402
@@ -51,7 +52,9 @@ def main() -> None:
     ap.add_argument("--split", default="test", choices=["test", "dev", "outpool"])
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--show-errors", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args()
+    args.limit = 2 if args.smoke else args.limit
     cases = [e for e in load_jsonl_examples(ROOT / "assets" / "eval" / f"{args.split}.jsonl", args.split)
              if e.entity]
     cases = cases[: args.limit] if args.limit else cases

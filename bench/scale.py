@@ -21,6 +21,12 @@ from /proc/self/status before and after (peak = VmHWM after a reset of the high-
     .venv/bin/python bench/scale.py --sizes 6M --dict-max 6M --retrieval-sizes ""  # 6M tries
     .venv/bin/python bench/scale.py --replot             # one table + plot of all recorded rows
     .venv/bin/python bench/scale.py --kb-sizes 1k,10k,100k  # built KBs of real text (bench/kb_scale.py)
+    .venv/bin/python bench/scale.py --smoke              # 1k names and vectors, to bench/out/smoke/scale/
+
+The last line gives the figures of the largest size measured (1M by default): ``size= array_build_s=
+array_peak_mb= array_held_mb= array_file_mb= array_lookup_us= dict_build_s= dict_peak_mb= dict_lookup_us=
+retrieval_size= exact_ms= hnsw_ms= hnsw_recall16=``. ``--smoke`` (seconds) runs every child at 1k names and 1k
+vectors (HNSW included) through the same code and prints the same line; figures meaningless.
 
 Cost (2 shared cores): building HNSW over 1M random 384-d vectors takes ~45 min (m=32,
 ef_construction=80); everything else takes a few minutes. The 6M DictTrie needs ~5 GB.
@@ -48,6 +54,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
+
+from bench._smoke import SMOKE_HELP, smoke_out  # noqa: E402
 
 log = logging.getLogger("bench.scale")
 OUT = ROOT / "bench" / "out"
@@ -371,22 +379,43 @@ def plot(trie_rows: list[dict], retr_rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def last_line(trie_rows: list[dict], retr_rows: list[dict]) -> str:
+def largest(trie_rows: list[dict], retr_rows: list[dict]) -> tuple[dict, dict, dict]:
+    """The rows the summary reports: ArrayTrie and DictTrie at the largest trie size measured (1M in the default
+    run), and the largest retrieval size."""
     def pick(rows: list[dict], **match) -> dict:
         return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), {})
 
-    a, d = pick(trie_rows, n=1_000_000, kind="array"), pick(trie_rows, n=1_000_000, kind="dict")
-    r = pick(retr_rows, n=1_000_000)
+    n = max((r["n"] for r in trie_rows), default=None)
+    retrieval = max(retr_rows, key=lambda r: r["n"], default={})
+    return pick(trie_rows, n=n, kind="array"), pick(trie_rows, n=n, kind="dict"), retrieval
 
-    def g(row: dict, key: str, fmt: str) -> str:
-        return fmt.format(row[key]) if row.get(key) is not None else "n/a"
 
-    return (f"1M: ArrayTrie build {g(a, 'build_s', '{:.1f}')} s, peak RSS +{g(a, 'rss_peak_mb', '{:.0f}')}"
-            f" MB, held +{g(a, 'rss_held_mb', '{:.0f}')} MB, file {g(a, 'file_mb', '{:.0f}')} MB, "
-            f"lookup {g(a, 'lookup_median_us', '{:.1f}')} us | DictTrie build "
-            f"{g(d, 'build_s', '{:.1f}')} s, peak RSS +{g(d, 'rss_peak_mb', '{:.0f}')} MB, lookup "
-            f"{g(d, 'lookup_median_us', '{:.1f}')} us | top-{TOP_K} exact {g(r, 'flat_ms', '{:.1f}')}"
-            f" ms, HNSW {g(r, 'hnsw_ms', '{:.2f}')} ms (recall@16 {g(r, 'hnsw_recall16', '{:.2f}')})")
+def _g(row: dict, key: str, fmt: str) -> str:
+    return fmt.format(row[key]) if row.get(key) is not None else "n/a"
+
+
+def summary(trie_rows: list[dict], retr_rows: list[dict]) -> str:
+    """The headline figures in words (the line before the last)."""
+    a, d, r = largest(trie_rows, retr_rows)
+    return (f"{a.get('size', 'n/a')}: ArrayTrie build {_g(a, 'build_s', '{:.1f}')} s, peak RSS "
+            f"+{_g(a, 'rss_peak_mb', '{:.0f}')} MB, held +{_g(a, 'rss_held_mb', '{:.0f}')} MB, file "
+            f"{_g(a, 'file_mb', '{:.0f}')} MB, lookup {_g(a, 'lookup_median_us', '{:.1f}')} us | DictTrie build "
+            f"{_g(d, 'build_s', '{:.1f}')} s, peak RSS +{_g(d, 'rss_peak_mb', '{:.0f}')} MB, lookup "
+            f"{_g(d, 'lookup_median_us', '{:.1f}')} us | {r.get('size', 'n/a')} vectors: top-{TOP_K} exact "
+            f"{_g(r, 'flat_ms', '{:.1f}')} ms, HNSW {_g(r, 'hnsw_ms', '{:.2f}')} ms "
+            f"(recall@16 {_g(r, 'hnsw_recall16', '{:.2f}')})")
+
+
+def last_line(trie_rows: list[dict], retr_rows: list[dict]) -> str:
+    """The same figures as ``key=value`` (``n/a`` where not measured)."""
+    a, d, r = largest(trie_rows, retr_rows)
+    return (f"size={a.get('size', 'n/a')} array_build_s={_g(a, 'build_s', '{:.1f}')} "
+            f"array_peak_mb={_g(a, 'rss_peak_mb', '{:.0f}')} array_held_mb={_g(a, 'rss_held_mb', '{:.0f}')} "
+            f"array_file_mb={_g(a, 'file_mb', '{:.0f}')} array_lookup_us={_g(a, 'lookup_median_us', '{:.1f}')} "
+            f"dict_build_s={_g(d, 'build_s', '{:.1f}')} dict_peak_mb={_g(d, 'rss_peak_mb', '{:.0f}')} "
+            f"dict_lookup_us={_g(d, 'lookup_median_us', '{:.1f}')} retrieval_size={r.get('size', 'n/a')} "
+            f"exact_ms={_g(r, 'flat_ms', '{:.1f}')} hnsw_ms={_g(r, 'hnsw_ms', '{:.2f}')} "
+            f"hnsw_recall16={_g(r, 'hnsw_recall16', '{:.2f}')}")
 
 
 # ------------------------------------------------------------------------------------- main
@@ -416,6 +445,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(bench/kb_scale.py: build, open, serving RSS, recall@16, link p50), e.g. 1k,10k,100k")
     p.add_argument("--kb-replot", action="store_true", help="instead: table and plot of the recorded KB rows")
     p.add_argument("--kb-links", type=int, default=20, help="dev mentions linked per KB size (default 20)")
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     p.add_argument("--child", choices=("array", "dict", "retrieval"), help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -466,6 +496,7 @@ def report(trie_rows: list[dict], retr_rows: list[dict], out: Path) -> None:
         print(table(retr_rows, RETR_COLS))
     plot(trie_rows, retr_rows, out / "scale.png")
     print(f"\nplot: {out / 'scale.png'}")
+    print(summary(trie_rows, retr_rows))
     print(last_line(trie_rows, retr_rows))
 
 
@@ -479,8 +510,17 @@ def replot(out: Path) -> None:
     report([r for r in rows if "kind" in r], [r for r in rows if "kind" not in r], out)
 
 
+def smoke(args: argparse.Namespace) -> None:
+    """``--smoke``: both tries and both indexes at 1k, the SmolLM2 tokenizer if it loads, in bench/out/smoke/."""
+    args.sizes = args.retrieval_sizes = [1_000]
+    args.dict_max = args.hnsw_max = 1_000
+    args.out = smoke_out("scale")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.smoke:
+        smoke(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if args.child in ("array", "dict"):
         print(json.dumps(child_trie(args.child, args.data, args.n)))

@@ -24,7 +24,13 @@ Three questions, each answered on these dev figures:
    same colour, whatever that colour is) to the colour layout carry flags better? Nearest exemplar, flags.
 
 Writes ``bench/out/style_transfer.json`` and ``docs/img/style_transfer.png``; the last line prints the headline
-figures. Augmented features are cached in ``bench/out/style_transfer/``.
+figures (``proj_top1_aug<copies>= fused_aug<copies>=`` per number of copies, ``fused_width<width>=`` per width,
+``nearest_bonus<bonus>=``, ``selfsim_best= palette_only_noto_twemoji=``). Augmented features are cached in
+``bench/out/style_transfer/``.
+
+``--smoke`` (under a minute, no picture packages needed): the stand-in corpus of ``bench/_smoke.py`` (it has
+Noto, Twemoji and Open Clipart pictures and flags), the same copies and widths, 2 projection epochs, everything
+written to ``bench/out/smoke/style_transfer/``; the same last line, figures meaningless.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
+from bench._smoke import SMOKE_HELP  # noqa: E402
 
 EXEMPLAR_WEIGHTS = (0, 4, 8, 12, 16, 24)
 NEAREST_BONUSES = (0.0, 0.5, 1.0, 2.0)
@@ -92,14 +100,13 @@ def augment(im, rng: random.Random):
     return im
 
 
-def augmented_features(corpus, encoder, items, copies: int, seed: int = 0):
-    """(copies * len(items), D) features of augmented copies, and their entities; cached per copy."""
+def augmented_features(corpus, encoder, items, copies: int, folder: Path, seed: int = 0):
+    """(copies * len(items), D) features of augmented copies, and their entities; cached per copy in ``folder``."""
     import torch
     from tqdm.auto import tqdm
 
     from gemel.images import load_image
 
-    folder = OUT / "style_transfer"
     folder.mkdir(parents=True, exist_ok=True)
     feats, labels = [], []
     for k in range(copies):
@@ -126,15 +133,15 @@ def split(corpus):
     return source, queries, corpus.split("dev")
 
 
-def projection_for(corpus, parts, source, copies: int, epochs: int):
+def projection_for(corpus, parts, source, copies: int, epochs: int, cache: Path):
     import torch
 
-    from gemel.image.scorer import ProjectionConfig, train_projection
     from gemel.training.image_scorer import corpus_features
+    from gemel.training.projection import ProjectionConfig, train_projection
 
     feats = corpus_features(corpus, parts.encoder, source, progress=False)
     labels = [it.entity for it in source]
-    extra, extra_labels = augmented_features(corpus, parts.encoder, source, copies)
+    extra, extra_labels = augmented_features(corpus, parts.encoder, source, copies, cache)
     if extra is not None:
         feats, labels = torch.cat([feats, extra]), labels + extra_labels
     entities = sorted(set(labels))
@@ -147,10 +154,10 @@ def projection_for(corpus, parts, source, copies: int, epochs: int):
 def similarities(projection, feats, kb_unit):
     import torch
 
-    from gemel.image.scorer import _normalise_rows
+    from gemel.image.vectors import normalise_rows
 
     with torch.no_grad():
-        return _normalise_rows(projection(feats)).numpy() @ kb_unit.T
+        return normalise_rows(projection(feats)).numpy() @ kb_unit.T
 
 
 def top(scores, gold, k: int = 1) -> float:
@@ -159,9 +166,9 @@ def top(scores, gold, k: int = 1) -> float:
 
 
 def study_copies(corpus, parts, copies: int, epochs: int, context: dict) -> dict:
-    from gemel.image.scorer import normalise
+    from gemel.image.vectors import normalise
 
-    projection = projection_for(corpus, parts, context["source"], copies, epochs)
+    projection = projection_for(corpus, parts, context["source"], copies, epochs, context["cache"])
     p_query = similarities(projection, context["query_feats"], context["kb_unit"])
     p_dev = similarities(projection, context["dev_feats"], context["kb_unit"])
     gold, flags = context["gold"], context["is_flag"]
@@ -190,10 +197,12 @@ def hits(scores, gold, flags) -> dict:
 def study_widths(corpus, parts, widths: list[float], epochs: int, context: dict) -> tuple[dict, dict]:
     """Fused top-1 of the Twemoji queries per kernel width and exemplar weight (projection without copies), and
     at the shipped width and weight 8 with a bonus for the entity of the nearest exemplar (0 = as shipped)."""
-    from gemel.image.scorer import ColourExemplars, ExemplarConfig, normalise
+    from gemel.image.configs import ExemplarConfig
+    from gemel.image.exemplars import ColourExemplars
+    from gemel.image.vectors import normalise
     from gemel.training.image_scorer import corpus_layouts
 
-    projection = projection_for(corpus, parts, context["source"], 0, epochs)
+    projection = projection_for(corpus, parts, context["source"], 0, epochs, context["cache"])
     base = normalise(similarities(projection, context["query_feats"], context["kb_unit"]))
     base = base + context["w_bridge"] * context["bridge_z"]
     gold, flags = context["gold"], context["is_flag"]
@@ -213,7 +222,8 @@ def study_widths(corpus, parts, widths: list[float], epochs: int, context: dict)
 
 def self_similarity(corpus, items_by_source: dict, pairs: list[tuple[list[str], str]]) -> list[dict]:
     """Nearest-exemplar accuracy on flags for colour layouts with palette and self-similarity parts."""
-    from gemel.image.scorer import ExemplarConfig, colour_layout
+    from gemel.image.configs import ExemplarConfig
+    from gemel.image.exemplars import colour_layout
 
     config = ExemplarConfig()
     palette = 9
@@ -277,11 +287,20 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=60, help="projection epochs (the shipped scorer's: 60)")
     ap.add_argument("--widths", default="0.5,0.75,1.0,1.5", help="exemplar kernel widths to try, comma-separated")
     ap.add_argument("--corpus", help="corpus folder (default: the profile's built corpus)")
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args(argv)
+    out, img = OUT, IMG
+    if args.smoke:
+        from bench._smoke import smoke_out, stand_in_corpus
+
+        args.corpus, args.epochs, out = str(stand_in_corpus()), 2, smoke_out("style_transfer")
+        img = out / "style_transfer.png"
     import torch
 
     from gemel.cli.corpus import default_corpus
-    from gemel.image.scorer import ColourExemplars, ExemplarConfig, normalise
+    from gemel.image.configs import ExemplarConfig
+    from gemel.image.exemplars import ColourExemplars
+    from gemel.image.vectors import normalise
     from gemel.training.corpus import Corpus
     from gemel.training.image_scorer import bridge_for, corpus_features, corpus_layouts, load_parts
 
@@ -304,7 +323,7 @@ def main(argv=None) -> int:
                "is_flag": np.array([it.kind == "flag" for it in queries]), "bridge_z": normalise(bridge),
                "w_bridge": shipped_bridge_weight(),
                "query_layouts": query_layouts, "titles": titles,
-               "exemplar": exemplars.similarities(query_layouts, titles)}
+               "exemplar": exemplars.similarities(query_layouts, titles), "cache": out / "style_transfer"}
     print(f"trained on {len(source)} pictures (no Twemoji); {len(queries)} Twemoji queries "
           f"({int(context['is_flag'].sum())} flags); {len(dev)} dev pictures", flush=True)
     results = []
@@ -326,10 +345,10 @@ def main(argv=None) -> int:
                                                   (["openclipart"], "twemoji")])
     for row in selfsim:
         print(json.dumps(row), flush=True)
-    (OUT / "style_transfer.json").write_text(json.dumps({"copies": results, "widths": widths, "nearest_bonus": bonus,
+    (out / "style_transfer.json").write_text(json.dumps({"copies": results, "widths": widths, "nearest_bonus": bonus,
                                                          "self_similarity": selfsim,
                                                          "seconds": time.perf_counter() - t0}, indent=1))
-    plot(results, widths, IMG)
+    plot(results, widths, img)
     head = " ".join(f"proj_top1_aug{r['copies']}={r['projection_top1']:.3f} fused_aug{r['copies']}="
                     f"{r['fused'][8]['all']:.3f}" for r in results)
     best = max(selfsim, key=lambda r: r["noto->twemoji"])
