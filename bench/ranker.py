@@ -2,17 +2,20 @@
 
     python bench/ranker.py [--profile offline] [--folds 5] [--ranker PATH] [--smoke]
 
-Training data (``--ranker`` absent: the ranker is fitted here, as ``gemel fit-ranker`` does): the seed pool,
-``assets/eval/dev.jsonl``, ``assets/eval/outpool.jsonl`` and, when the image corpus is built (``make corpus``),
-its training captions. Measured, in this order:
+Training data (``--ranker`` absent: the ranker is fitted here, as ``gemel fit-ranker`` does, sharing its cache
+of gathered features): the seed pool, ``assets/eval/dev.jsonl``, ``assets/eval/outpool.jsonl`` and, when the
+image corpus is built and captioned (``make corpus``; ``gemel corpus captions --out data/captions --hidden
+0.5``), its dev captions: pictures the image scorer never trained on (its training pictures would teach the
+ranker to trust the scorer more than it deserves), half of them captioned so that only the picture names the
+entity. Measured, in this order:
 
 1. **CV**: the ranker's out-of-fold accuracy over its training data (``ranker_cv``), and on dev alone beside the
    rule's dev accuracy (the rule linked as shipped);
 2. **test, read once at the end**: ``assets/eval/test.jsonl`` linked by the rule and by the ranker; real photos
    whose picture is in the seed pool or the ranker's training data (in-pool) and the others (out-of-pool)
    apart; NIL F1 over the test's NIL mentions; the ranker's link p50;
-3. with the corpus: its flags in an art style never trained on (only the picture decides) and its same-caption
-   groups (a group counts when every picture is right), rule and ranker; without it these are ``n/a``.
+3. with the corpus captions: its test flags in an art style never trained on (only the picture decides) and its
+   test same-caption groups (a group counts when every picture is right), rule and ranker; else ``n/a``.
 
 Features are gathered once per file and cached (as ``gemel fit-ranker`` does). Writes ``bench/out/ranker.json``
 and ``docs/img/ranker.png``. Last line: ``rule_test= ranker_test= ranker_cv= groups= flags= photos_outpool=
@@ -81,6 +84,19 @@ def gathered(gather: Any, examples: list[Example], name: str, cache: Path, **tag
     return groups, times
 
 
+def gathered_file(gather: Any, path: Path, name: str, cache: Path | None, limit: int | None) -> list:
+    """The groups of a whole data file, through `gemel fit-ranker`'s cache (shared with it); a smoke run's first
+    ``limit`` examples through the bench's own."""
+    from gemel.cli.rank import groups_of_file
+
+    if limit is not None:
+        return gathered(gather, examples_of(path, limit), name, cache or Path("."), split=name)[0]
+    groups = groups_of_file(gather, path, None, progress=True)
+    for g in groups:
+        g.tags["split"] = name
+    return groups
+
+
 def rule_answers(rule: Any, examples: list[Example]) -> list[str | None]:
     from gemel.data.evaluate import predict
 
@@ -108,28 +124,19 @@ def nil_f1(answers: list[str | None], examples: list[Example]) -> float | None:
     return 2 * precision * recall / (precision + recall) if hits else 0.0
 
 
-def corpus_sets(profile: str, limit: int | None) -> dict[str, list[Example]] | None:
-    """The corpus's training captions (ranker data), test flags and same-caption groups; None when not built."""
-    from gemel.cli.corpus import default_corpus
-    from gemel.config import load_profile
-    from gemel.kb.entities import KnowledgeBase
-    from gemel.sources import resolve
-    from gemel.training.captions import captions, flag_set, same_caption_groups
-    from gemel.training.corpus import Corpus, CorpusError
-
-    config = load_profile(profile)
-    try:
-        corpus = Corpus.load(default_corpus(profile))
-    except (CorpusError, FileNotFoundError):
+def corpus_sets(folder: Path, limit: int | None) -> dict[str, list[Example]] | None:
+    """The corpus captions ``gemel corpus captions --out data/captions --hidden 0.5`` wrote: dev captions (ranker
+    data: pictures the image scorer did not train on, half captioned so that only the picture names the
+    entity), the test split's same-caption groups and its flags in an art style never trained on; None when
+    absent."""
+    if not (folder / "dev.jsonl").is_file():
         return None
-    kb = KnowledgeBase.load(resolve(config.kb.source, config.base_dir), name=config.kb.name)
-    train = [Example(c.text, c.mention, c.entity, str(corpus.folder / c.image), c.id, "corpus-train")
-             for c in captions(corpus, kb, split="train")]
-    groups = [Example(m.text, m.mention, m.entity, str(corpus.folder / m.image), m.id, "groups", {"group": g.id})
-              for g in same_caption_groups(corpus, kb, split="test") for m in g.members]
-    flags = [Example(FLAG_TEXT, FLAG_MENTION, it.entity, str(corpus.path(it)), it.id, "flags")
-             for it in flag_set(corpus)]
-    return {"train": train[:limit], "groups": groups[:limit], "flags": flags[:limit]}
+    groups = [Example(m["text"], m["mention"], m["entity"], m["image"], m["id"], "groups", {"group": g["group"]})
+              for line in (folder / "groups.jsonl").read_text().splitlines() if line.strip()
+              for g in [json.loads(line)] for m in g["members"]]
+    flags = [Example(FLAG_TEXT, FLAG_MENTION, d["entity"], d["image"], d["id"], "flags")
+             for line in (folder / "flags.jsonl").read_text().splitlines() if line.strip() for d in [json.loads(line)]]
+    return {"train": folder / "dev.jsonl", "groups": groups[:limit], "flags": flags[:limit]}
 
 
 def group_rate(answers: list[str | None], examples: list[Example]) -> float:
@@ -145,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--ranker", help="evaluate this artifact instead of fitting one here (its data must not hold "
                                     "the test split)")
+    p.add_argument("--captions", default="data/captions", help="the folder `gemel corpus captions --out DIR "
+                                                               "--hidden 0.5` wrote (default data/captions)")
     p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = p.parse_args(argv)
     limit = 4 if args.smoke else None
@@ -159,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
 
     rule = Linker.load(args.profile)
     gather = rule.replace(ranker=Ranker.uniform())
-    corpus = None if args.smoke else corpus_sets(args.profile, limit)
-    train_sets = {f.stem: examples_of(f, limit) for f in TRAIN_FILES}
-    if corpus is not None:
-        train_sets["corpus-train"] = corpus["train"]
-    groups = {name: gathered(gather, exs, name, cache, split=name)[0] for name, exs in train_sets.items()}
+    corpus = None if args.smoke else corpus_sets(ROOT / args.captions, limit)
+    files = [*TRAIN_FILES, *([corpus["train"]] if corpus else [])]
+    train_sets = {f.stem if f.parent != ROOT / args.captions else "corpus-dev": examples_of(f, limit) for f in files}
+    groups = {name: gathered_file(gather, f, name, cache if args.smoke else None, limit)
+              for name, f in zip(train_sets, files)}
     training = [g for gs in groups.values() for g in gs]
 
     # 1. cross-validation (training data only) and the rule on dev
@@ -172,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     dev_cv = float(np.mean([ranker_answers_one(training[i], cv.probabilities[i], cv.nil_below) == training[i].gold
                             for i in dev_idx]))
     rule_dev = score(rule_answers(rule, train_sets["dev"]), train_sets["dev"]).accuracy
-    ranker = Ranker.load(args.ranker) if args.ranker else fit_with_cv(training, [str(f) for f in TRAIN_FILES], folds)
+    ranker = Ranker.load(args.ranker) if args.ranker else fit_with_cv(training, [str(f) for f in files], folds)
     ranker.save(out / "ranker.json")
 
     # 2. test, read once, now that the ranker is fixed
