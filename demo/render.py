@@ -95,6 +95,11 @@ def candidate_bars(candidates: Sequence[Mapping[str, Any]], chosen: str | None, 
     shown = list(candidates)[:limit]
     if not shown:
         return '<div class="gemel-empty">No candidates.</div>'
+    if all(isinstance(c.get("probability"), (int, float)) for c in shown):  # the learned ranker decided
+        rows = [_ranked_row(i, c, c.get("name") == chosen) for i, c in enumerate(shown, 1)]
+        legend = ('<div class="gemel-legend">bar: the ranker\'s probability · why: the features that add most '
+                  "to its score (and take most from it)</div>")
+        return '<div class="gemel-cands">' + "".join(rows) + legend + "</div>"
     scores = [float(c.get("score", 0.0)) for c in shown]
     low, high = min(scores), max(scores)
     rows = [_candidate_row(i, c, _fraction(s, low, high), c.get("name") == chosen, image_weight)
@@ -133,6 +138,19 @@ def _candidate_row(rank: int, c: Mapping[str, Any], fraction: float, chosen: boo
             f'<div class="gemel-bar-track"><div class="gemel-bar" style="width:{100 * fraction:.1f}%"></div></div>'
             f'<div class="gemel-nums">score {_number(c, "score")} · llm {_number(c, "llm_logprob")}'
             f' · ret {_number(c, "retrieval_sim")} · img {_image_share(c, image_weight)}{_prior(c)}</div></div>')
+
+
+def _ranked_row(rank: int, c: Mapping[str, Any], chosen: bool, top: int = 3) -> str:
+    """A candidate under the learned ranker: its probability as the bar, and its largest contributions."""
+    mark = " gemel-chosen" if chosen else ""
+    desc = f' <span class="gemel-desc">— {esc(c.get("description"))}</span>' if c.get("description") else ""
+    parts = sorted((c.get("contributions") or {}).items(), key=lambda kv: -abs(kv[1]))[:top]
+    why = ", ".join(f"{esc(name)} {value:+.2f}" for name, value in parts) or "–"
+    p = float(c["probability"])
+    return (f'<div class="gemel-cand{mark}"><div class="gemel-cand-head"><kbd>{rank}</kbd> '
+            f'<b>{esc(c.get("name"))}</b>{desc}</div>'
+            f'<div class="gemel-bar-track"><div class="gemel-bar" style="width:{100 * p:.1f}%"></div></div>'
+            f'<div class="gemel-nums">p {p:.3f} · why: {why}</div></div>')
 
 
 def demonstrations_html(demos: Sequence[Mapping[str, Any]], thumbs: bool = True) -> str:

@@ -490,13 +490,14 @@ class Linker:
         or NIL when that probability is below the ranker's ``nil_below``."""
         lp = self.config.decode.length_penalty
         llm = {r: h.normalised(lp) for h in hyps for r in [self.row_of(h.tokens)] if r is not None}
-        probs, logits = self.ranker.probabilities(x), self.ranker.scores(x)
+        probs, parts = self.ranker.probabilities(x), self.ranker.contributions(x)
         col = FEATURE_NAMES.index("retrieval_sim")
         out = []
         for i, r in enumerate(rows):
             e = self.kb.entities[r]
-            out.append(Candidate(e.title, float(logits[i]), llm[r], float(x[i, col]), e.description,
-                                 features=dict(zip(FEATURE_NAMES, map(float, x[i]))), probability=float(probs[i])))
+            out.append(Candidate(e.title, float(parts[i].sum()), llm[r], float(x[i, col]), e.description,
+                                 features=dict(zip(FEATURE_NAMES, map(float, x[i]))), probability=float(probs[i]),
+                                 contributions=dict(zip(FEATURE_NAMES, map(float, parts[i])))))
         out.sort(key=lambda c: c.probability, reverse=True)
         entity = out[0].name if out and out[0].probability >= self.ranker.nil_below else None
         return out, entity

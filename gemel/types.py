@@ -50,17 +50,18 @@ class Candidate:
     # llm_logprob in the fused score (None = not calibrated; gemel/image/sense_prior.py)
     features: dict[str, float] | None = None  # the ranker's features of this candidate (gemel/rank/features.py)
     probability: float | None = None  # the ranker's probability among the mention's candidates (None: no ranker)
+    contributions: dict[str, float] | None = None  # what each feature adds to the ranker's score (w_j x z_j)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Candidate":
-        """From `to_dict` output; dicts written before ``image_score``, ``sense_prior``, ``features`` or
-        ``probability`` existed load with None."""
+        """From `to_dict` output; dicts written before ``image_score``, ``sense_prior``, ``features``,
+        ``probability`` or ``contributions`` existed load with None."""
         return cls(d["name"], float(d["score"]), float(d["llm_logprob"]), float(d["retrieval_sim"]),
                    d.get("description", ""), d.get("image_score"), d.get("sense_prior"), d.get("features"),
-                   d.get("probability"))
+                   d.get("probability"), d.get("contributions"))
 
 
 @dataclass(frozen=True)

@@ -158,3 +158,15 @@ def test_progress_and_tables():
                                    "fleiss_kappa": None, "cohen_kappa": 0.25, "disagreements": 1})
     assert "50.0%" in agree and "Cohen κ <b>0.250</b>" in agree and "Fleiss κ <b>–</b>" in agree
     assert "two or more" in render.agreement_html({"items": 0})
+
+
+def test_ranker_candidates_show_probability_and_their_largest_contributions():
+    from demo.render import candidate_bars
+
+    cands = [{"name": "Japan", "score": 2.0, "probability": 0.8, "llm_logprob": -3.0, "retrieval_sim": 0.5,
+              "contributions": {"name_exact": 1.5, "llm_sum": 0.4, "image_top": -0.1, "memory_sim": 0.0}},
+             {"name": "Tokyo", "score": 0.6, "probability": 0.2, "llm_logprob": -2.0, "retrieval_sim": 0.6,
+              "contributions": {"name_exact": -0.5, "llm_sum": 0.9, "image_top": 0.2}}]
+    html = candidate_bars(cands, "Japan")
+    assert "p 0.800" in html and "name_exact +1.50, llm_sum +0.40, image_top -0.10" in html
+    assert "width:80.0%" in html and "fused score" not in html
