@@ -65,7 +65,10 @@ def gathered(gather: Any, examples: list[Example], name: str, cache: Path, **tag
     """(groups, link seconds) of examples linked by the gathering variant; cached by their content."""
     from gemel.training.ranker import group_of, read_groups, write_groups
 
-    key = hashlib.sha256(json.dumps([[e.to_dict() for e in examples], gather.config.to_dict(), ranker_feature_names()],
+    from gemel.training.ranker import GATHER_VERSION
+
+    key = hashlib.sha256(json.dumps([[e.to_dict() for e in examples], gather.config.to_dict(), ranker_feature_names(),
+                                     GATHER_VERSION],
                                     sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = cache / f"{name}-{key}.jsonl"
     times_path = path.with_suffix(".times.json")

@@ -291,8 +291,8 @@ class Linker:
             return []
         _, ids = self.kb_index.search(query, min(k, len(self.kb)))
         rows = [int(i) for i in ids[0] if i >= 0]
-        if mention and isinstance(self.kb, StoredKB):  # entries named so (title or alias) join the candidates
-            rows += [r for r in self.kb.rows_named(mention) if r not in rows]
+        if mention and (isinstance(self.kb, StoredKB) or self.ranker is not None):  # entries named so (surface
+            rows += [r for r in self.kb.rows_named(mention) if r not in rows]  # name or alias) join the candidates
         if image_scores is None or self.config.image.candidates == 0:
             return rows
         return merge_candidates(rows, top_rows(image_scores, self.config.image.candidates))

@@ -273,3 +273,12 @@ def test_url(title, url):
 def test_index_text():
     assert Entity("Moon", "Natural satellite").index_text() == "Moon: Natural satellite"
     assert Entity("Moon").index_text() == "Moon"
+
+
+def test_rows_named_finds_surface_names_and_aliases_up_to_case():
+    from gemel.kb.entities import Entity, KnowledgeBase
+
+    kb = KnowledgeBase([Entity("Mercury (planet)", "planet"), Entity("Mercury (element)", "element"),
+                        Entity("Moon", "satellite", aliases=("Luna",)), Entity("Dog", "animal")])
+    assert kb.rows_named("mercury") == [0, 1] and kb.rows_named(" LUNA ") == [2] and kb.rows_named("dog") == [3]
+    assert kb.rows_named("cat") == [] and kb.rows_named("mercury", limit=1) == [0]

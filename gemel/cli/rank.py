@@ -84,8 +84,10 @@ def groups_of_file(linker: Any, path: Path, cache: str | None, progress: bool) -
     from gemel.training.ranker import collect, read_groups, write_groups
 
     from gemel.rank.features import NAMES
+    from gemel.training.ranker import GATHER_VERSION
 
-    key = hashlib.sha256(path.read_bytes() + json.dumps([linker.config.to_dict(), linker.mapper_version, NAMES],
+    key = hashlib.sha256(path.read_bytes() + json.dumps([linker.config.to_dict(), linker.mapper_version, NAMES,
+                                                         GATHER_VERSION],
                                                         sort_keys=True, default=str).encode()).hexdigest()[:16]
     cached = Path(cache or cache_dir("ranker-groups")) / f"{path.stem}-{key}.jsonl"
     if cached.is_file():

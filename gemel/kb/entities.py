@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from gemel.errors import GemelError
-from gemel.text import without_qualifier
+from gemel.text import name_key, without_qualifier
 
 # a candidate sentence end: ". X" after a lower-case letter, digit or bracket (not "U.S. Navy"), or '." X'
 _SENTENCE_END = re.compile(r"(?:(?<=[a-z0-9\)\"'][.!?])|(?<=[.!?][\"'\u201d\u2019]))\s+(?=[A-Z])")
@@ -82,6 +82,7 @@ class KnowledgeBase:
         if not self.entities:
             raise KBError(f"knowledge base {name!r} has no entities")
         self._lower = [e.title.lower() for e in self.entities]
+        self._named: dict[str, list[int]] | None = None  # name key of a surface name or alias -> rows (lazily)
 
     def __len__(self) -> int:
         return len(self.entities)
@@ -105,6 +106,16 @@ class KnowledgeBase:
     def get(self, title: str) -> Entity | None:
         i = self._index.get(title)
         return None if i is None else self.entities[i]
+
+    def rows_named(self, name: str, limit: int = 8) -> list[int]:
+        """Rows whose surface name (the title without its qualifier) or an alias is ``name`` (up to case and
+        spaces), first rows first: as :meth:`gemel.kb.store.StoredKB.rows_named` answers for a built KB."""
+        if self._named is None:
+            self._named = {}
+            for row, e in enumerate(self.entities):
+                for key in dict.fromkeys(name_key(n) for n in (e.surface, *e.aliases)):
+                    self._named.setdefault(key, []).append(row)
+        return self._named.get(name_key(name), [])[:limit]
 
     def search(self, query: str, limit: int = 10) -> list[str]:
         """Titles for an autocomplete box: exact, then prefix, then word-prefix, then substring matches."""
