@@ -63,9 +63,7 @@ def examples_of(path: Path, limit: int | None) -> list[Example]:
 
 def gathered(gather: Any, examples: list[Example], name: str, cache: Path, **tags: Any) -> tuple[list, list[float]]:
     """(groups, link seconds) of examples linked by the gathering variant; cached by their content."""
-    from gemel.training.ranker import group_of, read_groups, write_groups
-
-    from gemel.training.ranker import GATHER_VERSION
+    from gemel.training.ranker import GATHER_VERSION, group_of, read_groups, write_groups
 
     key = hashlib.sha256(json.dumps([[e.to_dict() for e in examples], gather.config.to_dict(), ranker_feature_names(),
                                      GATHER_VERSION],
@@ -223,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.smoke:
         plot(rows, ROOT / "docs" / "img" / "ranker.png")
     nil = "n/a" if nil_ranker is None else f"{nil_ranker:.3f}"
+    outpool = rows["test photos out-of-pool"][1]
     print(f"rule_test={rows['test'][0]:.3f} ranker_test={rows['test'][1]:.3f} ranker_cv={cv.accuracy:.3f} "
-          f"groups={figures['groups']} flags={figures['flags']} photos_outpool={rows['test photos out-of-pool'][1]:.3f} "
+          f"groups={figures['groups']} flags={figures['flags']} photos_outpool={outpool:.3f} "
           f"nil_f1={nil} link_p50_s={float(np.median(times)):.2f}")
     return 0
 

@@ -80,11 +80,9 @@ def gatherer(linker: Any) -> Any:
 def groups_of_file(linker: Any, path: Path, cache: str | None, progress: bool) -> list:
     """The groups of a data file, read from the cache when this file, profile and mapper were gathered before."""
     from gemel.data.evaluate import check_images, load_examples
-    from gemel.sources import cache_dir
-    from gemel.training.ranker import collect, read_groups, write_groups
-
     from gemel.rank.features import NAMES
-    from gemel.training.ranker import GATHER_VERSION
+    from gemel.sources import cache_dir
+    from gemel.training.ranker import GATHER_VERSION, collect, read_groups, write_groups
 
     key = hashlib.sha256(path.read_bytes() + json.dumps([linker.config.to_dict(), linker.mapper_version, NAMES,
                                                          GATHER_VERSION],
