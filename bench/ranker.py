@@ -221,9 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.smoke:
         plot(rows, ROOT / "docs" / "img" / "ranker.png")
     nil = "n/a" if nil_ranker is None else f"{nil_ranker:.3f}"
-    outpool = rows["test photos out-of-pool"][1]
+    outpool_acc = rows["test photos out-of-pool"][1]
     print(f"rule_test={rows['test'][0]:.3f} ranker_test={rows['test'][1]:.3f} ranker_cv={cv.accuracy:.3f} "
-          f"groups={figures['groups']} flags={figures['flags']} photos_outpool={outpool:.3f} "
+          f"groups={figures['groups']} flags={figures['flags']} photos_outpool={outpool_acc:.3f} "
           f"nil_f1={nil} link_p50_s={float(np.median(times)):.2f}")
     return 0
 
