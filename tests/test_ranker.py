@@ -219,3 +219,10 @@ def test_fit_ranker_cli_refuses_bad_input_with_a_sentence(tiny_profile_file, tmp
 
     assert main(["fit-ranker", "--profile", str(tiny_profile_file), "--out", str(tmp_path / "r.json"), *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_reference_lists_every_feature():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "RANKER.md").read_text()
+    assert all(f"| `{name}` |" in doc for name in NAMES)
