@@ -5,11 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PROFILE ?= offline
 
-.PHONY: demo test setup prepare bench clean-cache help space-check corpus-debs corpus
+.PHONY: demo test test-fast setup prepare bench clean-cache help space-check corpus-debs corpus
 
 help:
 	@echo "make demo   - install what is missing, prepare the offline models, launch the app"
-	@echo "make test   - install what is missing and run the test suite"
+	@echo "make test   - install what is missing and run the whole test suite (what CI runs)"
+	@echo "make test-fast - the tier for every edit (~1 min): no real-model, browser, slow or Space tests"
 	@echo "make bench  - run the benchmarks under bench/"
 	@echo "make space-check - simulate a Space: fresh venv from requirements.txt only, python app.py, one /link"
 	@echo "make corpus - install the picture packages, build the image corpus, train and measure the image scorer"
@@ -31,9 +32,19 @@ prepare: setup
 demo: prepare
 	$(BIN)/python app.py
 
+# Both print the 15 slowest tests. test-fast leaves out the markers in FAST_SKIP (pyproject.toml describes them):
+# the real offline weights, the headless browser, and `slow` (subprocesses that import torch, multi-process KB
+# builds, training runs, the Space start). It runs torch on FAST_THREADS threads: the tiny test models compute in
+# milliseconds on one, and on two contended cores OpenMP's waiting makes each call of them take up to seconds.
+FAST_SKIP := not slow and not offline_model and not browser
+FAST_THREADS ?= 1
+
 test: setup
 	bash scripts/ensure_chromium.sh
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
+
+test-fast: setup
+	OMP_NUM_THREADS=$(FAST_THREADS) $(BIN)/python -m pytest -q --durations=15 -m "$(FAST_SKIP)"
 
 # A Hugging Face Space's start, simulated: a fresh venv from requirements.txt alone, `python app.py` with an empty
 # cache and no model hub, one /link call (tests/test_space_start.py; minutes: installs torch into a new venv).

@@ -87,6 +87,7 @@ def test_bad_lines_stop_the_build_with_their_number_and_leave_no_kb(tmp_path, em
         open_kb(partial_of(tmp_path / "kb"))
 
 
+@pytest.mark.slow  # `gemel kb build` embeds in a spawned process that imports torch and loads the embedder
 def test_the_cli_reports_skips_and_bad_lines(source, tmp_path, capsys, profile_toml):  # noqa: F811 (the fixture)
     assert main(["kb", "build", str(source), "--out", str(tmp_path / "kb"), "--profile", str(profile_toml)]) == 0
     printed = capsys.readouterr().out
@@ -334,6 +335,7 @@ def _dying_loader():
     os._exit(3)
 
 
+@pytest.mark.slow  # a spawned process that imports torch and loads the embedder
 def test_a_build_given_a_loader_embeds_in_another_process_and_merges_the_same(source, tmp_path, embedder,
                                                                              tiny_config):
     import functools
@@ -348,6 +350,7 @@ def test_a_build_given_a_loader_embeds_in_another_process_and_merges_the_same(so
     np.testing.assert_array_equal(StoredKB(tmp_path / "there").vectors, StoredKB(tmp_path / "here").vectors)
 
 
+@pytest.mark.slow  # a spawned process (it imports this module, so torch) that dies
 def test_an_embedding_process_that_dies_is_a_sentence_and_the_build_resumes(source, tmp_path, embedder):
     with pytest.raises(KBError, match="stopped before finishing.*run the same command again"):
         build(source, tmp_path / "kb", _dying_loader, config=SMALL)
@@ -364,6 +367,7 @@ def _sleeping_loader(note):
     time.sleep(120)
 
 
+@pytest.mark.slow  # a build in a subprocess, whose spawned child imports torch
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
 def test_the_embedding_process_ends_with_a_killed_build(source, tmp_path):
     """A build killed while its child embeds must not leave the child writing the shard beside the next build."""

@@ -56,6 +56,7 @@ def test_gpu_library_names(name, gpu):
     assert bool(GPU_LIBRARIES.match(name)) is gpu
 
 
+@pytest.mark.slow  # a fresh process that imports torch
 def test_release_drops_cuda_pages_and_torch_still_computes_the_same():
     """In a fresh process (this one's pages are the test run's business): on a CPU-only machine with the CUDA
     build of torch, releasing lowers RSS, and a model computes the same numbers afterwards."""

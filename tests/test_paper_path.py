@@ -83,7 +83,8 @@ def test_prompts_use_the_precomputed_features_and_the_pool(paper_files, monkeypa
     linker = load_for_eval(args)
     asked = []
     real_get = PrecomputedFeatures.get
-    monkeypatch.setattr(PrecomputedFeatures, "get", lambda self, image: asked.append(image) or real_get(self, image))
+    monkeypatch.setattr(PrecomputedFeatures, "get",
+                        lambda self, image: asked.append(getattr(image, "source", image)) or real_get(self, image))
     ex = examples_for(args, linker)[0]
     pred = linker.link(ex.image, ex.text, ex.mention)
     assert ex.image == URL.format("e") and asked[-1] == URL.format("e")  # the query's feature, by img_url

@@ -122,6 +122,7 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+@pytest.mark.slow  # a Space's start: a fresh venv with torch, `python app.py` twice
 @needs_check
 def test_a_space_starts_from_requirements_txt_alone(tmp_path_factory):
     from gradio_client import Client, handle_file
