@@ -148,3 +148,41 @@ def test_a_remembered_correction_survives_a_restart(loop, store, tiny_linker, ti
     CorrectionLoop(store, restarted).load()
     pred = restarted.link(image, TEXT, MENTION)
     assert (pred.entity, pred.source) == ("Edward Hopper", "correction")
+
+
+def _ranker():
+    """A learned rule that decides on the LLM and retrieval alone (its decision weights are 0, as a ranker
+    fitted on data without corrections has them)."""
+    import numpy as np
+
+    from gemel.rank.features import NAMES
+    from gemel.rank.model import Ranker
+
+    w = np.zeros(len(NAMES))
+    w[NAMES.index("llm_sum")], w[NAMES.index("retrieval_sim")] = 1.0, 4.0
+    return Ranker(w, np.zeros(len(NAMES)), np.ones(len(NAMES)))
+
+
+@pytest.mark.parametrize("rule", ["fused score", "ranker"])
+def test_a_same_caption_correction_of_another_picture_leaves_this_answer(tiny_linker, tmp_path, tiny_dir, rule):
+    """A stored decision with this caption and another picture says nothing about this picture: it changes
+    neither the answer nor the prompt (it is no demonstration), under either rule; one of this very picture
+    answers it."""
+    from PIL import Image
+
+    linker = tiny_linker.replace(pool=[], ranker=_ranker() if rule == "ranker" else None)
+    mine, other = tiny_dir / "img.png", tmp_path / "other.png"
+    Image.new("RGB", (40, 30), (20, 90, 200)).save(other)
+    with Store.open(tmp_path / "g.db", entity_exists=linker.kb.__contains__) as store:
+        loop = CorrectionLoop(store, linker)
+        before = linker.link(mine, TEXT, MENTION)
+        wrong = next(c.name for c in before.candidates if c.name != before.entity)
+        loop.record("alice", "search", wrong, text=TEXT, mention=MENTION, image=str(other))
+        after = linker.link(mine, TEXT, MENTION)
+        assert (after.entity, after.source) == (before.entity, "model")
+        assert not any(d.text == TEXT for d in after.demonstrations)
+        if rule == "ranker":
+            got = next(c for c in after.candidates if c.name == wrong).features
+            assert got["decision_caption"] == pytest.approx(1.0, abs=1e-3) and got["decision_picture"] < 1.0
+        loop.record("bob", "search", wrong, text=TEXT, mention=MENTION, image=str(mine))
+        assert linker.link(mine, TEXT, MENTION).entity == wrong
