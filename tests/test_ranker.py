@@ -226,3 +226,20 @@ def test_the_reference_lists_every_feature():
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "RANKER.md").read_text()
     assert all(f"| `{name}` |" in doc for name in NAMES)
+
+
+def test_fit_ranker_learns_from_an_annotation_store(tiny_profile_file, tiny_dir, tmp_path, capsys):
+    """Every decision saved in the store is a training example, linked with the store's other decisions loaded."""
+    from annotations import Store
+    from gemel.cli.main import main
+
+    db = tmp_path / "g.db"
+    seed = [json.loads(line) for line in (tiny_dir / "seed.jsonl").read_text().splitlines() if line.strip()]
+    with Store.open(db) as store:
+        for ex in seed:
+            store.record("alice", "search", ex["entity"], text=ex["text"], mention=ex["mention"])
+    out = tmp_path / "r.json"
+    assert main(["fit-ranker", "--profile", str(tiny_profile_file), "--annotations", str(db), "--out", str(out),
+                 "--folds", "2", "--quiet"]) == 0
+    m = json.loads(out.read_text())["manifest"]
+    assert m["mentions"] == len(seed) and m["data"][0]["file"] == str(db)
