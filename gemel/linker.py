@@ -177,8 +177,9 @@ class Linker:
         variant = object.__new__(type(self))
         variant._setup(config, self._shared, pool, self.features if features is None else features,
                        self.mapper if mapper is _SAME else mapper)
-        if ranker is not _SAME:
-            variant.ranker = ranker
+        if ranker is _SAME:  # this linker's own, unless the config names another
+            ranker = self.ranker if config.rank == self.config.rank else variant.ranker
+        variant.ranker = ranker
         return variant
 
     # ---- the loaded parts (shared by every variant) ----------------------------------------------
@@ -475,7 +476,10 @@ class Linker:
         kept = [(r, h) for h in hyps for r in [self.row_of(h.tokens)] if r is not None]
         rows = [r for r, _ in kept]
         entities = [self.kb.entities[r] for r in rows]
-        picture, memory = self.image_signal.evidence(image, mention, self.labelled_pool.live())
+        excluded = set(exclude)  # the item itself (evaluation, fitting): its own label is no evidence
+        labelled = [e for e in self.labelled_pool.live() if e.id not in excluded
+                    and e.meta.get("input_key") not in excluded]
+        picture, memory = self.image_signal.evidence(image, mention, labelled)
         decisions = self.labelled_pool.decisions(exclude)
         pictures = picture_similarities(decisions, self.features, image) if decisions else []
         ev = Evidence(mention, [e.title for e in entities], [e.aliases for e in entities], rows,

@@ -243,3 +243,13 @@ def test_fit_ranker_learns_from_an_annotation_store(tiny_profile_file, tiny_dir,
                  "--folds", "2", "--quiet"]) == 0
     m = json.loads(out.read_text())["manifest"]
     assert m["mentions"] == len(seed) and m["data"][0]["file"] == str(db)
+
+
+def test_a_variant_keeps_its_ranker_unless_its_config_names_another(tiny_linker, tmp_path):
+    ranked = tiny_linker.replace(ranker=_one_feature_ranker("name_exact"))
+    assert ranked.replace(config=ranked.config.replace(demos={"n": 2})).ranker is ranked.ranker
+    plain = ranked.replace(ranker=None)
+    assert plain.replace(config=plain.config.replace(demos={"n": 2})).ranker is None
+    path = _one_feature_ranker("llm_sum").save(tmp_path / "r.json")
+    named = ranked.replace(config=ranked.config.replace(rank={"model": str(path)}))
+    assert named.ranker is not ranked.ranker and named.ranker.weights[NAMES.index("llm_sum")] == 5.0
