@@ -59,7 +59,7 @@ def run_fit_ranker(args: argparse.Namespace) -> int:
     for path in args.data:
         groups += groups_of_file(linker, Path(path), args.cache, not args.quiet)
     if args.annotations:
-        groups += groups_of_store(linker, args.annotations, not args.quiet)
+        groups += groups_of_store(linker, args.annotations, not args.quiet, args.cache)
     ranker = fit_with_cv(groups, files=[*args.data, *([args.annotations] if args.annotations else [])],
                          k=args.folds)
     out = ranker.save(args.out)
@@ -77,17 +77,25 @@ def gatherer(linker: Any) -> Any:
     return linker.replace(ranker=Ranker.uniform())
 
 
-def groups_of_file(linker: Any, path: Path, cache: str | None, progress: bool) -> list:
-    """The groups of a data file, read from the cache when this file, profile and mapper were gathered before."""
-    from gemel.data.evaluate import check_images, load_examples
+def _cached(linker: Any, path: Path, cache: str | None) -> Path:
+    """Where the gathered features of a data file or store live: keyed by its content, the profile, the mapper,
+    the feature names and `GATHER_VERSION`."""
     from gemel.rank.features import NAMES
     from gemel.sources import cache_dir
-    from gemel.training.ranker import GATHER_VERSION, collect, read_groups, write_groups
+    from gemel.training.ranker import GATHER_VERSION
 
     key = hashlib.sha256(path.read_bytes() + json.dumps([linker.config.to_dict(), linker.mapper_version, NAMES,
                                                          GATHER_VERSION],
                                                         sort_keys=True, default=str).encode()).hexdigest()[:16]
-    cached = Path(cache or cache_dir("ranker-groups")) / f"{path.stem}-{key}.jsonl"
+    return Path(cache or cache_dir("ranker-groups")) / f"{path.stem}-{key}.jsonl"
+
+
+def groups_of_file(linker: Any, path: Path, cache: str | None, progress: bool) -> list:
+    """The groups of a data file, read from the cache when this file, profile and mapper were gathered before."""
+    from gemel.data.evaluate import check_images, load_examples
+    from gemel.training.ranker import collect, read_groups, write_groups
+
+    cached = _cached(linker, path, cache)
     if cached.is_file():
         log.info("features of %s read from %s", path, cached)
         return read_groups(cached)
@@ -98,12 +106,19 @@ def groups_of_file(linker: Any, path: Path, cache: str | None, progress: bool) -
     return groups
 
 
-def groups_of_store(linker: Any, db: str, progress: bool) -> list:
-    """The groups of an annotation store's decisions, each linked with the store's other decisions loaded."""
+def groups_of_store(linker: Any, db: str, progress: bool, cache: str | None = None) -> list:
+    """The groups of an annotation store's decisions, each linked with the store's other decisions loaded (and
+    its own left out); cached like a data file, by the store file's content."""
     from annotations.loop import open_loop  # the CLI layer is where gemel meets the store
     from gemel.cli.eval import examples_from_store
-    from gemel.training.ranker import collect
+    from gemel.training.ranker import collect, read_groups, write_groups
 
+    cached = _cached(linker, Path(db), cache)
+    if cached.is_file():
+        return read_groups(cached)
     examples = examples_from_store(db, include_nil=True)
-    open_loop(db, linker)
-    return collect(linker, examples, progress=progress, desc="decisions", file=Path(db).name)
+    loaded = linker.replace(pool=linker.labelled_pool.with_examples())  # the caller's pool stays as it was
+    open_loop(db, loaded)
+    groups = collect(loaded, examples, progress=progress, desc="decisions", file=Path(db).name)
+    write_groups(groups, cached)
+    return groups
