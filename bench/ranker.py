@@ -4,10 +4,10 @@
 
 Training data (``--ranker`` absent: the ranker is fitted here, as ``gemel fit-ranker`` does, sharing its cache
 of gathered features): the seed pool, ``assets/eval/dev.jsonl``, ``assets/eval/outpool.jsonl`` and, when the
-image corpus is built and captioned (``make corpus``; ``gemel corpus captions --out data/captions --hidden
-0.5``), its dev captions: pictures the image scorer never trained on (its training pictures would teach the
-ranker to trust the scorer more than it deserves), half of them captioned so that only the picture names the
-entity. Measured, in this order:
+image corpus is built, captioned and stored (``--annotations``, default ``data/corpus-dev.db``: the commands are
+in docs/RANKER.md), its dev captions as stored decisions: pictures the image scorer never trained on, half of
+them captioned so that only the picture names the entity, each linked with the others loaded (so the ranker
+learns how far to trust a labelled picture or caption that looks alike). Measured, in this order:
 
 1. **CV**: the ranker's out-of-fold accuracy over its training data (``ranker_cv``), and on dev alone beside the
    rule's dev accuracy (the rule linked as shipped);
@@ -126,18 +126,16 @@ def nil_f1(answers: list[str | None], examples: list[Example]) -> float | None:
 
 
 def corpus_sets(folder: Path, limit: int | None) -> dict[str, list[Example]] | None:
-    """The corpus captions ``gemel corpus captions --out data/captions --hidden 0.5`` wrote: dev captions (ranker
-    data: pictures the image scorer did not train on, half captioned so that only the picture names the
-    entity), the test split's same-caption groups and its flags in an art style never trained on; None when
-    absent."""
-    if not (folder / "dev.jsonl").is_file():
+    """The corpus captions ``gemel corpus captions --out data/captions --hidden 0.5`` wrote: the test split's
+    same-caption groups and its flags in an art style never trained on; None when absent."""
+    if not (folder / "groups.jsonl").is_file():
         return None
     groups = [Example(m["text"], m["mention"], m["entity"], m["image"], m["id"], "groups", {"group": g["group"]})
               for line in (folder / "groups.jsonl").read_text().splitlines() if line.strip()
               for g in [json.loads(line)] for m in g["members"]]
     flags = [Example(FLAG_TEXT, FLAG_MENTION, d["entity"], d["image"], d["id"], "flags")
              for line in (folder / "flags.jsonl").read_text().splitlines() if line.strip() for d in [json.loads(line)]]
-    return {"train": folder / "dev.jsonl", "groups": groups[:limit], "flags": flags[:limit]}
+    return {"groups": groups[:limit], "flags": flags[:limit]}
 
 
 def group_rate(answers: list[str | None], examples: list[Example]) -> float:
@@ -155,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                                     "the test split)")
     p.add_argument("--captions", default="data/captions", help="the folder `gemel corpus captions --out DIR "
                                                                "--hidden 0.5` wrote (default data/captions)")
+    p.add_argument("--annotations", default="data/corpus-dev.db", help="a store of the corpus's dev captions as "
+                                                                        "decisions (docs/RANKER.md), ranker data")
     p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = p.parse_args(argv)
     limit = 4 if args.smoke else None
@@ -170,10 +170,20 @@ def main(argv: list[str] | None = None) -> int:
     rule = Linker.load(args.profile)
     gather = rule.replace(ranker=Ranker.uniform())
     corpus = None if args.smoke else corpus_sets(ROOT / args.captions, limit)
-    files = [*TRAIN_FILES, *([corpus["train"]] if corpus else [])]
-    train_sets = {f.stem if f.parent != ROOT / args.captions else "corpus-dev": examples_of(f, limit) for f in files}
+    files = list(TRAIN_FILES)
+    train_sets = {f.stem: examples_of(f, limit) for f in files}
     groups = {name: gathered_file(gather, f, name, cache if args.smoke else None, limit)
               for name, f in zip(train_sets, files)}
+    store = ROOT / args.annotations
+    if not args.smoke and store.is_file():  # the corpus's dev captions as stored decisions (docs/RANKER.md)
+        from gemel.cli.eval import examples_from_store
+        from gemel.cli.rank import groups_of_store
+
+        groups["corpus-dev"] = groups_of_store(gather, str(store), True)
+        for g in groups["corpus-dev"]:
+            g.tags["split"] = "corpus-dev"
+        train_sets["corpus-dev"] = examples_from_store(str(store))
+        files.append(store)
     training = [g for gs in groups.values() for g in gs]
 
     # 1. cross-validation (training data only) and the rule on dev
