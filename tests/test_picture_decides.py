@@ -1,6 +1,7 @@
 """The product's first promise on the real offline default: with a caption that leaves the sense open, the
 picture decides. One caption, several pictures, a different right answer for each; a text-only linker gives one
-answer for all of them.
+answer for all of them. Under the learned ranker (the default) and under the fused-score rule with its gates
+(``rank.model = ""``), whose own mechanics the later tests check.
 
 The pictures are drawn here (flat stripes and a disc, as a user's screenshot of a flag would be; a hex nut and an
 acorn), so no picture of the scorer's corpus or of the seed pool is involved; the captions name no country, and
@@ -60,9 +61,33 @@ FLAGS = {
 }
 
 
-def test_the_same_caption_with_different_flags_links_to_different_countries(offline_linker):
+@pytest.fixture(scope="module")
+def rule(offline_linker):
+    """The fused score with its gates: the offline profile without its ranker."""
+    return offline_linker.replace(ranker=None)
+
+
+def test_the_ranker_links_the_same_caption_with_different_flags_to_different_countries(offline_linker):
+    assert offline_linker.ranker is not None  # the offline default decides with the learned rule
     text_only = offline_linker.link(None, CAPTION, MENTION).entity
     answers = {country: offline_linker.link(flag, CAPTION, MENTION) for country, flag in FLAGS.items()}
+    assert {c: p.entity for c, p in answers.items()} == {c: c for c in FLAGS}
+    assert text_only not in FLAGS
+    for country, pred in answers.items():
+        top = pred.candidates[0]
+        assert top.probability > 0.5 and max(top.contributions, key=top.contributions.get) == "image_drawing"
+        assert pred.image == "weighed by the ranker, as a drawing"
+
+
+def test_the_ranker_keeps_a_named_mention_and_reads_the_acorn(offline_linker):
+    named = offline_linker.link(FLAGS["France"], "The flag of Japan was adopted in 1870.", "Japan")
+    assert named.entity == "Japan"
+    assert offline_linker.link(_acorn(), "We saw Nut on the way home.", "Nut").entity == "Nut (fruit)"
+
+
+def test_the_same_caption_with_different_flags_links_to_different_countries(rule):
+    text_only = rule.link(None, CAPTION, MENTION).entity
+    answers = {country: rule.link(flag, CAPTION, MENTION) for country, flag in FLAGS.items()}
     assert {c: p.entity for c, p in answers.items()} == {c: c for c in FLAGS}
     assert text_only not in FLAGS  # the text alone cannot know (it says "National flag" today)
     for country, pred in answers.items():
@@ -71,37 +96,37 @@ def test_the_same_caption_with_different_flags_links_to_different_countries(offl
         assert pred.image.startswith("on: image.weight")
 
 
-def test_a_photo_gets_no_image_share_and_a_named_mention_is_not_overruled(offline_linker):
+def test_a_photo_gets_no_image_share_and_a_named_mention_is_not_overruled(rule):
     from matplotlib import cbook
 
     photo = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-    assert offline_linker.image_scores(photo) is None  # a photo: the scorer, trained on drawings, stays out
-    named = offline_linker.link(FLAGS["France"], "The flag of Japan was adopted in 1870.", "Japan")
+    assert rule.image_scores(photo) is None  # a photo: the scorer, trained on drawings, stays out
+    named = rule.link(FLAGS["France"], "The flag of Japan was adopted in 1870.", "Japan")
     assert named.entity == "Japan"  # the text has decided; the French flag in the picture does not overrule it
     assert named.image.startswith("off: the text decided")
-    assert offline_linker.link(photo, "Hopper led the team.", "Hopper").image.startswith("off: a photo")
+    assert rule.link(photo, "Hopper led the team.", "Hopper").image.startswith("off: a photo")
 
 
-def test_the_picture_picks_the_sense_of_a_shared_name(offline_linker):
+def test_the_picture_picks_the_sense_of_a_shared_name(rule):
     caption, mention = "We saw Nut on the way home.", "Nut"
-    assert offline_linker.link(None, caption, mention).entity == "Nut (fruit)"  # the words favour the fruit
-    nut = offline_linker.link(_hex_nut(), caption, mention)
+    assert rule.link(None, caption, mention).entity == "Nut (fruit)"  # the words favour the fruit
+    nut = rule.link(_hex_nut(), caption, mention)
     assert nut.entity == "Nut (hardware)" and "among the senses the mention names" in nut.image
-    assert offline_linker.link(_acorn(), caption, mention).entity == "Nut (fruit)"
+    assert rule.link(_acorn(), caption, mention).entity == "Nut (fruit)"
     # the senses: the two titles named "Nut", and the kind of nut the compound names
     assert {c.name for c in nut.candidates if c.image_score is not None} == {"Nut (fruit)", "Nut (hardware)",
                                                                             "Brazil nut"}
-    without_rule = offline_linker.replace(config=offline_linker.config.replace(image={"choose_sense": False}))
+    without_rule = rule.replace(config=rule.config.replace(image={"choose_sense": False}))
     assert without_rule.link(_hex_nut(), caption, mention).entity == "Nut (fruit)"  # the text's margin kept it out
 
 
-def test_the_name_s_prior_is_removed_before_the_picture_picks_the_sense(offline_linker):
+def test_the_name_s_prior_is_removed_before_the_picture_picks_the_sense(rule):
     """The LLM's ~10-nat preference for the fruit is the bare name's, not the caption's; the profile's share of
     it is taken out, and the fused scores move by exactly that."""
     caption, mention = "We saw Nut on the way home.", "Nut"
-    share = offline_linker.config.image.remove_sense_prior
+    share = rule.config.image.remove_sense_prior
     assert 0 < share <= 1
-    nut = offline_linker.link(_hex_nut(), caption, mention)
+    nut = rule.link(_hex_nut(), caption, mention)
     by = {c.name: c for c in nut.candidates}
     fruit, hardware = by["Nut (fruit)"], by["Nut (hardware)"]
     name_prefers_fruit = (fruit.sense_prior - hardware.sense_prior) / share
@@ -110,9 +135,9 @@ def test_the_name_s_prior_is_removed_before_the_picture_picks_the_sense(offline_
     assert by["Brazil nut"].sense_prior is not None
     assert sum(c.sense_prior for c in nut.candidates if c.sense_prior is not None) == pytest.approx(0, abs=1e-6)
     assert nut.image.endswith("(the senses' prior under the bare mention removed)")
-    plain = offline_linker.replace(config=offline_linker.config.replace(image={"remove_sense_prior": 0.0}))
+    plain = rule.replace(config=rule.config.replace(image={"remove_sense_prior": 0.0}))
     before = {c.name: c.score for c in plain.link(_hex_nut(), caption, mention).candidates}
     assert all(c.sense_prior is None for c in plain.link(_hex_nut(), caption, mention).candidates)
     for c in nut.candidates:
         assert c.score == pytest.approx(before[c.name] - (c.sense_prior or 0.0), abs=1e-3)
-    assert all(c.sense_prior is None for c in offline_linker.link(None, caption, mention).candidates)  # no picture
+    assert all(c.sense_prior is None for c in rule.link(None, caption, mention).candidates)  # no picture

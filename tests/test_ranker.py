@@ -240,7 +240,7 @@ def test_fit_ranker_learns_from_an_annotation_store(tiny_profile_file, tiny_dir,
             store.record("alice", "search", ex["entity"], text=ex["text"], mention=ex["mention"])
     out = tmp_path / "r.json"
     assert main(["fit-ranker", "--profile", str(tiny_profile_file), "--annotations", str(db), "--out", str(out),
-                 "--folds", "2", "--quiet"]) == 0
+                 "--folds", "2", "--quiet", "--cache", str(tmp_path / "cache")]) == 0
     m = json.loads(out.read_text())["manifest"]
     assert m["mentions"] == len(seed) and m["data"][0]["file"] == str(db)
 
