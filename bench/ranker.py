@@ -1,6 +1,7 @@
 """The rule today (fused score and gates) against the learned ranker, on data the ranker never saw.
 
     python bench/ranker.py [--profile offline] [--folds 5] [--ranker PATH] [--smoke]
+    python bench/ranker.py --ranker gemel/assets/models/ranker.json    # the shipped one
 
 Training data (``--ranker`` absent: the ranker is fitted here, as ``gemel fit-ranker`` does, sharing its cache
 of gathered features): the seed pool, ``assets/eval/dev.jsonl``, ``assets/eval/outpool.jsonl`` and, when the
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     from gemel.rank.model import Ranker
     from gemel.training.ranker import cross_validate, fit_with_cv
 
-    rule = Linker.load(args.profile)
+    rule = Linker.load(args.profile).replace(ranker=None)  # the fused score and its gates
     gather = rule.replace(ranker=Ranker.uniform())
     corpus = None if args.smoke else corpus_sets(ROOT / args.captions, limit)
     files = list(TRAIN_FILES)
