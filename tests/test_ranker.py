@@ -243,6 +243,10 @@ def test_fit_ranker_learns_from_an_annotation_store(tiny_profile_file, tiny_dir,
                  "--folds", "2", "--quiet", "--cache", str(tmp_path / "cache")]) == 0
     m = json.loads(out.read_text())["manifest"]
     assert m["mentions"] == len(seed) and m["data"][0]["file"] == str(db)
+    gathered = list((tmp_path / "cache").glob("g-*.jsonl"))
+    assert main(["fit-ranker", "--profile", str(tiny_profile_file), "--annotations", str(db), "--out", str(out),
+                 "--folds", "2", "--quiet", "--cache", str(tmp_path / "cache")]) == 0
+    assert len(gathered) == 1 and list((tmp_path / "cache").glob("g-*.jsonl")) == gathered  # refit: read back
 
 
 def test_a_variant_keeps_its_ranker_unless_its_config_names_another(tiny_linker, tmp_path):

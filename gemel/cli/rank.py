@@ -77,16 +77,16 @@ def gatherer(linker: Any) -> Any:
     return linker.replace(ranker=Ranker.uniform())
 
 
-def _cached(linker: Any, path: Path, cache: str | None) -> Path:
-    """Where the gathered features of a data file or store live: keyed by its content, the profile, the mapper,
-    the feature names and `GATHER_VERSION`."""
+def _cached(linker: Any, path: Path, cache: str | None, content: bytes | None = None) -> Path:
+    """Where the gathered features of a data file or store live: keyed by its content (the file's bytes, or
+    ``content``), the profile, the mapper, the feature names and `GATHER_VERSION`."""
     from gemel.rank.features import NAMES
     from gemel.sources import cache_dir
     from gemel.training.ranker import GATHER_VERSION
 
-    key = hashlib.sha256(path.read_bytes() + json.dumps([linker.config.to_dict(), linker.mapper_version, NAMES,
-                                                         GATHER_VERSION],
-                                                        sort_keys=True, default=str).encode()).hexdigest()[:16]
+    data = path.read_bytes() if content is None else content
+    key = hashlib.sha256(data + json.dumps([linker.config.to_dict(), linker.mapper_version, NAMES, GATHER_VERSION],
+                                           sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Path(cache or cache_dir("ranker-groups")) / f"{path.stem}-{key}.jsonl"
 
 
@@ -108,15 +108,16 @@ def groups_of_file(linker: Any, path: Path, cache: str | None, progress: bool) -
 
 def groups_of_store(linker: Any, db: str, progress: bool, cache: str | None = None) -> list:
     """The groups of an annotation store's decisions, each linked with the store's other decisions loaded (and
-    its own left out); cached like a data file, by the store file's content."""
+    its own left out); cached like a data file, by the decisions."""
     from annotations.loop import open_loop  # the CLI layer is where gemel meets the store
     from gemel.cli.eval import examples_from_store
     from gemel.training.ranker import collect, read_groups, write_groups
 
-    cached = _cached(linker, Path(db), cache)
+    examples = examples_from_store(db, include_nil=True)
+    decided = json.dumps([e.to_dict() for e in examples], sort_keys=True, default=str).encode()
+    cached = _cached(linker, Path(db), cache, decided)  # by the decisions, not the file (SQLite rewrites it)
     if cached.is_file():
         return read_groups(cached)
-    examples = examples_from_store(db, include_nil=True)
     loaded = linker.replace(pool=linker.labelled_pool.with_examples())  # the caller's pool stays as it was
     open_loop(db, loaded)
     groups = collect(loaded, examples, progress=progress, desc="decisions", file=Path(db).name)
