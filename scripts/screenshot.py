@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -61,22 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @contextlib.contextmanager
 def served_app(linker, folder: Path):
     """The Gradio app on a free 127.0.0.1 port over ``linker`` and a store in ``folder``; yields the URL."""
-    from annotations import Store
-    from demo.app import build_app, launch
-    from demo.config import AppConfig
+    from demo.local import served
 
-    linker = linker.replace(pool=linker.labelled_pool.with_examples())  # decisions stay in this process
-    store = Store.open(folder / "gemel.db", entity_exists=linker.kb.__contains__)
-    app = build_app(linker, store, AppConfig(work_dir=str(folder / "work")))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    launch(app, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        app.close()
-        store.close()
+    with served(linker, folder) as (url, _store):
+        yield url
 
 
 def field(page, elem_id: str):

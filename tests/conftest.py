@@ -198,22 +198,8 @@ def one_thread():
 @contextlib.contextmanager
 def served_demo(linker, folder: Path):
     """The Gradio app on a free 127.0.0.1 port, over a variant of ``linker`` with a private labelled pool, and
-    a temp store. Yields (url, store); on exit closes both."""
-    import socket
+    a temp store (`demo.local.served`). Yields (url, store); on exit closes both."""
+    from demo.local import served
 
-    from annotations import Store
-    from demo.app import build_app, launch
-    from demo.config import AppConfig
-
-    linker = linker.replace(pool=linker.labelled_pool.with_examples())  # corrections stay in this variant
-    store = Store.open(folder / "gemel.db", entity_exists=linker.kb.__contains__)
-    app = build_app(linker, store, AppConfig(work_dir=str(folder / "work")))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    launch(app, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/", store
-    finally:
-        app.close()
-        store.close()
+    with served(linker, folder) as (url, store):
+        yield url, store
