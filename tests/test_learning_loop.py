@@ -21,8 +21,8 @@ def test_one_correction_makes_a_wrong_link_right(offline_linker, tmp_path):
     from annotations import Store
     from annotations.loop import open_loop
 
-    # the fused-score rule (rank.model = ""): the learned ranker links both right already, without the correction
-    linker = offline_linker.replace(pool=offline_linker.labelled_pool.with_examples(), ranker=None)
+    # the fused-score rule (the default; the shipped ranker links both right already, without the correction)
+    linker = offline_linker.replace(pool=offline_linker.labelled_pool.with_examples())  # the session's stays clean
     before = linker.link(None, *LATER)
     assert linker.link(None, *WRONG).entity != "Edwin Hubble"
     assert before.entity != "Edwin Hubble"

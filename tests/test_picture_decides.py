@@ -1,7 +1,7 @@
 """The product's first promise on the real offline default: with a caption that leaves the sense open, the
 picture decides. One caption, several pictures, a different right answer for each; a text-only linker gives one
-answer for all of them. Under the learned ranker (the default) and under the fused-score rule with its gates
-(``rank.model = ""``), whose own mechanics the later tests check.
+answer for all of them. Under the fused-score rule with its gates (the default), whose own mechanics the later
+tests check, and under the shipped learned ranker.
 
 The pictures are drawn here (flat stripes and a disc, as a user's screenshot of a flag would be; a hex nut and an
 acorn), so no picture of the scorer's corpus or of the seed pool is involved; the captions name no country, and
@@ -63,14 +63,21 @@ FLAGS = {
 
 @pytest.fixture(scope="module")
 def rule(offline_linker):
-    """The fused score with its gates: the offline profile without its ranker."""
-    return offline_linker.replace(ranker=None)
+    """The fused score with its gates: the offline default."""
+    assert offline_linker.ranker is None
+    return offline_linker
 
 
-def test_the_ranker_links_the_same_caption_with_different_flags_to_different_countries(offline_linker):
-    assert offline_linker.ranker is not None  # the offline default decides with the learned rule
-    text_only = offline_linker.link(None, CAPTION, MENTION).entity
-    answers = {country: offline_linker.link(flag, CAPTION, MENTION) for country, flag in FLAGS.items()}
+@pytest.fixture(scope="module")
+def ranked(offline_linker):
+    """The offline profile with the shipped learned ranker deciding."""
+    return offline_linker.replace(config=offline_linker.config.replace(rank={"model": "../assets/models/ranker.json"}))
+
+
+def test_the_ranker_links_the_same_caption_with_different_flags_to_different_countries(ranked):
+    assert ranked.ranker is not None
+    text_only = ranked.link(None, CAPTION, MENTION).entity
+    answers = {country: ranked.link(flag, CAPTION, MENTION) for country, flag in FLAGS.items()}
     assert {c: p.entity for c, p in answers.items()} == {c: c for c in FLAGS}
     assert text_only not in FLAGS
     for country, pred in answers.items():
@@ -79,10 +86,10 @@ def test_the_ranker_links_the_same_caption_with_different_flags_to_different_cou
         assert pred.image == "weighed by the ranker, as a drawing"
 
 
-def test_the_ranker_keeps_a_named_mention_and_reads_the_acorn(offline_linker):
-    named = offline_linker.link(FLAGS["France"], "The flag of Japan was adopted in 1870.", "Japan")
+def test_the_ranker_keeps_a_named_mention_and_reads_the_acorn(ranked):
+    named = ranked.link(FLAGS["France"], "The flag of Japan was adopted in 1870.", "Japan")
     assert named.entity == "Japan"
-    assert offline_linker.link(_acorn(), "We saw Nut on the way home.", "Nut").entity == "Nut (fruit)"
+    assert ranked.link(_acorn(), "We saw Nut on the way home.", "Nut").entity == "Nut (fruit)"
 
 
 def test_the_same_caption_with_different_flags_links_to_different_countries(rule):
