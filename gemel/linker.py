@@ -373,7 +373,7 @@ class Linker:
             t2 = time.perf_counter()
             hyps = self.decode(pre, qp.candidate_ids)
             t3 = time.perf_counter()
-            senses = self.sense_rows(hyps, mention)
+            senses = self.sense_rows(hyps, mention) if self._needs_sense_prior(qp) else []
             raw_prior = self.sense_prior(qp, mention, senses, pre) if len(senses) >= 2 else {}  # uses up pre
             t_prior = time.perf_counter() - t3
         rows, x = self.candidate_features(qp, hyps, mention, image, centred(raw_prior) if raw_prior else {},
@@ -445,6 +445,12 @@ class Linker:
             prior = {r: Hypothesis(s, v).normalised(lp) for r, s, v in zip(rows, seqs, sums)}
             self._sense_priors.put(key, prior)
         return prior
+
+    def _needs_sense_prior(self, qp: QueryPrompt) -> bool:
+        """Whether this link's decision uses the senses' prior (one more short LLM pass): the ranker's feature,
+        or the fused rule's calibration of a picture that passed its gates (else the feature stays 0)."""
+        c = self.config.image
+        return self.ranker is not None or (c.choose_sense and c.remove_sense_prior > 0 and qp.image_scores is not None)
 
     def sense_calibration(self, qp: QueryPrompt, hyps: Sequence[Hypothesis], mention: str | None,
                           pre: Prefilled | None = None) -> dict[int, float] | None:
