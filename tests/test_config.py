@@ -261,3 +261,27 @@ def test_bad_value_in_a_file_names_the_key(tmp_path):
     path.write_text(toml_text(profile(decode={"num_beams": 0})))
     with pytest.raises(ProfileError, match="decode.num_beams=0"):
         load_profile(path)
+
+
+def test_every_profile_key_has_a_meaning_and_is_read():
+    """Each field of each profile section has a comment on its line (or the line above) saying what it means,
+    and some module of the library reads it (``.name``): no knob nobody can explain, none that does nothing."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    import gemel.config as config
+
+    root = Path(config.__file__).parent
+    src = Path(config.__file__).read_text().splitlines()
+    code = "\n".join(p.read_text() for p in root.rglob("*.py") if p.name != "config.py")
+    missing = []
+    for klass in config._SECTIONS.values():
+        start = next(i for i, line in enumerate(src) if line.startswith(f"class {klass.__name__}"))
+        for f in dataclasses.fields(klass):
+            i = next(i for i, line in enumerate(src) if i > start and re.match(rf"\s+{f.name}: ", line))
+            if "#" not in src[i] and not src[i - 1].strip().startswith("#"):
+                missing.append(f"{klass.__name__}.{f.name}: no comment")
+            if not re.search(rf"\.{f.name}\b", code):
+                missing.append(f"{klass.__name__}.{f.name}: never read")
+    assert not missing, missing
