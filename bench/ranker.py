@@ -46,6 +46,8 @@ import numpy as np  # noqa: E402
 from bench._smoke import SMOKE_HELP, smoke_out  # noqa: E402
 from gemel.data.metrics import Score  # noqa: E402
 from gemel.kb.demonstrations import load_jsonl_examples  # noqa: E402
+from gemel.rank.features import NAMES  # noqa: E402
+from gemel.training.ranker import GATHER_VERSION, answer  # noqa: E402
 from gemel.types import Example  # noqa: E402
 
 SEED = ROOT / "gemel" / "assets" / "seed" / "examples.jsonl"
@@ -64,9 +66,9 @@ def examples_of(path: Path, limit: int | None) -> list[Example]:
 
 def gathered(gather: Any, examples: list[Example], name: str, cache: Path, **tags: Any) -> tuple[list, list[float]]:
     """(groups, link seconds) of examples linked by the gathering variant; cached by their content."""
-    from gemel.training.ranker import GATHER_VERSION, group_of, read_groups, write_groups
+    from gemel.training.ranker import group_of, read_groups, write_groups
 
-    key = hashlib.sha256(json.dumps([[e.to_dict() for e in examples], gather.config.to_dict(), ranker_feature_names(),
+    key = hashlib.sha256(json.dumps([[e.to_dict() for e in examples], gather.config.to_dict(), NAMES,
                                      GATHER_VERSION],
                                     sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = cache / f"{name}-{key}.jsonl"
@@ -106,8 +108,6 @@ def rule_answers(rule: Any, examples: list[Example]) -> list[str | None]:
 
 
 def ranker_answers(ranker: Any, groups: list) -> list[str | None]:
-    from gemel.training.ranker import answer
-
     return [answer(g, ranker.probabilities(g.x), ranker.nil_below) if len(g.titles) else None for g in groups]
 
 
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     # 1. cross-validation (training data only) and the rule on dev
     cv = cross_validate(training, k=folds)
     dev_idx = [i for i, g in enumerate(training) if g.tags.get("split") == "dev"]
-    dev_cv = float(np.mean([ranker_answers_one(training[i], cv.probabilities[i], cv.nil_below) == training[i].gold
+    dev_cv = float(np.mean([answer(training[i], cv.probabilities[i], cv.nil_below) == training[i].gold
                             for i in dev_idx]))
     rule_dev = score(rule_answers(rule, train_sets["dev"]), train_sets["dev"]).accuracy
     ranker = Ranker.load(args.ranker) if args.ranker else fit_with_cv(training, [str(f) for f in files], folds)
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"rows": {k: {"rule": v[0], "ranker": v[1], "n": v[2]} for k, v in rows.items()},
               "ranker_cv": cv.accuracy, "cv_by_l2": cv.by_l2, "l2": cv.l2, "nil_below": ranker.nil_below,
               "nil_f1": {"rule": nil_rule, "ranker": nil_ranker}, "link_p50_s": float(np.median(times)),
-              "weights": dict(zip(ranker_feature_names(), ranker.weights.round(4).tolist())),
+              "weights": dict(zip(NAMES, ranker.weights.round(4).tolist())),
               "test_read": "once, after the ranker was fixed"}
     (out / "ranker.json").with_name("ranker_report.json").write_text(json.dumps(report, indent=1))
     print(table(rows, nil_rule, nil_ranker))
@@ -237,18 +237,6 @@ def main(argv: list[str] | None = None) -> int:
           f"groups={figures['groups']} flags={figures['flags']} photos_outpool={outpool_acc:.3f} "
           f"nil_f1={nil} link_p50_s={float(np.median(times)):.2f}")
     return 0
-
-
-def ranker_answers_one(g: Any, p: np.ndarray, nil_below: float) -> str | None:
-    from gemel.training.ranker import answer
-
-    return answer(g, p, nil_below)
-
-
-def ranker_feature_names() -> tuple[str, ...]:
-    from gemel.rank.features import NAMES
-
-    return NAMES
 
 
 def pair(rule: list, ranker: list, examples: list[Example], idx: Any) -> tuple[float, float, int]:
