@@ -1,33 +1,32 @@
-"""Learning curve of the correction loop: does every stored correction help the items nobody corrected?
+"""Learning curve of the correction loop: does every stored correction help the items nobody corrected, and does
+a refit from the corrections teach the decision without turning a right answer wrong?
 
-k-fold over the shipped real-photo splits (``assets/eval/test.jsonl`` and ``dev.jsonl``, never the seed pool):
-each fold's held-out items are linked after 0, 10, 25 and 50% of the *other* items were stored as corrections
-(through `annotations.loop.CorrectionLoop`, exactly as the app stores them: they become demonstrations and
-exact memory at once). A held-out item is never corrected itself, so the exact memory never answers it: the
-curve measures what in-context corrections teach about other items. Two demonstration rules are compared:
-``demos.same_caption = "drop"`` (the default: a labelled example with the query's own caption stays out of its
-prompt) and ``"keep"`` (the earlier behaviour).
+    python bench/learning_curve.py                       # the shipped ranker, both splits (~25 min, 2 cores)
+    python bench/learning_curve.py --splits test --limit 20   # a quick look
+    python bench/learning_curve.py --no-ranker           # the fused score; its refit re-trains the mapper (hours)
+    python bench/learning_curve.py --smoke               # 6 test items, 2 folds (~2 min)
 
-**Re-training** (the default rule only, at the ``--retrain-shares``, 50% by default): the feature mapper is
-re-trained from that point's stored decisions exactly as the app's Data tab does it (``demo.retrain_job``: the
-store's gold examples, NIL included, through `gemel.training.retrain.retrain` with the default `RetrainConfig`, its
-acceptance gate included). The gate's test split is the *uncorrected* other items of the fold (the app uses the
-shipped test split, but here that holds the held-out items, which must not judge their own model). Two figures:
-``retrained`` is the held-out accuracy with the re-trained mapper plus the in-context corrections, whatever the
-gate said; ``served`` is what the app would serve: the re-trained mapper where the gate accepted it, else the old
-mapper (the in-context point). ``gate=`` says in how many folds the gate accepted.
+Two splits, k folds each (2 by default): each fold's held-out items are linked after 0, 10, 25 and 50% of the
+*other* items were stored as corrections (through `annotations.loop.CorrectionLoop`, exactly as the app stores
+them: demonstrations, picture memory and the ranker's decision features at once). A held-out item is never
+corrected itself, so the exact memory never answers it. At 50% the decision is also **refit** from that point's
+store exactly as the Data tab's "Re-train from corrections" does it (`gemel.training.retrain.retrain` with the
+part `parts_for` chooses: the ranker, refitted on its shipped data plus the store's decisions; the gate judged on
+the fold's uncorrected other items), and the held-out items are linked again with the refit rule
+(``refit50``, whatever the gate said; ``served50`` is what the app would serve).
 
-    .venv/bin/python bench/learning_curve.py --rules drop   # both splits, 2 folds, re-trained at 50% (~75 min, 2 cores)
-    .venv/bin/python bench/learning_curve.py --limit 20 --no-retrain     # a quick look
-    .venv/bin/python bench/learning_curve.py --smoke   # rule drop on 6 items, re-trained at 50% (~70 s)
+- ``test``: ``assets/eval/test.jsonl``, real photos about different entities (none of it is in the ranker's data).
+- ``recurring``: ``data/captions/recurring.jsonl`` (``gemel corpus captions``): entities of the corpus *test*
+  split with pictures in two or more art styles, each picture with its own caption that names nothing, and pairs
+  of entities sharing captions, a trap for a rule that copies a correction by caption (``n/a`` when absent).
 
-Last line: ``n0= n10= n25= n50= retrained= served= gate=`` (accuracy of the default rule at each share and after
-re-training at 50%, pooled over folds; ``retrained=not-yet`` with ``--no-retrain``), then ``keep:`` the in-context
-curve of the old rule. Writes ``bench/out/learning_curve.json`` and ``.png``.
+``flips`` counts the held-out items right with no correction stored and wrong at some later point (any share, or
+the refit): the corrections of other items turned them wrong. Writes ``bench/out/learning_curve.json`` and
+``docs/img/learning_curve.png``. Last line: ``n0= n10= n25= n50= refit50= served50= gate= flips=`` for the test
+split, then the same keys prefixed ``rec_`` for the recurring split.
 
-``--smoke``: the first 6 test items, 2 folds, the default rule only (``keep: not-run``), re-trained at 50% (2
-corrections per fold: the least that re-trains), written to ``bench/out/smoke/learning_curve/``; the same last
-line, figures meaningless.
+``--smoke``: the first 6 test items, 2 folds, refit at 50%, no recurring split, under ``bench/out/smoke/``; the
+same last line, figures meaningless.
 """
 
 from __future__ import annotations
@@ -36,14 +35,16 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -52,90 +53,31 @@ from bench._smoke import SMOKE_HELP, smoke_out  # noqa: E402
 
 log = logging.getLogger("bench.learning_curve")
 SHARES = (0.0, 0.10, 0.25, 0.50)
-RULES = ("drop", "keep")
+REFIT_AT = 0.50
+RANKER = ROOT / "gemel" / "assets" / "models" / "ranker.json"
+SPLITS = {"test": ROOT / "assets" / "eval" / "test.jsonl", "recurring": ROOT / "data" / "captions" / "recurring.jsonl"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="offline")
-    p.add_argument("--splits", default="test,dev", help="comma-separated shipped splits (default: test,dev)")
+    p.add_argument("--ranker", default=str(RANKER), help="the learned ranker to start from (default: the shipped one)")
+    p.add_argument("--no-ranker", action="store_true", help="the profile's fused score; its refit is the mapper's")
+    p.add_argument("--splits", default="test,recurring", help="comma-separated, of test, recurring")
     p.add_argument("--folds", type=int, default=2)
-    p.add_argument("--limit", type=int, help="use the first N items of the splits only (a quick run)")
-    p.add_argument("--rules", default=",".join(RULES), help="demos.same_caption rules to compare (default: drop,keep)")
-    p.add_argument("--retrain-shares", default="0.5",
-                   help="shares at which the mapper is also re-trained from the corrections, comma-separated, "
-                        "among 0.1,0.25,0.5 (default: 0.5)")
-    p.add_argument("--no-retrain", action="store_true", help="in-context corrections only (a quick look)")
-    p.add_argument("--ceiling", action="store_true",
-                   help="only count the held-out cases whose entity another fold's case has, and link those "
-                        "with no correction stored (a minute)")
+    p.add_argument("--limit", type=int, help="the first N items of each split only (a quick look)")
     p.add_argument("--out", default=str(ROOT / "bench" / "out"))
     p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = p.parse_args(argv)
-    if args.smoke:  # the default rule on 6 items: at 50%, 2 corrections per fold, enough to re-train on
-        args.splits, args.limit, args.folds, args.rules = "test", 6, 2, "drop"
-        args.retrain_shares, args.no_retrain, args.out = "0.5", False, str(smoke_out("learning_curve"))
+    if args.smoke:
+        args.splits, args.limit, args.folds, args.out = "test", 6, 2, str(smoke_out("learning_curve"))
+    unknown = [s for s in args.splits.split(",") if s not in SPLITS]
+    if unknown:
+        raise SystemExit(f"--splits {args.splits!r}: {unknown[0]!r} is not one of {', '.join(SPLITS)}")
     return args
 
 
-def retrain_shares(text: str, no_retrain: bool = False) -> tuple[float, ...]:
-    """The shares of ``--retrain-shares`` (none with ``--no-retrain``); refuses a share the curve does not have
-    or 0 (nothing to re-train on)."""
-    if no_retrain:
-        return ()
-    try:
-        shares = tuple(sorted({float(x) for x in text.split(",") if x.strip()}))
-    except ValueError:
-        raise SystemExit(f"--retrain-shares {text!r}: give shares such as 0.5 or 0.25,0.5") from None
-    bad = [x for x in shares if x not in SHARES or x == 0.0]
-    if bad:
-        raise SystemExit(f"--retrain-shares {text!r}: {bad[0]} is not one of {', '.join(map(str, SHARES[1:]))}")
-    return shares
-
-
-@dataclass(frozen=True)
-class Retrained:
-    """One fold's re-training at one share: right links of the held-out items with the old mapper (in context
-    only), with the re-trained mapper, and with what the app would serve (the gate's choice)."""
-
-    share: float
-    held: int  # held-out items linked
-    old: int  # right with the old mapper and the in-context corrections
-    new: int | None  # right with the re-trained mapper and the in-context corrections (None: not re-trained)
-    accepted: bool  # the gate swapped the re-trained mapper in
-    reason: str  # the gate's sentence, or why re-training did not start
-    seconds: float = 0.0
-    n_train: int = 0
-    n_gate: int = 0  # held-out decisions + test examples the gate judged on
-
-    @property
-    def served(self) -> int:
-        """Right links of what the app would serve: the re-trained mapper if accepted, else the old one."""
-        return self.new if self.accepted and self.new is not None else self.old
-
-
-def pool_retrained(points: Sequence[Retrained], share: float) -> dict[str, Any]:
-    """The folds' re-trainings at ``share`` pooled: held-out items, right with the old, the re-trained and the
-    served mapper, and in how many folds the gate accepted (``new`` is None if any fold could not re-train)."""
-    pts = [p for p in points if p.share == share]
-    news = [p.new for p in pts]
-    return {"share": share, "n": sum(p.held for p in pts), "old": sum(p.old for p in pts),
-            "new": None if not pts or None in news else sum(news), "served": sum(p.served for p in pts),
-            "accepted": sum(p.accepted for p in pts), "folds": len(pts),
-            "seconds": sum(p.seconds for p in pts)}
-
-
-def retrained_figures(pooled: dict[str, Any] | None, suffix: str = "") -> str:
-    """The last line's re-training part: ``retrained=<accuracy> served=<accuracy> gate=<accepted>/<folds>``
-    (each key followed by ``suffix``), or ``retrained=not-yet`` when nothing was re-trained."""
-    if not pooled or not pooled["folds"] or not pooled["n"]:
-        return f"retrained{suffix}=not-yet"
-    n = pooled["n"]
-    new = "failed" if pooled["new"] is None else f"{pooled['new'] / n:.3f}"
-    return (f"retrained{suffix}={new} served{suffix}={pooled['served'] / n:.3f} "
-            f"gate{suffix}={pooled['accepted']}/{pooled['folds']}")
-
-
+# ---- folds and figures (pure) ---------------------------------------------------------------------------
 def _order(ex: Any) -> str:
     return hashlib.sha256(str(ex.id).encode()).hexdigest()  # a fixed shuffle, the same on every machine
 
@@ -147,176 +89,173 @@ def folds(items: list[Any], k: int) -> list[tuple[list[Any], list[Any]]]:
             for f in range(k)]
 
 
-def shared_entities(items: list[Any], k: int) -> list[Any]:
-    """The held-out cases whose (non-NIL) entity some case of the others has, over all folds: the only cases a
-    correction of *another* item can answer by the exact entity (a demonstration of it, the picture memory);
-    every other case can gain only from what the model learns in general (re-training)."""
-    return [x for held, others in folds(items, k) for x in held
-            if x.entity and x.entity in {o.entity for o in others}]
+@dataclass
+class Curve:
+    """One split's outcome: per held-out item id, right or not at each point ("n0".."n50", "refit50")."""
+
+    split: str
+    right: dict[str, dict[str, bool]] = field(default_factory=dict)  # point -> item id -> right
+    gate: list[bool] = field(default_factory=list)  # per fold: the refit was accepted
+    reasons: list[str] = field(default_factory=list)  # per fold: the gate's sentence
+    fold_of: dict[str, int] = field(default_factory=dict)  # item id -> its fold
+    seconds: float = 0.0
+
+    def mark(self, point: str, ids: Sequence[str], right: Sequence[bool]) -> None:
+        self.right.setdefault(point, {}).update(zip(ids, right))
+
+    def accuracy(self, point: str) -> float | None:
+        got = self.right.get(point, {})
+        return sum(got.values()) / len(got) if got else None
+
+    @property
+    def served(self) -> dict[str, bool]:
+        """Per item: the refit rule's answer in folds where the gate accepted it, else the in-context one."""
+        refit, old = self.right.get(f"refit{_pct(REFIT_AT)}", {}), self.right.get(f"n{_pct(REFIT_AT)}", {})
+        adopted = {i for i, fold in self.fold_of.items() if fold < len(self.gate) and self.gate[fold]}
+        return {i: refit[i] if i in adopted and i in refit else right for i, right in old.items()}
+
+    def flips(self) -> int:
+        """Items right with no correction stored and wrong at a later point (any share or the refit)."""
+        base = self.right.get("n0", {})
+        later = [p for p in self.right if p != "n0"]
+        return sum(ok and any(not self.right[p].get(i, True) for p in later) for i, ok in base.items())
+
+    def figures(self, prefix: str = "") -> str:
+        served = self.served
+        points = [f"n{_pct(s)}" for s in SHARES] + [f"refit{_pct(REFIT_AT)}"]
+        out = [f"{prefix}{p}={_fmt(self.accuracy(p))}" for p in points]
+        out.append(f"{prefix}served{_pct(REFIT_AT)}=" + _fmt(sum(served.values()) / len(served) if served else None))
+        out.append(f"{prefix}gate={sum(self.gate)}/{len(self.gate)}")
+        out.append(f"{prefix}flips={self.flips() if self.right else 'n/a'}")
+        return " ".join(out)
 
 
-def _right(linker: Any, held: list[Any]) -> int:
-    return sum(linker.link(ex.image, ex.text, ex.mention).entity == ex.entity for ex in held)
+def _pct(share: float) -> int:
+    return round(100 * share)
 
 
-def run_point(linker: Any, held: list[Any], corrections: list[Any], gate_test: list[Any] | None = None,
-              share: float = 0.0) -> tuple[int, Retrained | None]:
-    """Correct ``corrections`` in a fresh store (one annotator), then count right links of ``held``; with
-    ``gate_test`` also re-train the mapper from the store's decisions (see `retrain_point`)."""
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+# ---- running ----------------------------------------------------------------------------------------------
+def _answers(linker: Any, held: list[Any]) -> list[bool]:
+    return [linker.link(ex.image, ex.text, ex.mention).entity == ex.entity for ex in held]
+
+
+def run_fold(linker: Any, held: list[Any], others: list[Any], curve: Curve, fold: int, out: Path) -> None:
+    """Every share of one fold (a fresh store each), and the refit at ``REFIT_AT``."""
     from annotations import Store
     from annotations.loop import CorrectionLoop
 
-    variant = linker.replace(pool=linker.labelled_pool.with_examples())
-    with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "gemel.db") as store:
-        loop = CorrectionLoop(store, variant)
-        for ex in corrections:
-            decision = "search" if ex.entity else "nil"
-            loop.record("bench", decision, ex.entity, text=ex.text, mention=ex.mention, image=ex.image)
-        right = _right(variant, held)
-        if gate_test is None:
-            return right, None
-        return right, retrain_point(variant, store, held, gate_test, right, share, Path(tmp) / "retrain")
+    ids = [str(ex.id) for ex in held]
+    curve.fold_of.update({i: fold for i in ids})
+    for share in SHARES:
+        cut = round(share * len(others))
+        variant = linker.replace(pool=linker.labelled_pool.with_examples())
+        with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "gemel.db") as store:
+            loop = CorrectionLoop(store, variant)
+            for ex in others[:cut]:
+                loop.record("bench", "search" if ex.entity else "nil", ex.entity, text=ex.text, mention=ex.mention,
+                            image=ex.image)
+            right = _answers(variant, held)
+            curve.mark(f"n{_pct(share)}", ids, right)
+            log.warning("%s fold %d, %d corrections: %d of %d right", curve.split, fold, cut, sum(right), len(held))
+            if share == REFIT_AT:
+                refit(variant, store, held, others[cut:], curve, out / f"refit-{curve.split}-{fold}")
 
 
-def retrain_point(variant: Any, store: Any, held: list[Any], gate_test: list[Any], right: int, share: float,
-                  out: Path) -> Retrained:
-    """Re-train ``variant``'s mapper from ``store``'s decisions as the app does (`demo.retrain_job`: the gold
-    examples, NIL included, the default `RetrainConfig`, the gate judged on ``gate_test``), then count right links
-    of ``held`` with the re-trained mapper (and the same in-context corrections). ``right``: the old mapper's."""
+def refit(variant: Any, store: Any, held: list[Any], gate_test: list[Any], curve: Curve, out: Path) -> None:
+    """Refit the decision from ``store``'s decisions as the Data tab does, then link ``held`` with it."""
     from annotations.validation import ENTITY_DECISIONS
-    from gemel.training.retrain import RetrainConfig, RetrainError, retrain
+    from gemel.errors import GemelError
+    from gemel.training.retrain import RetrainConfig, parts_for, retrain
     from gemel.types import Example
 
     examples = [Example.from_dict(d) for d in store.training_examples((*ENTITY_DECISIONS, "nil"))]
-    t0 = time.perf_counter()
+    ids = [str(ex.id) for ex in held]
     try:
-        result = retrain(variant, examples, out, RetrainConfig(), test_examples=gate_test)
-    except RetrainError as e:
-        log.warning("no re-training at %.0f%%: %s", 100 * share, e)
-        return Retrained(share, len(held), right, None, False, str(e), time.perf_counter() - t0)
-    # accepted: what the app swaps in (`RetrainResult.adopt`); refused: the candidate's mapper on the same pool
-    retrained = result.adopt(variant) if result.accepted else variant.replace(mapper=result.candidate.mapper)
-    new = _right(retrained, held)
-    log.warning("re-trained at %.0f%% on %d decisions in %.0f s: %s; held-out %d -> %d of %d", 100 * share,
-                result.n_train, result.seconds, result.reason, right, new, len(held))
-    return Retrained(share, len(held), right, new, result.accepted, result.reason, time.perf_counter() - t0,
-                     result.n_train, result.n_held_out + result.n_test)
+        result = retrain(variant, examples, out, RetrainConfig(), test_examples=gate_test, parts=parts_for(variant))
+    except GemelError as e:  # too few decisions: the refit is the rule as it was
+        log.warning("no refit for %s: %s", curve.split, e)
+        curve.mark(f"refit{_pct(REFIT_AT)}", ids, [curve.right[f"n{_pct(REFIT_AT)}"][i] for i in ids])
+        curve.gate.append(False)
+        curve.reasons.append(str(e))
+        return
+    refitted = result.adopt(variant) if result.accepted else variant.replace(
+        **{result.part: getattr(result.candidate, result.part)})
+    right = _answers(refitted, held)
+    curve.mark(f"refit{_pct(REFIT_AT)}", ids, right)
+    curve.gate.append(result.accepted)
+    curve.reasons.append(result.reason)
+    log.warning("%s refit on %d decisions in %.0f s: %s; held-out %d of %d right", curve.split, result.n_train,
+                result.seconds, result.reason, sum(right), len(held))
 
 
-def curve(linker: Any, items: list[Any], k: int, rule: str,
-          retrain_at: Sequence[float] = ()) -> tuple[dict[float, int], list[Retrained]]:
-    """Right links per share, pooled over the ``k`` folds, and the re-trainings at the shares ``retrain_at``
-    (the gate judged on the fold's other items that were not corrected)."""
-    from tqdm import tqdm
+def load_split(name: str, limit: int | None) -> list[Any] | None:
+    from gemel.kb.demonstrations import load_jsonl_examples
 
-    variant = linker.replace(config=linker.config.replace(demos={"same_caption": rule}))
-    right = {s: 0 for s in SHARES}
-    retrained: list[Retrained] = []
-    bar = tqdm(total=len(SHARES) * len(items), desc=f"same_caption={rule}", unit="link", file=sys.stderr)
-    for f, (held, others) in enumerate(folds(items, k)):
-        for share in SHARES:
-            cut = round(share * len(others))
-            ok, point = run_point(variant, held, others[:cut], others[cut:] if share in retrain_at else None, share)
-            log.warning("same_caption=%s fold %d, %d corrections: %d of %d right", rule, f, cut, ok, len(held))
-            right[share] += ok
-            retrained += [point] if point is not None else []
-            bar.update(len(held))
-    bar.close()
-    return right, retrained
+    path = SPLITS[name]
+    if not path.is_file():
+        log.warning("no %s split at %s (make it with `gemel corpus captions --out data/captions`)", name, path)
+        return None
+    items = load_jsonl_examples(path, name)
+    return items[:limit] if limit else items
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     args = parse_args(argv)
-    rules = [r.strip() for r in args.rules.split(",") if r.strip()]
-    unknown = sorted(set(rules) - set(RULES))
-    if unknown or "drop" not in rules:
-        raise SystemExit(f"--rules {args.rules!r}: give 'drop' (the default rule), optionally with 'keep'")
-    from gemel.data.metrics import wilson_interval
-    from gemel.kb.demonstrations import load_jsonl_examples
     from gemel.linker import Linker
 
-    items = [ex for split in args.splits.split(",")
-             for ex in load_jsonl_examples(ROOT / "assets" / "eval" / f"{split}.jsonl", split)]
-    items = items[: args.limit] if args.limit else items
-    shared = shared_entities(items, args.folds)
-    print(f"{len(shared)} of {len(items)} held-out cases have their entity among the other fold's cases "
-          f"({', '.join(sorted({x.entity for x in shared})) or 'none'}): the most corrections of other items can "
-          "answer by entity; at 50% about half of those are stored")
-    at = retrain_shares(args.retrain_shares, args.no_retrain)
-    linker = Linker.load(args.profile)
-    if args.ceiling:
-        print(f"of those, {_right(linker, shared)}/{len(shared)} are right with no correction stored at all")
-        return 0
-    n = len(items)
-    t0 = time.perf_counter()
-    results = {rule: curve(linker, items, args.folds, rule, at if rule == "drop" else ()) for rule in rules}
-    rows, pooled = [], [pool_retrained(results["drop"][1], share) for share in at]
-    for rule, (right, _) in results.items():
-        for share, ok in right.items():
-            lo, hi = wilson_interval(ok, n)
-            rows.append({"rule": rule, "share": share, "right": ok, "n": n, "accuracy": ok / n, "ci": [lo, hi]})
-            print(f"same_caption={rule:<5} corrections {share:4.0%} of the others: {ok}/{n} = {ok / n:.1%} "
-                  f"(95% CI {lo:.1%}-{hi:.1%})")
-    for p in results["drop"][1]:
-        print(f"re-trained at {p.share:.0%} ({p.n_train} decisions trained on, {p.seconds:.0f} s): held-out "
-              f"{p.old} -> {p.new} of {p.held}, gate {'accepted' if p.accepted else 'refused'}: {p.reason}")
-    for row in pooled:
-        for key in ("new", "served"):
-            if row[key] is not None and n:
-                lo, hi = wilson_interval(row[key], row["n"])
-                row[f"{key}_ci"] = [lo, hi]
-                print(f"same_caption=drop corrections {row['share']:4.0%}, {key + ' mapper':<14}: {row[key]}/{row['n']}"
-                      f" = {row[key] / row['n']:.1%} (95% CI {lo:.1%}-{hi:.1%}; gate accepted in "
-                      f"{row['accepted']} of {row['folds']} folds)")
+    linker = Linker.load(args.profile) if args.no_ranker else Linker.load(args.profile, rank={"model": args.ranker})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    curves = {}
+    for name in ("test", "recurring"):
+        items = load_split(name, args.limit) if name in args.splits.split(",") else None
+        curves[name] = Curve(name)
+        if not items:
+            continue
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            for f, (held, others) in enumerate(folds(items, args.folds)):
+                run_fold(linker, held, others, curves[name], f, Path(tmp))
+        curves[name].seconds = time.perf_counter() - t0
+        print(f"{name} ({len(items)} items, {args.folds} folds, {curves[name].seconds:.0f} s): "
+              f"{curves[name].figures()}; gate: {' | '.join(curves[name].reasons)}")
     (out / "learning_curve.json").write_text(json.dumps(
-        {"items": n, "folds": args.folds, "splits": args.splits, "profile": args.profile, "rows": rows,
-         "retrained": pooled, "retrain_folds": [asdict(p) for p in results["drop"][1]],
-         "seconds": time.perf_counter() - t0}, indent=2))
-    _plot(rows, out / "learning_curve.png", pooled)
-    fig = {rule: " ".join(f"n{round(s * 100)}={right[s] / n:.3f}" for s in SHARES)
-           for rule, (right, _) in results.items()}
-    last = max(pooled, key=lambda r: r["share"]) if pooled else None
-    extra = " ".join(retrained_figures(r, str(round(100 * r["share"]))) for r in pooled if r is not last)
-    print(f"wrote {out / 'learning_curve.json'} and {out / 'learning_curve.png'}")
-    print(f"{fig['drop']} {retrained_figures(last)}{' ' + extra if extra else ''} keep: {fig.get('keep', 'not-run')}")
+        {"profile": args.profile, "ranker": None if args.no_ranker else args.ranker, "folds": args.folds,
+         "curves": {n: {"right": c.right, "gate": c.gate, "reasons": c.reasons, "seconds": c.seconds,
+                        "figures": c.figures()} for n, c in curves.items()}}, indent=1))
+    if not args.smoke:
+        plot(curves, ROOT / "docs" / "img" / "learning_curve.png")
+    print(f"{curves['test'].figures()} {curves['recurring'].figures('rec_')}")
     return 0
 
 
-def _plot(rows: list[dict[str, Any]], path: Path, retrained: Sequence[dict[str, Any]] = ()) -> None:
+def plot(curves: dict[str, Curve], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.2), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for rule, style in zip(RULES, ("-o", "--s")):
-        pts = [r for r in rows if r["rule"] == rule]
-        if not pts:
+    for (name, c), color in zip(curves.items(), ("tab:blue", "tab:orange")):
+        if not c.right:
             continue
-        xs = [100 * r["share"] for r in pts]
-        ax.plot(xs, [100 * r["accuracy"] for r in pts], style, label=f"demos.same_caption = {rule}")
-        ax.fill_between(xs, [100 * r["ci"][0] for r in pts], [100 * r["ci"][1] for r in pts], alpha=0.12)
-    for key, marker, color, label in (("new", "*", "tab:red", "re-trained mapper + in-context (drop)"),
-                                      ("served", "D", "tab:green", "served after the gate (drop)")):
-        pts = [r for r in retrained if r.get(key) is not None and r["n"]]
-        if not pts:
-            continue
-        xs = [100 * r["share"] + (1.0 if key == "served" else 0.0) for r in pts]  # side by side when equal
-        ys = [100 * r[key] / r["n"] for r in pts]
-        err = [[y - 100 * r[f"{key}_ci"][0] for y, r in zip(ys, pts)],
-               [100 * r[f"{key}_ci"][1] - y for y, r in zip(ys, pts)]]
-        gate = ", ".join(f"gate {r['accepted']}/{r['folds']}" for r in pts)
-        ax.errorbar(xs, ys, yerr=err, fmt=marker, color=color, markersize=11 if marker == "*" else 7, capsize=3,
-                    label=f"{label}, {gate}" if key == "served" else label)
-    ax.set_xlabel("share of the other items stored as corrections (%)")
-    ax.set_ylabel("accuracy on held-out items (%)")
-    ax.set_title(f"Learning curve of the correction loop (n = {rows[0]['n']}, 95% CI)")
+        n = len(c.right["n0"])
+        xs = [100 * s for s in SHARES]
+        ax.plot(xs, [100 * c.accuracy(f"n{_pct(s)}") for s in SHARES], "-o", color=color,
+                label=f"{name} (n={n}), corrections in context")
+        ax.plot([100 * REFIT_AT], [100 * c.accuracy(f"refit{_pct(REFIT_AT)}")], "*", color=color, markersize=13,
+                label=f"{name}: refit from the corrections (gate {sum(c.gate)}/{len(c.gate)}, flips {c.flips()})")
+    ax.set(xlabel="share of the other items stored as corrections (%)", ylabel="accuracy on held-out items (%)",
+           title="Learning curve of the correction loop")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
 
 

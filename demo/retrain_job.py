@@ -1,12 +1,13 @@
 """The Data tab's "Re-train from corrections": `gemel.training.retrain.retrain` in a background thread of the app.
 
 One `RetrainJob` belongs to the `demo.handlers.Studio`. ``start`` checks the store's decisions at once (bad input
-gets one sentence, nothing starts), then trains a copy of the trained parts on a snapshot of the linker while the
-app keeps serving; the Data tab polls ``view`` for the progress line and the result. An accepted candidate (held-out
-accuracy strictly better, test accuracy not worse) is saved as ``mappers/<version>.pt`` next to the annotation
-store (or in the app's work folder for an in-memory store) and swapped in under the studio's lock, the
-correction loop re-pointed to it, so every later prediction records the new mapper version. Any failure, or a
-rejected candidate, leaves the serving linker exactly as it was.
+gets one sentence, nothing starts), then refits a copy of the trained part on a snapshot of the linker while the
+app keeps serving: the learned ranker where the profile decides with one (seconds to minutes), else the feature
+mapper (`gemel.training.retrain.parts_for`). The Data tab polls ``view`` for the progress line and the result. An
+accepted candidate (the acceptance rule of `gemel.training.retrain`) is saved as ``mappers/<version>.pt`` (a mapper)
+or ``mappers/<version>.json`` (a ranker) next to the annotation store (or in the app's work folder for an
+in-memory store) and swapped in under the studio's lock, the correction loop re-pointed to it, so every later
+prediction records it. Any failure, or a rejected candidate, leaves the serving linker exactly as it was.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from annotations import AnnotationError
 from annotations.validation import ENTITY_DECISIONS
 from gemel.errors import GemelError
-from gemel.training.retrain import RetrainConfig, RetrainResult, check_decisions, retrain
+from gemel.training.retrain import RetrainConfig, RetrainResult, check_decisions, parts_for, retrain
 from gemel.types import Example
 
 from . import render
@@ -84,23 +85,23 @@ class RetrainJob:
         return (Path(path).parent if path is not None else self.studio.work_dir) / "mappers"
 
     def restore(self) -> str | None:
-        """Serve the last accepted mapper again after a restart (read from ``retrain-log.jsonl`` in
-        `mappers_dir`); returns its version, or None when there is none. A file that is gone or was trained for
-        another profile is skipped with a warning: the profile's own mapper keeps serving."""
-        from gemel.models.mapper import FeatureMapper
-
+        """Serve the last accepted part again after a restart (read from ``retrain-log.jsonl`` in `mappers_dir`):
+        a mapper (``.pt``) or a ranker (``.json``); returns its version, or None when there is none. A file that is
+        gone, was trained for another profile, or a ranker for a profile that decides without one, is skipped with
+        a warning: the profile's own part keeps serving."""
         saved = last_accepted(self.mappers_dir / "retrain-log.jsonl")
-        linker = self.studio.linker
-        if saved is None or linker.mapper is None:
+        if saved is None:
             return None
         try:
-            mapper = FeatureMapper.load(saved, expected=linker.mapper.spec)
+            name, version, swap = _restored(self.studio.linker, saved)
         except (OSError, GemelError) as e:
-            log.warning("not restoring the re-trained mapper %s: %s; serving %s", saved, e, linker.mapper_version)
+            log.warning("not restoring the re-trained part %s: %s; serving the profile's", saved, e)
             return None
-        self.studio.swap_linker(lambda live: live.replace(mapper=mapper))
-        log.info("serving the re-trained mapper %s again (%s)", mapper.version, saved)
-        return mapper.version
+        if swap is None:
+            return None
+        self.studio.swap_linker(swap)
+        log.info("serving the re-trained %s %s again (%s)", name, version, saved)
+        return version
 
     # ---- starting -------------------------------------------------------------------------------------
     @user_facing("Could not start re-training")
@@ -113,7 +114,7 @@ class RetrainJob:
             with self.studio.lock:  # a private pool: corrections saved meanwhile must not race the job
                 linker = self.studio.linker.replace(pool=self.studio.linker.labelled_pool.with_examples())
             examples = self.decisions()
-            check_decisions(linker, examples, self.config)
+            check_decisions(linker, examples, self.config, parts_for(linker))
             test = self.test_examples()
             self.state = JobState(running=True, message="starting", started=_now("%H:%M:%S"))
             self.thread = threading.Thread(target=self._run, args=(linker, examples, test), daemon=True,
@@ -140,7 +141,8 @@ class RetrainJob:
     def _run(self, linker: Any, examples: list[Example], test: list[Example]) -> None:
         try:
             out = self.studio.work_dir / "retrain" / _now("%Y%m%d-%H%M%S-%f")
-            result = retrain(linker, examples, out, self.config, test_examples=test, progress_cb=self._progress)
+            result = retrain(linker, examples, out, self.config, test_examples=test, progress_cb=self._progress,
+                             parts=parts_for(linker))
             saved = self._adopt(result) if result.accepted else None
             self._finish(result=result, saved=saved)
         except (AnnotationError, GemelError, StudioError) as e:
@@ -155,15 +157,16 @@ class RetrainJob:
         self.state = replace(self.state, fraction=fraction, message=message)
 
     def _adopt(self, result: RetrainResult) -> str:
-        """Save the accepted mapper under its version, then swap it in (under the studio's lock)."""
+        """Save the accepted part under its version, then swap it in (under the studio's lock)."""
         folder = self.mappers_dir
         folder.mkdir(parents=True, exist_ok=True)
-        saved = folder / f"{result.version}.pt"
-        shutil.copyfile(result.checkpoints["mapper"], saved)
+        checkpoint = Path(result.checkpoints[result.part])
+        saved = folder / f"{result.version}{checkpoint.suffix}"
+        shutil.copyfile(checkpoint, saved)
         with (folder / "retrain-log.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps({"time": _now("%Y-%m-%dT%H:%M:%SZ"), **result.to_dict(), "saved": str(saved)}) + "\n")
         self.studio.swap_linker(result.adopt)  # adopted by the live linker: corrections saved meanwhile are kept
-        log.info("now serving mapper %s (saved as %s)", result.version, saved)
+        log.info("now serving %s %s (saved as %s)", result.part, result.version, saved)
         return str(saved)
 
     def _finish(self, result: RetrainResult | None = None, error: str | None = None, saved: str | None = None) -> None:
@@ -180,7 +183,34 @@ class RetrainJob:
     # ---- the view -------------------------------------------------------------------------------------
     def view(self) -> RetrainView:
         s = self.state
-        return RetrainView(progress_html(s), result_html(s, self.studio.linker.mapper_version), s.running)
+        return RetrainView(progress_html(s), result_html(s, serving_version(self.studio.linker, s.result)), s.running)
+
+
+def serving_version(linker: Any, result: RetrainResult | None) -> str:
+    """The version of the part a re-train fits, as the linker serves it now."""
+    ranker = linker.ranker
+    return ranker.version if ranker is not None and (result is None or result.part == "ranker") else \
+        linker.mapper_version
+
+
+def _restored(linker: Any, saved: Path) -> tuple[str, str, Any]:
+    """(part name, version, swap for `Studio.swap_linker` or None when this linker has no such part) of a saved
+    re-trained part."""
+    if saved.suffix == ".json":
+        from gemel.rank.model import Ranker
+
+        if linker.ranker is None:
+            log.warning("not restoring the refit ranker %s: profile %r decides without a ranker", saved,
+                        linker.config.name)
+            return "ranker", "", None
+        ranker = Ranker.load(saved)
+        return "ranker", ranker.version, lambda live: live.replace(ranker=ranker)
+    from gemel.models.mapper import FeatureMapper
+
+    if linker.mapper is None:
+        return "mapper", "", None
+    mapper = FeatureMapper.load(saved, expected=linker.mapper.spec)
+    return "mapper", mapper.version, lambda live: live.replace(mapper=mapper)
 
 
 def last_accepted(log_path: Path) -> Path | None:
@@ -216,7 +246,7 @@ def result_html(s: JobState, serving: str) -> str:
     rows = [("held-out decisions", r.n_held_out, r.before.held_out, r.after.held_out),
             ("shipped test split", r.n_test, r.before.test, r.after.test)]
     cells = "".join(f"<tr><td>{name} (n={n})</td><td>{_pct(b)}</td><td>{_pct(a)}</td></tr>" for name, n, b, a in rows)
-    table = (f'<table class="gemel-table"><tr><th>accuracy</th><th>serving ({render.esc(r.previous.get("mapper"))})'
+    table = (f'<table class="gemel-table"><tr><th>accuracy</th><th>serving ({render.esc(r.previous.get(r.part))})'
              f'</th><th>new ({render.esc(r.version)})</th></tr>{cells}</table>')
     if r.accepted:
         verdict = f"Accepted: {r.reason}; now serving {serving} (saved as {s.saved})."

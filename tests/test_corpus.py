@@ -275,6 +275,32 @@ def test_groups_have_one_caption_distinct_entities_and_only_test_pictures(tmp_pa
     assert all(it.kind == "flag" for it in flag_set(corpus))
 
 
+def test_the_recurring_split_has_entities_in_several_styles_and_captions_shared_in_pairs(tmp_path):
+    from gemel.training.captions import recurring_split
+
+    def item(entity: str, style: str, kind: str = "emoji", split: str = "test") -> CorpusItem:
+        key = f"{entity}-{style}"
+        return CorpusItem(f"{style}/{key}", f"images/{key}.png", entity, (entity.lower(),), style, style, "OFL", kind,
+                          key, "exact", split, "entity")
+
+    items = [item(e, s) for e in ("Cat", "Dog", "Owl", "Fox") for s in ("noto", "twemoji", "openmoji")]
+    items += [item("Japan", "noto", "flag"), item("Japan", "twemoji", "flag"), item("Bee", "noto"),
+              item("Ant", "noto", split="train"), item("Ant", "twemoji", split="train")]
+    rows = recurring_split(Corpus(tmp_path, items, "x"), entities=10, per_entity=3)
+    by_entity: dict[str, list] = {}
+    for r in rows:
+        by_entity.setdefault(r.entity, []).append(r)
+        assert r.mention in r.text and r.split == "test" and r.mention.lower() == "the thing"
+    assert len(by_entity) == 4 and set(by_entity) < {"Cat", "Dog", "Owl", "Fox", "Japan"}  # 2+ styles, in pairs
+    for pics in by_entity.values():
+        assert len({p.text for p in pics}) == len(pics) >= 2  # each picture its own caption
+        assert len({Path(p.image).name.split("-")[1] for p in pics}) == len(pics)  # in distinct styles
+    pairs = [[r for r in rows if r.group == group] for group in {r.group for r in rows}]
+    assert all(len(members) <= 2 for members in pairs) and sum(len(members) == 2 for members in pairs) >= 4
+    for members in pairs:  # the trap: one caption, two entities (alone where the partner has fewer pictures)
+        assert len({r.text for r in members}) == 1 and len({r.entity for r in members}) == len(members)
+
+
 def test_reviewed_shared_names_add_groups_after_the_kb_ones(tmp_path):
     from gemel.training.captions import read_shared_names
 

@@ -207,6 +207,18 @@ def test_fit_ranker_cli_writes_an_artifact_a_profile_can_name(tiny_profile_file,
     assert d["manifest"]["mentions"] > 2 and d["manifest"]["data"][0]["file"].endswith("seed.jsonl")
     assert list((tmp_path / "cache").glob("seed-*.jsonl"))  # a refit reads the gathered features
     assert main(argv) == 0 and Ranker.load(out).weights.shape == (len(NAMES),)
+    kept = tmp_path / "r.groups.jsonl.gz"  # a refit from corrections starts from the data it was fitted on
+    assert d["manifest"]["groups"] == kept.name and len(read_groups(kept)) == d["manifest"]["mentions"]
+
+
+def test_a_refit_starts_from_the_groups_beside_the_profiles_ranker(tiny_linker, tmp_path):
+    from gemel.training.ranker import groups_file, shipped_groups
+
+    path = _one_feature_ranker("llm_sum").save(tmp_path / "r.json")
+    named = tiny_linker.replace(config=tiny_linker.config.replace(rank={"model": str(path)}))
+    assert shipped_groups(named) == [] and shipped_groups(tiny_linker) == []  # none kept / no ranker
+    write_groups(synthetic(6), groups_file(path))
+    assert [g.key for g in shipped_groups(named)] == [g.key for g in synthetic(6)]
 
 
 @pytest.mark.parametrize(("extra", "message"), [

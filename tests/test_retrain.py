@@ -140,6 +140,67 @@ def test_a_real_tiny_run_never_changes_the_serving_linker(linker, photo, test_sp
             result.adopt(linker)
 
 
+# ---------------------------------------------------------------------------------------------- the ranker
+def uniformish_ranker():
+    """A ranker that decides by retrieval alone: what a refit from decisions must move."""
+    import numpy as np
+
+    from gemel.rank.features import NAMES
+    from gemel.rank.model import Ranker
+
+    w = np.zeros(len(NAMES))
+    w[NAMES.index("retrieval_sim")] = 1.0
+    return Ranker(w, np.zeros(len(NAMES)), np.ones(len(NAMES)))
+
+
+@pytest.fixture
+def ranked(linker):
+    return linker.replace(ranker=uniformish_ranker())
+
+
+def test_a_profile_with_a_ranker_refits_the_ranker_and_never_changes_the_serving_one(ranked, photo, test_split,
+                                                                                      tmp_path):
+    from gemel.training.ranker import groups_file, read_groups
+    from gemel.training.retrain import parts_for
+
+    served, version, mapper = ranked.ranker, ranked.ranker.version, state_of(ranked.mapper)
+    seen: list[tuple[float, str]] = []
+    result = retrain(ranked, examples(photo), tmp_path / "run", FAST, test_examples=test_split,
+                     progress_cb=lambda f, m: seen.append((f, m)), parts=parts_for(ranked))
+    assert result.part == "ranker" and result.previous == {"ranker": version} and ranked.ranker is served
+    assert ranked.ranker.version == version and same(ranked.mapper, mapper)  # nothing served moved
+    assert result.candidate.ranker.version == result.version != version
+    assert result.candidate.ranker.manifest["refit"] == {"base": 0, "decisions": 4}
+    assert len(read_groups(groups_file(result.checkpoints["ranker"]))) == 4  # the next refit's starting data
+    assert (result.accepted, result.reason) == decide(result.before, result.after, needs_gain=False)
+    assert any("training the ranker" in m for _, m in seen)
+
+
+def test_the_ranker_is_adopted_when_held_out_decisions_are_not_worse():
+    assert decide(Scores(0.5, 0.5), Scores(0.5, 0.5), needs_gain=False)[0]
+    assert not decide(Scores(0.5, 0.5), Scores(0.5, 0.5))[0]  # the mapper must gain
+    assert not decide(Scores(0.5, 0.5), Scores(0.4, 0.9), needs_gain=False)[0]
+    assert not decide(Scores(0.5, 0.5), Scores(0.6, 0.4), needs_gain=False)[0]
+
+
+def test_an_accepted_ranker_serves_and_serves_again_after_a_restart(ranked, store, photo, test_split, tmp_path,
+                                                                     monkeypatch):
+    studio = Studio(ranked, store, AppConfig(work_dir=str(tmp_path / "work")))
+    studio.retrain = RetrainJob(studio, FAST, test_examples=test_split)
+    decide_all(studio, photo)
+    force(monkeypatch, True)
+    studio.retrain.start()
+    state = studio.retrain.wait(120)
+    assert state.error is None and state.result.part == "ranker"
+    new = state.result.version
+    assert studio.linker.ranker.version == new != ranked.ranker.version
+    assert Path(state.saved) == studio.retrain.mappers_dir / f"{new}.json" and new in studio.retrain.view().result
+    restarted = Studio(ranked, store, AppConfig(work_dir=str(tmp_path / "work2")))
+    assert restarted.linker.ranker.version == new
+    plain = Studio(ranked.replace(ranker=None), store, AppConfig(work_dir=str(tmp_path / "work3")))
+    assert plain.linker.ranker is None  # a profile without a ranker is not given one
+
+
 # ---------------------------------------------------------------------------------------------- the job
 @pytest.fixture
 def store(linker, tmp_path):
@@ -217,7 +278,7 @@ def test_a_crash_mid_training_leaves_the_serving_model_untouched(studio, photo, 
 
 
 def force(monkeypatch, accepted: bool) -> None:
-    monkeypatch.setattr(retrain_mod, "decide", lambda before, after: (accepted, "forced by the test"))
+    monkeypatch.setattr(retrain_mod, "decide", lambda before, after, needs_gain=True: (accepted, "forced by the test"))
 
 
 def test_an_accepted_result_is_swapped_in_and_recorded_with_later_predictions(studio, photo, monkeypatch):

@@ -43,7 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=run_train_projection)
     c = csub.add_parser("captions", help="write synthetic captions, same-caption groups and the flags set",
                         description="Write OUT/{train,dev}.jsonl (captions per picture), OUT/groups.jsonl "
-                                    "(same-caption groups from the test split) and OUT/flags.jsonl (held-out style).")
+                                    "(same-caption groups from the test split), OUT/flags.jsonl (held-out style) and "
+                                    "OUT/recurring.jsonl (recurring entities, captions shared in pairs: the "
+                                    "learning curve of corrections).")
     c.add_argument("--profile", default="offline", help="profile whose KB to use (default offline)")
     c.add_argument("--corpus", help="corpus folder (default: the one `build` writes with all sources)")
     c.add_argument("--out", required=True, help="folder to write the JSONL files to")
@@ -105,7 +107,7 @@ def run_captions(args: argparse.Namespace) -> int:
     from gemel.config import load_profile
     from gemel.kb.entities import KnowledgeBase
     from gemel.sources import resolve
-    from gemel.training.captions import captions, flag_set, same_caption_groups, write_jsonl
+    from gemel.training.captions import captions, flag_set, recurring_split, same_caption_groups, write_jsonl
     from gemel.training.corpus import Corpus, CorpusError
 
     if not 0.0 <= args.hidden <= 1.0:
@@ -125,6 +127,9 @@ def run_captions(args: argparse.Namespace) -> int:
     n = write_jsonl(({"id": it.id, "image": str(corpus.path(it)), "entity": it.entity, "style": it.style}
                      for it in flag_set(corpus)), out / "flags.jsonl")
     print(f"flags: {n} held-out-style flags")
+    rows = recurring_split(corpus, seed=args.seed)
+    n = write_jsonl((c.to_example_dict(root) for c in rows), out / "recurring.jsonl")
+    print(f"recurring: {n} pictures of {len({c.entity for c in rows})} entities, captions shared in pairs")
     return 0
 
 

@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_fit_ranker(args: argparse.Namespace) -> int:
     from gemel.cli.eval import profile_with
     from gemel.linker import Linker
-    from gemel.training.ranker import fit_with_cv
+    from gemel.training.ranker import fit_with_cv, groups_file, write_groups
 
     if not args.data and not args.annotations:
         raise UsageError("give labelled data: --data FILE [FILE ...] and/or --annotations DB")
@@ -62,9 +62,11 @@ def run_fit_ranker(args: argparse.Namespace) -> int:
         groups += groups_of_store(linker, args.annotations, not args.quiet, args.cache)
     ranker = fit_with_cv(groups, files=[*args.data, *([args.annotations] if args.annotations else [])],
                          k=args.folds)
+    kept = write_groups(groups, groups_file(args.out))  # a refit from corrections starts from these
+    ranker.manifest["groups"] = kept.name
     out = ranker.save(args.out)
     m = ranker.manifest
-    print(f"ranker written to {out}: {m['mentions']} mentions ({m['gold_among_candidates']} with the gold entity "
+    print(f"ranker written to {out} (its gathered features to {kept.name}): {m['mentions']} mentions ({m['gold_among_candidates']} with the gold entity "
           f"among the candidates, {m['nil']} NIL), {args.folds}-fold CV accuracy {m['cv']['accuracy']:.3f}, "
           f"l2 {ranker.l2:g}, NIL below p={ranker.nil_below:.3f}")
     return 0

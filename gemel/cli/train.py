@@ -25,8 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--annotations", metavar="DB", help="also train on the decided examples of this store")
     p.add_argument("--dev", metavar="FILE", help="dev data: accuracy after every epoch, picks mapper.pt")
     p.add_argument("--judge", metavar="TEST", help="with --annotations only: re-train as the app does, holding out a "
-                   "share of the decisions, and say whether the new mapper is better (held-out accuracy strictly "
-                   "better, accuracy on TEST, e.g. assets/eval/test.jsonl, not worse)")
+                   "share of the decisions, and say whether the new part is better (held-out accuracy strictly "
+                   "better for the mapper, not worse for the learned ranker a profile names, which is what is refit "
+                   "then; accuracy on TEST, e.g. assets/eval/test.jsonl, not worse)")
     p.add_argument("--image-dir", help="folder of the data's images (default: next to the data file)")
     p.add_argument("--features", metavar="HDF5", help="precomputed image features (GEMEL's CLIP hdf5 file)")
     p.add_argument("--out", required=True, help="run folder to write (mapper.pt, log.jsonl, training.png)")
@@ -91,7 +92,7 @@ def _run_judged(args: argparse.Namespace) -> int:
     from gemel.cli.eval import examples_from_store, profile_with
     from gemel.data.evaluate import check_images, load_examples
     from gemel.linker import Linker
-    from gemel.training.retrain import RetrainConfig, retrain
+    from gemel.training.retrain import RetrainConfig, parts_for, retrain
     from gemel.training.train import TrainError
 
     if not args.annotations or args.data or args.resume or args.features:
@@ -102,13 +103,13 @@ def _run_judged(args: argparse.Namespace) -> int:
     check_images(examples + test)
     linker = Linker.load(profile_with(args.profile, args.set, args.mapper))
     config = RetrainConfig(epochs=args.epochs, lr=args.lr, grad_accum=args.grad_accum, seed=args.seed)
-    r = retrain(linker, examples, args.out, config, test_examples=test)
+    r = retrain(linker, examples, args.out, config, test_examples=test, parts=parts_for(linker))
     print(f"trained on {r.n_train} decision(s); held-out decisions (n={r.n_held_out}): "
           f"{r.before.held_out:.1%} -> {r.after.held_out:.1%}; {args.judge} (n={r.n_test}): "
           f"{r.before.test:.1%} -> {r.after.test:.1%}")
     print(f"{'accepted' if r.accepted else 'not accepted'}: {r.reason}")
-    print(f"mapper: {r.checkpoints['mapper']}, version {r.version}" + ("" if r.accepted else
-          f"  (keep the profile's mapper, {r.previous['mapper']})"))
+    print(f"{r.part}: {r.checkpoints[r.part]}, version {r.version}" + ("" if r.accepted else
+          f"  (keep the profile's {r.part}, {r.previous[r.part]})"))
     return 0
 
 

@@ -12,6 +12,7 @@ cross-validated accuracy). Fitting lives in :mod:`gemel.training.ranker`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +47,12 @@ class Ranker:
         if not self.weights.shape == self.mean.shape == self.scale.shape == (len(NAMES),):
             raise RankerError(f"a ranker needs {len(NAMES)} weights, means and scales (one per feature), got "
                               f"{self.weights.shape}, {self.mean.shape}, {self.scale.shape}")
+
+    @property
+    def version(self) -> str:
+        """A short name of these weights ("ranker-" + 8 hex digits of their hash): what a refit changes."""
+        blob = np.concatenate([self.weights, self.mean, self.scale, [self.nil_below]]).round(9).tobytes()
+        return "ranker-" + hashlib.sha256(blob).hexdigest()[:8]
 
     @classmethod
     def uniform(cls) -> "Ranker":

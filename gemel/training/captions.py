@@ -9,6 +9,8 @@
   entities sharing the mention, taken from the corpus test split only (held-out styles, pictures or
   entities). A text-only linker gives one answer per caption, so it gets at most one member per group right.
 - **Flags** (:func:`flag_set`): a country from its flag drawn in an art style never trained on.
+- **Recurring split** (:func:`recurring_split`): entities with pictures in several styles, each picture with its
+  own caption naming nothing, and pairs of entities sharing captions: the learning curve of corrections.
 - **Hidden captions** (``captions(..., hidden=share)``): "This is the thing in the picture." and the like; the
   text names nothing, only the picture decides (training data for the mapper, dev data for the image fit).
 
@@ -175,6 +177,35 @@ def flag_set(corpus: Corpus, heldout: str = "style") -> list[CorpusItem]:
     trained = {it.entity for it in corpus.items if it.kind == "flag" and it.split == "train"}
     return [it for it in corpus.items
             if it.kind == "flag" and it.split == "test" and it.heldout == heldout and it.entity in trained]
+
+
+def recurring_split(corpus: Corpus, split: str = "test", entities: int = 24, per_entity: int = 3,
+                    seed: int = 0) -> list[Caption]:
+    """A split for the learning curve of corrections: recurring entities and same-caption traps.
+
+    Entities of ``split`` with pictures in two or more art styles (``entities`` of them, drawn at random); each
+    gets up to ``per_entity`` pictures in distinct styles, each with a *different* caption whose text names no
+    entity (:data:`AMBIGUOUS_TEMPLATES` with "the thing"), so a correction of one picture can
+    teach the others only through the picture. Entities are paired, and the i-th picture of both members of a pair
+    gets the *same* caption: a trap, where a correction copied by caption turns the other answer wrong."""
+    rng = random.Random(seed)
+    by_entity: dict[str, dict[str, CorpusItem]] = defaultdict(dict)
+    for it in sorted(corpus.items, key=lambda it: it.id):
+        if it.split == split:
+            by_entity[it.entity].setdefault(it.style, it)
+    recurring = sorted(e for e, styles in by_entity.items() if len(styles) >= 2)
+    chosen = rng.sample(recurring, min(entities - entities % 2, len(recurring) - len(recurring) % 2))
+    out = []
+    for pair, (a, b) in enumerate(zip(chosen[::2], chosen[1::2])):
+        templates = rng.sample(AMBIGUOUS_TEMPLATES, per_entity)
+        for entity in (a, b):
+            styles = sorted(by_entity[entity])
+            for n, style in enumerate(rng.sample(styles, min(per_entity, len(styles)))):
+                it = by_entity[entity][style]
+                mention = HIDDEN_THING[1].capitalize() if templates[n].startswith("{m}") else HIDDEN_THING[1]
+                out.append(Caption(f"{it.id}#r", templates[n].format(m=mention), mention, entity, it.image,
+                                   "recurring", it.split, f"pair-{pair}-{n}"))
+    return out
 
 
 def captions(corpus: Corpus, kb: KnowledgeBase, split: str = "train", per_picture: int = 1,

@@ -12,10 +12,11 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,9 @@ class Group:
 
 # ---- collecting ----------------------------------------------------------------------------------------
 def collect(linker: Any, examples: Sequence[Example], *, progress: bool = True, desc: str = "features",
-            **tags: Any) -> list[Group]:
-    """Link each example once (kept out of its own prompt) and keep its candidates' features."""
+            on_each: Callable[[int, int], None] | None = None, **tags: Any) -> list[Group]:
+    """Link each example once (kept out of its own prompt) and keep its candidates' features; ``on_each(done,
+    total)`` after each."""
     from tqdm import tqdm
 
     out = []
@@ -75,6 +77,8 @@ def collect(linker: Any, examples: Sequence[Example], *, progress: bool = True, 
         pred = linker.link(ex.image, ex.text, ex.mention, exclude=[ex.id] if ex.id else [],
                            verbatim=ex.meta.get("verbatim", True))
         out.append(group_of(ex, pred, **tags))
+        if on_each is not None:
+            on_each(len(out), len(examples))
     return out
 
 
@@ -86,24 +90,29 @@ def group_of(ex: Example, pred: Any, **tags: Any) -> Group:
 
 
 def write_groups(groups: Iterable[Group], path: str | Path) -> Path:
+    """JSON lines, one group each; gzip-compressed when the name ends in ``.gz``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
+    with _open(path, "wt") as f:
         for g in groups:
             f.write(json.dumps(g.to_dict()) + "\n")
     return path
 
 
 def read_groups(path: str | Path) -> list[Group]:
-    with Path(path).open(encoding="utf-8") as f:
+    with _open(Path(path), "rt") as f:
         return [Group.from_dict(json.loads(line)) for line in f if line.strip()]
+
+
+def _open(path: Path, mode: str) -> Any:
+    return gzip.open(path, mode, encoding="utf-8") if path.suffix == ".gz" else path.open(mode, encoding="utf-8")
 
 
 # ---- fitting -------------------------------------------------------------------------------------------
 def fit(groups: Sequence[Group], l2: float = 1.0, nil_below: float = 0.0, iterations: int = 100) -> Ranker:
     """The conditional logit's weights on the groups whose gold entity is among two or more candidates: damped
     Newton steps (halved until the penalised loss falls) from zero, to a gradient of about zero."""
-    usable = [g for g in groups if g.target >= 0 and len(g.titles) > 1]
+    usable = [g for g in groups if _usable(g)]
     if not usable:
         raise RankerFitError(f"none of the {len(groups)} labelled mentions has its gold entity among two or more "
                              "candidates: there is nothing to learn a ranking from")
@@ -123,6 +132,11 @@ def fit(groups: Sequence[Group], l2: float = 1.0, nil_below: float = 0.0, iterat
         w = w - t * step
         loss = _loss(zs, w, l2)
     return Ranker(w, mean, scale, nil_below=nil_below, l2=l2)
+
+
+def _usable(g: Group) -> bool:
+    """A mention teaches the ranking when its gold entity is among two or more candidates."""
+    return g.target >= 0 and len(g.titles) > 1
 
 
 def _loss(zs: Sequence[tuple[np.ndarray, int]], w: np.ndarray, l2: float) -> float:
@@ -156,7 +170,8 @@ def out_of_fold(groups: Sequence[Group], l2: float, k: int = 5, seed: int = 0) -
     out: list[np.ndarray] = [np.zeros(0)] * len(groups)
     for f in range(k):
         train = [g for g, n in zip(groups, fold) if n != f]
-        ranker = fit(train, l2)
+        # few mentions: the other folds may hold nothing to learn from, and this fold is then judged untrained
+        ranker = fit(train, l2) if any(_usable(g) for g in train) else Ranker.uniform()
         for i, (g, n) in enumerate(zip(groups, fold)):
             if n == f:
                 out[i] = ranker.probabilities(g.x) if len(g.titles) else np.zeros(0)
@@ -228,6 +243,73 @@ def fit_with_cv(groups: Sequence[Group], files: Sequence[str | Path] = (), k: in
                                                                        cv.by_l2.items()}},
     }
     return ranker
+
+
+def groups_file(ranker_path: str | Path) -> Path:
+    """Where `gemel fit-ranker` keeps the gathered features a ranker was fitted on, beside its artifact
+    (``ranker.json`` -> ``ranker.groups.jsonl.gz``): a refit from corrections starts from them."""
+    path = Path(ranker_path)
+    return path.with_name(path.stem + ".groups.jsonl.gz")
+
+
+def shipped_groups(linker: Any) -> list[Group]:
+    """The groups the linker's ranker was fitted on (empty when it names none, or they were not kept)."""
+    from gemel.sources import resolve
+
+    if not linker.config.rank.active:
+        return []
+    path = groups_file(resolve(linker.config.rank.model, linker.config.base_dir))
+    if not path.is_file():
+        log.warning("no gathered features beside the ranker (%s): a refit learns from the decisions alone", path)
+        return []
+    return read_groups(path)
+
+
+class RankerPart:
+    """The learned decision rule as a part that `gemel.training.retrain.retrain` refits from people's decisions:
+    each decision is linked once (its own left out, the others loaded) to gather its features, and the ranker is
+    fitted with cross-validation on those plus the data it was first fitted on (:func:`shipped_groups`).
+    Seconds to a few minutes: one link per decision, no gradient steps through the models."""
+
+    name = "ranker"
+    needs_gain = False  # adopted when the held-out decisions are not worse: more of the same data, the same model
+
+    def __init__(self, base: Sequence[Group] | None = None, folds: int = 5) -> None:
+        self.base = None if base is None else list(base)  # None: the linker's shipped_groups
+        self.folds = folds
+
+    def check(self, linker: Any) -> None:
+        if linker.ranker is None:
+            raise RankerFitError(f"profile {linker.config.name!r} decides with the fused score, not a learned ranker: "
+                                 "name one in the profile ([rank] model = \"ranker.json\") to refit it")
+
+    def copy(self, linker: Any) -> Any:
+        return linker.replace(ranker=Ranker(linker.ranker.weights.copy(), linker.ranker.mean.copy(),
+                                            linker.ranker.scale.copy(), linker.ranker.nil_below, linker.ranker.l2,
+                                            dict(linker.ranker.manifest)))
+
+    def fit(self, candidate: Any, examples: Sequence[Example], out_dir: Path, config: Any,
+            on_step: Callable[[int, int], None]) -> Path:
+        base = shipped_groups(candidate) if self.base is None else self.base
+        gather = candidate.replace(ranker=Ranker.uniform())
+        decided = collect(gather, examples, progress=False, on_each=on_step, file="decisions")
+        groups = [*base, *decided]
+        folds = min(self.folds, len(groups))
+        if folds < 2:
+            raise RankerFitError(f"{len(groups)} labelled mention(s) are too few to refit the ranker: save more "
+                                 "decisions")
+        ranker = fit_with_cv(groups, k=folds)
+        ranker.manifest["refit"] = {"base": len(base), "decisions": len(decided)}
+        candidate.ranker = ranker
+        path = ranker.save(Path(out_dir) / "ranker.json")
+        write_groups(groups, groups_file(path))
+        return path
+
+    def version(self, linker: Any) -> str:
+        return linker.ranker.version if linker.ranker is not None else "none"
+
+    def adopt(self, serving: Any, candidate: Any) -> Any:
+        return serving.replace(ranker=candidate.ranker)
 
 
 def _sha256(path: Path) -> str:

@@ -3,15 +3,17 @@ parts on the decisions, measure the serving linker and the candidate on the same
 
 :func:`retrain` splits the decisions deterministically by input (a hash of the input's key and the seed) into a
 training part and a held-out slice; NIL decisions teach nothing to train on and all go to the held-out slice.
-It trains copies of the *trainable parts* (today the feature mapper, :class:`MapperPart`; the image projection
-and the fusion weights join as more parts with the same small interface) in a variant of the linker, never the
-serving parts, then evaluates the serving linker and the candidate on the held-out slice and on a test split
-(the shipped ``assets/eval/test.jsonl`` in the demo).
+It trains copies of the *trainable parts* in a variant of the linker, never the serving parts:
+the learned ranker where the profile decides with one (:class:`gemel.training.ranker.RankerPart`: each decision
+linked once, the ranker refitted with its first training data; seconds to minutes), else the feature mapper
+(:class:`MapperPart`: gradient steps; :func:`parts_for` chooses). It then evaluates the serving linker and the
+candidate on the held-out slice and on a test split (the shipped ``assets/eval/test.jsonl`` in the demo).
 
-**The acceptance rule**: the candidate is accepted only if its held-out accuracy is *strictly better* than the
-serving linker's and its test-split accuracy is *not worse*. Otherwise the result says why, and the caller keeps
-its linker. The caller swaps an accepted candidate in with :meth:`RetrainResult.adopt`, which gives the caller's
-(possibly newer) linker the candidate's parts; nothing here ever changes the linker it was given.
+**The acceptance rule**: the candidate's held-out accuracy must be *strictly better* than the serving linker's for
+the mapper (a fine-tuned copy must earn its place) and *not worse* for a refit ranker (the same model with more
+data), and its test-split accuracy *not worse*. Otherwise the result says why, and the caller keeps its linker.
+The caller swaps an accepted candidate in with :meth:`RetrainResult.adopt`, which gives the caller's (possibly
+newer) linker the candidate's parts; nothing here ever changes the linker it was given.
 
 The idea is the usual guard of continual learning with a human in the loop (train on feedback, gate the new
 model on held-out data before deployment). This module knows nothing of the store or the UI: it takes
@@ -79,6 +81,7 @@ class TrainablePart(Protocol):
     """One trained part of a linker, as re-training sees it."""
 
     name: str
+    needs_gain: bool  # True: adopted only when held-out accuracy rises; False: when it does not fall
 
     def check(self, linker: Any) -> None:
         """Raise `RetrainError` when ``linker`` has no such part to train."""
@@ -101,6 +104,7 @@ class MapperPart:
     """The feature mapper (`gemel.models.mapper.FeatureMapper`), trained by `gemel.training.train.Trainer`."""
 
     name = "mapper"
+    needs_gain = True  # a fine-tuned copy must beat the serving mapper on the held-out decisions
 
     def check(self, linker: Any) -> None:
         if linker.mapper is None:
@@ -133,6 +137,14 @@ class MapperPart:
 
 
 DEFAULT_PARTS: tuple[TrainablePart, ...] = (MapperPart(),)
+
+
+def parts_for(linker: Any) -> tuple[TrainablePart, ...]:
+    """What a re-train from corrections fits: the learned ranker where the profile decides with one (seconds: one
+    link per decision), else the feature mapper (gradient steps through the LLM)."""
+    from gemel.training.ranker import RankerPart
+
+    return (RankerPart(),) if linker.ranker is not None else DEFAULT_PARTS
 
 
 def _serves_on_cpu(linker: Any) -> bool:
@@ -182,8 +194,13 @@ class RetrainResult:
 
     @property
     def version(self) -> str:
-        """The candidate's mapper version (what later predictions record once it is adopted)."""
-        return self.versions.get("mapper", "none")
+        """The candidate's version of its (first) part: what later predictions record once it is adopted."""
+        return next(iter(self.versions.values()), "none")
+
+    @property
+    def part(self) -> str:
+        """The name of the (first) part re-trained: "mapper" or "ranker"."""
+        return next(iter(self.versions), "mapper")
 
     def adopt(self, serving: Any) -> Any:
         """``serving`` with the candidate's trained parts, for an accepted result; refused for a rejected one."""
@@ -233,17 +250,22 @@ def _hash(ex: Example, seed: int) -> str:
     return hashlib.sha256(f"{seed}\x1f{key}".encode()).hexdigest()
 
 
-def decide(before: Scores, after: Scores) -> tuple[bool, str]:
-    """The acceptance rule: held-out accuracy strictly better and test accuracy not worse; and why."""
+def decide(before: Scores, after: Scores, needs_gain: bool = True) -> tuple[bool, str]:
+    """The acceptance rule: held-out accuracy strictly better (``needs_gain``, the mapper) or not worse (a refit
+    ranker), and test accuracy not worse; and why."""
     held = f"held-out accuracy {_pct(before.held_out)} -> {_pct(after.held_out)}"
-    if after.held_out <= before.held_out:
-        return False, f"{held} did not improve"
+    if after.held_out < before.held_out or (needs_gain and after.held_out == before.held_out):
+        return False, f"{held} did not improve" if needs_gain else f"{held} fell"
     if before.test is None or after.test is None:
-        return True, f"{held} improved (no test split to check)"
+        return True, f"{held} {_moved(before.held_out, after.held_out)} (no test split to check)"
     test = f"test accuracy {_pct(before.test)} -> {_pct(after.test)}"
     if after.test < before.test:
-        return False, f"{held} improved but {test} fell"
-    return True, f"{held} improved and {test} did not fall"
+        return False, f"{held} {_moved(before.held_out, after.held_out)} but {test} fell"
+    return True, f"{held} {_moved(before.held_out, after.held_out)} and {test} did not fall"
+
+
+def _moved(before: float, after: float) -> str:
+    return "improved" if after > before else "did not fall"
 
 
 def _pct(x: float) -> str:
@@ -288,7 +310,7 @@ def retrain(linker: Any, examples: Sequence[Example], out_dir: str | Path, confi
     before = _scores(linker, held_out, test, lambda d, n: report("before", d, n, f"judging the serving model {d}/{n}"))
     candidate, checkpoints = _train(linker, train_part, out, config, parts, report)
     after = _scores(candidate, held_out, test, lambda d, n: report("after", d, n, f"judging the new model {d}/{n}"))
-    accepted, reason = decide(before, after)
+    accepted, reason = decide(before, after, all(p.needs_gain for p in parts))
     log.info("re-training %s: %s", "accepted" if accepted else "rejected", reason)
     return RetrainResult(before, after, accepted, reason, {p.name: p.version(candidate) for p in parts},
                          {p.name: p.version(linker) for p in parts}, checkpoints, len(train_part), len(held_out),
