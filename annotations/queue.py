@@ -27,7 +27,7 @@ _DECIDED = """EXISTS (SELECT 1 FROM corrections c
 
 _ITEMS = f"""
 SELECT q.id AS item_id, q.input_id, q.batch, q.model_entity, q.model_candidates, q.profile,
-       q.mapper_version, q.has_prediction, q.margin, i.text, i.mention, i.mention_start,
+       q.mapper_version, q.has_prediction, q.margin, q.model_extra, i.text, i.mention, i.mention_start,
        i.mention_end, i.image_path, i.image_sha256, s.skipped_at
 FROM queue_items q JOIN inputs i ON i.id = q.input_id
 LEFT JOIN queue_skips s ON s.item_id = q.id AND s.annotator = :annotator
@@ -41,13 +41,13 @@ def upsert_item(conn: sqlite3.Connection, input_id: int, batch: str | None, pred
     """Add the input to the queue (a second import only refreshes a given prediction); return item id."""
     conn.execute(
         """INSERT INTO queue_items (input_id, batch, model_entity, model_candidates, profile,
-               mapper_version, has_prediction, margin, created_at)
+               mapper_version, has_prediction, margin, model_extra, created_at)
            VALUES (:input_id, :batch, :model_entity, :model_candidates, :profile, :mapper_version,
-                   :has_prediction, :margin, :now)
+                   :has_prediction, :margin, :model_extra, :now)
            ON CONFLICT (input_id) DO UPDATE SET
                model_entity = excluded.model_entity, model_candidates = excluded.model_candidates,
                profile = excluded.profile, mapper_version = excluded.mapper_version,
-               has_prediction = 1, margin = excluded.margin
+               has_prediction = 1, margin = excluded.margin, model_extra = excluded.model_extra
            WHERE excluded.has_prediction = 1""",
         {"input_id": input_id, "batch": batch, "now": now, **prediction},
     )
@@ -91,7 +91,7 @@ def item(conn: sqlite3.Connection, item_id: int) -> dict[str, Any]:
     row = one(
         conn,
         """SELECT q.id AS item_id, q.input_id, q.batch, q.model_entity, q.model_candidates, q.profile,
-                  q.mapper_version, q.has_prediction, q.margin, i.text, i.mention, i.mention_start,
+                  q.mapper_version, q.has_prediction, q.margin, q.model_extra, i.text, i.mention, i.mention_start,
                   i.mention_end, i.image_path, i.image_sha256, NULL AS skipped_at
            FROM queue_items q JOIN inputs i ON i.id = q.input_id WHERE q.id = ?""",
         (item_id,),

@@ -94,7 +94,13 @@ CREATE VIEW current_decisions_with_input AS
     FROM current_decisions d JOIN inputs i ON i.id = d.input_id;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+# what Review shows of an item besides its candidates: the explanation in words, how the picture took part, the
+# demonstrations and timings (JSON of the rest of `Prediction.to_dict()`; NULL for items queued before)
+_V3 = """
+ALTER TABLE queue_items ADD COLUMN model_extra TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

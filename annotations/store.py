@@ -50,6 +50,8 @@ from .validation import (
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# what a queue item keeps of its prediction besides entity, candidates, profile and mapper (Review shows them)
+EXTRA = ("why", "image", "demonstrations", "timings", "precision", "source", "corrected_by")
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -413,6 +415,7 @@ class Store:
             "mapper_version": pred.get("mapper"),
             "has_prediction": int(given is not None),
             "margin": margin_of(cands),
+            "model_extra": to_json({k: pred[k] for k in EXTRA if k in pred}) if pred else None,
         }
 
     def next_item(self, annotator: str) -> dict[str, Any] | None:
@@ -434,9 +437,10 @@ class Store:
     def _public_item(self, row: dict[str, Any]) -> dict[str, Any]:
         pred = None
         if row.pop("has_prediction"):
-            pred = {"entity": row["model_entity"], "candidates": from_json(row["model_candidates"]),
-                    "profile": row["profile"], "mapper": row["mapper_version"]}
-        for key in ("model_entity", "model_candidates", "profile", "mapper_version"):
+            pred = {**(from_json(row["model_extra"]) or {}), "entity": row["model_entity"],
+                    "candidates": from_json(row["model_candidates"]), "profile": row["profile"],
+                    "mapper": row["mapper_version"]}
+        for key in ("model_entity", "model_candidates", "profile", "mapper_version", "model_extra"):
             row.pop(key)
         row["skipped"] = row.pop("skipped_at") is not None
         row["image"] = self.image_abspath(row["image_path"])

@@ -227,16 +227,19 @@ def _review_tab(studio: Studio, annotator: gr.Textbox, tab: gr.Tab) -> None:
             caption = gr.HTML(elem_id="review-caption")
             card = gr.HTML(elem_id="review-card")
         with gr.Column(scale=6):
+            meta = gr.HTML(elem_id="review-meta")
             controls = Controls("review")
             with gr.Row():
                 skip = gr.Button("Skip", size="sm", elem_id="review-skip")
                 undo = gr.Button("Undo my last decision", size="sm", elem_id="review-undo")
+    with gr.Accordion("Demonstrations placed in the prompt (most similar first)", open=False):
+        demos = gr.HTML(elem_id="review-demos")
     view_outputs = [item, image, caption, card, controls.choice, controls.bars, progress, controls.status,
-                    controls.comment]
+                    controls.comment, meta, demos]
 
     def show(v: ItemView) -> tuple:
         return (v.item, v.image, v.caption, v.card, gr.update(choices=v.choices, value=v.selected), v.bars,
-                v.progress, render.status_html(v.message), "")
+                v.progress, render.status_html(v.message), "", v.meta, v.demos)
 
     def on_show(name: str, request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:
         return show(studio.next_item(name, _login(request, profile)))

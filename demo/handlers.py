@@ -143,6 +143,8 @@ class ItemView:
     selected: str | None
     progress: str
     message: str
+    meta: str = ""  # why the answer, and how the picture took part (as on the Link tab)
+    demos: str = ""  # the demonstrations placed in the prompt
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ class Studio:
         query = {"text": caption, "mention": mention, "image": upload_path(image)[0], "prediction": pred}
         return LinkView(query=query, card=self._card(pred["entity"]),
                         bars=render.candidate_bars(pred["candidates"], pred["entity"], self.config.candidates_shown,
-                                                   self.linker.config.image.weight),
+                                                   (pred.get("why") or {}).get("picture_unknown", ())),
                         demos=render.demonstrations_html(pred["demonstrations"], self.config.thumbnails),
                         meta=render.meta_html(pred), choices=self._choices(pred["candidates"]),
                         selected=pred["entity"])
@@ -298,9 +300,10 @@ class Studio:
         return ItemView(item=item, image=item.get("image"), caption=render.mention_html(item["text"], item["mention"]),
                         card=self._card(pred.get("entity")) if pred else "",
                         bars=render.candidate_bars(cands, pred.get("entity"), self.config.candidates_shown,
-                                                   self.linker.config.image.weight),
+                                                   (pred.get("why") or {}).get("picture_unknown", ())),
                         choices=self._choices(cands), selected=pred.get("entity"), progress=progress,
-                        message=message)
+                        message=message, meta=render.meta_html(pred) if pred else "",
+                        demos=render.demonstrations_html(pred.get("demonstrations") or [], self.config.thumbnails))
 
     @user_facing("Could not load the queue")
     def next_item(self, annotator: str | None, login: str | None = None, message: str = "") -> ItemView:
@@ -370,8 +373,14 @@ class Studio:
 
 
 def _saved(cid: int, annotator: str, decision: str, entity: str | None) -> str:
+    """The status after a save: what was stored, and what it does from now on (and how to take it back)."""
     label = render.DECISION_LABELS[decision]
-    return f"Saved #{cid}: {annotator} → {entity} ({label})." if entity else f"Saved #{cid}: {annotator} → {label}."
+    said = f"Saved #{cid}: {annotator} → {entity} ({label})." if entity else f"Saved #{cid}: {annotator} → {label}."
+    if decision == "more_context":
+        return said
+    answer = entity or "not in the KB"
+    return (f"{said} From now on this caption, mention and picture answer {answer}, and it is a labelled example "
+            "for similar ones; “Undo my last decision” takes it back.")
 
 
 def _stamp() -> str:

@@ -87,70 +87,93 @@ def _fraction(value: float, low: float, high: float) -> float:
 
 
 def candidate_bars(candidates: Sequence[Mapping[str, Any]], chosen: str | None, limit: int = 9,
-                   image_weight: float = 0.0) -> str:
-    """One row per candidate: shortcut digit, name, description, a bar of the fused score (scaled between the
-    lowest and highest shown) and the numbers: fused score = w_llm·llm_logprob + w_ret·retrieval_sim
-    + w_img·image_score; "img" is the picture's share of it (``image_weight`` · image_score, "–" when the
-    candidate has no image score: no picture, no image scorer, or the scorer abstained)."""
+                   picture_unknown: Sequence[str] = ()) -> str:
+    """One row per candidate: shortcut digit, name, description, a bar (the learned ranker's probability, or the
+    fused score scaled between the lowest and highest shown) and the parts of its score, which add up to it
+    (``contributions``: the largest three under the ranker). ``picture_unknown``: candidates the picture scorer
+    has never seen, marked so their low picture score is not read as evidence."""
     shown = list(candidates)[:limit]
     if not shown:
         return '<div class="gemel-empty">No candidates.</div>'
+    unknown = set(picture_unknown)
+    note = ('<div class="gemel-legend">“picture unknown”: the picture scorer has never seen this entity, so the '
+            "picture cannot speak for it</div>" if unknown & {c.get("name") for c in shown} else "")
     if all(isinstance(c.get("probability"), (int, float)) for c in shown):  # the learned ranker decided
-        rows = [_ranked_row(i, c, c.get("name") == chosen) for i, c in enumerate(shown, 1)]
-        legend = ('<div class="gemel-legend">bar: the ranker\'s probability · why: the features that add most '
-                  "to its score (and take most from it)</div>")
-        return '<div class="gemel-cands">' + "".join(rows) + legend + "</div>"
+        rows = [_ranked_row(i, c, c.get("name") == chosen, c.get("name") in unknown) for i, c in enumerate(shown, 1)]
+        legend = ('<div class="gemel-legend">bar: the ranker\'s probability · the parts that add most to its '
+                  "score (and take most from it)</div>")
+        return '<div class="gemel-cands">' + "".join(rows) + legend + note + "</div>"
     scores = [float(c.get("score", 0.0)) for c in shown]
     low, high = min(scores), max(scores)
-    rows = [_candidate_row(i, c, _fraction(s, low, high), c.get("name") == chosen, image_weight)
+    rows = [_candidate_row(i, c, _fraction(s, low, high), c.get("name") == chosen, c.get("name") in unknown)
             for i, (c, s) in enumerate(zip(shown, scores), 1)]
-    legend = ('<div class="gemel-legend">bar: fused score (scaled to the shown range) · '
-              "llm: log-probability of the name (decode.length_penalty) · ret: retrieval similarity · "
-              "img: the picture's share (image.weight × image score)"
-              + (" · prior: the sense's prior under the bare mention, taken out (image.remove_sense_prior)"
-                 if any(_prior(c) for c in shown) else "") + "</div>")
-    return '<div class="gemel-cands">' + "".join(rows) + legend + "</div>"
+    legend = ('<div class="gemel-legend">bar: the score, scaled to the shown range · it is the sum of its parts: '
+              "the language model's log-probability of the name, how well the description matches the caption, "
+              "and the picture where it took part</div>")
+    return '<div class="gemel-cands">' + "".join(rows) + legend + note + "</div>"
 
 
-def _number(c: Mapping[str, Any], key: str) -> str:
-    v = c.get(key)
-    return f"{float(v):.3f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "–"
+def _parts(c: Mapping[str, Any], top: int | None = None) -> str:
+    """The candidate's score parts in words, largest first (``top`` of them), e.g. "language model -3.90"."""
+    from gemel.rank.reasons import LABELS
+
+    items = [(k, float(v)) for k, v in (c.get("contributions") or {}).items() if abs(float(v)) > 5e-4]
+    items.sort(key=lambda kv: -abs(kv[1]))
+    return " · ".join(f"{esc(LABELS.get(k, k))} {v:+.2f}" for k, v in items[:top]) or "–"
 
 
-def _image_share(c: Mapping[str, Any], weight: float) -> str:
-    v = c.get("image_score")
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-    return f"{weight * float(v):+.3f}" if ok else "–"
-
-
-def _prior(c: Mapping[str, Any]) -> str:
-    """The sense prior taken out of the llm part (image.remove_sense_prior), or nothing."""
-    v = c.get("sense_prior")
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-    return f" · prior {-float(v):+.3f}" if ok else ""
-
-
-def _candidate_row(rank: int, c: Mapping[str, Any], fraction: float, chosen: bool, image_weight: float = 0.0) -> str:
+def _head(rank: int, c: Mapping[str, Any], chosen: bool, unknown: bool) -> str:
     mark = " gemel-chosen" if chosen else ""
     desc = f' <span class="gemel-desc">— {esc(c.get("description"))}</span>' if c.get("description") else ""
+    flag = ' <span class="gemel-unknown">picture unknown</span>' if unknown else ""
     return (f'<div class="gemel-cand{mark}"><div class="gemel-cand-head"><kbd>{rank}</kbd> '
-            f'<b>{esc(c.get("name"))}</b>{desc}</div>'
-            f'<div class="gemel-bar-track"><div class="gemel-bar" style="width:{100 * fraction:.1f}%"></div></div>'
-            f'<div class="gemel-nums">score {_number(c, "score")} · llm {_number(c, "llm_logprob")}'
-            f' · ret {_number(c, "retrieval_sim")} · img {_image_share(c, image_weight)}{_prior(c)}</div></div>')
+            f'<b>{esc(c.get("name"))}</b>{flag}{desc}</div>')
 
 
-def _ranked_row(rank: int, c: Mapping[str, Any], chosen: bool, top: int = 3) -> str:
+def _candidate_row(rank: int, c: Mapping[str, Any], fraction: float, chosen: bool, unknown: bool = False) -> str:
+    score = c.get("score")
+    total = f"{float(score):.2f}" if isinstance(score, (int, float)) else "–"
+    return (_head(rank, c, chosen, unknown)
+            + f'<div class="gemel-bar-track"><div class="gemel-bar" style="width:{100 * fraction:.1f}%"></div></div>'
+            f'<div class="gemel-nums">score {total} = {_parts(c)}</div></div>')
+
+
+def _ranked_row(rank: int, c: Mapping[str, Any], chosen: bool, unknown: bool = False, top: int = 3) -> str:
     """A candidate under the learned ranker: its probability as the bar, and its largest contributions."""
-    mark = " gemel-chosen" if chosen else ""
-    desc = f' <span class="gemel-desc">— {esc(c.get("description"))}</span>' if c.get("description") else ""
-    parts = sorted((c.get("contributions") or {}).items(), key=lambda kv: -abs(kv[1]))[:top]
-    why = ", ".join(f"{esc(name)} {value:+.2f}" for name, value in parts) or "–"
     p = float(c["probability"])
-    return (f'<div class="gemel-cand{mark}"><div class="gemel-cand-head"><kbd>{rank}</kbd> '
-            f'<b>{esc(c.get("name"))}</b>{desc}</div>'
-            f'<div class="gemel-bar-track"><div class="gemel-bar" style="width:{100 * p:.1f}%"></div></div>'
-            f'<div class="gemel-nums">p {p:.3f} · why: {why}</div></div>')
+    return (_head(rank, c, chosen, unknown)
+            + f'<div class="gemel-bar-track"><div class="gemel-bar" style="width:{100 * p:.1f}%"></div></div>'
+            f'<div class="gemel-nums">p {p:.3f} · {_parts(c, top)}</div></div>')
+
+
+def why_html(prediction: Mapping[str, Any]) -> str:
+    """Why the model answered what it did, in words (``prediction["why"]``, `gemel.rank.reasons`), with the
+    numbers one click away; an answer from memory says so first, and that the reasons are the model's own."""
+    from gemel.rank.reasons import LABELS
+
+    why = prediction.get("why") or {}
+    if not why.get("sentence"):
+        return ""
+    memory = ""
+    if prediction.get("source") == "correction":
+        who = esc(prediction.get("corrected_by") or "an annotator")
+        memory = (f'<div class="gemel-memory">✔ <b>answered from memory</b>: {who} decided this exact item '
+                  f"(caption, mention and picture) as <b>{esc(prediction.get('entity') or 'not in the KB')}</b>. "
+                  "Below: the model's own answer and ranking, without that memory.</div>")
+    reasons = "".join(f"<li>{esc(r['text'])}</li>" for r in why.get("reasons", []))
+    against = "".join(f"<li>{esc(r['text'])}</li>" for r in why.get("against", []))
+    parts = sorted((why.get("parts") or {}).items(), key=lambda kv: -abs(kv[1]))
+    rows = "".join(f"<tr><td>{esc(LABELS.get(k, k))}</td><td>{v:+.3f}</td></tr>" for k, v in parts if abs(v) > 5e-4)
+    answer, runner = why.get("answer"), why.get("runner_up")
+    head = (f"<b>{esc(answer)}</b> over <b>{esc(runner)}</b>" if answer and runner else esc(why["sentence"]))
+    body = (f"<div>because</div><ul>{reasons or '<li>nothing stands out</li>'}</ul>"
+            + (f"<div>{esc(runner)} had</div><ul>{against}</ul>" if against else "") if answer and runner else "")
+    unknown = why.get("picture_unknown") or []
+    note = (f'<div class="gemel-legend">The picture took part only among what its scorer knows; it has never seen '
+            f"{esc(', '.join(unknown[:3]))}{' and others' if len(unknown) > 3 else ''}.</div>" if unknown else "")
+    numbers = (f'<details><summary>the numbers</summary><table class="gemel-table">{rows}<tr><td><b>lead</b></td>'
+               f"<td><b>{float(why.get('gap', 0.0)):+.3f}</b></td></tr></table></details>" if rows else "")
+    return memory + f'<div class="gemel-why">{head}{body}{note}{numbers}</div>'
 
 
 def demonstrations_html(demos: Sequence[Mapping[str, Any]], thumbs: bool = True) -> str:
@@ -201,19 +224,14 @@ def thumbnail_uri(path: str, size: int = 160) -> str | None:
 
 
 def meta_html(prediction: Mapping[str, Any]) -> str:
-    """Profile, mapper version, the LLM's precision, time taken and how the image score took part ("on", or
-    "off" and why) of a prediction; a remembered correction says whose it is."""
+    """Why the answer (:func:`why_html`, which also says when it came from memory), then the profile, mapper
+    version, the LLM's precision, time taken and how the picture took part."""
     total = prediction.get("timings", {}).get("total")
     took = f"{float(total):.2f} s" if isinstance(total, (int, float)) else "–"
     precision = f' · <b>{esc(prediction["precision"])}</b>' if prediction.get("precision") else ""
-    memory = ""
-    if prediction.get("source") == "correction":
-        who = esc(prediction.get("corrected_by") or "an annotator")
-        memory = (f'<div class="gemel-memory">✔ <b>your correction</b>: {who} decided this exact item (caption, '
-                  'mention and picture); the model\'s own ranking is below.</div>')
-    image = f' · image score <b>{esc(prediction["image"])}</b>' if prediction.get("image") else ""
-    return (memory + f'<div class="gemel-meta">profile <b>{esc(prediction.get("profile"))}</b> · mapper '
-            f'<b>{esc(prediction.get("mapper"))}</b>{precision} · took <b>{took}</b>{image}</div>')
+    image = f' · the picture: <b>{esc(prediction["image"])}</b>' if prediction.get("image") else ""
+    return (why_html(prediction) + f'<div class="gemel-meta">profile <b>{esc(prediction.get("profile"))}</b> · '
+            f'mapper <b>{esc(prediction.get("mapper"))}</b>{precision} · took <b>{took}</b>{image}</div>')
 
 
 def progress_html(progress: Mapping[str, int]) -> str:
@@ -269,6 +287,10 @@ CSS = """
 .gemel-desc,.gemel-nums,.gemel-legend,.gemel-empty{color:var(--body-text-color-subdued);font-size:.88em}
 .gemel-bar-track{background:var(--background-fill-secondary);border-radius:4px;height:10px;margin:3px 0}
 .gemel-bar{background:var(--color-accent);border-radius:4px;height:10px}
+.gemel-unknown{font-size:.78em;border:1px dashed var(--border-color-primary);border-radius:4px;padding:0 4px;
+  color:var(--body-text-color-subdued)}
+.gemel-why{border-left:3px solid var(--color-accent);padding:4px 10px;margin-bottom:6px}
+.gemel-why ul{margin:2px 0 4px 18px}
 .gemel-memory{background:#ecfdf5;border:1px solid #10b981;border-radius:6px;padding:6px 10px;margin-bottom:6px}
 .gemel-demos{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px}
 .gemel-demo{border:1px solid var(--border-color-primary);border-radius:8px;padding:6px;font-size:.9em}

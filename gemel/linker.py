@@ -57,6 +57,7 @@ from gemel.models.embedder import TextEmbedder, mention_in_context
 from gemel.models.llm import LanguageModel
 from gemel.models.mapper import FeatureMapper
 from gemel.rank.decisions import nearest_decisions, nearest_picture_entities, picture_similarities
+from gemel.rank.reasons import explain
 from gemel.rank.features import NAMES as FEATURE_NAMES
 from gemel.rank.features import Evidence, candidate_features
 from gemel.sources import resolve
@@ -390,7 +391,8 @@ class Linker:
         t4 = time.perf_counter()
         timings = {**qp.timings, "prefill": t2 - t1, "decode": t3 - t2, "sense_prior": t_prior,
                    "rank": t4 - t3 - t_prior, "total": t4 - t0}
-        return Prediction(entity=decided.entity if decided else entity, candidates=ranked,
+        why = explain([c.to_dict() for c in ranked], entity).to_dict()  # the model's own answer, not memory's
+        return Prediction(entity=decided.entity if decided else entity, candidates=ranked, why=why,
                           demonstrations=[_demo(r) for r in qp.demonstrations], profile=self.config.name,
                           mapper=self.mapper_version, precision=self.lm.dtype_name, timings=timings,
                           prompt_tokens=pre.length, source="correction" if decided else "model",
@@ -539,7 +541,10 @@ class Linker:
             e = self.kb.entities[i]
             img = float(image_scores[i]) if use else None
             score = text_score + (w_img * img if img is not None else 0.0)
-            out.append(Candidate(e.title, score, llm, sim, e.description, image_score=img, sense_prior=prior.get(i)))
+            terms = {"llm": d.w_llm * llm, "prior": -d.w_llm * prior.get(i, 0.0), "retrieval": d.w_ret * sim,
+                     "image": w_img * img if img is not None else 0.0}
+            out.append(Candidate(e.title, score, llm, sim, e.description, image_score=img, sense_prior=prior.get(i),
+                                 contributions=terms))
         return sorted(out, key=lambda c: c.score, reverse=True)
 
 
@@ -550,12 +555,12 @@ def image_use(qp: QueryPrompt, ranked: Sequence[Candidate], weight: float) -> st
     if all(c.image_score is None for c in ranked):
         return "off: the text decided (its best candidates are far apart, or the mention names one)"
     if weight == 0:
-        return "shown, not used (image.weight 0)"
+        return "shown, not used (the picture's weight is 0 in this profile)"
     senses = "" if all(c.image_score is not None for c in ranked) else ", among the senses the mention names"
     if any(c.sense_prior is not None for c in ranked):
-        senses += " (the senses' prior under the bare mention removed)"
+        senses += " (the word's usual sense set aside)"
     memory = "; " + qp.image_note[4:] if qp.image_note.startswith("on: ") else ""
-    return f"on: image.weight {weight:g} x the image score{senses}{memory}"
+    return f"on: how much the picture looks like each candidate counts{senses}{memory}"
 
 
 def learned_image_use(image: ImageInput, x: np.ndarray) -> str:

@@ -50,7 +50,8 @@ class Candidate:
     # llm_logprob in the fused score (None = not calibrated; gemel/image/sense_prior.py)
     features: dict[str, float] | None = None  # the ranker's features of this candidate (gemel/rank/features.py)
     probability: float | None = None  # the ranker's probability among the mention's candidates (None: no ranker)
-    contributions: dict[str, float] | None = None  # what each feature adds to the ranker's score (w_j x z_j)
+    contributions: dict[str, float] | None = None  # what each part adds to the score: the ranker's w_j x z_j per
+    # feature, or the fused score's terms ("llm", "prior", "retrieval", "image"); they add up to ``score``
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +95,8 @@ class Prediction:
     corrected_by: str | None = None  # with source "correction": the annotator whose decision it is
     precision: str = ""  # the LLM's precision (float32, bfloat16, float16, int8); "" = not recorded
     image: str = ""  # how the image score took part: "on: ...", "off: <why>", "" (no image scorer or no picture)
+    why: dict[str, Any] = field(default_factory=dict)  # the model's answer explained in words
+    # (gemel.rank.reasons.Explanation.to_dict: "sentence", "reasons", "against", "picture_unknown", "parts")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,4 +111,5 @@ class Prediction:
             "prompt_tokens": self.prompt_tokens,
             "source": self.source,
             "corrected_by": self.corrected_by,
+            "why": dict(self.why),
         }

@@ -55,6 +55,16 @@ def test_item_carries_its_prediction_and_margin(queued):
     assert it["text"][it["mention_start"]:it["mention_end"]] == "unsure"
 
 
+def test_an_item_keeps_what_review_shows_of_its_prediction(store):
+    extra = {"why": {"sentence": "E0 over E1: the caption names it exactly (+1.00)."}, "image": "off: a photo",
+             "demonstrations": [{"text": "t", "mention": "m", "entity": "E0", "image": None, "similarity": 0.5}]}
+    store.enqueue([item("explained", {**pred(0.0, -1.0), **extra, "elsewhere": "not kept"}), item("bare", pred(0.0))])
+    first = store.next_item("alice")
+    assert {k: first["prediction"][k] for k in extra} == extra and "elsewhere" not in first["prediction"]
+    store.skip("alice")
+    assert set(store.next_item("alice")["prediction"]) == {"entity", "candidates", "profile", "mapper"}
+
+
 def test_cursor_is_stable_until_the_annotator_acts(queued):
     first = queued.next_item("alice")
     queued.enqueue([item("urgent", pred(0.0, -0.001))])  # more uncertain than the current item

@@ -191,7 +191,7 @@ def test_link_text_output_is_readable(profile_toml, capsys):
                  "--top", "2"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("entity: ")
-    assert "profile: tiny" in out and "candidates (fused score" in out
+    assert "profile: tiny" in out and "candidates (score = the sum of its parts" in out and "\nwhy: " in out
     ranked = [line for line in out.splitlines() if line.startswith(("  1. ", "  2. ", "  3. "))]
     assert len(ranked) == 2
 

@@ -102,8 +102,9 @@ def test_link_view_shows_the_prediction(studio, photo):
     assert v.selected == pred["entity"] and pred["entity"] in names
     assert [value for _, value in v.choices] == names[: studio.config.candidates_shown]
     assert all(label.startswith(f"{i}. ") for i, (label, _) in enumerate(v.choices, 1))
-    assert all(name in v.bars for name in names[:3]) and "llm" in v.bars
+    assert all(name in v.bars for name in names[:3]) and "language model" in v.bars
     assert "tiny" in v.meta and "untrained" in v.meta and " s</b>" in v.meta
+    assert 'class="gemel-why"' in v.meta and "because" in v.meta and "the numbers" in v.meta  # why, in words
     assert pred["demonstrations"] and all(d["mention"] in v.demos for d in pred["demonstrations"])
     assert v.query["text"] == CAPTION and v.query["image"] == photo
 
@@ -284,9 +285,12 @@ def test_review_queue_round_trip(studio, store, linker, photo, tmp_path):
     assert first.item is not None and "<b>3</b> left" in first.progress
     assert first.choices and first.selected == first.item["prediction"]["entity"]
     assert "<mark" in first.caption
+    assert 'class="gemel-why"' in first.meta and "because" in first.meta  # Review = Link's why
+    assert all(d["mention"] in first.demos for d in first.item["prediction"]["demonstrations"])
 
     nxt = studio.decide_item(first.item, "alice", "save", first.choices[-1][1])
     assert "Saved #" in nxt.message and nxt.item["item_id"] != first.item["item_id"]
+    assert f"From now on this caption, mention and picture answer {first.choices[-1][1]}" in nxt.message
     assert nxt.item["margin"] >= first.item["margin"]  # least certain (smallest margin) first
     skipped = studio.skip("alice", nxt.item)
     assert skipped.item["item_id"] != nxt.item["item_id"] and "Skipped" in skipped.message
@@ -364,7 +368,8 @@ def test_a_corrected_item_comes_back_corrected_after_a_restart(tiny_linker, tmp_
     restarted = Studio(tiny_linker.replace(pool=[]), Store.open(db), AppConfig(work_dir=str(tmp_path / "b")))
     restarted.load_corrections()
     again = restarted.link(photo, CAPTION, "Hopper")
-    assert again.selected == other and "your correction" in again.meta and "alice" in again.meta
+    assert again.selected == other and "answered from memory" in again.meta and "alice" in again.meta
+    assert "the model's own answer and ranking, without that memory" in again.meta
     api = restarted.api_link(photo, CAPTION, "Hopper")
     assert (api["entity"], api["source"], api["corrected_by"]) == (other, "correction", "alice")
     restarted.store.close()

@@ -84,33 +84,21 @@ def test_bars_are_ordered_like_the_scores(scores):
     assert html.count("<kbd>") == len(scores)
 
 
-def test_bars_show_every_score_part():
-    html = render.candidate_bars([{"name": "A", "score": -1.5, "llm_logprob": -2.25, "retrieval_sim": 0.375}], "A")
-    assert "score -1.500" in html and "llm -2.250" in html and "ret 0.375" in html and "gemel-chosen" in html
+def test_bars_show_the_score_as_the_sum_of_its_parts_in_words():
+    html = render.candidate_bars([{"name": "A", "score": -1.5, "llm_logprob": -2.25, "retrieval_sim": 0.375,
+                                   "contributions": {"llm": -2.25, "retrieval": 0.75, "prior": 0.0}}], "A")
+    assert "score -1.50 = language model -2.25 · description match +0.75" in html and "gemel-chosen" in html
+    assert "usual sense" not in html  # a part that adds nothing is not shown
     assert "No candidates" in render.candidate_bars([], None)
 
 
-def test_bars_show_the_pictures_share_or_a_dash():
-    cands = [{"name": "A", "score": 1.0, "llm_logprob": -1.0, "retrieval_sim": 0.5, "image_score": 1.5},
-             {"name": "B", "score": 0.5, "llm_logprob": -1.0, "retrieval_sim": 0.5, "image_score": None},
-             {"name": "C", "score": 0.2, "llm_logprob": -1.0, "retrieval_sim": 0.5}]
-    html = render.candidate_bars(cands, "A", image_weight=0.5)
-    shares = re.findall(r"img ([^<]+)</div>", html)
-    assert shares == ["+0.750", "–", "–"]
-    assert "image.weight × image score" in html
-    assert re.findall(r"img ([^<]+)</div>", render.candidate_bars(cands[:1], "A", image_weight=2.0)) == ["+3.000"]
-    assert "prior" not in html
-
-
-def test_bars_show_the_sense_prior_taken_out():
-    cands = [{"name": "Nut (hardware)", "score": 9.0, "llm_logprob": -17.0, "retrieval_sim": 0.5, "image_score": 5.8,
-              "sense_prior": -5.0},
-             {"name": "Nut (fruit)", "score": 8.0, "llm_logprob": -7.0, "retrieval_sim": 0.5, "image_score": 3.8,
-              "sense_prior": 5.0},
-             {"name": "Apple", "score": -9.0, "llm_logprob": -9.0, "retrieval_sim": 0.5}]
-    html = render.candidate_bars(cands, "Nut (hardware)", image_weight=4.0)
-    assert re.findall(r"img ([^<]+)</div>", html) == ["+23.200 · prior +5.000", "+15.200 · prior -5.000", "–"]
-    assert "prior: the sense's prior under the bare mention" in html
+def test_bars_mark_candidates_the_picture_scorer_never_saw():
+    cands = [{"name": "Jaguar", "score": 1.0, "contributions": {"image": 2.0}},
+             {"name": "Jaguar Cars", "score": 0.5, "contributions": {"image": -1.0}}]
+    html = render.candidate_bars(cands, "Jaguar", picture_unknown=["Jaguar Cars"])
+    assert html.count("picture unknown</span>") == 1 and html.index("picture unknown") > html.index("Jaguar Cars")
+    assert "never seen this entity" in html
+    assert "picture unknown" not in render.candidate_bars(cands, "Jaguar")
 
 
 def test_demonstrations_with_and_without_photos(tmp_path):
@@ -168,5 +156,5 @@ def test_ranker_candidates_show_probability_and_their_largest_contributions():
              {"name": "Tokyo", "score": 0.6, "probability": 0.2, "llm_logprob": -2.0, "retrieval_sim": 0.6,
               "contributions": {"name_exact": -0.5, "llm_sum": 0.9, "image_top": 0.2}}]
     html = candidate_bars(cands, "Japan")
-    assert "p 0.800" in html and "name_exact +1.50, llm_sum +0.40, image_top -0.10" in html
-    assert "width:80.0%" in html and "fused score" not in html
+    assert "p 0.800 · named exactly +1.50 · language model +0.40 · picture&#x27;s best match -0.10" in html
+    assert "width:80.0%" in html and "name_exact" not in html

@@ -100,7 +100,7 @@ def test_the_same_caption_with_different_flags_links_to_different_countries(rule
     for country, pred in answers.items():
         top = pred.candidates[0]
         assert top.name == country and top.image_score is not None and top.image_score > 3.0
-        assert pred.image.startswith("on: image.weight")
+        assert pred.image.startswith("on: how much the picture looks like")
 
 
 def test_a_photo_gets_no_image_share_and_a_named_mention_is_not_overruled(rule):
@@ -141,7 +141,7 @@ def test_the_name_s_prior_is_removed_before_the_picture_picks_the_sense(rule):
     assert abs((fruit.llm_logprob - hardware.llm_logprob) - name_prefers_fruit) < 3  # ... as much as the caption
     assert by["Brazil nut"].sense_prior is not None
     assert sum(c.sense_prior for c in nut.candidates if c.sense_prior is not None) == pytest.approx(0, abs=1e-6)
-    assert nut.image.endswith("(the senses' prior under the bare mention removed)")
+    assert nut.image.endswith("(the word's usual sense set aside)")
     plain = rule.replace(config=rule.config.replace(image={"remove_sense_prior": 0.0}))
     before = {c.name: c.score for c in plain.link(_hex_nut(), caption, mention).candidates}
     assert all(c.sense_prior is None for c in plain.link(_hex_nut(), caption, mention).candidates)

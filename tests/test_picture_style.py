@@ -233,7 +233,8 @@ def test_the_linker_scores_only_the_senses_with_the_picture(tiny_linker, scorer_
     assert {c.name: c.image_score for c in ranked} == {"Mercury (element)": 1.0, "Mercury (planet)": 0.0,
                                                        "Apple": None}
     qp = SimpleNamespace(image_scores=scores, image_note="")
-    assert image_use(qp, ranked, 100.0) == "on: image.weight 100 x the image score, among the senses the mention names"
+    assert image_use(qp, ranked, 100.0) == ("on: how much the picture looks like each candidate counts, among the "
+                                            "senses the mention names")
     assert on.rank(hyps, query, scores, mention="the planet")[0].name == "Mercury (planet)"  # no name: margin gate
 
 
@@ -243,13 +244,13 @@ def test_every_answer_says_how_the_image_score_took_part(tiny_linker, scorer_fil
 
     drawing, photo = _saved_pictures(tmp_path)
     linker = _gated(tiny_linker, scorer_file, weight=2.0, candidates=2)
-    assert linker.link(drawing, TEXT, MENTION).image == "on: image.weight 2 x the image score"
+    assert linker.link(drawing, TEXT, MENTION).image == "on: how much the picture looks like each candidate counts"
     off = linker.link(photo, TEXT, MENTION)
-    assert off.image.startswith("off: a photo, not a drawing (flatness 0.0") and off.image.endswith("< 0.5)")
+    assert off.image == "off: a photo, and the picture scorer is trusted on drawings only"
     decided = linker.replace(config=linker.config.replace(image={"max_text_margin": 1e-9}))
     assert decided.link(drawing, TEXT, MENTION).image.startswith("off: the text decided")
     assert linker.link(None, TEXT, MENTION).image == "" and tiny_linker.link(drawing, TEXT, MENTION).image == ""
     assert off.to_dict()["image"] == off.image
-    assert "image score <b>off: a photo" in meta_html(off.to_dict())
-    assert "image score: off: a photo" in format_prediction(off)
+    assert "the picture: <b>off: a photo" in meta_html(off.to_dict())
+    assert "the picture: off: a photo" in format_prediction(off)
     assert "&lt;script&gt;" in meta_html({"profile": "p", "mapper": "m", "image": "<script>"})

@@ -83,8 +83,7 @@ def test_rank_subtracts_the_prior_and_shows_it(tiny_linker, scorer_file):  # noq
     assert by["Mercury (planet)"].score == pytest.approx(plain[[c.name for c in plain].index("Mercury (planet)")]
                                                          .score - 10.0)
     qp = SimpleNamespace(image_scores=scores, image_note="")
-    assert image_use(qp, ranked, 4.0).endswith("among the senses the mention names (the senses' prior under the "
-                                               "bare mention removed)")
+    assert image_use(qp, ranked, 4.0).endswith("among the senses the mention names (the word's usual sense set aside)")
 
 
 def test_the_prior_is_measured_once_and_only_where_it_applies(tiny_linker, scorer_file, monkeypatch):  # noqa: F811

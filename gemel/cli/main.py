@@ -134,12 +134,14 @@ def format_prediction(pred, top: int = 5) -> str:
         first = f"entity: {pred.entity if pred.entity is not None else 'NIL (below the threshold)'}"
     lines = [first,
              f"profile: {pred.profile}   mapper: {pred.mapper}   time: {pred.timings.get('total', 0):.2f} s"
-             + (f"   image score: {pred.image}" if pred.image else ""),
-             "candidates (fused score = w_llm * llm + w_ret * sim; llm = log-probability of the name's tokens"
-             " / tokens ** decode.length_penalty):"]
+             + (f"   the picture: {pred.image}" if pred.image else "")]
+    if pred.why.get("sentence"):
+        lines.append(f"why{' the model' if pred.source == 'correction' else ''}: {pred.why['sentence']}")
+    lines.append("candidates (score = the sum of its parts; llm: log-probability of the name, sim: retrieval "
+                 "similarity):")
     for i, c in enumerate(pred.candidates[:top], 1):
-        img = f", image {c.image_score:+.3f}" if c.image_score is not None else ""  # + image.weight * it
-        img += f", sense prior {c.sense_prior:+.3f}" if c.sense_prior is not None else ""  # - w_llm * it
+        img = f", image {c.image_score:+.3f}" if c.image_score is not None else ""
+        img += f", sense prior {c.sense_prior:+.3f}" if c.sense_prior is not None else ""
         lines.append(f"  {i}. {c.name:<40} {c.score:8.3f}  (llm {c.llm_logprob:7.3f}, sim {c.retrieval_sim:.3f}{img})"
                      f"  {c.description}")
     lines.append(f"demonstrations ({len(pred.demonstrations)}, most similar last):")

@@ -136,10 +136,10 @@ def gated_image_scores(scorer: ImageEntityScorer, feature: Any, image: ImageInpu
         needed = image is not None and (scorer.exemplars is not None or min_flatness > 0)
         facts = PictureFacts.of(scorer, image) if needed else PictureFacts(0.0, None)
     if min_flatness > 0 and facts.flatness < min_flatness:
-        return None, f"off: a photo, not a drawing (flatness {facts.flatness:.2f} < {min_flatness:g})"
+        return None, "off: a photo, and the picture scorer is trusted on drawings only"
     scores = scorer.score(feature, scorer.kb_vectors, scorer.kb_titles, layout=facts.layout)
     if scores.abstain or scores.confidence < min_confidence:
-        return None, f"off: the image scorer is unsure (confidence {scores.confidence:.3f})"
+        return None, f"off: the picture scorer is unsure what this shows ({100 * scores.confidence:.0f}% sure)"
     return scores.fused, "on"
 
 
