@@ -278,6 +278,23 @@ def write_batch(folder: Path, photo: str) -> list[str]:
     return [str(folder / "batch.jsonl"), str(folder / "pics" / "red.png")]
 
 
+def test_an_accepted_item_undone_from_review_no_longer_answers_the_api(studio, photo, tmp_path):
+    """An Enter pressed by mistake in Review becomes the item's answer for every later call; one Undo takes it
+    back, through the API too."""
+    studio.enqueue(write_batch(tmp_path / "up", photo))
+    shown = studio.next_item("alice")
+    it = shown.item
+    other = next(name for _, name in shown.choices if name != shown.selected)
+    decided = studio.decide_item(it, "alice", "save", other)
+    assert f"answer {other}" in decided.message
+    api = studio.api_link(it["image"], it["text"], it["mention"])
+    assert api["source"] == "correction" and api["entity"] == other
+    assert "Undid your last decision" in studio.undo_last("alice")
+    again = studio.api_link(it["image"], it["text"], it["mention"])
+    assert again["source"] == "model" and again["entity"] == shown.selected
+    assert studio.store.progress("alice")["done"] == 0  # back in the queue
+
+
 def test_review_queue_round_trip(studio, store, linker, photo, tmp_path):
     message = studio.enqueue(write_batch(tmp_path / "up", photo))
     assert message.startswith("Added 3 item(s)")
