@@ -3,7 +3,7 @@ a refit from the corrections teach the decision without turning a right answer w
 
     python bench/learning_curve.py                       # the shipped ranker, both splits (~25 min, 2 cores)
     python bench/learning_curve.py --splits test --limit 20   # a quick look
-    python bench/learning_curve.py --no-ranker           # the fused score; its refit re-trains the mapper (hours)
+    python bench/learning_curve.py --no-ranker --no-refit   # the fused score, corrections in context only
     python bench/learning_curve.py --smoke               # 6 test items, 2 folds (~2 min)
 
 Two splits, k folds each (2 by default): each fold's held-out items are linked after 0, 10, 25 and 50% of the
@@ -22,8 +22,9 @@ the fold's uncorrected other items), and the held-out items are linked again wit
 
 ``flips`` counts the held-out items right with no correction stored and wrong at some later point (any share, or
 the refit): the corrections of other items turned them wrong. Writes ``bench/out/learning_curve.json`` and
-``docs/img/learning_curve.png``. Last line: ``n0= n10= n25= n50= refit50= served50= gate= flips=`` for the test
-split, then the same keys prefixed ``rec_`` for the recurring split.
+``docs/img/learning_curve.png`` (``learning_curve_fused.*`` with ``--no-ranker``). Last line: ``n0= n10= n25=
+n50= refit50= served50= gate= flips=`` for the test split, then the same keys prefixed ``rec_`` for the recurring
+split.
 
 ``--smoke``: the first 6 test items, 2 folds, refit at 50%, no recurring split, under ``bench/out/smoke/``; the
 same last line, figures meaningless.
@@ -63,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", default="offline")
     p.add_argument("--ranker", default=str(RANKER), help="the learned ranker to start from (default: the shipped one)")
     p.add_argument("--no-ranker", action="store_true", help="the profile's fused score; its refit is the mapper's")
+    p.add_argument("--no-refit", action="store_true", help="corrections in context only (refit50=n/a)")
     p.add_argument("--splits", default="test,recurring", help="comma-separated, of test, recurring")
     p.add_argument("--folds", type=int, default=2)
     p.add_argument("--limit", type=int, help="the first N items of each split only (a quick look)")
@@ -143,8 +145,8 @@ def _answers(linker: Any, held: list[Any]) -> list[bool]:
     return [linker.link(ex.image, ex.text, ex.mention).entity == ex.entity for ex in held]
 
 
-def run_fold(linker: Any, held: list[Any], others: list[Any], curve: Curve, fold: int, out: Path) -> None:
-    """Every share of one fold (a fresh store each), and the refit at ``REFIT_AT``."""
+def run_fold(linker: Any, held: list[Any], others: list[Any], curve: Curve, fold: int, out: Path | None) -> None:
+    """Every share of one fold (a fresh store each), and the refit at ``REFIT_AT`` into ``out`` (None: none)."""
     from annotations import Store
     from annotations.loop import CorrectionLoop
 
@@ -161,7 +163,7 @@ def run_fold(linker: Any, held: list[Any], others: list[Any], curve: Curve, fold
             right = _answers(variant, held)
             curve.mark(f"n{_pct(share)}", ids, right)
             log.warning("%s fold %d, %d corrections: %d of %d right", curve.split, fold, cut, sum(right), len(held))
-            if share == REFIT_AT:
+            if share == REFIT_AT and out is not None:
                 refit(variant, store, held, others[cut:], curve, out / f"refit-{curve.split}-{fold}")
 
 
@@ -220,16 +222,17 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             for f, (held, others) in enumerate(folds(items, args.folds)):
-                run_fold(linker, held, others, curves[name], f, Path(tmp))
+                run_fold(linker, held, others, curves[name], f, None if args.no_refit else Path(tmp))
         curves[name].seconds = time.perf_counter() - t0
         print(f"{name} ({len(items)} items, {args.folds} folds, {curves[name].seconds:.0f} s): "
               f"{curves[name].figures()}; gate: {' | '.join(curves[name].reasons)}")
-    (out / "learning_curve.json").write_text(json.dumps(
+    name = "learning_curve_fused" if args.no_ranker else "learning_curve"
+    (out / f"{name}.json").write_text(json.dumps(
         {"profile": args.profile, "ranker": None if args.no_ranker else args.ranker, "folds": args.folds,
          "curves": {n: {"right": c.right, "gate": c.gate, "reasons": c.reasons, "seconds": c.seconds,
                         "figures": c.figures()} for n, c in curves.items()}}, indent=1))
     if not args.smoke:
-        plot(curves, ROOT / "docs" / "img" / "learning_curve.png")
+        plot(curves, ROOT / "docs" / "img" / f"{name}.png")
     print(f"{curves['test'].figures()} {curves['recurring'].figures('rec_')}")
     return 0
 
@@ -247,9 +250,10 @@ def plot(curves: dict[str, Curve], path: Path) -> None:
         n = len(c.right["n0"])
         xs = [100 * s for s in SHARES]
         ax.plot(xs, [100 * c.accuracy(f"n{_pct(s)}") for s in SHARES], "-o", color=color,
-                label=f"{name} (n={n}), corrections in context")
-        ax.plot([100 * REFIT_AT], [100 * c.accuracy(f"refit{_pct(REFIT_AT)}")], "*", color=color, markersize=13,
-                label=f"{name}: refit from the corrections (gate {sum(c.gate)}/{len(c.gate)}, flips {c.flips()})")
+                label=f"{name} (n={n}), corrections in context (flips {c.flips()})")
+        if c.accuracy(f"refit{_pct(REFIT_AT)}") is not None:
+            ax.plot([100 * REFIT_AT], [100 * c.accuracy(f"refit{_pct(REFIT_AT)}")], "*", color=color, markersize=13,
+                    label=f"{name}: refit from the corrections (gate {sum(c.gate)}/{len(c.gate)})")
     ax.set(xlabel="share of the other items stored as corrections (%)", ylabel="accuracy on held-out items (%)",
            title="Learning curve of the correction loop")
     ax.grid(alpha=0.3)

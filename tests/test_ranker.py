@@ -261,6 +261,26 @@ def test_fit_ranker_learns_from_an_annotation_store(tiny_profile_file, tiny_dir,
     assert len(gathered) == 1 and list((tmp_path / "cache").glob("g-*.jsonl")) == gathered  # refit: read back
 
 
+def test_a_stores_decisions_are_linked_with_the_store_as_it_was_when_each_was_saved(tiny_linker):
+    """As saved: each decision sees the decisions before it, never itself or a later one."""
+    from gemel.training.ranker import collect
+    from gemel.types import Example
+
+    seen = []
+
+    class Recording:
+        def link(self, image, text, mention, exclude=(), verbatim=True):
+            seen.append(list(exclude))
+            return tiny_linker.replace(ranker=Ranker.uniform()).link(image, text, mention, exclude=exclude)
+
+    decided = [Example(f"{w} is here.", w, None, None, f"d{i}") for i, w in enumerate(["Mercury", "Apple", "Cat"])]
+    collect(Recording(), decided, progress=False, as_saved=True)
+    assert seen == [["d0", "d1", "d2"], ["d1", "d2"], ["d2"]]
+    seen.clear()
+    collect(Recording(), decided, progress=False)
+    assert seen == [["d0"], ["d1"], ["d2"]]
+
+
 def test_a_variant_keeps_its_ranker_unless_its_config_names_another(tiny_linker, tmp_path):
     ranked = tiny_linker.replace(ranker=_one_feature_ranker("name_exact"))
     assert ranked.replace(config=ranked.config.replace(demos={"n": 2})).ranker is ranked.ranker

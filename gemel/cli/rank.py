@@ -109,19 +109,20 @@ def groups_of_file(linker: Any, path: Path, cache: str | None, progress: bool) -
 
 
 def groups_of_store(linker: Any, db: str, progress: bool, cache: str | None = None) -> list:
-    """The groups of an annotation store's decisions, each linked with the store's other decisions loaded (and
-    its own left out); cached like a data file, by the decisions."""
+    """The groups of an annotation store's decisions, each linked with the store as it was when it was saved
+    (the decisions before it loaded, itself and the later ones left out); cached like a data file, by the
+    decisions."""
     from annotations.loop import open_loop  # the CLI layer is where gemel meets the store
     from gemel.cli.eval import examples_from_store
     from gemel.training.ranker import collect, read_groups, write_groups
 
     examples = examples_from_store(db, include_nil=True)
-    decided = json.dumps([e.to_dict() for e in examples], sort_keys=True, default=str).encode()
+    decided = json.dumps([e.to_dict() for e in examples] + ["as saved"], sort_keys=True, default=str).encode()
     cached = _cached(linker, Path(db), cache, decided)  # by the decisions, not the file (SQLite rewrites it)
     if cached.is_file():
         return read_groups(cached)
     loaded = linker.replace(pool=linker.labelled_pool.with_examples())  # the caller's pool stays as it was
     open_loop(db, loaded)
-    groups = collect(loaded, examples, progress=progress, desc="decisions", file=Path(db).name)
+    groups = collect(loaded, examples, progress=progress, desc="decisions", as_saved=True, file=Path(db).name)
     write_groups(groups, cached)
     return groups

@@ -67,15 +67,19 @@ class Group:
 
 # ---- collecting ----------------------------------------------------------------------------------------
 def collect(linker: Any, examples: Sequence[Example], *, progress: bool = True, desc: str = "features",
-            on_each: Callable[[int, int], None] | None = None, **tags: Any) -> list[Group]:
+            on_each: Callable[[int, int], None] | None = None, as_saved: bool = False, **tags: Any) -> list[Group]:
     """Link each example once (kept out of its own prompt) and keep its candidates' features; ``on_each(done,
-    total)`` after each."""
+    total)`` after each. ``as_saved``: the examples are a store's decisions in the order they were saved, all of
+    them loaded in the linker, and each is linked with the store as it was when it was saved (the decisions
+    before it; the later ones kept out): the features the linker showed then, from an empty store to a full one,
+    so the ranker learns what a picture memory or a stored decision is worth when only a few are stored."""
     from tqdm import tqdm
 
     out = []
-    for ex in tqdm(examples, desc=desc, unit="mention", disable=not progress):
-        pred = linker.link(ex.image, ex.text, ex.mention, exclude=[ex.id] if ex.id else [],
-                           verbatim=ex.meta.get("verbatim", True))
+    ids = [str(ex.id) for ex in examples if ex.id]
+    for i, ex in enumerate(tqdm(examples, desc=desc, unit="mention", disable=not progress)):
+        kept_out = ids[i:] if as_saved else [ex.id] if ex.id else []
+        pred = linker.link(ex.image, ex.text, ex.mention, exclude=kept_out, verbatim=ex.meta.get("verbatim", True))
         out.append(group_of(ex, pred, **tags))
         if on_each is not None:
             on_each(len(out), len(examples))
@@ -267,7 +271,8 @@ def shipped_groups(linker: Any) -> list[Group]:
 
 class RankerPart:
     """The learned decision rule as a part that `gemel.training.retrain.retrain` refits from people's decisions:
-    each decision is linked once (its own left out, the others loaded) to gather its features, and the ranker is
+    each decision is linked once with the store as it was when it was saved (:func:`collect`, ``as_saved``) to
+    gather its features, and the ranker is
     fitted with cross-validation on those plus the data it was first fitted on (:func:`shipped_groups`).
     Seconds to a few minutes: one link per decision, no gradient steps through the models."""
 
@@ -292,7 +297,7 @@ class RankerPart:
             on_step: Callable[[int, int], None]) -> Path:
         base = shipped_groups(candidate) if self.base is None else self.base
         gather = candidate.replace(ranker=Ranker.uniform())
-        decided = collect(gather, examples, progress=False, on_each=on_step, file="decisions")
+        decided = collect(gather, examples, progress=False, on_each=on_step, as_saved=True, file="decisions")
         groups = [*base, *decided]
         folds = min(self.folds, len(groups))
         if folds < 2:
