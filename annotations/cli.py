@@ -7,6 +7,7 @@ calls `args.func(args)`, i.e. `run`); `build_parser()` makes a stand-alone parse
     gemel annotations import FILE.jsonl --db DB                       # an export of a store
     gemel annotations import gold.jsonl --annotator gold --db DB       # labelled data: text, mention, entity, image
     gemel annotations import wikimel.json --format wikimel --image-dir imgs --annotator gold --db DB
+    gemel annotations import Wikidata-MEL.json --format wikimel --split splits.json:train --annotator gold --db DB
     gemel annotations export --db DB --out FILE [--format jsonl|parquet]
     gemel annotations stats --db DB [--json]
 """
@@ -31,7 +32,7 @@ from .io import (
 from .store import Store, default_db_path
 
 # formats of labelled data sets whose readers live in `gemel.data.readers` (handed in by the `gemel` dispatcher)
-DATASET_FORMATS = ("gemel", "wikidiverse", "wikimel")
+DATASET_FORMATS = ("gemel", "wikidiverse", "wikimel", "richpedia")
 IMPORT_FORMATS = ("export", "jsonl", *DATASET_FORMATS)
 _DB_HELP = "SQLite file of the store (default: $GEMEL_DB, else /data/gemel.db on Spaces, else ./data/gemel.db)"
 
@@ -40,9 +41,10 @@ def add_subparsers(subparsers: Any, read_dataset: Callable[..., Iterable[Any]] |
                    ) -> argparse.ArgumentParser:
     """Register `annotations` (with import / export / stats) on an argparse sub-parsers object.
 
-    ``read_dataset(path, format, image_dir)`` reads the data-set formats of ``import --format`` (WikiMEL,
-    WikiDiverse, GEMEL's files); the `gemel` dispatcher hands in `gemel.data.readers.read_dataset`, so that this
-    package never imports the model library itself."""
+    ``read_dataset(path, format, image_dir, split=None)`` reads the data-set formats of ``import --format``
+    (WikiMEL, Richpedia-MEL, WikiDiverse, GEMEL's files; ``split`` is ``import --split``); the `gemel`
+    dispatcher hands in `gemel.data.readers.read_dataset`, so that this package never imports the model library
+    itself."""
     parser = subparsers.add_parser(
         "annotations", help="import, export and summarise human corrections",
         description="Import, export and summarise the corrections stored in the annotation database.",
@@ -68,8 +70,11 @@ def _add_import(commands: Any) -> None:
                    help="import labelled data (text, mention, entity, image) as NAME's decisions")
     p.add_argument("--format", choices=IMPORT_FORMATS, default=None,
                    help="export: a store's export (default without --annotator); jsonl: labelled JSON lines "
-                        "{text, mention, entity, image} (default with --annotator); gemel, wikidiverse, wikimel: "
-                        "the data sets' released files, read as `gemel eval --format` reads them")
+                        "{text, mention, entity, image} (default with --annotator); gemel, wikidiverse, wikimel, "
+                        "richpedia: the data sets' released files, read as `gemel eval --format` reads them")
+    p.add_argument("--split", metavar="FILE:NAME", default=None,
+                   help="with a data-set --format: import one split of the file, named in a split file, e.g. "
+                        "splits.json:train (MEL-GHMFC's official split of the original WikiMEL release)")
     p.add_argument("--image-dir", type=Path, default=None,
                    help="folder of a data set's images (default: next to the file); missing images make "
                         "text-only decisions")
@@ -121,11 +126,15 @@ def _import(store: Store, args: argparse.Namespace) -> int:
     if fmt != "export" and args.annotator is None:
         raise ImportFormatError(f"--format {fmt} imports labelled data: pass --annotator NAME, whose decisions "
                                 "the gold labels become")
+    if getattr(args, "split", None) and fmt not in DATASET_FORMATS:
+        raise ImportFormatError(f"--split selects records of a data set's released file: pass --format with one "
+                                f"of {', '.join(DATASET_FORMATS)} (not {fmt})")
     if fmt in DATASET_FORMATS:
         result = _import_dataset(store, args, fmt)
     else:
         result = import_file(store, args.file, annotator=args.annotator)
-    print(f"imported {result['imported']} decisions, skipped {result['skipped']} already present, into {store.path}")
+    print(f"imported {_count(result['imported'], 'decision')}, skipped {result['skipped']} already present, "
+          f"into {store.path}")
     if result.get("not_verbatim"):
         print(f"  {result['not_verbatim']} mentions not verbatim in their text were stored at their closest span "
               "(the data set's wording is in the comment)")
@@ -141,14 +150,16 @@ def _import_dataset(store: Store, args: argparse.Namespace, fmt: str) -> dict[st
         raise ImportFormatError(f"--format {fmt} needs the data-set readers of the gemel package: run "
                                 "`gemel annotations import ...` (this stand-alone CLI reads jsonl and exports)")
     image_dir = args.image_dir if args.image_dir is not None else args.file.parent
-    return import_examples(store, read(args.file, fmt, image_dir), args.annotator, args.file)
+    split = getattr(args, "split", None)
+    examples = read(args.file, fmt, image_dir, split=split) if split else read(args.file, fmt, image_dir)
+    return import_examples(store, examples, args.annotator, args.file)
 
 
 def _export(store: Store, args: argparse.Namespace) -> int:
     fmt = args.format or ("parquet" if args.out.suffix.lower() == ".parquet" else "jsonl")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     n = (export_parquet if fmt == "parquet" else export_jsonl)(store, args.out)
-    print(f"exported {n} decisions to {args.out} ({fmt}; images in {images_folder(args.out)})")
+    print(f"exported {_count(n, 'decision')} to {args.out} ({fmt}; images in {images_folder(args.out)})")
     return 0
 
 
@@ -164,19 +175,24 @@ _COMMANDS = {"import": _import, "export": _export, "stats": _stats}
 def format_stats(stats: dict[str, Any]) -> str:
     """A short human-readable summary of `Store.stats()`."""
     t, a = stats["totals"], stats["agreement"]
-    head = (f"{t['current_decisions']} current decisions ({t['corrections']} corrections) on {t['inputs']} inputs; "
-            f"{t['queue_items']} queue items")
+    head = (f"{_count(t['current_decisions'], 'current decision')} ({_count(t['corrections'], 'correction')}) on "
+            f"{_count(t['inputs'], 'input')}; {_count(t['queue_items'], 'queue item')}")
     lines = [head]
     for who, counts in sorted(stats["per_annotator"].items()):
         lines.append(f"  {who}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     for m in stats["model_accuracy"]:
         lines.append(f"  model accuracy, mapper {m['mapper_version']}: {m['accuracy']:.1%} of {m['decisions']}")
     if a["items"]:
-        lines.append(f"  agreement on {a['items']} shared inputs: {_num(a['percent_agreement'], '%')}, "
-                     f"Fleiss kappa {_num(a['fleiss_kappa'])}, {a['disagreements']} disagreements")
+        lines.append(f"  agreement on {_count(a['items'], 'shared input')}: {_num(a['percent_agreement'], '%')}, "
+                     f"Fleiss kappa {_num(a['fleiss_kappa'])}, {_count(a['disagreements'], 'disagreement')}")
     if stats["per_day"]:
         lines.append("  per day: " + ", ".join(f"{d['day']}={d['corrections']}" for d in stats["per_day"][-7:]))
     return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` and the noun, singular for exactly 1 ("1 input", "2 inputs"): "1 inputs" reads as a slip."""
+    return f"{n} {noun if n == 1 else noun + 's'}"
 
 
 def _num(x: float | None, unit: str = "") -> str:

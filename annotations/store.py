@@ -403,6 +403,12 @@ class Store:
 
         return self._write(body)
 
+    def last_queue_item_id(self) -> int:
+        """Highest review-queue item id (0 for an empty queue). Items are never deleted and a new one gets a
+        higher id, so the ids `enqueue` returns above this watermark are the items it added, the others were
+        already queued (items another session enqueues meanwhile are not among these ids)."""
+        return self._read(lambda conn: conn.execute("SELECT COALESCE(MAX(id), 0) FROM queue_items").fetchone()[0])
+
     def _prepare_item(self, item: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         inp = self._prepare_input(item["text"], item["mention"], item.get("start"), item.get("end"), item.get("image"))
         given: Any = item.get("prediction")

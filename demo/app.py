@@ -17,9 +17,10 @@ import gradio as gr
 
 from . import render
 from .config import AppConfig, launch_kwargs, oauth_enabled, parse_auth
+from .errors import user_facing
 from .handlers import ItemView, LinkView, Studio, Upload
 from .hub import HubPushConfig, start_hub_push
-from .mentions import highlight_segments
+from .mentions import highlight_segments, resolve_mention
 from .uploads import UploadedImage
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,13 @@ demonstration at once, so the next similar query benefits.
 COLORS = {"mention": "#ffd966", "suggestion": "#b4d2ff"}
 PRIVATE = {"api_visibility": "private"}
 LIGHT = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
+
+
+@user_facing("Could not link")
+def linkable_mention(caption: str | None, mention: str | None) -> str:
+    """The mention as the caption spells it (`demo.mentions.resolve_mention`), before the linker runs: the page
+    and ``/link`` alike; a mention the caption does not hold is one ``gr.Error`` sentence with a suggestion."""
+    return resolve_mention(caption or "", mention or "")
 
 
 def _login(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str | None:
@@ -128,6 +136,7 @@ def _link_tab(studio: Studio, annotator: gr.Textbox) -> None:
                                        show_legend=False, show_inline_category=False, interactive=False,
                                        elem_id="link-spans")
             mention = gr.Textbox(label="Mention", placeholder="words of the caption to link", elem_id="link-mention")
+            hint = gr.HTML(elem_id="link-mention-hint")  # the caption's spelling taken, or a suggestion
             link_btn = gr.Button("Link", variant="primary", elem_id="link-button")
             with gr.Accordion("Examples — click one to fill the form", open=True):
                 gallery = _examples_gallery(studio)
@@ -153,15 +162,15 @@ def _link_tab(studio: Studio, annotator: gr.Textbox) -> None:
         return ex.image, ex.text, ex.mention, highlight_segments(ex.text, ex.mention), picked
 
     def on_link(img: Upload | None, text: str, men: str, picked: dict | None) -> tuple:
-        same = picked is not None and (picked["text"], picked["mention"]) == (text, men)
-        v: LinkView = studio.link(img, text, men, exclude=[picked["id"]] if same else [])
-        return (v.query, v.meta, v.card, gr.update(choices=v.choices, value=v.selected), v.bars, v.demos, "")
+        return link_outputs(studio, img, text, men, picked)
 
-    caption.input(on_text, [caption, mention], [spans], trigger_mode="always_last", **LIGHT)
-    mention.input(on_text, [caption, mention], [spans], trigger_mode="always_last", **LIGHT)
+    # `.change`, not `.input`: Gradio's textbox sends "input" on a keypress only, and a paste (Ctrl+V), a cut
+    # or a Backspace presses none; "change" follows the value however it changed
+    caption.change(on_text, [caption, mention], [spans], trigger_mode="always_last", **LIGHT)
+    mention.change(on_text, [caption, mention], [spans], trigger_mode="always_last", **LIGHT)
     spans.select(on_span, [caption, mention], [mention, spans], **LIGHT)
     gallery.select(on_example, None, [image, caption, mention, spans, example], **PRIVATE)
-    outputs = [query, meta, card, controls.choice, controls.bars, demos, controls.status]
+    outputs = [query, meta, card, controls.choice, controls.bars, demos, controls.status, mention, hint]
     link_btn.click(on_link, [image, caption, mention, example], outputs, concurrency_id="model", **PRIVATE)
     mention.submit(on_link, [image, caption, mention, example], outputs, concurrency_id="model", **PRIVATE)
     _wire_search(studio, controls)
@@ -175,6 +184,22 @@ def _link_tab(studio: Studio, annotator: gr.Textbox) -> None:
         return render.status_html(studio.undo_last(name, _login(request, profile)))
 
     undo.click(on_undo, [annotator], [controls.status], **PRIVATE)
+
+
+def link_outputs(studio: Studio, img: Upload | None, text: str, men: str, picked: dict | None) -> tuple:
+    """The Link button's outputs (query, meta, card, choices, bars, demos, status, mention, hint). The mention is
+    first matched to the caption's spelling (the box takes it, the hint under it says so). A mention the caption
+    does not hold leaves every output as it was but the hint, which gets the one sentence with its suggestion,
+    next to the box it is about: a raised error would put a red "Error" badge on each of the nine outputs."""
+    try:
+        typed, men = men, linkable_mention(text, men)
+    except gr.Error as e:
+        return (*[gr.skip()] * 8, render.status_html(e.message, "error"))
+    same = picked is not None and (picked["text"], picked["mention"]) == (text, men)
+    v: LinkView = studio.link(img, text, men, exclude=[picked["id"]] if same else [])
+    note = "" if men == typed else f"Linked {men!r}, the caption's spelling of {typed!r}."
+    return (v.query, v.meta, v.card, gr.update(choices=v.choices, value=v.selected), v.bars, v.demos, "",
+            men if men != typed else gr.skip(), render.status_html(note))
 
 
 def _span_value(evt: gr.SelectData, segments: Sequence[tuple[str, str | None]]) -> str | None:
@@ -345,7 +370,7 @@ def _api(studio: Studio) -> None:
 
     def link(image: Upload | None, caption: str, mention: str) -> dict:
         """Link `mention` in `caption` (and the image); returns entity, candidates, demonstrations, timings."""
-        return studio.api_link(image, caption, mention)
+        return studio.api_link(image, caption, linkable_mention(caption, mention))
 
     def correct(image: Upload | None, caption: str, mention: str, entity: str, annotator: str,
                 request: gr.Request, profile: gr.OAuthProfile | None) -> int:

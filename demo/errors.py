@@ -14,6 +14,8 @@ import gradio as gr
 from annotations import AnnotationError
 from gemel.errors import GemelError
 
+from .mentions import MentionError
+
 log = logging.getLogger("demo.handlers")
 T = TypeVar("T")
 
@@ -22,7 +24,9 @@ class StudioError(ValueError):
     """Base of the errors the demo raises on purpose; the message names the problem and the fix."""
 
 
-_USER_ERRORS = (AnnotationError, GemelError, StudioError)  # each package's error family; the rest are bugs
+# each package's error family, and a typed mention the caption does not hold (`demo.mentions`, which imports no
+# UI module, so its error is not a StudioError); the rest are bugs
+_USER_ERRORS = (AnnotationError, GemelError, StudioError, MentionError)
 
 
 def _sentence(context: str, error: BaseException) -> str:

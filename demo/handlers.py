@@ -28,15 +28,16 @@ from tqdm.auto import tqdm
 
 from annotations import export_jsonl, export_parquet
 from annotations.loop import CorrectionLoop
-from gemel.data.plots import plot_corrections
 from gemel.errors import InputError
 from gemel.images import ImageError, load_image
 
 from . import render
 from .batch import BatchError, read_batch, shipped_examples
+from .charts import corrections_chart, mapper_scores
 from .config import AppConfig
 from .errors import StudioError, user_facing
 from .retrain_job import RetrainJob
+from .wording import count, was_were
 
 log = logging.getLogger(__name__)
 
@@ -283,10 +284,12 @@ class Studio:
                 failed.append(f"{it.where}: {message}")
                 continue
             queued.append({"text": it.text, "mention": it.mention, "image": it.image, "prediction": pred})
-        ids = self.store.enqueue(queued, batch=Path(paths[0]).name) if queued else []
-        message = f"Added {len(set(ids))} item(s) to the queue, least certain first."
+        watermark = self.store.last_queue_item_id()
+        ids = set(self.store.enqueue(queued, batch=Path(paths[0]).name) if queued else [])
+        message = _added(len([i for i in ids if i > watermark]), len([i for i in ids if i <= watermark]))
         if failed:
-            message += f" {len(failed)} item(s) could not be linked and were left out; first: {failed[0]}"
+            message += (f" {count(len(failed), 'item')} could not be linked and {was_were(len(failed))} left out; "
+                        f"first: {failed[0]}")
         return message
 
     def _item_view(self, annotator: str, message: str) -> ItemView:
@@ -344,20 +347,16 @@ class Studio:
     # ---- data -----------------------------------------------------------------------------------
     @user_facing("Could not compute the statistics")
     def stats(self) -> StatsView:
+        """The Data tab: counts per annotator, agreement, totals and the chart (`demo.charts`: a count on every
+        bar and point, no point for a mapper version without scored decisions)."""
         s = self.store.stats()
-        per_day = [(r["day"], int(r["corrections"])) for r in s["per_day"]]
-        accuracy = [(str(r["mapper_version"]), float(r["accuracy"])) for r in s["model_accuracy"]
-                    if r["accuracy"] is not None]
+        per_day = [(str(r["day"]), int(r["corrections"])) for r in s["per_day"]]
         plot_dir = self.work_dir / "plots"
         for old in sorted(plot_dir.glob("*.png"))[:-20]:
             old.unlink(missing_ok=True)
-        path = plot_corrections(per_day, accuracy, plot_dir / f"corrections-{_stamp()}.png")
-        t = s["totals"]
-        totals = (f'<div class="gemel-meta">{int(t["current_decisions"])} current decisions · '
-                  f'{int(t["corrections"])} corrections in all · {int(t["inputs"])} inputs · '
-                  f'{int(t["queue_items"])} queued items</div>')
+        path = corrections_chart(per_day, mapper_scores(s["model_accuracy"]), plot_dir / f"corrections-{_stamp()}.png")
         return StatsView(render.counts_table(s["per_annotator"]), render.agreement_html(s["agreement"]),
-                         totals, str(path))
+                         totals_html(s["totals"]), str(path))
 
     @user_facing("Could not export")
     def export(self, fmt: str) -> tuple[list[str], str]:
@@ -369,7 +368,8 @@ class Studio:
         folder.mkdir(parents=True)
         n = (export_jsonl if fmt == "jsonl" else export_parquet)(self.store, out)
         archive = shutil.make_archive(str(folder.parent / f"corrections-{fmt}-{folder.name}"), "zip", folder)
-        return [str(out), archive], f"Exported {n} current decision(s) as {fmt.upper()} (the zip adds the images)."
+        message = f"Exported {count(n, 'current decision')} as {fmt.upper()} (the zip adds the images)."
+        return [str(out), archive], message
 
 
 def _saved(cid: int, annotator: str, decision: str, entity: str | None) -> str:
@@ -381,6 +381,21 @@ def _saved(cid: int, annotator: str, decision: str, entity: str | None) -> str:
     answer = entity or "not in the KB"
     return (f"{said} From now on this caption, mention and picture answer {answer}, and it is a labelled example "
             "for similar ones; “Undo my last decision” takes it back.")
+
+
+def totals_html(totals: Mapping[str, Any]) -> str:
+    """The Data tab's totals line, its nouns agreeing with their counts ("1 current decision", "2 inputs")."""
+    parts = [count(int(totals["current_decisions"]), "current decision"),
+             count(int(totals["corrections"]), "correction") + " in all", count(int(totals["inputs"]), "input"),
+             count(int(totals["queue_items"]), "queued item")]
+    return f'<div class="gemel-meta">{" · ".join(parts)}</div>'
+
+
+def _added(new: int, already: int) -> str:
+    """What adding a batch did: the items new to the queue, and those it held already (a batch added twice
+    adds nothing the second time, and a bare count of the batch would read as if it had)."""
+    message = f"Added {count(new, 'new item')}" + (" to the queue, least certain first" if new else "")
+    return message + (f"; {already} {was_were(already)} already in the queue." if already else ".")
 
 
 def _stamp() -> str:

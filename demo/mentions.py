@@ -4,11 +4,14 @@ Named entities in English captions are mostly runs of capitalised words ("Grace 
 "Bank of America"), the cue that classic NER baselines and the WikiDiverse / WikiMEL annotation guides rely
 on. A regex over capitalised word runs (joined by a few lowercase connectors such as "of" and "de") finds
 them; sentence-initial function words ("The", "An", "In" ...) are dropped. The UI highlights the spans and a
-click on one fills the mention box. Pure functions, no UI imports.
+click on one fills the mention box. A typed mention is checked against the caption before the linker sees it
+(`resolve_mention`): the linker wants the caption's exact spelling, people type "Paris" for "paris". Pure
+functions, no UI imports.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -100,3 +103,47 @@ def highlight_segments(text: str, mention: str = "", max_spans: int = 20) -> lis
     if cursor < len(text):
         out.append((text[cursor:], None))
     return out
+
+
+class MentionError(ValueError):
+    """A typed mention is not a span of the caption; the message offers the closest span when there is one."""
+
+
+_WORDS = re.compile(r"\w[\w'’.&-]*")
+MIN_SIMILARITY = 0.75  # difflib ratio (ignoring case) below which a span is no typo of the mention ("Turing" and
+# "spring" score 0.67, "Pariss" and "paris" 0.91)
+
+
+def case_insensitive_spans(text: str, mention: str) -> list[str]:
+    """The caption's spellings of ``mention`` ignoring case, left to right ("paris" in "I love paris")."""
+    return [m.group(0) for m in re.finditer(re.escape(mention), text, re.IGNORECASE)] if mention else []
+
+
+def closest_span(text: str, mention: str) -> str | None:
+    """The run of caption words (as many as the mention has) most like ``mention`` ignoring case, or None when
+    none reaches `MIN_SIMILARITY` ("Pariss" -> "paris"; "Turing" in a caption about Hopper -> None)."""
+    words = [m.span() for m in _WORDS.finditer(text)]
+    n = max(1, len(_WORDS.findall(mention)))
+    runs = [text[words[i][0]:words[i + n - 1][1]] for i in range(len(words) - n + 1)]
+    scored = [(difflib.SequenceMatcher(None, mention.lower(), r.lower()).ratio(), -i, r) for i, r in enumerate(runs)]
+    best = max(scored, default=None)
+    return best[2] if best is not None and best[0] >= MIN_SIMILARITY else None
+
+
+def resolve_mention(text: str, mention: str) -> str:
+    """The mention as the caption spells it, for the linker (which wants an exact, case-sensitive substring):
+    ``mention`` itself when it occurs verbatim; the caption's spelling when ignoring case finds one spelling
+    ("Paris" in "I love paris in spring" -> "paris"); else `MentionError` offering one suggestion ("did you
+    mean 'paris'?"). A blank caption or mention is returned as given: the linker's check names those."""
+    if not text.strip() or not mention.strip() or mention in text:
+        return mention
+    spellings = case_insensitive_spans(text, mention)
+    if len(set(spellings)) == 1:
+        return spellings[0]
+    suggestion = spellings[0] if spellings else closest_span(text, mention)
+    if suggestion is not None:
+        case = " (case matters)" if suggestion.lower() == mention.lower() else ""
+        raise MentionError(f"mention {mention!r} does not occur in the caption as typed{case}; "
+                           f"did you mean {suggestion!r}?")
+    raise MentionError(f"mention {mention!r} does not occur in the caption {text[:80]!r}: type words of the "
+                       "caption as it spells them, or click a highlighted span")

@@ -21,6 +21,8 @@ from functools import lru_cache
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from .wording import count
+
 log = logging.getLogger(__name__)
 
 NIL_TEXT = "not in the KB (below threshold)"
@@ -271,9 +273,9 @@ def agreement_html(agreement: Mapping[str, Any]) -> str:
     people, dis = agreement.get("annotators"), agreement.get("disagreements")
     n_people = len(people) if isinstance(people, (list, tuple)) else int(people or 0)
     n_dis = len(dis) if isinstance(dis, (list, tuple)) else int(dis or 0)
-    return (f'<div class="gemel-meta">{items} shared inputs · {n_people} annotators · '
+    return (f'<div class="gemel-meta">{count(items, "shared input")} · {count(n_people, "annotator")} · '
             f"percent agreement <b>{fmt('percent_agreement', '%')}</b> · Fleiss κ <b>{fmt('fleiss_kappa')}</b> · "
-            f"Cohen κ <b>{fmt('cohen_kappa')}</b> · {n_dis} disagreements</div>")
+            f"Cohen κ <b>{fmt('cohen_kappa')}</b> · {count(n_dis, 'disagreement')}</div>")
 
 
 CSS = """

@@ -31,6 +31,7 @@ from gemel.types import Example
 from . import render
 from .config import ASSETS
 from .errors import StudioError, user_facing
+from .wording import count
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ def result_html(s: JobState, serving: str) -> str:
         verdict = f"Accepted: {r.reason}; now serving {serving} (saved as {s.saved})."
     else:
         verdict = f"Not accepted: {r.reason}; still serving {serving}."
-    return table + render.status_html(f"{verdict} Trained on {r.n_train} decision(s) in {r.seconds:.0f} s.")
+    return table + render.status_html(f"{verdict} Trained on {count(r.n_train, 'decision')} in {r.seconds:.0f} s.")
 
 
 def _pct(x: float | None) -> str:

@@ -77,6 +77,19 @@ def test_stats_text_and_json(db, capsys):
     assert stats["agreement"]["items"] == 1 and stats["per_annotator"]["bob"] == {"nil": 1}
 
 
+def test_stats_nouns_agree_with_their_counts(tmp_path, capsys):
+    with Store.open(tmp_path / "one.db") as store:
+        store.record("alice", "search", "Paris", text="Obama in Paris", mention="Paris", model_entity="Paris")
+    assert cli("annotations", "stats", "--db", str(tmp_path / "one.db")) == 0
+    head = capsys.readouterr().out.splitlines()[0]
+    assert head == "1 current decision (1 correction) on 1 input; 0 queue items"
+
+
+def test_stats_agreement_counts_shared_inputs(db, capsys):
+    assert cli("annotations", "stats", "--db", str(db)) == 0
+    assert "agreement on 1 shared input: " in capsys.readouterr().out
+
+
 def test_db_defaults_to_gemel_db_env(db, monkeypatch, capsys):
     monkeypatch.setenv("GEMEL_DB", str(db))
     assert cli("annotations", "stats") == 0

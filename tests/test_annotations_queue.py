@@ -121,6 +121,15 @@ def test_enqueue_twice_keeps_one_item_and_a_new_prediction(store):
     assert store.next_item("alice")["prediction"]["candidates"][1]["score"] == -0.3
 
 
+def test_ids_above_the_watermark_are_the_new_items(store):
+    assert store.last_queue_item_id() == 0
+    first = store.enqueue([item("a"), item("b")])
+    mark = store.last_queue_item_id()
+    assert mark == max(first)
+    again = store.enqueue([item("b"), item("c")])
+    assert [i > mark for i in again] == [False, True]
+
+
 def test_enqueue_validates_mentions(store):
     from annotations import MentionNotInTextError
 

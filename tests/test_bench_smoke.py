@@ -35,6 +35,7 @@ LAST_LINE: dict[str, list[str]] = {
     "ablation": ["n", "baseline", "reference", "full-kb-5", "n0", "seed-only", "kb-only", "text-only", "untrained",
                  "full-kb-1"],
     "annotations_load": ["writers", "acknowledged", "lost", "errors", "rate"],
+    "demos": ["n4_cv", "n8_cv", "n16_cv", "n4_p50_s", "n8_p50_s", "n16_p50_s", "chosen_n"],
     "image_ablation": ["text_only", "with_image", "groups", "flags"],
     "image_latency": ["image_ratio", "with_p50_s", "without_p50_s", "image_scores_ms"],
     "image_score": ["style_top1", "style_top10", "picture_top1", "entity_top1", "entity_top10", "groups_all_right",

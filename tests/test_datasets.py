@@ -17,19 +17,23 @@ from hypothesis import strategies as st
 
 from gemel.data.formats.clip_features import read_clip_features
 from gemel.data.formats.gemel_json import read_gemel
-from gemel.data.formats.images import mimic_image_name, wikidiverse_image_name
+from gemel.data.formats.images import IMAGE_EXTENSIONS, mimic_image_name, wikidiverse_image_name
 from gemel.data.formats.jsonl import read_jsonl, write_jsonl
 from gemel.data.formats.mentions import linkable_mention, locate_mention
+from gemel.data.formats.richpedia import read_richpedia
 from gemel.data.formats.titles import read_titles
 from gemel.data.formats.wikidiverse import read_wikidiverse, wikipedia_title
 from gemel.data.formats.wikimel import read_wikimel
 from gemel.data.readers import (
     FORMATS,
+    DatasetError,
     DatasetFormatError,
     DataSummary,
+    Split,
     UnknownFormatError,
     detect_format,
     read_dataset,
+    read_split,
     summarize,
 )
 from gemel.types import Example, Prediction
@@ -37,8 +41,11 @@ from gemel.types import Example, Prediction
 FIX = Path(__file__).parent / "fixtures" / "datasets"
 FIXTURES = {"ours.jsonl": "jsonl", "gemel_wikidiverse.json": "gemel", "gemel_wikimel.json": "gemel",
             "wikidiverse.json": "wikidiverse", "wikidiverse_w_10cands.json": "wikidiverse",
-            "wiki_diverse_test.json": "wikidiverse", "wikimel.json": "wikimel", "melbench_wikimel.json": "wikimel"}
-READERS = {"jsonl": read_jsonl, "gemel": read_gemel, "wikidiverse": read_wikidiverse, "wikimel": read_wikimel}
+            "wiki_diverse_test.json": "wikidiverse", "wikimel.json": "wikimel", "melbench_wikimel.json": "wikimel",
+            "drin_WIKIMEL_test.json": "wikimel", "richpedia_train.json": "richpedia"}
+READERS = {"jsonl": read_jsonl, "gemel": read_gemel, "wikidiverse": read_wikidiverse, "wikimel": read_wikimel,
+           "richpedia": read_richpedia}
+SPLITS = FIX / "wikimel_splits.json"  # MEL-GHMFC's splits.json layout over the keys of melbench_wikimel.json
 LIONS_URL = "https://upload.wikimedia.org/wikipedia/commons/0/06/DetroitLionsRunningPlay-2007.jpg"
 
 
@@ -219,6 +226,152 @@ def test_detect_the_original_wikimel_release_with_a_large_first_record(tmp_path:
     path = _write(tmp_path, "Wikidata-MEL.json", json.dumps({"1": record, "2": {**record, "id": "2"}}, indent=2))
     assert detect_format(path) == "wikimel"
     assert [e.id for e in read_dataset(path)] == ["1-0", "2-0"]
+
+
+# ---- WikiMEL's official split (MEL-GHMFC's splits.json)
+
+
+def test_read_split_of_the_official_split_file() -> None:
+    test = read_split(f"{SPLITS}:test")
+    assert (test.name, test.path, test.ids) == ("test", SPLITS, frozenset({"102"}))
+    assert isinstance(test, Split) and read_split(test) is test and test.spec == f"{SPLITS}:test"
+    assert list(json.loads(SPLITS.read_text())) == ["train", "test", "dev"]  # as data_split.py writes it
+
+
+def test_a_split_keeps_only_its_records_of_the_original_release() -> None:
+    by_split = {name: [e.id for e in read_dataset(FIX / "melbench_wikimel.json", split=f"{SPLITS}:{name}")]
+                for name in ("train", "test", "dev")}
+    assert by_split == {"train": ["101-0", "101-1"], "test": ["102-0"], "dev": ["107-0"]}
+    assert [e.id for e in read_wikimel(FIX / "melbench_wikimel.json", split=read_split(f"{SPLITS}:dev"))] == ["107-0"]
+
+
+def test_a_split_selects_keyed_mentions_and_the_ids_of_arrays(tmp_path: Path) -> None:
+    splits = _write(tmp_path, "splits.json", json.dumps({"test": ["13280", "WIKIMEL_0", "WIKIMEL_3"]}))
+    drin = read_dataset(FIX / "drin_WIKIMEL_test.json", split=f"{splits}:test")
+    assert [e.id for e in drin] == ["13280-0", "13280-1"]  # DRIN's <id>-<i> keys belong to sentence <id>
+    mimic = read_dataset(FIX / "wikimel.json", split=f"{splits}:test")
+    assert [e.id for e in mimic] == ["WIKIMEL_0", "WIKIMEL_3"]  # a JSON array: the examples' ids decide
+
+
+def test_records_outside_the_split_are_not_parsed(tmp_path: Path) -> None:
+    good = {"id": "1", "sentence": "a b", "mentions": ["a"], "entities": ["A"], "answer": ["Q1"]}
+    data = _write(tmp_path, "Wikidata-MEL.json", json.dumps({"1": good, "2": {"sentence": 7}}))
+    splits = _write(tmp_path, "splits.json", json.dumps({"train": ["2"], "test": ["1"]}))
+    assert [e.id for e in read_dataset(data, split=f"{splits}:test")] == ["1-0"]
+    with pytest.raises(DatasetFormatError, match="record 2"):
+        list(read_dataset(data, split=f"{splits}:train"))
+
+
+def test_split_ids_missing_from_the_file_are_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    splits = _write(tmp_path, "splits.json", json.dumps({"test": ["102", "999"], "other": ["5", "6"]}))
+    with caplog.at_level(logging.WARNING, logger="gemel.data.readers"):
+        assert [e.id for e in read_dataset(FIX / "melbench_wikimel.json", split=f"{splits}:test")] == ["102-0"]
+    assert "1 of the 2 ids of split 'test'" in caplog.text and "(first: 999)" in caplog.text
+    with pytest.raises(DatasetError, match=r"none of the 2 ids of split 'other' .* is a record of this file"):
+        list(read_dataset(FIX / "melbench_wikimel.json", split=f"{splits}:other"))
+
+
+@pytest.mark.parametrize("spec,fragment", [
+    ("{splits}", r"names no split: add one of the file's splits \(train, test, dev\), e.g. .*:train"),
+    ("{splits}:valid", r"has no split 'valid'; its splits are train, test, dev"),
+    ("{data}:test", r"is not a split file \(one JSON object of id lists"),
+    ("{absent}:test", r"no such file"),
+])
+def test_a_bad_split_says_what_to_pass(tmp_path: Path, spec: str, fragment: str) -> None:
+    spec = spec.format(splits=SPLITS, data=FIX / "melbench_wikimel.json", absent=tmp_path / "splits.json")
+    with pytest.raises((DatasetError, FileNotFoundError), match=fragment):
+        read_split(spec)
+
+
+@pytest.mark.parametrize("n_ids", [3, 4_000, 20_000])  # the head holds the whole file, its first list, neither
+def test_a_split_file_given_as_data_says_how_to_use_it(tmp_path: Path, n_ids: int) -> None:
+    ids = [str(13_000 + i) for i in range(n_ids)]
+    path = _write(tmp_path, "splits.json", json.dumps({"train": ids, "test": ids[:2], "dev": ids[2:3]}, indent=2))
+    with pytest.raises(UnknownFormatError, match=rf"{path} is a split file \(the ids of train, test, dev\), not "
+                                                  rf"data: .*--split {path}:train"):
+        detect_format(path)
+
+
+# ---- Richpedia-MEL (MELBench, MEL-GHMFC): an object keyed by QID, one string mention per record
+
+
+def test_read_richpedia_skips_a_blank_mention_naming_its_key(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="gemel.data.readers"):
+        examples = list(read_richpedia(FIX / "richpedia_train.json"))  # on_error="raise": no crash all the same
+    assert [e.id for e in examples] == ["Q78513", "Q77057", "Q62664"]  # Q79179's mention is "\n\n"
+    assert "record Q79179: the mention is blank ('\\n\\n')" in caplog.text
+    assert "skipped 1 record(s) that the data set leaves blank: record Q79179" in caplog.text
+    weininger, hartmann, mohl = examples
+    assert {e.source for e in examples} == {"richpedia"}
+    assert (mohl.mention, mohl.entity, mohl.meta["qid"]) == ("Mohl", "Robert von Mohl", "Q62664")
+    assert hartmann.meta["verbatim"] is False and weininger.image is None and "image_missing" not in weininger.meta
+    assert summarize(examples).not_verbatim == 1
+
+
+def test_richpedia_images_are_found_where_the_release_keeps_them(tmp_path: Path) -> None:
+    folder = tmp_path / "Richpedia-MEL"  # MEL-GHMFC: datasets/Richpedia-MEL/{train.json, images/<QID>.jpg}
+    (folder / "images").mkdir(parents=True)
+    data = folder / "train.json"
+    data.write_text((FIX / "richpedia_train.json").read_text())
+    (folder / "images" / "Q78513.jpg").write_bytes(b"x")
+    (folder / "images" / "Q62664.PNG").write_bytes(b"x")
+    for image_dir in (None, folder / "images", folder):  # next to the file, the folder itself, the data's folder
+        weininger, hartmann, mohl = read_dataset(data, image_dir=image_dir)
+        assert weininger.image == str(folder / "images" / "Q78513.jpg")
+        assert mohl.image == str(folder / "images" / "Q62664.PNG")
+        assert hartmann.image is None and hartmann.meta["image_missing"].endswith("Q77057.jpg")
+
+
+def test_mimic_richpedia_files_are_tagged_richpedia(tmp_path: Path) -> None:
+    record = {"id": "RichpediaMEL_0", "sentence": "Robert von Mohl  was a German jurist.", "mentions": "Mohl",
+              "entities": "Robert%20von%20Mohl", "answer": "Q62664", "imgPath": "RichpediaMEL_0.jpg"}
+    path = _write(tmp_path, "RichpediaMEL_test.json", json.dumps([record]))
+    assert detect_format(path) == "wikimel"  # MIMIC's layout ...
+    (mohl,) = read_dataset(path)
+    assert (mohl.source, mohl.entity) == ("richpedia", "Robert von Mohl")  # ... and the data set it holds
+
+
+def test_richpedia_record_errors_name_the_record(tmp_path: Path) -> None:
+    lists = _write(tmp_path, "r.json", json.dumps({"Q1": {"id": "Q1", "sentence": "a b", "mentions": ["a"],
+                                                          "entities": ["A"], "answer": ["Q1"]}}))
+    with pytest.raises(DatasetFormatError, match=r"record Q1: 'mentions' must be the mention .* --format wikimel"):
+        list(read_richpedia(lists))
+    nameless = _write(tmp_path, "s.json", json.dumps({"Q1": {"id": "Q1", "sentence": "a b", "mentions": "a",
+                                                             "answer": "Q1"}}))
+    with pytest.raises(DatasetFormatError, match="record Q1: answer 'Q1' has no entity name"):
+        list(read_richpedia(nameless))
+
+
+# ---- image names by id: the extensions the releases use, in order; DRIN's keys as ids
+
+
+def test_images_named_by_id_try_the_extensions_in_order(tmp_path: Path) -> None:
+    assert IMAGE_EXTENSIONS[:7] == (".jpg", ".png", ".jpeg", ".JPG", ".JPEG", ".PNG", ".tif")
+    for name in ("101.JPG", "107.jpeg", "107.png", "107.tif"):
+        (tmp_path / name).write_bytes(b"x")
+    smith, rogers, beethoven, ada = read_wikimel(FIX / "melbench_wikimel.json", image_dir=tmp_path)
+    assert smith.image == rogers.image == str(tmp_path / "101.JPG")
+    assert ada.image == str(tmp_path / "107.png")  # .png before .jpeg before .tif
+    assert beethoven.meta["image_missing"] == str(tmp_path / "102.jpg")  # the first name is the one reported
+    (tmp_path / "102.tif").write_bytes(b"x")
+    assert list(read_wikimel(FIX / "melbench_wikimel.json", image_dir=tmp_path))[2].image == str(tmp_path / "102.tif")
+
+
+def test_mimic_images_with_another_extension_are_found(tmp_path: Path) -> None:
+    (tmp_path / "WikiMEL_4.JPEG").write_bytes(b"x")
+    beethoven = list(read_wikimel(FIX / "wikimel.json", image_dir=tmp_path))[-1]
+    assert beethoven.image == str(tmp_path / "WikiMEL_4.JPEG")
+
+
+def test_drin_keys_are_the_example_ids(tmp_path: Path) -> None:
+    (tmp_path / "13280.JPG").write_bytes(b"x")  # DRIN opens KVQAimgs/<id> with the extensions it tries
+    ada, smith, rogers = read_dataset(FIX / "drin_WIKIMEL_test.json", image_dir=tmp_path)
+    assert [e.id for e in (ada, smith, rogers)] == ["13269", "13280-0", "13280-1"]  # the records' id repeats
+    assert smith.meta["record_id"] == rogers.meta["record_id"] == "13280"
+    assert smith.image == rogers.image == str(tmp_path / "13280.JPG")
+    assert ada.image is None and ada.meta["image_missing"] == str(tmp_path / "13269.jpg")
+    assert (smith.entity, smith.meta["qid"], smith.source) == ("Charles L. Smith (Seattle politician)", "Q5080000",
+                                                              "wikimel")
 
 
 # ---- mentions that are not verbatim in their text
@@ -651,6 +804,66 @@ def test_gemel_eval_reports_and_scores_mentions_not_in_their_text(tiny_config, t
     assert [row["mention"] for row in blob["predictions"]] == ["Grace Hopper", "Jordan", "Hopper"]  # as given
 
 
+def _official_splits(tmp_path: Path) -> Path:
+    """MEL-GHMFC's splits.json layout over the keys of `_original_wikimel`."""
+    return _write(tmp_path, "splits.json", json.dumps({"train": ["2"], "test": ["1", "3"], "dev": []}, indent=2))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_gemel_eval_on_the_official_test_split(tiny_config, tmp_path: Path, capsys) -> None:
+    from gemel.cli.main import main
+
+    report, splits = tmp_path / "report.json", _official_splits(tmp_path)
+    assert main(["eval", "--profile", str(_tiny_profile(tiny_config, tmp_path)), "--data",
+                 str(_original_wikimel(tmp_path)), "--split", f"{splits}:test", "--report", str(report), "--quiet",
+                 "--pool", str(_original_wikimel(tmp_path)), "--pool-split", f"{splits}:train",
+                 "--set", "decode.num_beams=2"]) == 0
+    out = capsys.readouterr().out
+    assert ("data: split 'test' of splits.json (2 ids, 2 read): 2 mentions (0 gold NIL); 1 not verbatim in their "
+            "text") in out
+    blob = json.loads(report.read_text())
+    assert blob["n"] == 2 and [row["id"] for row in blob["predictions"]] == ["1-0", "3-0"]
+    assert blob["split"] == {"file": str(splits), "name": "test", "ids": 2, "read": 2}
+    assert blob["data_summary"]["not_verbatim"] == 1
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--split", "{splits}"], "names no split: add one of the file's splits (train, test, dev)"),
+    (["--split", "{splits}:valid"], "has no split 'valid'; its splits are train, test, dev"),
+    (["--pool-split", "{splits}:train"], "--pool-split {splits}:train splits the --pool file: give --pool too"),
+])
+def test_gemel_eval_refuses_a_bad_split_before_loading_models(tmp_path: Path, capsys, monkeypatch, argv: list[str],
+                                                               fragment: str) -> None:
+    from gemel.cli import eval as eval_cli
+    from gemel.cli.main import main
+
+    splits = _official_splits(tmp_path)
+    monkeypatch.setattr(eval_cli, "load_for_eval", lambda args: pytest.fail("models loaded before the check"))
+    argv = [a.format(splits=splits) for a in argv]
+    assert main(["eval", "--data", str(_original_wikimel(tmp_path)), *argv]) == 2
+    assert fragment.format(splits=splits) in capsys.readouterr().err
+
+
+def test_gemel_annotations_import_one_split(tmp_path: Path, capsys) -> None:
+    from annotations import Store
+
+    from gemel.cli.main import main
+
+    db, splits = tmp_path / "gold.db", _official_splits(tmp_path)
+    argv = ["annotations", "import", str(_original_wikimel(tmp_path)), "--format", "wikimel", "--annotator", "gold",
+            "--db", str(db), "--split", f"{splits}:test"]
+    assert main(argv) == 0
+    assert "imported 2 decisions" in capsys.readouterr().out
+    with Store.open(db) as store:
+        assert sorted(d["mention"] for d in store.decisions()) == ["Grace B. Hopper", "Hopper"]  # closest span
+    assert main(["annotations", "import", str(FIX / "richpedia_train.json"), "--format", "richpedia",
+                 "--annotator", "gold", "--db", str(db)]) == 0
+    assert "imported 3 decisions" in capsys.readouterr().out
+    assert main(["annotations", "import", str(FIX / "ours.jsonl"), "--annotator", "gold", "--db", str(db),
+                 "--split", f"{splits}:test"]) == 1
+    assert "--split selects records of a data set's released file" in capsys.readouterr().err
+
+
 @pytest.mark.usefixtures("one_thread")
 def test_gemel_eval_candidates_from_data(tiny_config, tmp_path: Path, capsys, monkeypatch) -> None:
     from gemel.cli.main import main
@@ -695,3 +908,17 @@ def test_gemel_train_prints_the_counts_of_its_data(tiny_config, tmp_path: Path, 
                  str(_original_wikimel(tmp_path)), "--epochs", "1", "--grad-accum", "2", "--no-eval-before",
                  "--out", str(tmp_path / "run")]) == 0
     assert "training data: 3 mentions (0 gold NIL); 1 not verbatim in their text" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_gemel_train_on_the_official_splits(tiny_config, tmp_path: Path, capsys) -> None:
+    from gemel.cli.main import main
+
+    data, splits = str(_original_wikimel(tmp_path)), _official_splits(tmp_path)
+    assert main(["train", "--profile", str(_tiny_profile(tiny_config, tmp_path)), "--data", data, "--split",
+                 f"{splits}:test", "--dev", data, "--dev-split", f"{splits}:train", "--epochs", "1", "--grad-accum",
+                 "2", "--no-eval-before", "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert ("training data: split 'test' of splits.json (2 ids, 2 read): 2 mentions (0 gold NIL); 1 not verbatim in "
+            "their text") in out
+    assert "dev data: split 'train' of splits.json (1 id, 1 read): 1 mentions (0 gold NIL); 0 not verbatim" in out

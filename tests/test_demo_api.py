@@ -56,6 +56,20 @@ def test_link_error_is_a_sentence(client):
         client.predict(None, CAPTION, "Turing", api_name="/link")
 
 
+def test_link_matches_a_mention_typed_in_another_case(client):
+    out = client.predict(None, "I love paris in spring", "Paris", api_name="/link")
+    assert out["candidates"]
+
+
+def test_link_suggests_the_caption_s_spelling_in_the_page_s_sentence(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as err:
+        client.predict(None, "Paris is not PARIS", "paris", api_name="/link")
+    assert str(err.value) == ("Could not link: mention 'paris' does not occur in the caption as typed (case matters); "
+                              "did you mean 'Paris'?")
+
+
 def test_correct_stores_a_row(client, served, tiny_dir):
     from gradio_client import handle_file
 

@@ -123,3 +123,67 @@ def test_link_pick_save_in_a_browser(served, browser, tmp_path):
     page.screenshot(path=str(tmp_path / "data.png"), full_page=True)
     assert not errors, errors
     context.close()
+
+
+def open_link_tab(browser, **context_args):
+    """A fresh page on the Link tab, with page errors collected (the context is closed by the caller)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, **context_args)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return context, page, errors
+
+
+def test_a_pasted_caption_is_highlighted_at_once(served, browser):
+    """Ctrl+V fires no keypress: the suggestions must follow the caption's value, not the keys typed."""
+    url, _ = served
+    context, page, errors = open_link_tab(browser, permissions=["clipboard-read", "clipboard-write"])
+    page.goto(url)
+    page.locator("#link-button").wait_for()
+    caption = field(page, "link-caption")
+    caption.click()
+    page.evaluate("t => navigator.clipboard.writeText(t)", CAPTION)
+    page.keyboard.press("ControlOrMeta+V")
+    page.wait_for_function("t => document.querySelector('#link-caption textarea').value === t", arg=CAPTION)
+    spans = page.locator("#link-spans")
+    spans.get_by_text("Navy", exact=True).wait_for(timeout=10_000)  # no other key pressed
+    assert spans.get_by_text("Hopper", exact=True).count() == 1
+    caption.fill("")  # any change of the value (here: emptied) redraws the highlights too
+    spans.get_by_text("Navy", exact=True).wait_for(state="detached", timeout=10_000)
+    assert not errors, errors
+    context.close()
+
+
+def error_badges(page) -> int:
+    """Gradio's red "Error" badges over components, plus error toasts."""
+    return page.locator("span.error:visible, .toast-body.error:visible").count()
+
+
+def test_a_mention_typed_in_another_case_is_matched_or_suggested(served, browser, tmp_path):
+    url, _ = served
+    context, page, errors = open_link_tab(browser)
+    page.goto(url)
+    page.locator("#link-button").wait_for()
+    hint = page.locator("#link-mention-hint")
+
+    field(page, "link-caption").fill("I love paris in spring")
+    field(page, "link-mention").fill("Paris")  # one span of the caption ignoring case: linked as the caption spells it
+    page.locator("#link-button").click()
+    page.locator("#link-choice input[type=radio]").first.wait_for()
+    page.wait_for_function("document.querySelector('#link-mention textarea, #link-mention input').value === 'paris'")
+    hint.get_by_text("Linked 'paris', the caption's spelling of 'Paris'.").wait_for()
+    assert error_badges(page) == 0
+
+    field(page, "link-caption").fill("Paris is not PARIS")
+    field(page, "link-mention").fill("paris")  # two spellings ignoring case: one suggestion, nothing linked
+    page.locator("#link-button").click()
+    hint.get_by_text("did you mean 'Paris'?").wait_for()
+    page.wait_for_timeout(500)  # an error badge or toast would have come with the message
+    try:
+        assert error_badges(page) == 0
+        assert page.get_by_text("did you mean").count() == 1  # one message on the page
+    finally:
+        page.screenshot(path=str(tmp_path / "mention-case.png"), full_page=True)
+    assert not errors, errors
+    context.close()

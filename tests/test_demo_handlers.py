@@ -297,7 +297,7 @@ def test_an_accepted_item_undone_from_review_no_longer_answers_the_api(studio, p
 
 def test_review_queue_round_trip(studio, store, linker, photo, tmp_path):
     message = studio.enqueue(write_batch(tmp_path / "up", photo))
-    assert message.startswith("Added 3 item(s)")
+    assert message == "Added 3 new items to the queue, least certain first."
     first = studio.next_item("alice")
     assert first.item is not None and "<b>3</b> left" in first.progress
     assert first.choices and first.selected == first.item["prediction"]["entity"]
@@ -329,7 +329,32 @@ def test_enqueue_reports_items_it_could_not_link(studio, tmp_path, photo):
                                 + json.dumps({"text": "Moon", "mention": "Moon", "image": "x.png"}) + "\n")
     (up / "x.png").write_text("not an image")
     message = studio.enqueue([str(up / "b.jsonl"), str(up / "x.png")])
-    assert message.startswith("Added 1 item(s)") and "b.jsonl:2" in message
+    assert message.startswith("Added 1 new item to the queue, least certain first. 1 item could not be linked "
+                              "and was left out; first: b.jsonl:2")
+
+
+def test_a_batch_added_again_says_its_items_were_already_queued(studio, store, tmp_path, photo):
+    batch = write_batch(tmp_path / "up", photo)
+    assert studio.enqueue(batch) == "Added 3 new items to the queue, least certain first."
+    assert studio.enqueue(batch) == "Added 0 new items; 3 were already in the queue."
+    assert store.progress("alice")["total"] == 3
+    more = tmp_path / "more.jsonl"
+    more.write_text(Path(batch[0]).read_text().splitlines()[1] + "\n"
+                    + json.dumps({"text": "The Moon is bright.", "mention": "Moon"}) + "\n")
+    assert studio.enqueue([str(more)]) == ("Added 1 new item to the queue, least certain first; 1 was already in "
+                                           "the queue.")
+
+
+@pytest.mark.parametrize("new, already, message", [
+    (1, 0, "Added 1 new item to the queue, least certain first."),
+    (2, 2, "Added 2 new items to the queue, least certain first; 2 were already in the queue."),
+    (0, 1, "Added 0 new items; 1 was already in the queue."),
+    (0, 0, "Added 0 new items."),
+])
+def test_added_message_counts_new_and_already_queued_items(new, already, message):
+    from demo.handlers import _added
+
+    assert _added(new, already) == message
 
 
 def test_enqueue_without_jsonl_is_a_sentence(studio, photo):
@@ -353,13 +378,44 @@ def test_stats_and_plot(studio, query):
     assert Path(s.plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_stats_chart_has_no_point_without_scored_decisions_and_counts_on_every_point(studio, query, monkeypatch):
+    import demo.handlers
+
+    drawn = []
+    monkeypatch.setattr(demo.handlers, "corrections_chart", lambda per_day, scores, path: drawn.append(scores) or path)
+    studio.stats()
+    studio.correct(query, "alice", "more_context", None)  # not a verdict on the answer: not scored
+    studio.stats()
+    studio.correct(query, "bob", "save", None)
+    studio.stats()
+    assert drawn[:2] == [[], []]
+    assert [(s.accuracy, s.n) for s in drawn[2]] == [(1.0, 1)]
+
+
+@pytest.mark.parametrize("totals, line", [
+    ({"current_decisions": 1, "corrections": 1, "inputs": 1, "queue_items": 1},
+     "1 current decision · 1 correction in all · 1 input · 1 queued item"),
+    ({"current_decisions": 2, "corrections": 3, "inputs": 0, "queue_items": 2},
+     "2 current decisions · 3 corrections in all · 0 inputs · 2 queued items"),
+])
+def test_totals_agree_with_their_counts(totals, line):
+    from demo.handlers import totals_html
+
+    assert totals_html(totals) == f'<div class="gemel-meta">{line}</div>'
+
+
+def test_stats_totals_say_1_decision_and_1_input(studio, query):
+    studio.correct(query, "alice", "save", None)
+    assert "1 current decision · 1 correction in all · 1 input · 0 queued items" in studio.stats().totals
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_export(studio, query, fmt):
     import zipfile
 
     studio.correct(query, "alice", "search", "Grace Hopper")
     files, message = studio.export(fmt)
-    assert "Exported 1" in message and files[0].endswith(f".{fmt}")
+    assert f"Exported 1 current decision as {fmt.upper()}" in message and files[0].endswith(f".{fmt}")
     names = zipfile.ZipFile(files[1]).namelist()
     assert f"corrections.{fmt}" in names and any(n.startswith("corrections_images/") for n in names)
     if fmt == "jsonl":
@@ -459,3 +515,53 @@ def test_every_image_input_reaches_the_handler_unopened(linker, store, tmp_path)
     bad.write_text("not an image")
     value = images[0].preprocess(FileData(path=str(bad), orig_name="holiday.png"))
     assert value == Upload(str(bad), "holiday.png")  # not opened: no PIL error before the handler runs
+
+
+# ---------------------------------------------------------------------------------------------- Link tab wiring
+@pytest.fixture
+def app(linker, store, tmp_path):
+    from demo.app import build_app
+
+    return build_app(linker, store, AppConfig(work_dir=str(tmp_path / "work")))
+
+
+def test_highlights_follow_any_change_of_the_caption(app):
+    """Gradio's textbox sends "input" on a keypress only: a paste (Ctrl+V) presses none, so the highlights
+    must follow "change" (the value, however it changed)."""
+    ids = {b.elem_id: b._id for b in app.blocks.values() if getattr(b, "elem_id", None)}
+    spans = ids["link-spans"]
+    triggers = {(t, e) for fn in app.fns.values() if spans in [o._id for o in fn.outputs] for t, e in fn.targets}
+    assert (ids["link-caption"], "change") in triggers and (ids["link-mention"], "change") in triggers
+
+
+def test_a_mention_in_another_case_is_linked_as_the_caption_spells_it(studio):
+    from demo.app import link_outputs
+
+    out = link_outputs(studio, None, "I love paris in spring", "Paris", None)
+    query, status, mention, hint = out[0], out[6], out[7], out[8]
+    assert query["mention"] == "paris" and mention == "paris" and status == ""
+    assert "Linked &#x27;paris&#x27;, the caption&#x27;s spelling of &#x27;Paris&#x27;" in hint
+
+
+def test_a_mention_not_in_the_caption_is_one_suggestion_and_no_error(studio):
+    from demo.app import link_outputs
+
+    out = link_outputs(studio, None, "Paris is not PARIS", "paris", None)
+    hint = out[-1]
+    assert hint.count("did you mean") == 1 and "did you mean &#x27;Paris&#x27;?" in hint and "gemel-error" in hint
+    assert all(o == gr.skip() for o in out[:-1])  # nothing else changes: no error badges
+
+
+@pytest.mark.parametrize("mention, sentence", [
+    ("PARIS!", "Could not link: mention 'PARIS!' does not occur in the caption as typed; did you mean 'paris'?"),
+    ("Turing", "Could not link: mention 'Turing' does not occur in the caption 'I love paris in spring': type "
+               "words of the caption as it spells them, or click a highlighted span."),
+])
+def test_the_page_and_the_api_get_the_same_sentence(studio, mention, sentence):
+    from demo.app import link_outputs, linkable_mention
+
+    with pytest.raises(gr.Error) as err:
+        linkable_mention("I love paris in spring", mention)
+    assert err.value.message == sentence
+    hint = link_outputs(studio, None, "I love paris in spring", mention, None)[-1]
+    assert f">{sentence.replace(chr(39), '&#x27;')}<" in hint

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from demo.mentions import STOPWORDS, highlight_segments, suggest_mentions
+from demo.mentions import STOPWORDS, MentionError, highlight_segments, resolve_mention, suggest_mentions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,3 +74,49 @@ def test_segments_rebuild_the_text_and_mark_the_mention(text, i, n):
     marked = [seg for seg, label in segments if label == "mention"]
     assert marked == ([mention] if mention and mention in text else [])
     assert all(seg for seg, _ in segments)  # no empty segment
+
+
+# ---------------------------------------------------------------------------------------------- typed mentions
+@pytest.mark.parametrize("text, mention, expected", [
+    ("I love paris in spring", "paris", "paris"),  # verbatim: as typed
+    ("I love paris in spring", "Paris", "paris"),  # one span ignoring case: the caption's spelling
+    ("paris, then paris again", "PARIS", "paris"),  # two spans, one spelling: still unambiguous
+    ("Grace Hopper joined the U.S. Navy.", "u.s. navy", "U.S. Navy"),
+    ("", "Paris", "Paris"),  # blank caption or mention: left to the linker's own sentence
+    ("I love paris", "  ", "  "),
+])
+def test_resolve_mention(text, mention, expected):
+    assert resolve_mention(text, mention) == expected
+
+
+@pytest.mark.parametrize("text, mention, suggestion", [
+    ("Paris is not PARIS", "paris", "'Paris'"),  # two spellings: the first is offered, nothing is guessed
+    ("I love paris in spring", "Pariss", "'paris'"),  # a typo: the closest words
+    ("Grace Hopper joined the Navy.", "Grace Hoper", "'Grace Hopper'"),
+])
+def test_a_mention_not_in_the_caption_gets_one_suggestion(text, mention, suggestion):
+    with pytest.raises(MentionError) as err:
+        resolve_mention(text, mention)
+    message = str(err.value)
+    assert message.count("did you mean") == 1 and message.endswith(f"did you mean {suggestion}?")
+    assert repr(mention) in message
+    assert ("(case matters)" in message) == (suggestion.strip("'").lower() == mention.lower())
+
+
+def test_a_mention_unlike_any_words_gets_no_suggestion():
+    with pytest.raises(MentionError, match=r"mention 'Turing' does not occur in the caption 'Hopper .*click a "
+                                           r"highlighted span") as err:
+        resolve_mention("Hopper wrote the first compiler.", "Turing")
+    assert "did you mean" not in str(err.value)
+
+
+@given(text_strategy, st.integers(0, 10), st.integers(1, 10))
+def test_resolved_mentions_are_spans_of_the_caption(text, i, n):
+    mention = text[i:i + n].swapcase()
+    try:
+        resolved = resolve_mention(text, mention)
+    except MentionError as e:
+        assert "did you mean" in str(e) or "click a highlighted span" in str(e)
+        return
+    assert resolved in text or not text.strip() or not mention.strip()
+    assert resolved.lower() == mention.lower()

@@ -146,6 +146,8 @@ def test_progress_and_tables():
                                    "fleiss_kappa": None, "cohen_kappa": 0.25, "disagreements": 1})
     assert "50.0%" in agree and "Cohen κ <b>0.250</b>" in agree and "Fleiss κ <b>–</b>" in agree
     assert "two or more" in render.agreement_html({"items": 0})
+    one = render.agreement_html({"items": 1, "annotators": ["a", "b"], "disagreements": 1})
+    assert "1 shared input ·" in one and "2 annotators" in one and "1 disagreement<" in one
 
 
 def test_ranker_candidates_show_probability_and_their_largest_contributions():

@@ -2,6 +2,8 @@
 
     gemel eval --profile offline --data assets/eval/test.jsonl --mapper runs/seed/mapper.pt --report test.json
     gemel eval --profile offline --data assets/eval/test.jsonl --baseline
+    gemel eval --profile paper --data Wikidata-MEL.json --split splits.json:test \
+        --pool Wikidata-MEL.json --pool-split splits.json:train
     gemel calibrate --profile offline --data assets/eval/dev.jsonl --out calibrated.toml
 """
 
@@ -28,12 +30,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="offline", help="profile name or .toml path (default: offline)")
-    p.add_argument("--format", default="auto", help="data format: auto, jsonl, gemel, wikidiverse, wikimel")
+    p.add_argument("--format", default="auto",
+                   help="data format: auto, jsonl, gemel, wikidiverse, wikimel, richpedia")
+    p.add_argument("--split", metavar="FILE:NAME", help="use one split of the data file, named in a split file, "
+                   "e.g. splits.json:test (MEL-GHMFC's official split of the original WikiMEL release)")
     p.add_argument("--image-dir", help="folder of the data's images (default: next to the data file)")
     p.add_argument("--features", metavar="HDF5", help="precomputed image features instead of images (GEMEL's "
                                                       "clip_vit_large_patch14_1024.hdf5; keys img_url / img_name)")
     p.add_argument("--pool", metavar="FILE", help="demonstration pool to use instead of the profile's seed pool "
                                                   "(the paper: the data set's train.json)")
+    p.add_argument("--pool-split", metavar="FILE:NAME", help="use one split of the --pool file, e.g. "
+                                                             "splits.json:train")
     p.add_argument("--mapper", metavar="CKPT", help="mapper checkpoint (ours .pt or an official .pkl)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a profile value, e.g. --set decode.mode=beam --set decode.candidates=0")
@@ -46,7 +53,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                        description="Link every mention of a data set and report exact-match accuracy (the "
                                    "paper's metric) with a Wilson interval, recall@k, NIL precision/recall and "
                                    "accuracy per type, beside the embedding-lookup baseline.")
-    p.add_argument("--data", required=True, metavar="FILE", help="labelled data (JSONL, GEMEL, WikiDiverse, WikiMEL)")
+    p.add_argument("--data", required=True, metavar="FILE",
+                   help="labelled data (JSONL, GEMEL, WikiDiverse, WikiMEL, Richpedia-MEL)")
     _common(p)
     p.add_argument("--report", metavar="JSON", help="write the report (figures + one row per mention) here")
     p.add_argument("--baseline", action="store_true", help="evaluate the embedding-lookup baseline only (no LLM)")
@@ -125,22 +133,46 @@ def load_for_eval(args: argparse.Namespace) -> Any:
 
         linker, _ = with_precomputed_features(linker, args.features)
     if args.pool:
-        linker = with_pool(linker, args.pool, args.format, args.image_dir)
+        linker = with_pool(linker, args.pool, args.format, args.image_dir, split=getattr(args, "pool_split", None))
     return linker
 
 
-def with_pool(linker: Any, path: str, fmt: str = "auto", image_dir: str | None = None) -> Any:
-    """A variant of ``linker`` whose demonstration pool is the labelled examples of ``path`` (the profile's seed
-    pool is dropped)."""
+def with_pool(linker: Any, path: str, fmt: str = "auto", image_dir: str | None = None, *,
+              split: str | None = None) -> Any:
+    """A variant of ``linker`` whose demonstration pool is the labelled examples of ``path`` (of its split
+    ``split``, ``FILE:NAME``, when given; the profile's seed pool is dropped)."""
     from gemel.data.evaluate import load_examples, with_feature_keys
 
-    examples = load_examples(path, fmt, image_dir=image_dir)
+    examples = load_examples(path, fmt, image_dir=image_dir, split=split)
     features = getattr(linker.features, "features", None)
     if features is not None:
         examples = with_feature_keys(examples, features)
     variant = linker.replace(pool=examples)
-    log.info("demonstration pool: %d examples from %s", len(variant.labelled_pool), path)
+    log.info("demonstration pool: %d examples from %s%s", len(variant.labelled_pool), path,
+             f", split {split}" if split else "")
     return variant
+
+
+def check_data_options(args: argparse.Namespace) -> None:
+    """Refuse, before any model loads, a split without the file it splits and a split file that cannot be read
+    (`gemel.data.readers.read_split` names the splits the file has)."""
+    from gemel.data.readers import read_split
+
+    for option, target in (("split", "data"), ("pool_split", "pool")):
+        spec = getattr(args, option, None)
+        if spec and not getattr(args, target, None):
+            raise UsageError(f"--{option.replace('_', '-')} {spec} splits the --{target} file: give --{target} too")
+        if spec:
+            read_split(spec)
+
+
+def data_line(examples: Sequence[Example], split: str | None) -> str:
+    """What `gemel eval` prints of its data: the split when there is one (its name, how many ids it has and
+    how many of them were read) and the counts of `gemel.data.readers.summarize`."""
+    from gemel.data.readers import read_split, summarize
+
+    line = summarize(examples).line()
+    return f"{read_split(split).describe(examples)}: {line}" if split else line
 
 
 def examples_from_store(db: str, include_nil: bool = False) -> list:
@@ -158,7 +190,7 @@ def examples_for(args: argparse.Namespace, linker: Any) -> list:
         examples = examples_from_store(args.annotations, include_nil=True)[: args.limit]
     else:
         examples = load_examples(args.data, args.format, image_dir=args.image_dir, limit=args.limit,
-                                 drop_nil=args.drop_nil)
+                                 drop_nil=args.drop_nil, split=getattr(args, "split", None))
     features = getattr(linker.features, "features", None)
     if features is not None:
         return with_feature_keys(examples, features)
@@ -173,13 +205,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit {args.limit} must be >= 1")
+    check_data_options(args)
     linker = load_for_eval(args)
     examples = examples_for(args, linker)
     from_data = args.candidates == "from-data"
     if from_data and not args.baseline:
         check_candidates(examples)
     summary = summarize(examples)
-    print(f"data: {summary.line()}")
+    print(f"data: {data_line(examples, args.split)}")
     options = EvalOptions(progress=not args.quiet, candidates_from_data=from_data)
     base = evaluate_linker(linker, examples, baseline=True, options=options)
     result = base if args.baseline else evaluate_linker(linker, examples, options=options)
@@ -192,6 +225,10 @@ def run_eval(args: argparse.Namespace) -> int:
     print(f"time: {result.seconds / max(1, len(examples)):.2f} s per mention")
     if args.report:
         extra: dict[str, Any] = {"data": str(args.data), "data_summary": summary.to_dict()}
+        if args.split:
+            from gemel.data.readers import read_split
+
+            extra["split"] = read_split(args.split).to_dict(examples)
         if not args.baseline:
             extra["baseline"] = {k: v for k, v in base.to_dict().items() if k != "predictions"}
         print(f"report: {write_report(result, args.report, **extra)}")
@@ -209,6 +246,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     config = CalibrateConfig(weights=weights, threshold=args.threshold)
     if not args.out.endswith(".toml"):
         raise UsageError(f"--out {args.out!r} must end in .toml (it is a profile file)")
+    check_data_options(args)
     linker = load_for_eval(args)
     examples = examples_for(args, linker)
     scored = collect(linker, examples, progress=not args.quiet)
@@ -216,7 +254,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     print(f"calibration of profile {linker.config.name!r} (mapper {linker.mapper_version}) on {len(scored)} "
           f"mentions ({sum(x.gold is None for x in scored)} gold NIL)")
     print(result.table())
-    source = args.annotations or args.data
+    source = args.annotations or (f"{args.data} (split {args.split})" if args.split else args.data)
     note = (f"calibrated by `gemel calibrate` from profile {linker.config.name!r} on {source} "
             f"({len(scored)} mentions): w_ret={result.chosen.w_ret:g}, nil_threshold={result.chosen.nil_threshold:g},"
             f" accuracy {result.chosen.accuracy:.4f}")

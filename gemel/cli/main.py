@@ -410,11 +410,12 @@ def _add_annotations(sub: argparse._SubParsersAction) -> None:
     annotations_cli.add_subparsers(sub, read_dataset=_read_dataset)
 
 
-def _read_dataset(path: Path, format: str, image_dir: Path | None):
-    """The data-set readers for `gemel annotations import --format` (the store's CLI never imports gemel)."""
+def _read_dataset(path: Path, format: str, image_dir: Path | None, split: str | None = None):
+    """The data-set readers for `gemel annotations import --format` (and ``--split``; the store's CLI never
+    imports gemel)."""
     from gemel.data.readers import read_dataset
 
-    return read_dataset(path, format, image_dir)
+    return read_dataset(path, format, image_dir, split=split)
 
 
 if __name__ == "__main__":

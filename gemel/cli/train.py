@@ -3,6 +3,8 @@
     gemel train --profile offline --data gemel/assets/seed/examples.jsonl --dev assets/eval/dev.jsonl \\
         --epochs 3 --out runs/seed
     accelerate launch -m gemel train --profile paper --data train.json --features clip.hdf5 --out runs/wd
+    gemel train --profile paper --data Wikidata-MEL.json --split splits.json:train \
+        --dev Wikidata-MEL.json --dev-split splits.json:dev --out runs/wikimel
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "OUT/log.jsonl and OUT/training.png. Runs under `accelerate launch`.")
     p.add_argument("--profile", default="offline", help="profile name or .toml path (default: offline)")
     p.add_argument("--data", action="append", default=[], metavar="FILE",
-                   help="training data (our JSONL, GEMEL, WikiDiverse or WikiMEL); repeat for several files")
-    p.add_argument("--format", default="auto", help="format of --data/--dev (default: auto-detect)")
+                   help="training data (our JSONL, GEMEL, WikiDiverse, WikiMEL or Richpedia-MEL); repeat for "
+                        "several files")
+    p.add_argument("--format", default="auto", help="format of --data/--dev (default: auto-detect): jsonl, gemel, "
+                                                    "wikidiverse, wikimel, richpedia")
+    p.add_argument("--split", metavar="FILE:NAME", help="train on one split of the --data file(s), named in a split "
+                   "file, e.g. splits.json:train (MEL-GHMFC's official split of the original WikiMEL release)")
     p.add_argument("--annotations", metavar="DB", help="also train on the decided examples of this store")
     p.add_argument("--dev", metavar="FILE", help="dev data: accuracy after every epoch, picks mapper.pt")
+    p.add_argument("--dev-split", metavar="FILE:NAME", help="use one split of the --dev file, e.g. splits.json:dev")
     p.add_argument("--judge", metavar="TEST", help="with --annotations only: re-train as the app does, holding out a "
                    "share of the decisions, and say whether the new part is better (held-out accuracy strictly "
                    "better for the mapper, not worse for the learned ranker a profile names, which is what is refit "
@@ -62,14 +69,16 @@ def run_train(args: argparse.Namespace) -> int:
         raise TrainError("give training data: --data FILE and/or --annotations DB")
     if args.resume and not Path(args.out, "trainer_state.pt").exists():
         raise TrainError(f"--resume: {args.out!r} holds no earlier run (trainer_state.pt is missing)")
+    _check_splits(args)
     if args.judge:
         return _run_judged(args)
-    examples = [ex for path in args.data
-                for ex in load_examples(path, args.format, image_dir=args.image_dir, limit=args.limit)]
+    examples = [ex for path in args.data for ex in load_examples(path, args.format, image_dir=args.image_dir,
+                                                                 limit=args.limit, split=args.split)]
+    n_data = len(examples)
     if args.annotations:
         examples += examples_from_store(args.annotations)
-    dev = load_examples(args.dev, args.format, image_dir=args.image_dir) if args.dev else []
-    _report_data(examples, dev)
+    dev = load_examples(args.dev, args.format, image_dir=args.image_dir, split=args.dev_split) if args.dev else []
+    _report_data(examples, dev, split=args.split, dev_split=args.dev_split, n_data=n_data)
     linker = Linker.load(profile_with(args.profile, args.set, args.mapper))
     if args.features:
         linker, store = with_precomputed_features(linker, args.features)
@@ -113,10 +122,27 @@ def _run_judged(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_data(examples: list, dev: list) -> None:
-    """The training (and dev) data's counts, e.g. mentions not verbatim in their text, before training starts."""
-    from gemel.data.readers import summarize
+def _check_splits(args: argparse.Namespace) -> None:
+    """Refuse a split without the file it splits, and a split file that cannot be read, before any model loads."""
+    from gemel.data.readers import read_split
+    from gemel.training.train import TrainError
 
-    for name, data in (("training data", examples), ("dev data", dev)):
+    for option, spec, target, given in (("--split", args.split, "--data", args.data),
+                                        ("--dev-split", args.dev_split, "--dev", args.dev)):
+        if spec and not given:
+            raise TrainError(f"{option} {spec} splits the {target} file: give {target} too")
+        if spec:
+            read_split(spec)
+
+
+def _report_data(examples: list, dev: list, *, split: str | None = None, dev_split: str | None = None,
+                 n_data: int | None = None) -> None:
+    """The training (and dev) data's counts, e.g. mentions not verbatim in their text, before training starts;
+    with a split, its name and size first (counted over the first ``n_data`` examples: those of --data)."""
+    from gemel.data.readers import read_split, summarize
+
+    for name, data, chosen, of_split in (("training data", examples, split, examples[:n_data]),
+                                         ("dev data", dev, dev_split, dev)):
         if data:
-            print(f"{name}: {summarize(data).line()}")
+            head = f"{read_split(chosen).describe(of_split)}: " if chosen else ""
+            print(f"{name}: {head}{summarize(data).line()}")

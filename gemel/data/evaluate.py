@@ -58,8 +58,9 @@ class EvalOptions:
 
 # ---- data ---------------------------------------------------------------------------------------------
 def load_examples(path: str | Path, format: str = "auto", *, image_dir: str | Path | None = None,
-                  limit: int | None = None, drop_nil: bool = False) -> list[Example]:
-    """Examples of a data file (our JSONL, GEMEL, WikiDiverse, WikiMEL), first ``limit`` only.
+                  limit: int | None = None, drop_nil: bool = False, split: Any = None) -> list[Example]:
+    """Examples of a data file (our JSONL, GEMEL, WikiDiverse, WikiMEL, Richpedia-MEL), first ``limit`` only;
+    with ``split`` (``"splits.json:test"`` or a `gemel.data.readers.Split`), those of that split only.
 
     A relative image that does not exist next to the file is looked up one folder up, as the shipped
     ``assets/eval/*.jsonl`` keep their images in ``assets/images`` (a link to ``gemel/assets/images``). ``drop_nil`` removes gold-NIL mentions
@@ -69,14 +70,15 @@ def load_examples(path: str | Path, format: str = "auto", *, image_dir: str | Pa
 
     path = Path(path)
     out: list[Example] = []
-    for ex in read_dataset(path, format, image_dir):
+    for ex in read_dataset(path, format, image_dir, split=split):
         if drop_nil and ex.entity is None:
             continue
         out.append(_fix_image(ex, path.parent))
         if limit is not None and len(out) >= limit:
             break
     if not out:
-        raise EvaluationError(f"{path} holds no usable example" + (" after dropping NIL" if drop_nil else ""))
+        in_split = f" in split {getattr(split, 'spec', split)}" if split else ""
+        raise EvaluationError(f"{path} holds no usable example{in_split}" + (" after dropping NIL" if drop_nil else ""))
     return out
 
 

@@ -11,7 +11,11 @@ layouts of the released files (checked against the public code that reads them) 
   `read_clip_features`);
 * ``wikidiverse`` -- WikiDiverse in any of its three releases (`gemel.data.formats.wikidiverse`:
   `read_wikidiverse`, `wikipedia_title`);
-* ``wikimel`` -- WikiMEL in either release (`gemel.data.formats.wikimel`: `read_wikimel`).
+* ``wikimel`` -- WikiMEL in each of its releases (`gemel.data.formats.wikimel`: `read_wikimel`);
+* ``richpedia`` -- Richpedia-MEL (`gemel.data.formats.richpedia`: `read_richpedia`).
+
+A data set released as one file is read one split at a time with ``split="FILE:NAME"`` (the official split
+file of WikiMEL is MEL-GHMFC's ``splits.json``; `gemel.data.formats.splits`: `read_split`, `Split`).
 
 Shared there: mentions not verbatim in their text, read as given (`gemel.data.formats.mentions`:
 `locate_mention`, `linkable_mention`), each data set's image naming and missing images
@@ -30,34 +34,39 @@ from pathlib import Path
 from typing import Any
 
 from gemel.data.formats.errors import DatasetError, DatasetFormatError, UnknownFormatError
-from gemel.data.formats.files import (SNIFF_BYTES, existing_file, first_line, is_keyed, load_json_array,
-                                      load_json_value)
+from gemel.data.formats.files import (SNIFF_BYTES, existing_file, first_char, first_line, is_keyed,
+                                      load_json_array, load_json_value)
 from gemel.data.formats.gemel_json import read_gemel
 from gemel.data.formats.jsonl import read_jsonl
 from gemel.data.formats.records import ReadConfig
+from gemel.data.formats.richpedia import is_richpedia_record, read_richpedia
+from gemel.data.formats.splits import Split, is_split_value, read_split, split_lists
 from gemel.data.formats.wikidiverse import read_wikidiverse
 from gemel.data.formats.wikimel import mimic_source, read_wikimel
 from gemel.types import Example
 
-__all__ = ["FORMATS", "DataSummary", "DatasetError", "DatasetFormatError", "ReadConfig", "UnknownFormatError",
-           "detect_format", "read_dataset", "summarize"]
+__all__ = ["FORMATS", "DataSummary", "DatasetError", "DatasetFormatError", "ReadConfig", "Split",
+           "UnknownFormatError", "detect_format", "read_dataset", "read_split", "summarize"]
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("jsonl", "gemel", "wikidiverse", "wikimel")
+FORMATS = ("jsonl", "gemel", "wikidiverse", "wikimel", "richpedia")
 
 _READERS: dict[str, Callable[..., Iterator[Example]]] = {
-    "jsonl": read_jsonl, "gemel": read_gemel, "wikidiverse": read_wikidiverse, "wikimel": read_wikimel}
+    "jsonl": read_jsonl, "gemel": read_gemel, "wikidiverse": read_wikidiverse, "wikimel": read_wikimel,
+    "richpedia": read_richpedia}
 
 
 def read_dataset(path: str | Path, format: str = "auto", image_dir: str | Path | None = None, *,
-                 on_error: str = "raise") -> Iterator[Example]:
-    """Examples of any supported data file; ``format="auto"`` sniffs it from the first record."""
+                 on_error: str = "raise", split: str | Path | Split | None = None) -> Iterator[Example]:
+    """Examples of any supported data file; ``format="auto"`` sniffs it from the first record. ``split``
+    (``"splits.json:test"``, or a `Split`) keeps the records of one split of the file (`read_split`)."""
     if format != "auto" and format not in _READERS:
         raise DatasetError(f"format={format!r} is not one of auto, {', '.join(FORMATS)}")
+    chosen = read_split(split) if split is not None else None
     fmt = detect_format(path) if format == "auto" else format
-    logger.info("reading %s as %s", path, fmt)
-    return _READERS[fmt](path, image_dir, on_error=on_error)
+    logger.info("reading %s as %s%s", path, fmt, f", split {chosen.spec}" if chosen else "")
+    return _READERS[fmt](path, image_dir, on_error=on_error, split=chosen)
 
 
 # ----------------------------------------------------------------------------- format sniffing
@@ -115,7 +124,7 @@ def _classify(value: Any) -> str | None:
     if not isinstance(value, dict):
         return None
     if "sentence" in value and "mentions" in value:
-        return "wikimel"
+        return "richpedia" if is_richpedia_record(value) else "wikimel"
     if any(k in value for k in ("img_url", "img_name", "golden", "target")):
         return "gemel"
     if "text" in value and "mention" in value:
@@ -125,7 +134,7 @@ def _classify(value: Any) -> str | None:
 
 def detect_format(path: str | Path) -> str:
     """The format of a data file (one of `FORMATS`), from its first record (and, for MIMIC's layout, its name:
-    ``wiki_diverse_*.json`` is WikiDiverse)."""
+    ``wiki_diverse_*.json`` is WikiDiverse). A split file is no data file: the error says how to use it."""
     path = existing_file(path)
     if path.suffix.lower() in (".h5", ".hdf5"):
         raise UnknownFormatError(f"{path} is an HDF5 file: read image features with read_clip_features()")
@@ -134,6 +143,7 @@ def detect_format(path: str | Path) -> str:
     except DatasetFormatError as e:
         raise UnknownFormatError(f"{e}; the readers take JSON lines, a JSON array of records or one JSON object "
                                  "keyed by id") from e
+    _refuse_a_split_file(path, value)
     fmt = _classify(value)
     if fmt is None:
         keys = sorted(value) if isinstance(value, dict) else type(value).__name__
@@ -141,8 +151,23 @@ def detect_format(path: str | Path) -> str:
             f"{path}: cannot tell the format from the first record ({keys}). Known formats: jsonl (text, mention, "
             "entity, image), gemel (text, mention, target, golden, img_url/img_name), wikidiverse ([text, image URL, "
             "topic, mentions], or 11-element records with candidates), wikimel (sentence, mentions, entities, "
-            "answer, imgPath; or the original object keyed by id with lists). Pass format= to choose.")
+            "answer, imgPath; or the original object keyed by id with lists), richpedia (an object keyed by QID of "
+            "sentence, mentions, entities, answer). Pass format= to choose.")
     return "wikidiverse" if fmt == "wikimel" and mimic_source(path) == "wikidiverse" else fmt
+
+
+def _refuse_a_split_file(path: Path, first: Any) -> None:
+    """Raises `UnknownFormatError` saying how to use a split file (an object of id lists) given as data."""
+    if first_char(path) != "{" or not (isinstance(first, list) or is_split_value(first)):
+        return  # an object whose first value is a list is no data layout: a split file, or neither
+    try:
+        names = list(split_lists(path) or ())
+    except DatasetFormatError:  # broken JSON: the generic error below says so
+        return
+    if names:
+        raise UnknownFormatError(f"{path} is a split file (the ids of {', '.join(names)}), not data: read the data "
+                                 f"file with split='{path}:{names[0]}' (gemel eval, train, annotations import: "
+                                 f"--split {path}:{names[0]})")
 
 
 # ----------------------------------------------------------------------------- summary

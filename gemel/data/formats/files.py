@@ -1,9 +1,11 @@
 """File access shared by the readers: one data file as a sequence of `Item` records, whatever its JSON layout.
 
-JSON-lines files are streamed; JSON arrays and objects keyed by id (the original WikiMEL release) are parsed
-whole, then iterated. Each `Item` parses its record on demand and carries where it is (``file:line`` or ``file:
-record N``), so that a malformed record raises `DatasetFormatError` naming its place (or is skipped, see
-`gemel.data.formats.records.read_examples`). `gemel.data.readers` sniffs formats with the same helpers.
+JSON-lines files are streamed; JSON arrays and objects keyed by id (the original WikiMEL release, Richpedia-MEL,
+DRIN's WikiMEL files) are parsed whole, then iterated; a keyed record's `Item` keeps its key (`Item.key`), which
+is its id and what a split selects (`gemel.data.formats.splits`). Each `Item` parses its record on demand and
+carries where it is (``file:line`` or ``file: record N``), so that a malformed record raises `DatasetFormatError`
+naming its place (or is skipped, see `gemel.data.formats.records.read_examples`). `gemel.data.readers` sniffs
+formats with the same helpers.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Item(NamedTuple):
     number: int  # line number (JSON lines) or record index (JSON array): the default id of our JSONL
     ordinal: int  # 0-based position among the records: the default id of the external data sets
     load: Callable[[], Any]  # parses the record; raises DatasetFormatError
+    key: str | None = None  # the record's key in an object keyed by id (None in arrays and JSON lines): its id
 
 
 def existing_file(path: str | Path) -> Path:
@@ -35,7 +38,8 @@ def existing_file(path: str | Path) -> Path:
     return path
 
 
-def _first_char(path: Path) -> str:
+def first_char(path: Path) -> str:
+    """The first character of a file's head after a BOM and blanks ("" when the head is blank)."""
     with open(path, encoding="utf-8") as f:
         head = f.read(SNIFF_BYTES).lstrip("\ufeff \t\r\n")
     return head[:1]
@@ -108,12 +112,13 @@ def _keyed_records(path: Path) -> list[Item] | None:
                                                  "or an object {id: record, ...} (the original WikiMEL release)")
     if not is_keyed(value):
         return None
-    return [Item(f"record {key}", i, i, partial(_identity, record)) for i, (key, record) in enumerate(value.items())]
+    return [Item(f"record {key}", i, i, partial(_identity, record), str(key))
+            for i, (key, record) in enumerate(value.items())]
 
 
 def json_records(path: Path) -> Iterable[Item]:
     """A JSON array or keyed object (parsed whole, now) or JSON lines (streamed), whichever the file holds."""
-    first = _first_char(path)
+    first = first_char(path)
     data = load_json_array(path) if first == "[" else None
     if data is not None:
         return [Item(f"record {i}", i, i, partial(_identity, record)) for i, record in enumerate(data)]

@@ -15,22 +15,24 @@ from typing import Any
 
 from gemel.data.formats.errors import DatasetFormatError
 from gemel.data.formats.files import Item, existing_file, json_records
-from gemel.data.formats.images import mimic_image_name, resolve_image, wikidiverse_names
+from gemel.data.formats.images import mimic_names, resolve_image, wikidiverse_names
 from gemel.data.formats.mentions import mention_meta
 from gemel.data.formats.records import ReadConfig, is_nil, need_object, need_str, read_examples
+from gemel.data.formats.splits import Split
 from gemel.types import Example
 
 
-def read_gemel(path: str | Path, image_dir: str | Path | None = None, *,
-               on_error: str = "raise") -> Iterator[Example]:
+def read_gemel(path: str | Path, image_dir: str | Path | None = None, *, on_error: str = "raise",
+               split: Split | None = None) -> Iterator[Example]:
     """Examples of a GEMEL ``train/dev/test.json`` (JSON lines), streamed; NIL (``golden == "NIL"``) -> None.
 
     ``Example.image`` is the file in ``image_dir`` when given (``img_url``: `wikidiverse_image_name`;
-    ``img_name``: the name itself, or MIMIC's ``.jpg``), else the raw ``img_url``/``img_name``;
+    ``img_name``: the name itself, then MIMIC's ``.jpg`` and the other extensions), else the raw
+    ``img_url``/``img_name``;
     ``meta["image_key"]`` always keeps the raw key (for `read_clip_features`).
     """
     path = existing_file(path)
-    config = ReadConfig(image_dir, on_error)
+    config = ReadConfig(image_dir, on_error, split)
     return read_examples(path, json_records(path), lambda rec, item: [_from_gemel(path, rec, item, config)], config)
 
 
@@ -56,7 +58,7 @@ def _from_gemel(path: Path, record: Any, item: Item, config: ReadConfig) -> Exam
     key = record.get("img_name", record.get("img_url"))
     if key is not None and not isinstance(key, str):
         raise DatasetFormatError(path, item.where, f"img_url/img_name must be a string, got {key!r}")
-    names = wikidiverse_names if "img_name" not in record else (lambda name: [name, mimic_image_name(name)])
+    names = wikidiverse_names if "img_name" not in record else _img_name_names
     image, found = resolve_image(key, config, names)
     meta = {k: v for k, v in record.items()
             if k not in ("text", "mention", "target", "id", "img_url", "img_name")} | located | found
@@ -64,3 +66,8 @@ def _from_gemel(path: Path, record: Any, item: Item, config: ReadConfig) -> Exam
     raw_id = record.get("id")
     return Example(text=text, mention=mention, entity=entity, image=image, source="gemel", meta=meta,
                    id=str(raw_id if raw_id is not None else item.ordinal))
+
+
+def _img_name_names(name: str) -> list[str]:
+    """The file names to look for an ``img_name`` under: the name itself, then as MIMIC names it (`mimic_names`)."""
+    return list(dict.fromkeys([name, *mimic_names(name)]))

@@ -2,7 +2,10 @@
 
 The released WikiDiverse images (``wikinewsImgs``) are named `wikidiverse_image_name`: the md5 of the URL's last
 path segment, then its extension, ``.svg`` as ``.png``. MIMIC opens ``<folder>/<file name up to its first
-dot>.jpg`` (`mimic_image_name`; it converted every image to JPEG).
+dot>.jpg`` (`mimic_image_name`; it converted every image to JPEG). The releases that name an image by an id
+(the original WikiMEL, DRIN's WikiMEL files, Richpedia-MEL's ``<QID>.jpg``) are looked up as ``<id><extension>``
+with the extensions of `IMAGE_EXTENSIONS`, in that order (`named_by`): the three the releases mostly use, then
+the others DRIN's loader (``common/utils.py`` ``load_image``) tries, as some WikiMEL images have them.
 
 With ``image_dir``, ``Example.image`` is the file the data set's convention names there (`resolve_image`); when
 it does not exist the example is text-only (``image`` None, ``meta["image_missing"]`` = the path looked for)
@@ -22,6 +25,8 @@ from urllib.parse import unquote, urlsplit
 from gemel.data.formats.records import ReadConfig
 
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# the order tried: .jpg first (MIMIC and MEL-GHMFC converted to or kept JPEG), then what else the releases hold
+IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg", ".JPG", ".JPEG", ".PNG", ".tif", ".TIF", ".tiff", ".TIFF")
 _IMAGE_STEM_RE = re.compile(r"\S+(?=\.(?:jpe?g|JPE?G|png|PNG|svg|SVG))")  # up to the last known extension
 
 
@@ -80,6 +85,14 @@ def wikidiverse_names(url: str) -> list[str]:
     return [wikidiverse_image_name(url), _basename_of(url)]
 
 
+def named_by(stem: str) -> list[str]:
+    """The file names of an image named by an id (or stem), in the order they are tried: ``<stem><extension>``
+    for each of `IMAGE_EXTENSIONS`."""
+    return [stem + extension for extension in IMAGE_EXTENSIONS]
+
+
 def mimic_names(img_path: str) -> list[str]:
-    """The file names to look for a MIMIC ``imgPath`` under: MIMIC's ``.jpg``, then the path's own."""
-    return [mimic_image_name(img_path), _basename_of(img_path)]
+    """The file names to look for a MIMIC ``imgPath`` under: MIMIC's ``.jpg``, the path's own name, then its stem
+    (up to the first dot) with the other extensions (`named_by`)."""
+    first = mimic_image_name(img_path)
+    return list(dict.fromkeys([first, _basename_of(img_path), *named_by(first.removesuffix(".jpg"))]))

@@ -19,13 +19,14 @@ from gemel.data.formats.files import Item, existing_file, json_records
 from gemel.data.formats.images import is_url, relative_to
 from gemel.data.formats.mentions import mention_meta
 from gemel.data.formats.records import ReadConfig, need_object, need_str, read_examples
+from gemel.data.formats.splits import Split
 from gemel.types import Example
 
 _KNOWN_KEYS = ("id", "text", "mention", "entity", "image", "source")
 
 
-def read_jsonl(path: str | Path, image_dir: str | Path | None = None, *,
-               on_error: str = "raise") -> Iterator[Example]:
+def read_jsonl(path: str | Path, image_dir: str | Path | None = None, *, on_error: str = "raise",
+               split: Split | None = None) -> Iterator[Example]:
     """Examples of a GEMEL Studio JSON-lines file, streamed.
 
     A relative ``image`` is resolved against ``image_dir`` (default: the file's folder); optional integer
@@ -34,7 +35,7 @@ def read_jsonl(path: str | Path, image_dir: str | Path | None = None, *,
     unless the record says ``"verbatim": false`` (as `write_jsonl` writes a data set's mention read as given).
     """
     path = existing_file(path)
-    config = ReadConfig(image_dir, on_error)
+    config = ReadConfig(image_dir, on_error, split)
     base = str(image_dir) if image_dir is not None else str(path.parent)
     return read_examples(path, json_records(path), lambda rec, item: [_from_jsonl(path, rec, item, base)], config)
 

@@ -28,6 +28,7 @@ from gemel.data.formats.files import Item, existing_file, json_records
 from gemel.data.formats.images import is_url, resolve_image, wikidiverse_names
 from gemel.data.formats.mentions import mention_meta
 from gemel.data.formats.records import ReadConfig, is_nil, read_examples
+from gemel.data.formats.splits import Split
 from gemel.data.formats.wikimel import from_mimic
 from gemel.types import Example
 
@@ -54,8 +55,8 @@ def wikipedia_title(url: Any) -> str | None:
     return title
 
 
-def read_wikidiverse(path: str | Path, image_dir: str | Path | None = None, *,
-                     on_error: str = "raise") -> Iterator[Example]:
+def read_wikidiverse(path: str | Path, image_dir: str | Path | None = None, *, on_error: str = "raise",
+                     split: Split | None = None) -> Iterator[Example]:
     """Examples of a WikiDiverse file: the annotated data (one Example per mention), the data with candidates
     (``*_w_10cands.json``) or MIMIC's re-release (``wiki_diverse_*.json``); a JSON array, or one per line.
 
@@ -64,7 +65,7 @@ def read_wikidiverse(path: str | Path, image_dir: str | Path | None = None, *,
     else the URL.
     """
     path = existing_file(path)
-    config = ReadConfig(image_dir, on_error)
+    config = ReadConfig(image_dir, on_error, split)
     return read_examples(path, json_records(path), lambda rec, item: _from_wikidiverse(path, rec, item, config), config)
 
 
