@@ -55,8 +55,9 @@ def test_a_feature_the_answer_lacks_reads_the_right_way_round():
 def test_the_picture_scorer_says_which_candidates_it_never_saw():
     why = explain(RANKED, "Japan")
     assert why.picture_unknown == ["Tokyo"] and "it has never seen Tokyo" in why.sentence()
-    no_picture = [{**c, "features": {**c["features"], "image_top": 0.0}} for c in RANKED]
-    assert explain(no_picture, "Japan").picture_unknown == []
+    gated_off = [{**c, "contributions": {k: v for k, v in c["contributions"].items() if k != "image_known"}}
+                 for c in RANKED]  # the fused score with a photo: the picture added nothing to any score
+    assert explain(gated_off, "Japan").picture_unknown == []
 
 
 def test_nil_and_a_single_candidate():

@@ -130,9 +130,15 @@ def _reason(part: str, value: float, subject: Mapping[str, float], rival: Mappin
     return Reason(part, less if has_less else more, value)
 
 
+PICTURE_PARTS = ("image", "image_drawing", "image_photo", "image_top", "image_known")  # what the picture adds
+
+
 def _picture_unknown(candidates: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Candidates the picture scorer has no picture of, when the picture took part and it knows some others."""
+    """Candidates the picture scorer has no picture of, when the picture took part in the scores (a gated-off
+    photo under the fused score did not) and the scorer knows some of the others."""
     feats = [c.get("features") or {} for c in candidates]
-    if not any(f.get("image_top", 0.0) > 0 for f in feats) or not any(f.get("image_known", 0.0) for f in feats):
+    took_part = any(abs(float((c.get("contributions") or {}).get(k, 0.0))) > 1e-9
+                    for c in candidates for k in PICTURE_PARTS)
+    if not took_part or not any(f.get("image_known", 0.0) for f in feats):
         return []
     return [c["name"] for c, f in zip(candidates, feats) if not f.get("image_known", 0.0)]
