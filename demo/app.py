@@ -10,7 +10,7 @@ tabs, rows and columns; page-wide script and CSS go to ``launch()`` (Gradio 6 mo
 import argparse
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gradio as gr
@@ -91,6 +91,7 @@ def build_app(linker: Any, store: Any, config: AppConfig | None = None) -> gr.Bl
     studio.load_corrections()
     with gr.Blocks(title=config.title, analytics_enabled=False) as app:
         gr.Markdown(HEADER.format(title=render.esc(config.title)))
+        _serving_line(studio)
         with gr.Row(equal_height=True):
             annotator = gr.Textbox(label="Annotator", placeholder="your name (remembered in this browser)",
                                    scale=4, elem_id="annotator")
@@ -109,6 +110,20 @@ def build_app(linker: Any, store: Any, config: AppConfig | None = None) -> gr.Bl
     app.queue(default_concurrency_limit=config.concurrency_limit, max_size=config.max_queue_size)
     app.studio = studio  # type: ignore[attr-defined]  # for launch() and tests
     return app
+
+
+def _serving_line(studio: Studio) -> None:
+    """Which profile and image scorer answer, and a switch to the `hub` profile under way (`demo.space`),
+    refreshed every few seconds while one runs."""
+    from .space import header_note
+
+    def line() -> str:
+        return f'<div class="gemel-meta" id="serving-line">{render.esc(header_note(studio))}</div>'
+
+    html = gr.HTML(line(), elem_id="serving")
+    timer = gr.Timer(5.0, active=True)
+    timer.tick(lambda: (line(), gr.Timer(active=getattr(studio, "hub_upgrade", None) is not None
+                                         and not studio.hub_upgrade.switched)), None, [html, timer], **LIGHT)
 
 
 def _remember_name(app: gr.Blocks, annotator: gr.Textbox, saved_name: gr.BrowserState) -> None:
@@ -405,8 +420,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Load the linker once, open the store, start the optional hub push, serve the app."""
+def main(argv: Sequence[str] | None = None, on_ready: Callable[[gr.Blocks], Any] | None = None) -> None:
+    """Load the linker once, open the store, start the optional hub push, serve the app; ``on_ready(app)`` before
+    serving (`demo.space`'s switch to the `hub` profile, once the app exists)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from annotations import Store
@@ -426,6 +442,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             log.info("pushing exported corrections to the dataset %s every %.0f min", hub.repo_id, hub.every_minutes)
         except Exception as e:  # the app must serve even when the hub cannot be reached
             log.error("not pushing corrections to %s: %s", hub.repo_id, e)
+    if on_ready is not None:
+        on_ready(app)
     launch(app, auth)
 
 

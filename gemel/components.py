@@ -16,17 +16,20 @@ import numpy as np
 
 from gemel.config import LinkerConfig, ProfileError
 from gemel.generation.trie import ArrayTrie, Trie
+from gemel.image.clip import SCORER as CLIP_SCORER
+from gemel.image.clip import ClipEntityScorer
 from gemel.image.gates import PictureFactsCache, load_scorer
 from gemel.image.scorer import ImageEntityScorer
-from gemel.kb.demonstrations import DemonstrationPool, StoredKBPool, kb_examples
+from gemel.kb.demonstrations import DemonstrationPool, StoredKBPool, kb_examples, load_jsonl_examples
 from gemel.kb.entities import KBError, KnowledgeBase
 from gemel.kb.names import LazyNames
 from gemel.kb.retrieval import VectorIndex
-from gemel.kb.store import StoredKB, check_not_partial
+from gemel.kb.store import StoredKB, check_not_partial, open_kb
 from gemel.models.embedder import TextEmbedder, mention_in_context
 from gemel.models.features import FeatureStore
 from gemel.models.llm import LanguageModel
 from gemel.models.mapper import FeatureMapper, MapperSpec
+from gemel.models.vision import VisionEncoder
 from gemel.rank.model import Ranker
 from gemel.sources import resolve
 from gemel.types import Example
@@ -73,16 +76,24 @@ class Shared:
         self.picture_facts = PictureFactsCache()  # flatness + colour layout of recent query pictures
         self.remembered: dict[tuple, Any] = {}  # picture memory entries, by example and picture (image.signal)
 
-    def image_scorer(self, config: LinkerConfig) -> ImageEntityScorer | None:
+    def image_scorer(self, config: LinkerConfig) -> ImageEntityScorer | ClipEntityScorer | None:
         """The config's image scorer, loaded once per artifact path (variants that only change image.weight or
         image.candidates share it); None when the config has none."""
         if not config.image.active:
             return None
-        key = config.image.scorer
+        c = config.image
+        key = c.scorer if c.scorer != CLIP_SCORER else f"{c.scorer}|{c.clip_prompt}"
         if key not in self._image_scorers:
-            self._image_scorers[key] = load_scorer(config, self.vision, self.embedder.name, self.kb_vectors,
-                                                   self.kb.titles)
+            self._image_scorers[key] = self._load_image_scorer(config)
         return self._image_scorers[key]
+
+    def _load_image_scorer(self, config: LinkerConfig) -> ImageEntityScorer | ClipEntityScorer:
+        """``image.scorer = "clip"``: CLIP's own similarity over this KB (entity prompts embedded once, cached on
+        disk); otherwise the artifact, checked against the loaded vision encoder and embedder."""
+        c = config.image
+        if c.scorer == CLIP_SCORER:
+            return ClipEntityScorer.for_kb(self.vision, self.kb, c.clip_prompt, c.clip_batch_size)
+        return load_scorer(config, self.vision, self.embedder.name, self.kb_vectors, self.kb.titles)
 
     def ranker(self, config: LinkerConfig) -> Ranker | None:
         """The config's ranker (``rank.model``), loaded once per artifact path; None when it names none."""
@@ -138,6 +149,26 @@ def prebuilt_trie(config: LinkerConfig) -> Trie | None:
     if stamp is None or not stamp.exists() or stamp.read_text().strip() != config.llm.source:
         return None
     return ArrayTrie.load(folder / "trie", mmap=True)
+
+
+def load_parts(config: LinkerConfig, beside: Any | None = None, vision: Any | None = None) -> Components:
+    """The loaded parts of a linker for ``config``. ``beside``: a loaded linker whose LLM, embedder and KB are
+    reused where ``config`` names the same ones (a Space that switches from one profile to another holds one LLM
+    and one KB, not two); ``vision``: an encoder already loaded for ``config.vision``. The rest is loaded."""
+    def same(section: str) -> bool:
+        return beside is not None and getattr(beside.config, section) == getattr(config, section)
+
+    lm = beside.lm if same("llm") else LanguageModel.load(config.llm, config.base_dir)
+    if vision is None and config.vision.kind != "none":
+        vision = VisionEncoder.load(config.vision, config.base_dir)
+    embedder = beside.embedder if same("embedder") else TextEmbedder.load(config.embedder, config.base_dir)
+    kb = beside.kb if same("kb") else open_kb(kb_path(config), name=config.kb.name)
+    seed: list[Example] = []
+    if config.demos.seed_pool:
+        seed_path = resolve(config.demos.seed_pool, config.base_dir)
+        seed = load_jsonl_examples(seed_path, "seed") if seed_path else []
+    return Components(lm=lm, embedder=embedder, kb=kb, vision=vision, seed_examples=seed,
+                      mapper=build_mapper(config, lm, vision))
 
 
 def build_mapper(config: LinkerConfig, lm: LanguageModel, vision: Any | None) -> FeatureMapper | None:

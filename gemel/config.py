@@ -139,7 +139,8 @@ class ImageConfig:
     """The picture as a linking signal (off by default): the image scorer's similarity of the query picture to
     every KB entity adds candidates and a fusion term (see :mod:`gemel.image.gates`)."""
 
-    scorer: str = ""  # image scorer artifact (path relative to the profile); "" = the picture only feeds the prefix
+    scorer: str = ""  # image scorer artifact (path relative to the profile); "" = the picture only feeds the prefix;
+    # "clip" = the open_clip vision model's own image-text similarity (gemel/image/clip.py)
     weight: float = 0.0  # w_img: fused score += w_img * image_score (the scorer's z-scored fused similarity)
     candidates: int = 0  # K_img: the image's top K_img KB entities join the text top-K (0 = none)
     min_confidence: float = 0.0  # below this scorer confidence (max probability over the KB) the image adds nothing
@@ -155,6 +156,10 @@ class ImageConfig:
     memory_weight: float = 0.0  # image score += memory_weight * similarity, for the nearest remembered one's entity
     memory_min_similarity: float = 0.8  # ... when it is at least this similar (cosine + layout kernel, in [-1, 2])
     memory_lead: float = 0.1  # ... and this much nearer than the nearest remembered picture of another entity
+    # image.scorer = "clip": each entity's CLIP text prompt, from its {title} and {description} (truncated to CLIP's
+    # context, 77 tokens for ViT-B-32)
+    clip_prompt: str = "a photo of {title}, {description}."
+    clip_batch_size: int = 64  # image.scorer = "clip": entity prompts per forward pass of CLIP's text tower (texts)
 
     def __post_init__(self) -> None:
         _check(math.isfinite(self.weight) and self.weight >= 0,
@@ -175,6 +180,10 @@ class ImageConfig:
                "in [0, 1] (the share of the senses' prior taken out; 0 = none)")
         _check(0 <= self.candidates <= 256,
                f"image.candidates={self.candidates} must be in 0..256 (0 = no candidates from the image)")
+        _check(self.clip_batch_size >= 1, f"image.clip_batch_size={self.clip_batch_size} must be >= 1 (texts per "
+                                          "forward pass)")
+        _check("{title}" in self.clip_prompt, f"image.clip_prompt {self.clip_prompt!r} must contain {{title}} (and "
+                                              "may contain {description}), e.g. \"a photo of {title}, {description}.\"")
         _check(bool(self.scorer) or (self.weight == 0 and self.candidates == 0),
                f"image.weight={self.weight} / image.candidates={self.candidates} need an image.scorer: set"
                " image.scorer to an artifact (gemel/assets/models/image_scorer.pt), or both to 0")

@@ -11,8 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from bench._hub import OPENAI_MEAN, OPENAI_STD, save_to_hub_cache
 
 TINY_KB = [
     ("Grace Hopper", "American computer scientist", "Grace Brewster Hopper was an American computer scientist."),
@@ -203,3 +206,68 @@ def served_demo(linker, folder: Path):
 
     with served(linker, folder) as (url, store):
         yield url, store
+
+
+# ---- open_clip models in the Hugging Face hub's cache layout (the `hub` profile's code path, offline) -------------
+HUB_TINY = "gemel-test/clip-tiny"  # a 1-layer CLIP with open_clip's real tokenizer (vocabulary 49408)
+HUB_B32 = "gemel-test/clip-vit-b-32"  # open_clip's ViT-B-32 architecture, random weights (the real one's compute)
+TINY_CLIP = {"embed_dim": 8,
+             "vision_cfg": {"image_size": 32, "layers": 1, "width": 16, "head_width": 8, "patch_size": 16},
+             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1}}
+
+
+def hub_cache_root() -> Path:
+    """A folder kept between sessions (the ViT-B-32 weights are 600 MB and take seconds to build and write): the
+    models are seeded, so a later session's copy would be the same."""
+    import tempfile
+
+    import open_clip
+
+    return Path(tempfile.gettempdir()) / f"gemel-test-hub-{open_clip.__version__}" / "hub"
+
+
+@pytest.fixture(scope="session")
+def hub_cache() -> Path:
+    """The hub cache with the tiny CLIP (seconds the first time, then read)."""
+    root = hub_cache_root()
+    save_to_hub_cache(root, HUB_TINY, TINY_CLIP, 32)
+    return root
+
+
+@pytest.fixture(scope="session")
+def hub_cache_b32(hub_cache) -> Path:
+    """The hub cache with the ViT-B-32 too (~10 s and 600 MB the first time, then read)."""
+    import open_clip
+
+    save_to_hub_cache(hub_cache, HUB_B32, open_clip.get_model_config("ViT-B-32"), 224, arch="ViT-B-32")
+    return hub_cache
+
+
+@contextlib.contextmanager
+def offline_hub_env(cache: Path, monkeypatch) -> Any:
+    """huggingface_hub reads only ``cache`` and never the network (its constants are read at import, so they are set
+    too, not only the environment that subprocesses inherit)."""
+    from huggingface_hub import constants
+
+    for key, value in (("HF_HUB_CACHE", str(cache)), ("HF_HUB_OFFLINE", "1")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    yield cache
+
+
+@pytest.fixture
+def offline_hub(hub_cache, monkeypatch, tmp_path):
+    """The tiny CLIP's hub cache, huggingface_hub offline, and a fresh GEMEL_CACHE (CLIP entity vectors)."""
+    monkeypatch.setenv("GEMEL_CACHE", str(tmp_path / "gemel-cache"))
+    with offline_hub_env(hub_cache, monkeypatch) as cache:
+        yield cache
+
+
+def hub_like_profile(tiny_dir, **image) -> dict:
+    """conftest's tiny profile with the `hub` profile's vision and image sections (the tiny CLIP from the hub)."""
+    vision = {"kind": "open_clip", "name": f"hf-hub:{HUB_TINY}", "weights": "", "image_size": 32, "crop_pct": 1.0,
+              "mean": OPENAI_MEAN, "std": OPENAI_STD}
+    d = tiny_profile(tiny_dir, vision=vision, image={"scorer": "clip", "weight": 1.0, "candidates": 1,
+                                                     "trust_exact_name": True, **image}, demos={"w_image": 0.5})
+    return {**d, "name": "hub-tiny"}

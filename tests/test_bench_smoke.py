@@ -37,6 +37,7 @@ LAST_LINE: dict[str, list[str]] = {
     "annotations_load": ["writers", "acknowledged", "lost", "errors", "rate"],
     "demos": ["n4_cv", "n8_cv", "n16_cv", "n4_p50_s", "n8_p50_s", "n16_p50_s", "chosen_n"],
     "image_ablation": ["text_only", "with_image", "groups", "flags"],
+    "hub_first_start": ["entity_embed_s", "first_start_s", "link_p50_s", "offline_p50_s", "rss_mb"],
     "image_latency": ["image_ratio", "with_p50_s", "without_p50_s", "image_scores_ms"],
     "image_score": ["style_top1", "style_top10", "picture_top1", "entity_top1", "entity_top10", "groups_all_right",
                     "groups", "groups_bridge", "groups_projection", "groups_exemplars", "flags_top1",

