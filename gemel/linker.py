@@ -299,6 +299,12 @@ class Linker:
             return rows
         return merge_candidates(rows, top_rows(image_scores, self.config.image.candidates))
 
+    def labelled(self, exclude: Sequence[str] = ()) -> list[Example]:
+        """The live labelled examples (seed pool, people's decisions) but those ``exclude`` names by id or by
+        input: the item itself (evaluation, fitting, a re-link of a decided item) is no evidence about itself."""
+        excluded = set(exclude)
+        return [e for e in self.labelled_pool.live() if e.id not in excluded and e.meta.get("input_key") not in excluded]
+
     def image_scores(self, image: ImageInput) -> np.ndarray | None:
         """(N_kb,) image scores of the query picture against every KB entity (the image scorer's fused
         similarity, z-scored over the KB), or None: no picture, no scorer, no vision feature, the scorer
@@ -321,7 +327,7 @@ class Linker:
         query = self.embedder.encode([mention_in_context(text, mention)])  # (1, D)
         demos = self.retrieve_demonstrations(query, exclude, caption=text, image=image)
         t_img = time.perf_counter()
-        image_scores, image_note = self.image_signal.scores(image, mention, self.labelled_pool.live())
+        image_scores, image_note = self.image_signal.scores(image, mention, self.labelled(exclude))
         t_img = time.perf_counter() - t_img
         if self.ranker is None:
             cand_ids = self.retrieve_candidates(query, candidates, image_scores, mention)
@@ -367,6 +373,9 @@ class Linker:
         """
         t0 = time.perf_counter()
         image = Picture.of(image)  # the prompt, the image score and the recall share one read of it
+        decided = self.labelled_pool.recall(text, mention, image, exclude)  # a person decided this very item
+        if decided is not None:  # it answers; the model's own answer and reasons are computed without it
+            exclude = (*exclude, *(k for k in (decided.id, decided.meta.get("input_key")) if k))
         with torch.no_grad():
             qp = self.build_prompt(image, text, mention, exclude=exclude, candidates=candidates, verbatim=verbatim)
             t1 = time.perf_counter()
@@ -387,7 +396,6 @@ class Linker:
             entity = best.name if best and best.score >= self.config.decode.nil_threshold else None
         else:
             ranked, entity = self.rank_learned(rows, x, hyps)
-        decided = self.labelled_pool.recall(text, mention, image, exclude)  # a person decided this very item
         t4 = time.perf_counter()
         timings = {**qp.timings, "prefill": t2 - t1, "decode": t3 - t2, "sense_prior": t_prior,
                    "rank": t4 - t3 - t_prior, "total": t4 - t0}
@@ -484,10 +492,7 @@ class Linker:
         kept = [(r, h) for h in hyps for r in [self.row_of(h.tokens)] if r is not None]
         rows = [r for r, _ in kept]
         entities = [self.kb.entities[r] for r in rows]
-        excluded = set(exclude)  # the item itself (evaluation, fitting): its own label is no evidence
-        labelled = [e for e in self.labelled_pool.live() if e.id not in excluded
-                    and e.meta.get("input_key") not in excluded]
-        picture, memory = self.image_signal.evidence(image, mention, labelled)
+        picture, memory = self.image_signal.evidence(image, mention, self.labelled(exclude))
         decisions = self.labelled_pool.decisions(exclude)
         pictures = picture_similarities(decisions, self.features, image) if decisions else []
         ev = Evidence(mention, [e.title for e in entities], [e.aliases for e in entities], rows,

@@ -118,6 +118,31 @@ def test_a_decided_item_is_answered_with_the_decision(loop, linker, tiny_dir):
     assert linker.link(image, TEXT, MENTION).source == "model"
 
 
+def test_a_relinked_decided_item_shows_the_models_own_ranking_untouched_by_the_decision(loop, linker, tiny_dir):
+    """The decision answers from memory; the candidates, their scores and features (a stored decision of this very
+    caption and picture, its picture remembered) and the why are the model's, as if nothing had been saved."""
+    import numpy as np
+
+    from gemel.rank.features import NAMES
+    from gemel.rank.model import Ranker
+
+    w = np.zeros(len(NAMES))
+    w[NAMES.index("decision_caption")] = w[NAMES.index("decision_picture")] = w[NAMES.index("llm_sum")] = 1.0
+    ranked = linker.replace(ranker=Ranker(w, np.zeros(len(NAMES)), np.ones(len(NAMES))))
+    loop.linker = ranked
+    image = tiny_dir / "img.png"
+    model = ranked.link(image, TEXT, MENTION)
+    other = model.candidates[-1].name
+    loop.record("alice", "search", other, text=TEXT, mention=MENTION, image=str(image))
+    again = ranked.link(image, TEXT, MENTION)
+    assert (again.entity, again.source) == (other, "correction")
+    assert [(c.name, c.features) for c in again.candidates] == [(c.name, c.features) for c in model.candidates]
+    assert again.why == model.why and model.why["answer"] == model.candidates[0].name
+    another = ranked.link(image, "Hopper, the admiral, spoke again.", MENTION)  # another caption: it is evidence
+    by = {c.name: c.features for c in another.candidates}
+    assert by.get(other, {}).get("decision_picture", 0.0) > 0
+
+
 def test_memory_answers_the_latest_decision_nil_included(loop, linker):
     loop.record("alice", "search", "Grace Hopper", text=TEXT, mention=MENTION)
     loop.record("bob", "nil", None, text=TEXT, mention=MENTION)
