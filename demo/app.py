@@ -272,7 +272,8 @@ def _review_tab(studio: Studio, annotator: gr.Textbox, tab: gr.Tab) -> None:
             with gr.Row():
                 skip = gr.Button("Skip", size="sm", elem_id="review-skip")
                 undo = gr.Button("Undo my last decision", size="sm", elem_id="review-undo")
-    with gr.Accordion("Demonstrations placed in the prompt (most similar first)", open=False):
+    with gr.Accordion("Demonstrations placed in the prompt (most similar first)", open=False,
+                      elem_id="review-demos-accordion"):
         demos = gr.HTML(elem_id="review-demos")
     view_outputs = [item, image, caption, card, controls.choice, controls.bars, progress, controls.status,
                     controls.comment, meta, demos]

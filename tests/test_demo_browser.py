@@ -91,6 +91,8 @@ def test_link_pick_save_in_a_browser(served, browser, tmp_path):
     assert len(names) >= 2
     assert page.locator("#link-card").inner_text().startswith(names[0])  # the card shows the linked entity
     assert "profile tiny" in page.locator("#link-meta").inner_text()
+    why = page.locator("#link-meta .gemel-why").inner_text()
+    assert f"{names[0]} over {names[1]}" in why and "because" in why  # the why, in words
     assert page.locator("#link-demos .gemel-demo").count() >= 1
 
     # typing in a text box must not trigger the shortcuts ("n" would be "not in the KB")
@@ -106,6 +108,11 @@ def test_link_pick_save_in_a_browser(served, browser, tmp_path):
         page.screenshot(path=str(tmp_path / "link.png"), full_page=True)  # also when the save failed
 
     assert rows(db) == [("alice", "candidate", names[1], names[0], "nice 2")]
+    said = page.locator("#link-status").inner_text()
+    assert f"From now on this caption, mention and picture answer {names[1]}" in said and "Undo" in said
+    page.locator("#link-button").click()  # the same item again: memory answers, labelled as memory
+    page.locator("#link-meta .gemel-memory").get_by_text("answered from memory").wait_for()
+    assert page.locator("#link-meta .gemel-why").inner_text().startswith(f"{names[0]} over")  # the model's own
 
     page.reload()  # the annotator's name is remembered by the browser
     page.locator("#link-button").wait_for()
@@ -185,5 +192,45 @@ def test_a_mention_typed_in_another_case_is_matched_or_suggested(served, browser
         assert page.get_by_text("did you mean").count() == 1  # one message on the page
     finally:
         page.screenshot(path=str(tmp_path / "mention-case.png"), full_page=True)
+    assert not errors, errors
+    context.close()
+
+
+def test_review_shows_the_why_and_demonstrations_and_undo_restores_the_api(served, browser, tmp_path):
+    """Review = Link's why: an item shows the why, the picture line and the demonstrations; Enter saves it, the
+    API then answers from memory, and one Undo takes that back (the API answers with the model again)."""
+    import json
+
+    from gradio_client import Client, handle_file
+
+    url, _ = served
+    photo = ROOT / "gemel" / "assets" / "images" / "grace_hopper.jpg"
+    batch = tmp_path / "batch.jsonl"
+    item = {"text": "Hopper led the team that built the A-0 compiler.", "mention": "Hopper", "image": photo.name}
+    batch.write_text(json.dumps(item) + "\n")
+    context, page, errors = open_link_tab(browser)
+    page.goto(url)
+    page.locator("#link-button").wait_for()
+    field(page, "annotator").fill("rita")
+    page.get_by_role("tab", name="Review").click()
+    page.locator("#review-files input[type=file]").set_input_files([str(batch), str(photo)])
+    page.locator("#review-files").get_by_text("batch.jsonl").first.wait_for()
+    page.locator("#review-add").click()
+    page.locator("#review-meta .gemel-why").wait_for()
+    assert "because" in page.locator("#review-meta .gemel-why").inner_text()
+    page.locator("#review-demos-accordion").get_by_text("Demonstrations placed in the prompt").click()
+    page.locator("#review-demos .gemel-demo").first.wait_for()
+    client = Client(url, verbose=False)
+    before = client.predict(handle_file(str(photo)), item["text"], item["mention"], api_name="/link")
+    assert before["source"] == "model"
+    page.locator("h1").click()
+    page.keyboard.press("Enter")  # accept the shown answer, as a slip of the finger would
+    page.locator("#review-status").get_by_text("From now on this caption").wait_for()
+    saved = client.predict(handle_file(str(photo)), item["text"], item["mention"], api_name="/link")
+    assert saved["source"] == "correction" and saved["entity"] == before["entity"]
+    page.locator("#review-undo").click()
+    page.locator("#review-status").get_by_text("Undid your last decision").wait_for()
+    after = client.predict(handle_file(str(photo)), item["text"], item["mention"], api_name="/link")
+    assert after["source"] == "model"
     assert not errors, errors
     context.close()
