@@ -213,8 +213,10 @@ def test_review_shows_the_why_and_demonstrations_and_undo_restores_the_api(serve
     page.locator("#link-button").wait_for()
     field(page, "annotator").fill("rita")
     page.get_by_role("tab", name="Review").click()
+    page.locator("#review-add").wait_for()  # the tab is drawn: its upload box takes files
+    page.locator("#review-progress").wait_for(state="attached")
     page.locator("#review-files input[type=file]").set_input_files([str(batch), str(photo)])
-    page.locator("#review-files").get_by_text("batch.jsonl").first.wait_for()
+    page.locator("#review-files").get_by_text("batch.jsonl").first.wait_for(timeout=40_000)
     page.locator("#review-add").click()
     page.locator("#review-meta .gemel-why").wait_for()
     assert "because" in page.locator("#review-meta .gemel-why").inner_text()
