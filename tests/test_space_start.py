@@ -145,7 +145,7 @@ def test_a_space_starts_from_requirements_txt_alone(tmp_path_factory):
         try:
             client = Client(f"http://127.0.0.1:{env['GRADIO_SERVER_PORT']}/", verbose=False, download_files=False)
             t1 = time.perf_counter()
-            pred = client.predict(handle_file(str(clone / "assets" / "images" / "grace_hopper.jpg")),
+            pred = client.predict(handle_file(str(clone / "gemel" / "assets" / "images" / "grace_hopper.jpg")),
                                   "Hopper led the team that built the A-0 compiler.", "Hopper", api_name="/link")
             link_s = time.perf_counter() - t1
         finally:
