@@ -20,6 +20,11 @@ from gemel.models.vision import VisionEncoder
 from gemel.sources import cache_dir
 
 
+# encoder kind -> a suffix of its cache folder, changed whenever its preprocessing changes (open_clip's own
+# transform since the hub profile: features cached by the hand-written resize before are not reused)
+PREPROCESSING = {"open_clip": "-openclip-transform"}
+
+
 class FeatureStore:
     """``get(image) -> (D,)`` float32 tensor of the frozen encoder's pooled feature."""
 
@@ -27,7 +32,9 @@ class FeatureStore:
                  memory_items: int = 4096) -> None:
         self.encoder = encoder
         self.memory_items = memory_items  # LRU bound: a long batch must not grow memory without limit
-        tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{encoder.config.kind}-{encoder.config.name}-{encoder.config.weights}")
+        c = encoder.config
+        version = PREPROCESSING.get(c.kind, "")  # a change of preprocessing makes earlier features stale
+        tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{c.kind}-{c.name}-{c.weights}{version}")
         self.folder = (Path(folder) if folder else cache_dir("features", tag)) if disk else None
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)  # a given folder may not exist yet
