@@ -400,8 +400,9 @@ class Linker:
         timings = {**qp.timings, "prefill": t2 - t1, "decode": t3 - t2, "sense_prior": t_prior,
                    "rank": t4 - t3 - t_prior, "total": t4 - t0}
         why = explain([c.to_dict() for c in ranked], entity).to_dict()  # the model's own answer, not memory's
+        scorer = self.image_scorer.version if self.image_scorer is not None and image is not None else ""
         return Prediction(entity=decided.entity if decided else entity, candidates=ranked, why=why,
-                          demonstrations=[_demo(r) for r in qp.demonstrations], profile=self.config.name,
+                          image_scorer=scorer, demonstrations=[_demo(r) for r in qp.demonstrations], profile=self.config.name,
                           mapper=self.mapper_version, precision=self.lm.dtype_name, timings=timings,
                           prompt_tokens=pre.length, source="correction" if decided else "model",
                           corrected_by=decided.meta.get("annotator") if decided else None,

@@ -95,6 +95,7 @@ class Prediction:
     corrected_by: str | None = None  # with source "correction": the annotator whose decision it is
     precision: str = ""  # the LLM's precision (float32, bfloat16, float16, int8); "" = not recorded
     image: str = ""  # how the image score took part: "on: ...", "off: <why>", "" (no image scorer or no picture)
+    image_scorer: str = ""  # the version of the image scorer that scored the picture ("" = none)
     why: dict[str, Any] = field(default_factory=dict)  # the model's answer explained in words
     # (gemel.rank.reasons.Explanation.to_dict: "sentence", "reasons", "against", "picture_unknown", "parts")
 
@@ -111,5 +112,6 @@ class Prediction:
             "prompt_tokens": self.prompt_tokens,
             "source": self.source,
             "corrected_by": self.corrected_by,
+            "image_scorer": self.image_scorer,
             "why": dict(self.why),
         }

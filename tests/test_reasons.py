@@ -99,7 +99,7 @@ def test_no_explanation_shown_names_a_profile_key(tiny_linker, tiny_dir, ranked)
         w[NAMES.index("retrieval_sim")], w[NAMES.index("name_exact")] = 2.0, 1.0
         linker = linker.replace(ranker=Ranker(w, np.zeros(len(NAMES)), np.ones(len(NAMES))))
     pred = linker.link(str(tiny_dir / "img.png"), "Mercury is the planet closest to the Sun.", "Mercury").to_dict()
-    assert pred["why"]["sentence"] and pred["why"]["answer"] == pred["entity"]
+    assert pred["why"]["sentence"] and pred["why"]["answer"] == pred["entity"] and "image_scorer" in pred
     assert sum(pred["why"]["parts"].values()) == pytest.approx(pred["why"]["gap"], abs=1e-6)
     keys = profile_keys()
     for text in shown_strings(pred):
