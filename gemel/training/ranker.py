@@ -272,9 +272,8 @@ def shipped_groups(linker: Any) -> list[Group]:
 class RankerPart:
     """The learned decision rule as a part that `gemel.training.retrain.retrain` refits from people's decisions:
     each decision is linked once with the store as it was when it was saved (:func:`collect`, ``as_saved``) to
-    gather its features, and the ranker is
-    fitted with cross-validation on those plus the data it was first fitted on (:func:`shipped_groups`).
-    Seconds to a few minutes: one link per decision, no gradient steps through the models."""
+    gather its features, and the ranker is fitted with cross-validation on those plus the data it was first
+    fitted on (:func:`shipped_groups`). Seconds to a few minutes: one link per decision, no gradient steps."""
 
     name = "ranker"
     needs_gain = False  # adopted when the held-out decisions are not worse: more of the same data, the same model
