@@ -28,12 +28,12 @@ from tqdm.auto import tqdm
 
 from annotations import export_jsonl, export_parquet
 from annotations.loop import CorrectionLoop
+from gemel.data.plots import mapper_scores, plot_corrections
 from gemel.errors import InputError
 from gemel.images import ImageError, load_image
 
 from . import render
 from .batch import BatchError, read_batch, shipped_examples
-from .charts import corrections_chart, mapper_scores
 from .config import AppConfig
 from .errors import StudioError, user_facing
 from .retrain_job import RetrainJob
@@ -347,14 +347,14 @@ class Studio:
     # ---- data -----------------------------------------------------------------------------------
     @user_facing("Could not compute the statistics")
     def stats(self) -> StatsView:
-        """The Data tab: counts per annotator, agreement, totals and the chart (`demo.charts`: a count on every
+        """The Data tab: counts per annotator, agreement, totals and the chart (`gemel.data.plots.plot_corrections`: a count on every
         bar and point, no point for a mapper version without scored decisions)."""
         s = self.store.stats()
         per_day = [(str(r["day"]), int(r["corrections"])) for r in s["per_day"]]
         plot_dir = self.work_dir / "plots"
         for old in sorted(plot_dir.glob("*.png"))[:-20]:
             old.unlink(missing_ok=True)
-        path = corrections_chart(per_day, mapper_scores(s["model_accuracy"]), plot_dir / f"corrections-{_stamp()}.png")
+        path = plot_corrections(per_day, mapper_scores(s["model_accuracy"]), plot_dir / f"corrections-{_stamp()}.png")
         return StatsView(render.counts_table(s["per_annotator"]), render.agreement_html(s["agreement"]),
                          totals_html(s["totals"]), str(path))
 

@@ -382,7 +382,7 @@ def test_stats_chart_has_no_point_without_scored_decisions_and_counts_on_every_p
     import demo.handlers
 
     drawn = []
-    monkeypatch.setattr(demo.handlers, "corrections_chart", lambda per_day, scores, path: drawn.append(scores) or path)
+    monkeypatch.setattr(demo.handlers, "plot_corrections", lambda per_day, scores, path: drawn.append(scores) or path)
     studio.stats()
     studio.correct(query, "alice", "more_context", None)  # not a verdict on the answer: not scored
     studio.stats()

@@ -160,38 +160,81 @@ def _count(value: Any, i: int) -> int:
     return value
 
 
+NO_SCORES = "no scored decisions yet"
+
+
+@dataclass(frozen=True)
+class MapperScore:
+    """The model's accuracy on ``n`` current decisions made while mapper ``version`` served."""
+
+    version: str
+    accuracy: float  # a fraction in [0, 1]
+    n: int  # decisions scored (>= 1)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
+            raise PlotError(f"mapper {self.version!r}: n={self.n!r} must be an integer >= 1 (drop unscored versions)")
+        if not 0.0 <= _number(self.accuracy, f"accuracy of mapper {self.version!r}") <= 1.0:
+            raise PlotError(f"mapper {self.version!r}: accuracy {self.accuracy!r} must be a fraction in [0, 1], "
+                            "not a percentage")
+
+
+def mapper_scores(rows: Sequence[Mapping[str, Any]]) -> list[MapperScore]:
+    """The ``model_accuracy`` rows of `annotations.Store.stats` that hold scored decisions, as points to draw:
+    a row without decisions or without an accuracy is left out (it would be a dot at 0.0 that means nothing)."""
+    out = []
+    for r in rows:
+        n, acc = int(r.get("decisions") or 0), r.get("accuracy")
+        if n > 0 and acc is not None and not math.isnan(float(acc)):
+            out.append(MapperScore(str(r.get("mapper_version")), float(acc), n))
+    return out
+
+
 def _draw_per_day(ax: Any, per_day: Sequence[tuple[Any, int]]) -> None:
+    """Bars of corrections per day, each with its count on top."""
     if not per_day:
         _empty(ax, "no corrections yet")
         return
     labels = [_day_label(day, i) for i, (day, _) in enumerate(per_day)]
     counts = [_count(c, i) for i, (_, c) in enumerate(per_day)]
-    ax.bar(range(len(counts)), counts, color="tab:orange")
+    bars = ax.bar(range(len(counts)), counts, color="tab:orange")
+    ax.bar_label(bars, fontsize=8)
+    ax.yaxis.get_major_locator().set_params(integer=True)  # corrections are whole numbers
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
     ax.set(ylabel="corrections", title="corrections per day")
 
 
-def _draw_by_mapper(ax: Any, accuracy_by_mapper: Sequence[tuple[str, float]]) -> None:
-    if not accuracy_by_mapper:
-        _empty(ax, "no evaluated mapper yet")
+def _draw_by_mapper(ax: Any, scores: Sequence[MapperScore]) -> None:
+    """One point per mapper version with scored decisions, labelled "n=<decisions>" (an accuracy of 0.0 on one
+    decision and on a hundred look alike otherwise); none without data."""
+    if not scores:
+        _empty(ax, NO_SCORES)
         return
-    versions = [str(v) for v, _ in accuracy_by_mapper]
-    accs = [_number(a, f"accuracy of mapper {v!r}") for v, a in accuracy_by_mapper]
-    if any(not 0.0 <= a <= 1.0 for a in accs):
-        raise PlotError(f"mapper accuracies {accs} must be fractions in [0, 1], not percentages")
-    ax.plot(range(len(accs)), accs, marker="o", color="tab:green")
-    ax.set_xticks(range(len(versions)), versions, rotation=45, ha="right", fontsize=8)
-    ax.set(ylim=(0, 1), ylabel="accuracy", title="accuracy by mapper version")
+    xs = range(len(scores))
+    ax.plot(xs, [s.accuracy for s in scores], marker="o", color="tab:green")
+    for x, s in zip(xs, scores):
+        ax.annotate(f"n={s.n}", (x, s.accuracy), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    ax.set_xticks(xs, [s.version for s in scores], rotation=45, ha="right", fontsize=8)
+    # room around the points: a point at 0.0 or 1.0, or a lone version, is drawn whole with its label
+    ax.set(xlim=(-0.5, len(scores) - 0.5), ylim=(-0.05, 1.12), ylabel="accuracy",
+           title="model accuracy by mapper version")
 
 
-def plot_corrections(per_day: Sequence[tuple[Any, int]], accuracy_by_mapper: Sequence[tuple[str, float]],
-                     path: str | Path, config: PlotConfig | None = None) -> Path:
-    """Corrections made per day (bars, left) and accuracy of each mapper version (line, right) -> PNG."""
-    config = config or PlotConfig()
-    fig, (ax_days, ax_mapper) = _figure(config, 2)
+def corrections_figure(per_day: Sequence[tuple[Any, int]], scores: Sequence[MapperScore],
+                       config: PlotConfig | None = None) -> Any:
+    """Corrections made per day (bars, left) and the model's accuracy per mapper version (points, right), every
+    bar and point labelled with its count, as a matplotlib ``Figure``."""
+    fig, (ax_days, ax_mapper) = _figure(config or PlotConfig(), 2)
     _draw_per_day(ax_days, per_day)
-    _draw_by_mapper(ax_mapper, accuracy_by_mapper)
-    return _save(fig, path, config)
+    _draw_by_mapper(ax_mapper, scores)
+    return fig
+
+
+def plot_corrections(per_day: Sequence[tuple[Any, int]], scores: Sequence[MapperScore],
+                     path: str | Path, config: PlotConfig | None = None) -> Path:
+    """:func:`corrections_figure` -> PNG at ``path`` (the Data tab's chart)."""
+    config = config or PlotConfig()
+    return _save(corrections_figure(per_day, scores, config), path, config)
 
 
 # ----------------------------------------------------------------------------- precision
