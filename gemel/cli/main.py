@@ -14,6 +14,7 @@ import importlib
 import json
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Iterator, Sequence, TextIO
 
@@ -90,20 +91,59 @@ def _add_link(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--annotations", metavar="DB", help="add the store's corrections to the demonstrations")
     p.add_argument("--json", action="store_true", help="print the whole prediction as JSON")
     p.add_argument("--top", type=int, default=5, help="candidates to print (default 5)")
+    _add_ray(p, "link the batch on Ray (`pip install .[ray]`): ADDRESS of a running cluster (`auto`, HOST:6379), "
+                "or none for a local Ray started for the run; the same output lines as without")
+    p.add_argument("--actors", type=int, metavar="N", help="with --ray: linkers working side by side, one CPU "
+                                                           "and one loaded linker each (default: the cluster's CPUs)")
     p.set_defaults(func=run_link)
 
 
-def load_linker(args: argparse.Namespace):
+def _add_ray(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help=help)
+
+
+def load_linker(args: argparse.Namespace, demonstrations: list[dict] | None = None):
+    """The linker of ``args.profile`` (and ``args.mapper``); the store's corrections join its demonstrations
+    (``args.annotations``), or ``demonstrations`` read from it already (:func:`store_demonstrations`)."""
     from gemel.linker import Linker
 
     overrides = {"mapper": {"checkpoint": args.mapper}} if getattr(args, "mapper", None) else {}
     linker = Linker.load(args.profile, **overrides)
-    if getattr(args, "annotations", None):
+    if demonstrations is not None:
+        linker.add_demonstrations(demonstrations)
+    elif getattr(args, "annotations", None):
         from annotations.loop import open_loop  # the correction loop, the same rule as the app's
 
         open_loop(args.annotations, linker)
+    if demonstrations is not None or getattr(args, "annotations", None):
         logging.getLogger(__name__).info("%d labelled demonstrations with the store's", len(linker.labelled_pool))
     return linker
+
+
+class _Collected:
+    """A stand-in linker for the correction loop: the demonstrations it would add, kept as data."""
+
+    def __init__(self, kb) -> None:
+        self.kb = kb  # the filter of the loop: entities this KB lacks are left out
+        self.demonstrations: list[dict] = []
+
+    def add_demonstrations(self, demos: list[dict]) -> int:
+        self.demonstrations += demos
+        return len(demos)
+
+
+def store_demonstrations(db: str, profile: str) -> list[dict]:
+    """The demonstrations `gemel link --annotations DB` adds to the linker, read once from the store (for Ray's
+    workers: they get them as data and never open the SQLite file)."""
+    from annotations.loop import open_loop
+    from gemel.components import kb_path
+    from gemel.config import load_profile
+    from gemel.kb.store import open_kb
+
+    config = load_profile(profile)
+    collected = _Collected(open_kb(kb_path(config), name=config.kb.name))
+    open_loop(db, collected)
+    return collected.demonstrations
 
 
 def run_link(args: argparse.Namespace) -> int:
@@ -151,35 +191,133 @@ def format_prediction(pred, top: int = 5) -> str:
 
 
 def run_batch(args: argparse.Namespace) -> int:
+    """Link every line of ``args.input`` into ``args.output``, in input order; an output that holds some of
+    them already (an interrupted run) keeps them, and only the others are linked and appended."""
     from tqdm import tqdm
 
     src = Path(args.input)
     if not src.exists():
         raise FileNotFoundError(f"batch input {args.input!r} does not exist")
-    total = sum(1 for line in src.open(encoding="utf-8", errors="replace") if line.strip())
-    linker = load_linker(args)
-    failed = 0
-    out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    if args.ray is None and args.actors is not None:
+        raise UsageError("--actors goes with --ray")
+    cases = list(numbered_lines(src))
+    done, failed = resume(Path(args.output)) if args.output else (Counter(), 0)
+    todo = [(n, line) for n, line in cases if not _done(done, case_key(line, n))]
+    if len(todo) < len(cases):
+        print(f"gemel: {args.output} holds {len(cases) - len(todo)} of the {len(cases)} lines already: linking "
+              f"the other {len(todo)}", file=sys.stderr)
+    results = _ray_results(args, todo, src) if args.ray is not None else _results(args, todo, src)
+    out: TextIO = open(args.output, "a", encoding="utf-8") if args.output else sys.stdout
     try:
-        for result in tqdm(link_lines(linker, src), total=total, desc="linking", unit="mention",
-                           disable=not sys.stderr.isatty() and not args.verbose):
-            failed += "error" in result
-            out.write(json.dumps(result, ensure_ascii=False) + "\n")
+        for line in tqdm(results, total=len(cases), initial=len(cases) - len(todo), desc="linking",
+                         unit="mention", disable=not sys.stderr.isatty() and not args.verbose):
+            failed += "error" in json.loads(line)
+            out.write(line + "\n")
             out.flush()
     finally:
         if out is not sys.stdout:
             out.close()
     if failed:
-        print(f"gemel: {failed} of {total} lines failed (see their 'error' field)", file=sys.stderr)
+        print(f"gemel: {failed} of {len(cases)} lines failed (see their 'error' field)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _results(args: argparse.Namespace, todo: list[tuple[int, str]], src: Path) -> Iterator[str]:
+    """The output lines of ``todo``, linked here (the models load only when there is a line to link)."""
+    if todo:
+        linker = load_linker(args)
+        base = src.resolve().parent
+        yield from (result_line(linker, line, n, base) for n, line in todo)
+
+
+def _ray_results(args: argparse.Namespace, todo: list[tuple[int, str]], src: Path) -> Iterator[str]:
+    """The output lines of ``todo``, linked on Ray by actors that each load the linker once; the store of
+    ``--annotations`` is read here, once, and its demonstrations shipped to them."""
+    from gemel.distributed import cluster_cpus, import_ray, session
+    from gemel.distributed.link import link_cases
+
+    import_ray()  # a missing Ray is named before anything loads
+    if args.actors is not None and args.actors < 1:
+        raise UsageError(f"--actors {args.actors}: give at least 1")
+    if not todo:
+        return
+    profile = str(Path(args.profile).resolve()) if Path(args.profile).is_file() else args.profile
+    demos = store_demonstrations(args.annotations, profile) if args.annotations else None
+    worker = argparse.Namespace(profile=profile, mapper=args.mapper and str(Path(args.mapper).resolve()))
+    load = functools.partial(load_linker, worker, demos)
+    link = functools.partial(result_line, base=src.resolve().parent)
+    with session(args.ray or None, args.actors, args.verbose) as ray:
+        yield from link_cases(todo, load, link, actors=args.actors or cluster_cpus(ray))
+
+
+def result_line(linker, line: str, n: int, base: Path) -> str:
+    """The output line of input line ``n`` (a JSON result, or an error): one rule for one process and Ray."""
+    return json.dumps(link_line(linker, line, n, base), ensure_ascii=False)
+
+
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of the non-empty lines of a batch input."""
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                yield n, line
 
 
 def link_lines(linker, path: Path) -> Iterator[dict]:
     """One result dict per non-empty input line; a bad line yields {'id', 'error'} and the batch goes on."""
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                yield link_line(linker, line, n, path.parent)
+    for n, line in numbered_lines(path):
+        yield link_line(linker, line, n, path.parent)
+
+
+def case_key(line: str, n: int) -> str:
+    """What names input line ``n`` in the output: its id (the line number when it has none), or, for a line
+    that is not a JSON object, its line number."""
+    try:
+        case = json.loads(line)
+    except json.JSONDecodeError:
+        case = None
+    if not isinstance(case, dict):
+        return f"line {n}"
+    cid = case.get("id", n)
+    return f"line {n}" if cid is None else json.dumps(cid)
+
+
+def _result_key(result: dict) -> str:
+    return f"line {result.get('line')}" if result.get("id") is None else json.dumps(result["id"])
+
+
+def _done(done: Counter, key: str) -> bool:
+    """Whether ``key``'s output line is there already (each output line accounts for one input line)."""
+    if done[key] > 0:
+        done[key] -= 1
+        return True
+    return False
+
+
+def resume(output: Path) -> tuple[Counter, int]:
+    """The keys of the lines ``output`` holds (each counted as often as it occurs) and how many are errors.
+    A last line cut short (the run was killed as it wrote it) is removed: it is linked again."""
+    if not output.exists():
+        return Counter(), 0
+    data = output.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with output.open("r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+        data = data[: data.rfind(b"\n") + 1]
+    done, failed = Counter(), 0
+    for k, line in enumerate(data.decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            result = json.loads(line)
+        except json.JSONDecodeError:
+            raise UsageError(f"{output} line {k} is not a result of `gemel link` (not JSON): give another --output, "
+                             "or delete it to link every line again") from None
+        if not isinstance(result, dict) or "id" not in result:
+            raise UsageError(f"{output} line {k} is not a result of `gemel link`: give another --output")
+        done[_result_key(result)] += 1
+        failed += "error" in result
+    return done, failed
 
 
 def link_line(linker, line: str, n: int, base: Path) -> dict:
@@ -259,6 +397,10 @@ def _add_kb(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--shard", metavar="I/N", help="embed only shard I of N (0-based); join with `gemel kb merge`")
     b.add_argument("--trie", action="store_true", help="also write the prefix tree of the names (full-KB beam)")
     b.add_argument("--jsonl", action="store_true", help="write the small in-memory format DIR/kb.jsonl instead")
+    _add_ray(b, "embed the shards as Ray tasks (`pip install .[ray]`), then merge here: ADDRESS of a running "
+                "cluster whose nodes all mount DIR's folder at the same path, or none for a local Ray")
+    b.add_argument("--shards", type=int, metavar="N", help="with --ray: shards (tasks) to embed (default: the "
+                                                           "cluster's CPUs; a resumed build keeps its split)")
     b.set_defaults(func=run_kb_build)
     m = kb_sub.add_parser("merge", help="join the shards of a sharded KB build",
                           description="Join DIR.partial/shards/*-of-N (copied there from every machine that ran "
@@ -285,10 +427,16 @@ def _add_kb(sub: argparse._SubParsersAction) -> None:
 
 
 def run_kb_build(args: argparse.Namespace) -> int:
+    if args.ray is not None and (args.jsonl or args.shard):
+        raise UsageError("--ray embeds every shard itself: leave out --jsonl and --shard")
+    if args.shards is not None and (args.ray is None or args.shards < 1):
+        raise UsageError("--shards N goes with --ray, and N must be at least 1")
     if args.jsonl:
         return run_kb_build_jsonl(args)
     if args.trie and args.shard:
         raise UsageError("--trie is written by the merge: give it to `gemel kb merge`, not to a --shard build")
+    if args.ray is not None:
+        return run_kb_build_ray(args)
     from gemel.kb.build import BuildConfig, build, parse_shard, write_entries
     from gemel.kb.store import partial_of
 
@@ -307,6 +455,38 @@ def run_kb_build(args: argparse.Namespace) -> int:
               f"run `gemel kb merge {args.out}`")
     else:
         _print_built(args.out, manifest)
+    return 0
+
+
+def run_kb_build_ray(args: argparse.Namespace) -> int:
+    """`gemel kb build --ray`: the entries written here, every shard embedded by a Ray task, merged here."""
+    from gemel.distributed import cluster_cpus, import_ray, session
+    from gemel.distributed.kb import embed_shards
+    from gemel.kb import build
+    from gemel.kb.store import partial_of
+
+    import_ray()  # a missing Ray is named before anything is written
+    source, out = Path(args.source), Path(args.out).resolve()
+    if not source.exists():
+        raise FileNotFoundError(f"knowledge base source {args.source!r} does not exist")
+    with build.writing(out):
+        report = build.write_entries(source, partial_of(out), build.BuildConfig())
+    config = _kb_profile(args.profile)
+    split = build.started_split(out)
+    if split is not None and args.shards not in (None, split):
+        raise UsageError(f"{partial_of(out)} was started in {split} shards: give --shards {split} (or none) to "
+                         "finish it, or delete it to start again")
+    embed = functools.partial(build.embed_part, out, functools.partial(_kb_embedder, config),
+                              config=build.BuildConfig(progress=False))
+    with session(args.ray or None, args.shards, args.verbose) as ray:
+        n = split or args.shards or cluster_cpus(ray)
+        names = embed_shards(embed, n, progress=functools.partial(build.texts_embedded, out, n),
+                             total=build.texts_to_embed(out), show=sys.stderr.isatty() or args.verbose)
+    manifest = build.merge(out, names[0], build.BuildConfig(), _name_tokens(config) if args.trie else None,
+                           config.llm.source)
+    print(f"read {report.entries} entities from {args.source}")
+    _print_skipped(report)
+    _print_built(args.out, manifest)
     return 0
 
 

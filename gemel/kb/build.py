@@ -517,8 +517,55 @@ def _die_with_parent(parent: int) -> None:
 def _load_and_embed(folder: Path, load: Callable[[], TextEmbedder], shard: tuple[int, int],
                     config: BuildConfig, parent: int) -> str:
     _die_with_parent(parent)
+    embedder = _loaded(load, config)
+    embed_shard(folder, embedder, *shard, config)
+    return embedder.name
+
+
+def _loaded(load: Callable[[], TextEmbedder], config: BuildConfig) -> TextEmbedder:
     release_unused_gpu_libraries()  # before the load: the pages torch's import left would add to its peak (~90 MB)
     embedder = load()
     embedder.config = replace(embedder.config, batch_size=config.encode_batch)
-    embed_shard(folder, embedder, *shard, config)
-    return embedder.name
+    return embedder
+
+
+# ---- a distributed build's parts (gemel.distributed.kb runs them as Ray tasks) ---------------------------
+def embed_part(out: str | Path, load: Callable[[], TextEmbedder], i: int, n: int,
+               config: BuildConfig | None = None) -> str:
+    """Embed shard ``i`` of ``n`` of the build of ``out`` in this process, holding the shard's lock, with the
+    embedder ``load()`` gives: what ``gemel kb build --shard i/n`` embeds, as one worker's task (the entries
+    must be written: :func:`write_entries`; :func:`merge` joins the shards). Resumes after the shard's last
+    finished batch; returns the embedder's name."""
+    config = config or BuildConfig()
+    with writing(out, f"shard-{i}-of-{n}"):
+        embedder = _loaded(load, config)
+        embed_shard(partial_of(Path(out)), embedder, i, n, config)
+        return embedder.name
+
+
+def started_split(out: str | Path) -> int | None:
+    """The number of shards an unfinished build of ``out`` was split into, or None (no shard started)."""
+    found = {p.name.split("-of-")[1] for p in (partial_of(Path(out)) / "shards").glob("*-of-*")}
+    if len(found) > 1:
+        raise KBError(f"{partial_of(Path(out))}/shards holds shards of different splits {sorted(found)}: keep one")
+    return int(found.pop()) if found else None
+
+
+def texts_to_embed(out: str | Path) -> int:
+    """How many texts the build of ``out`` embeds: one per entry, one more per KB demonstration."""
+    db = sqlite3.connect(partial_of(Path(out)) / ENTRIES)
+    try:
+        entries, demos = db.execute("SELECT count(*), coalesce(sum(demo), 0) FROM entities").fetchone()
+        return int(entries) + int(demos)
+    finally:
+        db.close()
+
+
+def texts_embedded(out: str | Path, n: int) -> int:
+    """How many texts the ``n`` shards of the build of ``out`` have embedded so far (their progress marks)."""
+    done = 0
+    for i in range(n):
+        with contextlib.suppress(OSError, ValueError):
+            state = json.loads((shard_folder(partial_of(Path(out)), i, n) / "progress.json").read_text())
+            done += int(state.get("vectors", 0)) + int(state.get("demos", 0))
+    return done
