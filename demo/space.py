@@ -22,8 +22,11 @@ Hugging Face Hub, photos count) when the hub answers within a few seconds or CLI
 else the offline default. ``hub`` is never waited for: the app serves at once on the offline default, and
 `HubUpgrade` (a background thread) downloads CLIP, embeds the KB's entity texts for CLIP's image-entity score
 (minutes on 2 cores, once; a progress bar and log lines, and `HubUpgrade.status` for the header), builds the
-``hub`` linker beside the live one (sharing its LLM, embedder and KB) and switches to it with the studio's
-``swap_linker``. A failed download is one sentence in the log, and the offline default keeps serving.
+``hub`` linker beside the live one (sharing its LLM, embedder and KB), fits its decision rule on CLIP's scores when
+no ranker fitted for this CLIP is cached (``[rank] fit_at_start``, `gemel.training.first_start`: the shipped fitting
+data linked once, about 2 minutes on 2 cores; a failed fit leaves the profile's unfitted rule deciding, said in every
+answer), and switches to it with the studio's ``swap_linker``. A failed download is one sentence in the log, and the
+offline default keeps serving.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -239,10 +242,12 @@ class HubUpgrade:
     """Switch a serving studio to another profile in the background: fetch its CLIP, embed the KB's entity texts,
     build the linker beside the live one (sharing what both profiles name alike), `swap_linker` to it."""
 
-    def __init__(self, studio: Any, profile: Any = HUB_PROFILE, local_only: bool = False) -> None:
+    def __init__(self, studio: Any, profile: Any = HUB_PROFILE, local_only: bool = False,
+                 fit_data: Sequence[str | Path] | None = None) -> None:
         self.studio = studio
         self.profile = profile  # a profile name, TOML path or LinkerConfig
         self.local_only = local_only  # read the Hugging Face cache only (the hub did not answer)
+        self.fit_data = fit_data  # what a first start fits the profile's ranker on (None: the shipped fitting data)
         self.status = "starting"  # one line for the header: where the switch stands
         self.done = threading.Event()
         self.switched = False
@@ -301,10 +306,34 @@ class HubUpgrade:
         linker = Linker(config, load_parts(config, beside=live, vision=vision))
         linker.kb_pool  # noqa: B018  (built now, not in the first link after the switch)
         self._lap("linker", t0)
+        if linker.ranker is None and config.rank.fit_at_start:  # fitted here, off the serving path, then cached
+            linker = self._fit_ranker(linker)
+        self._lap("ranker", t0)
         self.studio.swap_linker(lambda current: linker.replace(pool=current.labelled_pool))
         self.switched = True
         self.timings["total"] = time.perf_counter() - t0
         self._say(f"serving '{config.name}' (switched after {self.timings['total']:.0f} s)")
+
+    def _fit_ranker(self, linker: Any) -> Any:
+        """``linker`` with its profile's ranker fitted for its image scorer (`gemel.training.first_start`); a fit
+        that fails is one sentence in the log, and the profile's unfitted rule decides (its answers say so)."""
+        from gemel.errors import GemelError
+        from gemel.training.first_start import FITTING_DATA, with_ranker
+
+        name = linker.config.name
+        self._say(f"{name}: fitting the decision rule on the image scorer's scores (once, then cached)")
+        try:
+            return with_ranker(linker, self.fit_data or FITTING_DATA,
+                               on_each=lambda d, n: self._fitting(name, d, n))
+        except GemelError as e:
+            log.error("%s: no ranker fitted (%s); its unfitted rule decides, and every answer says so", name, e)
+            return linker
+
+    def _fitting(self, name: str, done: int, total: int) -> None:
+        self.status = (f"{name}: fitting the decision rule, {done}/{total} mentions linked "
+                       f"({100 * done / max(1, total):.0f}%)")
+        if done % 25 == 0 or done == total:
+            log.info("%s", self.status)
 
     def _lap(self, step: str, t0: float) -> None:
         """The seconds ``step`` took: since ``t0`` less the steps before it."""
@@ -327,11 +356,19 @@ def upgrade_when_ready(plan: StartPlan) -> Callable[[Any], HubUpgrade | None]:
 
 
 def header_note(studio: Any) -> str:
-    """One plain line for the page's header: the profile serving, what scores pictures, and a switch under way
-    ("profile offline · pictures: image-scorer-… · hub: embedding entity texts for CLIP, 4,096/10,033 (41%)")."""
+    """One plain line for the page's header: the profile serving, what scores pictures, which rule decides (where a
+    ranker does, or the profile's ranker is not fitted yet) and a switch under way ("profile offline · pictures:
+    image-scorer-… · hub: embedding entity texts for CLIP, 4,096/10,033 (41%)"; "profile hub · pictures: clip-… ·
+    decided by ranker-…")."""
+    from gemel.linker import unfitted_rule
+
     linker = studio.linker
     scorer = getattr(linker, "image_scorer", None)
     parts = [f"profile {linker.config.name}", f"pictures: {scorer.version if scorer is not None else 'prefix only'}"]
+    if getattr(linker, "ranker", None) is not None:
+        parts.append(f"decided by {linker.ranker.version}")
+    elif linker.config.rank.fit_at_start:  # the answers say it too
+        parts.append(unfitted_rule(linker.config).partition(":")[0])
     upgrade = getattr(studio, "hub_upgrade", None)
     if upgrade is not None and not upgrade.switched:
         parts.append(upgrade.status)

@@ -201,6 +201,8 @@ class RankConfig:
     model: str = ""  # ranker artifact (JSON, path relative to the profile, from `gemel fit-ranker`); "" = none
     decision_candidates: int = 3  # entities of the stored decisions whose pictures are nearest the query's join
     # the candidates (a nominal mention, "the animal", retrieves none of them from text); 0 = none
+    fit_at_start: bool = False  # with model = "": fit a ranker for this profile's image scorer on the shipped
+    # fitting data at its first start, cached as <cache>/rankers/<scorer version>.json (gemel/training/first_start.py)
 
     def __post_init__(self) -> None:
         _check(0 <= self.decision_candidates <= 64,

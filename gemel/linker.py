@@ -37,6 +37,7 @@ from gemel.errors import InputError
 from gemel.generation.decoding import Hypothesis, Prefilled, beam_search, prefill, refill, score_sequences
 from gemel.generation.prompt import PromptBuilder, Segment, demo_text, query_text
 from gemel.generation.trie import DictTrie, Trie
+from gemel.image.clip import SCORER as CLIP_SCORER
 from gemel.image.gates import (
     image_mask,
     merge_candidates,
@@ -57,9 +58,10 @@ from gemel.models.embedder import TextEmbedder, mention_in_context
 from gemel.models.llm import LanguageModel
 from gemel.models.mapper import FeatureMapper
 from gemel.rank.decisions import nearest_decisions, nearest_picture_entities, picture_similarities
-from gemel.rank.reasons import explain
 from gemel.rank.features import NAMES as FEATURE_NAMES
 from gemel.rank.features import Evidence, candidate_features
+from gemel.rank.model import RankerError, fitted_path, scorer_version
+from gemel.rank.reasons import explain
 from gemel.sources import resolve
 from gemel.types import Candidate, Demonstration, Example, Prediction
 
@@ -125,7 +127,11 @@ class Linker:
         self.image_signal = ImageSignal(self.image_scorer, config.image, features, shared.kb, shared.picture_facts,
                                         shared.remembered)
         self.prompt = PromptBuilder(shared.lm, config.llm.max_prompt_tokens, bos=config.llm.bos)
+        if config.rank.fit_at_start and not config.rank.active:  # fitted at an earlier first start, if cached
+            self.config = config = with_fitted_ranker(config, shared, self.image_scorer)
         self.ranker = shared.ranker(config)  # the learned decision rule, None = the fused score and its gates
+        if self.ranker is not None:  # its image features must be this profile's scorer's
+            self.ranker.check_scorer(scorer_version(self.image_scorer), config.rank.model)
 
     # ---- construction --------------------------------------------------------------------------
     @classmethod
@@ -334,7 +340,7 @@ class Linker:
         else:  # the ranker weighs the picture itself: its top entities join whatever its style
             evidence, _ = self.image_signal.evidence(image, mention, ())
             cand_ids = self.retrieve_candidates(query, candidates, evidence and evidence.scores, mention)
-            if candidates is None:
+            if candidates is None and cand_ids:  # [] = the whole KB (decode.candidates = 0): they are in it
                 cand_ids += [r for r in self.decision_rows(image, exclude) if r not in cand_ids]
         t1 = time.perf_counter()
         prefixes = self.visual_prefixes([r.example.image for r in demos] + [image], mapper)
@@ -400,6 +406,8 @@ class Linker:
         timings = {**qp.timings, "prefill": t2 - t1, "decode": t3 - t2, "sense_prior": t_prior,
                    "rank": t4 - t3 - t_prior, "total": t4 - t0}
         why = explain([c.to_dict() for c in ranked], entity).to_dict()  # the model's own answer, not memory's
+        if self.ranker is None and self.config.rank.fit_at_start:  # the answer says its rule is not fitted yet
+            why = with_rule(why, unfitted_rule(self.config))
         scorer = self.image_scorer.version if self.image_scorer is not None and image is not None else ""
         return Prediction(entity=decided.entity if decided else entity, candidates=ranked, why=why,
                           image_scorer=scorer, demonstrations=[_demo(r) for r in qp.demonstrations], profile=self.config.name,
@@ -552,6 +560,41 @@ class Linker:
             out.append(Candidate(e.title, score, llm, sim, e.description, image_score=img, sense_prior=prior.get(i),
                                  contributions=terms))
         return sorted(out, key=lambda c: c.score, reverse=True)
+
+
+def with_fitted_ranker(config: LinkerConfig, shared: Any, scorer: Any) -> LinkerConfig:
+    """``config`` naming the ranker fitted for ``scorer`` at an earlier first start (:func:`fitted_path`), when
+    one is cached and fits this code and scorer; else ``config`` (its unfitted rule decides until one is fitted)."""
+    path = fitted_path(scorer_version(scorer))
+    if not path.is_file():
+        return config
+    fitted = config.replace(rank={"model": str(path)})
+    try:
+        shared.ranker(fitted).check_scorer(scorer_version(scorer), path)
+    except RankerError as e:  # other features, another scorer: refitted at the next first start
+        log.warning("not using the cached ranker: %s", e)
+        return config
+    return fitted
+
+
+def unfitted_rule(config: LinkerConfig) -> str:
+    """One line on the rule that decides while a profile that fits its ranker at start has none yet."""
+    d, c = config.decode, config.image
+    scorer = "CLIP" if c.scorer == CLIP_SCORER else "the image scorer"
+    terms = [f"{d.w_llm:g} x LLM log-prob" if d.w_llm != 1 else "LLM log-prob"]
+    terms += [f"{d.w_ret:g} x retrieval cosine"] if d.w_ret else []
+    terms += [f"{c.weight:g} x {scorer}'s logit for the entity" if c.weight != 1 else f"{scorer}'s logit for the "
+              "entity"] if c.active and c.weight else []
+    unless = ", unless the mention is exactly the name of one candidate" if c.active and c.trust_exact_name else ""
+    return (f"decided by the unfitted rule (no ranker fitted on {scorer}'s scores yet): score = "
+            f"{' + '.join(terms)}{unless}")
+
+
+def with_rule(why: dict[str, Any], rule: str) -> dict[str, Any]:
+    """The explanation with the line on the rule that decided: its own key, and after the sentence."""
+    sentence = why.get("sentence", "")
+    said = f"{sentence.rstrip('.')}; {rule}." if sentence else f"{rule[0].upper()}{rule[1:]}."
+    return {**why, "sentence": said, "rule": rule}
 
 
 def image_use(qp: QueryPrompt, ranked: Sequence[Candidate], weight: float) -> str:

@@ -3,6 +3,12 @@
 
     gemel fit-ranker --data gemel/assets/seed/examples.jsonl assets/eval/dev.jsonl --out ranker.json
     gemel fit-ranker --data assets/eval/dev.jsonl --annotations data/gemel.db --out ranker.json
+    gemel fit-ranker --profile hub      # what the profile's first start does ([rank] fit_at_start): the shipped
+                                        # fitting data, the ranker cached for its image scorer
+
+A profile with ``[rank] fit_at_start`` needs neither ``--data`` nor ``--out``: without them it is fitted on the
+shipped fitting data (`gemel.training.first_start.FITTING_DATA`) and written where the profile's next start reads it
+(``<cache>/rankers/<image scorer version>.json``). Every artifact records the image scorer it was fitted with.
 
 Each labelled mention is linked once (kept out of its own prompt) to gather its candidates' features; those are
 cached per data file (by content, profile and mapper), so refitting after a new correction only links what is
@@ -32,7 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="labelled data (JSONL, GEMEL, WikiDiverse, WikiMEL); never the test split you report")
     p.add_argument("--annotations", metavar="DB", help="also every decision of an annotation store (each one "
                                                        "linked with the store's other decisions loaded)")
-    p.add_argument("--out", required=True, metavar="JSON", help="the ranker artifact to write")
+    p.add_argument("--out", metavar="JSON", help="the ranker artifact to write (a profile with [rank] fit_at_start: "
+                                                 "by default where its start reads it, the cache)")
     p.add_argument("--profile", default="offline", help="profile name or .toml path (default: offline)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a profile value, e.g. --set demos.n=8")
@@ -45,29 +52,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_fit_ranker(args: argparse.Namespace) -> int:
     from gemel.cli.eval import profile_with
     from gemel.linker import Linker
-    from gemel.training.ranker import fit_with_cv, groups_file, write_groups
+    from gemel.rank.model import fitted_path, scorer_version
+    from gemel.training.first_start import fit_for_profile, save_fitted
+    from gemel.training.ranker import fit_with_cv
 
-    if not args.data and not args.annotations:
+    config = profile_with(args.profile, args.set)
+    first_start = config.rank.fit_at_start and not config.rank.active
+    if not args.data and not args.annotations and not first_start:
         raise UsageError("give labelled data: --data FILE [FILE ...] and/or --annotations DB")
+    if not args.out and not first_start:
+        raise UsageError("give --out JSON, the ranker artifact to write")
     if args.folds < 2:
         raise UsageError(f"--folds {args.folds} must be >= 2")
     missing = [f for f in args.data if not Path(f).is_file()]
     if missing:
         raise UsageError(f"--data file {missing[0]!r} does not exist")
-    linker = gatherer(Linker.load(profile_with(args.profile, args.set)))
-    groups = []
-    for path in args.data:
-        groups += groups_of_file(linker, Path(path), args.cache, not args.quiet)
-    if args.annotations:
-        groups += groups_of_store(linker, args.annotations, not args.quiet, args.cache)
-    ranker = fit_with_cv(groups, files=[*args.data, *([args.annotations] if args.annotations else [])],
-                         k=args.folds)
-    kept = write_groups(groups, groups_file(args.out))  # a refit from corrections starts from these
-    ranker.manifest["groups"] = kept.name
-    out = ranker.save(args.out)
+    linker = Linker.load(config.replace(rank={"fit_at_start": False}))  # a cached ranker is not read: refitted
+    if first_start and not args.data and not args.annotations:  # what the profile's first start does
+        ranker, out = fit_for_profile(linker, out=args.out, folds=args.folds, progress=not args.quiet)
+    else:
+        gathering = gatherer(linker)
+        groups = []
+        for path in args.data:
+            groups += groups_of_file(gathering, Path(path), args.cache, not args.quiet)
+        if args.annotations:
+            groups += groups_of_store(gathering, args.annotations, not args.quiet, args.cache)
+        ranker = fit_with_cv(groups, files=[*args.data, *([args.annotations] if args.annotations else [])],
+                             k=args.folds)
+        out = save_fitted(ranker, groups, args.out or fitted_path(scorer_version(linker.image_scorer)), linker)
     m = ranker.manifest
-    print(f"ranker written to {out} (its gathered features to {kept.name}): {m['mentions']} mentions ({m['gold_among_candidates']} with the gold entity "
-          f"among the candidates, {m['nil']} NIL), {args.folds}-fold CV accuracy {m['cv']['accuracy']:.3f}, "
+    print(f"ranker written to {out} (its gathered features to {m['groups']}; fitted on the scores of "
+          f"{m['scorer']['version']}): {m['mentions']} mentions ({m['gold_among_candidates']} with the gold entity "
+          f"among the candidates, {m['nil']} NIL), {m['cv']['folds']}-fold CV accuracy {m['cv']['accuracy']:.3f}, "
           f"l2 {ranker.l2:g}, NIL below p={ranker.nil_below:.3f}")
     return 0
 

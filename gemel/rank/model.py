@@ -7,7 +7,11 @@ weights). A score is a sum of per-feature contributions ``w_j * z_j``: the reaso
 
 The artifact is a small JSON file that describes itself: the feature names, weights, standardisation, the NIL
 threshold, the regularisation, and the manifest of the data it was fitted on (files and their sha256, counts,
-cross-validated accuracy). Fitting lives in :mod:`gemel.training.ranker`.
+cross-validated accuracy) and of the image scorer whose scores it weighed (``manifest["scorer"]``: its version, a
+hash of its weights or artifact, and its model's name). Image features mean what that scorer made them mean, so a
+ranker recorded for another scorer is refused (:meth:`Ranker.check_scorer`). A profile that fits its own ranker at
+its first start (``[rank] fit_at_start``) keeps it in the cache, one per scorer (:func:`fitted_path`). Fitting
+lives in :mod:`gemel.training.ranker`.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import numpy as np
 
 from gemel.errors import GemelError
 from gemel.rank.features import NAMES
+from gemel.sources import cache_dir
 
 FORMAT = "gemel-ranker/1"
+NO_SCORER = "none"  # the scorer version recorded by a ranker fitted without an image scorer
 
 
 class RankerError(GemelError):
@@ -53,6 +59,22 @@ class Ranker:
         """A short name of these weights ("ranker-" + 8 hex digits of their hash): what a refit changes."""
         blob = np.concatenate([self.weights, self.mean, self.scale, [self.nil_below]]).round(9).tobytes()
         return "ranker-" + hashlib.sha256(blob).hexdigest()[:8]
+
+    @property
+    def scorer(self) -> str | None:
+        """The version of the image scorer it was fitted with (:func:`scorer_record`); None when not recorded (a
+        ranker fitted before scorers were recorded: taken as fitted for the profile's own)."""
+        record = self.manifest.get("scorer")
+        return str(record["version"]) if isinstance(record, dict) and "version" in record else None
+
+    def check_scorer(self, version: str, where: str | Path = "the ranker") -> None:
+        """Refuse this ranker for a profile whose image scorer is ``version`` when it records another one: its
+        image features would mean something else."""
+        if self.scorer is not None and self.scorer != version:
+            record = self.manifest["scorer"]
+            fitted = f"{record['version']} ({record['model']})" if record.get("model") else record["version"]
+            raise RankerError(f"ranker {str(where)!r} was fitted on the scores of the image scorer {fitted}, this "
+                              f"profile scores pictures with {version}: refit it with `gemel fit-ranker --profile ...`")
 
     @classmethod
     def uniform(cls) -> "Ranker":
@@ -102,6 +124,27 @@ class Ranker:
                               f"computes {list(NAMES)}: refit it with `gemel fit-ranker`")
         return cls(d["weights"], d["mean"], d["scale"], float(d.get("nil_below", 0.0)), float(d.get("l2", 1.0)),
                    d.get("manifest", {}))
+
+
+def scorer_version(scorer: Any) -> str:
+    """The identity of an image scorer that a ranker records and is checked against: its ``version`` (CLIP's:
+    ``clip-`` + a hash of the model's name and weights; the offline scorer's: ``image-scorer-`` + its artifact's
+    content hash), or :data:`NO_SCORER`."""
+    return str(scorer.version) if scorer is not None else NO_SCORER
+
+
+def scorer_record(scorer: Any) -> dict[str, str]:
+    """What a ranker's manifest records of the image scorer it was fitted with: its version, and its model's name
+    where it has one (CLIP's ``hf-hub:org/name``)."""
+    record = {"version": scorer_version(scorer)}
+    model = getattr(getattr(scorer, "clip", None), "name", "")
+    return {**record, "model": str(model)} if model else record
+
+
+def fitted_path(scorer: str) -> Path:
+    """Where the ranker fitted at a profile's first start for the image scorer ``scorer`` (a version) is cached:
+    ``<cache>/rankers/<scorer>.json``, its gathered features beside it."""
+    return cache_dir("rankers") / f"{scorer}.json"
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
