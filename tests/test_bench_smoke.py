@@ -52,6 +52,7 @@ LAST_LINE: dict[str, list[str]] = {
     "picture_memory": ["mem0", "mem10", "mem25", "mem50", "entity_unseen50", "seen50", "seen0", "fitted"],
     "precision": ["dtype", "link_p50_s", "floor_ratio", "rss_mb", "dev", "test", "changed_vs_fp32"],
     "quality": ["baseline_acc", "linker_acc", "n", "recall_at_k", "link_p50_s", "in_pool", "out_of_pool"],
+    "ray_scale": ["items", "single_s", "ray1_s", "ray2_s", "speedup2", "same_answers"],
     "ranker": ["rule_test", "ranker_test", "ranker_cv", "groups", "flags", "photos_outpool", "nil_f1", "link_p50_s"],
     "scale": ["size", "array_build_s", "array_peak_mb", "array_held_mb", "array_file_mb", "array_lookup_us",
               "dict_build_s", "dict_peak_mb", "dict_lookup_us", "retrieval_size", "exact_ms", "hnsw_ms",
