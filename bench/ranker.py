@@ -165,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     cache.mkdir(parents=True, exist_ok=True)
 
     from gemel.linker import Linker
-    from gemel.rank.model import Ranker
-    from gemel.training.ranker import cross_validate, fit_with_cv
+    from gemel.rank.model import Ranker, load_ranker
+    from gemel.training.ranker import choose_by_cv, fit_with_cv
 
     rule = Linker.load(args.profile).replace(ranker=None)  # the fused score and its gates
     gather = rule.replace(ranker=Ranker.uniform())
@@ -175,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     train_sets = {f.stem: examples_of(f, limit) for f in files}
     groups = {name: gathered_file(gather, f, name, cache if args.smoke else None, limit)
               for name, f in zip(train_sets, files)}
+    mismatched = ROOT / args.captions / "mismatched.jsonl"  # named mentions beside another entity's picture
+    if not args.smoke and mismatched.is_file():
+        files.append(mismatched)
+        train_sets["mismatched"] = examples_of(mismatched, limit)
+        groups["mismatched"] = gathered_file(gather, mismatched, "mismatched", None, limit)
     store = ROOT / args.annotations
     if not args.smoke and store.is_file():  # the corpus's dev captions as stored decisions (docs/RANKER.md)
         from gemel.cli.eval import examples_from_store
@@ -188,12 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     training = [g for gs in groups.values() for g in gs]
 
     # 1. cross-validation (training data only) and the rule on dev
-    cv = cross_validate(training, k=folds)
+    cv = choose_by_cv(training, k=folds)
     dev_idx = [i for i, g in enumerate(training) if g.tags.get("split") == "dev"]
     dev_cv = float(np.mean([answer(training[i], cv.probabilities[i], cv.nil_below) == training[i].gold
                             for i in dev_idx]))
     rule_dev = score(rule_answers(rule, train_sets["dev"]), train_sets["dev"]).accuracy
-    ranker = Ranker.load(args.ranker) if args.ranker else fit_with_cv(training, [str(f) for f in files], folds)
+    ranker = load_ranker(args.ranker) if args.ranker else fit_with_cv(training, [str(f) for f in files], folds)
     ranker.save(out / "ranker.json")
 
     # 2. test, read once, now that the ranker is fixed
@@ -223,9 +228,10 @@ def main(argv: list[str] | None = None) -> int:
                 figures[name] = f"{rows['flags, unseen art style'][1]:.3f}"
     nil_rule, nil_ranker = nil_f1(rule_test, test), nil_f1(ranker_test, test)
     report = {"rows": {k: {"rule": v[0], "ranker": v[1], "n": v[2]} for k, v in rows.items()},
-              "ranker_cv": cv.accuracy, "cv_by_l2": cv.by_l2, "l2": cv.l2, "nil_below": ranker.nil_below,
+              "ranker_cv": cv.accuracy, "cv_kind": cv.kind, "cv_by_kind": cv.by_kind, "cv_by_l2": cv.logit.by_l2,
+              "l2": cv.logit.l2, "nil_below": ranker.nil_below, "ranker_version": ranker.version,
               "nil_f1": {"rule": nil_rule, "ranker": nil_ranker}, "link_p50_s": float(np.median(times)),
-              "weights": dict(zip(NAMES, ranker.weights.round(4).tolist())),
+              "weights": dict(zip(NAMES, ranker.weights.round(4).tolist())) if hasattr(ranker, "weights") else None,
               "test_read": "once, after the ranker was fixed"}
     (out / "ranker.json").with_name("ranker_report.json").write_text(json.dumps(report, indent=1))
     print(table(rows, nil_rule, nil_ranker))

@@ -198,13 +198,13 @@ def _restored(linker: Any, saved: Path) -> tuple[str, str, Any]:
     """(part name, version, swap for `Studio.swap_linker` or None when this linker has no such part) of a saved
     re-trained part."""
     if saved.suffix == ".json":
-        from gemel.rank.model import Ranker
+        from gemel.rank.model import load_ranker
 
         if linker.ranker is None:
             log.warning("not restoring the refit ranker %s: profile %r decides without a ranker", saved,
                         linker.config.name)
             return "ranker", "", None
-        ranker = Ranker.load(saved)
+        ranker = load_ranker(saved)
         return "ranker", ranker.version, lambda live: live.replace(ranker=ranker)
     from gemel.models.mapper import FeatureMapper
 

@@ -30,7 +30,7 @@ from gemel.models.features import FeatureStore
 from gemel.models.llm import LanguageModel
 from gemel.models.mapper import FeatureMapper, MapperSpec
 from gemel.models.vision import VisionEncoder
-from gemel.rank.model import Ranker
+from gemel.rank.model import Ranker, load_ranker
 from gemel.sources import resolve
 from gemel.types import Example
 
@@ -104,7 +104,7 @@ class Shared:
             raise ProfileError(f"rank.model {config.rank.model!r} must be a local file (from `gemel fit-ranker`)")
         key = str(path)
         if key not in self._rankers:
-            self._rankers[key] = Ranker.load(path)
+            self._rankers[key] = load_ranker(path)
         return self._rankers[key]
 
     def kb_pool(self) -> DemonstrationPool | StoredKBPool:

@@ -114,7 +114,7 @@ def test_a_correction_teaches_the_picture_and_only_that_picture(offline_linker, 
     ranked = linker.replace(config=linker.config.replace(rank={"model": "../assets/models/ranker.json"}))
     learnt = ranked.link(redrawn, caption, mention)  # the ranker learnt from stored decisions how far to trust it
     top = learnt.candidates[0]
-    assert top.name == "Archery" and max(top.contributions, key=top.contributions.get) == "memory_sim"
+    assert top.name == "Archery" and max(top.contributions, key=top.contributions.get) in {"memory_sim", "memory_lead"}
     assert linker.link(other, caption, mention).entity == before["other"]
     assert offline_linker.link(redrawn, caption, mention).entity == before["redrawn"]  # the fixture's pool: untouched
     linker.remove_demonstrations(["corr-1"])

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from gemel.rank.features import FEATURES, NAMES, Evidence, PictureEvidence, candidate_features, name_features
+from gemel.rank.features import (FEATURES, NAMES, Evidence, PictureEvidence, candidate_features, memory_lead,
+                                 name_features)
 from gemel.rank.model import Ranker, RankerError
 from gemel.training.ranker import (Group, RankerFitError, accuracy, cross_validate, fit, fit_nil, fit_with_cv,
                                    out_of_fold, read_groups, write_groups)
@@ -36,8 +37,9 @@ def test_candidate_features_hold_margins_the_picture_and_decisions():
     scores = np.array([0.0, 3.0, 1.0, -1.0])  # KB rows 0..3
     ev = Evidence("Jordan", ["Jordan", "Jordan River", "Michael Jordan"], [(), (), ()], [0, 1, 2],
                   llm_sum=[-2.0, -5.0, -3.0], tokens=[2, 3, 3], retrieval_sim=[0.5, 0.7, 0.2],
-                  sense_prior={0: 1.5, 1: -1.5}, picture=PictureEvidence(scores, 0.75, frozenset({"Jordan"})),
-                  memory={"Michael Jordan": 0.9}, decisions={"Jordan River": (0.8, 0.1)})
+                  sense_prior={0: 1.5, 1: -1.5}, picture=PictureEvidence(scores, 0.75, frozenset({"Jordan"}),
+                                                                            np.array([0.1, 0.7, 0.2, 0.0])),
+                  memory={"Michael Jordan": 0.9, "Amman": 0.6}, decisions={"Jordan River": (0.8, 0.1)})
     x = candidate_features(ev)
     col = {n: i for i, n in enumerate(NAMES)}
     assert x.shape == (3, len(NAMES))
@@ -50,7 +52,9 @@ def test_candidate_features_hold_margins_the_picture_and_decisions():
     assert x[:, col["image_photo"]] == pytest.approx(z[:3] * 0.25)
     assert x[:, col["image_top"]].tolist() == pytest.approx([1 / 3, 1.0, 1 / 2])
     assert x[:, col["image_known"]].tolist() == [1.0, 0.0, 0.0]
+    assert x[:, col["image_prob"]].tolist() == pytest.approx([0.1, 0.7, 0.2])
     assert x[:, col["memory_sim"]].tolist() == [0.0, 0.0, 0.9]
+    assert x[:, col["memory_lead"]].tolist() == pytest.approx([0.0, 0.0, 0.3])  # Amman: labelled, no candidate
     assert x[1, col["decision_caption"]] == 0.8 and x[1, col["decision_picture"]] == 0.1
     assert x[:, col["name_exact"]].tolist() == [1.0, 0.0, 0.0] and x[2, col["name_head"]] == 1.0
 
@@ -133,7 +137,9 @@ def test_artifact_round_trip_describes_itself(tmp_path):
 @pytest.mark.parametrize(("content", "message"), [
     ("{", "not readable JSON"),
     ('{"format": "other"}', "not a GEMEL Studio ranker"),
-    ('{"format": "gemel-ranker/1", "features": ["llm_sum"]}', "other features"),
+    ('{"format": "gemel-ranker/1", "features": ["llm_sum", "no_such_feature"]}', "does not compute"),
+    ('{"format": "gemel-ranker/1", "features": ["llm_sum"], "weights": [1, 2], "mean": [0], "scale": [1]}',
+     "1 features but 2 values"),
 ])
 def test_a_bad_artifact_is_refused_with_a_sentence(tmp_path, content, message):
     path = tmp_path / "r.json"
@@ -142,6 +148,28 @@ def test_a_bad_artifact_is_refused_with_a_sentence(tmp_path, content, message):
         Ranker.load(path)
     with pytest.raises(RankerError, match="does not exist"):
         Ranker.load(tmp_path / "missing.json")
+
+
+def test_memory_lead_is_the_nearest_labelled_pictures_margin():
+    assert memory_lead({"A": 0.9, "B": 0.7, "C": 0.2}, "A") == pytest.approx(0.2)
+    assert memory_lead({"A": 0.9, "B": 0.7}, "B") == 0.0  # another entity's picture is nearer
+    assert memory_lead({"A": 0.9}, "A") == pytest.approx(0.9) and memory_lead({"A": 0.9}, "Z") == 0.0
+
+
+def test_a_ranker_fitted_before_a_feature_existed_decides_as_it_did(tmp_path):
+    ranker = fit_with_cv(synthetic(40))
+    ranker.weights[NAMES.index("memory_lead")] = 2.0  # what a refit with the new feature could learn
+    d = ranker.to_dict()
+    keep = [i for i, n in enumerate(NAMES) if n != "memory_lead"]
+    for k in ("weights", "mean", "scale"):
+        d[k] = [d[k][i] for i in keep]
+    d["features"] = [NAMES[i] for i in keep]
+    (tmp_path / "old.json").write_text(json.dumps(d))
+    old = Ranker.load(tmp_path / "old.json")
+    assert old.weights[NAMES.index("memory_lead")] == 0.0
+    x = synthetic(3, seed=5)[0].x.copy()
+    x[:, NAMES.index("memory_lead")] = 7.0
+    np.testing.assert_allclose(old.scores(x), ranker.scores(x) - ranker.contributions(x)[:, NAMES.index("memory_lead")])
 
 
 # ---- the linker ----------------------------------------------------------------------------------------
@@ -289,3 +317,53 @@ def test_a_variant_keeps_its_ranker_unless_its_config_names_another(tiny_linker,
     path = _one_feature_ranker("llm_sum").save(tmp_path / "r.json")
     named = ranked.replace(config=ranked.config.replace(rank={"model": str(path)}))
     assert named.ranker is not ranked.ranker and named.ranker.weights[NAMES.index("llm_sum")] == 5.0
+
+
+# ---- the tree ensemble ---------------------------------------------------------------------------------
+def interaction_groups(n: int = 120, seed: int = 0) -> list[Group]:
+    """Mentions a linear rule cannot rank: the picture's first choice is right when the scorer knows it
+    (image_known) and the language model's otherwise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        x = np.zeros((3, len(NAMES)))
+        x[:, NAMES.index("llm_sum")] = rng.normal(size=3)
+        x[:, NAMES.index("image_top")] = rng.permutation([1.0, 0.5, 1 / 3])
+        x[:, NAMES.index("image_known")] = rng.integers(0, 2, size=3)
+        pic, llm = int(np.argmax(x[:, NAMES.index("image_top")])), int(np.argmax(x[:, NAMES.index("llm_sum")]))
+        gold = pic if x[pic, NAMES.index("image_known")] else llm
+        out.append(Group(f"m{i}", ["A", "B", "C"], x, ["A", "B", "C"][gold]))
+    return out
+
+
+def test_trees_learn_what_the_logit_cannot_and_explain_it_additively(tmp_path):
+    from gemel.rank.model import load_ranker
+    from gemel.rank.trees import TreeRanker
+    from gemel.training.ranker import choose_by_cv
+
+    groups = interaction_groups()
+    cv = choose_by_cv(groups)
+    assert cv.kind == "trees" and cv.by_kind["trees"] > cv.by_kind["logit"] + 0.1
+    ranker = fit_with_cv(groups)
+    assert isinstance(ranker, TreeRanker) and ranker.manifest["cv"]["kind"] == "trees"
+    x = interaction_groups(1, seed=9)[0].x
+    roots = ranker.base + sum(t.value[0] for t in ranker.trees)
+    np.testing.assert_allclose(ranker.contributions(x).sum(1) + roots, ranker.scores(x))
+    again = load_ranker(ranker.save(tmp_path / "trees.json"))
+    np.testing.assert_allclose(again.probabilities(x), ranker.probabilities(x))
+    assert again.version == ranker.version
+
+
+def test_trees_score_as_scikit_learn_does():
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from gemel.rank.trees import views
+    from gemel.training.ranker import TREE_PARAMS, fit_trees
+
+    groups = interaction_groups(60)
+    ranker = fit_trees(groups)
+    v = np.concatenate([views(g.x) for g in groups])
+    y = np.concatenate([np.arange(3) == g.target for g in groups]).astype(int)
+    reference = GradientBoostingClassifier(random_state=0, **TREE_PARAMS).fit(v, y)
+    got = np.concatenate([ranker.scores(g.x) for g in groups])
+    np.testing.assert_allclose(got, reference.decision_function(v), atol=1e-6)

@@ -45,7 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         description="Write OUT/{train,dev}.jsonl (captions per picture), OUT/groups.jsonl "
                                     "(same-caption groups from the test split), OUT/flags.jsonl (held-out style) and "
                                     "OUT/recurring.jsonl (recurring entities, captions shared in pairs: the "
-                                    "learning curve of corrections).")
+                                    "learning curve of corrections) and OUT/mismatched.jsonl (dev captions naming their entity, "
+                                    "each with a picture of another: teaches the ranker that a named mention "
+                                    "outweighs the picture).")
     c.add_argument("--profile", default="offline", help="profile whose KB to use (default offline)")
     c.add_argument("--corpus", help="corpus folder (default: the one `build` writes with all sources)")
     c.add_argument("--out", required=True, help="folder to write the JSONL files to")
@@ -107,7 +109,8 @@ def run_captions(args: argparse.Namespace) -> int:
     from gemel.config import load_profile
     from gemel.kb.entities import KnowledgeBase
     from gemel.sources import resolve
-    from gemel.training.captions import captions, flag_set, recurring_split, same_caption_groups, write_jsonl
+    from gemel.training.captions import (captions, flag_set, mismatched, recurring_split, same_caption_groups,
+                                         write_jsonl)
     from gemel.training.corpus import Corpus, CorpusError
 
     if not 0.0 <= args.hidden <= 1.0:
@@ -120,6 +123,8 @@ def run_captions(args: argparse.Namespace) -> int:
         rows = captions(corpus, kb, split, seed=args.seed, hidden=args.hidden)
         n = write_jsonl((c.to_example_dict(root) for c in rows), out / f"{split}.jsonl")
         print(f"{split}: {n} captions")
+    n = write_jsonl((c.to_example_dict(root) for c in mismatched(rows, seed=args.seed)), out / "mismatched.jsonl")
+    print(f"mismatched: {n} dev captions naming their entity, each with a picture of another")
     groups = same_caption_groups(corpus, kb, seed=args.seed)
     n = write_jsonl(({"group": g.id, "text": g.text, "mention": g.mention,
                       "members": [m.to_example_dict(root) for m in g.members]} for g in groups), out / "groups.jsonl")

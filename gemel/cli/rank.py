@@ -84,8 +84,16 @@ def run_fit_ranker(args: argparse.Namespace) -> int:
     print(f"ranker written to {out} (its gathered features to {m['groups']}; fitted on the scores of "
           f"{m['scorer']['version']}): {m['mentions']} mentions ({m['gold_among_candidates']} with the gold entity "
           f"among the candidates, {m['nil']} NIL), {m['cv']['folds']}-fold CV accuracy {m['cv']['accuracy']:.3f}, "
-          f"l2 {ranker.l2:g}, NIL below p={ranker.nil_below:.3f}")
+          f"{ranker_kind(ranker)}, NIL below p={ranker.nil_below:.3f}")
     return 0
+
+
+def ranker_kind(ranker: Any) -> str:
+    """The model family cross-validation chose, with its CV accuracy beside the other's."""
+    cv = ranker.manifest.get("cv", {}).get("by_kind", {})
+    others = ", ".join(f"{k} {a:.3f}" for k, a in cv.items())
+    kind = f"conditional logit (l2 {ranker.l2:g})" if hasattr(ranker, "l2") else f"{len(ranker.trees)} trees"
+    return f"{kind}, chosen by CV ({others})" if others else kind
 
 
 def gatherer(linker: Any) -> Any:

@@ -45,11 +45,11 @@ class ImageSignal:
         if feature is None:
             return None, {}
         facts = self.facts.get(self.scorer, image)
-        fused = self.scorer.score(feature, self.scorer.kb_vectors, self.scorer.kb_titles, layout=facts.layout).fused
+        scored = self.scorer.score(feature, self.scorer.kb_vectors, self.scorer.kb_titles, layout=facts.layout)
         known = frozenset(self.scorer.exemplars.titles) if self.scorer.exemplars is not None else frozenset()
         self.every_picture.sync((e for e in labelled if e.source != "seed"), lambda e: self._remember(e, 0.0))
         memory = self.every_picture.nearest(feature.numpy(), facts.layout, image_key(image), mention)
-        return PictureEvidence(fused, facts.flatness, known), memory
+        return PictureEvidence(scored.fused, facts.flatness, known, scored.probabilities), memory
 
     def scores(self, image: ImageInput, mention: str | None, labelled: Iterable[Example]
                ) -> tuple[np.ndarray | None, str]:

@@ -43,9 +43,13 @@ FEATURES: tuple[Feature, ...] = (
     Feature("image_drawing", "the image score (z over the KB) x the picture's flatness (drawing-like: 1)", "z"),
     Feature("image_photo", "the image score (z over the KB) x (1 - flatness) (photo-like: 1)", "z"),
     Feature("image_top", "1 / (1 + rank of the entity among all KB entities by image score)", "0..1"),
+    Feature("image_prob", "the image scorer's own probability of this entity (its softmax over the KB): high only"
+            " when the scorer is sure", "0..1"),
     Feature("image_known", "the image scorer has exemplar pictures of this entity (and there is a picture)", "0/1"),
     Feature("memory_sim", "similarity of the picture to the nearest picture people labelled as this entity",
             "cosine + layout kernel, 0 when none"),
+    Feature("memory_lead", "how much nearer than any other entity's labelled picture its nearest one is (0 unless"
+            " it is the nearest of all)", "difference of memory_sim, >= 0"),
     Feature("decision_caption", "caption similarity of the nearest stored decision for this entity", "cosine"),
     Feature("decision_picture", "picture similarity of that decision (0: it has no picture or the query none)",
             "cosine"),
@@ -60,6 +64,7 @@ class PictureEvidence:
     scores: np.ndarray  # (N_kb,) the image scorer's fused score of the picture against every KB entity
     flatness: float  # 0 (photo) .. 1 (flat drawing): gemel.image.style.flatness
     known: frozenset[str] = frozenset()  # titles the scorer has exemplar pictures of
+    probabilities: np.ndarray | None = None  # (N_kb,) the scorer's softmax of scores with its fitted temperature
 
     def __post_init__(self) -> None:
         s = np.asarray(self.scores, dtype=np.float64)
@@ -109,10 +114,24 @@ def candidate_features(ev: Evidence) -> np.ndarray:
             out[i, col["image_photo"]] = p.z[row] * (1.0 - p.flatness)
             out[i, col["image_top"]] = 1.0 / (1.0 + p.order[row])
             out[i, col["image_known"]] = float(title in p.known)
+            out[i, col["image_prob"]] = p.probabilities[row] if p.probabilities is not None else 0.0
         out[i, col["memory_sim"]] = ev.memory.get(title, 0.0)
+        out[i, col["memory_lead"]] = memory_lead(ev.memory, title)
         caption, picture = ev.decisions.get(title, (0.0, 0.0))
         out[i, col["decision_caption"]], out[i, col["decision_picture"]] = caption, picture
     return out
+
+
+def memory_lead(memory: Mapping[str, float], title: str) -> float:
+    """How far the nearest labelled picture of ``title`` leads the nearest of every other labelled entity (0 when
+    another entity's is nearer, or none is labelled as it). A drawing of another entity in the same art style can
+    be near too: what tells a labelled picture of this entity apart is that it is nearer than all of those. With
+    a single labelled entity the lead is its similarity itself."""
+    own = memory.get(title)
+    if own is None:
+        return 0.0
+    others = max((s for t, s in memory.items() if t != title), default=0.0)
+    return max(0.0, own - others)
 
 
 def name_features(mention: str, title: str, aliases: Sequence[str] = ()) -> dict[str, float]:

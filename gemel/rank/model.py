@@ -20,13 +20,16 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gemel.errors import GemelError
 from gemel.rank.features import NAMES
 from gemel.sources import cache_dir
+
+if TYPE_CHECKING:
+    from gemel.rank.trees import TreeRanker
 
 FORMAT = "gemel-ranker/1"
 NO_SCORER = "none"  # the scorer version recorded by a ranker fitted without an image scorer
@@ -36,8 +39,30 @@ class RankerError(GemelError):
     """A ranker artifact cannot be read or does not fit this code; the message names the file and the fix."""
 
 
+class RecordsScorer:
+    """What every kind of ranker artifact knows of the image scorer it was fitted with (``manifest["scorer"]``)."""
+
+    manifest: dict[str, Any]
+
+    @property
+    def scorer(self) -> str | None:
+        """The version of the image scorer it was fitted with (:func:`scorer_record`); None when not recorded (a
+        ranker fitted before scorers were recorded: taken as fitted for the profile's own)."""
+        record = self.manifest.get("scorer")
+        return str(record["version"]) if isinstance(record, dict) and "version" in record else None
+
+    def check_scorer(self, version: str, where: str | Path = "the ranker") -> None:
+        """Refuse this ranker for a profile whose image scorer is ``version`` when it records another one: its
+        image features would mean something else."""
+        if self.scorer is not None and self.scorer != version:
+            record = self.manifest["scorer"]
+            fitted = f"{record['version']} ({record['model']})" if record.get("model") else record["version"]
+            raise RankerError(f"ranker {str(where)!r} was fitted on the scores of the image scorer {fitted}, this "
+                              f"profile scores pictures with {version}: refit it with `gemel fit-ranker --profile ...`")
+
+
 @dataclass
-class Ranker:
+class Ranker(RecordsScorer):
     """Weights of the conditional logit, over :data:`gemel.rank.features.NAMES` in that order."""
 
     weights: np.ndarray  # (F,) one per feature, on standardised features
@@ -59,22 +84,6 @@ class Ranker:
         """A short name of these weights ("ranker-" + 8 hex digits of their hash): what a refit changes."""
         blob = np.concatenate([self.weights, self.mean, self.scale, [self.nil_below]]).round(9).tobytes()
         return "ranker-" + hashlib.sha256(blob).hexdigest()[:8]
-
-    @property
-    def scorer(self) -> str | None:
-        """The version of the image scorer it was fitted with (:func:`scorer_record`); None when not recorded (a
-        ranker fitted before scorers were recorded: taken as fitted for the profile's own)."""
-        record = self.manifest.get("scorer")
-        return str(record["version"]) if isinstance(record, dict) and "version" in record else None
-
-    def check_scorer(self, version: str, where: str | Path = "the ranker") -> None:
-        """Refuse this ranker for a profile whose image scorer is ``version`` when it records another one: its
-        image features would mean something else."""
-        if self.scorer is not None and self.scorer != version:
-            record = self.manifest["scorer"]
-            fitted = f"{record['version']} ({record['model']})" if record.get("model") else record["version"]
-            raise RankerError(f"ranker {str(where)!r} was fitted on the scores of the image scorer {fitted}, this "
-                              f"profile scores pictures with {version}: refit it with `gemel fit-ranker --profile ...`")
 
     @classmethod
     def uniform(cls) -> "Ranker":
@@ -110,20 +119,58 @@ class Ranker:
 
     @classmethod
     def load(cls, path: str | Path) -> "Ranker":
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as e:
-            raise RankerError(f"ranker {str(path)!r} does not exist: fit one with `gemel fit-ranker`") from e
-        except (OSError, ValueError) as e:
-            raise RankerError(f"ranker {str(path)!r} is not readable JSON ({e})") from e
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise RankerError(f"{path} is not a GEMEL Studio ranker (format {FORMAT})")
-        if d.get("features") != list(NAMES):
-            raise RankerError(f"ranker {str(path)!r} was fitted on other features ({d.get('features')}); this code "
-                              f"computes {list(NAMES)}: refit it with `gemel fit-ranker`")
-        return cls(d["weights"], d["mean"], d["scale"], float(d.get("nil_below", 0.0)), float(d.get("l2", 1.0)),
+        """A conditional logit's artifact (:func:`load_ranker` reads either kind)."""
+        d = _read(path)
+        if d.get("format") != FORMAT:
+            raise RankerError(f"{path} is not a GEMEL Studio ranker of the conditional-logit kind (format {FORMAT}; load_ranker reads both kinds)")
+        return cls.from_dict(d, str(path))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], path: str) -> "Ranker":
+        names = d.get("features")
+        unknown = [n for n in names or [] if n not in NAMES] if isinstance(names, list) else None
+        if unknown is None or unknown or len(set(names)) != len(names):
+            raise RankerError(f"ranker {str(path)!r} was fitted on features this code does not compute "
+                              f"({unknown or names}); it computes {list(NAMES)}: refit it with `gemel fit-ranker`")
+        weights, mean, scale = (_over_names(names, d[k], fill) for k, fill in
+                                (("weights", 0.0), ("mean", 0.0), ("scale", 1.0)))
+        return cls(weights, mean, scale, float(d.get("nil_below", 0.0)), float(d.get("l2", 1.0)),
                    d.get("manifest", {}))
+
+
+def load_ranker(path: str | Path) -> "Ranker | TreeRanker":
+    """The ranker a profile names, whichever kind `gemel fit-ranker` chose: a conditional logit or trees."""
+    from gemel.rank.trees import FORMAT as TREES
+    from gemel.rank.trees import TreeRanker
+
+    d = _read(path)
+    if d.get("format") == TREES:
+        return TreeRanker.from_dict(d, str(path))
+    if d.get("format") == FORMAT:
+        return Ranker.from_dict(d, str(path))
+    raise RankerError(f"{path} is not a GEMEL Studio ranker (format {FORMAT} or {TREES})")
+
+
+def _read(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise RankerError(f"ranker {str(path)!r} does not exist: fit one with `gemel fit-ranker`") from e
+    except (OSError, ValueError) as e:
+        raise RankerError(f"ranker {str(path)!r} is not readable JSON ({e})") from e
+    if not isinstance(d, dict):
+        raise RankerError(f"{path} is not a GEMEL Studio ranker (a JSON object with format {FORMAT})")
+    return d
+
+
+def _over_names(names: list[str], values: list[float], fill: float) -> np.ndarray:
+    """One value per feature of :data:`NAMES` from an artifact's: a feature added since it was fitted gets weight
+    0 (and mean 0, scale 1), so an older ranker decides exactly as it did."""
+    if len(values) != len(names):
+        raise RankerError(f"a ranker artifact lists {len(names)} features but {len(values)} values")
+    by_name = dict(zip(names, values))
+    return np.array([by_name.get(n, fill) for n in NAMES], dtype=np.float64)
 
 
 def scorer_version(scorer: Any) -> str:

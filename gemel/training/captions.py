@@ -208,6 +208,23 @@ def recurring_split(corpus: Corpus, split: str = "test", entities: int = 24, per
     return out
 
 
+def mismatched(rows: Sequence[Caption], limit: int = 150, seed: int = 0) -> list[Caption]:
+    """Captions that name their entity, each shown with a picture of *another* entity: the picture beside a news
+    caption often shows something else than the mention (a flag beside a country's leader, a fruit beside a
+    company), and a mention that names an entity must not lose to a confident picture of another. Up to
+    ``limit`` of the captions that name their entity (not the hidden ones), pictures drawn among the others'."""
+    rng = random.Random(seed)
+    named = [c for c in rows if c.kind != "hidden"]
+    named = rng.sample(named, min(limit, len(named)))
+    out = []
+    for i, c in enumerate(named):
+        other = next((named[(i + k) % len(named)] for k in range(1, len(named))
+                      if named[(i + k) % len(named)].entity != c.entity), None)
+        if other is not None:
+            out.append(Caption(f"{c.id}#x", c.text, c.mention, c.entity, other.image, "mismatched", c.split))
+    return out
+
+
 def captions(corpus: Corpus, kb: KnowledgeBase, split: str = "train", per_picture: int = 1,
              seed: int = 0, hidden: float = 0.0) -> list[Caption]:
     """Training/dev captions for the pictures of one split: ambiguous ones when the entity shares its

@@ -4,14 +4,16 @@
    and keep each candidate's features with the gold answer: one :class:`Group` per mention. Groups are
    written to and read from JSON lines (:func:`write_groups`), so a refit never links again.
 2. **Fit** (:func:`fit`): the conditional logit's weights by Newton's method on the L2-penalised negative
-   log-likelihood (convex; 18 features, a few iterations), over the mentions whose gold entity is among their
-   candidates.
+   log-likelihood (convex; 20 features, a few iterations), over the mentions whose gold entity is among their
+   candidates; or a small ensemble of gradient-boosted trees (:func:`fit_trees`, :mod:`gemel.rank.trees`).
 3. **Cross-validate** (:func:`cross_validate`): k folds by mention choose the penalty from a small grid and give
-   out-of-fold probabilities, from which the NIL threshold is fitted (:func:`fit_nil`).
+   out-of-fold probabilities, from which the NIL threshold is fitted (:func:`fit_nil`); the same folds decide
+   between the logit and the trees (:func:`choose_by_cv`).
 """
 
 from __future__ import annotations
 
+import copy
 import gzip
 import hashlib
 import json
@@ -26,6 +28,7 @@ import numpy as np
 from gemel.errors import GemelError
 from gemel.rank.features import NAMES
 from gemel.rank.model import Ranker, softmax
+from gemel.rank.trees import Tree, TreeRanker, views
 from gemel.types import Example
 
 log = logging.getLogger(__name__)
@@ -230,11 +233,92 @@ def cross_validate(groups: Sequence[Group], grid: Sequence[float] = L2_GRID, k: 
     return CVResult(best, accuracy(groups, oof[best], nil_below), by_l2, oof[best], nil_below)
 
 
-def fit_with_cv(groups: Sequence[Group], files: Sequence[str | Path] = (), k: int = 5, seed: int = 0) -> Ranker:
-    """Cross-validate, then fit on every group with the chosen penalty and NIL threshold; the manifest records
-    the data (files with sha256, counts per source) and the cross-validated accuracy."""
+# ---- the tree ensemble ----------------------------------------------------------------------------------
+TREE_PARAMS = {"max_depth": 3, "n_estimators": 150, "learning_rate": 0.1, "min_samples_leaf": 5}  # not searched
+KINDS = ("logit", "trees")  # the model families fit_with_cv chooses between by cross-validation
+
+
+def fit_trees(groups: Sequence[Group], nil_below: float = 0.0, params: dict[str, Any] | None = None) -> TreeRanker:
+    """Gradient-boosted trees (scikit-learn) on each candidate's :func:`gemel.rank.trees.views`, the right
+    candidate labelled 1 and the others 0, over the groups whose gold entity is among two or more candidates;
+    exported as arrays for numpy-only serving."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    usable = [g for g in groups if _usable(g)]
+    if not usable:
+        raise RankerFitError(f"none of the {len(groups)} labelled mentions has its gold entity among two or more "
+                             "candidates: there is nothing to learn a ranking from")
+    params = {**TREE_PARAMS, **(params or {})}
+    v = np.concatenate([views(g.x) for g in usable])  # (sum C, 3F)
+    y = np.concatenate([np.arange(len(g.titles)) == g.target for g in usable]).astype(int)
+    model = GradientBoostingClassifier(random_state=0, **params).fit(v, y)
+    lr = params["learning_rate"]
+    trees = [Tree(t.tree_.children_left, t.tree_.children_right, np.where(t.tree_.feature < 0, -1, t.tree_.feature),
+                  t.tree_.threshold, lr * t.tree_.value[:, 0, 0]) for t in model.estimators_[:, 0]]
+    base = float(model.decision_function(v[:1])[0]) - sum(float(t.value[_leaf(t, v[0])]) for t in trees)
+    return TreeRanker(trees, base, nil_below, params)
+
+
+def _leaf(tree: Tree, row: np.ndarray) -> int:
+    node = 0
+    while tree.left[node] >= 0:
+        node = tree.left[node] if row[tree.feature[node]] <= tree.threshold[node] else tree.right[node]
+    return node
+
+
+def out_of_fold_trees(groups: Sequence[Group], k: int = 5, seed: int = 0) -> list[np.ndarray]:
+    """Each group's candidate probabilities from trees fitted on the other folds."""
+    fold = folds_of(groups, k, seed)
+    out: list[np.ndarray] = [np.zeros(0)] * len(groups)
+    for f in range(k):
+        train = [g for g, n in zip(groups, fold) if n != f]
+        ranker: Ranker | TreeRanker = fit_trees(train) if any(_usable(g) for g in train) else Ranker.uniform()
+        for i, (g, n) in enumerate(zip(groups, fold)):
+            if n == f:
+                out[i] = ranker.probabilities(g.x) if len(g.titles) else np.zeros(0)
+    return out
+
+
+@dataclass
+class ChosenCV:
+    kind: str  # "trees" when clearly more accurate out of fold than the logit (:func:`clearly_better`), else "logit"
+    accuracy: float  # its out-of-fold exact match with its fitted NIL threshold
+    probabilities: list[np.ndarray]  # its out-of-fold probabilities, per group
+    nil_below: float  # its NIL threshold, fitted on those
+    by_kind: dict[str, float]  # out-of-fold accuracy of every family tried
+    logit: CVResult  # the logit's own cross-validation (its penalty)
+
+
+def choose_by_cv(groups: Sequence[Group], k: int = 5, seed: int = 0, kinds: Sequence[str] = KINDS) -> ChosenCV:
+    """Cross-validate each model family with the same folds (the logit's penalty chosen within its own); the trees
+    are kept only when they win by more than one standard error (the logit is simpler and its reasons exact)."""
     cv = cross_validate(groups, k=k, seed=seed)
-    ranker = fit(groups, cv.l2, cv.nil_below)
+    best = ChosenCV("logit", cv.accuracy, cv.probabilities, cv.nil_below, {"logit": cv.accuracy}, cv)
+    if "trees" in kinds and any(_usable(g) for g in groups):
+        oof = out_of_fold_trees(groups, k, seed)
+        nil_below = fit_nil(groups, oof)
+        best.by_kind["trees"] = acc = accuracy(groups, oof, nil_below)
+        if clearly_better(groups, oof, nil_below, cv.probabilities, cv.nil_below):
+            best = ChosenCV("trees", acc, oof, nil_below, best.by_kind, cv)
+    return best
+
+
+def clearly_better(groups: Sequence[Group], p: Sequence[np.ndarray], nil_p: float, q: Sequence[np.ndarray],
+                   nil_q: float) -> bool:
+    """Whether answers ``p`` beat answers ``q`` on the same mentions by more than one standard error of the paired
+    difference: the more complex model must win by more than chance would give it."""
+    d = np.array([float(answer(g, a, nil_p) == g.gold) - float(answer(g, b, nil_q) == g.gold)
+                  for g, a, b in zip(groups, p, q)])
+    return len(d) > 1 and d.mean() > d.std(ddof=1) / np.sqrt(len(d))
+
+
+def fit_with_cv(groups: Sequence[Group], files: Sequence[str | Path] = (), k: int = 5, seed: int = 0,
+                kinds: Sequence[str] = KINDS) -> Ranker | TreeRanker:
+    """Keep the model family cross-validation chooses (:func:`choose_by_cv`) and fit it on every group with the
+    NIL threshold fitted on its out-of-fold probabilities; the manifest records the data (files with sha256,
+    counts per source) and the CV accuracies."""
+    cv = choose_by_cv(groups, k, seed, kinds)
+    ranker = fit_trees(groups, cv.nil_below) if cv.kind == "trees" else fit(groups, cv.logit.l2, cv.nil_below)
     sources: dict[str, int] = {}
     for g in groups:
         where = str(g.tags.get("file") or g.tags.get("split") or g.tags.get("source") or "")
@@ -243,8 +327,9 @@ def fit_with_cv(groups: Sequence[Group], files: Sequence[str | Path] = (), k: in
         "data": [{"file": str(f), "sha256": _sha256(Path(f))} for f in files if Path(f).is_file()],
         "mentions": len(groups), "by_source": sources,
         "gold_among_candidates": sum(g.target >= 0 for g in groups), "nil": sum(g.gold is None for g in groups),
-        "cv": {"folds": k, "accuracy": round(cv.accuracy, 4), "by_l2": {str(a): round(b, 4) for a, b in
-                                                                       cv.by_l2.items()}},
+        "cv": {"folds": k, "accuracy": round(cv.accuracy, 4), "kind": cv.kind,
+               "by_kind": {a: round(b, 4) for a, b in cv.by_kind.items()},
+               "by_l2": {str(a): round(b, 4) for a, b in cv.logit.by_l2.items()}},
     }
     return ranker
 
@@ -288,9 +373,7 @@ class RankerPart:
                                  "name one in the profile ([rank] model = \"ranker.json\") to refit it")
 
     def copy(self, linker: Any) -> Any:
-        return linker.replace(ranker=Ranker(linker.ranker.weights.copy(), linker.ranker.mean.copy(),
-                                            linker.ranker.scale.copy(), linker.ranker.nil_below, linker.ranker.l2,
-                                            dict(linker.ranker.manifest)))
+        return linker.replace(ranker=copy.deepcopy(linker.ranker))
 
     def fit(self, candidate: Any, examples: Sequence[Example], out_dir: Path, config: Any,
             on_step: Callable[[int, int], None]) -> Path:
@@ -304,6 +387,8 @@ class RankerPart:
                                  "decisions")
         ranker = fit_with_cv(groups, k=folds)
         ranker.manifest["refit"] = {"base": len(base), "decisions": len(decided)}
+        if "scorer" in candidate.ranker.manifest:  # the same image scorer's features: its record stays true
+            ranker.manifest["scorer"] = candidate.ranker.manifest["scorer"]
         candidate.ranker = ranker
         path = ranker.save(Path(out_dir) / "ranker.json")
         write_groups(groups, groups_file(path))
