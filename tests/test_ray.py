@@ -130,7 +130,8 @@ def register_tiny_clip() -> None:
 def local_ray(tiny_dir, tiny_config, tmp_path_factory):
     """One local Ray for the module: 2 CPUs, workers that can import the tests and the tiny vision config."""
     ray = pytest.importorskip("ray")
-    env = {"GEMEL_TEST_CLIP": str(tiny_dir / "clip"), "GEMEL_CACHE": str(tmp_path_factory.getbasetemp() / "gemel-cache"),
+    env = {"GEMEL_TEST_CLIP": str(tiny_dir / "clip"),
+           "GEMEL_CACHE": str(tmp_path_factory.getbasetemp() / "gemel-cache"),  # test_cli's private_cache
            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]), "OMP_NUM_THREADS": "1"}
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env,
                                                                 "worker_process_setup_hook": register_tiny_clip})
@@ -150,6 +151,27 @@ def test_ray_output_equals_one_process_line_for_line(local_ray, single, profile_
     assert f"{len(BAD)} of {lines} lines failed" in capsys.readouterr().err
     assert results(out) == results(one)
     assert any("error" in r for r in results(out)) and results(out)[-1]["id"] == lines + 1  # its line number
+
+
+@pytest.mark.slow
+def test_ray_with_the_store_equals_one_process_with_it(local_ray, single, profile_toml, tmp_path,  # noqa: F811
+                                                         capsys):
+    """--annotations: the driver reads the store once and ships its demonstrations; the actors answer the
+    stored item from them as one process does."""
+    src, _, lines = single
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"text": "Mercury is close to the Sun.", "mention": "Mercury", "entity": "Mercury (element)"},  # GOOD[0]
+        {"text": "Jordan crossed the river.", "mention": "Jordan", "entity": "Jordan River"}]))
+    db = tmp_path / "gold.db"
+    assert main(["annotations", "import", str(gold), "--annotator", "gold", "--db", str(db)]) == 0
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    assert linked(src, one, profile_toml, "--annotations", str(db)) == 1
+    assert linked(src, two, profile_toml, "--annotations", str(db), "--ray", "--actors", "2") == 1
+    capsys.readouterr()
+    assert results(two) == results(one)
+    first = results(two)[0]
+    assert (first["entity"], first["source"], first["corrected_by"]) == ("Mercury (element)", "correction", "gold")
 
 
 def dies_once(linker, line: str, n: int, base: Path, marker: Path, at: int) -> str:
