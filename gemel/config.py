@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from gemel.errors import GemelError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")  # llm.dtype values (see gemel/models/precision.py)
+CLIP_SCORER = "clip"  # image.scorer keyword: CLIP's own image-text score (gemel/image/clip.py), never a path
 
 
 class ProfileError(GemelError):
@@ -56,10 +58,16 @@ class VisionConfig:
     crop_pct: float = 0.875  # resize the short side to image_size / crop_pct, then centre-crop
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # per-channel mean subtracted from the [0, 1] pixels
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)  # per-channel standard deviation the pixels are divided by
+    # where the vision model runs (both CLIP towers for open_clip: pictures and the KB's entity prompts): "cpu",
+    # "auto" (the GPU where torch sees one, else the CPU), "cuda", "cuda:N" or "mps"; features come back to the CPU
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         _check(self.kind in ("timm", "open_clip", "none"),
                f"vision.kind {self.kind!r} is not one of timm, open_clip, none")
+        _check(re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device) is not None,
+               f"vision.device {self.device!r} is not one of auto, cpu, cuda, cuda:N, mps: 'auto' runs the vision "
+               "model on the GPU where torch sees one, else on the CPU")
         _check(self.image_size >= 8, f"vision.image_size={self.image_size} must be >= 8")
         _check(0.1 <= self.crop_pct <= 1.0, f"vision.crop_pct={self.crop_pct} must be in [0.1, 1]")
         _check(len(self.mean) == 3 and len(self.std) == 3 and all(s > 0 for s in self.std),

@@ -64,7 +64,8 @@ def test_shipped_profiles_load_with_their_own_name(name):
 
 def test_paper_profile_is_the_published_setting():
     cfg = load_profile("paper")
-    assert (cfg.vision.kind, cfg.vision.name, cfg.vision.weights) == ("open_clip", "ViT-L-14", "openai")
+    # OpenAI's ViT-L/14 weights, in open_clip's QuickGELU definition of the model (tests/test_paper_clip.py)
+    assert (cfg.vision.kind, cfg.vision.name, cfg.vision.weights) == ("open_clip", "ViT-L-14-quickgelu", "openai")
     assert cfg.llm.source == "facebook/opt-6.7b"
     assert (cfg.decode.mode, cfg.decode.num_beams, cfg.decode.max_new_tokens, cfg.decode.candidates) == (
         "beam", 5, 32, 0)
@@ -285,3 +286,36 @@ def test_every_profile_key_has_a_meaning_and_is_read():
             if not re.search(rf"\.{f.name}\b", code):
                 missing.append(f"{klass.__name__}.{f.name}: never read")
     assert not missing, missing
+
+
+# ---- a profile written out (gemel calibrate) -------------------------------------------------------------------
+def test_a_written_profile_keeps_keywords_that_a_folder_beside_it_could_shadow(tmp_path):
+    """``image.scorer = "clip"`` and the open_clip tag ``openai`` are names, not paths: folders called ``clip/`` and
+    ``openai/`` beside the profile change nothing; a real file in a path field still becomes absolute."""
+    import tomllib
+
+    from gemel.training.calibrate import profile_toml
+
+    (tmp_path / "clip").mkdir()
+    (tmp_path / "openai").mkdir()
+    (tmp_path / "seed.jsonl").write_text("")
+    cfg = LinkerConfig.from_dict(profile(vision={"kind": "open_clip", "name": "ViT-B-32-quickgelu", "weights": "openai"},
+                                         image={"scorer": "clip", "weight": 1.0}, demos={"seed_pool": "seed.jsonl"}),
+                                 base_dir=tmp_path)
+    written = tomllib.loads(profile_toml(cfg))
+    assert written["image"]["scorer"] == "clip" and written["vision"]["weights"] == "openai"
+    assert written["demos"]["seed_pool"] == str((tmp_path / "seed.jsonl").resolve())
+
+
+def test_a_written_profile_keeps_its_decision_rule(tmp_path):
+    """[rank] is written too: a calibrated `hub` profile still fits its ranker at the first start, and a named ranker
+    file stays the profile's (its path made absolute)."""
+    import tomllib
+
+    from gemel.training.calibrate import profile_toml
+
+    hub = load_profile("hub")
+    assert tomllib.loads(profile_toml(hub))["rank"] == dataclasses.asdict(hub.rank)
+    (tmp_path / "ranker.json").write_text("{}")
+    named = LinkerConfig.from_dict(profile(rank={"model": "ranker.json"}), base_dir=tmp_path)
+    assert tomllib.loads(profile_toml(named))["rank"]["model"] == str((tmp_path / "ranker.json").resolve())

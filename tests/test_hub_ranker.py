@@ -9,6 +9,7 @@ loader (``hf-hub:gemel-test/clip-tiny``); the fitting set is conftest's tiny see
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -128,9 +129,8 @@ def test_fit_ranker_cli_does_what_the_first_start_does(hub_tiny, tiny_dir, tmp_p
     from gemel.cli.main import main
     from gemel.training.calibrate import profile_toml
 
-    profile = tmp_path / "hub-tiny.toml"
-    text = profile_toml(hub_tiny.config).replace(f'"{tiny_dir / "clip"}"', '"clip"')  # tiny_dir has a clip/ folder
-    profile.write_text(text + "\n[rank]\nfit_at_start = true\n")
+    profile = tmp_path / "hub-tiny.toml"  # written as `gemel calibrate` does: "clip" and [rank] kept as they are
+    profile.write_text(profile_toml(hub_tiny.config))  # (tiny_dir, the profile's folder, has a clip/ folder)
     data = tmp_path / "seed.jsonl"  # the tiny seed file, its picture made absolute
     data.write_text("".join(json.dumps({**d, "image": str(tiny_dir / d["image"]) if d.get("image") else None}) + "\n"
                             for d in map(json.loads, (tiny_dir / "seed.jsonl").read_text().splitlines())))
@@ -210,7 +210,8 @@ def test_a_line_whose_package_picture_is_not_installed_is_left_out(tmp_path, cap
 # ---- the paper profile: CLIP ViT-L/14 scores pictures too ---------------------------------------------------
 def test_the_paper_profile_scores_pictures_with_its_clip_like_hub():
     paper, hub = load_profile("paper"), load_profile("hub")
-    assert (paper.vision.kind, paper.vision.name, paper.vision.weights) == ("open_clip", "ViT-L-14", "openai")
+    assert (paper.vision.kind, paper.vision.name, paper.vision.weights) == ("open_clip", "ViT-L-14-quickgelu",
+                                                                             "openai")
     same = ("scorer", "clip_prompt", "weight", "candidates", "min_flatness", "max_text_margin", "trust_exact_name",
             "choose_sense", "remove_sense_prior", "memory_weight")
     assert {k: getattr(paper.image, k) for k in same} == {k: getattr(hub.image, k) for k in same}
@@ -236,6 +237,7 @@ def test_the_paper_profiles_sections_wire_the_clip_scorer(tiny_dir, offline_hub)
 
 
 PAPER_REPO = "timm/vit_large_patch14_clip_224.openai"  # where open_clip 3.x fetches ViT-L-14's "openai" weights
+# (for the QuickGELU definition too: the weights hold no activation)
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +255,10 @@ def hub_cache_l14(hub_cache):
 @pytest.mark.slow  # a random ViT-L-14 built (once), loaded twice
 def test_the_paper_profiles_vit_l14_scores_entities_as_open_clip_does(hub_cache_l14, monkeypatch, tmp_path):
     """The paper's own vision section, loaded through the real loader (``pretrained="openai"`` from the hub cache),
-    gives CLIP's scorer over a small KB, equal to open_clip's zero-shot classifier on the same model."""
+    gives CLIP's scorer over a small KB, equal to open_clip's zero-shot classifier on the same model, with the
+    QuickGELU the weights were trained with and no warning of a mismatch from open_clip."""
+    import warnings
+
     import numpy as np
     import open_clip
     import torch
@@ -263,12 +268,15 @@ def test_the_paper_profiles_vit_l14_scores_entities_as_open_clip_does(hub_cache_
     from gemel.models.vision import VisionEncoder
 
     monkeypatch.setenv("GEMEL_CACHE", str(tmp_path / "gemel-cache"))
-    with offline_hub_env(hub_cache_l14, monkeypatch):
-        encoder = VisionEncoder.load(load_profile("paper").vision)
-        scorer = ClipEntityScorer.for_kb(encoder, KB, load_profile("paper").image.clip_prompt)
-        model, _, preprocess = open_clip.create_model_and_transforms("ViT-L-14", pretrained="openai")
+    paper = load_profile("paper")
+    with offline_hub_env(hub_cache_l14, monkeypatch), warnings.catch_warnings():
+        warnings.filterwarnings("error", message="QuickGELU mismatch")
+        encoder = VisionEncoder.load(dataclasses.replace(paper.vision, device="cpu"))  # no GPU here ("auto")
+        scorer = ClipEntityScorer.for_kb(encoder, KB, paper.image.clip_prompt)
+        model, _, preprocess = open_clip.create_model_and_transforms(paper.vision.name, pretrained="openai")
     assert encoder.dim == 1024 and tuple(scorer.clip.image_projection.shape) == (1024, 768)
-    tokenizer = open_clip.get_tokenizer("ViT-L-14")
+    assert {type(m).__name__ for m in encoder.clip.model.modules() if "GELU" in type(m).__name__} == {"QuickGELU"}
+    tokenizer = open_clip.get_tokenizer(paper.vision.name)
     classnames = [f"{e.title}, {e.description}" if e.description else e.title for e in KB]
     classifier = open_clip.build_zero_shot_classifier(model.eval(), tokenizer, classnames, ["a photo of {}."])
     picture = pictures(224)[0]

@@ -15,7 +15,9 @@ KB's content). They are built shard by shard (:data:`SHARD_ROWS` entities) into 
 progress mark after each shard, so an interrupted build resumes and a 1M-entity KB never holds more than one
 shard's texts. Texts are encoded shortest first, and only up to the longest end-of-text token of each batch: CLIP's
 text tower is causal and reads its answer at that token, so the padding after it changes nothing (a prompt of ~20
-tokens costs a quarter of the 77-token context).
+tokens costs a quarter of the 77-token context). The text tower runs where the encoder's model is
+(``vision.device``: a GPU where the profile asks for one), a batch at a time; the vectors come back to the CPU, to
+the on-disk array.
 
 :class:`ClipEntityScorer` has the interface the linker's image signal uses of
 :class:`gemel.image.scorer.ImageEntityScorer` (``score``, ``raw_scores``, ``fuse``, ``top_k``, ``kb_vectors`` ...):
@@ -39,7 +41,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gemel.config import ProfileError
+from gemel.config import CLIP_SCORER, ProfileError
 from gemel.image.configs import FusionConfig, ImageScoreError
 from gemel.image.scorer import ImageScores
 from gemel.image.vectors import dot_rows, softmax
@@ -48,7 +50,7 @@ from gemel.sources import cache_dir
 
 log = logging.getLogger(__name__)
 
-SCORER = "clip"  # the ``image.scorer`` value that selects this scorer
+SCORER = CLIP_SCORER  # the ``image.scorer`` value that selects this scorer: a keyword, never a path
 DEFAULT_PROMPT = "a photo of {title}, {description}."
 SHARD_ROWS = 4096  # entities per shard of the on-disk build (a progress mark after each)
 MAX_DESCRIPTION_CHARS = 300  # far beyond CLIP's 77 tokens: the tokenizer truncates, this bounds its work
@@ -94,17 +96,23 @@ def _prefix_ok(model: torch.nn.Module) -> bool:
             and getattr(model, "attn_mask", None) is not None)
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where the model's weights are (the CPU for a model without parameters)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
 @torch.inference_mode()
 def encode_text(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """(B, C) token ids -> (B, E) unit CLIP text embeddings: ``model.encode_text(tokens, normalize=True)``,
-    computed on the tokens up to the batch's last end-of-text token only (the same numbers: the tower is causal and
-    pools at that token)."""
+    """(B, C) token ids -> (B, E) unit CLIP text embeddings on the model's device: ``model.encode_text(tokens,
+    normalize=True)``, computed on the tokens up to the batch's last end-of-text token only (the same numbers: the
+    tower is causal and pools at that token). The tokens may be anywhere: they are moved to the model's device."""
+    device = model_device(model)
     if not _prefix_ok(model):
-        return model.encode_text(tokens, normalize=True).float()
+        return model.encode_text(tokens.to(device), normalize=True).float()
     from open_clip.transformer import text_global_pool
 
-    n = int(tokens.argmax(dim=-1).max()) + 1
-    t = tokens[:, :n]  # (B, n)
+    n = int(tokens.argmax(dim=-1).max()) + 1  # read where the tokens are (a GPU sync saved)
+    t = tokens[:, :n].to(device)  # (B, n)
     cast = model.transformer.get_cast_dtype()
     x = model.token_embedding(t).to(cast) + model.positional_embedding[:n].to(cast)  # (B, n, W)
     x = model.transformer(x, attn_mask=model.attn_mask[:n, :n])
@@ -116,7 +124,8 @@ def encode_text(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
 
 def encode_texts(clip: Any, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """(N, E) unit float32 CLIP text embeddings of ``texts`` (``clip``: a :class:`gemel.models.vision.ClipText`),
-    in batches of similar token counts (shortest first), each run only as long as its longest text."""
+    in batches of similar token counts (shortest first), each run only as long as its longest text, on the model's
+    device; the result is on the CPU."""
     out = np.zeros((len(texts), clip.image_projection.shape[1]), dtype=np.float32)
     if not texts:
         return out
@@ -124,13 +133,14 @@ def encode_texts(clip: Any, texts: Sequence[str], batch_size: int = 64) -> np.nd
     order = torch.argsort(tokens.argmax(dim=-1), stable=True)
     for lo in range(0, len(texts), batch_size):
         rows = order[lo:lo + batch_size]
-        out[rows.numpy()] = encode_text(clip.model, tokens[rows]).numpy()
+        out[rows.numpy()] = encode_text(clip.model, tokens[rows]).cpu().numpy()
     return out
 
 
 def model_fingerprint(clip: Any) -> str:
     """A short content hash of the model's weights that the scores depend on most (text projection, positional
-    embedding, final norm, image projection, logit scale): two models with other weights get other caches."""
+    embedding, final norm, image projection, logit scale): two models with other weights get other caches; the same
+    weights on any device get the same key (read back to the CPU)."""
     m = clip.model
     parts = [getattr(m, "text_projection", None), getattr(m, "positional_embedding", None),
              getattr(getattr(m, "ln_final", None), "weight", None), clip.image_projection,
@@ -140,7 +150,7 @@ def model_fingerprint(clip: Any) -> str:
         if isinstance(p, torch.nn.Linear):
             p = p.weight
         if isinstance(p, torch.Tensor):
-            h.update(p.detach().float().contiguous().numpy().tobytes())
+            h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 

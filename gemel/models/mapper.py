@@ -138,6 +138,11 @@ def check_compatible(found: MapperSpec, expected: MapperSpec, where: str) -> Non
     diffs = [f"{name}: checkpoint {getattr(found, name)!r} vs profile {getattr(expected, name)!r}"
              for name in ("vision", "vision_dim", "llm", "hidden_size", "prefix_length")
              if getattr(found, name) != getattr(expected, name)]
+    if found.vision + "-quickgelu" == expected.vision:  # the paper profile's CLIP before it got its QuickGELU
+        raise MapperMismatchError(
+            f"mapper {where} learnt from {found.vision!r} features computed with GELU, but these weights were trained "
+            f"with QuickGELU and the profile now computes them so ({expected.vision!r}): it would be fed features it "
+            "never saw; train it again for this profile with `gemel train` (e.g. `gemel train --profile paper`)")
     if diffs:
         raise MapperMismatchError(f"mapper {where} does not fit this profile ({'; '.join(diffs)}): "
                                   "train one for this profile with `gemel train` or choose its profile")

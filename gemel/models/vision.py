@@ -10,7 +10,13 @@ its tokenizer, the image projection taken off the tower, the logit scale), for C
 (:mod:`gemel.image.clip`), and preprocesses pictures with open_clip's own transform code, so that its features
 are exactly those of ``open_clip.create_model_and_transforms``. A model named ``hf-hub:org/name`` (the ``hub``
 profile) is fetched with :func:`fetch_open_clip` first: a model that cannot be fetched is one sentence, never a
-silently random model (open_clip only warns when the weights are missing).
+silently random model (open_clip only warns when the weights are missing). Released weights trained with QuickGELU
+(OpenAI's, and open_clip's early LAION-400M ones) need open_clip's ``-quickgelu`` model definition: open_clip 3.x
+builds its plain definitions with GELU and only warns, so the loader refuses the mismatch (:func:`check_activation`).
+
+The model runs where ``vision.device`` says (:func:`vision_device`; "auto": the GPU where torch sees one): both CLIP
+towers, the image tower for pictures and the text tower for the KB's entity prompts (:mod:`gemel.image.clip`).
+Pictures go to that device and their features come back to the CPU, where the rest of the linker works.
 """
 
 from __future__ import annotations
@@ -87,13 +93,23 @@ class VisionEncoder(torch.nn.Module):
 
     @classmethod
     def load(cls, config: VisionConfig, base_dir: str | Path = "") -> "VisionEncoder":
+        """The profile's encoder, its model (for open_clip: both CLIP towers) on ``vision.device``."""
+        if config.kind not in ("timm", "open_clip"):
+            raise ProfileError(f"vision.kind {config.kind!r} has no encoder (use 'timm' or 'open_clip')")
+        device = vision_device(config.device)
         if config.kind == "timm":
-            model = _load_timm(config, base_dir)
+            model = _load_timm(config, base_dir).to(device)
             return cls(model, config, model.num_features)
-        if config.kind == "open_clip":
-            visual, clip = _load_open_clip(config, base_dir)
-            return cls(visual, config, visual.output_dim, clip)
-        raise ProfileError(f"vision.kind {config.kind!r} has no encoder (use 'timm' or 'open_clip')")
+        visual, clip = _load_open_clip(config, base_dir)
+        clip.model.to(device)  # the whole CLIP: its image tower (``visual``) and its text tower
+        if device.type != "cpu":
+            log.info("CLIP %s runs on %s", config.name, device)
+        return cls(visual, config, visual.output_dim, clip)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs (the CPU for a model without parameters)."""
+        return next((p.device for p in self.model.parameters()), torch.device("cpu"))
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """Resize the short side to size/crop_pct (bicubic), centre-crop to size, normalise -> (3, S, S); open_clip
@@ -118,7 +134,7 @@ class VisionEncoder(torch.nn.Module):
         if not images:
             return torch.zeros(0, self.dim)
         batch = torch.stack([self.preprocess(im) for im in images])  # (B, 3, S, S)
-        return self.model(batch).float()  # (B, D)
+        return self.model(batch.to(self.device)).float().cpu()  # (B, D), back on the CPU
 
     @property
     def has_classifier(self) -> bool:
@@ -134,13 +150,13 @@ class VisionEncoder(torch.nn.Module):
         if not self.has_classifier:
             raise ValueError(f"vision encoder {self.config.name!r} has no classifier head: class "
                              "probabilities need a timm ImageNet model (vision.kind = 'timm')")
-        return self.model.inner.get_classifier()(features.float()).float()  # (B, C)
+        return self.model.inner.get_classifier()(features.float().to(self.device)).float().cpu()  # (B, C)
 
     @torch.inference_mode()
     def classify(self, image: Image.Image) -> torch.Tensor:
         """ImageNet logits (timm models with a classifier only): used to check the weights are real."""
-        x = self.preprocess(image)[None]
-        return self.model.forward_head(self.model.forward_features(x), pre_logits=False)
+        x = self.preprocess(image)[None].to(self.device)
+        return self.model.forward_head(self.model.forward_features(x), pre_logits=False).cpu()
 
 
 def _load_timm(config: VisionConfig, base_dir: str | Path) -> torch.nn.Module:
@@ -194,6 +210,28 @@ def clip_transform(config: VisionConfig) -> Callable[[Image.Image], torch.Tensor
 
 
 HF_HUB = "hf-hub:"
+DEVICES = "auto, cpu, cuda, cuda:N, mps"
+
+
+def vision_device(name: str) -> torch.device:
+    """The torch device ``vision.device`` names: "auto" is the GPU where torch sees one (CUDA, else Apple's MPS),
+    else the CPU; a GPU that is not there is a ProfileError with one sentence."""
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ProfileError(f"vision.device = {name!r} but torch sees no CUDA GPU here: use 'auto' (the GPU where "
+                           "there is one, else the CPU) or 'cpu'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ProfileError(f"vision.device = {name!r} but torch sees {torch.cuda.device_count()} CUDA GPU(s): "
+                           "use 'cuda' (the first) or 'auto'")
+    if device.type == "mps" and not has_mps:
+        raise ProfileError(f"vision.device = {name!r} but torch sees no Apple GPU here: use 'auto' or 'cpu'")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ProfileError(f"vision.device {name!r} is not one of {DEVICES}")
+    return device
 
 
 class HubModelError(SourceError):
@@ -253,9 +291,11 @@ def _load_open_clip(config: VisionConfig, base_dir: str | Path) -> tuple[torch.n
             raise ProfileError(f"vision.weights {config.weights!r} is ignored for vision.name {config.name!r} (the "
                                "hub repository holds the weights): set vision.weights = \"\"")
         fetch_open_clip(config.name)
-    elif pretrained and resolve_or_none(pretrained, base_dir):
-        pretrained = str(resolve_or_none(pretrained, base_dir))
+    elif pretrained and local_weights(pretrained, base_dir):
+        pretrained = str(local_weights(pretrained, base_dir))
         released = False  # a local file: open_clip's defaults say nothing about how it was trained
+    elif pretrained:
+        check_activation(config.name, pretrained)  # before any download: a refused model costs nothing
     try:
         model = open_clip.create_model(config.name, pretrained=pretrained)
     except RuntimeError as e:  # open_clip's "Failed to download weights for tag ..."
@@ -274,6 +314,24 @@ def _load_open_clip(config: VisionConfig, base_dir: str | Path) -> tuple[torch.n
         proj = torch.eye(width)
     clip = ClipText(model, proj, float(model.logit_scale.exp()), config.name)
     return visual, clip
+
+
+def check_activation(name: str, tag: str) -> None:
+    """Refuse open_clip's GELU definition of a model with released weights trained with QuickGELU (``ViT-L-14`` with
+    ``openai``): open_clip 3.x builds it and only warns, and every feature would be off. Its ``-quickgelu``
+    definition is the one open_clip documents for those weights."""
+    import open_clip
+    from open_clip.pretrained import get_pretrained_cfg
+
+    trained_quick = bool(get_pretrained_cfg(name, tag).get("quick_gelu", False))
+    builds_quick = bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False))
+    if trained_quick and not builds_quick:
+        quick = f"{name}-quickgelu"
+        fix = (f"set vision.name = {quick!r} (open_clip's definition for these weights)"
+               if open_clip.get_model_config(quick) is not None else
+               "choose open_clip's -quickgelu definition of the model (open_clip.list_models())")
+        raise ProfileError(f"vision.name {name!r} builds open_clip's GELU activation, but the {tag!r} weights were "
+                           f"trained with QuickGELU, so its features would be off: {fix}")
 
 
 def check_preprocessing(config: VisionConfig, model_cfg: dict[str, Any] | None) -> None:
@@ -304,3 +362,10 @@ def resolve_or_none(source: str, base_dir: str | Path) -> Path | None:
         return resolve(source, base_dir)
     except FileNotFoundError:
         return None
+
+
+def local_weights(weights: str, base_dir: str | Path) -> Path | None:
+    """An open_clip ``vision.weights`` that is a local file; None for a pretrained tag ("openai"), even where a
+    folder of that name sits beside the profile."""
+    path = resolve_or_none(weights, base_dir)
+    return path if path is not None and path.is_file() else None

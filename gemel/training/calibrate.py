@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gemel.config import LinkerConfig
+from gemel.config import CLIP_SCORER, LinkerConfig
 from gemel.data.metrics import exact_match, wilson_interval
 from gemel.errors import GemelError
 from gemel.types import Example, Prediction
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 DEFAULT_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 PATH_FIELDS = {"llm": ("source",), "vision": ("weights",), "embedder": ("source",), "kb": ("source",),
                "mapper": ("checkpoint",), "demos": ("seed_pool",),
-               "image": ("scorer",)}
+               "image": ("scorer",), "rank": ("model",)}
 
 
 class CalibrationError(GemelError):
@@ -185,13 +185,24 @@ def profile_toml(config: LinkerConfig, header: str = "") -> str:
     data = config.to_dict()
     lines = [f"# {line}" for line in header.splitlines()] + [
         f"name = {_toml_value(data['name'])}", f"description = {_toml_value(data['description'])}"]
-    for section in ("llm", "vision", "embedder", "kb", "mapper", "demos", "decode", "image"):
+    for section in ("llm", "vision", "embedder", "kb", "mapper", "demos", "decode", "image", "rank"):
         lines += ["", f"[{section}]"]
         for key, value in data[section].items():
-            if key in PATH_FIELDS.get(section, ()):
+            if key in PATH_FIELDS.get(section, ()) and not _keyword(config, section, key, value):
                 value = _absolute(value, config.base_dir)
             lines.append(f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
+
+
+def _keyword(config: LinkerConfig, section: str, key: str, value: str) -> bool:
+    """A value of a path field that names something else, never a file beside the profile, even where a folder of
+    that name sits there: ``image.scorer = "clip"`` (CLIP's own score), an open_clip pretrained tag ("openai") as
+    ``vision.weights``, which the loader reads as a path only when it is a file."""
+    if (section, key) == ("image", "scorer"):
+        return value == CLIP_SCORER
+    if (section, key) == ("vision", "weights") and config.vision.kind == "open_clip" and value:
+        return not (Path(config.base_dir) / value).expanduser().is_file()
+    return False
 
 
 def _absolute(value: str, base_dir: str) -> str:
