@@ -67,3 +67,10 @@ def test_gemel_link_with_the_hub_profile_says_one_sentence(tmp_path):
     errors = [line for line in run.stderr.splitlines() if line.startswith("gemel: error:")]
     assert len(errors) == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert "CLIP-ViT-B-32-laion2B-s34B-b79K" in errors[0]
+
+
+def test_a_clip_profile_has_no_scorer_artifact_to_load_or_retrain():
+    from gemel.training.image_scorer import profile_artifact
+
+    assert profile_artifact("hub") is None and profile_artifact("paper") is None  # "clip" is a keyword, not a file
+    assert profile_artifact("offline").name == "image_scorer.pt"

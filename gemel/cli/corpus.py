@@ -43,11 +43,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=run_train_projection)
     c = csub.add_parser("captions", help="write synthetic captions, same-caption groups and the flags set",
                         description="Write OUT/{train,dev}.jsonl (captions per picture), OUT/groups.jsonl "
-                                    "(same-caption groups from the test split), OUT/flags.jsonl (held-out style) and "
+                                    "(same-caption groups from the test split), OUT/flags.jsonl (held-out style), "
                                     "OUT/recurring.jsonl (recurring entities, captions shared in pairs: the "
-                                    "learning curve of corrections) and OUT/mismatched.jsonl (dev captions naming their entity, "
-                                    "each with a picture of another: teaches the ranker that a named mention "
-                                    "outweighs the picture).")
+                                    "learning curve of corrections) and OUT/mismatched.jsonl (dev captions naming "
+                                    "their entity, each beside a picture of another: teaches the ranker that a named "
+                                    "mention outweighs the picture).")
     c.add_argument("--profile", default="offline", help="profile whose KB to use (default offline)")
     c.add_argument("--corpus", help="corpus folder (default: the one `build` writes with all sources)")
     c.add_argument("--out", required=True, help="folder to write the JSONL files to")

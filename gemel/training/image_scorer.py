@@ -139,9 +139,12 @@ def default_artifact(corpus: Corpus) -> Path:
 
 
 def profile_artifact(profile: str) -> Path | None:
-    """The profile's ``[image]`` scorer artifact (the one linking uses), or None when it has none."""
-    from gemel.config import load_profile
+    """The profile's ``[image]`` scorer artifact (the one linking uses), or None when it has none or scores pictures
+    with CLIP (``image.scorer = "clip"``: a keyword, no artifact to load or retrain)."""
+    from gemel.config import CLIP_SCORER, load_profile
     from gemel.sources import resolve
 
     config = load_profile(profile)
-    return Path(resolve(config.image.scorer, config.base_dir)) if config.image.scorer else None
+    if not config.image.scorer or config.image.scorer == CLIP_SCORER:
+        return None
+    return Path(resolve(config.image.scorer, config.base_dir))
