@@ -133,10 +133,11 @@ def normalize_candidates(candidates: Iterable[Any] | None) -> list[dict[str, Any
 
 
 def margin_of(candidates: list[dict[str, Any]] | None) -> float | None:
-    """Score of the best candidate minus the second; None with fewer than two finite scores."""
-    scores = sorted(
-        (float(c["score"]) for c in candidates or [] if _is_number(c.get("score"))), reverse=True
-    )
+    """How sure the linker was: the best candidate's probability minus the second's where a learned ranker gave
+    every candidate one, else the best score minus the second; None with fewer than two finite values."""
+    cands = candidates or []
+    key = "probability" if cands and all(_is_number(c.get("probability")) for c in cands) else "score"
+    scores = sorted((float(c[key]) for c in cands if _is_number(c.get(key))), reverse=True)
     scores = [s for s in scores if math.isfinite(s)]
     return scores[0] - scores[1] if len(scores) >= 2 else None
 

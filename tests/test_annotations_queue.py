@@ -55,6 +55,17 @@ def test_item_carries_its_prediction_and_margin(queued):
     assert it["text"][it["mention_start"]:it["mention_end"]] == "unsure"
 
 
+def test_under_the_learned_ranker_the_probability_margin_orders_the_queue(store):
+    def ranked(probs, scores):
+        return {"entity": "E0", "candidates": [{"name": f"E{i}", "score": s, "probability": p}
+                                               for i, (p, s) in enumerate(zip(probs, scores))]}
+
+    # the scores' margins order the other way round (0.01 against 5): the probabilities decide
+    store.enqueue([item("sure", ranked((0.9, 0.05), (1.0, 0.99))), item("torn", ranked((0.5, 0.45), (5.0, 0.0)))])
+    it = store.next_item("alice")
+    assert it["mention"] == "torn" and it["margin"] == pytest.approx(0.05)
+
+
 def test_an_item_keeps_what_review_shows_of_its_prediction(store):
     extra = {"why": {"sentence": "E0 over E1: the caption names it exactly (+1.00)."}, "image": "off: a photo",
              "demonstrations": [{"text": "t", "mention": "m", "entity": "E0", "image": None, "similarity": 0.5}]}
