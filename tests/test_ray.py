@@ -41,6 +41,18 @@ def cases_file(folder: Path) -> tuple[Path, int]:
     return folder / "cases.jsonl", len(cases)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """This process links on one thread, as every actor does: floating-point sums then match to the last bit
+    (on two threads a score may differ in its 7th digit, and so would a line)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def single(profile_toml, batch_dir, capsys) -> tuple[Path, Path, int]:  # noqa: F811
     """The batch linked in this process: (input, output, lines)."""
