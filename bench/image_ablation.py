@@ -189,38 +189,6 @@ def fit_senses(examples: list[Example], records: dict, w: float, k: int, w_ret: 
     return tied[len(tied) // 2]
 
 
-PHOTO_BRIDGE_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
-
-
-def report_photo_bridge(profile: str, examples: list[Example], records: dict, w_ret: float) -> dict:
-    """Could the ImageNet bridge alone (what a classifier trained on photos knows) help real photos, which the
-    flatness gate keeps away from the image score? Dev photos only: the text candidates re-ranked by
-    ``text + w * z(bridge)``, z over the whole KB. Report only (no profile value follows from it)."""
-    import numpy as np
-
-    from gemel.image.vectors import normalise
-    from gemel.images import load_image
-    from gemel.training.image_scorer import bridge_for, load_parts
-
-    parts = load_parts(profile)
-    bridge = bridge_for(parts)
-    kb_unit = parts.kb_vectors / np.linalg.norm(parts.kb_vectors, axis=1, keepdims=True)
-    rows = []
-    for ex in examples:
-        r = records[f"{ex.source}/{ex.id}/combined"]
-        with torch.no_grad():
-            feature = parts.encoder.encode([load_image(ex.image)])
-            z = normalise(kb_unit @ bridge.vectors(parts.encoder.logits_from_features(feature)).numpy()[0])
-        keep = [i for i in range(len(r.names)) if r.text[i]]
-        rows.append(([r.names[i] for i in keep], np.array([r.llm[i] + w_ret * r.sim[i] for i in keep]),
-                     np.array([z[parts.kb.index(r.names[i])] for i in keep]), ex.entity))
-    right = {w: sum(names[int(np.argmax(t + w * zb))] == gold for names, t, zb, gold in rows)
-             for w in PHOTO_BRIDGE_WEIGHTS}
-    print("photo bridge (report only; dev photos right by bridge weight): "
-          + " ".join(f"w={w}:{n}/{len(rows)}" for w, n in right.items()))
-    return right
-
-
 def collect(examples: list[Example], linkers: dict, records: dict, path: Path, desc: str,
             wanted: tuple[str, ...] | None = None) -> None:
     """Link what is not yet in ``records`` (keyed by set, id, variant), appending to the records file."""
@@ -467,12 +435,11 @@ def main(argv=None) -> int:
         fill_flatness(senses, records)
         fill_priors(senses, linkers, records, path)
         sense_share = fit_senses(senses, records, result.weight, result.candidates, w_ret, result.gates())
-        photo_bridge = report_photo_bridge(args.profile, [e for e in dev if e.source == "photos-dev"], records, w_ret)
         (out / "image_fit.json").write_text(json.dumps({"weight": result.weight, "candidates": result.candidates,
                                                         **result.gates(),
                                                         "accuracy": result.accuracy, "baseline": result.baseline,
                                                         "grid": result.grid, "n": len(items),
-                                                        "guard": ["photos-dev"], "photo_bridge": photo_bridge,
+                                                        "guard": ["photos-dev"],
                                                         "remove_sense_prior": sense_share},
                                                        indent=1))
         print(f"fitted image.weight={result.weight} image.candidates={result.candidates} "

@@ -1,4 +1,4 @@
-"""Image-only entity scores on the held-out parts of the corpus: bridge only, projection only, combined.
+"""Image-only entity scores on the held-out parts of the corpus: projection only, exemplars only, combined.
 
     python bench/image_score.py [--profile offline] [--corpus DIR] [--scorer PT | --retrain] [--json out.json]
 
@@ -13,9 +13,8 @@ other kind, an entity the scorer trained on for a picture of one it never saw an
 it can tell an entity it never saw from a known neighbour (also with an exemplar kernel ``tau`` given to every
 unseen entity: the open-set rule measured and not taken, README). The line before the last prints the headline
 figures in words, the last line the same as ``key=value``: ``style_top1= style_top10= picture_top1= entity_top1=
-entity_top10= groups_all_right= groups= groups_bridge= groups_projection= groups_exemplars= flags_top1=
-flags_among_flags= flags_bridge= flags_projection= flags_exemplars= pairs_unseen= pairs_seen=`` (``nan`` where a
-set is empty).
+entity_top10= groups_all_right= groups= groups_projection= groups_exemplars= flags_top1= flags_among_flags=
+flags_projection= flags_exemplars= pairs_unseen= pairs_seen=`` (``nan`` where a set is empty).
 
 ``--smoke`` (under a minute, no picture packages needed): the stand-in corpus of ``bench/_smoke.py`` with a scorer
 trained afresh on it (``--retrain``: the shipped scorer fits only the corpus it was trained on), figures to
@@ -116,14 +115,11 @@ def main(argv=None) -> int:
     scorer = ImageEntityScorer.load(artifact, parts.encoder, parts.embedder.name, parts.kb_vectors,
                                     parts.kb.titles, corpus_manifest=corpus.manifest_sha256)
     print(f"measuring {artifact} ({scorer.version})", flush=True)
-    one = FusionConfig(w_bridge=1.0, w_projection=1.0, w_exemplar=1.0)
-    variants = {"bridge": scorer.replace(one, use_projection=False, use_exemplars=False),
-                "projection": scorer.replace(one, use_bridge=False, use_exemplars=False),
-                "exemplars": scorer.replace(one, use_bridge=False, use_projection=False),
-                "bridge+projection": scorer.replace(use_exemplars=False),
+    one = FusionConfig(w_projection=1.0, w_exemplar=1.0)
+    variants = {"projection": scorer.replace(one, use_exemplars=False),
+                "exemplars": scorer.replace(one, use_projection=False),
                 "combined": scorer}
-    figures: dict = {"fusion": {"w_bridge": scorer.fusion.w_bridge, "w_projection": scorer.fusion.w_projection,
-                                "w_exemplar": scorer.fusion.w_exemplar},
+    figures: dict = {"fusion": {"w_projection": scorer.fusion.w_projection, "w_exemplar": scorer.fusion.w_exemplar},
                      "train_items": len(corpus.split("train")), "train_entities": len(corpus.entities("train"))}
 
     # top-1 / top-10 over the whole KB, by why the picture is held out, and by source
@@ -196,10 +192,10 @@ def main(argv=None) -> int:
     print(f"image_score: in-pool(style) top1={h['style_top1']} top10={h['style_top10']}"
           f" | in-pool(picture) top1={h['picture_top1']}"
           f" | out-of-pool top1={h['entity_top1']} top10={h['entity_top10']}"
-          f" | groups all-right={h['groups_all_right']} ({h['groups']} groups; bridge {h['groups_bridge']},"
-          f" projection {h['groups_projection']}, exemplars {h['groups_exemplars']})"
-          f" | flags top1={h['flags_top1']} (among flags {h['flags_among_flags']}; bridge {h['flags_bridge']},"
-          f" projection {h['flags_projection']}, exemplars {h['flags_exemplars']})"
+          f" | groups all-right={h['groups_all_right']} ({h['groups']} groups; projection {h['groups_projection']},"
+          f" exemplars {h['groups_exemplars']})"
+          f" | flags top1={h['flags_top1']} (among flags {h['flags_among_flags']}; projection {h['flags_projection']},"
+          f" exemplars {h['flags_exemplars']})"
           f" | pairs unseen/seen gold (test) {h['pairs_unseen']}/{h['pairs_seen']}")
     print(" ".join(f"{k}={v}" for k, v in h.items()))
     return 0
@@ -210,7 +206,7 @@ def headline(figures: dict) -> dict[str, str]:
     def get(key: str, field: str, fmt: str = "{:.3f}") -> str:
         return fmt.format(figures.get(key, {}).get(field, float("nan")))
 
-    c, parts = "combined", ("bridge", "projection", "exemplars")
+    c, parts = "combined", ("projection", "exemplars")
     pair = figures.get("pairs/test/combined", {}).get("tau0.0", {})
     return {"style_top1": get(f"style/all/{c}", "top1"), "style_top10": get(f"style/all/{c}", "top10"),
             "picture_top1": get(f"picture/all/{c}", "top1"),

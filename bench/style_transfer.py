@@ -172,20 +172,11 @@ def study_copies(corpus, parts, copies: int, epochs: int, context: dict) -> dict
     p_query = similarities(projection, context["query_feats"], context["kb_unit"])
     p_dev = similarities(projection, context["dev_feats"], context["kb_unit"])
     gold, flags = context["gold"], context["is_flag"]
-    base = normalise(p_query) + context["w_bridge"] * context["bridge_z"]
+    base = normalise(p_query)
     fused = {w: hits(base + w * context["exemplar"], gold, flags) for w in EXEMPLAR_WEIGHTS}
     return {"copies": copies, "projection_top1": top(p_query, gold), "projection_top10": top(p_query, gold, 10),
             "dev_top1": top(p_dev, context["dev_gold"]), "dev_top10": top(p_dev, context["dev_gold"], 10),
             "fused": fused}
-
-
-def shipped_bridge_weight() -> float:
-    """The offline profile's scorer's fitted w_bridge, read from the artifact ("as shipped" means as shipped)."""
-    import torch
-
-    from gemel.training.image_scorer import profile_artifact
-
-    return float(torch.load(profile_artifact("offline"), map_location="cpu", weights_only=True)["fusion"]["w_bridge"])
 
 
 def hits(scores, gold, flags) -> dict:
@@ -204,7 +195,6 @@ def study_widths(corpus, parts, widths: list[float], epochs: int, context: dict)
 
     projection = projection_for(corpus, parts, context["source"], 0, epochs, context["cache"])
     base = normalise(similarities(projection, context["query_feats"], context["kb_unit"]))
-    base = base + context["w_bridge"] * context["bridge_z"]
     gold, flags = context["gold"], context["is_flag"]
     layouts = corpus_layouts(corpus, context["source"], ExemplarConfig())
     out, bonus = {}, {}
@@ -300,9 +290,8 @@ def main(argv=None) -> int:
     from gemel.cli.corpus import default_corpus
     from gemel.image.configs import ExemplarConfig
     from gemel.image.exemplars import ColourExemplars
-    from gemel.image.vectors import normalise
     from gemel.training.corpus import Corpus
-    from gemel.training.image_scorer import bridge_for, corpus_features, corpus_layouts, load_parts
+    from gemel.training.image_scorer import corpus_features, corpus_layouts, load_parts
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -312,16 +301,13 @@ def main(argv=None) -> int:
     titles = parts.kb.titles
     kb_unit = parts.kb_vectors / np.linalg.norm(parts.kb_vectors, axis=1, keepdims=True)
     query_feats = corpus_features(corpus, parts.encoder, queries, progress=False)
-    with torch.no_grad():
-        bridge = bridge_for(parts).vectors(parts.encoder.logits_from_features(query_feats)).numpy() @ kb_unit.T
     exemplars = ColourExemplars.build(corpus_layouts(corpus, source, ExemplarConfig()), [it.entity for it in source])
     query_layouts = corpus_layouts(corpus, queries, ExemplarConfig())
     context = {"source": source, "queries": queries, "dev": dev, "kb_unit": kb_unit, "query_feats": query_feats,
                "dev_feats": corpus_features(corpus, parts.encoder, dev, progress=False),
                "gold": np.array([titles.index(it.entity) for it in queries]),
                "dev_gold": np.array([titles.index(it.entity) for it in dev]),
-               "is_flag": np.array([it.kind == "flag" for it in queries]), "bridge_z": normalise(bridge),
-               "w_bridge": shipped_bridge_weight(),
+               "is_flag": np.array([it.kind == "flag" for it in queries]),
                "query_layouts": query_layouts, "titles": titles,
                "exemplar": exemplars.similarities(query_layouts, titles), "cache": out / "style_transfer"}
     print(f"trained on {len(source)} pictures (no Twemoji); {len(queries)} Twemoji queries "

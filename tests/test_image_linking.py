@@ -2,14 +2,13 @@
 the fused score, an abstaining scorer or a query without a picture changes nothing, and a scorer that does not
 fit the profile is refused with a sentence.
 
-The scorer is built here for the tiny open_clip encoder (no classifier head, so no ImageNet bridge): a random
-projection from its pooled feature to the tiny embedder's space."""
+The scorer is built here for the tiny open_clip encoder: a random projection from its pooled feature to the tiny
+embedder's space."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,7 +18,6 @@ from PIL import Image
 from gemel.config import ImageConfig, LinkerConfig, ProfileError
 from gemel.errors import GemelError
 from gemel.generation.decoding import Hypothesis
-from gemel.image.bridge import ImageNetBridge
 from gemel.image.configs import FusionConfig, ImageScoreError, ScorerSpec
 from gemel.image.gates import merge_candidates, top_rows
 from gemel.image.projection import Projection
@@ -35,7 +33,7 @@ def _spec(linker, **changes) -> ScorerSpec:
     return dataclasses.replace(spec, **changes)
 
 
-def _save_scorer(linker, path, fusion: FusionConfig = FusionConfig(w_bridge=0.0), **spec) -> str:
+def _save_scorer(linker, path, fusion: FusionConfig = FusionConfig(), **spec) -> str:
     torch.manual_seed(0)
     s = _spec(linker, **spec)
     ImageEntityScorer(s, linker.vision, Projection(s.vision_dim, s.embed_dim), fusion=fusion).save(path)
@@ -102,7 +100,7 @@ def test_the_image_term_reorders_as_its_weight_says(tiny_linker, scorer_file):
 
 
 def test_an_abstaining_scorer_adds_nothing(tiny_linker, tmp_path, tiny_dir):
-    path = _save_scorer(tiny_linker, tmp_path / "abstain.pt", FusionConfig(w_bridge=0.0, abstain_below=1.01))
+    path = _save_scorer(tiny_linker, tmp_path / "abstain.pt", FusionConfig(abstain_below=1.01))
     linker = _with_image(tiny_linker, path, weight=5.0, candidates=4)
     image = tiny_dir / "img.png"
     assert linker.image_scores(image) is None
@@ -206,14 +204,29 @@ def test_a_scorer_for_another_encoder_is_refused(tiny_linker, tmp_path):
         _with_image(tiny_linker, path)
 
 
-def test_a_bridge_scorer_needs_a_classifier_head(tiny_linker, tmp_path):
-    spec = _spec(tiny_linker, num_classes=10)
-    with_head = SimpleNamespace(has_classifier=True, config=tiny_linker.vision.config, dim=tiny_linker.vision.dim)
-    bridge = ImageNetBridge(torch.randn(10, spec.embed_dim))
-    ImageEntityScorer(spec, with_head, Projection(spec.vision_dim, spec.embed_dim), bridge).save(tmp_path / "b.pt")
-    with pytest.raises(ImageScoreError, match=r"the ImageNet bridge needs an encoder with a classifier head"):
-        _with_image(tiny_linker, str(tmp_path / "b.pt"))
-    assert not tiny_linker.vision.has_classifier
+def _with_old_bridge(path, out, w_bridge: float) -> str:
+    """A copy of a saved scorer as one saved before the ImageNet bridge was removed: its class vectors, its config,
+    the classifier size in the spec and its weight in the fusion."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob["spec"]["num_classes"] = 10
+    blob["bridge"] = {"top_classes": 5, "temperature": 1.0}
+    blob["fusion"]["w_bridge"] = w_bridge
+    blob["state_dict"]["bridge.class_vectors"] = torch.randn(10, blob["spec"]["embed_dim"]).half()
+    torch.save(blob, out)
+    return str(out)
+
+
+def test_an_old_scorer_with_the_bridge_at_weight_0_links_as_before(tiny_linker, scorer_file, tmp_path, tiny_dir):
+    old = _with_image(tiny_linker, _with_old_bridge(scorer_file, tmp_path / "old.pt", 0.0), candidates=4)
+    now = _with_image(tiny_linker, scorer_file, candidates=4)
+    before, after = (linker.image_scores(tiny_dir / "img.png") for linker in (old, now))
+    assert after is not None and np.array_equal(before, after)
+
+
+def test_an_old_scorer_that_weighs_the_bridge_is_refused(tiny_linker, scorer_file, tmp_path):
+    path = _with_old_bridge(scorer_file, tmp_path / "weighed.pt", 0.3)
+    with pytest.raises(ImageScoreError, match=r"w_bridge=0.3, but the bridge no longer exists: retrain the scorer"):
+        _with_image(tiny_linker, path)
 
 
 # ---- fitting w_img and K_img on dev records --------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The image -> entity scorer: bridge, projection, fusion, normalisation, artifact, odd pictures.
+"""The image -> entity scorer: projection, fusion, normalisation, artifact, odd pictures.
 
 A random-weight timm ``test_efficientnet`` (256-d feature, 1000-class head) stands in for EfficientNet-Lite0,
 random unit vectors for the text embedder's space. The test that loads the real offline encoder is marked
@@ -8,6 +8,8 @@ random unit vectors for the text embedder's space. The test that loads the real 
 from __future__ import annotations
 
 import io
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,8 +17,7 @@ import torch
 from PIL import Image
 
 from gemel.config import VisionConfig
-from gemel.image.bridge import ImageNetBridge
-from gemel.image.configs import BridgeConfig, ExemplarConfig, FusionConfig, ImageScoreError, ScorerSpec
+from gemel.image.configs import ExemplarConfig, FusionConfig, ImageScoreError, ScorerSpec
 from gemel.image.exemplars import ColourExemplars, colour_layout
 from gemel.image.projection import Projection
 from gemel.image.scorer import ImageEntityScorer
@@ -47,10 +48,9 @@ def kb():
 def scorer(encoder, kb):
     torch.manual_seed(1)
     spec = ScorerSpec(vision=encoder.config.name, vision_dim=encoder.dim, embedder="random", embed_dim=D,
-                      num_classes=1000, corpus_manifest="abc")
-    bridge = ImageNetBridge(torch.randn(1000, D))
+                      corpus_manifest="abc")
     projection = Projection(encoder.dim, D)
-    return ImageEntityScorer(spec, encoder, projection, bridge, FusionConfig(), kb[0], kb[1])
+    return ImageEntityScorer(spec, encoder, projection, FusionConfig(), kb[0], kb[1])
 
 
 def test_logits_from_features_equal_classify(encoder):
@@ -58,15 +58,6 @@ def test_logits_from_features_equal_classify(encoder):
     feature = encoder.encode([image])
     assert torch.allclose(encoder.logits_from_features(feature)[0], encoder.classify(image)[0], atol=1e-4)
     assert encoder.has_classifier
-
-
-def test_bridge_vectors_are_unit_and_follow_the_top_classes():
-    classes = torch.eye(4, 3)  # class 3 has a zero vector
-    bridge = ImageNetBridge(torch.nn.functional.pad(classes, (0, 0)), BridgeConfig(top_classes=1))
-    logits = torch.tensor([[0.0, 5.0, 0.0, 0.0]])
-    assert torch.allclose(bridge.vectors(logits), torch.tensor([[0.0, 1.0, 0.0]]))
-    mixed = ImageNetBridge(classes, BridgeConfig(top_classes=2)).vectors(torch.tensor([[3.0, 3.0, -9.0, -9.0]]))
-    assert torch.allclose(mixed.norm(dim=-1), torch.ones(1)) and mixed[0, 0] == pytest.approx(mixed[0, 1])
 
 
 def test_similarities_shape_and_feature_equals_image(scorer, encoder, kb):
@@ -81,7 +72,7 @@ def test_scores_are_normalised_across_candidates(scorer, kb):
     s = scorer.score(feature, kb[0][:7])
     assert abs(float(s.fused.mean())) < 1e-4  # z-scores of each component sum to a zero mean
     assert s.probabilities.sum() == pytest.approx(1.0) and s.confidence == pytest.approx(s.probabilities.max())
-    assert set(s.components) == {"bridge", "projection"}
+    assert set(s.components) == {"projection"}
     one = scorer.score(feature, kb[0][:1])  # a single candidate: nothing to compare, no NaN
     assert np.isfinite(one.fused).all() and one.confidence == pytest.approx(1.0)
 
@@ -106,8 +97,8 @@ def test_abstains_below_the_confidence_threshold(scorer, kb):
 
 
 def test_replace_shares_weights_and_drops_components(scorer, kb):
-    only = scorer.replace(use_bridge=False)
-    assert only.projection is scorer.projection and only.bridge is None
+    only = scorer.replace(use_exemplars=False)
+    assert only.projection is scorer.projection and only.exemplars is None
     assert set(only.score(torch.randn(256), kb[0]).components) == {"projection"}
     assert scorer.fusion == FusionConfig()  # the original is unchanged
 
@@ -123,7 +114,7 @@ def test_bad_use_is_a_clear_error(scorer, kb, bad, match):
         bad(scorer, kb)
 
 
-@pytest.mark.parametrize("kwargs", [dict(w_bridge=-1.0), dict(w_bridge=0.0, w_projection=0.0),
+@pytest.mark.parametrize("kwargs", [dict(w_projection=-1.0), dict(w_projection=0.0, w_exemplar=0.0),
                                     dict(normalise="rank"), dict(temperature=0.0)])
 def test_fusion_config_checks(kwargs):
     with pytest.raises(ImageScoreError):
@@ -160,18 +151,12 @@ def test_training_learns_a_separable_mapping_and_fusion_fits(scorer, kb):
     trained = scorer.replace()
     trained.projection = result.projection
     fusion = fit_fusion(trained, feats, labels.tolist(), kb[0][:6])
-    assert fusion.w_projection == 1.0 and fusion.w_bridge <= 1.0  # the random bridge gets little weight
+    assert fusion.w_projection == 1.0
 
 
-def test_scorer_needs_a_component_and_a_classifier_for_the_bridge(scorer, kb):
+def test_scorer_needs_a_component(scorer, kb):
     with pytest.raises(ImageScoreError, match="needs a projection"):
         ImageEntityScorer(scorer.spec, scorer.encoder)
-
-    class NoHead:
-        has_classifier = False
-
-    with pytest.raises(ImageScoreError, match="classifier head"):
-        ImageEntityScorer(scorer.spec, NoHead(), bridge=scorer.bridge)
 
 
 # ---- odd pictures --------------------------------------------------------------------------------
@@ -223,21 +208,6 @@ def test_transparency_is_composited_on_white_everywhere(scorer, kb, encoder):
 def test_sixteen_bit_grey_is_scaled_not_clipped():
     wide = Image.fromarray(np.full((4, 4), 32768, np.uint16))
     assert to_rgb(wide).getpixel((0, 0)) == (128, 128, 128)
-
-
-@pytest.mark.offline_model
-def test_real_bridge_names_a_cat():
-    from skimage import data
-
-    from gemel.training.image_scorer import bridge_for, load_parts
-
-    parts = load_parts("offline")
-    bridge = bridge_for(parts)
-    spec = ScorerSpec(parts.encoder.config.name, parts.encoder.dim, parts.embedder.name, parts.embedder.dim, 1000)
-    scorer = ImageEntityScorer(spec, parts.encoder, bridge=bridge, kb_vectors=parts.kb_vectors,
-                               kb_titles=parts.kb.titles)
-    top = [t for t, _ in scorer.top_k(Image.fromarray(data.chelsea()), k=10)]
-    assert "Cat" in top
 
 
 # ---- colour-layout exemplars ----------------------------------------------------------------------
@@ -307,8 +277,8 @@ def test_a_wider_kernel_keeps_the_nearest_exemplar_of_a_picture_far_from_all_of_
 def test_exemplars_join_the_scorer_only_with_a_picture_and_titles(scorer, kb, tmp_path, encoder):
     layouts = np.stack([colour_layout(_flag(c)) for c in FLAGS.values()])
     ex = ColourExemplars.build(layouts, kb[1][:3])
-    with_ex = ImageEntityScorer(scorer.spec, encoder, scorer.projection, scorer.bridge,
-                                FusionConfig(w_exemplar=4.0), kb[0], kb[1], ex)
+    with_ex = ImageEntityScorer(scorer.spec, encoder, scorer.projection, FusionConfig(w_exemplar=4.0), kb[0], kb[1],
+                                ex)
     image = _flag(list(FLAGS.values())[1])
     assert "exemplar" in with_ex.score(image, kb[0], kb[1]).components
     assert "exemplar" not in with_ex.score(image, kb[0]).components  # no titles: skipped
@@ -344,3 +314,57 @@ def test_exemplar_columns_are_found_once_per_titles_object_and_follow_a_new_one(
     other = ex.similarities(np.eye(3, dtype=np.float32), ["x", "a"])  # another object: looked up again
     np.testing.assert_allclose(other[:, 0], [0, 1, 0])
     np.testing.assert_allclose(other[:, 1], [0, 0, 1])
+
+
+# ---- the shipped artifact, after the ImageNet bridge was removed ----------------------------------------------
+REFERENCE = Path(__file__).parent / "fixtures" / "image_scorer_reference.npz"
+SHIPPED = Path(__file__).resolve().parent.parent / "gemel" / "assets" / "models" / "image_scorer.pt"
+
+
+def _shipped(encoder=None, **kb) -> ImageEntityScorer:
+    """The shipped scorer; loading checks only the encoder's name and size, which a stand-in can give."""
+    encoder = encoder or SimpleNamespace(config=SimpleNamespace(name="tf_efficientnet_lite0"), dim=1280)
+    return ImageEntityScorer.load(SHIPPED, encoder, **kb)
+
+
+def test_the_shipped_scorer_scores_exactly_as_before_the_bridge_was_removed():
+    """Five pictures' features and colour layouts (four photos and drawings of gemel/assets/images, a drawn
+    tricolour) against 14 candidates, fused by the code that still computed the bridge on every call (commit
+    10ed9d6) and saved in the fixture: the artifact keeps its bridge entries at weight 0, ignored now."""
+    blob = torch.load(SHIPPED, map_location="cpu", weights_only=True)
+    assert blob["fusion"]["w_bridge"] == 0.0 and "bridge.class_vectors" in blob["state_dict"]
+    ref = np.load(REFERENCE)
+    scorer = _shipped()
+    assert scorer.version == "image-scorer-28911efcb5fe"
+    for feature, layout, fused in zip(ref["features"], ref["layouts"], ref["fused"]):
+        scores = scorer.score(feature, ref["vectors"], list(ref["titles"]), layout=layout)
+        assert set(scores.components) == {"projection", "exemplar"}
+        np.testing.assert_allclose(scores.fused, fused, rtol=0, atol=1e-6)
+
+
+def test_a_shipped_scorer_that_weighs_the_bridge_is_refused(tmp_path):
+    blob = torch.load(SHIPPED, map_location="cpu", weights_only=True)
+    blob["fusion"]["w_bridge"] = 0.3
+    torch.save(blob, tmp_path / "weighed.pt")
+    stand_in = SimpleNamespace(config=SimpleNamespace(name="tf_efficientnet_lite0"), dim=1280)
+    with pytest.raises(ImageScoreError, match=r"w_bridge=0.3, but the bridge no longer exists: retrain the scorer"):
+        ImageEntityScorer.load(tmp_path / "weighed.pt", stand_in)
+
+
+@pytest.mark.offline_model
+def test_the_shipped_scorer_scores_the_whole_kb_as_before_the_bridge_was_removed():
+    """As the linker calls it (every KB entity, z-scored over the KB): the same fused scores at each picture's
+    top 10 and the 14 candidates, the same confidence; and the pictures still give the fixture's features."""
+    from gemel.training.image_scorer import load_parts
+
+    ref = np.load(REFERENCE)
+    parts = load_parts("offline")
+    scorer = _shipped(parts.encoder, kb_vectors=parts.kb_vectors, kb_titles=parts.kb.titles)
+    for feature, layout, rows, fused, confidence in zip(ref["features"], ref["layouts"], ref["kb_rows"],
+                                                        ref["kb_fused"], ref["kb_confidence"]):
+        scores = scorer.score(feature, parts.kb_vectors, parts.kb.titles, layout=layout)
+        np.testing.assert_allclose(scores.fused[rows], fused, rtol=0, atol=1e-6)
+        assert scores.confidence == pytest.approx(float(confidence), abs=1e-6)
+    assets = Path(__file__).resolve().parent.parent / "gemel" / "assets" / "images"
+    photos = [Image.open(assets / str(name)).convert("RGB") for name in ref["names"][:4]]
+    np.testing.assert_allclose(parts.encoder.encode(photos).numpy(), ref["features"][:4], rtol=0, atol=1e-3)

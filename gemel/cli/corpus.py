@@ -100,7 +100,7 @@ def run_train_projection(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_artifact(corpus)
     version = scorer.save(out, extra={"profile": args.profile})
     f = scorer.fusion
-    print(f"image scorer {version}: w_bridge={f.w_bridge:g} w_projection={f.w_projection:g} -> {out} "
+    print(f"image scorer {version}: w_projection={f.w_projection:g} w_exemplar={f.w_exemplar:g} -> {out} "
           f"({out.stat().st_size / 2**20:.1f} MB)")
     return 0
 

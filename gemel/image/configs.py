@@ -1,4 +1,4 @@
-"""The image scorer's configuration: one frozen dataclass per component (bridge, exemplars, fusion), the
+"""The image scorer's configuration: one frozen dataclass per component (exemplars, fusion), the
 spec an artifact is checked against, and the error every part of the scorer raises."""
 
 from __future__ import annotations
@@ -10,20 +10,6 @@ from gemel.errors import GemelError
 
 class ImageScoreError(GemelError):
     """The scorer cannot be built, loaded or used this way; the message names the value and the fix."""
-
-
-@dataclass(frozen=True)
-class BridgeConfig:
-    """The zero-shot ImageNet bridge."""
-
-    top_classes: int = 5  # classes mixed into the bridge vector, by probability
-    temperature: float = 1.0  # softmax temperature on the classifier logits
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.top_classes <= 1000:
-            raise ImageScoreError(f"bridge top_classes={self.top_classes} must be in 1..1000")
-        if self.temperature <= 0:
-            raise ImageScoreError(f"bridge temperature={self.temperature} must be > 0")
 
 
 @dataclass(frozen=True)
@@ -41,8 +27,9 @@ class ExemplarConfig:
     palette_temperature: float = 0.2
     # the kernel max(0, 1 - distance / scale) reaches 0 at scale = width x the median distance between two
     # training pictures; at 0.5 a picture in an unseen art style was often beyond every exemplar (all kernels 0,
-    # its nearest exemplar lost), 1.0 keeps that rank (bench/style_transfer.py, Twemoji held out, weight 8,
-    # bridge 0.3: top-1 over the KB 0.603 -> 0.655, flags 0.849 -> 0.885, other pictures 0.500 -> 0.560)
+    # its nearest exemplar lost), 1.0 keeps that rank (bench/style_transfer.py, Twemoji held out, weight 8, the
+    # ImageNet bridge, since removed, at 0.3: top-1 over the KB 0.603 -> 0.655, flags 0.849 -> 0.885, other
+    # pictures 0.500 -> 0.560)
     width: float = 1.0
 
     def __post_init__(self) -> None:
@@ -64,7 +51,6 @@ class ExemplarConfig:
 class FusionConfig:
     """How the components' similarities become one score per candidate."""
 
-    w_bridge: float = 0.3  # weight of the bridge's z-scored similarity
     w_projection: float = 1.0  # weight of the projection's z-scored similarity
     w_exemplar: float = 0.0  # weight of the colour-layout exemplar kernel (in [0, 1], not normalised)
     normalise: str = "zscore"  # across the candidates of one query: "zscore", "softmax" or "none"
@@ -74,9 +60,9 @@ class FusionConfig:
     def __post_init__(self) -> None:
         if self.normalise not in ("zscore", "softmax", "none"):
             raise ImageScoreError(f"fusion normalise={self.normalise!r} is not one of zscore, softmax, none")
-        weights = (self.w_bridge, self.w_projection, self.w_exemplar)
+        weights = (self.w_projection, self.w_exemplar)
         if min(weights) < 0 or sum(weights) == 0:
-            raise ImageScoreError(f"fusion weights (bridge, projection, exemplar) = {weights} must be >= 0, "
+            raise ImageScoreError(f"fusion weights (projection, exemplar) = {weights} must be >= 0, "
                                   "not all 0")
         if self.temperature <= 0:
             raise ImageScoreError(f"fusion temperature={self.temperature} must be > 0")
@@ -90,7 +76,6 @@ class ScorerSpec:
     vision_dim: int  # pooled feature size (1280)
     embedder: str  # text embedder source
     embed_dim: int  # embedder size (384)
-    num_classes: int = 0  # classifier classes the bridge expects (1000), 0 = no bridge
     corpus_manifest: str = ""  # sha256 of the corpus.jsonl the projection was trained on ("" = untrained)
 
 

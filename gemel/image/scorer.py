@@ -4,9 +4,6 @@ Components, each comparing the picture with an entity (most through the entity's
 embedding, the text embedder's space that candidate retrieval uses), fused after normalisation across the
 candidates of one query:
 
-- **ImageNet bridge** (zero-shot, :mod:`gemel.image.bridge`): the encoder's own ImageNet head gives class
-  probabilities; the top classes' "lemma: definition" texts, embedded and weighted by probability, make one
-  vector in the embedder space. Good for animals, food and objects; blind to flags, planets, logos.
 - **Projection** (trained, :mod:`gemel.image.projection`; training in :mod:`gemel.training.projection`): a
   linear map from the pooled vision feature to the embedder space, trained contrastively on the corpus of
   named pictures (:mod:`gemel.training.corpus`). It learns flags, logos and emoji concepts.
@@ -14,10 +11,9 @@ candidates of one query:
   of colours, compared with the training pictures of each candidate entity (nearest exemplar, a kernel in
   [0, 1]): the spatial layout that tells flags apart. It needs the picture itself and the candidates' titles.
 
-Fusion (:class:`gemel.image.configs.FusionConfig`): ``w_bridge * z(bridge) + w_projection * z(projection) +
-w_exemplar * exemplar``, z-scores over the candidate set (or the whole KB for
-:meth:`ImageEntityScorer.top_k`); a softmax with a temperature gives probabilities whose maximum is the
-confidence; below ``abstain_below`` the scorer abstains. Weights are fitted on the corpus dev split
+Fusion (:class:`gemel.image.configs.FusionConfig`): ``w_projection * z(projection) + w_exemplar * exemplar``,
+z-scores over the candidate set (or the whole KB for :meth:`ImageEntityScorer.top_k`); a softmax with a
+temperature gives probabilities whose maximum is the confidence; below ``abstain_below`` the scorer abstains. Weights are fitted on the corpus dev split
 (:func:`gemel.training.fusion.fit_fusion`).
 
 An artifact (:meth:`ImageEntityScorer.save`) holds the weights in fp16 beside a
@@ -36,8 +32,7 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
-from gemel.image.bridge import ImageNetBridge
-from gemel.image.configs import BridgeConfig, ExemplarConfig, FusionConfig, ImageScoreError, ScorerSpec
+from gemel.image.configs import ExemplarConfig, FusionConfig, ImageScoreError, ScorerSpec
 from gemel.image.exemplars import ColourExemplars, colour_layout
 from gemel.image.projection import Projection
 from gemel.image.vectors import dot_rows, normalise, softmax
@@ -54,9 +49,9 @@ FeatureOrImage = Union[torch.Tensor, np.ndarray, ImageInput]
 class ImageScores:
     """Scores of one picture against N candidate entities (all arrays (N,), candidate order)."""
 
-    fused: np.ndarray  # w_bridge * norm(bridge) + w_projection * norm(projection): the score to use
+    fused: np.ndarray  # w_projection * norm(projection) + w_exemplar * exemplar: the score to use
     probabilities: np.ndarray  # softmax(fused / temperature)
-    components: dict[str, np.ndarray]  # raw cosine similarities: "bridge", "projection"
+    components: dict[str, np.ndarray]  # raw similarities: "projection" (cosine), "exemplar" (kernel)
     confidence: float  # max probability
     abstain: bool  # confidence below the fusion's abstain_below: ignore the picture
 
@@ -69,22 +64,18 @@ class ImageScores:
 class ImageEntityScorer:
     """Similarity of a picture to entities (see the module docstring).
 
-    ``encoder`` (a :class:`gemel.models.vision.VisionEncoder`) turns images into features and features into class
-    logits; ``kb_vectors`` / ``kb_titles`` (the KB's "title: description" embeddings) are needed only for
-    :meth:`top_k`."""
+    ``encoder`` (a :class:`gemel.models.vision.VisionEncoder`) turns images into features; ``kb_vectors`` /
+    ``kb_titles`` (the KB's "title: description" embeddings) are needed only for :meth:`top_k`."""
 
     def __init__(self, spec: ScorerSpec, encoder, projection: Projection | None = None,
-                 bridge: ImageNetBridge | None = None, fusion: FusionConfig = FusionConfig(),
+                 fusion: FusionConfig = FusionConfig(),
                  kb_vectors: np.ndarray | None = None, kb_titles: Sequence[str] | None = None,
                  exemplars: ColourExemplars | None = None) -> None:
-        if projection is None and bridge is None and exemplars is None:
-            raise ImageScoreError("a scorer needs a projection, a bridge or exemplars")
-        if bridge is not None and not getattr(encoder, "has_classifier", False):
-            raise ImageScoreError("the ImageNet bridge needs an encoder with a classifier head "
-                                  "(timm tf_efficientnet_lite0); build the scorer with bridge=None otherwise")
+        if projection is None and exemplars is None:
+            raise ImageScoreError("a scorer needs a projection or exemplars")
         if kb_vectors is not None and (kb_titles is None or len(kb_titles) != len(kb_vectors)):
             raise ImageScoreError("kb_vectors needs kb_titles of the same length")
-        self.spec, self.encoder, self.projection, self.bridge = spec, encoder, projection, bridge
+        self.spec, self.encoder, self.projection = spec, encoder, projection
         self.exemplars = exemplars
         self.fusion = fusion
         self.kb_vectors = None if kb_vectors is None else np.ascontiguousarray(kb_vectors, dtype=np.float32)
@@ -93,15 +84,11 @@ class ImageEntityScorer:
         if self.projection is not None:
             self.projection.eval().requires_grad_(False)
 
-    def replace(self, fusion: FusionConfig | None = None, bridge: BridgeConfig | None = None,
-                use_bridge: bool = True, use_projection: bool = True,
+    def replace(self, fusion: FusionConfig | None = None, use_projection: bool = True,
                 use_exemplars: bool = True) -> "ImageEntityScorer":
         """A variant sharing the weights: other fusion weights, or some components only (ablations)."""
-        new_bridge = self.bridge if use_bridge else None
-        if new_bridge is not None and bridge is not None:
-            new_bridge = ImageNetBridge(self.bridge.class_vectors, bridge)
         new = ImageEntityScorer(self.spec, self.encoder, self.projection if use_projection else None,
-                                new_bridge, fusion or self.fusion, self.kb_vectors, self.kb_titles,
+                                fusion or self.fusion, self.kb_vectors, self.kb_titles,
                                 self.exemplars if use_exemplars else None)
         new.version = self.version
         return new
@@ -132,12 +119,10 @@ class ImageEntityScorer:
         return colour_layout(image, self.exemplars.config)
 
     def query_vectors(self, features: torch.Tensor) -> dict[str, np.ndarray]:
-        """(B, F) features -> {"bridge": (B, D), "projection": (B, D)} unit vectors (present components)."""
+        """(B, F) features -> {"projection": (B, D)} unit vectors (when the scorer has a projection)."""
         out = {}
         features = features.reshape(-1, self.spec.vision_dim).float()
         with torch.inference_mode():
-            if self.bridge is not None:
-                out["bridge"] = self.bridge.vectors(self.encoder.logits_from_features(features)).numpy()
             if self.projection is not None:
                 out["projection"] = self.projection(features).numpy()
         return out
@@ -194,8 +179,7 @@ class ImageEntityScorer:
 
     def fuse(self, raw: dict[str, np.ndarray]) -> np.ndarray:
         f = self.fusion
-        total = sum(w * normalise(raw[k], f.normalise) for k, w in
-                    (("bridge", f.w_bridge), ("projection", f.w_projection)) if k in raw)
+        total = f.w_projection * normalise(raw["projection"], f.normalise) if "projection" in raw else 0
         if "exemplar" in raw:
             total = total + f.w_exemplar * raw["exemplar"]  # a kernel in [0, 1]: already comparable
         shape = next(iter(raw.values())).shape if raw else (0, 0)
@@ -214,15 +198,13 @@ class ImageEntityScorer:
         state: dict[str, torch.Tensor] = {}
         if self.projection is not None:
             state.update({f"projection.{k}": v.detach().half() for k, v in self.projection.state_dict().items()})
-        if self.bridge is not None:
-            state["bridge.class_vectors"] = self.bridge.class_vectors.half()
         if self.exemplars is not None:
             state["exemplars.descriptors"] = torch.from_numpy(self.exemplars.descriptors).half()
         ex = self.exemplars
-        configs = repr((asdict(self.fusion), self.bridge and asdict(self.bridge.config), ex and ex.scale)).encode()
+        configs = repr((asdict(self.fusion), ex and ex.scale)).encode()
         digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in state.values()) + configs).hexdigest()[:12]
         blob = {"format": FORMAT, "spec": asdict(self.spec), "version": f"image-scorer-{digest}",
-                "fusion": asdict(self.fusion), "bridge": asdict(self.bridge.config) if self.bridge else None,
+                "fusion": asdict(self.fusion),
                 "exemplars": {"titles": ex.titles, "scale": ex.scale, "config": asdict(ex.config)} if ex else None,
                 "state_dict": state, "extra": extra or {}}
         torch.save(blob, str(path))
@@ -235,7 +217,10 @@ class ImageEntityScorer:
              corpus_manifest: str | None = None) -> "ImageEntityScorer":
         """Load an artifact; refuse it when the encoder / embedder / corpus differ from what it was built for."""
         blob = _load_blob(Path(path))
-        spec = ScorerSpec(**blob["spec"])
+        # artifacts saved before the ImageNet bridge was removed also hold its class vectors, its config and the
+        # classifier size it needed (spec num_classes): ignored here, as they added nothing at w_bridge 0 (the
+        # shipped scorer); :func:`_fusion` refuses one that gave the bridge a weight
+        spec = ScorerSpec(**{k: v for k, v in blob["spec"].items() if k != "num_classes"})
         expected = {"vision": encoder.config.name, "vision_dim": encoder.dim}
         if embedder_name is not None:
             expected["embedder"] = embedder_name
@@ -252,9 +237,6 @@ class ImageEntityScorer:
             projection = Projection(spec.vision_dim, spec.embed_dim)
             projection.load_state_dict({k.removeprefix("projection."): v.float()
                                         for k, v in state.items() if k.startswith("projection.")})
-        bridge = None
-        if "bridge.class_vectors" in state:
-            bridge = ImageNetBridge(state["bridge.class_vectors"].float(), BridgeConfig(**blob["bridge"]))
         exemplars = None
         if "exemplars.descriptors" in state:
             ex = blob["exemplars"]
@@ -263,10 +245,18 @@ class ImageEntityScorer:
                                     "grids": tuple(tuple(g) for g in ex["config"]["grids"]),
                                     "grid_weights": tuple(ex["config"]["grid_weights"])})
             exemplars = ColourExemplars(state["exemplars.descriptors"].float().numpy(), ex["titles"], ex["scale"], cfg)
-        scorer = cls(spec, encoder, projection, bridge, FusionConfig(**blob["fusion"]), kb_vectors, kb_titles,
-                     exemplars)
+        scorer = cls(spec, encoder, projection, _fusion(blob["fusion"], path), kb_vectors, kb_titles, exemplars)
         scorer.version = blob.get("version", "unknown")
         return scorer
+
+
+def _fusion(saved: dict, path: str | Path) -> FusionConfig:
+    """An artifact's fusion weights; one that weighs the removed ImageNet bridge cannot be honoured."""
+    w_bridge = float(saved.get("w_bridge", 0.0))
+    if w_bridge != 0:
+        raise ImageScoreError(f"image scorer {path} gives the ImageNet bridge the weight w_bridge={w_bridge:g}, but "
+                              "the bridge no longer exists: retrain the scorer with `gemel corpus train-projection`")
+    return FusionConfig(**{k: v for k, v in saved.items() if k != "w_bridge"})
 
 
 def _load_blob(path: Path) -> dict:

@@ -1,4 +1,4 @@
-"""Fitting the image scorer's fusion weights (bridge, exemplars; projection 1) and its abstain threshold
+"""Fitting the image scorer's fusion weights (exemplars; projection 1) and its abstain threshold
 on the corpus dev split, by top-1 then top-10 over the candidates."""
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ log = logging.getLogger(__name__)
 
 def fit_fusion(scorer: ImageEntityScorer, features: torch.Tensor, gold: Sequence[int], entity_vectors: np.ndarray,
                titles: Sequence[str] | None = None, layouts: np.ndarray | None = None,
-               bridge_grid: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0),
                exemplar_grid: Sequence[float] = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0),
                abstain_precision: float = 0.0, strata: Sequence[str] | None = None) -> FusionConfig:
-    """Choose w_bridge and w_exemplar (w_projection = 1) by dev top-1 (then top-10) over the candidates.
+    """Choose w_exemplar (w_projection = 1) by dev top-1 (then top-10) over the candidates.
 
     gold[i] indexes the entity_vectors row of picture i; ``titles`` and ``layouts`` (colour layouts of the dev
     pictures) let the exemplar weight be fitted too. With ``abstain_precision`` > 0 the abstain threshold is
@@ -31,27 +30,25 @@ def fit_fusion(scorer: ImageEntityScorer, features: torch.Tensor, gold: Sequence
     gold_arr = np.asarray(gold)
     labels = np.asarray(strata if strata is not None else ["all"] * len(gold_arr))
     raw = scorer.raw_scores(features, scorer.check_entities(entity_vectors), titles, layouts)
-    b_grid = bridge_grid if "bridge" in raw and "projection" in raw else (scorer.fusion.w_bridge,)
     e_grid = exemplar_grid if "exemplar" in raw else (scorer.fusion.w_exemplar,)
     w_proj = 1.0 if "projection" in raw else 0.0
     best_key, best = (-1.0, -1.0), scorer.fusion
-    for wb in b_grid:
-        for we in e_grid:
-            try:
-                fusion = dataclasses.replace(scorer.fusion, w_bridge=wb, w_projection=w_proj, w_exemplar=we)
-            except ImageScoreError:  # all weights zero
-                continue
-            fused = scorer.replace(fusion=fusion).fuse(raw)
-            hits = [_topk_hits(fused[labels == s], gold_arr[labels == s]) for s in np.unique(labels)]
-            key = (float(np.mean([h[0] for h in hits])), float(np.mean([h[1] for h in hits])))
-            if key > best_key:
-                best_key, best = key, fusion
+    for we in e_grid:
+        try:
+            fusion = dataclasses.replace(scorer.fusion, w_projection=w_proj, w_exemplar=we)
+        except ImageScoreError:  # all weights zero
+            continue
+        fused = scorer.replace(fusion=fusion).fuse(raw)
+        hits = [_topk_hits(fused[labels == s], gold_arr[labels == s]) for s in np.unique(labels)]
+        key = (float(np.mean([h[0] for h in hits])), float(np.mean([h[1] for h in hits])))
+        if key > best_key:
+            best_key, best = key, fusion
     if abstain_precision > 0:
         fused = scorer.replace(fusion=best).fuse(raw)
         best = dataclasses.replace(best, abstain_below=_abstain_threshold(fused, best.temperature, gold_arr,
                                                                           abstain_precision))
-    log.info("fusion fitted: w_bridge=%.2f w_projection=%.2f w_exemplar=%.2f (dev top-1 %.3f, top-10 %.3f)",
-             best.w_bridge, best.w_projection, best.w_exemplar, *best_key)
+    log.info("fusion fitted: w_projection=%.2f w_exemplar=%.2f (dev top-1 %.3f, top-10 %.3f)",
+             best.w_projection, best.w_exemplar, *best_key)
     return best
 
 

@@ -19,8 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from gemel.image.bridge import ImageNetBridge, imagenet_class_texts
-from gemel.image.configs import BridgeConfig, ExemplarConfig, FusionConfig, ScorerSpec
+from gemel.image.configs import ExemplarConfig, FusionConfig, ScorerSpec
 from gemel.image.exemplars import ColourExemplars, colour_layout
 from gemel.image.scorer import ImageEntityScorer
 from gemel.images import load_image
@@ -95,13 +94,8 @@ def corpus_layouts(corpus: Corpus, items: Sequence[CorpusItem], config: Exemplar
     return np.stack([colour_layout(corpus.path(it), config) for it in items]) if items else np.zeros((0, 0))
 
 
-def bridge_for(parts: Parts, config: BridgeConfig = BridgeConfig()) -> ImageNetBridge:
-    texts = imagenet_class_texts()
-    return ImageNetBridge(torch.from_numpy(parts.embedder.encode_cached(texts, "imagenet-classes")), config)
-
-
 def train_scorer(corpus: Corpus, parts: Parts, projection: ProjectionConfig = ProjectionConfig(),
-                 bridge: BridgeConfig = BridgeConfig(), fusion: FusionConfig = FusionConfig(),
+                 fusion: FusionConfig = FusionConfig(),
                  exemplar: ExemplarConfig = ExemplarConfig(), fit: bool = True,
                  progress: bool = True) -> ImageEntityScorer:
     """Projection trained and exemplars taken from the train split; fusion weights fitted on the dev split
@@ -118,12 +112,10 @@ def train_scorer(corpus: Corpus, parts: Parts, projection: ProjectionConfig = Pr
              len(entities), result.seconds, result.losses[0], result.losses[-1])
     spec = ScorerSpec(vision=parts.encoder.config.name, vision_dim=parts.encoder.dim,
                       embedder=parts.embedder.name, embed_dim=parts.embedder.dim,
-                      num_classes=1000 if parts.encoder.has_classifier else 0,
                       corpus_manifest=corpus.manifest_sha256)
     exemplars = ColourExemplars.build(corpus_layouts(corpus, train, exemplar), [it.entity for it in train], exemplar)
-    scorer = ImageEntityScorer(spec, parts.encoder, result.projection,
-                               bridge_for(parts, bridge) if parts.encoder.has_classifier else None,
-                               fusion, parts.kb_vectors, parts.kb.titles, exemplars)
+    scorer = ImageEntityScorer(spec, parts.encoder, result.projection, fusion, parts.kb_vectors, parts.kb.titles,
+                               exemplars)
     dev = corpus.split("dev")
     if fit and dev:
         dev_feats = corpus_features(corpus, parts.encoder, dev, progress=progress)
