@@ -57,16 +57,24 @@ class Tree:
                                                (self.left, self.right, self.feature))
         self.threshold, self.value = (np.asarray(a, dtype=np.float64) for a in (self.threshold, self.value))
 
+    def path(self, row: np.ndarray) -> list[int]:
+        """The nodes one row of views (3F,) passes through, root first, leaf last."""
+        nodes = [0]
+        while self.left[nodes[-1]] >= 0:
+            n = nodes[-1]
+            nodes.append(self.left[n] if row[self.feature[n]] <= self.threshold[n] else self.right[n])
+        return nodes
+
+    def leaf(self, row: np.ndarray) -> int:
+        return self.path(row)[-1]
+
     def explain(self, v: np.ndarray, into: np.ndarray) -> None:
         """Add each split's change of value along the path of every row of ``v`` (C, 3F) to ``into`` (C, 3F);
         the sum of a row's credits is its leaf value minus the root's."""
         for c in range(len(v)):
-            node = 0
-            while self.left[node] >= 0:
-                j = self.feature[node]
-                nxt = self.left[node] if v[c, j] <= self.threshold[node] else self.right[node]
-                into[c, j] += self.value[nxt] - self.value[node]
-                node = nxt
+            nodes = self.path(v[c])
+            for node, nxt in zip(nodes, nodes[1:]):
+                into[c, self.feature[node]] += self.value[nxt] - self.value[node]
 
     def to_dict(self) -> dict[str, list]:
         return {"left": self.left.tolist(), "right": self.right.tolist(), "feature": self.feature.tolist(),

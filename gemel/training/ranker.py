@@ -172,13 +172,19 @@ def folds_of(groups: Sequence[Group], k: int, seed: int = 0) -> list[int]:
 
 
 def out_of_fold(groups: Sequence[Group], l2: float, k: int = 5, seed: int = 0) -> list[np.ndarray]:
-    """Each group's candidate probabilities from a ranker fitted on the other folds."""
+    """Each group's candidate probabilities from a conditional logit fitted on the other folds."""
+    return out_of_fold_with(lambda train: fit(train, l2), groups, k, seed)
+
+
+def out_of_fold_with(fitter: Callable[[list[Group]], Any], groups: Sequence[Group], k: int = 5, seed: int = 0
+                     ) -> list[np.ndarray]:
+    """Each group's candidate probabilities from ``fitter`` (groups -> a ranker) fitted on the other folds."""
     fold = folds_of(groups, k, seed)
     out: list[np.ndarray] = [np.zeros(0)] * len(groups)
     for f in range(k):
         train = [g for g, n in zip(groups, fold) if n != f]
         # few mentions: the other folds may hold nothing to learn from, and this fold is then judged untrained
-        ranker = fit(train, l2) if any(_usable(g) for g in train) else Ranker.uniform()
+        ranker = fitter(train) if any(_usable(g) for g in train) else Ranker.uniform()
         for i, (g, n) in enumerate(zip(groups, fold)):
             if n == f:
                 out[i] = ranker.probabilities(g.x) if len(g.titles) else np.zeros(0)
@@ -255,28 +261,13 @@ def fit_trees(groups: Sequence[Group], nil_below: float = 0.0, params: dict[str,
     lr = params["learning_rate"]
     trees = [Tree(t.tree_.children_left, t.tree_.children_right, np.where(t.tree_.feature < 0, -1, t.tree_.feature),
                   t.tree_.threshold, lr * t.tree_.value[:, 0, 0]) for t in model.estimators_[:, 0]]
-    base = float(model.decision_function(v[:1])[0]) - sum(float(t.value[_leaf(t, v[0])]) for t in trees)
+    base = float(model.decision_function(v[:1])[0]) - sum(float(t.value[t.leaf(v[0])]) for t in trees)
     return TreeRanker(trees, base, nil_below, params)
-
-
-def _leaf(tree: Tree, row: np.ndarray) -> int:
-    node = 0
-    while tree.left[node] >= 0:
-        node = tree.left[node] if row[tree.feature[node]] <= tree.threshold[node] else tree.right[node]
-    return node
 
 
 def out_of_fold_trees(groups: Sequence[Group], k: int = 5, seed: int = 0) -> list[np.ndarray]:
     """Each group's candidate probabilities from trees fitted on the other folds."""
-    fold = folds_of(groups, k, seed)
-    out: list[np.ndarray] = [np.zeros(0)] * len(groups)
-    for f in range(k):
-        train = [g for g, n in zip(groups, fold) if n != f]
-        ranker: Ranker | TreeRanker = fit_trees(train) if any(_usable(g) for g in train) else Ranker.uniform()
-        for i, (g, n) in enumerate(zip(groups, fold)):
-            if n == f:
-                out[i] = ranker.probabilities(g.x) if len(g.titles) else np.zeros(0)
-    return out
+    return out_of_fold_with(fit_trees, groups, k, seed)
 
 
 @dataclass
