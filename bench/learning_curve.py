@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from gemel.linker import Linker
 
-    linker = Linker.load(args.profile) if args.no_ranker else Linker.load(args.profile, rank={"model": args.ranker})
+    linker = Linker.load(args.profile, rank={"model": "" if args.no_ranker else args.ranker})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     curves = {}

@@ -11,7 +11,11 @@ them captioned so that only the picture names the entity, each linked with the o
 learns how far to trust a labelled picture or caption that looks alike). Measured, in this order:
 
 1. **CV**: the ranker's out-of-fold accuracy over its training data (``ranker_cv``), and on dev alone beside the
-   rule's dev accuracy (the rule linked as shipped);
+   rule's dev accuracy (the rule linked as shipped); with the style fold (a scorer trained without Twemoji,
+   ``--fold-scorer``, and ``style-dev``/``style-mismatched``/``groups-dev.jsonl`` from ``gemel corpus captions
+   --hold-out-style twemoji``), those captions are training data too, linked with that scorer, and two more dev rows compare the rule
+   (with that scorer) and the ranker out of fold: captions on pictures in an art style the scorer never saw, and
+   dev's same-caption groups. ``--dev-only`` stops here, before any held-out set is read;
 2. **test, read once at the end**: ``assets/eval/test.jsonl`` linked by the rule and by the ranker; real photos
    whose picture is in the seed pool or the ranker's training data (in-pool) and the others (out-of-pool)
    apart; NIL F1 over the test's NIL mentions; the ranker's link p50;
@@ -34,6 +38,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +58,8 @@ from gemel.types import Example  # noqa: E402
 SEED = ROOT / "gemel" / "assets" / "seed" / "examples.jsonl"
 EVAL = ROOT / "assets" / "eval"
 TRAIN_FILES = (SEED, EVAL / "dev.jsonl", EVAL / "outpool.jsonl")
+STYLE_ROW = "dev, unseen art style (ranker: out-of-fold)"
+FOLD_STYLE = "twemoji"  # the art style the fold's scorer is trained without
 FLAG_TEXT, FLAG_MENTION = "This is the flag of the country.", "the country"
 
 
@@ -101,10 +108,22 @@ def gathered_file(gather: Any, path: Path, name: str, cache: Path | None, limit:
     return groups
 
 
+RULE_CACHE: Path | None = None  # where the rule's answers are kept (main sets it; None = not kept)
+
+
 def rule_answers(rule: Any, examples: list[Example]) -> list[str | None]:
+    """The fused score's answers, kept by the examples and the rule's config (a rerun links nothing again)."""
     from gemel.data.evaluate import predict
 
-    return [p.entity for p in predict(rule, examples, desc="rule")]
+    key = hashlib.sha256(json.dumps([[e.to_dict() for e in examples], rule.config.to_dict()], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:16]
+    path = RULE_CACHE / f"rule-{key}.json" if RULE_CACHE is not None else None
+    if path is not None and path.is_file():
+        return json.loads(path.read_text())
+    answers = [p.entity for p in predict(rule, examples, desc="rule")]
+    if path is not None:
+        path.write_text(json.dumps(answers))
+    return answers
 
 
 def ranker_answers(ranker: Any, groups: list) -> list[str | None]:
@@ -156,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
                                                                "--hidden 0.5` wrote (default data/captions)")
     p.add_argument("--annotations", default="data/corpus-dev.db", help="a store of the corpus's dev captions as "
                                                                         "decisions (docs/RANKER.md), ranker data")
+    p.add_argument("--fold-scorer",
+                   help="an image scorer trained without one art style (`gemel corpus train-projection "
+                        "--hold-out-style twemoji`): with it, the style-dev and groups-dev captions are ranker data "
+                        "and dev rows (default: the default corpus's, when trained)")
+    p.add_argument("--dev-only", action="store_true", help="cross-validation and the dev rows only: no held-out "
+                                                                "set is read (last line rule_dev= ranker_dev= "
+                                                                "ranker_cv= style_dev_rule= style_dev_ranker=)")
     p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = p.parse_args(argv)
     limit = 4 if args.smoke else None
@@ -163,12 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     out = smoke_out("ranker") if args.smoke else ROOT / "bench" / "out"
     cache = out / "ranker-groups"
     cache.mkdir(parents=True, exist_ok=True)
+    global RULE_CACHE
+    RULE_CACHE = cache
 
     from gemel.linker import Linker
     from gemel.rank.model import Ranker, load_ranker
     from gemel.training.ranker import choose_by_cv, fit_with_cv
 
-    rule = Linker.load(args.profile).replace(ranker=None)  # the fused score and its gates
+    rule = Linker.load(args.profile, rank={"model": ""})  # the fused score and its gates
     gather = rule.replace(ranker=Ranker.uniform())
     corpus = None if args.smoke else corpus_sets(ROOT / args.captions, limit)
     files = list(TRAIN_FILES)
@@ -180,6 +208,14 @@ def main(argv: list[str] | None = None) -> int:
         files.append(mismatched)
         train_sets["mismatched"] = examples_of(mismatched, limit)
         groups["mismatched"] = gathered_file(gather, mismatched, "mismatched", None, limit)
+    fold_scorer = Path(args.fold_scorer) if args.fold_scorer else fold_artifact(args.profile)
+    fold = style_fold(rule, ROOT / args.captions, fold_scorer) if not args.smoke else None
+    if fold is not None:  # captions in an art style the fold's scorer never saw, linked with that scorer
+        fold_gather = fold.linker.replace(ranker=Ranker.uniform())
+        for name, f in fold.files.items():
+            train_sets[name] = examples_of(f, limit)
+            groups[name] = gathered_file(fold_gather, f, name, None, limit)
+            files.append(f)
     store = ROOT / args.annotations
     if not args.smoke and store.is_file():  # the corpus's dev captions as stored decisions (docs/RANKER.md)
         from gemel.cli.eval import examples_from_store
@@ -198,6 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     dev_cv = float(np.mean([answer(training[i], cv.probabilities[i], cv.nil_below) == training[i].gold
                             for i in dev_idx]))
     rule_dev = score(rule_answers(rule, train_sets["dev"]), train_sets["dev"]).accuracy
+    fold_rows = fold_figures(fold, training, cv, train_sets) if fold is not None else {}
+    if args.dev_only:  # decide on these (the default switch, a model family) before any held-out set is read
+        rows = {"dev (ranker: out-of-fold)": (rule_dev, dev_cv, len(dev_idx)), **fold_rows}
+        print(table(rows, None, None))
+        style = fold_rows.get(STYLE_ROW, (float("nan"),) * 2)
+        print(f"rule_dev={rule_dev:.3f} ranker_dev={dev_cv:.3f} ranker_cv={cv.accuracy:.3f} "
+              f"style_dev_rule={style[0]:.3f} style_dev_ranker={style[1]:.3f}")
+        return 0
     ranker = load_ranker(args.ranker) if args.ranker else fit_with_cv(training, [str(f) for f in files], folds)
     ranker.save(out / "ranker.json")
 
@@ -211,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {"dev (ranker: out-of-fold)": (rule_dev, dev_cv, len(dev_idx)),
             "test": pair(rule_test, ranker_test, test, range(len(test))),
             "test photos in-pool": pair(rule_test, ranker_test, test, inpool),
-            "test photos out-of-pool": pair(rule_test, ranker_test, test, outpool)}
+            "test photos out-of-pool": pair(rule_test, ranker_test, test, outpool), **fold_rows}
 
     # 3. the corpus's flags and same-caption groups
     figures = {"groups": "n/a", "flags": "n/a"}
@@ -243,6 +287,56 @@ def main(argv: list[str] | None = None) -> int:
           f"groups={figures['groups']} flags={figures['flags']} photos_outpool={outpool_acc:.3f} "
           f"nil_f1={nil} link_p50_s={float(np.median(times)):.2f}")
     return 0
+
+
+@dataclass
+class StyleFold:
+    """The rule linking with a scorer trained without one art style, and the captions it never saw."""
+
+    linker: Any  # the rule, its image scorer the fold's
+    files: dict[str, Path]  # "style-dev" / "groups-dev" / "style-mismatched" -> the captions file
+
+
+def fold_artifact(profile: str) -> Path:
+    """Where `gemel corpus train-projection --hold-out-style twemoji` writes the fold's scorer."""
+    from gemel.cli.corpus import default_corpus
+
+    return default_corpus(profile) / f"image_scorer-without-{FOLD_STYLE}.pt"
+
+
+def style_fold(rule: Any, captions: Path, scorer: Path) -> StyleFold | None:
+    """The style fold when its scorer and captions exist (docs/RANKER.md has the commands), else None."""
+    files = {name: captions / f"{name}.jsonl" for name in ("style-dev", "groups-dev", "style-mismatched")}
+    if not scorer.is_file() or not all(f.is_file() for f in files.values()):
+        return None
+    return StyleFold(rule.replace(config=rule.config.replace(image={"scorer": str(scorer)})), files)
+
+
+def fold_figures(fold: StyleFold, training: list, cv: Any, sets: dict[str, list[Example]]
+                 ) -> dict[str, tuple[float, float, int]]:
+    """Dev rows of the style fold: the rule (with the fold's scorer) against the ranker out of fold, on the
+    held-out style's captions and on dev's same-caption groups (all pictures of a group right)."""
+    where = {g.key: i for i, g in enumerate(training) if g.tags.get("split") in fold.files}
+    rows = {}
+    for name, label in (("style-dev", STYLE_ROW),
+                        ("groups-dev", "dev same-caption groups, all right (out-of-fold)")):
+        examples = sets[name]
+        rule = rule_answers(fold.linker, examples)
+        ranker = [answer(training[where[e.id]], cv.probabilities[where[e.id]], cv.nil_below) for e in examples]
+        if name == "style-dev":
+            rows[label] = pair(rule, ranker, examples, range(len(examples)))
+        else:
+            ids = group_ids(fold.files[name])
+            tagged = [Example(e.text, e.mention, e.entity, e.image, e.id, e.source, {"group": ids[e.id]})
+                      for e in examples]
+            rows[label] = (group_rate(rule, tagged), group_rate(ranker, tagged), len(set(ids.values())))
+    return rows
+
+
+def group_ids(path: Path) -> dict[str, str]:
+    """Example id -> same-caption group id of a groups-dev file (one member per line)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {r["id"]: r["group"] for r in rows}
 
 
 def pair(rule: list, ranker: list, examples: list[Example], idx: Any) -> tuple[float, float, int]:

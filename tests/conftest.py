@@ -187,6 +187,13 @@ def offline_linker():
     return linker
 
 
+@pytest.fixture(scope="session")
+def offline_rule(offline_linker):
+    """The offline profile deciding with the fused score and its gates (``[rank] model = ""``), the default until
+    the learned ranker replaced it; shares the loaded models and the labelled pool."""
+    return offline_linker.replace(config=offline_linker.config.replace(rank={"model": ""}))
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models run faster on one thread than on two contended ones (use with usefixtures)."""

@@ -393,3 +393,31 @@ def test_in_pool_held_out_pictures_have_a_trained_entity(tmp_path):
     for it in corpus.items:
         if it.split != "train":
             assert (it.entity in trained) == (it.heldout in ("style", "picture"))
+
+
+def test_a_style_fold_moves_one_styles_training_pictures_to_dev(tmp_path):
+    """The ranker's fitting data in an unfamiliar style: a scorer trained on the fold never saw those pictures."""
+    import argparse
+
+    from gemel.cli.corpus import write_style_fold
+
+    def item(entity: str, style: str, split: str = "train", heldout: str = "") -> CorpusItem:
+        key = f"{entity}-{style}"
+        return CorpusItem(f"{style}/{key}", f"images/{key}.png", entity, (entity.lower(),), style, style, "OFL",
+                          "emoji", key, "exact", split, heldout)
+
+    items = [item("Apple", "noto"), item("Apple", "twemoji"), item("Moon", "twemoji"),
+             item("Mole (animal)", "openmoji", "test", "style")]
+    corpus = Corpus(tmp_path, items, "x")
+    folded = corpus.holding_out_style("twemoji")
+    by_id = {it.id: it for it in folded.items}
+    assert (by_id["twemoji/Apple-twemoji"].split, by_id["twemoji/Apple-twemoji"].heldout) == ("dev", "style")
+    assert by_id["twemoji/Moon-twemoji"].heldout == "entity"  # no training picture of the Moon is left: out-of-pool
+    assert by_id["noto/Apple-noto"].split == "train" and by_id["openmoji/Mole (animal)-openmoji"].split == "test"
+    assert folded.manifest_sha256 != corpus.manifest_sha256 and corpus.items == items  # the corpus is unchanged
+    with pytest.raises(CorpusError, match=r"style 'openmoji' has no training pictures .* one of \['noto', 'twemoji'\]"):
+        corpus.holding_out_style("openmoji")
+    write_style_fold(folded, KB, tmp_path, argparse.Namespace(seed=0, hidden=0.0, hold_out_style="twemoji"))
+    rows = [json.loads(line) for line in (tmp_path / "style-dev.jsonl").read_text().splitlines()]
+    assert [r["entity"] for r in rows] == ["Apple"] and rows[0]["image"].endswith("Apple-twemoji.png")
+    assert (tmp_path / "groups-dev.jsonl").is_file()

@@ -17,12 +17,12 @@ WRONG = ("Hubble showed in 1929 that the galaxies are moving away from each othe
 LATER = ("Hubble spent his career at the Mount Wilson Observatory measuring the distances to nebulae.", "Hubble")
 
 
-def test_one_correction_makes_a_wrong_link_right(offline_linker, tmp_path):
+def test_one_correction_makes_a_wrong_link_right(offline_rule, tmp_path):
     from annotations import Store
     from annotations.loop import open_loop
 
-    # the fused-score rule (the default; the shipped ranker links both right already, without the correction)
-    linker = offline_linker.replace(pool=offline_linker.labelled_pool.with_examples())  # the session's stays clean
+    # the fused-score rule (the shipped ranker, the default, links both right already, without the correction)
+    linker = offline_rule.replace(pool=offline_rule.labelled_pool.with_examples())  # the session's stays clean
     before = linker.link(None, *LATER)
     assert linker.link(None, *WRONG).entity != "Edwin Hubble"
     assert before.entity != "Edwin Hubble"

@@ -65,16 +65,17 @@ PICTURE_FEATURES = {"image_drawing", "image_prob", "image_top"}  # what the imag
 
 
 @pytest.fixture(scope="module")
-def rule(offline_linker):
-    """The fused score with its gates: the offline default."""
-    assert offline_linker.ranker is None
-    return offline_linker
+def rule(offline_rule):
+    """The fused score with its gates (``[rank] model = ""``)."""
+    assert offline_rule.ranker is None
+    return offline_rule
 
 
 @pytest.fixture(scope="module")
 def ranked(offline_linker):
-    """The offline profile with the shipped learned ranker deciding."""
-    return offline_linker.replace(config=offline_linker.config.replace(rank={"model": "../assets/models/ranker.json"}))
+    """The offline default: the shipped learned ranker decides."""
+    assert offline_linker.config.rank.model == "../assets/models/ranker.json"
+    return offline_linker
 
 
 def test_the_ranker_links_the_same_caption_with_different_flags_to_different_countries(ranked):

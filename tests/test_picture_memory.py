@@ -96,12 +96,12 @@ def _stripes():
 
 
 @pytest.mark.offline_model
-def test_a_correction_teaches_the_picture_and_only_that_picture(offline_linker, tmp_path):
+def test_a_correction_teaches_the_picture_and_only_that_picture(offline_rule, tmp_path):
     """Real offline default: an annotator says a drawn archery target is `Archery` (the scorer never saw one and
     reads an eye); a re-drawn target (shifted, smaller) is then linked to `Archery` under the same caption, a
     different picture under that caption keeps its answer, and undoing the correction forgets it."""
     caption, mention = "This is the thing in the picture.", "the thing"
-    linker = offline_linker.replace(pool=list(offline_linker.labelled_pool.live()))  # a pool of its own
+    linker = offline_rule.replace(pool=list(offline_rule.labelled_pool.live()))  # the fused score, a pool of its own
     assert linker.config.image.memory_weight > 0  # the offline profile remembers labelled pictures
     corrected, redrawn, other = tmp_path / "target.png", _target((10, -6), 0.9), _stripes()
     _target().save(corrected)
@@ -116,6 +116,6 @@ def test_a_correction_teaches_the_picture_and_only_that_picture(offline_linker, 
     top = learnt.candidates[0]
     assert top.name == "Archery" and max(top.contributions, key=top.contributions.get) in {"memory_sim", "memory_lead"}
     assert linker.link(other, caption, mention).entity == before["other"]
-    assert offline_linker.link(redrawn, caption, mention).entity == before["redrawn"]  # the fixture's pool: untouched
+    assert offline_rule.link(redrawn, caption, mention).entity == before["redrawn"]  # the fixture's pool: untouched
     linker.remove_demonstrations(["corr-1"])
     assert linker.link(redrawn, caption, mention).entity == before["redrawn"]

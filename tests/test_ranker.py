@@ -237,6 +237,11 @@ def test_fit_ranker_cli_writes_an_artifact_a_profile_can_name(tiny_profile_file,
     assert main(argv) == 0 and Ranker.load(out).weights.shape == (len(NAMES),)
     kept = tmp_path / "r.groups.jsonl.gz"  # a refit from corrections starts from the data it was fitted on
     assert d["manifest"]["groups"] == kept.name and len(read_groups(kept)) == d["manifest"]["mentions"]
+    elsewhere = tmp_path / "other.groups.jsonl.gz"  # features another fit gathered (e.g. with another scorer)
+    write_groups(synthetic(6), elsewhere)
+    assert main([*argv[:-1], str(tmp_path / "cache"), "--groups", str(elsewhere)]) == 0
+    both = json.loads(out.read_text())["manifest"]
+    assert both["mentions"] == d["manifest"]["mentions"] + 6 and both["data"][-1]["file"] == str(elsewhere)
 
 
 def test_a_refit_starts_from_the_groups_beside_the_profiles_ranker(tiny_linker, tmp_path):
@@ -253,6 +258,8 @@ def test_a_refit_starts_from_the_groups_beside_the_profiles_ranker(tiny_linker, 
     ([], "give labelled data"),
     (["--data", "missing.jsonl"], "does not exist"),
     (["--data", "x.jsonl", "--folds", "1"], "--folds 1"),
+    (["--groups", "missing.groups.jsonl.gz"], "--groups file 'missing.groups.jsonl.gz' does not exist"),
+    (["--groups", __file__], "is not a file of gathered features"),
 ])
 def test_fit_ranker_cli_refuses_bad_input_with_a_sentence(tiny_profile_file, tmp_path, capsys, extra, message):
     from gemel.cli.main import main
@@ -341,10 +348,13 @@ def test_trees_learn_what_the_logit_cannot_and_explain_it_additively(tmp_path):
     from gemel.rank.trees import TreeRanker
     from gemel.training.ranker import choose_by_cv
 
+    from gemel.training.ranker import WITH_TREES
+
     groups = interaction_groups()
-    cv = choose_by_cv(groups)
+    cv = choose_by_cv(groups, kinds=WITH_TREES)
     assert cv.kind == "trees" and cv.by_kind["trees"] > cv.by_kind["logit"] + 0.1
-    ranker = fit_with_cv(groups)
+    assert choose_by_cv(groups).kind == "logit" and fit_with_cv(groups).manifest["cv"]["kind"] == "logit"  # asked
+    ranker = fit_with_cv(groups, kinds=WITH_TREES)
     assert isinstance(ranker, TreeRanker) and ranker.manifest["cv"]["kind"] == "trees"
     x = interaction_groups(1, seed=9)[0].x
     roots = ranker.base + sum(t.value[0] for t in ranker.trees)

@@ -3,6 +3,7 @@
     gemel corpus build [--sources noto twemoji ...] [--limit N]     # cached under the project cache
     gemel corpus train-projection [--out scorer.pt]                 # <= a few minutes on 2 cores
     gemel corpus captions --out data/captions                       # synthetic captions, groups, flags
+    gemel corpus train-projection --hold-out-style twemoji          # a scorer that never saw one style
     gemel corpus top --image photo.png [--k 10]                      # what the image alone suggests
 """
 
@@ -12,6 +13,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--corpus", help="corpus folder (default: the one `build` writes with all sources)")
     t.add_argument("--out", help="artifact path (default: <corpus>/image_scorer.pt)")
     t.add_argument("--epochs", type=int, help="training epochs (default: ProjectionConfig's, 60, the shipped scorer's)")
+    t.add_argument("--hold-out-style", metavar="STYLE",
+                   help="train without this art style's pictures (e.g. twemoji), default out "
+                        "<corpus>/image_scorer-without-STYLE.pt: the ranker's fitting data in an unfamiliar style")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=run_train_projection)
     c = csub.add_parser("captions", help="write synthetic captions, same-caption groups and the flags set",
@@ -55,6 +60,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--hidden", type=float, default=0.0, metavar="SHARE",
                    help="share of captions that name nothing (\"This is the thing in the picture.\"), so that only "
                         "the picture decides: mapper training data (default 0)")
+    c.add_argument("--hold-out-style", metavar="STYLE",
+                   help="also OUT/style-dev.jsonl (captions on this style's training pictures), "
+                        "OUT/style-mismatched.jsonl (those naming their entity, beside another's picture) and "
+                        "OUT/groups-dev.jsonl (same-caption groups from dev and those pictures, one line per "
+                        "picture): the ranker's fitting data, linked with `train-projection --hold-out-style STYLE`'s "
+                        "scorer, which never saw them")
     c.set_defaults(func=run_captions)
     q = csub.add_parser("top", help="the KB entities an image alone suggests (image scorer top-k)",
                         description="Print the top-k KB entities of an image by the image scorer.")
@@ -94,11 +105,14 @@ def run_train_projection(args: argparse.Namespace) -> int:
     from gemel.training.projection import ProjectionConfig
 
     corpus = Corpus.load(args.corpus or default_corpus(args.profile))
+    out = Path(args.out) if args.out else default_artifact(corpus, args.hold_out_style)
+    if args.hold_out_style:
+        corpus = corpus.holding_out_style(args.hold_out_style)
     parts = load_parts(args.profile)
     config = ProjectionConfig() if args.epochs is None else ProjectionConfig(epochs=args.epochs)
     scorer = train_scorer(corpus, parts, config, progress=not args.no_progress)
-    out = Path(args.out) if args.out else default_artifact(corpus)
-    version = scorer.save(out, extra={"profile": args.profile})
+    extra = {"profile": args.profile, **({"held_out_style": args.hold_out_style} if args.hold_out_style else {})}
+    version = scorer.save(out, extra=extra)
     f = scorer.fusion
     print(f"image scorer {version}: w_projection={f.w_projection:g} w_exemplar={f.w_exemplar:g} -> {out} "
           f"({out.stat().st_size / 2**20:.1f} MB)")
@@ -135,7 +149,27 @@ def run_captions(args: argparse.Namespace) -> int:
     rows = recurring_split(corpus, seed=args.seed)
     n = write_jsonl((c.to_example_dict(root) for c in rows), out / "recurring.jsonl")
     print(f"recurring: {n} pictures of {len({c.entity for c in rows})} entities, captions shared in pairs")
+    if args.hold_out_style:
+        write_style_fold(corpus.holding_out_style(args.hold_out_style), kb, out, args)
     return 0
+
+
+def write_style_fold(folded: Any, kb: Any, out: Path, args: argparse.Namespace) -> None:
+    """The fitting data of a style fold: captions on the held-out style's pictures, those naming their entity
+    beside another's picture (as ``mismatched.jsonl``: a confident picture in that style must not overrule a
+    named mention), and same-caption groups from the folded dev split (members one per line)."""
+    from gemel.training.captions import captions, mismatched, same_caption_groups, write_jsonl
+
+    root = folded.folder
+    unseen = {it.image for it in folded.split("dev", heldout="style")}
+    rows = [c for c in captions(folded, kb, "dev", seed=args.seed, hidden=args.hidden) if c.image in unseen]
+    n = write_jsonl((c.to_example_dict(root) for c in rows), out / "style-dev.jsonl")
+    print(f"style-dev: {n} captions on {args.hold_out_style} pictures a scorer trained without that style never saw")
+    n = write_jsonl((c.to_example_dict(root) for c in mismatched(rows, seed=args.seed)), out / "style-mismatched.jsonl")
+    print(f"style-mismatched: {n} of them naming their entity, each with another's {args.hold_out_style} picture")
+    groups = same_caption_groups(folded, kb, split="dev", seed=args.seed)
+    n = write_jsonl((m.to_example_dict(root) for g in groups for m in g.members), out / "groups-dev.jsonl")
+    print(f"groups-dev: {len(groups)} same-caption groups from dev, {n} pictures")
 
 
 def run_top(args: argparse.Namespace) -> int:

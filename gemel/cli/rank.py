@@ -38,12 +38,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="labelled data (JSONL, GEMEL, WikiDiverse, WikiMEL); never the test split you report")
     p.add_argument("--annotations", metavar="DB", help="also every decision of an annotation store (each one "
                                                        "linked with the store's other decisions loaded)")
+    p.add_argument("--groups", nargs="*", default=[], metavar="FILE",
+                   help="also the features another fit gathered (the .groups.jsonl.gz beside its artifact), e.g. "
+                        "captions in an art style linked with a scorer trained without it (docs/RANKER.md)")
     p.add_argument("--out", metavar="JSON", help="the ranker artifact to write (a profile with [rank] fit_at_start: "
                                                  "by default where its start reads it, the cache)")
     p.add_argument("--profile", default="offline", help="profile name or .toml path (default: offline)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a profile value, e.g. --set demos.n=8")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    p.add_argument("--trees", action="store_true", help="also cross-validate a small tree ensemble and keep it when "
+                                                        "clearly more accurate (off by default: docs/RANKER.md)")
     p.add_argument("--cache", metavar="DIR", help="where gathered features are kept (default: the project cache)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_fit_ranker)
@@ -54,21 +59,22 @@ def run_fit_ranker(args: argparse.Namespace) -> int:
     from gemel.linker import Linker
     from gemel.rank.model import fitted_path, scorer_version
     from gemel.training.first_start import fit_for_profile, save_fitted
-    from gemel.training.ranker import fit_with_cv
+    from gemel.training.ranker import KINDS, WITH_TREES, fit_with_cv
 
     config = profile_with(args.profile, args.set)
     first_start = config.rank.fit_at_start and not config.rank.active
-    if not args.data and not args.annotations and not first_start:
+    if not args.data and not args.annotations and not args.groups and not first_start:
         raise UsageError("give labelled data: --data FILE [FILE ...] and/or --annotations DB")
     if not args.out and not first_start:
         raise UsageError("give --out JSON, the ranker artifact to write")
     if args.folds < 2:
         raise UsageError(f"--folds {args.folds} must be >= 2")
-    missing = [f for f in args.data if not Path(f).is_file()]
-    if missing:
-        raise UsageError(f"--data file {missing[0]!r} does not exist")
-    linker = Linker.load(config.replace(rank={"fit_at_start": False}))  # a cached ranker is not read: refitted
-    if first_start and not args.data and not args.annotations:  # what the profile's first start does
+    for flag, files in (("--data", args.data), ("--groups", args.groups)):
+        missing = [f for f in files if not Path(f).is_file()]
+        if missing:
+            raise UsageError(f"{flag} file {missing[0]!r} does not exist")
+    linker = Linker.load(config.replace(rank={"fit_at_start": False, "model": ""}))  # refitted, not read
+    if first_start and not args.data and not args.annotations and not args.groups:  # the profile's first start
         ranker, out = fit_for_profile(linker, out=args.out, folds=args.folds, progress=not args.quiet)
     else:
         gathering = gatherer(linker)
@@ -77,8 +83,9 @@ def run_fit_ranker(args: argparse.Namespace) -> int:
             groups += groups_of_file(gathering, Path(path), args.cache, not args.quiet)
         if args.annotations:
             groups += groups_of_store(gathering, args.annotations, not args.quiet, args.cache)
-        ranker = fit_with_cv(groups, files=[*args.data, *([args.annotations] if args.annotations else [])],
-                             k=args.folds)
+        groups += gathered_elsewhere(args.groups)
+        ranker = fit_with_cv(groups, files=[*args.data, *([args.annotations] if args.annotations else []),
+                                            *args.groups], k=args.folds, kinds=WITH_TREES if args.trees else KINDS)
         out = save_fitted(ranker, groups, args.out or fitted_path(scorer_version(linker.image_scorer)), linker)
     m = ranker.manifest
     print(f"ranker written to {out} (its gathered features to {m['groups']}; fitted on the scores of "
@@ -86,6 +93,20 @@ def run_fit_ranker(args: argparse.Namespace) -> int:
           f"among the candidates, {m['nil']} NIL), {m['cv']['folds']}-fold CV accuracy {m['cv']['accuracy']:.3f}, "
           f"{ranker_kind(ranker)}, NIL below p={ranker.nil_below:.3f}")
     return 0
+
+
+def gathered_elsewhere(paths: list[str]) -> list:
+    """The groups of ``--groups`` files, refused with a sentence when a file is not one."""
+    from gemel.training.ranker import read_groups
+
+    groups = []
+    for path in paths:
+        try:
+            groups += read_groups(path)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UsageError(f"--groups {path!r} is not a file of gathered features (the .groups.jsonl.gz "
+                             f"`gemel fit-ranker` writes beside its artifact): {e}") from None
+    return groups
 
 
 def ranker_kind(ranker: Any) -> str:
@@ -111,7 +132,8 @@ def _cached(linker: Any, path: Path, cache: str | None, content: bytes | None = 
     from gemel.training.ranker import GATHER_VERSION
 
     data = path.read_bytes() if content is None else content
-    key = hashlib.sha256(data + json.dumps([linker.config.to_dict(), linker.mapper_version, NAMES, GATHER_VERSION],
+    config = linker.config.replace(rank={"model": ""}).to_dict()  # the ranker a profile names gathers nothing
+    key = hashlib.sha256(data + json.dumps([config, linker.mapper_version, NAMES, GATHER_VERSION],
                                            sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Path(cache or cache_dir("ranker-groups")) / f"{path.stem}-{key}.jsonl"
 

@@ -447,6 +447,21 @@ class Corpus:
     def entities(self, split: str | None = None) -> list[str]:
         return sorted({it.entity for it in self.items if split is None or it.split == split})
 
+    def holding_out_style(self, style: str) -> "Corpus":
+        """This corpus with the training pictures of one more art style moved to dev (``heldout="style"``).
+
+        A scorer trained on it has never seen that style, so its scores on those pictures behave as the shipped
+        scorer's do on the test split's held-out style (OpenMoji): what a ranker fitted on them learns about an
+        unfamiliar style is learned on dev, not on test."""
+        styles = sorted({it.style for it in self.split("train")})
+        if style not in styles:
+            raise CorpusError(f"style {style!r} has no training pictures in {self.folder}: choose one of {styles}")
+        items = [replace(it, split="dev", heldout="style") if it.split == "train" and it.style == style else it
+                 for it in self.items]
+        items = relabel_out_of_pool(items)
+        text = "".join(json.dumps(asdict(it), sort_keys=True) + "\n" for it in items)
+        return Corpus(self.folder, items, hashlib.sha256(text.encode()).hexdigest())
+
 
 def link_entity_texts(kb: KnowledgeBase) -> list[str]:
     """The text each entity is embedded as (the same as candidate retrieval's)."""

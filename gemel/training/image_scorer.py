@@ -99,7 +99,8 @@ def train_scorer(corpus: Corpus, parts: Parts, projection: ProjectionConfig = Pr
                  exemplar: ExemplarConfig = ExemplarConfig(), fit: bool = True,
                  progress: bool = True) -> ImageEntityScorer:
     """Projection trained and exemplars taken from the train split; fusion weights fitted on the dev split
-    (top-1 over the whole KB)."""
+    (top-1 over the whole KB), without the pictures of a style held out by :meth:`Corpus.holding_out_style`
+    (they stay unseen, as the test split's style is)."""
     train = corpus.split("train")
     if not train:
         raise ValueError(f"corpus {corpus.folder} has no train items: build it with more sources")
@@ -116,7 +117,7 @@ def train_scorer(corpus: Corpus, parts: Parts, projection: ProjectionConfig = Pr
     exemplars = ColourExemplars.build(corpus_layouts(corpus, train, exemplar), [it.entity for it in train], exemplar)
     scorer = ImageEntityScorer(spec, parts.encoder, result.projection, fusion, parts.kb_vectors, parts.kb.titles,
                                exemplars)
-    dev = corpus.split("dev")
+    dev = [it for it in corpus.split("dev") if it.heldout != "style"]
     if fit and dev:
         dev_feats = corpus_features(corpus, parts.encoder, dev, progress=progress)
         gold = [parts.kb.index(it.entity) for it in dev]
@@ -126,8 +127,8 @@ def train_scorer(corpus: Corpus, parts: Parts, projection: ProjectionConfig = Pr
     return scorer
 
 
-def default_artifact(corpus: Corpus) -> Path:
-    return corpus.folder / "image_scorer.pt"
+def default_artifact(corpus: Corpus, held_out_style: str | None = None) -> Path:
+    return corpus.folder / (f"image_scorer-without-{held_out_style}.pt" if held_out_style else "image_scorer.pt")
 
 
 def profile_artifact(profile: str) -> Path | None:

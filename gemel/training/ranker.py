@@ -7,8 +7,8 @@
    log-likelihood (convex; 20 features, a few iterations), over the mentions whose gold entity is among their
    candidates; or a small ensemble of gradient-boosted trees (:func:`fit_trees`, :mod:`gemel.rank.trees`).
 3. **Cross-validate** (:func:`cross_validate`): k folds by mention choose the penalty from a small grid and give
-   out-of-fold probabilities, from which the NIL threshold is fitted (:func:`fit_nil`); the same folds decide
-   between the logit and the trees (:func:`choose_by_cv`).
+   out-of-fold probabilities, from which the NIL threshold is fitted (:func:`fit_nil`); asked to
+   (``kinds=WITH_TREES``), the same folds decide between the logit and the trees (:func:`choose_by_cv`).
 """
 
 from __future__ import annotations
@@ -241,7 +241,12 @@ def cross_validate(groups: Sequence[Group], grid: Sequence[float] = L2_GRID, k: 
 
 # ---- the tree ensemble ----------------------------------------------------------------------------------
 TREE_PARAMS = {"max_depth": 3, "n_estimators": 150, "learning_rate": 0.1, "min_samples_leaf": 5}  # not searched
-KINDS = ("logit", "trees")  # the model families fit_with_cv chooses between by cross-validation
+KINDS = ("logit",)  # the model families fit_with_cv chooses between by default (see WITH_TREES)
+# The trees are tried only when asked (`gemel fit-ranker --trees`): on the shipped data they won cross-validation
+# (0.802 vs 0.790) but turned a right answer wrong after a correction of another picture with the same caption
+# (tests/test_learning_loop.py): a step on memory_lead where the store had held only near pictures, which the
+# logit's small weight does not take. Cross-validation cannot see that; the correction loop must not break.
+WITH_TREES = ("logit", "trees")
 
 
 def fit_trees(groups: Sequence[Group], nil_below: float = 0.0, params: dict[str, Any] | None = None) -> TreeRanker:
