@@ -113,6 +113,19 @@ def test_nil_threshold_is_zero_without_nil_gold():
     assert fit_nil(groups, [fit(groups).probabilities(g.x) for g in groups]) == 0.0
 
 
+def test_one_nil_mention_does_not_buy_a_nil_threshold():
+    """A threshold that wins one NIL mention and loses nothing is within one standard error of never answering NIL:
+    kept at 0; twenty such mentions buy it."""
+    def unsure(gold: str | None) -> tuple[Group, np.ndarray]:
+        return Group(str(gold), ["a", "b"], np.zeros((2, len(NAMES))), gold), np.array([0.55, 0.45])
+
+    sure = [(Group(f"s{i}", ["a", "b"], np.zeros((2, len(NAMES))), "a"), np.array([0.9, 0.1])) for i in range(200)]
+    for nils, kept in ((1, False), (20, True)):
+        pairs = sure + [unsure(None) for _ in range(nils)]
+        t = fit_nil([g for g, _ in pairs], [p for _, p in pairs])
+        assert (t > 0) == kept and (not kept or 0.55 < t <= 0.9)
+
+
 def test_nothing_to_learn_is_a_sentence():
     g = Group("a", ["x"], np.zeros((1, len(NAMES))), "y")
     with pytest.raises(RankerFitError, match="nothing to learn"):

@@ -204,15 +204,16 @@ def answer(g: Group, p: np.ndarray, nil_below: float = 0.0) -> str | None:
 
 
 def fit_nil(groups: Sequence[Group], probabilities: Sequence[np.ndarray]) -> float:
-    """The NIL threshold with the best out-of-fold accuracy (0 = never NIL when that is as good); the lowest
-    such threshold, so that NIL is answered only where it pays."""
+    """The NIL threshold with the best out-of-fold accuracy, the lowest such; kept only when it beats never
+    answering NIL (0) by more than one standard error (:func:`clearly_better`, the rule the trees meet too): one
+    NIL mention among a thousand must not make every unsure answer NIL."""
     tops = sorted({float(p.max()) for p in probabilities if len(p)})
     best_t, best = 0.0, accuracy(groups, probabilities, 0.0)
     for t in tops:
         acc = accuracy(groups, probabilities, t + 1e-12)
         if acc > best + 1e-12:
             best_t, best = t + 1e-12, acc
-    return best_t
+    return best_t if best_t and clearly_better(groups, probabilities, best_t, probabilities, 0.0) else 0.0
 
 
 @dataclass
