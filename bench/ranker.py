@@ -13,9 +13,9 @@ learns how far to trust a labelled picture or caption that looks alike). Measure
 1. **CV**: the ranker's out-of-fold accuracy over its training data (``ranker_cv``), and on dev alone beside the
    rule's dev accuracy (the rule linked as shipped); with the style fold (a scorer trained without Twemoji,
    ``--fold-scorer``, and ``style-dev``/``style-mismatched``/``groups-dev.jsonl`` from ``gemel corpus captions
-   --hold-out-style twemoji``), those captions are training data too, linked with that scorer, and two more dev rows compare the rule
-   (with that scorer) and the ranker out of fold: captions on pictures in an art style the scorer never saw, and
-   dev's same-caption groups. ``--dev-only`` stops here, before any held-out set is read;
+   --hold-out-style twemoji``), those captions are training data too, linked with that scorer, and two more dev
+   rows compare the rule (with that scorer) and the ranker out of fold: captions on pictures in an art style the
+   scorer never saw, and dev's same-caption groups. ``--dev-only`` stops here, before any held-out set is read;
 2. **test, read once at the end**: ``assets/eval/test.jsonl`` linked by the rule and by the ranker; real photos
    whose picture is in the seed pool or the ranker's training data (in-pool) and the others (out-of-pool)
    apart; NIL F1 over the test's NIL mentions; the ranker's link p50;

@@ -163,7 +163,9 @@ def test_nothing_to_calibrate_on_is_refused():
 
 
 @pytest.mark.parametrize("argv,message", [(["--weights", "a,b"], "comma-separated"),
-                                          (["--out", "cal.json"], "must end in .toml")])
+                                          (["--out", "cal.json"], "must end in .toml"),
+                                          ([], "decides with the learned ranker"),
+                                          (["--set", "rank.model=x.json"], "--set rank.model=\"\"")])
 def test_calibrate_cli_refuses_bad_arguments(tiny_dir, capsys, argv, message):
     from gemel.cli.main import main
 

@@ -255,6 +255,7 @@ def test_fit_ranker_cli_writes_an_artifact_a_profile_can_name(tiny_profile_file,
     assert main([*argv[:-1], str(tmp_path / "cache"), "--groups", str(elsewhere)]) == 0
     both = json.loads(out.read_text())["manifest"]
     assert both["mentions"] == d["manifest"]["mentions"] + 6 and both["data"][-1]["file"] == str(elsewhere)
+    assert both["groups_from"] == [{"file": str(elsewhere), "scorer": "unknown"}]  # no artifact beside it
 
 
 def test_a_refit_starts_from_the_groups_beside_the_profiles_ranker(tiny_linker, tmp_path):
@@ -359,9 +360,7 @@ def interaction_groups(n: int = 120, seed: int = 0) -> list[Group]:
 def test_trees_learn_what_the_logit_cannot_and_explain_it_additively(tmp_path):
     from gemel.rank.model import load_ranker
     from gemel.rank.trees import TreeRanker
-    from gemel.training.ranker import choose_by_cv
-
-    from gemel.training.ranker import WITH_TREES
+    from gemel.training.ranker import WITH_TREES, choose_by_cv
 
     groups = interaction_groups()
     cv = choose_by_cv(groups, kinds=WITH_TREES)

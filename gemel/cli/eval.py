@@ -4,7 +4,7 @@
     gemel eval --profile offline --data assets/eval/test.jsonl --baseline
     gemel eval --profile paper --data Wikidata-MEL.json --split splits.json:test \
         --pool Wikidata-MEL.json --pool-split splits.json:train
-    gemel calibrate --profile offline --data assets/eval/dev.jsonl --out calibrated.toml
+    gemel calibrate --profile offline --set rank.model="" --data assets/eval/dev.jsonl --out calibrated.toml
 """
 
 from __future__ import annotations
@@ -247,6 +247,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if not args.out.endswith(".toml"):
         raise UsageError(f"--out {args.out!r} must end in .toml (it is a profile file)")
     check_data_options(args)
+    decided_by = profile_with(args.profile, args.set, args.mapper).rank.model
+    if decided_by:
+        raise UsageError(f"profile {args.profile!r} decides with the learned ranker ([rank] model = {decided_by!r}), "
+                         "so the fused weights calibrate fits would decide nothing: fit the ranker with `gemel "
+                         "fit-ranker`, or calibrate the fused score with --set rank.model=\"\"")
     linker = load_for_eval(args)
     examples = examples_for(args, linker)
     scored = collect(linker, examples, progress=not args.quiet)

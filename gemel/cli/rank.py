@@ -86,6 +86,8 @@ def run_fit_ranker(args: argparse.Namespace) -> int:
         groups += gathered_elsewhere(args.groups)
         ranker = fit_with_cv(groups, files=[*args.data, *([args.annotations] if args.annotations else []),
                                             *args.groups], k=args.folds, kinds=WITH_TREES if args.trees else KINDS)
+        if args.groups:
+            ranker.manifest["groups_from"] = [gathered_by(path) for path in args.groups]
         out = save_fitted(ranker, groups, args.out or fitted_path(scorer_version(linker.image_scorer)), linker)
     m = ranker.manifest
     print(f"ranker written to {out} (its gathered features to {m['groups']}; fitted on the scores of "
@@ -107,6 +109,17 @@ def gathered_elsewhere(paths: list[str]) -> list:
             raise UsageError(f"--groups {path!r} is not a file of gathered features (the .groups.jsonl.gz "
                              f"`gemel fit-ranker` writes beside its artifact): {e}") from None
     return groups
+
+
+def gathered_by(path: str) -> dict[str, Any]:
+    """A ``--groups`` file and the image scorer its features were gathered with (from the artifact beside it,
+    ``X.json`` for ``X.groups.jsonl.gz``; "unknown" without one)."""
+    artifact = Path(path.removesuffix(".groups.jsonl.gz") + ".json")
+    try:
+        scorer = json.loads(artifact.read_text())["manifest"]["scorer"]["version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        scorer = "unknown"
+    return {"file": path, "scorer": scorer}
 
 
 def ranker_kind(ranker: Any) -> str:
