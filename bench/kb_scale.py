@@ -3,8 +3,8 @@
 Issue 12: a KB the size of the data sets' (100k-1M entities, planned to 6M), streamed end to end. This script
 builds KBs of growing size from real text through the real command (``gemel kb build SOURCE --out DIR``, the
 offline profile's MiniLM embedder), then opens each with the real linker (the offline profile, its KB replaced;
-image scorer off, since it is trained for the 10k KB's titles) and measures, each step in a fresh subprocess
-so that resident memory is honest:
+image scorer off, since it is trained for the 10k KB's titles, so the fused score decides) and measures, each
+step in a fresh subprocess so that resident memory is honest:
 
 * ``build_s``, ``build_peak_mb``: wall time and peak RSS (VmHWM) of the whole build, in one process;
 * ``open_s``: opening the built folder (SQLite, memory-mapped vectors) and its entry and demonstration
@@ -252,7 +252,8 @@ def child_serve(out: Path, links: int) -> dict:
     open_s = time.perf_counter() - t0
     del kb, index
     config = load_profile("offline").replace(kb={"source": str(out), "name": out.name},
-                                             image={"scorer": "", "weight": 0.0, "candidates": 0})
+                                             image={"scorer": "", "weight": 0.0, "candidates": 0},
+                                             rank={"model": ""})  # the shipped ranker reads the scorer's features
     linker = Linker.load(config)
     dev = load_jsonl_examples(ROOT / "assets" / "eval" / "dev.jsonl", "dev")[:links]
     times = []

@@ -58,7 +58,8 @@ class RecordsScorer:
             record = self.manifest["scorer"]
             fitted = f"{record['version']} ({record['model']})" if record.get("model") else record["version"]
             raise RankerError(f"ranker {str(where)!r} was fitted on the scores of the image scorer {fitted}, this "
-                              f"profile scores pictures with {version}: refit it with `gemel fit-ranker --profile ...`")
+                              f"profile scores pictures with {version}: refit it with `gemel fit-ranker --profile ...`"
+                              ", or decide with the fused score: --set rank.model=\"\"")
 
 
 @dataclass
