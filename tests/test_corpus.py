@@ -420,4 +420,4 @@ def test_a_style_fold_moves_one_styles_training_pictures_to_dev(tmp_path):
     write_style_fold(folded, KB, tmp_path, argparse.Namespace(seed=0, hidden=0.0, hold_out_style="twemoji"))
     rows = [json.loads(line) for line in (tmp_path / "style-dev.jsonl").read_text().splitlines()]
     assert [r["entity"] for r in rows] == ["Apple"] and rows[0]["image"].endswith("Apple-twemoji.png")
-    assert (tmp_path / "groups-dev.jsonl").is_file()
+    assert (tmp_path / "groups-dev.jsonl").is_file() and (tmp_path / "recurring-dev.jsonl").is_file()

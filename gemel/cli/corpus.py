@@ -157,8 +157,9 @@ def run_captions(args: argparse.Namespace) -> int:
 def write_style_fold(folded: Any, kb: Any, out: Path, args: argparse.Namespace) -> None:
     """The fitting data of a style fold: captions on the held-out style's pictures, those naming their entity
     beside another's picture (as ``mismatched.jsonl``: a confident picture in that style must not overrule a
-    named mention), and same-caption groups from the folded dev split (members one per line)."""
-    from gemel.training.captions import captions, mismatched, same_caption_groups, write_jsonl
+    named mention), same-caption groups from the folded dev split (members one per line) and its recurring split
+    (the learning curve's split to tune on)."""
+    from gemel.training.captions import captions, mismatched, recurring_split, same_caption_groups, write_jsonl
 
     root = folded.folder
     unseen = {it.image for it in folded.split("dev", heldout="style")}
@@ -170,6 +171,10 @@ def write_style_fold(folded: Any, kb: Any, out: Path, args: argparse.Namespace) 
     groups = same_caption_groups(folded, kb, split="dev", seed=args.seed)
     n = write_jsonl((m.to_example_dict(root) for g in groups for m in g.members), out / "groups-dev.jsonl")
     print(f"groups-dev: {len(groups)} same-caption groups from dev, {n} pictures")
+    rows = recurring_split(folded, split="dev", seed=args.seed)
+    n = write_jsonl((c.to_example_dict(root) for c in rows), out / "recurring-dev.jsonl")
+    print(f"recurring-dev: {n} dev pictures of {len({c.entity for c in rows})} entities (bench/learning_curve.py "
+          "--splits recurring-dev)")
 
 
 def run_top(args: argparse.Namespace) -> int:
