@@ -108,21 +108,18 @@ def gathered_file(gather: Any, path: Path, name: str, cache: Path | None, limit:
     return groups
 
 
-RULE_CACHE: Path | None = None  # where the rule's answers are kept (main sets it; None = not kept)
-
-
-def rule_answers(rule: Any, examples: list[Example]) -> list[str | None]:
-    """The fused score's answers, kept by the examples and the rule's config (a rerun links nothing again)."""
+def rule_answers(rule: Any, examples: list[Example], cache: Path) -> list[str | None]:
+    """The fused score's answers, kept in ``cache`` by the examples and the rule's config (a rerun links nothing
+    again)."""
     from gemel.data.evaluate import predict
 
     key = hashlib.sha256(json.dumps([[e.to_dict() for e in examples], rule.config.to_dict()], sort_keys=True,
                                     default=str).encode()).hexdigest()[:16]
-    path = RULE_CACHE / f"rule-{key}.json" if RULE_CACHE is not None else None
-    if path is not None and path.is_file():
+    path = cache / f"rule-{key}.json"
+    if path.is_file():
         return json.loads(path.read_text())
     answers = [p.entity for p in predict(rule, examples, desc="rule")]
-    if path is not None:
-        path.write_text(json.dumps(answers))
+    path.write_text(json.dumps(answers))
     return answers
 
 
@@ -189,8 +186,6 @@ def main(argv: list[str] | None = None) -> int:
     out = smoke_out("ranker") if args.smoke else ROOT / "bench" / "out"
     cache = out / "ranker-groups"
     cache.mkdir(parents=True, exist_ok=True)
-    global RULE_CACHE
-    RULE_CACHE = cache
 
     from gemel.linker import Linker
     from gemel.rank.model import Ranker, load_ranker
@@ -233,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     dev_idx = [i for i, g in enumerate(training) if g.tags.get("split") == "dev"]
     dev_cv = float(np.mean([answer(training[i], cv.probabilities[i], cv.nil_below) == training[i].gold
                             for i in dev_idx]))
-    rule_dev = score(rule_answers(rule, train_sets["dev"]), train_sets["dev"]).accuracy
-    fold_rows = fold_figures(fold, training, cv, train_sets) if fold is not None else {}
+    rule_dev = score(rule_answers(rule, train_sets["dev"], cache), train_sets["dev"]).accuracy
+    fold_rows = fold_figures(fold, training, cv, train_sets, cache) if fold is not None else {}
     if args.dev_only:  # decide on these (the default switch, a model family) before any held-out set is read
         rows = {"dev (ranker: out-of-fold)": (rule_dev, dev_cv, len(dev_idx)), **fold_rows}
         print(table(rows, None, None))
@@ -248,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     # 2. test, read once, now that the ranker is fixed
     test = examples_of(EVAL / "test.jsonl", limit)
     test_groups, times = gathered(gather, test, "test", cache, split="test")
-    rule_test, ranker_test = rule_answers(rule, test), ranker_answers(ranker, test_groups)
+    rule_test, ranker_test = rule_answers(rule, test, cache), ranker_answers(ranker, test_groups)
     seen = {sha(e.image) for exs in train_sets.values() for e in exs if e.image and Path(e.image).is_file()}
     outpool = [i for i, e in enumerate(test) if e.image and sha(e.image) not in seen]
     inpool = [i for i, e in enumerate(test) if e.image and sha(e.image) in seen]
@@ -262,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     if corpus is not None:
         for name in ("flags", "groups"):
             g, _ = gathered(gather, corpus[name], name, cache, split=name)
-            r, k = rule_answers(rule, corpus[name]), ranker_answers(ranker, g)
+            r, k = rule_answers(rule, corpus[name], cache), ranker_answers(ranker, g)
             if name == "groups":
                 rows["same-caption groups (all right)"] = (group_rate(r, corpus[name]), group_rate(k, corpus[name]),
                                                            len({e.meta["group"] for e in corpus[name]}))
@@ -312,7 +307,7 @@ def style_fold(rule: Any, captions: Path, scorer: Path) -> StyleFold | None:
     return StyleFold(rule.replace(config=rule.config.replace(image={"scorer": str(scorer)})), files)
 
 
-def fold_figures(fold: StyleFold, training: list, cv: Any, sets: dict[str, list[Example]]
+def fold_figures(fold: StyleFold, training: list, cv: Any, sets: dict[str, list[Example]], cache: Path
                  ) -> dict[str, tuple[float, float, int]]:
     """Dev rows of the style fold: the rule (with the fold's scorer) against the ranker out of fold, on the
     held-out style's captions and on dev's same-caption groups (all pictures of a group right)."""
@@ -321,7 +316,7 @@ def fold_figures(fold: StyleFold, training: list, cv: Any, sets: dict[str, list[
     for name, label in (("style-dev", STYLE_ROW),
                         ("groups-dev", "dev same-caption groups, all right (out-of-fold)")):
         examples = sets[name]
-        rule = rule_answers(fold.linker, examples)
+        rule = rule_answers(fold.linker, examples, cache)
         ranker = [answer(training[where[e.id]], cv.probabilities[where[e.id]], cv.nil_below) for e in examples]
         if name == "style-dev":
             rows[label] = pair(rule, ranker, examples, range(len(examples)))

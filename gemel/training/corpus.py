@@ -408,10 +408,15 @@ def _write_image(pic: Picture, path: Path) -> bool:
     return True
 
 
+def manifest_text(items: Iterable[CorpusItem]) -> str:
+    """corpus.jsonl's text: one item per line; its sha256 is the corpus's identity."""
+    return "".join(json.dumps(asdict(it), ensure_ascii=False, sort_keys=True) + "\n" for it in items)
+
+
 def write_manifest(out: Path, items: Iterable[CorpusItem]) -> str:
     """Write corpus.jsonl and manifest.sha256; return the hash (what a trained artifact records)."""
     out.mkdir(parents=True, exist_ok=True)
-    text = "".join(json.dumps(asdict(it), ensure_ascii=False, sort_keys=True) + "\n" for it in items)
+    text = manifest_text(items)
     digest = hashlib.sha256(text.encode()).hexdigest()
     (out / "corpus.jsonl").write_text(text, encoding="utf-8")
     (out / "manifest.sha256").write_text(digest + "\n")
@@ -459,8 +464,7 @@ class Corpus:
         items = [replace(it, split="dev", heldout="style") if it.split == "train" and it.style == style else it
                  for it in self.items]
         items = relabel_out_of_pool(items)
-        text = "".join(json.dumps(asdict(it), sort_keys=True) + "\n" for it in items)
-        return Corpus(self.folder, items, hashlib.sha256(text.encode()).hexdigest())
+        return Corpus(self.folder, items, hashlib.sha256(manifest_text(items).encode()).hexdigest())
 
 
 def link_entity_texts(kb: KnowledgeBase) -> list[str]:
