@@ -49,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument("--trees", action="store_true", help="also cross-validate a small tree ensemble and keep it when "
                                                         "clearly more accurate (off by default: docs/RANKER.md)")
+    p.add_argument("--without-picture", action="store_true",
+                   help="fit it with every feature the picture makes at 0: it decides from the text alone and fits "
+                        "any image scorer (the rule of a profile with [rank] model = \"\")")
     p.add_argument("--cache", metavar="DIR", help="where gathered features are kept (default: the project cache)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_fit_ranker)
@@ -85,13 +88,14 @@ def run_fit_ranker(args: argparse.Namespace) -> int:
             groups += groups_of_store(gathering, args.annotations, not args.quiet, args.cache)
         groups += gathered_elsewhere(args.groups)
         ranker = fit_with_cv(groups, files=[*args.data, *([args.annotations] if args.annotations else []),
-                                            *args.groups], k=args.folds, kinds=WITH_TREES if args.trees else KINDS)
+                                            *args.groups], k=args.folds, kinds=WITH_TREES if args.trees else KINDS,
+                             picture=not args.without_picture)
         if args.groups:
             ranker.manifest["groups_from"] = [gathered_by(path) for path in args.groups]
         out = save_fitted(ranker, groups, args.out or fitted_path(scorer_version(linker.image_scorer)), linker)
     m = ranker.manifest
-    print(f"ranker written to {out} (its gathered features to {m['groups']}; fitted on the scores of "
-          f"{m['scorer']['version']}): {m['mentions']} mentions ({m['gold_among_candidates']} with the gold entity "
+    scores = f"fitted on the scores of {m['scorer']['version']}" if ranker.reads_picture else "reads no picture"
+    print(f"ranker written to {out} (its gathered features to {m['groups']}; {scores}): {m['mentions']} mentions ({m['gold_among_candidates']} with the gold entity "
           f"among the candidates, {m['nil']} NIL), {m['cv']['folds']}-fold CV accuracy {m['cv']['accuracy']:.3f}, "
           f"{ranker_kind(ranker)}, NIL below p={ranker.nil_below:.3f}")
     return 0

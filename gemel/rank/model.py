@@ -45,10 +45,18 @@ class RecordsScorer:
     manifest: dict[str, Any]
 
     @property
+    def reads_picture(self) -> bool:
+        """Whether it weighs the picture's features (false: fitted without them, `fit-ranker --without-picture`)."""
+        return self.manifest.get("picture", True) is not False
+
+    @property
     def scorer(self) -> str | None:
         """The version of the image scorer it was fitted with (:func:`scorer_record`); None when not recorded (a
-        ranker fitted before scorers were recorded: taken as fitted for the profile's own)."""
+        ranker fitted before scorers were recorded: taken as fitted for the profile's own) or when it reads no
+        picture feature (it fits every scorer)."""
         record = self.manifest.get("scorer")
+        if not self.reads_picture:
+            return None
         return str(record["version"]) if isinstance(record, dict) and "version" in record else None
 
     def check_scorer(self, version: str, where: str | Path = "the ranker") -> None:

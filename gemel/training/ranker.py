@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from gemel.errors import GemelError
-from gemel.rank.features import NAMES
+from gemel.rank.features import NAMES, PICTURE
 from gemel.rank.model import Ranker, softmax
 from gemel.rank.trees import Tree, TreeRanker, views
 from gemel.types import Example
@@ -309,11 +309,25 @@ def clearly_better(groups: Sequence[Group], p: Sequence[np.ndarray], nil_p: floa
     return len(d) > 1 and d.mean() > d.std(ddof=1) / np.sqrt(len(d))
 
 
+def without_picture(groups: Sequence[Group]) -> list[Group]:
+    """The groups with every feature the picture makes (:data:`gemel.rank.features.PICTURE`) at 0: a ranker fitted
+    on them weighs those features 0, so it decides from the text alone whatever image scorer a profile has."""
+    cols = [NAMES.index(n) for n in PICTURE]
+    out = []
+    for g in groups:
+        x = g.x.copy()
+        x[:, cols] = 0.0
+        out.append(Group(g.key, g.titles, x, g.gold, g.tags))
+    return out
+
+
 def fit_with_cv(groups: Sequence[Group], files: Sequence[str | Path] = (), k: int = 5, seed: int = 0,
-                kinds: Sequence[str] = KINDS) -> Ranker | TreeRanker:
+                kinds: Sequence[str] = KINDS, picture: bool = True) -> Ranker | TreeRanker:
     """Keep the model family cross-validation chooses (:func:`choose_by_cv`) and fit it on every group with the
     NIL threshold fitted on its out-of-fold probabilities; the manifest records the data (files with sha256,
-    counts per source) and the CV accuracies."""
+    counts per source) and the CV accuracies. ``picture=False``: fitted :func:`without_picture` (the manifest
+    says ``"picture": false``; such a ranker fits any image scorer)."""
+    groups = groups if picture else without_picture(groups)
     cv = choose_by_cv(groups, k, seed, kinds)
     ranker = fit_trees(groups, cv.nil_below) if cv.kind == "trees" else fit(groups, cv.logit.l2, cv.nil_below)
     sources: dict[str, int] = {}
@@ -327,6 +341,7 @@ def fit_with_cv(groups: Sequence[Group], files: Sequence[str | Path] = (), k: in
         "cv": {"folds": k, "accuracy": round(cv.accuracy, 4), "kind": cv.kind,
                "by_kind": {a: round(b, 4) for a, b in cv.by_kind.items()},
                "by_l2": {str(a): round(b, 4) for a, b in cv.logit.by_l2.items()}},
+        "picture": picture,
     }
     return ranker
 
@@ -344,7 +359,9 @@ def shipped_groups(linker: Any) -> list[Group]:
 
     if not linker.config.rank.active:
         return []
-    path = groups_file(resolve(linker.config.rank.model, linker.config.base_dir))
+    artifact = resolve(linker.config.rank.model, linker.config.base_dir)
+    kept = linker.ranker.manifest.get("groups") if linker.ranker is not None else None  # a file name beside it
+    path = artifact.with_name(kept) if kept else groups_file(artifact)
     if not path.is_file():
         log.warning("no gathered features beside the ranker (%s): a refit learns from the decisions alone", path)
         return []
@@ -382,7 +399,7 @@ class RankerPart:
         if folds < 2:
             raise RankerFitError(f"{len(groups)} labelled mention(s) are too few to refit the ranker: save more "
                                  "decisions")
-        ranker = fit_with_cv(groups, k=folds)
+        ranker = fit_with_cv(groups, k=folds, picture=candidate.ranker.reads_picture)
         ranker.manifest["refit"] = {"base": len(base), "decisions": len(decided)}
         if "scorer" in candidate.ranker.manifest:  # the same image scorer's features: its record stays true
             ranker.manifest["scorer"] = candidate.ranker.manifest["scorer"]
