@@ -352,9 +352,7 @@ def _data_tab(studio: Studio, tab: gr.Tab) -> None:
 def _retrain_controls(studio: Studio, tab: gr.Tab) -> None:
     """Re-train from corrections: start the background job, poll its progress while it runs."""
     what = ("Refit the learned ranker on the decisions (one link per decision); the new one is used only if it does no "
-            "worse on held-out decisions and on the shipped test split." if studio.linker.ranker is not None else
-            "Re-train the mapper on the decisions; the new version is used only if it does better on held-out "
-            "decisions and no worse on the shipped test split.")
+            "worse on held-out decisions and on the shipped test split.")
     gr.Markdown(what)
     start = gr.Button("Re-train from corrections", elem_id="retrain-start")
     progress = gr.HTML(elem_id="retrain-progress")

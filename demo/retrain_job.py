@@ -2,8 +2,7 @@
 
 One `RetrainJob` belongs to the `demo.handlers.Studio`. ``start`` checks the store's decisions at once (bad input
 gets one sentence, nothing starts), then refits a copy of the trained part on a snapshot of the linker while the
-app keeps serving: the learned ranker where the profile decides with one (seconds to minutes), else the feature
-mapper (`gemel.training.retrain.parts_for`). The Data tab polls ``view`` for the progress line and the result. An
+app keeps serving: the ranker that decides (seconds to minutes; `gemel.training.retrain.parts_for`). The Data tab polls ``view`` for the progress line and the result. An
 accepted candidate (the acceptance rule of `gemel.training.retrain`) is saved as ``mappers/<version>.pt`` (a mapper)
 or ``mappers/<version>.json`` (a ranker) next to the annotation store (or in the app's work folder for an
 in-memory store) and swapped in under the studio's lock, the correction loop re-pointed to it, so every later
@@ -189,9 +188,7 @@ class RetrainJob:
 
 def serving_version(linker: Any, result: RetrainResult | None) -> str:
     """The version of the part a re-train fits, as the linker serves it now."""
-    ranker = linker.ranker
-    return ranker.version if ranker is not None and (result is None or result.part == "ranker") else \
-        linker.mapper_version
+    return linker.ranker.version if result is None or result.part == "ranker" else linker.mapper_version
 
 
 def _restored(linker: Any, saved: Path) -> tuple[str, str, Any]:
@@ -200,10 +197,6 @@ def _restored(linker: Any, saved: Path) -> tuple[str, str, Any]:
     if saved.suffix == ".json":
         from gemel.rank.model import load_ranker
 
-        if linker.ranker is None:
-            log.warning("not restoring the refit ranker %s: profile %r decides without a ranker", saved,
-                        linker.config.name)
-            return "ranker", "", None
         ranker = load_ranker(saved)
         return "ranker", ranker.version, lambda live: live.replace(ranker=ranker)
     from gemel.models.mapper import FeatureMapper

@@ -306,7 +306,7 @@ class HubUpgrade:
         linker = Linker(config, load_parts(config, beside=live, vision=vision))
         linker.kb_pool  # noqa: B018  (built now, not in the first link after the switch)
         self._lap("linker", t0)
-        if linker.ranker is None and config.rank.fit_at_start:  # fitted here, off the serving path, then cached
+        if linker.awaits_fit:  # fitted here, off the serving path, then cached
             linker = self._fit_ranker(linker)
         self._lap("ranker", t0)
         self.studio.swap_linker(lambda current: linker.replace(pool=current.labelled_pool))
@@ -365,10 +365,10 @@ def header_note(studio: Any) -> str:
     linker = studio.linker
     scorer = getattr(linker, "image_scorer", None)
     parts = [f"profile {linker.config.name}", f"pictures: {scorer.version if scorer is not None else 'prefix only'}"]
-    if getattr(linker, "ranker", None) is not None:
+    if getattr(linker, "awaits_fit", False):  # the answers say it too
+        parts.append(unfitted_rule(linker.config).partition(" (")[0])
+    elif getattr(linker, "ranker", None) is not None:
         parts.append(f"decided by {linker.ranker.version}")
-    elif linker.config.rank.fit_at_start:  # the answers say it too
-        parts.append(unfitted_rule(linker.config).partition(":")[0])
     upgrade = getattr(studio, "hub_upgrade", None)
     if upgrade is not None and not upgrade.switched:
         parts.append(upgrade.status)

@@ -18,7 +18,7 @@ from gemel.config import LinkerConfig, ProfileError
 from gemel.generation.trie import ArrayTrie, Trie
 from gemel.image.clip import SCORER as CLIP_SCORER
 from gemel.image.clip import ClipEntityScorer
-from gemel.image.gates import PictureFactsCache, load_scorer
+from gemel.image.facts import PictureFactsCache, load_scorer
 from gemel.image.scorer import ImageEntityScorer
 from gemel.kb.demonstrations import DemonstrationPool, StoredKBPool, kb_examples, load_jsonl_examples
 from gemel.kb.entities import KBError, KnowledgeBase
@@ -30,7 +30,8 @@ from gemel.models.features import FeatureStore
 from gemel.models.llm import LanguageModel
 from gemel.models.mapper import FeatureMapper, MapperSpec
 from gemel.models.vision import VisionEncoder
-from gemel.rank.model import Ranker, load_ranker
+from gemel.rank.model import TEXT_RANKER, Ranker, load_ranker
+from gemel.rank.trees import TreeRanker
 from gemel.sources import resolve
 from gemel.types import Example
 
@@ -77,7 +78,7 @@ class Shared:
         self.remembered: dict[tuple, Any] = {}  # picture memory entries, by example and picture (image.signal)
 
     def image_scorer(self, config: LinkerConfig) -> ImageEntityScorer | ClipEntityScorer | None:
-        """The config's image scorer, loaded once per artifact path (variants that only change image.weight or
+        """The config's image scorer, loaded once per artifact path (variants that only change
         image.candidates share it); None when the config has none."""
         if not config.image.active:
             return None
@@ -95,11 +96,10 @@ class Shared:
             return ClipEntityScorer.for_kb(self.vision, self.kb, c.clip_prompt, c.clip_batch_size)
         return load_scorer(config, self.vision, self.embedder.name, self.kb_vectors, self.kb.titles)
 
-    def ranker(self, config: LinkerConfig) -> Ranker | None:
-        """The config's ranker (``rank.model``), loaded once per artifact path; None when it names none."""
-        if not config.rank.active:
-            return None
-        path = resolve(config.rank.model, config.base_dir)
+    def ranker(self, config: LinkerConfig) -> Ranker | TreeRanker:
+        """The config's ranker (``rank.model``; "" = the shipped one that reads no picture feature,
+        :data:`gemel.rank.model.TEXT_RANKER`), loaded once per artifact path."""
+        path = resolve(config.rank.model, config.base_dir) if config.rank.active else TEXT_RANKER
         if path is None:
             raise ProfileError(f"rank.model {config.rank.model!r} must be a local file (from `gemel fit-ranker`)")
         key = str(path)

@@ -10,6 +10,7 @@ open_clip's ``CLIPVisionCfg``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import tomllib
@@ -127,10 +128,8 @@ class DecodeConfig:
     num_beams: int = 5  # paper: 5
     max_new_tokens: int = 32  # paper: 32
     candidates: int = 16  # K: retrieve the top K KB entries, decode over their names; 0 = the whole KB
-    length_penalty: float = 1.0  # llm_logprob = sum of token log-probs / tokens ** length_penalty (0 = sum)
-    w_llm: float = 1.0  # fused score = w_llm * llm_logprob + w_ret * retrieval_sim
-    w_ret: float = 0.0  # weight of the retrieval similarity in the fused score
-    nil_threshold: float = float("-inf")  # best fused score below this -> entity None (NIL)
+    length_penalty: float = 1.0  # beam search's score and the shown llm_logprob: sum of token log-probs /
+    # tokens ** length_penalty (0 = sum); the ranker reads both the sum and the per-token mean
 
     def __post_init__(self) -> None:
         _check(self.mode in ("beam", "score"), f"decode.mode {self.mode!r} is not one of beam, score")
@@ -144,57 +143,27 @@ class DecodeConfig:
 
 @dataclass(frozen=True)
 class ImageConfig:
-    """The picture as a linking signal (off by default): the image scorer's similarity of the query picture to
-    every KB entity adds candidates and a fusion term (see :mod:`gemel.image.gates`)."""
+    """The picture's image scorer (off by default): its score of every KB entity becomes the ranker's image
+    features (:mod:`gemel.rank.features`), and its top entities join the candidates."""
 
     scorer: str = ""  # image scorer artifact (path relative to the profile); "" = the picture only feeds the prefix;
     # "clip" = the open_clip vision model's own image-text similarity (gemel/image/clip.py)
-    weight: float = 0.0  # w_img: fused score += w_img * image_score (the scorer's z-scored fused similarity)
     candidates: int = 0  # K_img: the image's top K_img KB entities join the text top-K (0 = none)
-    min_confidence: float = 0.0  # below this scorer confidence (max probability over the KB) the image adds nothing
-    min_flatness: float = 0.0  # below this flatness (gemel.image.style: a photo) the image adds nothing
-    max_text_margin: float = math.inf  # the image weighs in only when the text's best two candidates are this close
-    trust_exact_name: bool = False  # a mention that is exactly one candidate's name (or base name) is not overruled
-    choose_sense: bool = False  # a mention that is exactly the name of several candidates: the picture picks the sense
-    # with choose_sense (alone it does nothing): this share of each sense's log-probability under a content-free
-    # query (same demonstrations, the caption replaced by the bare mention, no picture), centred, is subtracted
-    # first (gemel/image/sense_prior.py; 0 = none, 1 = all of the name's prior)
-    remove_sense_prior: float = 0.0
-    # labelled pictures remembered by the image score (gemel/image/memory.py): 0 = no memory
-    memory_weight: float = 0.0  # image score += memory_weight * similarity, for the nearest remembered one's entity
-    memory_min_similarity: float = 0.8  # ... when it is at least this similar (cosine + layout kernel, in [-1, 2])
-    memory_lead: float = 0.1  # ... and this much nearer than the nearest remembered picture of another entity
     # image.scorer = "clip": each entity's CLIP text prompt, from its {title} and {description} (truncated to CLIP's
     # context, 77 tokens for ViT-B-32)
     clip_prompt: str = "a photo of {title}, {description}."
     clip_batch_size: int = 64  # image.scorer = "clip": entity prompts per forward pass of CLIP's text tower (texts)
 
     def __post_init__(self) -> None:
-        _check(math.isfinite(self.weight) and self.weight >= 0,
-               f"image.weight={self.weight} must be a finite number >= 0 (0 = the image score is shown, not used)")
-        _check(0.0 <= self.min_confidence <= 1.0,
-               f"image.min_confidence={self.min_confidence} must be in [0, 1] (a probability; 0 = always use the image)")
-        _check(0.0 <= self.min_flatness <= 1.0,
-               f"image.min_flatness={self.min_flatness} must be in [0, 1] (a share of pixel pairs; 0 = any picture)")
-        _check(math.isfinite(self.memory_weight) and self.memory_weight >= 0,
-               f"image.memory_weight={self.memory_weight} must be a finite number >= 0 (0 = no picture memory)")
-        _check(-1.0 <= self.memory_min_similarity <= 2.0, f"image.memory_min_similarity="
-               f"{self.memory_min_similarity} must be in [-1, 2] (cosine + layout kernel; 2 = the same picture)")
-        _check(self.memory_lead >= 0, f"image.memory_lead={self.memory_lead} must be >= 0 (a difference of "
-                                      "similarities; 0 = the nearest remembered picture always counts)")
-        _check(self.max_text_margin > 0, f"image.max_text_margin={self.max_text_margin} must be > 0 (a difference "
-                                         "of fused text scores; inf = the image weighs in whatever the text says)")
-        _check(0.0 <= self.remove_sense_prior <= 1.0, f"image.remove_sense_prior={self.remove_sense_prior} must be "
-               "in [0, 1] (the share of the senses' prior taken out; 0 = none)")
         _check(0 <= self.candidates <= 256,
                f"image.candidates={self.candidates} must be in 0..256 (0 = no candidates from the image)")
         _check(self.clip_batch_size >= 1, f"image.clip_batch_size={self.clip_batch_size} must be >= 1 (texts per "
                                           "forward pass)")
         _check("{title}" in self.clip_prompt, f"image.clip_prompt {self.clip_prompt!r} must contain {{title}} (and "
                                               "may contain {description}), e.g. \"a photo of {title}, {description}.\"")
-        _check(bool(self.scorer) or (self.weight == 0 and self.candidates == 0),
-               f"image.weight={self.weight} / image.candidates={self.candidates} need an image.scorer: set"
-               " image.scorer to an artifact (gemel/assets/models/image_scorer.pt), or both to 0")
+        _check(bool(self.scorer) or self.candidates == 0,
+               f"image.candidates={self.candidates} needs an image.scorer: set image.scorer to an artifact "
+               "(gemel/assets/models/image_scorer.pt), or image.candidates = 0")
 
     @property
     def active(self) -> bool:
@@ -203,14 +172,16 @@ class ImageConfig:
 
 @dataclass(frozen=True)
 class RankConfig:
-    """The learned decision rule (:mod:`gemel.rank.model`): when a model is named, it decides instead of the
-    fused score and its gates."""
+    """The decision rule: a ranker (:mod:`gemel.rank.model`) fitted on labelled mentions, over every candidate's
+    features; the one named here, or the one a first start fitted for the profile's image scorer."""
 
-    model: str = ""  # ranker artifact (JSON, path relative to the profile, from `gemel fit-ranker`); "" = none
+    model: str = ""  # ranker artifact (JSON, path relative to the profile, from `gemel fit-ranker`); "" = the shipped
+    # one that reads no picture feature (gemel/assets/models/ranker-text.json: it fits any image scorer)
     decision_candidates: int = 3  # entities of the stored decisions whose pictures are nearest the query's join
     # the candidates (a nominal mention, "the animal", retrieves none of them from text); 0 = none
-    fit_at_start: bool = False  # with model = "": fit a ranker for this profile's image scorer on the shipped
-    # fitting data at its first start, cached as <cache>/rankers/<scorer version>.json (gemel/training/first_start.py)
+    fit_at_start: bool = False  # fit a ranker for this profile's image scorer on the shipped fitting data at its
+    # first start, cached as <cache>/rankers/<scorer version>.json, which then decides instead of `model`
+    # (gemel/training/first_start.py)
 
     def __post_init__(self) -> None:
         _check(0 <= self.decision_candidates <= 64,
@@ -270,10 +241,21 @@ _SECTIONS: dict[str, type] = {"llm": LLMConfig, "vision": VisionConfig, "embedde
                               "decode": DecodeConfig, "image": ImageConfig, "rank": RankConfig}
 
 
+# keys of the hand-set fused score and its gates, which the learned ranker replaced: named when a profile has them
+REMOVED: dict[str, frozenset[str]] = {
+    "decode": frozenset({"w_llm", "w_ret", "nil_threshold"}),
+    "image": frozenset({"weight", "min_confidence", "min_flatness", "max_text_margin", "trust_exact_name",
+                        "choose_sense", "remove_sense_prior", "memory_weight", "memory_min_similarity", "memory_lead"}),
+}
+
+
 def _build(klass: type, values: dict[str, Any], section: str) -> Any:
     _check(isinstance(values, dict), f"[{section}] must be a table of key = value lines, got {values!r}")
     names = {f.name for f in dataclasses.fields(klass)}
     unknown = set(values) - names
+    removed = sorted(f"{section}.{k}" for k in unknown if k in REMOVED.get(section, ()))
+    _check(not removed, f"{', '.join(removed)} no longer exist(s): the learned ranker decides, weighing every "
+                        "candidate's features itself (docs/RANKER.md); delete the key(s) from the profile")
     _check(not unknown, f"unknown key(s) {sorted(unknown)} in [{section}]; known: {sorted(names)}")
     types = {f.name: f.type for f in dataclasses.fields(klass)}
     for key, value in values.items():
@@ -317,3 +299,56 @@ def load_profile(profile: str | Path = "offline") -> LinkerConfig:
         except tomllib.TOMLDecodeError as e:
             raise ProfileError(f"profile file {str(path)!r} is not valid TOML: {e}") from e
     return LinkerConfig.from_dict(data, name=path.stem, base_dir=path.parent)
+
+
+# ---- writing a profile ---------------------------------------------------------------------------------
+# path fields: made absolute when a profile is written elsewhere
+PATH_FIELDS = {"llm": ("source",), "vision": ("weights",), "embedder": ("source",), "kb": ("source",),
+               "mapper": ("checkpoint",), "demos": ("seed_pool",),
+               "image": ("scorer",), "rank": ("model",)}
+
+
+def profile_toml(config: LinkerConfig, header: str = "") -> str:
+    """A complete profile TOML for ``config``; relative paths become absolute, so the file can live anywhere."""
+    data = config.to_dict()
+    lines = [f"# {line}" for line in header.splitlines()] + [
+        f"name = {_toml_value(data['name'])}", f"description = {_toml_value(data['description'])}"]
+    for section in ("llm", "vision", "embedder", "kb", "mapper", "demos", "decode", "image", "rank"):
+        lines += ["", f"[{section}]"]
+        for key, value in data[section].items():
+            if key in PATH_FIELDS.get(section, ()) and not _keyword(config, section, key, value):
+                value = _absolute(value, config.base_dir)
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _keyword(config: LinkerConfig, section: str, key: str, value: str) -> bool:
+    """A value of a path field that names something else, never a file beside the profile, even where a folder of
+    that name sits there: ``image.scorer = "clip"`` (CLIP's own score), an open_clip pretrained tag ("openai") as
+    ``vision.weights``, which the loader reads as a path only when it is a file."""
+    if (section, key) == ("image", "scorer"):
+        return value == CLIP_SCORER
+    if (section, key) == ("vision", "weights") and config.vision.kind == "open_clip" and value:
+        return not (Path(config.base_dir) / value).expanduser().is_file()
+    return False
+
+
+def _absolute(value: str, base_dir: str) -> str:
+    if not value or value.startswith("package:") or Path(value).expanduser().is_absolute() or not base_dir:
+        return value
+    candidate = Path(base_dir) / value
+    return str(candidate.resolve()) if candidate.exists() else value
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ProfileError(f"cannot write {value!r} ({type(value).__name__}) to a TOML profile")

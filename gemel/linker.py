@@ -4,16 +4,16 @@ Per query: the frozen vision encoder's feature -> the mapper's k prefix embeddin
 embedded to retrieve (a) n demonstrations (labelled pool + KB-derived pool) and (b) the top K KB candidates;
 the interleaved prompt is prefilled once; then either every candidate name is scored by teacher forcing
 (``decode.mode = "score"``) or constrained beam search runs over a prefix tree of the candidate names, or of
-the whole KB when K = 0 (the paper). Candidates are ranked by ``w_llm * llm_logprob + w_ret * retrieval_sim``
-(``+ w_img * image_score`` with an image scorer, see :mod:`gemel.image.gates`, which also adds the picture's
-top KB entities to the candidates); below ``nil_threshold`` the linker answers NIL (``entity=None``) but still
-returns the candidates.
+the whole KB when K = 0 (the paper). Every candidate's features (:mod:`gemel.rank.features`: the LLM's
+log-probability, retrieval, the name, the picture's image score, people's decisions) are computed once and the
+ranker (:mod:`gemel.rank.model`, ``[rank] model``) turns them into a probability per candidate; below its
+``nil_below`` the linker answers NIL (``entity=None``) but still returns the candidates.
 
 The public seams, so that training, benchmarks and ablations never reach inside:
 
 - :meth:`Linker.build_prompt` builds a query's prompt (demonstrations, segments, candidate ids, embeddings)
   exactly as :meth:`Linker.link` does; given a trainable mapper, gradients flow through every visual prefix.
-- :meth:`Linker.decode` and :meth:`Linker.rank` are the two steps after the prefill.
+- :meth:`Linker.decode` and :meth:`Linker.rank_learned` are the two steps after the prefill.
 - :meth:`Linker.replace` returns a variant (another config, pool, feature source or mapper) that shares the
   loaded models, tokenised names and indexes: nothing of the original linker changes.
 """
@@ -38,19 +38,14 @@ from gemel.generation.decoding import Hypothesis, Prefilled, beam_search, prefil
 from gemel.generation.prompt import PromptBuilder, Segment, demo_text, query_text
 from gemel.generation.trie import DictTrie, Trie
 from gemel.image.clip import SCORER as CLIP_SCORER
-from gemel.image.gates import (
-    image_mask,
-    merge_candidates,
-    names_sense,
-    top_rows,
-)
+from gemel.image.facts import merge_candidates, top_rows
 from gemel.image.sense_prior import SensePriorCache, centred, neutral_segment
 from gemel.image.signal import ImageSignal
 from gemel.images import ImageInput, Picture
 from gemel.kb.demonstrations import DemonstrationPool, Retrieved, load_jsonl_examples, merge
 from gemel.kb.entities import KnowledgeBase
 from gemel.kb.index import ExactIndex, IVFIndex
-from gemel.kb.names import named_as
+from gemel.kb.names import named_as, names_sense
 from gemel.kb.retrieval import VectorIndex
 from gemel.kb.store import StoredKB, open_kb
 from gemel.memory import release_unused_gpu_libraries, trim
@@ -98,8 +93,6 @@ class QueryPrompt:
     candidate_ids: list[int]  # KB rows to decode over ([] = the whole KB)
     embeds: torch.Tensor  # (1, T, H) prompt embeddings
     timings: dict[str, float] = field(default_factory=dict)  # seconds: vision, retrieval, prompt
-    image_scores: np.ndarray | None = None  # (N_kb,) image scores of the query picture; None = no image signal
-    image_note: str = ""  # why the picture adds no image score ("off: ..."), "on", or "" (no scorer, no picture)
 
     @property
     def length(self) -> int:
@@ -124,14 +117,15 @@ class Linker:
         self._sense_priors = SensePriorCache()  # per variant: its mapper makes the demonstrations' prefixes
         self.mapper = mapper
         self.image_scorer = shared.image_scorer(config)  # loaded now, so that a bad artifact fails at load time
-        self.image_signal = ImageSignal(self.image_scorer, config.image, features, shared.kb, shared.picture_facts,
-                                        shared.remembered)
+        self.image_signal = ImageSignal(self.image_scorer, features, shared.kb, shared.picture_facts, shared.remembered)
         self.prompt = PromptBuilder(shared.lm, config.llm.max_prompt_tokens, bos=config.llm.bos)
+        self.awaits_fit = False  # the profile fits its ranker at start and none is fitted for its scorer yet
         if config.rank.fit_at_start and not config.rank.active:  # fitted at an earlier first start, if cached
-            self.config = config = with_fitted_ranker(config, shared, self.image_scorer)
-        self.ranker = shared.ranker(config)  # the learned decision rule, None = the fused score and its gates
-        if self.ranker is not None:  # its image features must be this profile's scorer's
-            self.ranker.check_scorer(scorer_version(self.image_scorer), config.rank.model)
+            fitted = with_fitted_ranker(config, shared, self.image_scorer)
+            self.awaits_fit = fitted is config
+            self.config = config = fitted
+        self.ranker = shared.ranker(config)  # the decision rule
+        self.ranker.check_scorer(scorer_version(self.image_scorer), config.rank.model or "the shipped ranker")
 
     # ---- construction --------------------------------------------------------------------------
     @classmethod
@@ -167,7 +161,7 @@ class Linker:
         left unchanged. ``pool``: a `DemonstrationPool`, or examples for a fresh labelled pool (``[]`` = none);
         ``features``: an object with ``get(image) -> (D,) tensor`` (e.g. precomputed features); ``mapper``:
         another mapper (``None`` = no visual prefix); ``ranker``: another decision rule (a
-        `gemel.rank.model.Ranker`; ``None`` = the fused score). ``config`` may change everything but the loaded
+        `gemel.rank.model.Ranker` or `gemel.rank.trees.TreeRanker`). ``config`` may change everything but the loaded
         components (llm, vision, embedder, kb): those need `Linker.load`."""
         config = config or self.config
         changed = [s for s in ("llm", "vision", "embedder", "kb") if _identity(getattr(config, s), s)
@@ -186,6 +180,9 @@ class Linker:
                        self.mapper if mapper is _SAME else mapper)
         if ranker is _SAME:  # this linker's own, unless the config names another
             ranker = self.ranker if config.rank == self.config.rank else variant.ranker
+        if ranker is None:
+            raise ProfileError("replace(ranker=None): every linker decides with a ranker; give a Ranker (e.g. "
+                               "Ranker.uniform() to gather features without deciding)")
         variant.ranker = ranker
         return variant
 
@@ -299,8 +296,8 @@ class Linker:
             return []
         _, ids = self.kb_index.search(query, min(k, len(self.kb)))
         rows = [int(i) for i in ids[0] if i >= 0]
-        if mention and (isinstance(self.kb, StoredKB) or self.ranker is not None):  # entries named so (surface
-            rows += [r for r in self.kb.rows_named(mention) if r not in rows]  # name or alias) join the candidates
+        if mention:  # the entries named so (surface name or alias) join the candidates
+            rows += [r for r in self.kb.rows_named(mention) if r not in rows]
         if image_scores is None or self.config.image.candidates == 0:
             return rows
         return merge_candidates(rows, top_rows(image_scores, self.config.image.candidates))
@@ -313,11 +310,10 @@ class Linker:
 
     def image_scores(self, image: ImageInput) -> np.ndarray | None:
         """(N_kb,) image scores of the query picture against every KB entity (the image scorer's fused
-        similarity, z-scored over the KB), or None: no picture, no scorer, no vision feature, the scorer
-        abstains or is less confident than ``image.min_confidence``, or the picture is a photo (less flat than
-        ``image.min_flatness``: :mod:`gemel.image.style`). Reuses the picture's vision feature (the one
-        the visual prefix is made from)."""
-        return self.image_signal.scores(Picture.of(image), None, self.labelled_pool.live())[0]
+        similarity, z-scored over the KB: the ranker's image features are made from them), or None: no picture,
+        no scorer or no vision feature. Reuses the picture's vision feature (the one the prefix is made from)."""
+        evidence, _ = self.image_signal.evidence(Picture.of(image), "", ())
+        return None if evidence is None else evidence.z
 
     # ---- the prompt ------------------------------------------------------------------------------
     def build_prompt(self, image: ImageInput, text: str, mention: str, *, exclude: Sequence[str] = (),
@@ -333,15 +329,11 @@ class Linker:
         query = self.embedder.encode([mention_in_context(text, mention)])  # (1, D)
         demos = self.retrieve_demonstrations(query, exclude, caption=text, image=image)
         t_img = time.perf_counter()
-        image_scores, image_note = self.image_signal.scores(image, mention, self.labelled(exclude))
+        evidence, _ = self.image_signal.evidence(image, mention, ())  # the picture's top entities join, whatever its style
         t_img = time.perf_counter() - t_img
-        if self.ranker is None:
-            cand_ids = self.retrieve_candidates(query, candidates, image_scores, mention)
-        else:  # the ranker weighs the picture itself: its top entities join whatever its style
-            evidence, _ = self.image_signal.evidence(image, mention, ())
-            cand_ids = self.retrieve_candidates(query, candidates, evidence and evidence.scores, mention)
-            if candidates is None and cand_ids:  # [] = the whole KB (decode.candidates = 0): they are in it
-                cand_ids += [r for r in self.decision_rows(image, exclude) if r not in cand_ids]
+        cand_ids = self.retrieve_candidates(query, candidates, evidence and evidence.scores, mention)
+        if candidates is None and cand_ids:  # [] = the whole KB (decode.candidates = 0): they are in it
+            cand_ids += [r for r in self.decision_rows(image, exclude) if r not in cand_ids]
         t1 = time.perf_counter()
         prefixes = self.visual_prefixes([r.example.image for r in demos] + [image], mapper)
         t2 = time.perf_counter()
@@ -352,7 +344,7 @@ class Linker:
         demos = demos[len(demos) - len(kept):]
         embeds = self.prompt.embed(kept + [last])  # (1, T, H)
         timings = {"retrieval": t1 - t0 - t_img, "vision": t2 - t1 + t_img, "prompt": time.perf_counter() - t2}
-        return QueryPrompt(query, demos, kept + [last], cand_ids, embeds, timings, image_scores, image_note)
+        return QueryPrompt(query, demos, kept + [last], cand_ids, embeds, timings)
 
     def visual_prefixes(self, images: Sequence[ImageInput], mapper: torch.nn.Module | None = None
                         ) -> list[torch.Tensor | None]:
@@ -389,24 +381,17 @@ class Linker:
             t2 = time.perf_counter()
             hyps = self.decode(pre, qp.candidate_ids)
             t3 = time.perf_counter()
-            senses = self.sense_rows(hyps, mention) if self._needs_sense_prior(qp) else []
+            senses = self.sense_rows(hyps, mention)
             raw_prior = self.sense_prior(qp, mention, senses, pre) if len(senses) >= 2 else {}  # uses up pre
             t_prior = time.perf_counter() - t3
         rows, x = self.candidate_features(qp, hyps, mention, image, centred(raw_prior) if raw_prior else {},
                                           exclude)
-        if self.ranker is None:
-            prior = self.sense_calibration(qp, hyps, mention)  # the rule's share of the prior (cached above)
-            ranked = with_features(self.rank(hyps, qp.query, qp.image_scores, mention=mention, prior=prior),
-                                   self.kb, rows, x)
-            best = ranked[0] if ranked else None
-            entity = best.name if best and best.score >= self.config.decode.nil_threshold else None
-        else:
-            ranked, entity = self.rank_learned(rows, x, hyps)
+        ranked, entity = self.rank_learned(rows, x, hyps)
         t4 = time.perf_counter()
         timings = {**qp.timings, "prefill": t2 - t1, "decode": t3 - t2, "sense_prior": t_prior,
                    "rank": t4 - t3 - t_prior, "total": t4 - t0}
         why = explain([c.to_dict() for c in ranked], entity).to_dict()  # the model's own answer, not memory's
-        if self.ranker is None and self.config.rank.fit_at_start:  # the answer says its rule is not fitted yet
+        if self.awaits_fit:  # the answer says its ranker is not fitted on the profile's image scorer yet
             why = with_rule(why, unfitted_rule(self.config))
         scorer = self.image_scorer.version if self.image_scorer is not None and image is not None else ""
         return Prediction(entity=decided.entity if decided else entity, candidates=ranked, why=why,
@@ -414,8 +399,7 @@ class Linker:
                           mapper=self.mapper_version, precision=self.lm.dtype_name, timings=timings,
                           prompt_tokens=pre.length, source="correction" if decided else "model",
                           corrected_by=decided.meta.get("annotator") if decided else None,
-                          image=image_use(qp, ranked, self.config.image.weight) if self.ranker is None
-                          else learned_image_use(image, x))
+                          image=image_use(image, x))
 
     def decode(self, pre: Prefilled, candidate_ids: Sequence[int]) -> list[Hypothesis]:
         """The LLM's hypotheses after a prefilled prompt: every candidate scored (``decode.mode="score"``), or
@@ -465,25 +449,6 @@ class Linker:
             self._sense_priors.put(key, prior)
         return prior
 
-    def _needs_sense_prior(self, qp: QueryPrompt) -> bool:
-        """Whether this link's decision uses the senses' prior (one more short LLM pass): the ranker's feature,
-        or the fused rule's calibration of a picture that passed its gates (else the feature stays 0)."""
-        c = self.config.image
-        return self.ranker is not None or (c.choose_sense and c.remove_sense_prior > 0 and qp.image_scores is not None)
-
-    def sense_calibration(self, qp: QueryPrompt, hyps: Sequence[Hypothesis], mention: str | None,
-                          pre: Prefilled | None = None) -> dict[int, float] | None:
-        """What to subtract from the senses' LLM scores: ``image.remove_sense_prior`` x their centred prior; only
-        when the picture has image scores (it passed the gates) and the mention names two or more hypotheses;
-        else None. ``pre``: as in :meth:`sense_prior`."""
-        share = self.config.image.remove_sense_prior
-        if not (self.config.image.choose_sense and share > 0) or qp.image_scores is None:
-            return None
-        rows = self.sense_rows(hyps, mention)
-        if len(rows) < 2:
-            return None
-        return {r: share * v for r, v in centred(self.sense_prior(qp, mention, rows, pre)).items()}
-
     def decision_rows(self, image: ImageInput, exclude: Sequence[str] = ()) -> list[int]:
         """KB rows of the stored decisions whose pictures are nearest the query's (``rank.decision_candidates``):
         a nominal mention ("the animal") retrieves none of them from text."""
@@ -517,49 +482,16 @@ class Linker:
         lp = self.config.decode.length_penalty
         llm = {r: h.normalised(lp) for h in hyps for r in [self.row_of(h.tokens)] if r is not None}
         probs, parts = self.ranker.probabilities(x), self.ranker.contributions(x)
-        col = FEATURE_NAMES.index("retrieval_sim")
         out = []
         for i, r in enumerate(rows):
-            e = self.kb.entities[r]
-            out.append(Candidate(e.title, float(parts[i].sum()), llm[r], float(x[i, col]), e.description,
-                                 features=dict(zip(FEATURE_NAMES, map(float, x[i]))), probability=float(probs[i]),
-                                 contributions=dict(zip(FEATURE_NAMES, map(float, parts[i])))))
+            e, f = self.kb.entities[r], dict(zip(FEATURE_NAMES, map(float, x[i])))
+            image = f["image_drawing"] + f["image_photo"] if f["image_top"] > 0 else None  # z over the KB
+            out.append(Candidate(e.title, float(parts[i].sum()), llm[r], f["retrieval_sim"], e.description,
+                                 image_score=image, sense_prior=f["sense_prior"] or None, features=f,
+                                 probability=float(probs[i]), contributions=dict(zip(FEATURE_NAMES, map(float, parts[i])))))
         out.sort(key=lambda c: c.probability, reverse=True)
         entity = out[0].name if out and out[0].probability >= self.ranker.nil_below else None
         return out, entity
-
-    def rank(self, hyps: Sequence[Hypothesis], query: np.ndarray, image_scores: np.ndarray | None = None,
-             mention: str | None = None, prior: Mapping[int, float] | None = None) -> list[Candidate]:
-        """Hypotheses as KB candidates, best fused score first (``w_llm * llm_logprob + w_ret * sim``, plus
-        ``w_img * image_scores[row]`` when the query picture has image scores and the text leaves the choice
-        open, or only to the senses of a shared name: :func:`gemel.image.gates.image_mask`, which needs the
-        ``mention`` for ``image.trust_exact_name`` and ``image.choose_sense``). ``prior``: KB row -> the sense
-        prior subtracted from that row's ``llm_logprob`` first (:meth:`sense_calibration`)."""
-        prior = prior or {}
-        d = self.config.decode
-        parts = []  # (row, llm, sim, text score)
-        for h in hyps:
-            i = self._shared.row_of_tokens.get(h.tokens)
-            if i is None:  # the trie only spells KB names: a tokenizer that does not round-trip would do this
-                log.warning("dropping a hypothesis that is no KB name: tokens %s", list(h.tokens)[:12])
-                continue
-            sim = float(self._shared.kb_vectors[i] @ query[0])
-            llm = h.normalised(d.length_penalty)
-            parts.append((i, llm, sim, d.w_llm * (llm - prior.get(i, 0.0)) + d.w_ret * sim))
-        mask = None if image_scores is None else image_mask(
-            [p[3] for p in parts], [named_as(mention, self.kb.entities[p[0]]) for p in parts], mention,
-            self.config.image)  # None: the text has decided, the picture does not overrule it
-        w_img = self.config.image.weight
-        out = []
-        for (i, llm, sim, text_score), use in zip(parts, mask or [False] * len(parts)):
-            e = self.kb.entities[i]
-            img = float(image_scores[i]) if use else None
-            score = text_score + (w_img * img if img is not None else 0.0)
-            terms = {"llm": d.w_llm * llm, "prior": -d.w_llm * prior.get(i, 0.0), "retrieval": d.w_ret * sim,
-                     "image": w_img * img if img is not None else 0.0}
-            out.append(Candidate(e.title, score, llm, sim, e.description, image_score=img, sense_prior=prior.get(i),
-                                 contributions=terms))
-        return sorted(out, key=lambda c: c.score, reverse=True)
 
 
 def with_fitted_ranker(config: LinkerConfig, shared: Any, scorer: Any) -> LinkerConfig:
@@ -579,15 +511,9 @@ def with_fitted_ranker(config: LinkerConfig, shared: Any, scorer: Any) -> Linker
 
 def unfitted_rule(config: LinkerConfig) -> str:
     """One line on the rule that decides while a profile that fits its ranker at start has none yet."""
-    d, c = config.decode, config.image
-    scorer = "CLIP" if c.scorer == CLIP_SCORER else "the image scorer"
-    terms = [f"{d.w_llm:g} x LLM log-prob" if d.w_llm != 1 else "LLM log-prob"]
-    terms += [f"{d.w_ret:g} x retrieval cosine"] if d.w_ret else []
-    terms += [f"{c.weight:g} x {scorer}'s logit for the entity" if c.weight != 1 else f"{scorer}'s logit for the "
-              "entity"] if c.active and c.weight else []
-    unless = ", unless the mention is exactly the name of one candidate" if c.active and c.trust_exact_name else ""
-    return (f"decided by the unfitted rule (no ranker fitted on {scorer}'s scores yet): score = "
-            f"{' + '.join(terms)}{unless}")
+    scorer = "CLIP" if config.image.scorer == CLIP_SCORER else "the image scorer"
+    return (f"decided by the shipped ranker that reads no picture feature (no ranker fitted on {scorer}'s scores "
+            "yet)")
 
 
 def with_rule(why: dict[str, Any], rule: str) -> dict[str, Any]:
@@ -597,23 +523,8 @@ def with_rule(why: dict[str, Any], rule: str) -> dict[str, Any]:
     return {**why, "sentence": said, "rule": rule}
 
 
-def image_use(qp: QueryPrompt, ranked: Sequence[Candidate], weight: float) -> str:
-    """One line on how the picture's image score took part in this answer (``Prediction.image``)."""
-    if qp.image_scores is None:
-        return qp.image_note
-    if all(c.image_score is None for c in ranked):
-        return "off: the text decided (its best candidates are far apart, or the mention names one)"
-    if weight == 0:
-        return "shown, not used (the picture's weight is 0 in this profile)"
-    senses = "" if all(c.image_score is not None for c in ranked) else ", among the senses the mention names"
-    if any(c.sense_prior is not None for c in ranked):
-        senses += " (the word's usual sense set aside)"
-    memory = "; " + qp.image_note[4:] if qp.image_note.startswith("on: ") else ""
-    return f"on: how much the picture looks like each candidate counts{senses}{memory}"
-
-
-def learned_image_use(image: ImageInput, x: np.ndarray) -> str:
-    """One line on how the picture took part under the ranker (``Prediction.image``)."""
+def image_use(image: ImageInput, x: np.ndarray) -> str:
+    """One line on how the picture took part in the answer (``Prediction.image``)."""
     if image is None:
         return ""
     if not len(x) or not x[:, FEATURE_NAMES.index("image_top")].any():
@@ -621,12 +532,6 @@ def learned_image_use(image: ImageInput, x: np.ndarray) -> str:
     flat = FEATURE_NAMES.index("image_drawing"), FEATURE_NAMES.index("image_photo")
     kind = "a drawing" if np.abs(x[:, flat[0]]).sum() >= np.abs(x[:, flat[1]]).sum() else "a photo"
     return f"weighed by the ranker, as {kind}"
-
-
-def with_features(ranked: Sequence[Candidate], kb: Any, rows: Sequence[int], x: np.ndarray) -> list[Candidate]:
-    """The candidates with their features attached (by title)."""
-    by_title = {kb.entities[r].title: dict(zip(FEATURE_NAMES, map(float, x[i]))) for i, r in enumerate(rows)}
-    return [dataclasses.replace(c, features=by_title.get(c.name)) for c in ranked]
 
 
 def _identity(section: Any, name: str) -> Any:

@@ -40,18 +40,18 @@ class Candidate:
     """One ranked entity of the constrained search, with every part of its score."""
 
     name: str  # KB title
-    score: float  # fused score used for ranking (see `LinkerConfig` weights)
+    score: float  # the ranker's logit (its probability is the softmax of these over the mention's candidates)
     llm_logprob: float  # log-probability of the name's tokens + EOS, / tokens ** decode.length_penalty
     retrieval_sim: float  # cosine similarity of the query to the KB entry ("title: description")
     description: str = ""  # the KB's short description
-    image_score: float | None = None  # the image scorer's score of the query picture (None = no image signal);
-    # the fused score holds image.weight times it
-    sense_prior: float | None = None  # image.remove_sense_prior x the sense's centred prior, subtracted from
-    # llm_logprob in the fused score (None = not calibrated; gemel/image/sense_prior.py)
+    image_score: float | None = None  # the image scorer's score of the query picture, z over the KB (None = no
+    # image signal)
+    sense_prior: float | None = None  # the sense's centred log-probability under the bare mention (None: the
+    # mention names fewer than two candidates; gemel/image/sense_prior.py)
     features: dict[str, float] | None = None  # the ranker's features of this candidate (gemel/rank/features.py)
     probability: float | None = None  # the ranker's probability among the mention's candidates (None: no ranker)
-    contributions: dict[str, float] | None = None  # what each part adds to the score: the ranker's w_j x z_j per
-    # feature, or the fused score's terms ("llm", "prior", "retrieval", "image"); they add up to ``score``
+    contributions: dict[str, float] | None = None  # what each feature adds to the score: the ranker's w_j x z_j
+    # (the trees': its exact path contribution); they add up to ``score``
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -148,8 +148,7 @@ def tiny_profile(root: Path, **overrides) -> dict:
         "kb": {"source": str(root / "kb.jsonl"), "name": "tiny-kb"},
         "mapper": {"prefix_length": 2},
         "demos": {"n": 4, "seed_pool": str(root / "seed.jsonl"), "kb_demos": True, "max_kb_share": 0.5},
-        "decode": {"mode": "score", "num_beams": 3, "max_new_tokens": 24, "candidates": 5, "w_llm": 1.0,
-                   "w_ret": 1.0, "nil_threshold": -1e9},
+        "decode": {"mode": "score", "num_beams": 3, "max_new_tokens": 24, "candidates": 5},
     }
     for section, values in overrides.items():
         d[section] = {**d.get(section, {}), **values}
@@ -185,13 +184,6 @@ def offline_linker():
     linker = Linker.load("offline")
     _freeze_heap()  # the session's linker, with all it loaded
     return linker
-
-
-@pytest.fixture(scope="session")
-def offline_rule(offline_linker):
-    """The offline profile deciding with the fused score and its gates (``[rank] model = ""``), the default until
-    the learned ranker replaced it; shares the loaded models and the labelled pool."""
-    return offline_linker.replace(config=offline_linker.config.replace(rank={"model": ""}))
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +267,5 @@ def hub_like_profile(tiny_dir, **image) -> dict:
     """conftest's tiny profile with the `hub` profile's vision and image sections (the tiny CLIP from the hub)."""
     vision = {"kind": "open_clip", "name": f"hf-hub:{HUB_TINY}", "weights": "", "image_size": 32, "crop_pct": 1.0,
               "mean": OPENAI_MEAN, "std": OPENAI_STD}
-    d = tiny_profile(tiny_dir, vision=vision, image={"scorer": "clip", "weight": 1.0, "candidates": 1,
-                                                     "trust_exact_name": True, **image}, demos={"w_image": 0.5})
+    d = tiny_profile(tiny_dir, vision=vision, image={"scorer": "clip", "candidates": 1, **image}, demos={"w_image": 0.5})
     return {**d, "name": "hub-tiny"}

@@ -363,3 +363,9 @@ def test_commands_other_than_annotations_do_not_import_the_store(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["2", "False", "False"], out.stderr
     assert "does not exist" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_removed_command_says_what_replaced_it(capsys):
+    assert main(["calibrate", "--data", "dev.jsonl", "--out", "x.toml"]) == 2
+    assert "fit the ranker instead, `gemel fit-ranker --data FILE" in capsys.readouterr().err
+    assert main(["-v", "calibrate"]) == 2

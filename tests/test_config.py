@@ -294,7 +294,7 @@ def test_a_written_profile_keeps_keywords_that_a_folder_beside_it_could_shadow(t
     ``openai/`` beside the profile change nothing; a real file in a path field still becomes absolute."""
     import tomllib
 
-    from gemel.training.calibrate import profile_toml
+    from gemel.config import profile_toml
 
     (tmp_path / "clip").mkdir()
     (tmp_path / "openai").mkdir()
@@ -312,7 +312,7 @@ def test_a_written_profile_keeps_its_decision_rule(tmp_path):
     file stays the profile's (its path made absolute)."""
     import tomllib
 
-    from gemel.training.calibrate import profile_toml
+    from gemel.config import profile_toml
 
     hub = load_profile("hub")
     assert tomllib.loads(profile_toml(hub))["rank"] == dataclasses.asdict(hub.rank)

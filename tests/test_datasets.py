@@ -771,7 +771,7 @@ def test_candidates_from_data_refuses_examples_without_candidates_before_linking
 
 
 def _tiny_profile(tiny_config, tmp_path: Path) -> Path:
-    from gemel.training.calibrate import profile_toml
+    from gemel.config import profile_toml
 
     profile = tmp_path / "tiny.toml"
     profile.write_text(profile_toml(tiny_config))

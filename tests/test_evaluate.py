@@ -115,7 +115,7 @@ def test_baseline_is_the_nearest_kb_entry(tiny_linker, gold, monkeypatch):
 
 def test_eval_cli_reports_gemel_beside_the_baseline(tiny_config, tiny_dir, tmp_path, capsys):
     from gemel.cli.main import main
-    from gemel.training.calibrate import profile_toml
+    from gemel.config import profile_toml
 
     profile = tmp_path / "tiny.toml"
     profile.write_text(profile_toml(tiny_config))
@@ -141,7 +141,7 @@ def test_eval_cli_reports_gemel_beside_the_baseline(tiny_config, tiny_dir, tmp_p
 ])
 def test_eval_cli_refuses_bad_arguments(tiny_config, tiny_dir, tmp_path, capsys, argv, message):
     from gemel.cli.main import main
-    from gemel.training.calibrate import profile_toml
+    from gemel.config import profile_toml
 
     profile = tmp_path / "tiny.toml"
     profile.write_text(profile_toml(tiny_config))

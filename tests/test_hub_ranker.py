@@ -127,7 +127,7 @@ def test_a_ranker_recorded_for_another_scorer_is_not_used(hub_tiny, tiny_dir, ca
 
 def test_fit_ranker_cli_does_what_the_first_start_does(hub_tiny, tiny_dir, tmp_path, capsys):
     from gemel.cli.main import main
-    from gemel.training.calibrate import profile_toml
+    from gemel.config import profile_toml
 
     profile = tmp_path / "hub-tiny.toml"  # written as `gemel calibrate` does: "clip" and [rank] kept as they are
     profile.write_text(profile_toml(hub_tiny.config))  # (tiny_dir, the profile's folder, has a clip/ folder)

@@ -163,7 +163,7 @@ def test_annotations_loads_neither_torch_nor_gemel():
 
 @pytest.mark.slow
 def test_gemel_tooling_loads_no_sqlite():
-    mods = loaded_after("import gemel.training.train, gemel.data.evaluate, gemel.training.calibrate")
+    mods = loaded_after("import gemel.training.train, gemel.data.evaluate, gemel.training.ranker")
     assert "sqlite3" not in mods and "annotations" not in mods
 
 

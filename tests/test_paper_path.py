@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gemel.cli.main import main
-from gemel.training.calibrate import profile_toml
+from gemel.config import profile_toml
 
 URL = "https://upload.wikimedia.org/wikipedia/commons/{}.jpg"
 TRAIN = [("Hopper wrote the first compiler for a programming language.", "Hopper", "Grace Hopper", "a"),

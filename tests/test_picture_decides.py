@@ -1,7 +1,6 @@
 """The product's first promise on the real offline default: with a caption that leaves the sense open, the
 picture decides. One caption, several pictures, a different right answer for each; a text-only linker gives one
-answer for all of them. Under the fused-score rule with its gates (the default), whose own mechanics the later
-tests check, and under the shipped learned ranker.
+answer for all of them. The shipped learned ranker decides.
 
 The pictures are drawn here (flat stripes and a disc, as a user's screenshot of a flag would be; a hex nut and an
 acorn), so no picture of the scorer's corpus or of the seed pool is involved; the captions name no country, and
@@ -65,13 +64,6 @@ PICTURE_FEATURES = {"image_drawing", "image_prob", "image_top"}  # what the imag
 
 
 @pytest.fixture(scope="module")
-def rule(offline_rule):
-    """The fused score with its gates (``[rank] model = ""``)."""
-    assert offline_rule.ranker is None
-    return offline_rule
-
-
-@pytest.fixture(scope="module")
 def ranked(offline_linker):
     """The offline default: the shipped learned ranker decides."""
     assert offline_linker.config.rank.model == "../assets/models/ranker.json"
@@ -94,61 +86,3 @@ def test_the_ranker_keeps_a_named_mention_and_reads_the_acorn(ranked):
     named = ranked.link(FLAGS["France"], "The flag of Japan was adopted in 1870.", "Japan")
     assert named.entity == "Japan"
     assert ranked.link(_acorn(), "We saw Nut on the way home.", "Nut").entity == "Nut (fruit)"
-
-
-def test_the_same_caption_with_different_flags_links_to_different_countries(rule):
-    text_only = rule.link(None, CAPTION, MENTION).entity
-    answers = {country: rule.link(flag, CAPTION, MENTION) for country, flag in FLAGS.items()}
-    assert {c: p.entity for c, p in answers.items()} == {c: c for c in FLAGS}
-    assert text_only not in FLAGS  # the text alone cannot know (it says "National flag" today)
-    for country, pred in answers.items():
-        top = pred.candidates[0]
-        assert top.name == country and top.image_score is not None and top.image_score > 3.0
-        assert pred.image.startswith("on: how much the picture looks like")
-
-
-def test_a_photo_gets_no_image_share_and_a_named_mention_is_not_overruled(rule):
-    from matplotlib import cbook
-
-    photo = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-    assert rule.image_scores(photo) is None  # a photo: the scorer, trained on drawings, stays out
-    named = rule.link(FLAGS["France"], "The flag of Japan was adopted in 1870.", "Japan")
-    assert named.entity == "Japan"  # the text has decided; the French flag in the picture does not overrule it
-    assert named.image.startswith("off: the text decided")
-    assert rule.link(photo, "Hopper led the team.", "Hopper").image.startswith("off: a photo")
-
-
-def test_the_picture_picks_the_sense_of_a_shared_name(rule):
-    caption, mention = "We saw Nut on the way home.", "Nut"
-    assert rule.link(None, caption, mention).entity == "Nut (fruit)"  # the words favour the fruit
-    nut = rule.link(_hex_nut(), caption, mention)
-    assert nut.entity == "Nut (hardware)" and "among the senses the mention names" in nut.image
-    assert rule.link(_acorn(), caption, mention).entity == "Nut (fruit)"
-    # the senses: the two titles named "Nut", and the kind of nut the compound names
-    assert {c.name for c in nut.candidates if c.image_score is not None} == {"Nut (fruit)", "Nut (hardware)",
-                                                                            "Brazil nut"}
-    without_rule = rule.replace(config=rule.config.replace(image={"choose_sense": False}))
-    assert without_rule.link(_hex_nut(), caption, mention).entity == "Nut (fruit)"  # the text's margin kept it out
-
-
-def test_the_name_s_prior_is_removed_before_the_picture_picks_the_sense(rule):
-    """The LLM's ~10-nat preference for the fruit is the bare name's, not the caption's; the profile's share of
-    it is taken out, and the fused scores move by exactly that."""
-    caption, mention = "We saw Nut on the way home.", "Nut"
-    share = rule.config.image.remove_sense_prior
-    assert 0 < share <= 1
-    nut = rule.link(_hex_nut(), caption, mention)
-    by = {c.name: c for c in nut.candidates}
-    fruit, hardware = by["Nut (fruit)"], by["Nut (hardware)"]
-    name_prefers_fruit = (fruit.sense_prior - hardware.sense_prior) / share
-    assert name_prefers_fruit > 5  # the bare "Nut" prefers the fruit ...
-    assert abs((fruit.llm_logprob - hardware.llm_logprob) - name_prefers_fruit) < 3  # ... as much as the caption
-    assert by["Brazil nut"].sense_prior is not None
-    assert sum(c.sense_prior for c in nut.candidates if c.sense_prior is not None) == pytest.approx(0, abs=1e-6)
-    assert nut.image.endswith("(the word's usual sense set aside)")
-    plain = rule.replace(config=rule.config.replace(image={"remove_sense_prior": 0.0}))
-    before = {c.name: c.score for c in plain.link(_hex_nut(), caption, mention).candidates}
-    assert all(c.sense_prior is None for c in plain.link(_hex_nut(), caption, mention).candidates)
-    for c in nut.candidates:
-        assert c.score == pytest.approx(before[c.name] - (c.sense_prior or 0.0), abs=1e-3)
-    assert all(c.sense_prior is None for c in rule.link(None, caption, mention).candidates)  # no picture

@@ -1,11 +1,10 @@
-"""The picture memory (gemel/image/memory.py): what a labelled picture teaches the image score, and what not."""
+"""The picture memory (gemel/image/memory.py): what a labelled picture teaches the ranker, and what not."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from gemel.config import ImageConfig, ProfileError
 from gemel.image.memory import PictureMemory, Remembered, picture_similarity
 from gemel.types import Example
 
@@ -19,26 +18,24 @@ def _entry(key: str, entity: str, feature: np.ndarray, picture: str = "", mentio
     return Remembered(key, entity, picture or key, mention, feature, None)
 
 
-def test_the_nearest_remembered_picture_counts_when_near_enough_and_ahead_of_the_rest():
+def test_every_remembered_entity_gets_the_similarity_of_its_nearest_picture():
     memory = PictureMemory()
     memory.add(_entry("a", "Archery", _unit(1, 0, 0)))
+    memory.add(_entry("a2", "Archery", _unit(0, 0, 1)))
     memory.add(_entry("b", "Darts", _unit(0, 1, 0)))
-    query = _unit(1, 0.2, 0)  # cos 0.98 to Archery's picture, 0.20 to Darts'
-    assert memory.scores(query, None, "q", "the thing", 0.8) == {"Archery": pytest.approx(0.98, abs=0.01)}
-    assert memory.scores(query, None, "q", "the thing", 0.99) == {}  # not similar enough
-    assert memory.scores(query, None, "q", "the thing", 0.8, lead=0.9) == {}  # Darts' picture is too close behind
-    crowd = _unit(1, 0.95, 0)  # as near to one as to the other: a look-alike crowd decides nothing
-    assert memory.scores(crowd, None, "q", "the thing", 0.5, lead=0.1) == {}
-    assert PictureMemory().scores(query, None, "q", "the thing", 0.0) == {}
+    query = _unit(1, 0.2, 0)  # cos 0.98 to Archery's first picture, 0 to its second, 0.20 to Darts'
+    assert memory.nearest(query, None, "q", "the thing") == {"Archery": pytest.approx(0.98, abs=0.01),
+                                                            "Darts": pytest.approx(0.196, abs=0.01)}
+    assert PictureMemory().nearest(query, None, "q", "the thing") == {}
 
 
 def test_a_remembered_copy_of_the_picture_answers_for_its_own_mention_only():
     memory = PictureMemory()
     memory.add(_entry("a", "France", _unit(1, 0), picture="flag.png", mention="the country"))
     feature = _unit(1, 0)
-    assert memory.scores(feature, None, "flag.png", "The  Country", 0.8) == {"France": pytest.approx(1.0)}
-    assert memory.scores(feature, None, "flag.png", "the capital", 0.8) == {}  # same picture, another question
-    assert memory.scores(feature, None, "copy.png", "the capital", 0.8) == {"France": pytest.approx(1.0)}
+    assert memory.nearest(feature, None, "flag.png", "The  Country") == {"France": pytest.approx(1.0)}
+    assert memory.nearest(feature, None, "flag.png", "the capital") == {}  # same picture, another question
+    assert memory.nearest(feature, None, "copy.png", "the capital") == {"France": pytest.approx(1.0)}
 
 
 def test_sync_follows_the_labelled_pool_and_skips_what_cannot_be_remembered():
@@ -56,22 +53,13 @@ def test_sync_follows_the_labelled_pool_and_skips_what_cannot_be_remembered():
     memory.sync(examples, remember)
     assert calls == ["1", "2"]  # computed once, skipped ones too
     memory.sync(examples[1:], remember)  # the correction of "1" was undone
-    assert len(memory) == 0 and memory.scores(_unit(1, 0), None, "q", "m", 0.0) == {}
+    assert len(memory) == 0 and memory.nearest(_unit(1, 0), None, "q", "m") == {}
 
 
 def test_similarity_is_cosine_plus_the_layout_kernel():
     feats = np.stack([_unit(1, 0), _unit(0, 1)])
     assert picture_similarity(_unit(1, 0), feats, None) == pytest.approx([1.0, 0.0])
     assert picture_similarity(_unit(1, 0), feats, np.array([1.0, 0.5])) == pytest.approx([2.0, 0.5])
-
-
-@pytest.mark.parametrize("values,message", [
-    ({"memory_weight": -1.0}, "image.memory_weight=-1.0 must be a finite number >= 0"),
-    ({"memory_min_similarity": 3.0}, r"image.memory_min_similarity=3.0 must be in \[-1, 2\]"),
-    ({"memory_lead": -0.1}, "image.memory_lead=-0.1 must be >= 0")])
-def test_bad_memory_settings_are_refused(values, message):
-    with pytest.raises(ProfileError, match=message):
-        ImageConfig(scorer="s.pt", **values)
 
 
 def _target(shift=(0, 0), scale: float = 1.0):
@@ -96,13 +84,13 @@ def _stripes():
 
 
 @pytest.mark.offline_model
-def test_a_correction_teaches_the_picture_and_only_that_picture(offline_rule, tmp_path):
+def test_a_correction_teaches_the_picture_and_only_that_picture(offline_linker, tmp_path):
     """Real offline default: an annotator says a drawn archery target is `Archery` (the scorer never saw one and
-    reads an eye); a re-drawn target (shifted, smaller) is then linked to `Archery` under the same caption, a
-    different picture under that caption keeps its answer, and undoing the correction forgets it."""
+    reads an eye); a re-drawn target (shifted, smaller) is then linked to `Archery` under the same caption, for the
+    picture memory's reasons; a different picture under that caption keeps its answer, and undoing the correction
+    forgets it."""
     caption, mention = "This is the thing in the picture.", "the thing"
-    linker = offline_rule.replace(pool=list(offline_rule.labelled_pool.live()))  # the fused score, a pool of its own
-    assert linker.config.image.memory_weight > 0  # the offline profile remembers labelled pictures
+    linker = offline_linker.replace(pool=list(offline_linker.labelled_pool.live()))  # a pool of its own
     corrected, redrawn, other = tmp_path / "target.png", _target((10, -6), 0.9), _stripes()
     _target().save(corrected)
     before = {name: linker.link(pic, caption, mention).entity for name, pic in (("redrawn", redrawn), ("other", other))}
@@ -110,12 +98,9 @@ def test_a_correction_teaches_the_picture_and_only_that_picture(offline_rule, tm
     linker.add_demonstrations([Example(caption, mention, "Archery", str(corrected), "corr-1", "annotations")])
     after = linker.link(redrawn, caption, mention)
     assert after.entity == "Archery" and after.source == "model"  # learnt from, not recalled: another picture
-    assert "a labelled picture of 'Archery' looks alike" in after.image
-    ranked = linker.replace(config=linker.config.replace(rank={"model": "../assets/models/ranker.json"}))
-    learnt = ranked.link(redrawn, caption, mention)  # the ranker learnt from stored decisions how far to trust it
-    top = learnt.candidates[0]
-    assert top.name == "Archery" and max(top.contributions, key=top.contributions.get) in {"memory_sim", "memory_lead"}
+    top = after.candidates[0]
+    assert max(top.contributions, key=top.contributions.get) in {"memory_sim", "memory_lead"}
     assert linker.link(other, caption, mention).entity == before["other"]
-    assert offline_rule.link(redrawn, caption, mention).entity == before["redrawn"]  # the fixture's pool: untouched
+    assert offline_linker.link(redrawn, caption, mention).entity == before["redrawn"]  # the fixture's pool: untouched
     linker.remove_demonstrations(["corr-1"])
     assert linker.link(redrawn, caption, mention).entity == before["redrawn"]

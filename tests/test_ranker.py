@@ -228,7 +228,7 @@ def test_a_profile_names_its_ranker(tiny_linker, tmp_path):
 # ---- gemel fit-ranker ----------------------------------------------------------------------------------
 @pytest.fixture
 def tiny_profile_file(tiny_config, tmp_path):
-    from gemel.training.calibrate import profile_toml
+    from gemel.config import profile_toml
 
     path = tmp_path / "tiny.toml"
     path.write_text(profile_toml(tiny_config))

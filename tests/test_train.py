@@ -199,7 +199,7 @@ def test_schedule_warms_up_then_decays_to_zero(warmup, total):
 
 def test_cli_train_writes_the_run_folder(tiny_config, tiny_dir, tmp_path, capsys):
     from gemel.cli.main import main
-    from gemel.training.calibrate import profile_toml
+    from gemel.config import profile_toml
 
     profile = tmp_path / "tiny.toml"
     profile.write_text(profile_toml(tiny_config))

@@ -1,1 +1,1 @@
-"""The ``gemel`` command line (`gemel.cli.main`) and its sub-commands: eval and calibrate, train, corpus."""
+"""The ``gemel`` command line (`gemel.cli.main`) and its sub-commands: eval, fit-ranker, train, corpus."""

@@ -1,16 +1,14 @@
-"""``gemel eval`` and ``gemel calibrate`` (see `gemel.data.evaluate`, `gemel.training.calibrate`); registered by `gemel.cli.main`.
+"""``gemel eval`` (see `gemel.data.evaluate`); registered by `gemel.cli.main`.
 
     gemel eval --profile offline --data assets/eval/test.jsonl --mapper runs/seed/mapper.pt --report test.json
     gemel eval --profile offline --data assets/eval/test.jsonl --baseline
     gemel eval --profile paper --data Wikidata-MEL.json --split splits.json:test \
         --pool Wikidata-MEL.json --pool-split splits.json:train
-    gemel calibrate --profile offline --set rank.model="" --data assets/eval/dev.jsonl --out calibrated.toml
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tomllib
 from pathlib import Path
@@ -25,7 +23,6 @@ log = logging.getLogger(__name__)
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     _add_eval(sub)
-    _add_calibrate(sub)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -63,28 +60,6 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                         "data file's own lists (WikiDiverse *_w_10cands.json), as several MEL papers evaluate")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_eval)
-
-
-def _add_calibrate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="choose decode.w_ret and decode.nil_threshold on held-out data",
-                       description="Score every held-out mention once, then re-rank for each fusion weight "
-                                   "w_ret (w_llm = 1) and the best NIL threshold; write a calibrated copy of "
-                                   "the profile.")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", metavar="FILE", help="held-out labelled data (NIL: \"entity\": null)")
-    src.add_argument("--annotations", metavar="DB", help="the decided examples of an annotation store")
-    _common(p)
-    p.add_argument("--weights", default=",".join(str(w) for w in (0, 0.25, 0.5, 1, 1.5, 2, 3, 4, 6, 8)),
-                   help="comma-separated w_ret values to try (default 0,0.25,...,8)")
-    p.add_argument("--threshold", default="auto", choices=("auto", "search", "keep"),
-                   help="search nil_threshold: auto = when the data has gold NIL (default)")
-    p.add_argument("--out", required=True, metavar="TOML", help="calibrated profile to write")
-    p.add_argument("--report", metavar="JSON", help="also write the grid as JSON")
-    p.add_argument("--image", action="store_true",
-                   help="also fit [image] (weight, candidates, gates) with the profile's image scorer: one more "
-                        "linker pass per mention")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_calibrate)
 
 
 # ---- shared -------------------------------------------------------------------------------------------
@@ -233,70 +208,3 @@ def run_eval(args: argparse.Namespace) -> int:
             extra["baseline"] = {k: v for k, v in base.to_dict().items() if k != "predictions"}
         print(f"report: {write_report(result, args.report, **extra)}")
     return 0
-
-
-# ---- gemel calibrate ----------------------------------------------------------------------------------
-def run_calibrate(args: argparse.Namespace) -> int:
-    from gemel.training.calibrate import CalibrateConfig, collect, search, write_profile
-
-    try:
-        weights = tuple(float(w) for w in args.weights.split(",") if w.strip())
-    except ValueError as e:  # float() of a word
-        raise UsageError(f"--weights {args.weights!r} must be comma-separated numbers, e.g. 0,0.5,1,2") from e
-    config = CalibrateConfig(weights=weights, threshold=args.threshold)
-    if not args.out.endswith(".toml"):
-        raise UsageError(f"--out {args.out!r} must end in .toml (it is a profile file)")
-    check_data_options(args)
-    decided_by = profile_with(args.profile, args.set, args.mapper).rank.model
-    if decided_by:
-        raise UsageError(f"profile {args.profile!r} decides with the learned ranker ([rank] model = {decided_by!r}), "
-                         "so the fused weights calibrate fits would decide nothing: fit the ranker with `gemel "
-                         "fit-ranker`, or calibrate the fused score with --set rank.model=\"\"")
-    linker = load_for_eval(args)
-    examples = examples_for(args, linker)
-    scored = collect(linker, examples, progress=not args.quiet)
-    result = search(scored, config, keep_threshold=linker.config.decode.nil_threshold)
-    print(f"calibration of profile {linker.config.name!r} (mapper {linker.mapper_version}) on {len(scored)} "
-          f"mentions ({sum(x.gold is None for x in scored)} gold NIL)")
-    print(result.table())
-    source = args.annotations or (f"{args.data} (split {args.split})" if args.split else args.data)
-    note = (f"calibrated by `gemel calibrate` from profile {linker.config.name!r} on {source} "
-            f"({len(scored)} mentions): w_ret={result.chosen.w_ret:g}, nil_threshold={result.chosen.nil_threshold:g},"
-            f" accuracy {result.chosen.accuracy:.4f}")
-    image = _fit_image(linker, examples, result.chosen.w_ret, args.quiet) if args.image else None
-    if image is not None:
-        note += "; [image] " + " ".join(f"{k}={v:g}" for k, v in image.items() if k != "trust_exact_name") + \
-            f" trust_exact_name={str(image['trust_exact_name']).lower()}"
-    out = write_profile(linker.config, args.out, w_ret=result.chosen.w_ret,
-                        nil_threshold=result.chosen.nil_threshold, mapper=args.mapper, note=note, image=image)
-    print(f"wrote {out}")
-    if args.report:
-        Path(args.report).write_text(json.dumps({"source": str(source), **_finite(result.to_dict())}, indent=2))
-    return 0
-
-
-def _fit_image(linker: Any, examples: Sequence[Example], w_ret: float, quiet: bool) -> dict[str, Any]:
-    """``gemel calibrate --image``: the fitted [image] values (gemel.training.image_fit.calibrate_image), printed."""
-    from gemel.training.image_fit import ImageFitError, calibrate_image
-
-    if linker.image_scorer is None:
-        raise UsageError(f"--image needs a profile with an image scorer; {linker.config.name!r} has none: set "
-                         "image.scorer (e.g. --set image.scorer=gemel/assets/models/image_scorer.pt) or leave out --image")
-    try:
-        fitted = calibrate_image(linker, examples, w_ret, progress=not quiet)
-    except ImageFitError as e:
-        raise UsageError(str(e)) from e
-    values = {"weight": fitted.weight, "candidates": fitted.candidates, **fitted.gates()}
-    if fitted.weight == 0 and fitted.candidates == 0:
-        print(f"[image] no setting beats linking without the image score on these {len(examples)} mentions: the "
-              "profile keeps the scorer with weight 0 and no image candidates (the picture still feeds the prefix)")
-    print(f"[image] fitted on {len(examples)} mentions over {len(fitted.grid)} settings: "
-          + " ".join(f"{k}={v}" for k, v in values.items())
-          + f" accuracy {fitted.accuracy:.4f} (without the image {fitted.baseline:.4f})")
-    return values
-
-
-def _finite(d: dict) -> dict:
-    from gemel.data.evaluate import json_safe
-
-    return json_safe(d)

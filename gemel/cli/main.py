@@ -37,8 +37,20 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (GemelError, store.AnnotationError, FileNotFoundError)
 
 
+# commands that are gone -> the sentence that says what replaced them
+REMOVED_COMMANDS = {
+    "calibrate": "`gemel calibrate` chose the weights and gates of the fused score, which the learned ranker replaced: "
+                 "fit the ranker instead, `gemel fit-ranker --data FILE [FILE ...] [--annotations DB] --out "
+                 "ranker.json`, and name it in the profile ([rank] model = \"ranker.json\"; docs/RANKER.md)",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    gone = next((a for a in argv if not a.startswith("-")), None)
+    if gone in REMOVED_COMMANDS:
+        print(f"gemel: error: {REMOVED_COMMANDS[gone]}", file=sys.stderr)
+        return 2
     parser = build_parser(annotations=not argv or bool({"annotations", "-h", "--help"} & set(argv)))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

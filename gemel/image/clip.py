@@ -252,7 +252,7 @@ class ClipEntityScorer:
     ``encoder``: an open_clip :class:`gemel.models.vision.VisionEncoder` (its ``clip`` parts); ``kb_vectors`` /
     ``kb_titles``: the KB entities' unit CLIP text embeddings (:func:`entity_text_vectors`) and titles."""
 
-    exemplars = None  # no colour-layout exemplars: the gates and the picture memory read this
+    exemplars = None  # no colour-layout exemplars: the picture facts and the picture memory read this
     fusion = FusionConfig(temperature=1.0)  # probabilities = softmax(logits): CLIP's own zero-shot probabilities
 
     def __init__(self, encoder: Any, kb_vectors: np.ndarray, kb_titles: Sequence[str], template: str = DEFAULT_PROMPT

@@ -1,24 +1,17 @@
-"""Pictures people have labelled, remembered by the image score: a correction teaches the picture.
+"""Pictures people have labelled, remembered: a correction teaches the picture.
 
-An annotator's decision on a drawing (emoji, flag, logo, clip art) says what that picture shows. With
-``image.memory_weight`` > 0, another picture of the same thing (the same flag in another art style, the same logo
-re-drawn) is then recognised, also for an entity the image scorer never trained on:
+An annotator's decision on a picture says what that picture shows. Another picture of the same thing (the same
+flag in another art style, the same logo re-drawn, another photo of the same species) is then recognised, also
+for an entity the image scorer never trained on: the ranker's ``memory_sim`` and ``memory_lead`` features
+(:mod:`gemel.rank.features`) are read from here, and the ranker learns from data how far to trust them.
 
 - the **similarity** of two pictures is the cosine of their pooled vision features plus the colour-layout kernel
   of the scorer's exemplars (the same descriptor; the kernel at :data:`MEMORY_WIDTH`), so it lies in [-1, 2]
   and 2 is the same picture;
-- the entity of the nearest remembered picture gets ``image.memory_weight`` x that similarity added to its
-  image score when the similarity is at least ``image.memory_min_similarity`` and ``image.memory_lead`` more
-  than that of the nearest remembered picture of any other entity (a crowd of look-alikes, such as many
-  pictures in one art style, decides nothing); so it may join the picture's candidates, and the gates act on
-  it as on the rest of the image score (photos, a text that has decided);
-- what is remembered: the labelled examples the linker gives it (people's corrections and imported labels;
-  it leaves out the shipped seed pool) whose picture passes the drawing gate (``image.min_flatness``) and
-  whose entity is in the KB. A remembered picture answers for its own
-  mention only: the same picture asked about another mention is another question (a correction for "the
-  flag" must not answer "the country's capital").
-
-Measured in ``bench/picture_memory.py`` (dev for the three values, test for the figures).
+- what is remembered: the labelled examples the linker gives it (people's corrections and imported labels; it
+  leaves out the shipped seed pool) whose picture can be read and whose entity is in the KB. A remembered picture
+  answers for its own mention only: the same picture asked about another mention is another question (a
+  correction for "the flag" must not answer "the country's capital").
 """
 
 from __future__ import annotations
@@ -35,9 +28,8 @@ from gemel.types import Example
 __all__ = ["Remembered", "PictureMemory", "picture_similarity", "memory_kernel", "MEMORY_WIDTH"]
 
 # The memory's layout kernel reaches 0 at this share of the median distance between two training pictures
-# (ExemplarConfig.width), whatever the scorer's own width: its three values are fitted with it. The scorer's
-# wider kernel (1.0) was measured here too: dev preferred it (50% labelled: 0.457 vs 0.431), but on test the
-# trained entities lost 7 points at 10% labelled (0.498 -> 0.425) against 1.2 with this one (bench/picture_memory.py).
+# (ExemplarConfig.width), whatever the scorer's own width (chosen for the rule the ranker replaced; the shipped
+# ranker's memory features are made with it).
 MEMORY_WIDTH = 0.5
 
 
@@ -104,21 +96,6 @@ class PictureMemory:
     def add(self, entry: Remembered) -> None:
         self._items[entry.key] = entry
         self._arrays = None
-
-    def scores(self, feature: np.ndarray, layout: np.ndarray | None, picture: str | None, mention: str,
-               min_similarity: float, lead: float = 0.0) -> dict[str, float]:
-        """{entity: similarity} of the nearest remembered picture, when it is at least ``min_similarity`` and
-        ``lead`` more than the nearest remembered picture of any other entity; else {}. A remembered copy of the
-        query picture counts only for its own mention."""
-        if not self._items:
-            return {}
-        entries, sims = self._similarities(feature, layout, picture, mention)
-        nearest = int(np.argmax(sims))
-        entity, best = entries[nearest].entity, float(sims[nearest])
-        others = max((float(s) for e, s in zip(entries, sims) if e.entity != entity), default=-np.inf)
-        if best < min_similarity or best - others < lead:
-            return {}
-        return {entity: best}
 
     def nearest(self, feature: np.ndarray, layout: np.ndarray | None, picture: str | None, mention: str
                 ) -> dict[str, float]:

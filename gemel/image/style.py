@@ -9,9 +9,10 @@ transparency is composited on white as everywhere else (:func:`gemel.images.to_r
 
 Measured on this machine: corpus emoji/flags/logos 0.63–0.97 (OpenClipart: median 0.83, 5% under 0.51); the
 shipped real photos 0.00–0.23 for 35 of 40; the others are a logo (0.88), playing cards (0.63), sweets on a
-white table (0.56), sheet music (0.52) and a cartoon fish (0.36). ``image.min_flatness`` (fitted on dev by ``bench/image_ablation.py --fit``) is the gate: below it the
-image score adds nothing. A JPEG-compressed drawing loses its exact flat regions and reads as a photo: the gate
-then errs on the side of the text.
+white table (0.56), sheet music (0.52) and a cartoon fish (0.36). The ranker reads the image score times the
+flatness and times one minus it (``image_drawing``, ``image_photo``: :mod:`gemel.rank.features`), so it learns how
+far to trust the scorer on each kind of picture. A JPEG-compressed drawing loses its exact flat regions and reads
+as a photo.
 """
 
 from __future__ import annotations

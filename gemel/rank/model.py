@@ -35,6 +35,11 @@ FORMAT = "gemel-ranker/1"
 NO_SCORER = "none"  # the scorer version recorded by a ranker fitted without an image scorer
 
 
+# the shipped ranker that reads no picture feature (`gemel fit-ranker --without-picture`): what `[rank] model = ""`
+# decides with, whatever the profile's image scorer
+TEXT_RANKER = Path(__file__).resolve().parents[1] / "assets" / "models" / "ranker-text.json"
+
+
 class RankerError(GemelError):
     """A ranker artifact cannot be read or does not fit this code; the message names the file and the fix."""
 

@@ -1,8 +1,8 @@
 """Why an answer won, in a reader's words: the same explanation on Link, Review, the API and ``gemel link``.
 
 Every candidate carries ``contributions``: what each part adds to its score (the ranker's ``w_j * z_j`` per
-feature, :mod:`gemel.rank.model`; under the fused score its terms: language model, retrieval, picture, the sense
-prior taken out). The explanation compares the answer with the runner-up part by part: the differences add up
+feature, :mod:`gemel.rank.model`; in answers saved before the ranker replaced the fused score, that score's terms:
+language model, retrieval, picture, the sense prior taken out). The explanation compares the answer with the runner-up part by part: the differences add up
 exactly to the gap between their scores, the largest in the answer's favour are the reasons it won and the largest
 against it are what the runner-up had. Each part has one phrase for "the answer has more of it" and one for "less",
 so a feature with a negative weight still reads the right way round. No profile key appears in a phrase.
@@ -16,7 +16,7 @@ from typing import Any
 
 # part -> (phrase when the subject has more of it, phrase when it has less); "it" is the subject
 PHRASES: dict[str, tuple[str, str]] = {
-    # the fused score's terms
+    # the terms of the fused score, in answers saved before the ranker replaced it
     "llm": ("the language model finds its name likelier after the caption and the examples",
             "the language model finds the other name likelier"),
     "prior": ("its name is not simply the usual sense of the word (that habit is set aside)",
@@ -139,8 +139,8 @@ PICTURE_PARTS = ("image", "image_drawing", "image_photo", "image_top", "image_kn
 
 
 def _picture_unknown(candidates: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Candidates the picture scorer has no picture of, when the picture took part in the scores (a gated-off
-    photo under the fused score did not) and the scorer knows some of the others."""
+    """Candidates the picture scorer has no picture of, when the picture took part in the scores (it did not
+    without a picture, or under a ranker that reads no picture feature) and the scorer knows some of the others."""
     feats = [c.get("features") or {} for c in candidates]
     took_part = any(abs(float((c.get("contributions") or {}).get(k, 0.0))) > 1e-9
                     for c in candidates for k in PICTURE_PARTS)

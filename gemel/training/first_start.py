@@ -129,7 +129,7 @@ def with_ranker(linker: Any, files: Sequence[str | Path] = FITTING_DATA, *, prog
                 on_each: Progress | None = None) -> Any:
     """``linker`` deciding with its profile's ranker: as it is when it has one (named, or cached for its scorer)
     or its profile does not fit one at start; else a variant with the ranker fitted now on ``files`` and cached."""
-    if linker.ranker is not None or not linker.config.rank.fit_at_start:
+    if not linker.awaits_fit:
         return linker
     _, path = fit_for_profile(linker, files, progress=progress, on_each=on_each)
     return linker.replace(config=linker.config.replace(rank={"model": str(path)}))

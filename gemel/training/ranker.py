@@ -354,13 +354,13 @@ def groups_file(ranker_path: str | Path) -> Path:
 
 
 def shipped_groups(linker: Any) -> list[Group]:
-    """The groups the linker's ranker was fitted on (empty when it names none, or they were not kept)."""
+    """The groups the linker's ranker was fitted on, kept beside its artifact (empty when they were not kept)."""
+    from gemel.rank.model import TEXT_RANKER
     from gemel.sources import resolve
 
-    if not linker.config.rank.active:
-        return []
-    artifact = resolve(linker.config.rank.model, linker.config.base_dir)
-    kept = linker.ranker.manifest.get("groups") if linker.ranker is not None else None  # a file name beside it
+    rank = linker.config.rank
+    artifact = resolve(rank.model, linker.config.base_dir) if rank.active else TEXT_RANKER
+    kept = linker.ranker.manifest.get("groups")  # the file name beside it
     path = artifact.with_name(kept) if kept else groups_file(artifact)
     if not path.is_file():
         log.warning("no gathered features beside the ranker (%s): a refit learns from the decisions alone", path)
@@ -382,9 +382,7 @@ class RankerPart:
         self.folds = folds
 
     def check(self, linker: Any) -> None:
-        if linker.ranker is None:
-            raise RankerFitError(f"profile {linker.config.name!r} decides with the fused score, not a learned ranker: "
-                                 "name one in the profile ([rank] model = \"ranker.json\") to refit it")
+        """Every linker decides with a ranker: nothing to refuse."""
 
     def copy(self, linker: Any) -> Any:
         return linker.replace(ranker=copy.deepcopy(linker.ranker))
@@ -409,7 +407,7 @@ class RankerPart:
         return path
 
     def version(self, linker: Any) -> str:
-        return linker.ranker.version if linker.ranker is not None else "none"
+        return linker.ranker.version
 
     def adopt(self, serving: Any, candidate: Any) -> Any:
         return serving.replace(ranker=candidate.ranker)

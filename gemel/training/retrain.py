@@ -140,11 +140,11 @@ DEFAULT_PARTS: tuple[TrainablePart, ...] = (MapperPart(),)
 
 
 def parts_for(linker: Any) -> tuple[TrainablePart, ...]:
-    """What a re-train from corrections fits: the learned ranker where the profile decides with one (seconds: one
-    link per decision), else the feature mapper (gradient steps through the LLM)."""
+    """What a re-train from corrections fits: the ranker that decides (seconds: one link per decision). The
+    feature mapper (gradient steps through the LLM) is fitted with ``gemel train`` or ``retrain(parts=...)``."""
     from gemel.training.ranker import RankerPart
 
-    return (RankerPart(),) if linker.ranker is not None else DEFAULT_PARTS
+    return (RankerPart(),)
 
 
 def _serves_on_cpu(linker: Any) -> bool:
