@@ -65,8 +65,10 @@ class RetrainJob:
     """Re-trains the studio's linker from its store's decisions in the background; one job at a time."""
 
     def __init__(self, studio: Any, config: RetrainConfig | None = None,
-                 test_examples: Sequence[Example] | None = None, test_path: str | Path = TEST_SPLIT) -> None:
+                 test_examples: Sequence[Example] | None = None, test_path: str | Path = TEST_SPLIT,
+                 parts: Sequence[Any] | None = None) -> None:
         self.studio = studio
+        self.parts = None if parts is None else tuple(parts)  # what a re-train fits; None: parts_for the linker
         self.config = config or RetrainConfig()
         self.test_path = Path(test_path)
         self._test = None if test_examples is None else list(test_examples)  # None: read test_path on first use
@@ -114,7 +116,7 @@ class RetrainJob:
             with self.studio.lock:  # a private pool: corrections saved meanwhile must not race the job
                 linker = self.studio.linker.replace(pool=self.studio.linker.labelled_pool.with_examples())
             examples = self.decisions()
-            check_decisions(linker, examples, self.config, parts_for(linker))
+            check_decisions(linker, examples, self.config, self.parts or parts_for(linker))
             test = self.test_examples()
             self.state = JobState(running=True, message="starting", started=_now("%H:%M:%S"))
             self.thread = threading.Thread(target=self._run, args=(linker, examples, test), daemon=True,
@@ -142,7 +144,7 @@ class RetrainJob:
         try:
             out = self.studio.work_dir / "retrain" / _now("%Y%m%d-%H%M%S-%f")
             result = retrain(linker, examples, out, self.config, test_examples=test, progress_cb=self._progress,
-                             parts=parts_for(linker))
+                             parts=self.parts or parts_for(linker))
             saved = self._adopt(result) if result.accepted else None
             self._finish(result=result, saved=saved)
         except (AnnotationError, GemelError, StudioError) as e:

@@ -366,7 +366,7 @@ def header_note(studio: Any) -> str:
     scorer = getattr(linker, "image_scorer", None)
     parts = [f"profile {linker.config.name}", f"pictures: {scorer.version if scorer is not None else 'prefix only'}"]
     if getattr(linker, "awaits_fit", False):  # the answers say it too
-        parts.append(unfitted_rule(linker.config).partition(" (")[0])
+        parts.append(unfitted_rule(linker.config))
     elif getattr(linker, "ranker", None) is not None:
         parts.append(f"decided by {linker.ranker.version}")
     upgrade = getattr(studio, "hub_upgrade", None)

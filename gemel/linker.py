@@ -464,6 +464,8 @@ class Linker:
         """The KB rows of the hypotheses and their (C, F) features (:mod:`gemel.rank.features`), computed once
         per link whatever rule decides. ``prior``: row -> the sense's centred prior under the bare mention."""
         kept = [(r, h) for h in hyps for r in [self.row_of(h.tokens)] if r is not None]
+        if len(kept) < len(hyps):  # the trie only spells KB names: a tokenizer that does not round-trip would do this
+            log.warning("dropping %d hypothesis(es) that are no KB name", len(hyps) - len(kept))
         rows = [r for r, _ in kept]
         entities = [self.kb.entities[r] for r in rows]
         picture, memory = self.image_signal.evidence(image, mention, self.labelled(exclude))

@@ -153,7 +153,7 @@ BAD_TYPES = [
     ("demos", "n", 16.0, "demos.n = 16.0 must be of type int"),
     ("demos", "kb_demos", "false", "demos.kb_demos = 'false' must be of type bool"),
     ("decode", "num_beams", True, "decode.num_beams = True must be of type int"),
-    ("decode", "w_ret", "2", "decode.w_ret = '2' must be of type float"),
+    ("decode", "length_penalty", "2", "decode.length_penalty = '2' must be of type float"),
     ("vision", "image_size", "224", "vision.image_size = '224' must be of type int"),
     ("vision", "mean", 0.5, r"vision.mean = 0.5 must be a list of numbers"),
     ("vision", "std", ["a", "b", "c"], r"vision.std = \['a', 'b', 'c'\] must be a list of numbers"),
@@ -168,8 +168,8 @@ def test_wrongly_typed_value_raises_config_error_not_type_error(section, key, va
 
 
 @pytest.mark.parametrize("section,key,value", [
-    ("decode", "w_ret", 2),  # an int is a fine float
-    ("decode", "nil_threshold", -math.inf),
+    ("decode", "length_penalty", 2),  # an int is a fine float
+    ("demos", "w_image", 1),  # an int is a fine float
     ("vision", "mean", [0, 1, 0.5]),
     ("demos", "kb_demos", False),
 ])
@@ -300,7 +300,7 @@ def test_a_written_profile_keeps_keywords_that_a_folder_beside_it_could_shadow(t
     (tmp_path / "openai").mkdir()
     (tmp_path / "seed.jsonl").write_text("")
     cfg = LinkerConfig.from_dict(profile(vision={"kind": "open_clip", "name": "ViT-B-32-quickgelu", "weights": "openai"},
-                                         image={"scorer": "clip", "weight": 1.0}, demos={"seed_pool": "seed.jsonl"}),
+                                         image={"scorer": "clip", "candidates": 1}, demos={"seed_pool": "seed.jsonl"}),
                                  base_dir=tmp_path)
     written = tomllib.loads(profile_toml(cfg))
     assert written["image"]["scorer"] == "clip" and written["vision"]["weights"] == "openai"
@@ -308,7 +308,7 @@ def test_a_written_profile_keeps_keywords_that_a_folder_beside_it_could_shadow(t
 
 
 def test_a_written_profile_keeps_its_decision_rule(tmp_path):
-    """[rank] is written too: a calibrated `hub` profile still fits its ranker at the first start, and a named ranker
+    """[rank] is written too: a written `hub` profile still fits its ranker at the first start, and a named ranker
     file stays the profile's (its path made absolute)."""
     import tomllib
 

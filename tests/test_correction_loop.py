@@ -188,14 +188,14 @@ def _ranker():
     return Ranker(w, np.zeros(len(NAMES)), np.ones(len(NAMES)))
 
 
-@pytest.mark.parametrize("rule", ["fused score", "ranker"])
+@pytest.mark.parametrize("rule", ["the shipped ranker without the picture", "ranker"])
 def test_a_same_caption_correction_of_another_picture_leaves_this_answer(tiny_linker, tmp_path, tiny_dir, rule):
     """A stored decision with this caption and another picture says nothing about this picture: it changes
     neither the answer nor the prompt (it is no demonstration), under either rule; one of this very picture
     answers it."""
     from PIL import Image
 
-    linker = tiny_linker.replace(pool=[], ranker=_ranker() if rule == "ranker" else None)
+    linker = tiny_linker.replace(pool=[], ranker=_ranker() if rule == "ranker" else tiny_linker.ranker)
     mine, other = tiny_dir / "img.png", tmp_path / "other.png"
     Image.new("RGB", (40, 30), (20, 90, 200)).save(other)
     with Store.open(tmp_path / "g.db", entity_exists=linker.kb.__contains__) as store:

@@ -110,7 +110,11 @@ def test_link_view_shows_the_prediction(studio, photo):
 
 
 def test_nil_prediction_is_shown_as_not_in_kb(studio, linker, photo, monkeypatch):
-    monkeypatch.setattr(linker, "config", linker.config.replace(decode={"nil_threshold": 1e9}))
+    import copy
+
+    ranker = copy.deepcopy(linker.ranker)
+    ranker.nil_below = 1.01  # no probability reaches it
+    monkeypatch.setattr(linker, "ranker", ranker)
     v = studio.link(photo, CAPTION, "Hopper")
     assert v.query["prediction"]["entity"] is None and v.selected is None
     assert "not in the KB (below threshold)" in v.card

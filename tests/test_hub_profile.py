@@ -26,10 +26,10 @@ def test_hub_shares_the_offline_defaults_llm_embedder_and_kb():
 def test_hub_uses_clip_three_ways():
     hub = load_profile("hub")
     assert (hub.vision.kind, hub.vision.name) == ("open_clip", "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K")
-    assert hub.image.scorer == "clip" and hub.image.weight > 0 and hub.image.min_flatness == 0  # photos count
+    assert hub.image.scorer == "clip" and hub.image.candidates > 0  # its top entity joins the candidates
     assert hub.demos.w_image > 0  # the picture helps choose the demonstrations
     assert hub.mapper.prefix_length == 4  # CLIP's pooled feature feeds the mapper, as in the paper
-    assert not hub.rank.active  # the one-line rule decides until a ranker is fitted on CLIP's scores
+    assert not hub.rank.active and hub.rank.fit_at_start  # the text ranker until one is fitted on CLIP's scores
 
 
 def test_without_the_hub_the_model_is_one_sentence(tmp_path, monkeypatch):

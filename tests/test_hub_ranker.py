@@ -27,7 +27,7 @@ from gemel.rank.model import Ranker, RankerError, fitted_path
 from gemel.training import first_start
 
 ROOT = Path(__file__).resolve().parents[1]
-RULE = "decided by the unfitted rule (no ranker fitted on CLIP's scores yet)"
+RULE = "decided by the shipped ranker that reads no picture feature (no ranker fitted on CLIP's scores yet)"
 QUERY = ("We saw the river from the bus.", "the river")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -60,10 +60,13 @@ def link(linker, tiny_dir):
 
 # ---- until a ranker is fitted --------------------------------------------------------------------------------
 def test_until_fitted_the_answer_names_the_unfitted_rule(hub_tiny, tiny_dir):
-    assert hub_tiny.ranker is None
+    from gemel.rank.model import TEXT_RANKER, Ranker
+
+    assert hub_tiny.awaits_fit and hub_tiny.ranker.version == Ranker.load(TEXT_RANKER).version
     pred = link(hub_tiny, tiny_dir)
     rule = pred.why["rule"]
-    assert rule.startswith(RULE) and "LLM log-prob + 1 x retrieval cosine + CLIP's logit for the entity" in rule
+    assert rule == RULE
+    assert all(c.contributions[n] == 0.0 for c in pred.candidates for n in ("image_photo", "image_drawing"))
     assert rule in pred.why["sentence"] and pred.to_dict()["why"]["rule"] == rule  # the API and `gemel link`
     from gemel.cli.main import format_prediction
 
@@ -73,11 +76,9 @@ def test_until_fitted_the_answer_names_the_unfitted_rule(hub_tiny, tiny_dir):
 def test_the_hub_profiles_rule_is_the_one_its_comment_states():
     from gemel.linker import unfitted_rule
 
-    rule = unfitted_rule(load_profile("hub"))
-    assert rule == (f"{RULE}: score = LLM log-prob + 4 x retrieval cosine + CLIP's logit for the entity, unless the "
-                    "mention is exactly the name of one candidate")
+    assert unfitted_rule(load_profile("hub")) == RULE
     comment = " ".join(line.lstrip("# ") for line in (ROOT / "gemel/profiles/hub.toml").read_text().splitlines())
-    assert "score = LLM log-prob + 4 x retrieval cosine + CLIP's logit for the entity" in comment
+    assert "until a ranker is fitted on CLIP's scores: the shipped one that reads no picture feature" in comment
 
 
 def test_a_profile_that_fits_no_ranker_answers_as_before(tiny_linker, tiny_dir):
@@ -93,7 +94,8 @@ def test_the_first_start_fits_caches_and_records_the_scorer(hub_tiny, tiny_dir, 
     fitted = first_start.with_ranker(hub_tiny, tiny_fit_data, progress=False, on_each=lambda d, n: seen.append(d))
     scorer = hub_tiny.image_scorer.version
     path = fitted_path(scorer)
-    assert fitted.ranker is not None and hub_tiny.ranker is None  # a variant; the first linker is unchanged
+    assert not fitted.awaits_fit and hub_tiny.awaits_fit  # a variant; the first linker is unchanged
+    assert fitted.ranker.reads_picture and not hub_tiny.ranker.reads_picture
     assert path.is_file() and path.parent.name == "rankers" and path.name == f"{scorer}.json"
     assert seen == list(range(1, 9))  # the tiny seed file's 8 mentions, each linked once
     manifest = json.loads(path.read_text())["manifest"]
@@ -104,7 +106,7 @@ def test_the_first_start_fits_caches_and_records_the_scorer(hub_tiny, tiny_dir, 
     # the second start reads it: nothing is linked to fit again
     monkeypatch.setattr(first_start, "collect", lambda *a, **k: pytest.fail("the cached ranker must be read"))
     again = Linker.load(fitting_config(tiny_dir))
-    assert again.ranker is not None and again.ranker.version == fitted.ranker.version
+    assert not again.awaits_fit and again.ranker.version == fitted.ranker.version
     assert first_start.with_ranker(again, tiny_fit_data) is again
     assert "rule" not in link(again, tiny_dir).why
 
@@ -118,7 +120,7 @@ def test_a_ranker_recorded_for_another_scorer_is_not_used(hub_tiny, tiny_dir, ca
     other.save(path)
     caplog.set_level(logging.WARNING)
     started = Linker.load(fitting_config(tiny_dir))  # ignored at start (and refitted by the first start)
-    assert started.ranker is None and RULE in link(started, tiny_dir).why["rule"]
+    assert started.awaits_fit and RULE in link(started, tiny_dir).why["rule"]
     assert "not using the cached ranker" in caplog.text and "clip-0123456789ab" in caplog.text
     with pytest.raises(RankerError, match=r"fitted on the scores of the image scorer clip-0123456789ab "
                                           r"\(hf-hub:org/another-clip\), this profile scores pictures with clip-"):
@@ -170,7 +172,7 @@ def test_a_failed_fit_serves_the_unfitted_rule_and_says_so(tiny_linker, tiny_dir
     caplog.set_level(logging.INFO)
     upgrade = space.HubUpgrade(studio, fitting_config(tiny_dir), local_only=True, fit_data=[one])
     upgrade.run()
-    assert upgrade.switched and studio.linker.ranker is None
+    assert upgrade.switched and studio.linker.awaits_fit
     assert "no ranker fitted (1 labelled mention(s)" in caplog.text
     assert space.header_note(studio).endswith(f"· {RULE}") and RULE in link(studio.linker, tiny_dir).why["rule"]
 
@@ -212,8 +214,7 @@ def test_the_paper_profile_scores_pictures_with_its_clip_like_hub():
     paper, hub = load_profile("paper"), load_profile("hub")
     assert (paper.vision.kind, paper.vision.name, paper.vision.weights) == ("open_clip", "ViT-L-14-quickgelu",
                                                                              "openai")
-    same = ("scorer", "clip_prompt", "weight", "candidates", "min_flatness", "max_text_margin", "trust_exact_name",
-            "choose_sense", "remove_sense_prior", "memory_weight")
+    same = ("scorer", "clip_prompt", "candidates")
     assert {k: getattr(paper.image, k) for k in same} == {k: getattr(hub.image, k) for k in same}
     assert paper.image.scorer == "clip" and paper.rank.fit_at_start and not paper.rank.active
     assert (paper.decode.mode, paper.decode.candidates) == ("beam", 0)  # the paper's decoding is kept
@@ -229,10 +230,9 @@ def test_the_paper_profiles_sections_wire_the_clip_scorer(tiny_dir, offline_hub)
     d["rank"], d["decode"] = paper.to_dict()["rank"], {**paper.to_dict()["decode"], "max_new_tokens": 24,
                                                         "num_beams": 3}
     linker = Linker.load(LinkerConfig.from_dict(d, name="paper-tiny", base_dir=tiny_dir))
-    assert isinstance(linker.image_scorer, ClipEntityScorer) and linker.ranker is None
+    assert isinstance(linker.image_scorer, ClipEntityScorer) and linker.awaits_fit
     pred = link(linker, tiny_dir)
-    assert pred.why["rule"] == (f"{RULE}: score = LLM log-prob + CLIP's logit for the entity, unless the mention is "
-                                "exactly the name of one candidate")
+    assert pred.why["rule"] == RULE
     assert pred.candidates and all(c.name in linker.kb for c in pred.candidates)
 
 

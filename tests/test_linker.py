@@ -24,12 +24,12 @@ def test_link_returns_kb_entity_candidates_and_demonstrations(tiny_linker, tiny_
     assert pred.mapper == "untrained" and pred.profile == "tiny"
 
 
-def test_candidate_scores_are_fused_from_their_parts(tiny_linker):
-    d = tiny_linker.config.decode
+def test_candidate_scores_are_the_sum_of_their_parts(tiny_linker):
     pred = tiny_linker.link(None, "Mercury is close to the Sun.", "Mercury")
+    assert sum(c.probability for c in pred.candidates) == pytest.approx(1.0)
     for c in pred.candidates:
-        assert c.score == pytest.approx(d.w_llm * c.llm_logprob + d.w_ret * c.retrieval_sim)
-        assert c.llm_logprob < 0
+        assert c.score == pytest.approx(sum(c.contributions.values()))
+        assert c.llm_logprob < 0 and c.features["retrieval_sim"] == c.retrieval_sim
         assert -1.0 <= c.retrieval_sim <= 1.0
 
 
@@ -56,9 +56,12 @@ def test_bad_queries_are_refused_with_a_clear_message(tiny_linker, text, mention
         tiny_linker.link(None, text, mention)
 
 
-def test_nil_threshold_returns_none_but_keeps_candidates(tiny_config):
-    linker = Linker.load(tiny_config.replace(decode={"nil_threshold": 1e9}))
-    pred = linker.link(None, "Mercury is close to the Sun.", "Mercury")
+def test_below_the_rankers_nil_threshold_the_answer_is_none_but_the_candidates_stay(tiny_linker):
+    import copy
+
+    ranker = copy.deepcopy(tiny_linker.ranker)
+    ranker.nil_below = 1.01  # no probability reaches it
+    pred = tiny_linker.replace(ranker=ranker).link(None, "Mercury is close to the Sun.", "Mercury")
     assert pred.entity is None
     assert pred.candidates
 
@@ -94,7 +97,7 @@ def test_beam_mode_outputs_are_kb_entities(tiny_config, candidates):
     assert len(pred.candidates) == linker.config.decode.num_beams  # a broken trie loses beams
     if candidates:
         allowed = {linker.kb.entities[i].title for i in linker.build_prompt(None, text, mention).candidate_ids}
-        assert {c.name for c in pred.candidates} <= allowed and len(allowed) == candidates
+        assert {c.name for c in pred.candidates} <= allowed and len(allowed) >= candidates  # + the entries named "Jordan"
 
 
 def test_prompt_is_cut_to_the_token_budget(tiny_config):

@@ -10,6 +10,7 @@ import torch
 
 from gemel.config import ProfileError
 from gemel.generation.decoding import Hypothesis, prefill
+from gemel.image.sense_prior import centred
 from gemel.linker import Linker
 from gemel.types import Example
 
@@ -70,7 +71,10 @@ def test_build_prompt_is_the_prompt_link_prefills(tiny_linker, tiny_dir):
         qp = tiny_linker.build_prompt(image, TEXT, MENTION)
         pre = prefill(tiny_linker.lm.model, qp.embeds)
         hyps = tiny_linker.decode(pre, qp.candidate_ids)
-    ranked = tiny_linker.rank(hyps, qp.query)
+        senses = tiny_linker.sense_rows(hyps, MENTION)
+        prior = centred(tiny_linker.sense_prior(qp, MENTION, senses, pre)) if len(senses) >= 2 else {}
+    rows, x = tiny_linker.candidate_features(qp, hyps, MENTION, image, prior)
+    ranked, _ = tiny_linker.rank_learned(rows, x, hyps)
     pred = tiny_linker.link(image, TEXT, MENTION)
     assert pred.prompt_tokens == qp.length
     assert [d.text for d in pred.demonstrations] == [r.example.text for r in qp.demonstrations]
@@ -98,9 +102,10 @@ def test_rank_maps_tokens_to_names_and_logs_strays(tiny_linker, caplog):
     row = tiny_linker.kb.index("Moon")
     good = Hypothesis(tiny_linker.name_tokens(row), -1.0)
     stray = Hypothesis((5, 6, tiny_linker.lm.eos_id), -0.5)
-    query = tiny_linker.embedder.encode(["Moon | The Moon rose."])
+    qp = tiny_linker.build_prompt(None, "The Moon rose.", "Moon")
     with caplog.at_level(logging.WARNING, logger="gemel.linker"):
-        ranked = tiny_linker.rank([good, stray], query)
+        rows, x = tiny_linker.candidate_features(qp, [good, stray], "Moon", None, {})
+        ranked, _ = tiny_linker.rank_learned(rows, x, [good, stray])
     assert [c.name for c in ranked] == ["Moon"]
     assert "no KB name" in caplog.text
 

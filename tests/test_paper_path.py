@@ -48,7 +48,7 @@ def paper_files(tiny_config, tiny_linker, tmp_path):
         for *_, img in TRAIN + TEST:
             h[URL.format(img)] = rng.standard_normal(dim).astype(np.float16)
     config = tiny_config.replace(mapper={"checkpoint": str(tmp_path / "official_linear.pkl")},
-                                 decode={"mode": "beam", "candidates": 0, "num_beams": 3, "w_ret": 0.0},
+                                 decode={"mode": "beam", "candidates": 0, "num_beams": 3},
                                  demos={"kb_demos": False, "max_kb_share": 0.0, "n": 3})
     (tmp_path / "paper-tiny.toml").write_text(profile_toml(config))
     return tmp_path

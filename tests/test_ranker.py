@@ -9,6 +9,7 @@ import pytest
 
 from gemel.rank.features import (FEATURES, NAMES, Evidence, PictureEvidence, candidate_features, memory_lead,
                                  name_features)
+from gemel.config import ProfileError
 from gemel.rank.model import Ranker, RankerError
 from gemel.training.ranker import (Group, RankerFitError, accuracy, cross_validate, fit, fit_nil, fit_with_cv,
                                    out_of_fold, read_groups, write_groups)
@@ -189,7 +190,8 @@ def test_a_ranker_fitted_before_a_feature_existed_decides_as_it_did(tmp_path):
 def test_every_link_keeps_its_candidates_features(tiny_linker):
     pred = tiny_linker.link(None, "Mercury orbits the Sun.", "Mercury")
     assert pred.candidates and all(set(c.features) == set(NAMES) for c in pred.candidates)
-    assert all(c.probability is None for c in pred.candidates)  # the fused score decided
+    assert all(c.probability is not None for c in pred.candidates)  # the shipped text ranker decided
+    assert tiny_linker.ranker.manifest["picture"] is False and tiny_linker.ranker.scorer is None
     again = type(pred.candidates[0]).from_dict(pred.candidates[0].to_dict())
     assert again.features == pred.candidates[0].features
 
@@ -206,7 +208,7 @@ def test_the_ranker_decides_when_the_linker_has_one(tiny_linker):
     sims = [c.features["retrieval_sim"] for c in pred.candidates]
     assert pred.entity == pred.candidates[0].name and sims == sorted(sims, reverse=True)
     assert sum(c.probability for c in pred.candidates) == pytest.approx(1.0)
-    assert tiny_linker.ranker is None  # the variant's own
+    assert tiny_linker.ranker is not by_retrieval.ranker  # the variant's own
 
 
 def test_below_nil_below_the_ranker_answers_nil(tiny_linker):
@@ -263,7 +265,9 @@ def test_a_refit_starts_from_the_groups_beside_the_profiles_ranker(tiny_linker, 
 
     path = _one_feature_ranker("llm_sum").save(tmp_path / "r.json")
     named = tiny_linker.replace(config=tiny_linker.config.replace(rank={"model": str(path)}))
-    assert shipped_groups(named) == [] and shipped_groups(tiny_linker) == []  # none kept / no ranker
+    assert shipped_groups(named) == []  # none kept beside it
+    shipped = shipped_groups(tiny_linker)  # model = "": the text ranker's, the shipped ranker's features
+    assert len(shipped) == tiny_linker.ranker.manifest["mentions"]
     write_groups(synthetic(6), groups_file(path))
     assert [g.key for g in shipped_groups(named)] == [g.key for g in synthetic(6)]
 
@@ -333,8 +337,8 @@ def test_a_stores_decisions_are_linked_with_the_store_as_it_was_when_each_was_sa
 def test_a_variant_keeps_its_ranker_unless_its_config_names_another(tiny_linker, tmp_path):
     ranked = tiny_linker.replace(ranker=_one_feature_ranker("name_exact"))
     assert ranked.replace(config=ranked.config.replace(demos={"n": 2})).ranker is ranked.ranker
-    plain = ranked.replace(ranker=None)
-    assert plain.replace(config=plain.config.replace(demos={"n": 2})).ranker is None
+    with pytest.raises(ProfileError, match="every linker decides with a ranker"):
+        ranked.replace(ranker=None)
     path = _one_feature_ranker("llm_sum").save(tmp_path / "r.json")
     named = ranked.replace(config=ranked.config.replace(rank={"model": str(path)}))
     assert named.ranker is not ranked.ranker and named.ranker.weights[NAMES.index("llm_sum")] == 5.0

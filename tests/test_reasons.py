@@ -69,7 +69,7 @@ def test_nil_and_a_single_candidate():
 def test_every_part_has_phrases_and_a_label_and_no_phrase_names_a_profile_key():
     assert set(NAMES) <= set(PHRASES) and set(PHRASES) == set(LABELS)
     keys = profile_keys()
-    assert {"image.weight", "min_flatness", "remove_sense_prior", "flatness"} <= keys
+    assert {"image.scorer", "image.candidates", "length_penalty", "flatness"} <= keys
     for text in [p for pair in PHRASES.values() for p in pair] + list(LABELS.values()):
         assert not [k for k in keys if re.search(rf"\b{re.escape(k)}\b", text)], text
 

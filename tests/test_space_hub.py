@@ -117,7 +117,8 @@ def test_the_switch_serves_hub_and_keeps_the_corrections(serving, tiny_dir, offl
     assert "c1" in {e.id for e in hub.labelled_pool.live()}
     assert upgrade.status.startswith("serving 'hub-tiny'")
     serving.hub_upgrade = upgrade
-    assert space.header_note(serving) == f"profile hub-tiny · pictures: {hub.image_scorer.version}"
+    assert space.header_note(serving) == (f"profile hub-tiny · pictures: {hub.image_scorer.version} · decided by "
+                                          f"{hub.ranker.version}")
     assert "embedding entity texts for CLIP" in caplog.text or "CLIP entity texts" in caplog.text
     pred = hub.link(str(tiny_dir / "img.png"), "We saw the river from the bus.", "the river")
     assert pred.profile == "hub-tiny" and any(c.image_score is not None for c in pred.candidates)
@@ -140,7 +141,8 @@ def test_a_failed_download_is_one_sentence_and_offline_keeps_serving(serving, ti
     assert "\n" not in message and "gemel-test/not-downloaded" in message and "--profile offline" in message
     assert upgrade.status.startswith("still on the offline default: the open_clip model")
     serving.hub_upgrade = upgrade
-    assert space.header_note(serving).startswith("profile tiny · pictures: prefix only · still on the offline")
+    assert space.header_note(serving).startswith(f"profile tiny · pictures: prefix only · decided by "
+                                                 f"{serving.linker.ranker.version} · still on the offline")
 
 
 def test_upgrade_when_ready_starts_nothing_without_an_upgrade():

@@ -213,7 +213,7 @@ def test_cli_train_writes_the_run_folder(tiny_config, tiny_dir, tmp_path, capsys
     assert main(["train", "--profile", str(profile), "--out", str(out)]) == 2  # no data: a readable error
 
 
-@pytest.mark.parametrize("command", [["train"], ["eval"], ["calibrate"]])
+@pytest.mark.parametrize("command", [["train"], ["eval"]])
 def test_every_command_has_help(command, capsys):
     from gemel.cli.main import main
 

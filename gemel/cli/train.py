@@ -32,9 +32,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dev", metavar="FILE", help="dev data: accuracy after every epoch, picks mapper.pt")
     p.add_argument("--dev-split", metavar="FILE:NAME", help="use one split of the --dev file, e.g. splits.json:dev")
     p.add_argument("--judge", metavar="TEST", help="with --annotations only: re-train as the app does, holding out a "
-                   "share of the decisions, and say whether the new part is better (held-out accuracy strictly "
-                   "better for the mapper, not worse for the learned ranker a profile names, which is what is refit "
-                   "then; accuracy on TEST, e.g. assets/eval/test.jsonl, not worse)")
+                   "share of the decisions, and say whether the new part is better (held-out accuracy not worse for "
+                   "the ranker, strictly better for the mapper; accuracy on TEST, e.g. assets/eval/test.jsonl, not "
+                   "worse)")
+    p.add_argument("--part", choices=("ranker", "mapper"), default="ranker",
+                   help="with --judge: what to re-train, the ranker that decides (seconds, as the app's Data tab) or "
+                        "the feature mapper (gradient steps)")
     p.add_argument("--image-dir", help="folder of the data's images (default: next to the data file)")
     p.add_argument("--features", metavar="HDF5", help="precomputed image features (GEMEL's CLIP hdf5 file)")
     p.add_argument("--out", required=True, help="run folder to write (mapper.pt, log.jsonl, training.png)")
@@ -101,7 +104,7 @@ def _run_judged(args: argparse.Namespace) -> int:
     from gemel.cli.eval import examples_from_store, profile_with
     from gemel.data.evaluate import check_images, load_examples
     from gemel.linker import Linker
-    from gemel.training.retrain import RetrainConfig, parts_for, retrain
+    from gemel.training.retrain import MapperPart, RetrainConfig, parts_for, retrain
     from gemel.training.train import TrainError
 
     if not args.annotations or args.data or args.resume or args.features:
@@ -112,7 +115,8 @@ def _run_judged(args: argparse.Namespace) -> int:
     check_images(examples + test)
     linker = Linker.load(profile_with(args.profile, args.set, args.mapper))
     config = RetrainConfig(epochs=args.epochs, lr=args.lr, grad_accum=args.grad_accum, seed=args.seed)
-    r = retrain(linker, examples, args.out, config, test_examples=test, parts=parts_for(linker))
+    parts = (MapperPart(),) if args.part == "mapper" else parts_for(linker)
+    r = retrain(linker, examples, args.out, config, test_examples=test, parts=parts)
     print(f"trained on {r.n_train} decision(s); held-out decisions (n={r.n_held_out}): "
           f"{r.before.held_out:.1%} -> {r.after.held_out:.1%}; {args.judge} (n={r.n_test}): "
           f"{r.before.test:.1%} -> {r.after.test:.1%}")

@@ -55,10 +55,12 @@ FEATURES: tuple[Feature, ...] = (
             "cosine"),
 )
 NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
-# the features the query picture makes (the image scorer's, the picture memory's, a stored decision's picture): a
-# ranker fitted with them at 0 (`gemel fit-ranker --without-picture`) decides from the text alone, with any scorer
+# the features the query picture makes (the image scorer's, the picture memory's, a stored decision's picture), and
+# decision_caption, whose worth depends on the picture (a stored decision with this caption and another picture is
+# a trap only the pictures tell apart): a ranker fitted with them at 0 (`gemel fit-ranker --without-picture`)
+# decides from the text alone, with any image scorer
 PICTURE: frozenset[str] = frozenset({"image_drawing", "image_photo", "image_top", "image_prob", "image_known",
-                                     "memory_sim", "memory_lead", "decision_picture"})
+                                     "memory_sim", "memory_lead", "decision_caption", "decision_picture"})
 
 
 @dataclass
