@@ -2,11 +2,12 @@
 
 GEMEL (Shi et al., LREC-COLING 2024) links with a frozen LLM prompted by n retrieved multimodal demonstrations
 and a trained visual prefix, decoding over a prefix tree of the whole KB. The offline default adds candidate
-retrieval (top K) and score fusion because its LLM is small. This script measures, on ``assets/eval/test.jsonl``
+retrieval (top K) and a learned ranker over every candidate's features because its LLM is small. This script measures, on ``assets/eval/test.jsonl``
 and with one loaded linker (variants swap settings, not models):
 
 - the embedding-lookup baseline (retrieval alone, no LLM);
-- decoding: top-K teacher-forced candidates with fusion (the default) vs the paper's full-KB beam search;
+- decoding: top-K teacher-forced candidates (the default) vs the paper's full-KB beam search (the ranker decides
+  among the beams);
 - demonstrations: none vs n=16 from the seed pool, from the KB-derived pool, or both (the default);
 - the visual prefix: text-only vs the untrained mapper vs a trained mapper (``--mapper``);
 - beams: 1 vs 5 in full-KB beam search.
@@ -58,10 +59,10 @@ class Variant:
 
 
 REFERENCE = Variant("reference")
-FULL_KB = {"mode": "beam", "candidates": 0, "w_ret": 0.0}
+FULL_KB = {"mode": "beam", "candidates": 0}
 PLAN: list[tuple[str, str, Variant]] = [
     ("baseline", "embedding lookup (no LLM)", Variant("baseline", baseline=True)),
-    ("decoding", "top-{K} candidates + fusion w_ret={w} (default)", REFERENCE),
+    ("decoding", "top-{K} candidates, the ranker decides (default)", REFERENCE),
     ("decoding", "full-KB beam search, 5 beams (paper)", Variant("full-kb-5", decode={**FULL_KB, "num_beams": 5})),
     ("demonstrations", "none (n=0)", Variant("n0", demos={"n": 0})),
     ("demonstrations", "n={n} seed pool only", Variant("seed-only", demos={"kb_demos": False})),
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                                           options=EvalOptions(progress=sys.stderr.isatty()))
             log.info("%s: %.3f in %.0f s", v.key, done[v.key].accuracy, time.perf_counter() - t0)
         d = linker.config
-        name = name.format(K=d.decode.candidates, w=f"{d.decode.w_ret:g}", n=d.demos.n)
+        name = name.format(K=d.decode.candidates, n=d.demos.n)
         rows.append(_row(group, name, v, done[v.key]))
         print(f"  {group:<15} {name:<40} {rows[-1]['accuracy']:.3f}", file=sys.stderr)
     return rows

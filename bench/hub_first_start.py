@@ -177,7 +177,7 @@ def main() -> None:
     reset_peak()
     upgrade = HubUpgrade(studio, "hub", local_only=True, fit_data=smoke_fit_data(work) if args.smoke else None)
     upgrade.run()
-    if not upgrade.switched or studio.linker.ranker is None:
+    if not upgrade.switched or studio.linker.awaits_fit:
         raise SystemExit(f"the switch to hub (its ranker fitted) failed: {upgrade.status}")
     switch_peak_mb = status("VmHWM")
     first_start_s = imports_s + time.perf_counter() - start

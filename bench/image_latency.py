@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         raise ProfileError(f"profile {args.profile!r} has no [image] scorer: nothing to compare")
     with_image = Linker.load(config)
     # a ranker reads the scorer's features: without them, the fused score decides (the ranker's cost is counted in)
-    without = with_image.replace(config=config.replace(image={"scorer": "", "weight": 0.0, "candidates": 0},
+    without = with_image.replace(config=config.replace(image={"scorer": "", "candidates": 0},
                                                        rank={"model": ""}))
     cases = [e for e in load_jsonl_examples(ROOT / "assets/eval/test.jsonl", "test") if e.entity][: args.cases]
     with_image.link(cases[0].image, cases[0].text, cases[0].mention)  # warm-up: demonstration features cached

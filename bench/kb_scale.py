@@ -252,7 +252,7 @@ def child_serve(out: Path, links: int) -> dict:
     open_s = time.perf_counter() - t0
     del kb, index
     config = load_profile("offline").replace(kb={"source": str(out), "name": out.name},
-                                             image={"scorer": "", "weight": 0.0, "candidates": 0},
+                                             image={"scorer": "", "candidates": 0},
                                              rank={"model": ""})  # the shipped ranker reads the scorer's features
     linker = Linker.load(config)
     dev = load_jsonl_examples(ROOT / "assets" / "eval" / "dev.jsonl", "dev")[:links]

@@ -3,7 +3,7 @@ a refit from the corrections teach the decision without turning a right answer w
 
     python bench/learning_curve.py                       # the shipped ranker, both splits (~25 min, 2 cores)
     python bench/learning_curve.py --splits test --limit 20   # a quick look
-    python bench/learning_curve.py --no-ranker --no-refit   # the fused score, corrections in context only
+    python bench/learning_curve.py --no-refit   # corrections in context and as features only
     python bench/learning_curve.py --smoke               # 6 test items, 2 folds (~2 min)
 
 Two splits, k folds each (2 by default): each fold's held-out items are linked after 0, 10, 25 and 50% of the
@@ -26,7 +26,7 @@ the fold's uncorrected other items), and the held-out items are linked again wit
 
 ``flips`` counts the held-out items right with no correction stored and wrong at some later point (any share, or
 the refit): the corrections of other items turned them wrong. Writes ``bench/out/learning_curve.json`` and
-``docs/img/learning_curve.png`` (``learning_curve_fused.*`` with ``--no-ranker``). Last line: ``n0= n10= n25=
+``docs/img/learning_curve.png``. Last line: ``n0= n10= n25=
 n50= refit50= served50= gate= flips=`` for the test split, then the same keys prefixed ``rec_`` for the recurring
 split.
 
@@ -68,8 +68,8 @@ PREFIX = {"test": "", "recurring": "rec_", "recurring-dev": "dev_"}  # of each s
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="offline")
-    p.add_argument("--ranker", default=str(RANKER), help="the learned ranker to start from (default: the shipped one)")
-    p.add_argument("--no-ranker", action="store_true", help="the profile's fused score; its refit is the mapper's")
+    p.add_argument("--ranker", default=str(RANKER), help="the learned ranker to start from (default: the shipped one; "
+                                                          "\"\": the shipped one that reads no picture)")
     p.add_argument("--no-refit", action="store_true", help="corrections in context only (refit50=n/a)")
     p.add_argument("--splits", default="test,recurring", help="comma-separated, of test, recurring, recurring-dev "
                                                               "(dev pictures: tune on this one, never on the others)")
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from gemel.linker import Linker
 
-    linker = Linker.load(args.profile, rank={"model": "" if args.no_ranker else args.ranker})
+    linker = Linker.load(args.profile, rank={"model": args.ranker})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     curves = {}
@@ -233,9 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         curves[name].seconds = time.perf_counter() - t0
         print(f"{name} ({len(items)} items, {args.folds} folds, {curves[name].seconds:.0f} s): "
               f"{curves[name].figures()}; gate: {' | '.join(curves[name].reasons)}")
-    name = "learning_curve_fused" if args.no_ranker else "learning_curve"
+    name = "learning_curve"
     (out / f"{name}.json").write_text(json.dumps(
-        {"profile": args.profile, "ranker": None if args.no_ranker else args.ranker, "folds": args.folds,
+        {"profile": args.profile, "ranker": args.ranker, "folds": args.folds,
          "curves": {n: {"right": c.right, "gate": c.gate, "reasons": c.reasons, "seconds": c.seconds,
                         "figures": c.figures()} for n, c in curves.items()}}, indent=1))
     if not args.smoke:  # the documented plot is the default splits'; another choice plots beside its JSON

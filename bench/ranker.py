@@ -1,4 +1,6 @@
-"""The rule today (fused score and gates) against the learned ranker, on data the ranker never saw.
+"""The rule the ranker replaced (the fused score and its gates) against the learned ranker, on data the ranker never
+saw. That rule is deleted; its answers were recorded before (``bench/reference/fused_rule.json``, at commit
+1a4f117) and make the "rule today" column, n/a where the record does not hold a set (smoke runs, changed data).
 
     python bench/ranker.py [--profile offline] [--folds 5] [--ranker PATH] [--smoke]
     python bench/ranker.py --ranker gemel/assets/models/ranker.json    # the shipped one
@@ -11,7 +13,7 @@ them captioned so that only the picture names the entity, each linked with the o
 learns how far to trust a labelled picture or caption that looks alike). Measured, in this order:
 
 1. **CV**: the ranker's out-of-fold accuracy over its training data (``ranker_cv``), and on dev alone beside the
-   rule's dev accuracy (the rule linked as shipped); with the style fold (a scorer trained without Twemoji,
+   rule's recorded dev accuracy; with the style fold (a scorer trained without Twemoji,
    ``--fold-scorer``, and ``style-dev``/``style-mismatched``/``groups-dev.jsonl`` from ``gemel corpus captions
    --hold-out-style twemoji``), those captions are training data too, linked with that scorer, and two more dev
    rows compare the rule (with that scorer) and the ranker out of fold: captions on pictures in an art style the
@@ -61,6 +63,8 @@ TRAIN_FILES = (SEED, EVAL / "dev.jsonl", EVAL / "outpool.jsonl")
 STYLE_ROW = "dev, unseen art style (ranker: out-of-fold)"
 FOLD_STYLE = "twemoji"  # the art style the fold's scorer is trained without
 FLAG_TEXT, FLAG_MENTION = "This is the flag of the country.", "the country"
+# the answers of the rule the ranker replaced (the fused score and its gates), recorded before it was deleted
+RULE_ANSWERS = ROOT / "bench" / "reference" / "fused_rule.json"
 
 
 def sha(path: str | Path) -> str:
@@ -108,19 +112,14 @@ def gathered_file(gather: Any, path: Path, name: str, cache: Path | None, limit:
     return groups
 
 
-def rule_answers(rule: Any, examples: list[Example], cache: Path) -> list[str | None]:
-    """The fused score's answers, kept in ``cache`` by the examples and the rule's config (a rerun links nothing
-    again)."""
-    from gemel.data.evaluate import predict
-
-    key = hashlib.sha256(json.dumps([[e.to_dict() for e in examples], rule.config.to_dict()], sort_keys=True,
-                                    default=str).encode()).hexdigest()[:16]
-    path = cache / f"rule-{key}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    answers = [p.entity for p in predict(rule, examples, desc="rule")]
-    path.write_text(json.dumps(answers))
-    return answers
+def rule_answers(split: str, examples: list[Example]) -> list[str | None] | None:
+    """The answers of the rule the ranker replaced, as recorded before it was deleted (:data:`RULE_ANSWERS`), or
+    None when an example of this split is not in the record as it is here (another id, mention or gold entity)."""
+    recorded = json.loads(RULE_ANSWERS.read_text())["answers"].get(split, {})
+    rows = [recorded.get(e.id) for e in examples]
+    if not examples or any(r is None or r[:2] != [e.mention, e.entity] for r, e in zip(rows, examples)):
+        return None
+    return [r[2] for r in rows]
 
 
 def ranker_answers(ranker: Any, groups: list) -> list[str | None]:
@@ -132,9 +131,9 @@ def score(answers: list[str | None], examples: list[Example]) -> Score:
     return Score.of(hits, len(examples), 0.95)
 
 
-def nil_f1(answers: list[str | None], examples: list[Example]) -> float | None:
+def nil_f1(answers: list[str | None] | None, examples: list[Example]) -> float | None:
     gold = [e.entity is None for e in examples]
-    if not any(gold):
+    if answers is None or not any(gold):
         return None
     said = [a is None for a in answers]
     hits = sum(g and s for g, s in zip(gold, said))
@@ -155,7 +154,9 @@ def corpus_sets(folder: Path, limit: int | None) -> dict[str, list[Example]] | N
     return {"groups": groups[:limit], "flags": flags[:limit]}
 
 
-def group_rate(answers: list[str | None], examples: list[Example]) -> float:
+def group_rate(answers: list[str | None] | None, examples: list[Example]) -> float:
+    if answers is None:
+        return float("nan")
     by: dict[str, list[bool]] = {}
     for a, e in zip(answers, examples):
         by.setdefault(e.meta["group"], []).append(a == e.entity)
@@ -191,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     from gemel.rank.model import Ranker, load_ranker
     from gemel.training.ranker import choose_by_cv, fit_with_cv
 
-    rule = Linker.load(args.profile, rank={"model": ""})  # the fused score and its gates
-    gather = rule.replace(ranker=Ranker.uniform())
+    base = Linker.load(args.profile, rank={"model": ""})  # gathers as every fit does (the ranker decides nothing)
+    gather = base.replace(ranker=Ranker.uniform())
     corpus = None if args.smoke else corpus_sets(ROOT / args.captions, limit)
     files = list(TRAIN_FILES)
     train_sets = {f.stem: examples_of(f, limit) for f in files}
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         train_sets["mismatched"] = examples_of(mismatched, limit)
         groups["mismatched"] = gathered_file(gather, mismatched, "mismatched", None, limit)
     fold_scorer = Path(args.fold_scorer) if args.fold_scorer else fold_artifact(args.profile)
-    fold = style_fold(rule, ROOT / args.captions, fold_scorer) if not args.smoke else None
+    fold = style_fold(base, ROOT / args.captions, fold_scorer) if not args.smoke else None
     if fold is not None:  # captions in an art style the fold's scorer never saw, linked with that scorer
         fold_gather = fold.linker.replace(ranker=Ranker.uniform())
         for name, f in fold.files.items():
@@ -228,14 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     dev_idx = [i for i, g in enumerate(training) if g.tags.get("split") == "dev"]
     dev_cv = float(np.mean([answer(training[i], cv.probabilities[i], cv.nil_below) == training[i].gold
                             for i in dev_idx]))
-    rule_dev = score(rule_answers(rule, train_sets["dev"], cache), train_sets["dev"]).accuracy
+    rule_dev = accuracy_of(rule_answers("dev", train_sets["dev"]), train_sets["dev"])
     fold_rows = fold_figures(fold, training, cv, train_sets, cache) if fold is not None else {}
     if args.dev_only:  # decide on these (the default switch, a model family) before any held-out set is read
         rows = {"dev (ranker: out-of-fold)": (rule_dev, dev_cv, len(dev_idx)), **fold_rows}
         print(table(rows, None, None))
         style = fold_rows.get(STYLE_ROW, (float("nan"),) * 2)
-        print(f"rule_dev={rule_dev:.3f} ranker_dev={dev_cv:.3f} ranker_cv={cv.accuracy:.3f} "
-              f"style_dev_rule={style[0]:.3f} style_dev_ranker={style[1]:.3f}")
+        print(f"rule_dev={_fig(rule_dev)} ranker_dev={dev_cv:.3f} ranker_cv={cv.accuracy:.3f} "
+              f"style_dev_rule={_fig(style[0])} style_dev_ranker={_fig(style[1])}")
         return 0
     ranker = load_ranker(args.ranker) if args.ranker else fit_with_cv(training, [str(f) for f in files], folds)
     ranker.save(out / "ranker.json")
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     # 2. test, read once, now that the ranker is fixed
     test = examples_of(EVAL / "test.jsonl", limit)
     test_groups, times = gathered(gather, test, "test", cache, split="test")
-    rule_test, ranker_test = rule_answers(rule, test, cache), ranker_answers(ranker, test_groups)
+    rule_test, ranker_test = rule_answers("test", test), ranker_answers(ranker, test_groups)
     seen = {sha(e.image) for exs in train_sets.values() for e in exs if e.image and Path(e.image).is_file()}
     outpool = [i for i, e in enumerate(test) if e.image and sha(e.image) not in seen]
     inpool = [i for i, e in enumerate(test) if e.image and sha(e.image) in seen]
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     if corpus is not None:
         for name in ("flags", "groups"):
             g, _ = gathered(gather, corpus[name], name, cache, split=name)
-            r, k = rule_answers(rule, corpus[name], cache), ranker_answers(ranker, g)
+            r, k = rule_answers(name, corpus[name]), ranker_answers(ranker, g)
             if name == "groups":
                 rows["same-caption groups (all right)"] = (group_rate(r, corpus[name]), group_rate(k, corpus[name]),
                                                            len({e.meta["group"] for e in corpus[name]}))
@@ -278,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         plot(rows, ROOT / "docs" / "img" / "ranker.png")
     nil = "n/a" if nil_ranker is None else f"{nil_ranker:.3f}"
     outpool_acc = rows["test photos out-of-pool"][1]
-    print(f"rule_test={rows['test'][0]:.3f} ranker_test={rows['test'][1]:.3f} ranker_cv={cv.accuracy:.3f} "
+    print(f"rule_test={_fig(rows['test'][0])} ranker_test={rows['test'][1]:.3f} ranker_cv={cv.accuracy:.3f} "
           f"groups={figures['groups']} flags={figures['flags']} photos_outpool={outpool_acc:.3f} "
           f"nil_f1={nil} link_p50_s={float(np.median(times)):.2f}")
     return 0
@@ -286,9 +287,9 @@ def main(argv: list[str] | None = None) -> int:
 
 @dataclass
 class StyleFold:
-    """The rule linking with a scorer trained without one art style, and the captions it never saw."""
+    """A linker with a scorer trained without one art style, and the captions it never saw."""
 
-    linker: Any  # the rule, its image scorer the fold's
+    linker: Any  # the profile's linker, its image scorer the fold's
     files: dict[str, Path]  # "style-dev" / "groups-dev" / "style-mismatched" -> the captions file
 
 
@@ -299,24 +300,24 @@ def fold_artifact(profile: str) -> Path:
     return default_corpus(profile) / f"image_scorer-without-{FOLD_STYLE}.pt"
 
 
-def style_fold(rule: Any, captions: Path, scorer: Path) -> StyleFold | None:
+def style_fold(base: Any, captions: Path, scorer: Path) -> StyleFold | None:
     """The style fold when its scorer and captions exist (docs/RANKER.md has the commands), else None."""
     files = {name: captions / f"{name}.jsonl" for name in ("style-dev", "groups-dev", "style-mismatched")}
     if not scorer.is_file() or not all(f.is_file() for f in files.values()):
         return None
-    return StyleFold(rule.replace(config=rule.config.replace(image={"scorer": str(scorer)})), files)
+    return StyleFold(base.replace(config=base.config.replace(image={"scorer": str(scorer)})), files)
 
 
 def fold_figures(fold: StyleFold, training: list, cv: Any, sets: dict[str, list[Example]], cache: Path
                  ) -> dict[str, tuple[float, float, int]]:
-    """Dev rows of the style fold: the rule (with the fold's scorer) against the ranker out of fold, on the
+    """Dev rows of the style fold: the rule (recorded, with the fold's scorer) against the ranker out of fold, on the
     held-out style's captions and on dev's same-caption groups (all pictures of a group right)."""
     where = {g.key: i for i, g in enumerate(training) if g.tags.get("split") in fold.files}
     rows = {}
     for name, label in (("style-dev", STYLE_ROW),
                         ("groups-dev", "dev same-caption groups, all right (out-of-fold)")):
         examples = sets[name]
-        rule = rule_answers(fold.linker, examples, cache)
+        rule = rule_answers(name, examples)
         ranker = [answer(training[where[e.id]], cv.probabilities[where[e.id]], cv.nil_below) for e in examples]
         if name == "style-dev":
             rows[label] = pair(rule, ranker, examples, range(len(examples)))
@@ -334,20 +335,30 @@ def group_ids(path: Path) -> dict[str, str]:
     return {r["id"]: r["group"] for r in rows}
 
 
-def pair(rule: list, ranker: list, examples: list[Example], idx: Any) -> tuple[float, float, int]:
+def accuracy_of(answers: list[str | None] | None, examples: list[Example]) -> float:
+    """Exact-match accuracy; nan without answers (the rule's record does not hold these examples)."""
+    return float("nan") if answers is None else score(answers, examples).accuracy
+
+
+def pair(rule: list | None, ranker: list, examples: list[Example], idx: Any) -> tuple[float, float, int]:
     idx = list(idx)
     if not idx:
         return 0.0, 0.0, 0
     sub = [examples[i] for i in idx]
-    return (score([rule[i] for i in idx], sub).accuracy, score([ranker[i] for i in idx], sub).accuracy, len(idx))
+    return (accuracy_of(None if rule is None else [rule[i] for i in idx], sub),
+            score([ranker[i] for i in idx], sub).accuracy, len(idx))
 
 
 def table(rows: dict[str, tuple[float, float, int]], nil_rule: float | None, nil_ranker: float | None) -> str:
     lines = ["| set | n | rule today | ranker |", "|---|---|---|---|"]
-    lines += [f"| {name} | {n} | {a:.3f} | {b:.3f} |" for name, (a, b, n) in rows.items()]
+    lines += [f"| {name} | {n} | {_fig(a)} | {b:.3f} |" for name, (a, b, n) in rows.items()]
     if nil_rule is not None:
         lines.append(f"| NIL F1 (test) | | {nil_rule:.3f} | {nil_ranker:.3f} |")
     return "\n".join(lines)
+
+
+def _fig(x: float) -> str:
+    return "n/a" if np.isnan(x) else f"{x:.3f}"
 
 
 def plot(rows: dict[str, tuple[float, float, int]], path: Path) -> None:
