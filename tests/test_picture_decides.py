@@ -2,14 +2,12 @@
 picture decides. One caption, several pictures, a different right answer for each; a text-only linker gives one
 answer for all of them. The shipped learned ranker decides.
 
-The pictures are drawn here (flat stripes and a disc, as a user's screenshot of a flag would be; a hex nut and an
-acorn), so no picture of the scorer's corpus or of the seed pool is involved; the captions name no country, and
+The pictures are drawn here (flat stripes and a disc, as a user's screenshot of a flag would be; an acorn), so no picture of the scorer's corpus or of the seed pool is involved; the captions name no country, and
 "Nut" names both of its senses.
 """
 
 from __future__ import annotations
 
-import math
 
 import pytest
 from PIL import Image, ImageDraw
@@ -31,15 +29,6 @@ def _stripes(colours, vertical=True, size=(300, 200)) -> Image.Image:
 def _disc() -> Image.Image:
     im = Image.new("RGBA", (300, 200), (255, 255, 255, 255))
     ImageDraw.Draw(im).ellipse([90, 40, 210, 160], fill=(188, 0, 45, 255))
-    return im
-
-
-def _hex_nut() -> Image.Image:
-    im = Image.new("RGB", (256, 256), (255, 255, 255))
-    draw = ImageDraw.Draw(im)
-    corners = [(128 + 100 * math.cos(math.pi / 3 * k), 128 + 100 * math.sin(math.pi / 3 * k)) for k in range(6)]
-    draw.polygon(corners, fill=(150, 150, 160), outline=(60, 60, 70))
-    draw.ellipse([78, 78, 178, 178], fill=(255, 255, 255), outline=(60, 60, 70))
     return im
 
 
