@@ -8,7 +8,6 @@ The pictures are drawn here (flat stripes and a disc, as a user's screenshot of 
 
 from __future__ import annotations
 
-
 import pytest
 from PIL import Image, ImageDraw
 
