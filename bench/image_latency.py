@@ -1,7 +1,7 @@
 """What the image signal costs per `Linker.link`: the profile with its ``[image]`` section against the same
 profile without it, alternating on the same real test cases in one process (so that a busy machine slows both
-alike; ``bench/link_latency.py`` times one profile alone). Where the profile decides with a ranker, which reads the
-image scorer's features, the profile without them decides with the fused score (the ranker's cost is counted in).
+alike; ``bench/link_latency.py`` times one profile alone). The profile without the scorer decides with the shipped
+ranker that reads no picture feature (the ranker's own cost is in both).
 
     python bench/image_latency.py [--profile offline] [--cases 8]
 
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     if not config.image.active:
         raise ProfileError(f"profile {args.profile!r} has no [image] scorer: nothing to compare")
     with_image = Linker.load(config)
-    # a ranker reads the scorer's features: without them, the fused score decides (the ranker's cost is counted in)
+    # the profile's ranker reads the scorer's features: without the scorer, the shipped one that reads none decides
     without = with_image.replace(config=config.replace(image={"scorer": "", "candidates": 0},
                                                        rank={"model": ""}))
     cases = [e for e in load_jsonl_examples(ROOT / "assets/eval/test.jsonl", "test") if e.entity][: args.cases]

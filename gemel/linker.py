@@ -399,7 +399,7 @@ class Linker:
                           mapper=self.mapper_version, precision=self.lm.dtype_name, timings=timings,
                           prompt_tokens=pre.length, source="correction" if decided else "model",
                           corrected_by=decided.meta.get("annotator") if decided else None,
-                          image=image_use(image, x))
+                          image=image_use(image, x, self.ranker.reads_picture))
 
     def decode(self, pre: Prefilled, candidate_ids: Sequence[int]) -> list[Hypothesis]:
         """The LLM's hypotheses after a prefilled prompt: every candidate scored (``decode.mode="score"``), or
@@ -419,7 +419,7 @@ class Linker:
         return self._shared.full_trie(self.config)
 
     def sense_rows(self, hyps: Sequence[Hypothesis], mention: str | None) -> list[int]:
-        """KB rows of the hypotheses that are senses the mention names (:func:`gemel.image.gates.names_sense`)."""
+        """KB rows of the hypotheses that are senses the mention names (:func:`gemel.kb.names.names_sense`)."""
         if not mention:
             return []
         rows = [self._shared.row_of_tokens.get(h.tokens) for h in hyps]
@@ -525,12 +525,15 @@ def with_rule(why: dict[str, Any], rule: str) -> dict[str, Any]:
     return {**why, "sentence": said, "rule": rule}
 
 
-def image_use(image: ImageInput, x: np.ndarray) -> str:
-    """One line on how the picture took part in the answer (``Prediction.image``)."""
+def image_use(image: ImageInput, x: np.ndarray, weighed: bool = True) -> str:
+    """One line on how the picture took part in the answer (``Prediction.image``); ``weighed``: the ranker reads
+    the picture's features."""
     if image is None:
         return ""
     if not len(x) or not x[:, FEATURE_NAMES.index("image_top")].any():
         return "off: no image score for this picture (no scorer, or no vision feature)"
+    if not weighed:
+        return "shown, not weighed: the ranker deciding reads no picture feature (the prompt still holds the picture)"
     flat = FEATURE_NAMES.index("image_drawing"), FEATURE_NAMES.index("image_photo")
     kind = "a drawing" if np.abs(x[:, flat[0]]).sum() >= np.abs(x[:, flat[1]]).sum() else "a photo"
     return f"weighed by the ranker, as {kind}"

@@ -94,7 +94,8 @@ class Prediction:
     source: str = "model"  # "model", or "correction": a person decided this exact item (caption, mention, image)
     corrected_by: str | None = None  # with source "correction": the annotator whose decision it is
     precision: str = ""  # the LLM's precision (float32, bfloat16, float16, int8); "" = not recorded
-    image: str = ""  # how the image score took part: "on: ...", "off: <why>", "" (no image scorer or no picture)
+    image: str = ""  # how the picture took part: "weighed by the ranker, as a drawing|a photo", "shown, not
+    # weighed: ...", "off: <why>", "" (no picture)
     image_scorer: str = ""  # the version of the image scorer that scored the picture ("" = none)
     why: dict[str, Any] = field(default_factory=dict)  # the model's answer explained in words
     # (gemel.rank.reasons.Explanation.to_dict: "sentence", "reasons", "against", "picture_unknown", "parts")

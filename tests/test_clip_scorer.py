@@ -209,7 +209,7 @@ def test_the_linker_gets_its_image_scores_from_clip(tiny_dir, offline_hub):
     picture = tiny_dir / "img.png"
     expected = linker.image_scorer.score(picture, linker.image_scorer.kb_vectors).fused
     pred = linker.link(str(picture), "We saw the river from the bus.", "the river")
-    assert pred.image.startswith("weighed by the ranker")
+    assert pred.image.startswith("shown, not weighed: the ranker deciding reads no picture feature")
     scored = [c for c in pred.candidates if c.image_score is not None]
     assert scored, pred.image
     z = (expected - expected.mean()) / expected.std()  # shown as the ranker reads it: z over the KB

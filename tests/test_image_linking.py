@@ -91,6 +91,7 @@ def test_a_ranker_that_weighs_the_picture_follows_it(tiny_linker, scorer_file, t
     pred = by_picture.link(image, TEXT, MENTION)
     best = max(pred.candidates, key=lambda c: c.image_score)
     assert pred.entity == best.name and pred.candidates[0].probability > 0.5
+    assert pred.image.startswith("weighed by the ranker, as a")
     assert max(best.contributions, key=best.contributions.get) in {"image_drawing", "image_photo"}
     text_only = picture.link(image, TEXT, MENTION)  # the shipped ranker without picture features
     assert all(c.contributions[n] == 0.0 for c in text_only.candidates for n in ("image_drawing", "image_photo"))
@@ -219,7 +220,7 @@ def test_one_link_reads_hashes_and_decodes_its_picture_once(tiny_linker, scorer_
     monkeypatch.setattr(images, "_read_file", lambda p: reads.append(str(p)) or real_read(p))
     monkeypatch.setattr(images, "_decode", lambda *a: decodes.append(a[1]) or real_decode(*a))
     pred = linker.link(str(image), TEXT, MENTION)
-    assert pred.image.startswith("weighed by the ranker") and reads.count(str(image)) == 1
+    assert pred.image.startswith("shown, not weighed") and reads.count(str(image)) == 1
     assert sum(str(image) in what for what in decodes) == 1
 
 

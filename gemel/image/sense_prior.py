@@ -15,7 +15,7 @@ demonstrations, senses), so re-linking the same item reuses them.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 
 from gemel.generation.prompt import Segment, query_text
 

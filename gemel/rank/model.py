@@ -9,7 +9,8 @@ The artifact is a small JSON file that describes itself: the feature names, weig
 threshold, the regularisation, and the manifest of the data it was fitted on (files and their sha256, counts,
 cross-validated accuracy) and of the image scorer whose scores it weighed (``manifest["scorer"]``: its version, a
 hash of its weights or artifact, and its model's name). Image features mean what that scorer made them mean, so a
-ranker recorded for another scorer is refused (:meth:`Ranker.check_scorer`). A profile that fits its own ranker at
+ranker recorded for another scorer is refused (:meth:`Ranker.check_scorer`); one fitted without the picture's
+features (:data:`TEXT_RANKER`) fits every scorer. A profile that fits its own ranker at
 its first start (``[rank] fit_at_start``) keeps it in the cache, one per scorer (:func:`fitted_path`). Fitting
 lives in :mod:`gemel.training.ranker`.
 """
@@ -72,7 +73,7 @@ class RecordsScorer:
             fitted = f"{record['version']} ({record['model']})" if record.get("model") else record["version"]
             raise RankerError(f"ranker {str(where)!r} was fitted on the scores of the image scorer {fitted}, this "
                               f"profile scores pictures with {version}: refit it with `gemel fit-ranker --profile ...`"
-                              ", or decide with the fused score: --set rank.model=\"\"")
+                              ", or decide with the shipped ranker that reads no picture feature: --set rank.model=\"\"")
 
 
 @dataclass
