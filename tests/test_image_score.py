@@ -90,10 +90,18 @@ def test_top_k_returns_k_distinct_kb_titles_best_first(scorer, kb):
     assert [s for _, s in top] == sorted((s for _, s in top), reverse=True)
 
 
-def test_abstains_below_the_confidence_threshold(scorer, kb):
-    sure = scorer.replace(fusion=FusionConfig(abstain_below=1.01)).score(torch.randn(scorer.spec.vision_dim), kb[0])
-    assert sure.abstain
-    assert not scorer.replace(fusion=FusionConfig(abstain_below=0.0)).score(torch.randn(256), kb[0]).abstain
+def test_an_artifact_saved_with_an_abstain_threshold_scores_as_before(scorer, encoder, kb, tmp_path):
+    """Abstaining was a gate of the fused score (the ranker reads the scorer's confidence itself): an artifact
+    saved with ``abstain_below`` loads, and scores as the same weights without it."""
+    path = tmp_path / "old.pt"
+    scorer.save(path)
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob["fusion"]["abstain_below"] = 0.4
+    torch.save(blob, path)
+    loaded = ImageEntityScorer.load(path, encoder, kb_vectors=kb[0], kb_titles=kb[1])
+    feature = torch.randn(scorer.spec.vision_dim)
+    assert loaded.fusion == scorer.fusion
+    np.testing.assert_allclose(loaded.score(feature, kb[0]).fused, scorer.score(feature, kb[0]).fused, atol=1e-2)
 
 
 def test_replace_shares_weights_and_drops_components(scorer, kb):

@@ -320,8 +320,7 @@ class ClipEntityScorer:
         fused = self.fuse(raw)[0]
         probs = softmax(fused / self.fusion.temperature)
         confidence = float(probs.max()) if len(probs) else 0.0
-        return ImageScores(fused, probs, {k: v[0] for k, v in raw.items()}, confidence,
-                           confidence < self.fusion.abstain_below)
+        return ImageScores(fused, probs, {k: v[0] for k, v in raw.items()}, confidence)
 
     def similarities(self, feature_or_image: Any, entity_vectors: np.ndarray,
                      titles: Sequence[str] | None = None) -> np.ndarray:

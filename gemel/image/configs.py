@@ -55,7 +55,6 @@ class FusionConfig:
     w_exemplar: float = 0.0  # weight of the colour-layout exemplar kernel (in [0, 1], not normalised)
     normalise: str = "zscore"  # across the candidates of one query: "zscore", "softmax" or "none"
     temperature: float = 1.0  # probabilities = softmax(fused / temperature)
-    abstain_below: float = 0.0  # confidence (max probability) below this -> abstain
 
     def __post_init__(self) -> None:
         if self.normalise not in ("zscore", "softmax", "none"):

@@ -13,8 +13,8 @@ candidates of one query:
 
 Fusion (:class:`gemel.image.configs.FusionConfig`): ``w_projection * z(projection) + w_exemplar * exemplar``,
 z-scores over the candidate set (or the whole KB for :meth:`ImageEntityScorer.top_k`); a softmax with a
-temperature gives probabilities whose maximum is the confidence; below ``abstain_below`` the scorer abstains. Weights are fitted on the corpus dev split
-(:func:`gemel.training.fusion.fit_fusion`).
+temperature gives probabilities whose maximum is the confidence (the ranker reads them as ``image_prob``). Weights
+are fitted on the corpus dev split (:func:`gemel.training.fusion.fit_fusion`).
 
 An artifact (:meth:`ImageEntityScorer.save`) holds the weights in fp16 beside a
 :class:`gemel.image.configs.ScorerSpec` (encoder, embedder, dims, corpus manifest hash) that :meth:`load`
@@ -53,7 +53,6 @@ class ImageScores:
     probabilities: np.ndarray  # softmax(fused / temperature)
     components: dict[str, np.ndarray]  # raw similarities: "projection" (cosine), "exemplar" (kernel)
     confidence: float  # max probability
-    abstain: bool  # confidence below the fusion's abstain_below: ignore the picture
 
     @property
     def best(self) -> int:
@@ -175,7 +174,7 @@ class ImageEntityScorer:
         fused = self.fuse({k: v[None] for k, v in raw.items()})[0]
         probs = softmax(fused / self.fusion.temperature)
         confidence = float(probs.max()) if len(probs) else 0.0
-        return ImageScores(fused, probs, raw, confidence, confidence < self.fusion.abstain_below)
+        return ImageScores(fused, probs, raw, confidence)
 
     def fuse(self, raw: dict[str, np.ndarray]) -> np.ndarray:
         f = self.fusion
@@ -251,12 +250,14 @@ class ImageEntityScorer:
 
 
 def _fusion(saved: dict, path: str | Path) -> FusionConfig:
-    """An artifact's fusion weights; one that weighs the removed ImageNet bridge cannot be honoured."""
+    """An artifact's fusion weights; one that weighs the removed ImageNet bridge cannot be honoured. Its
+    ``abstain_below`` (artifacts saved before it was removed; 0 in the shipped one) is ignored: abstaining was a
+    gate of the fused score, and the ranker reads the scorer's confidence itself (``image_prob``)."""
     w_bridge = float(saved.get("w_bridge", 0.0))
     if w_bridge != 0:
         raise ImageScoreError(f"image scorer {path} gives the ImageNet bridge the weight w_bridge={w_bridge:g}, but "
                               "the bridge no longer exists: retrain the scorer with `gemel corpus train-projection`")
-    return FusionConfig(**{k: v for k, v in saved.items() if k != "w_bridge"})
+    return FusionConfig(**{k: v for k, v in saved.items() if k not in ("w_bridge", "abstain_below")})
 
 
 def _load_blob(path: Path) -> dict:

@@ -1,5 +1,5 @@
-"""Fitting the image scorer's fusion weights (exemplars; projection 1) and its abstain threshold
-on the corpus dev split, by top-1 then top-10 over the candidates."""
+"""Fitting the image scorer's fusion weights (exemplars; projection 1) on the corpus dev split, by top-1 then
+top-10 over the candidates."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import torch
 
 from gemel.image.configs import FusionConfig, ImageScoreError
 from gemel.image.scorer import ImageEntityScorer
-from gemel.image.vectors import softmax
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +19,11 @@ log = logging.getLogger(__name__)
 def fit_fusion(scorer: ImageEntityScorer, features: torch.Tensor, gold: Sequence[int], entity_vectors: np.ndarray,
                titles: Sequence[str] | None = None, layouts: np.ndarray | None = None,
                exemplar_grid: Sequence[float] = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0),
-               abstain_precision: float = 0.0, strata: Sequence[str] | None = None) -> FusionConfig:
+               strata: Sequence[str] | None = None) -> FusionConfig:
     """Choose w_exemplar (w_projection = 1) by dev top-1 (then top-10) over the candidates.
 
     gold[i] indexes the entity_vectors row of picture i; ``titles`` and ``layouts`` (colour layouts of the dev
-    pictures) let the exemplar weight be fitted too. With ``abstain_precision`` > 0 the abstain threshold is
-    the lowest confidence above which dev top-1 reaches that precision. ``strata`` (one label per picture,
+    pictures) let the exemplar weight be fitted too. ``strata`` (one label per picture,
     e.g. in-pool / out-of-pool) weighs each stratum alike, so the larger one does not decide alone."""
     gold_arr = np.asarray(gold)
     labels = np.asarray(strata if strata is not None else ["all"] * len(gold_arr))
@@ -43,10 +41,6 @@ def fit_fusion(scorer: ImageEntityScorer, features: torch.Tensor, gold: Sequence
         key = (float(np.mean([h[0] for h in hits])), float(np.mean([h[1] for h in hits])))
         if key > best_key:
             best_key, best = key, fusion
-    if abstain_precision > 0:
-        fused = scorer.replace(fusion=best).fuse(raw)
-        best = dataclasses.replace(best, abstain_below=_abstain_threshold(fused, best.temperature, gold_arr,
-                                                                          abstain_precision))
     log.info("fusion fitted: w_projection=%.2f w_exemplar=%.2f (dev top-1 %.3f, top-10 %.3f)",
              best.w_projection, best.w_exemplar, *best_key)
     return best
@@ -56,12 +50,3 @@ def _topk_hits(fused: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
     gold_scores = fused[np.arange(len(gold)), gold][:, None]
     rank = (fused >= gold_scores).sum(1) - 1  # 0 = top-1; ties count against the gold entity
     return float((rank < 1).mean()), float((rank < 10).mean())
-
-
-def _abstain_threshold(fused: np.ndarray, temperature: float, gold: np.ndarray, precision: float) -> float:
-    conf = softmax(fused / temperature).max(1)
-    right = fused.argmax(1) == gold
-    for t in np.unique(conf):
-        if right[conf >= t].mean() >= precision:
-            return float(t)
-    return 1.0
