@@ -90,8 +90,9 @@ def _fraction(value: float, low: float, high: float) -> float:
 
 def candidate_bars(candidates: Sequence[Mapping[str, Any]], chosen: str | None, limit: int = 9,
                    picture_unknown: Sequence[str] = ()) -> str:
-    """One row per candidate: shortcut digit, name, description, a bar (the learned ranker's probability, or the
-    fused score scaled between the lowest and highest shown) and the parts of its score, which add up to it
+    """One row per candidate: shortcut digit, name, description, a bar (the learned ranker's probability, or, in
+    an answer saved before the ranker replaced the fused score, that score scaled between the lowest and highest
+    shown) and the parts of its score, which add up to it
     (``contributions``: the largest three under the ranker). ``picture_unknown``: candidates the picture scorer
     has never seen, marked so their low picture score is not read as evidence."""
     shown = list(candidates)[:limit]
