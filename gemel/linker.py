@@ -54,7 +54,7 @@ from gemel.models.llm import LanguageModel
 from gemel.models.mapper import FeatureMapper
 from gemel.rank.decisions import nearest_decisions, nearest_picture_entities, picture_similarities
 from gemel.rank.features import NAMES as FEATURE_NAMES
-from gemel.rank.features import Evidence, candidate_features
+from gemel.rank.features import Evidence, PictureEvidence, candidate_features
 from gemel.rank.model import RankerError, fitted_path, scorer_version
 from gemel.rank.reasons import explain
 from gemel.sources import resolve
@@ -93,6 +93,7 @@ class QueryPrompt:
     candidate_ids: list[int]  # KB rows to decode over ([] = the whole KB)
     embeds: torch.Tensor  # (1, T, H) prompt embeddings
     timings: dict[str, float] = field(default_factory=dict)  # seconds: vision, retrieval, prompt
+    picture: PictureEvidence | None = None  # what the image scorer says of the query picture (None: no score)
 
     @property
     def length(self) -> int:
@@ -329,9 +330,9 @@ class Linker:
         query = self.embedder.encode([mention_in_context(text, mention)])  # (1, D)
         demos = self.retrieve_demonstrations(query, exclude, caption=text, image=image)
         t_img = time.perf_counter()
-        evidence, _ = self.image_signal.evidence(image, mention, ())  # the picture's top entities join, whatever its style
+        picture, _ = self.image_signal.evidence(image, mention, ())  # its top entities join, whatever its style
         t_img = time.perf_counter() - t_img
-        cand_ids = self.retrieve_candidates(query, candidates, evidence and evidence.scores, mention)
+        cand_ids = self.retrieve_candidates(query, candidates, picture and picture.scores, mention)
         if candidates is None and cand_ids:  # [] = the whole KB (decode.candidates = 0): they are in it
             cand_ids += [r for r in self.decision_rows(image, exclude) if r not in cand_ids]
         t1 = time.perf_counter()
@@ -344,7 +345,7 @@ class Linker:
         demos = demos[len(demos) - len(kept):]
         embeds = self.prompt.embed(kept + [last])  # (1, T, H)
         timings = {"retrieval": t1 - t0 - t_img, "vision": t2 - t1 + t_img, "prompt": time.perf_counter() - t2}
-        return QueryPrompt(query, demos, kept + [last], cand_ids, embeds, timings)
+        return QueryPrompt(query, demos, kept + [last], cand_ids, embeds, timings, picture)
 
     def visual_prefixes(self, images: Sequence[ImageInput], mapper: torch.nn.Module | None = None
                         ) -> list[torch.Tensor | None]:
@@ -468,7 +469,7 @@ class Linker:
             log.warning("dropping %d hypothesis(es) that are no KB name", len(hyps) - len(kept))
         rows = [r for r, _ in kept]
         entities = [self.kb.entities[r] for r in rows]
-        picture, memory = self.image_signal.evidence(image, mention, self.labelled(exclude))
+        picture, memory = self.image_signal.evidence(image, mention, self.labelled(exclude), qp.picture)
         decisions = self.labelled_pool.decisions(exclude)
         pictures = picture_similarities(decisions, self.features, image) if decisions else []
         ev = Evidence(mention, [e.title for e in entities], [e.aliases for e in entities], rows,
