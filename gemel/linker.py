@@ -45,7 +45,7 @@ from gemel.images import ImageInput, Picture
 from gemel.kb.demonstrations import DemonstrationPool, Retrieved, load_jsonl_examples, merge
 from gemel.kb.entities import KnowledgeBase
 from gemel.kb.index import ExactIndex, IVFIndex
-from gemel.kb.names import named_as, names_sense
+from gemel.kb.names import named_as
 from gemel.kb.retrieval import VectorIndex
 from gemel.kb.store import StoredKB, open_kb
 from gemel.memory import release_unused_gpu_libraries, trim
@@ -56,6 +56,7 @@ from gemel.rank.decisions import nearest_decisions, nearest_picture_entities, pi
 from gemel.rank.features import NAMES as FEATURE_NAMES
 from gemel.rank.features import Evidence, PictureEvidence, candidate_features
 from gemel.rank.model import RankerError, fitted_path, scorer_version
+from gemel.text import names_sense
 from gemel.rank.reasons import explain
 from gemel.sources import resolve
 from gemel.types import Candidate, Demonstration, Example, Prediction
@@ -313,8 +314,8 @@ class Linker:
         """(N_kb,) image scores of the query picture against every KB entity (the image scorer's fused
         similarity, z-scored over the KB: the ranker's image features are made from them), or None: no picture,
         no scorer or no vision feature. Reuses the picture's vision feature (the one the prefix is made from)."""
-        evidence, _ = self.image_signal.evidence(Picture.of(image), "", ())
-        return None if evidence is None else evidence.z
+        picture = self.image_signal.picture(Picture.of(image))
+        return None if picture is None else picture.z
 
     # ---- the prompt ------------------------------------------------------------------------------
     def build_prompt(self, image: ImageInput, text: str, mention: str, *, exclude: Sequence[str] = (),
@@ -330,7 +331,7 @@ class Linker:
         query = self.embedder.encode([mention_in_context(text, mention)])  # (1, D)
         demos = self.retrieve_demonstrations(query, exclude, caption=text, image=image)
         t_img = time.perf_counter()
-        picture, _ = self.image_signal.evidence(image, mention, ())  # its top entities join, whatever its style
+        picture = self.image_signal.picture(image)  # its top entities join, whatever its style
         t_img = time.perf_counter() - t_img
         cand_ids = self.retrieve_candidates(query, candidates, picture and picture.scores, mention)
         if candidates is None and cand_ids:  # [] = the whole KB (decode.candidates = 0): they are in it
@@ -420,7 +421,7 @@ class Linker:
         return self._shared.full_trie(self.config)
 
     def sense_rows(self, hyps: Sequence[Hypothesis], mention: str | None) -> list[int]:
-        """KB rows of the hypotheses that are senses the mention names (:func:`gemel.kb.names.names_sense`)."""
+        """KB rows of the hypotheses that are senses the mention names (:func:`gemel.text.names_sense`)."""
         if not mention:
             return []
         rows = [self._shared.row_of_tokens.get(h.tokens) for h in hyps]

@@ -1,6 +1,7 @@
 """How names are compared, one rule everywhere: a name's key is its case-folded text with whitespace
 collapsed ("New  York" and "new york" are one name), and a title's qualifier is its trailing "(...)"
-("Mole (animal)" is the animal sense of the name "Mole")."""
+("Mole (animal)" is the animal sense of the name "Mole"); and whether a mention names a title exactly or as the
+last words of a compound (the senses of a shared name)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,29 @@ def without_qualifier(title: str) -> str:
     """The title without its "(...)" qualifier ("Mole (animal)" -> "Mole"); a title that is nothing but a
     qualifier stays as it is."""
     return QUALIFIER.sub("", title) or title
+
+
+def names_exactly(mention: str, title: str) -> bool:
+    """Whether the mention is the title, or the title without its "(...)" qualifier, up to case and spaces
+    ("Japan" names ``Japan``; "Nut" names both ``Nut (fruit)`` and ``Nut (hardware)``; "the country" names no
+    title: articles are kept, so a description is not taken for a name)."""
+    m, t = name_key(mention), name_key(title)
+    return bool(m) and (m == t or m == without_qualifier(t))
+
+
+def names_as_head(mention: str, title: str) -> bool:
+    """Whether the title is a compound ending in the mention, its "(...)" qualifier dropped, up to case and
+    spaces: English compounds name their kind last, so "mouse" names ``Computer mouse`` (and ``Mickey Mouse``),
+    "hockey" ``Ice hockey``, "nut" ``Brazil nut``, "Jordan" ``Michael Jordan``. A phrase about the mention is no
+    compound: "Japan" does not name ``Empire of Japan``, nor "Congo" ``Republic of the Congo``, nor "France"
+    ``Tour de France`` (:data:`NOT_A_MODIFIER`); and "war" does not name ``World War II``, nor "Congo"
+    ``Congo River``."""
+    m = name_key(mention).split()
+    t = without_qualifier(name_key(title)).split()
+    return 0 < len(m) < len(t) and t[-len(m):] == m and t[-len(m) - 1] not in NOT_A_MODIFIER
+
+
+def names_sense(mention: str, title: str) -> bool:
+    """Whether the title is one of the senses the mention names: exactly (:func:`names_exactly`) or as its last
+    words (:func:`names_as_head`)."""
+    return names_exactly(mention, title) or names_as_head(mention, title)

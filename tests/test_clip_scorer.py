@@ -218,7 +218,7 @@ def test_the_linker_gets_its_image_scores_from_clip(tiny_dir, offline_hub):
     best_by_picture = linker.kb.titles[int(np.argmax(expected))]
     assert best_by_picture in [c.name for c in pred.candidates]  # the picture's top entity joined the candidates
     # the ranker's evidence reads the same scores
-    evidence, _ = linker.image_signal.evidence(str(picture), "the river", [])
+    evidence = linker.image_signal.picture(str(picture))
     assert np.allclose(evidence.scores, expected, atol=1e-6)
 
 

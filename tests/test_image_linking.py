@@ -116,11 +116,11 @@ def test_a_picture_is_decoded_once_for_its_facts_across_links(tiny_linker, score
     reads = []
     real = image_link._readable
     monkeypatch.setattr(image_link, "_readable", lambda im: reads.append(im) or real(im))
-    first, _ = linker.image_signal.evidence(image, "", [])
-    second, _ = linker.image_signal.evidence(image, "", [])
+    first = linker.image_signal.picture(image)
+    second = linker.image_signal.picture(image)
     assert len(reads) == 1 and first.flatness == second.flatness and np.array_equal(first.scores, second.scores)
     Image.new("RGB", (37, 23), (12, 200, 91)).save(image)  # new content: a new key
-    linker.image_signal.evidence(image, "", [])
+    linker.image_signal.picture(image)
     assert len(reads) == 2
 
 

@@ -232,7 +232,7 @@ def test_entity_round_trip_keeps_aliases(tmp_path):
 @pytest.mark.parametrize("mention,name", [("luna", "Luna"), (" LUNA ", "Luna"), ("Moon", "Moon"), ("Lun", "Moon"),
                                           (None, "Moon")])
 def test_the_exact_name_rule_sees_the_alias_the_mention_names(mention, name):
-    from gemel.kb.names import names_exactly
+    from gemel.text import names_exactly
     from gemel.kb.names import named_as
 
     moon = Entity("Moon", "satellite", "", ("Luna",))

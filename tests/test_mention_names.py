@@ -1,9 +1,9 @@
-"""How a mention names KB titles (gemel/kb/names.py): exactly, or as the last words of a compound; the ranker's
+"""How a mention names KB titles (gemel/text.py): exactly, or as the last words of a compound; the ranker's
 name features and the senses whose prior it reads are made from these."""
 
 from __future__ import annotations
 
-from gemel.kb.names import names_as_head, names_exactly, names_sense
+from gemel.text import names_as_head, names_exactly, names_sense
 
 
 def test_a_mention_names_a_title_exactly_up_to_case_and_its_qualifier():

@@ -57,7 +57,7 @@ def test_the_prior_is_measured_once_and_only_for_the_senses_a_mention_names(tiny
 
 
 def test_the_senses_carry_their_centred_prior_as_a_feature(tiny_linker):
-    from gemel.kb.names import names_sense
+    from gemel.text import names_sense
 
     pred = tiny_linker.link(None, "We saw Mercury last night.", "Mercury")
     senses = [c for c in pred.candidates if names_sense("Mercury", c.name)]

@@ -30,25 +30,36 @@ class ImageSignal:
         self.remembered = remembered  # picture memory entries by (example, picture) (shared)
         self.every_picture = PictureMemory(scorer.exemplars if scorer is not None else None)  # drawings and photos
 
+    def picture(self, image: ImageInput) -> PictureEvidence | None:
+        """The scorer's score of every KB entity for the picture, whatever its style, with its flatness; None
+        without a scorer, a picture or its vision feature."""
+        feature = self._feature(image)
+        if feature is None:
+            return None
+        facts = self.facts.get(self.scorer, image)
+        scored = self.scorer.score(feature, self.scorer.kb_vectors, self.scorer.kb_titles, layout=facts.layout)
+        known = frozenset(self.scorer.exemplars.titles) if self.scorer.exemplars is not None else frozenset()
+        return PictureEvidence(scored.fused, facts.flatness, known, scored.probabilities)
+
     def evidence(self, image: ImageInput, mention: str, labelled: Iterable[Example],
                  picture: PictureEvidence | None = None) -> tuple[PictureEvidence | None, dict[str, float]]:
-        """What the picture says for the ranker, whatever its style: the scorer's score of every KB entity with
-        the picture's flatness (None without a scorer, a picture or its feature; ``picture``: this picture's,
-        already scored), and {entity: similarity of the nearest picture people labelled as it} over every
-        labelled picture, photos included."""
-        if self.scorer is None or image is None or self.features is None:
-            return None, {}
-        feature = self.features.get(image)
+        """What the picture says for the ranker: :meth:`picture` (``picture``: this picture's, already scored),
+        and {entity: similarity of the nearest picture people labelled as it} over every labelled picture, photos
+        included."""
+        feature = self._feature(image)
         if feature is None:
             return None, {}
+        picture = picture if picture is not None else self.picture(image)
         facts = self.facts.get(self.scorer, image)
-        if picture is None:
-            scored = self.scorer.score(feature, self.scorer.kb_vectors, self.scorer.kb_titles, layout=facts.layout)
-            known = frozenset(self.scorer.exemplars.titles) if self.scorer.exemplars is not None else frozenset()
-            picture = PictureEvidence(scored.fused, facts.flatness, known, scored.probabilities)
         self.every_picture.sync((e for e in labelled if e.source != "seed"), self._remember)
         memory = self.every_picture.nearest(feature.numpy(), facts.layout, image_key(image), mention)
         return picture, memory
+
+    def _feature(self, image: ImageInput) -> torch.Tensor | None:
+        """The picture's vision feature, or None without a scorer, a picture or a feature source."""
+        if self.scorer is None or image is None or self.features is None:
+            return None
+        return self.features.get(image)
 
     def _remember(self, example: Example) -> Remembered | None:
         """The picture memory's entry for one labelled example, or None: no readable picture, not in the KB (computed

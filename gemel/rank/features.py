@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gemel.text import NOT_A_MODIFIER, name_key, without_qualifier
+from gemel.text import name_key, names_as_head, without_qualifier
 
 
 @dataclass(frozen=True)
@@ -146,13 +146,11 @@ def name_features(mention: str, title: str, aliases: Sequence[str] = ()) -> dict
     t = name_key(title)
     base = without_qualifier(t)
     m_words, base_words = m.split(), base.split()
-    head = 0 < len(m_words) < len(base_words) and base_words[-len(m_words):] == m_words \
-        and base_words[-len(m_words) - 1] not in NOT_A_MODIFIER
     union = set(m_words) | set(base_words)
     return {
         "name_exact": float(bool(m) and (m == t or any(m == name_key(a) for a in aliases))),
         "name_base": float(bool(m) and m == base and base != t),
-        "name_head": float(head),
+        "name_head": float(names_as_head(mention, title)),
         "name_overlap": len(set(m_words) & set(base_words)) / len(union) if union else 0.0,
         "has_qualifier": float(base != t),
     }
