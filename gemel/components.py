@@ -19,6 +19,7 @@ from gemel.generation.trie import ArrayTrie, Trie
 from gemel.image.clip import SCORER as CLIP_SCORER
 from gemel.image.clip import ClipEntityScorer
 from gemel.image.facts import PictureFactsCache, load_scorer
+from gemel.image.reference import REFERENCE, PictureReference
 from gemel.image.scorer import ImageEntityScorer
 from gemel.kb.demonstrations import DemonstrationPool, StoredKBPool, kb_examples, load_jsonl_examples
 from gemel.kb.entities import KBError, KnowledgeBase
@@ -76,6 +77,7 @@ class Shared:
         self._rankers: dict[str, Ranker] = {}
         self.picture_facts = PictureFactsCache()  # flatness + colour layout of recent query pictures
         self.remembered: dict[tuple, Any] = {}  # picture memory entries, by example and picture (image.signal)
+        self._reference: PictureReference | None = None  # the shipped reference pictures, read on first use
 
     def image_scorer(self, config: LinkerConfig) -> ImageEntityScorer | ClipEntityScorer | None:
         """The config's image scorer, loaded once per artifact path (variants that only change
@@ -95,6 +97,17 @@ class Shared:
         if c.scorer == CLIP_SCORER:
             return ClipEntityScorer.for_kb(self.vision, self.kb, c.clip_prompt, c.clip_batch_size)
         return load_scorer(config, self.vision, self.embedder.name, self.kb_vectors, self.kb.titles)
+
+    def picture_reference(self, scorer: Any) -> PictureReference | None:
+        """The shipped reference pictures (:mod:`gemel.image.reference`) when their features are this vision
+        encoder's and their layouts ``scorer``'s descriptor; None otherwise (CLIP), without a scorer or file."""
+        if scorer is None or self.vision is None or not REFERENCE.is_file():
+            return None
+        if self._reference is None:
+            self._reference = PictureReference.load(REFERENCE)
+        exemplars = getattr(scorer, "exemplars", None)
+        fits = self._reference.fits(self.vision.config, exemplars.config if exemplars is not None else None)
+        return self._reference if fits else None
 
     def ranker(self, config: LinkerConfig) -> Ranker | TreeRanker:
         """The config's ranker (``rank.model``; "" = the shipped one that reads no picture feature,

@@ -119,7 +119,8 @@ class Linker:
         self._sense_priors = SensePriorCache()  # per variant: its mapper makes the demonstrations' prefixes
         self.mapper = mapper
         self.image_scorer = shared.image_scorer(config)  # loaded now, so that a bad artifact fails at load time
-        self.image_signal = ImageSignal(self.image_scorer, features, shared.kb, shared.picture_facts, shared.remembered)
+        self.image_signal = ImageSignal(self.image_scorer, features, shared.kb, shared.picture_facts, shared.remembered,
+                                        shared.picture_reference(self.image_scorer))
         self.prompt = PromptBuilder(shared.lm, config.llm.max_prompt_tokens, bos=config.llm.bos)
         self.awaits_fit = False  # the profile fits its ranker at start and none is fitted for its scorer yet
         if config.rank.fit_at_start and not config.rank.active:  # fitted at an earlier first start, if cached
@@ -473,10 +474,12 @@ class Linker:
         picture, memory = self.image_signal.evidence(image, mention, self.labelled(exclude), qp.picture)
         decisions = self.labelled_pool.decisions(exclude)
         pictures = picture_similarities(decisions, self.features, image) if decisions else []
-        ev = Evidence(mention, [e.title for e in entities], [e.aliases for e in entities], rows,
+        titles = [e.title for e in entities]
+        near = nearest_decisions(decisions, qp.query, pictures, titles)
+        levels = self.image_signal.levels(image, titles) if memory or near else {}  # only a store's evidence needs them
+        ev = Evidence(mention, titles, [e.aliases for e in entities], rows,
                       [h.logprob for _, h in kept], [len(h.tokens) for _, h in kept],
-                      [float(self.kb_vectors[r] @ qp.query[0]) for r in rows], prior, picture, memory,
-                      nearest_decisions(decisions, qp.query, pictures, [e.title for e in entities]))
+                      [float(self.kb_vectors[r] @ qp.query[0]) for r in rows], prior, picture, memory, near, levels)
         return rows, candidate_features(ev)
 
     def rank_learned(self, rows: Sequence[int], x: np.ndarray, hyps: Sequence[Hypothesis]

@@ -54,9 +54,8 @@ def test_candidate_features_hold_margins_the_picture_and_decisions():
     assert x[:, col["image_top"]].tolist() == pytest.approx([1 / 3, 1.0, 1 / 2])
     assert x[:, col["image_known"]].tolist() == [1.0, 0.0, 0.0]
     assert x[:, col["image_prob"]].tolist() == pytest.approx([0.1, 0.7, 0.2])
-    assert x[:, col["memory_sim"]].tolist() == [0.0, 0.0, 0.9]
     assert x[:, col["memory_lead"]].tolist() == pytest.approx([0.0, 0.0, 0.3])  # Amman: labelled, no candidate
-    assert x[1, col["decision_caption"]] == 0.8 and x[1, col["decision_picture"]] == 0.1
+    assert x[:, col["memory_excess"]].tolist() == [0.0] * 3  # no reference level given: nothing to exceed
     assert x[:, col["name_exact"]].tolist() == [1.0, 0.0, 0.0] and x[2, col["name_head"]] == 1.0
 
 
@@ -258,6 +257,29 @@ def test_fit_ranker_cli_writes_an_artifact_a_profile_can_name(tiny_profile_file,
     both = json.loads(out.read_text())["manifest"]
     assert both["mentions"] == d["manifest"]["mentions"] + 6 and both["data"][-1]["file"] == str(elsewhere)
     assert both["groups_from"] == [{"file": str(elsewhere), "scorer": "unknown"}]  # no artifact beside it
+
+
+def test_fit_ranker_refits_a_ranker_fitted_on_features_this_code_no_longer_computes(tiny_profile_file, tiny_dir,
+                                                                                     tmp_path, capsys):
+    """A feature added or removed makes the profile's ranker unreadable (refused with a sentence when linking);
+    `gemel fit-ranker` gathers with a ranker that decides nothing, so the refit the sentence asks for works."""
+    from gemel.cli.main import main
+
+    stale = tmp_path / "stale.json"
+    d = Ranker.uniform().to_dict()
+    d["features"] = [*d["features"], "memory_sim"]
+    d["weights"], d["mean"], d["scale"] = ([0.0] * len(d["features"]),) * 3
+    stale.write_text(json.dumps(d))
+    from gemel.cli.eval import profile_with
+    from gemel.linker import Linker
+
+    profile = ["--profile", str(tiny_profile_file), "--set", f"rank.model={stale}"]
+    with pytest.raises(RankerError, match="features this code does not compute.*refit it with `gemel fit-ranker`"):
+        Linker.load(profile_with(str(tiny_profile_file), [f"rank.model={stale}"]))
+    out = tmp_path / "r.json"
+    assert main(["fit-ranker", *profile, "--data", str(tiny_dir / "seed.jsonl"), "--out", str(out), "--folds", "2",
+                 "--quiet", "--cache", str(tmp_path / "cache")]) == 0
+    assert Ranker.load(out).weights.shape == (len(NAMES),)
 
 
 def test_a_refit_starts_from_the_groups_beside_the_profiles_ranker(tiny_linker, tmp_path):

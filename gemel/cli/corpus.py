@@ -5,6 +5,7 @@
     gemel corpus captions --out data/captions                       # synthetic captions, groups, flags
     gemel corpus train-projection --hold-out-style twemoji          # a scorer that never saw one style
     gemel corpus top --image photo.png [--k 10]                      # what the image alone suggests
+    gemel corpus reference [--size 512]                              # the reference pictures the ranker reads
 """
 
 from __future__ import annotations
@@ -74,6 +75,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--profile", default="offline", help="profile name or .toml path (default offline)")
     q.add_argument("--k", type=int, default=10, help="entities to print (default 10)")
     q.set_defaults(func=run_top)
+    r = csub.add_parser("reference", help="the reference pictures: how near is near for a query picture",
+                        description="Sample training pictures of the corpus (every style) and save their pooled "
+                                    "features and colour layouts: the level a labelled picture must beat to count "
+                                    "for the ranker (memory_excess, decision_excess).")
+    r.add_argument("--profile", default="offline", help="profile whose vision encoder to use (default offline)")
+    r.add_argument("--corpus", help="corpus folder (default: the one `build` writes with all sources)")
+    r.add_argument("--size", type=int, help="pictures to keep (default 512)")
+    r.add_argument("--seed", type=int, default=0, help="random seed of the sample (default 0)")
+    r.add_argument("--out", help="file to write (default: the shipped gemel/assets/models/picture_reference.npz)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.set_defaults(func=run_reference)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -175,6 +187,22 @@ def write_style_fold(folded: Any, kb: Any, out: Path, args: argparse.Namespace) 
     n = write_jsonl((c.to_example_dict(root) for c in rows), out / "recurring-dev.jsonl")
     print(f"recurring-dev: {n} dev pictures of {len({c.entity for c in rows})} entities (bench/learning_curve.py "
           "--splits recurring-dev)")
+
+
+def run_reference(args: argparse.Namespace) -> int:
+    from gemel.image.reference import REFERENCE
+    from gemel.training.corpus import Corpus
+    from gemel.training.image_scorer import load_parts
+    from gemel.training.picture_reference import DEFAULT_SIZE, build_reference
+
+    corpus = Corpus.load(args.corpus or default_corpus(args.profile))
+    parts = load_parts(args.profile)
+    reference = build_reference(corpus, parts.encoder, size=args.size or DEFAULT_SIZE, seed=args.seed,
+                                progress=not args.no_progress)
+    out = reference.save(args.out or REFERENCE)
+    print(f"reference: {len(reference.titles)} pictures of {len(set(reference.titles))} entities "
+          f"({', '.join(reference.manifest['styles'])}) -> {out} ({out.stat().st_size / 2**20:.1f} MB)")
+    return 0
 
 
 def run_top(args: argparse.Namespace) -> int:

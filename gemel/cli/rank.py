@@ -59,7 +59,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_fit_ranker(args: argparse.Namespace) -> int:
     from gemel.cli.eval import profile_with
-    from gemel.linker import Linker
     from gemel.rank.model import fitted_path, scorer_version
     from gemel.training.first_start import fit_for_profile, save_fitted
     from gemel.training.ranker import KINDS, WITH_TREES, fit_with_cv
@@ -76,7 +75,7 @@ def run_fit_ranker(args: argparse.Namespace) -> int:
         missing = [f for f in files if not Path(f).is_file()]
         if missing:
             raise UsageError(f"{flag} file {missing[0]!r} does not exist")
-    linker = Linker.load(config.replace(rank={"fit_at_start": False, "model": ""}))  # refitted, not read
+    linker = gathering_linker(config)
     if first_start and not args.data and not args.annotations and not args.groups:  # the profile's first start
         ranker, out = fit_for_profile(linker, out=args.out, folds=args.folds, progress=not args.quiet)
     else:
@@ -99,6 +98,20 @@ def run_fit_ranker(args: argparse.Namespace) -> int:
           f"among the candidates, {m['nil']} NIL), {m['cv']['folds']}-fold CV accuracy {m['cv']['accuracy']:.3f}, "
           f"{ranker_kind(ranker)}, NIL below p={ranker.nil_below:.3f}")
     return 0
+
+
+def gathering_linker(config: Any) -> Any:
+    """The profile's linker with a ranker that decides nothing (the features are gathered, then refitted): not
+    the shipped one, which may have been fitted on other features than this code computes (a feature added or
+    removed is refitted this way)."""
+    from gemel.linker import Linker
+    from gemel.rank.features import NAMES
+    from gemel.rank.model import Ranker
+    from gemel.sources import cache_dir
+
+    tag = hashlib.sha256(json.dumps(NAMES).encode()).hexdigest()[:12]
+    uniform = Ranker.uniform().save(cache_dir("rankers") / f"uniform-{tag}.json")  # variants read it again
+    return Linker.load(config.replace(rank={"fit_at_start": False, "model": str(uniform)}))
 
 
 def gathered_elsewhere(paths: list[str]) -> list:

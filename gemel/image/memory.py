@@ -2,7 +2,7 @@
 
 An annotator's decision on a picture says what that picture shows. Another picture of the same thing (the same
 flag in another art style, the same logo re-drawn, another photo of the same species) is then recognised, also
-for an entity the image scorer never trained on: the ranker's ``memory_sim`` and ``memory_lead`` features
+for an entity the image scorer never trained on: the ranker's ``memory_lead`` and ``memory_excess`` features
 (:mod:`gemel.rank.features`) are read from here, and the ranker learns from data how far to trust them.
 
 - the **similarity** of two pictures is the cosine of their pooled vision features plus the colour-layout kernel

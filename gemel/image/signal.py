@@ -12,6 +12,7 @@ import torch
 from gemel.errors import GemelError
 from gemel.image.facts import PictureFacts, PictureFactsCache
 from gemel.image.memory import PictureMemory, Remembered
+from gemel.image.reference import PictureReference
 from gemel.image.scorer import ImageEntityScorer
 from gemel.images import ImageInput, image_key
 from gemel.rank.features import PictureEvidence
@@ -22,13 +23,14 @@ class ImageSignal:
     """What query pictures say about the KB's entities, by one image scorer."""
 
     def __init__(self, scorer: ImageEntityScorer | None, features: Any, kb: Any, facts: PictureFactsCache,
-                 remembered: dict[tuple, Remembered | None]) -> None:
+                 remembered: dict[tuple, Remembered | None], reference: PictureReference | None = None) -> None:
         self.scorer = scorer  # None: no image signal
         self.features = features  # ``get(image) -> (D,) tensor``: the vision features the prefixes use
         self.kb = kb  # a labelled picture of an entity outside it is not remembered
         self.facts = facts  # flatness and colour layout of recent pictures (shared)
         self.remembered = remembered  # picture memory entries by (example, picture) (shared)
         self.every_picture = PictureMemory(scorer.exemplars if scorer is not None else None)  # drawings and photos
+        self.reference = reference  # labelled pictures that say how near is near (None: not for this encoder)
 
     def picture(self, image: ImageInput) -> PictureEvidence | None:
         """The scorer's score of every KB entity for the picture, whatever its style, with its flatness; None
@@ -54,6 +56,17 @@ class ImageSignal:
         self.every_picture.sync((e for e in labelled if e.source != "seed"), self._remember)
         memory = self.every_picture.nearest(feature.numpy(), facts.layout, image_key(image), mention)
         return picture, memory
+
+    def levels(self, image: ImageInput, titles: Iterable[str]) -> dict[str, tuple[float, float]]:
+        """{title: (memory similarity, cosine) of the picture's nearest reference picture of another entity}: the
+        level a labelled picture of the title must beat (:mod:`gemel.image.reference`); empty without a
+        reference, a scorer or a picture."""
+        feature = self._feature(image)
+        if feature is None or self.reference is None:
+            return {}
+        facts = self.facts.get(self.scorer, image)
+        level = self.reference.level(feature.numpy(), facts.layout, image_key(image), self.every_picture.exemplars)
+        return {t: level.of(t) for t in titles}
 
     def _feature(self, image: ImageInput) -> torch.Tensor | None:
         """The picture's vision feature, or None without a scorer, a picture or a feature source."""

@@ -7,6 +7,13 @@ flatness, whether there is a picture at all) cannot matter on its own: such fact
 per-candidate evidence (the image score on a drawing, the image score on a photo). For the same reason a margin
 to the best candidate (``llm_sum`` minus the best's) would add nothing to ``llm_sum`` itself: which candidate is
 the best (``llm_best``, ``retrieval_best``) does.
+
+What people labelled enters relative to other pictures, never as a raw similarity: two unrelated drawings in one art
+style are as alike (0.3 to 0.5) as two styles of one entity, so a raw ``memory_sim`` or a stored decision's picture
+or caption similarity copied a stored decision of another entity to a picture that merely shared its style or its
+caption template (measured on the style fold's recurring split, docs/RANKER.md). ``memory_lead`` compares the
+nearest labelled picture with those of other labelled entities, ``memory_excess`` and ``decision_excess`` with the
+reference pictures (:mod:`gemel.image.reference`).
 """
 
 from __future__ import annotations
@@ -46,21 +53,18 @@ FEATURES: tuple[Feature, ...] = (
     Feature("image_prob", "the image scorer's own probability of this entity (its softmax over the KB): high only"
             " when the scorer is sure", "0..1"),
     Feature("image_known", "the image scorer has exemplar pictures of this entity (and there is a picture)", "0/1"),
-    Feature("memory_sim", "similarity of the picture to the nearest picture people labelled as this entity",
-            "cosine + layout kernel, 0 when none"),
     Feature("memory_lead", "how much nearer than any other entity's labelled picture its nearest one is (0 unless"
-            " it is the nearest of all)", "difference of memory_sim, >= 0"),
-    Feature("decision_caption", "caption similarity of the nearest stored decision for this entity", "cosine"),
-    Feature("decision_picture", "picture similarity of that decision (0: it has no picture or the query none)",
-            "cosine"),
+            " it is the nearest of all)", "difference of the memory's similarity, >= 0"),
+    Feature("memory_excess", "how much nearer its nearest labelled picture is than the nearest reference picture"
+            " of another entity", "difference of the memory's similarity, >= 0 (0 without a reference)"),
+    Feature("decision_excess", "how much nearer the nearest stored decision's picture is than the nearest"
+            " reference picture of another entity", "difference of cosines, >= 0 (0 without a reference)"),
 )
 NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
-# the features the query picture makes (the image scorer's, the picture memory's, a stored decision's picture), and
-# decision_caption, whose worth depends on the picture (a stored decision with this caption and another picture is
-# a trap only the pictures tell apart): a ranker fitted with them at 0 (`gemel fit-ranker --without-picture`)
-# decides from the text alone, with any image scorer
+# the features the query picture makes (the image scorer's, the picture memory's, a stored decision's picture): a
+# ranker fitted with them at 0 (`gemel fit-ranker --without-picture`) decides from the text alone, with any scorer
 PICTURE: frozenset[str] = frozenset({"image_drawing", "image_photo", "image_top", "image_prob", "image_known",
-                                     "memory_sim", "memory_lead", "decision_caption", "decision_picture"})
+                                     "memory_lead", "memory_excess", "decision_excess"})
 
 
 @dataclass
@@ -94,6 +98,9 @@ class Evidence:
     picture: PictureEvidence | None = None
     memory: Mapping[str, float] = field(default_factory=dict)  # title -> nearest labelled picture's similarity
     decisions: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # title -> (caption, picture)
+    # title -> the query's (memory similarity, cosine) to the nearest reference picture of another entity
+    # (gemel.image.reference); empty without a reference for the encoder
+    levels: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def candidate_features(ev: Evidence) -> np.ndarray:
@@ -121,10 +128,12 @@ def candidate_features(ev: Evidence) -> np.ndarray:
             out[i, col["image_top"]] = 1.0 / (1.0 + p.order[row])
             out[i, col["image_known"]] = float(title in p.known)
             out[i, col["image_prob"]] = p.probabilities[row] if p.probabilities is not None else 0.0
-        out[i, col["memory_sim"]] = ev.memory.get(title, 0.0)
         out[i, col["memory_lead"]] = memory_lead(ev.memory, title)
-        caption, picture = ev.decisions.get(title, (0.0, 0.0))
-        out[i, col["decision_caption"]], out[i, col["decision_picture"]] = caption, picture
+        picture = ev.decisions.get(title, (0.0, 0.0))[1]
+        if title in ev.levels:
+            level_sim, level_cos = ev.levels[title]
+            out[i, col["memory_excess"]] = max(0.0, ev.memory[title] - level_sim) if title in ev.memory else 0.0
+            out[i, col["decision_excess"]] = max(0.0, picture - level_cos) if picture != 0.0 else 0.0
     return out
 
 

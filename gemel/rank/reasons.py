@@ -45,10 +45,15 @@ PHRASES: dict[str, tuple[str, str]] = {
     "image_top": ("the picture matches it best among all entities", "the picture matches another entity better"),
     "image_prob": ("the picture scorer is sure it is this one", "the picture scorer is sure it is the other"),
     "image_known": ("the picture scorer has seen pictures of it", "the picture scorer has never seen a picture of it"),
-    "memory_sim": ("a picture people labelled as it looks like this one",
-                   "a picture people labelled as the other looks like this one"),
     "memory_lead": ("a picture people labelled as it is nearer this one than any labelled picture of another",
                     "a picture people labelled as the other is the nearest of all labelled pictures"),
+    "memory_excess": ("a picture people labelled as it is nearer this one than unrelated pictures are",
+                      "a picture people labelled as the other is nearer this one than unrelated pictures are"),
+    "decision_excess": ("a saved decision for it has a picture nearer this one than unrelated pictures are",
+                        "a saved decision for the other has a picture nearer this one than unrelated pictures are"),
+    # features of answers saved before the ranker read labelled pictures only against others (store history)
+    "memory_sim": ("a picture people labelled as it looks like this one",
+                   "a picture people labelled as the other looks like this one"),
     "decision_caption": ("a saved decision for it has a similar caption",
                          "a saved decision for the other has a similar caption"),
     "decision_picture": ("a saved decision for it has a similar picture",
@@ -66,6 +71,7 @@ LABELS: dict[str, str] = {
     "memory_sim": "a labelled picture alike", "memory_lead": "nearest labelled picture",
     "decision_caption": "saved decision: caption",
     "decision_picture": "saved decision: picture",
+    "memory_excess": "labelled picture, nearer than unrelated", "decision_excess": "saved decision, nearer than unrelated",
 }
 TOP = 3  # reasons shown for the answer
 AGAINST = 2  # reasons shown for the runner-up

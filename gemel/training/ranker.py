@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 L2_GRID = (0.01, 0.1, 1.0, 10.0)  # penalties cross-validation chooses among (per standardised weight)
 # keys the caches of gathered features with the feature names: bump it when what a link gathers changes
 # otherwise (how candidates are generated, how a feature is computed)
-GATHER_VERSION = 2
+GATHER_VERSION = 3
 
 
 class RankerFitError(GemelError):
@@ -64,7 +64,11 @@ class Group:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Group":
-        x = np.asarray(d["x"], dtype=np.float64).reshape(len(d["titles"]), len(NAMES))
+        x = np.asarray(d["x"], dtype=np.float64)
+        if x.size and x.shape[-1] != len(NAMES):
+            raise ValueError(f"group {d.get('key')!r} holds {x.shape[-1]} features per candidate, this code has "
+                             f"{len(NAMES)}: gather them again with this code (`gemel fit-ranker` without --groups)")
+        x = x.reshape(len(d["titles"]), len(NAMES))
         return cls(str(d["key"]), list(d["titles"]), x, d.get("gold"), d.get("tags", {}))
 
 
