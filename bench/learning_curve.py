@@ -20,6 +20,9 @@ the fold's uncorrected other items), and the held-out items are linked again wit
   corpus *dev* split with the style fold (``gemel corpus captions --hold-out-style twemoji``), the split to tune
   the correction loop on; its pictures are among the ranker's fitting data (with other captions), so its ``n0``
   is optimistic, its flips are what it is for.
+- ``photos-dev`` (only when asked; keys ``pdev_``): the real photos of ``assets/eval/dev.jsonl`` and
+  ``outpool.jsonl`` (59 mentions; several share a picture, as on the test split): the correction loop on photos,
+  to tune on. They are the ranker's fitting data, so its ``n0`` is optimistic.
 - ``recurring``: ``data/captions/recurring.jsonl`` (``gemel corpus captions``): entities of the corpus *test*
   split with pictures in two or more art styles, each picture with its own caption that names nothing, and pairs
   of entities sharing captions, a trap for a rule that copies a correction by caption (``n/a`` when absent).
@@ -60,9 +63,12 @@ log = logging.getLogger("bench.learning_curve")
 SHARES = (0.0, 0.10, 0.25, 0.50)
 REFIT_AT = 0.50
 RANKER = ROOT / "gemel" / "assets" / "models" / "ranker.json"
-SPLITS = {"test": ROOT / "assets" / "eval" / "test.jsonl", "recurring": ROOT / "data" / "captions" / "recurring.jsonl",
-          "recurring-dev": ROOT / "data" / "captions" / "recurring-dev.jsonl"}
-PREFIX = {"test": "", "recurring": "rec_", "recurring-dev": "dev_"}  # of each split's keys on the last line
+SPLITS = {"test": (ROOT / "assets" / "eval" / "test.jsonl",),
+          "recurring": (ROOT / "data" / "captions" / "recurring.jsonl",),
+          "recurring-dev": (ROOT / "data" / "captions" / "recurring-dev.jsonl",),
+          "photos-dev": (ROOT / "assets" / "eval" / "dev.jsonl", ROOT / "assets" / "eval" / "outpool.jsonl")}
+PREFIX = {"test": "", "recurring": "rec_", "recurring-dev": "dev_", "photos-dev": "pdev_"}  # keys on the last line
+DEV_SPLITS = ("recurring-dev", "photos-dev")  # run only when asked
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,8 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ranker", default=str(RANKER), help="the learned ranker to start from (default: the shipped one; "
                                                           "\"\": the shipped one that reads no picture)")
     p.add_argument("--no-refit", action="store_true", help="corrections in context only (refit50=n/a)")
-    p.add_argument("--splits", default="test,recurring", help="comma-separated, of test, recurring, recurring-dev "
-                                                              "(dev pictures: tune on this one, never on the others)")
+    p.add_argument("--splits", default="test,recurring", help="comma-separated, of test, recurring, recurring-dev, "
+                   "photos-dev (dev pictures: tune on the last two, never on the others)")
     p.add_argument("--folds", type=int, default=2)
     p.add_argument("--limit", type=int, help="the first N items of each split only (a quick look)")
     p.add_argument("--out", default=str(ROOT / "bench" / "out"))
@@ -204,11 +210,12 @@ def refit(variant: Any, store: Any, held: list[Any], gate_test: list[Any], curve
 def load_split(name: str, limit: int | None) -> list[Any] | None:
     from gemel.kb.demonstrations import load_jsonl_examples
 
-    path = SPLITS[name]
-    if not path.is_file():
-        log.warning("no %s split at %s (make it with `gemel corpus captions --out data/captions`)", name, path)
-        return None
-    items = load_jsonl_examples(path, name)
+    items = []
+    for path in SPLITS[name]:
+        if not path.is_file():
+            log.warning("no %s split at %s (make it with `gemel corpus captions --out data/captions`)", name, path)
+            return None
+        items += load_jsonl_examples(path, name)
     return items[:limit] if limit else items
 
 
@@ -241,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.smoke:  # the documented plot is the default splits'; another choice plots beside its JSON
         documented = set(args.splits.split(",")) == {"test", "recurring"}
         plot(curves, (ROOT / "docs" / "img" if documented else out) / f"{name}.png")
-    shown = [n for n in SPLITS if n != "recurring-dev" or n in args.splits.split(",")]
+    shown = [n for n in SPLITS if n not in DEV_SPLITS or n in args.splits.split(",")]
     print(" ".join(curves[n].figures(PREFIX[n]) for n in shown))
     return 0
 
@@ -253,7 +260,7 @@ def plot(curves: dict[str, Curve], path: Path) -> None:
     fig = Figure(figsize=(7, 4.2), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for (name, c), color in zip(curves.items(), ("tab:blue", "tab:orange", "tab:green")):
+    for (name, c), color in zip(curves.items(), ("tab:blue", "tab:orange", "tab:green", "tab:red")):
         if not c.right:
             continue
         n = len(c.right["n0"])

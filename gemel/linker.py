@@ -336,7 +336,7 @@ class Linker:
         t_img = time.perf_counter() - t_img
         cand_ids = self.retrieve_candidates(query, candidates, picture and picture.scores, mention)
         if candidates is None and cand_ids:  # [] = the whole KB (decode.candidates = 0): they are in it
-            cand_ids += [r for r in self.decision_rows(image, exclude) if r not in cand_ids]
+            cand_ids += [r for r in self.decision_rows(image, mention, exclude) if r not in cand_ids]
         t1 = time.perf_counter()
         prefixes = self.visual_prefixes([r.example.image for r in demos] + [image], mapper)
         t2 = time.perf_counter()
@@ -452,14 +452,14 @@ class Linker:
             self._sense_priors.put(key, prior)
         return prior
 
-    def decision_rows(self, image: ImageInput, exclude: Sequence[str] = ()) -> list[int]:
+    def decision_rows(self, image: ImageInput, mention: str, exclude: Sequence[str] = ()) -> list[int]:
         """KB rows of the stored decisions whose pictures are nearest the query's (``rank.decision_candidates``):
         a nominal mention ("the animal") retrieves none of them from text."""
         k = self.config.rank.decision_candidates
         if k == 0 or image is None:
             return []
         decisions = self.labelled_pool.decisions(exclude)
-        pictures = picture_similarities(decisions, self.features, image)
+        pictures = picture_similarities(decisions, self.features, image, mention)
         return [self.kb.index(e) for e in nearest_picture_entities(decisions, pictures, k) if e in self.kb]
 
     def candidate_features(self, qp: QueryPrompt, hyps: Sequence[Hypothesis], mention: str, image: ImageInput,
@@ -473,7 +473,7 @@ class Linker:
         entities = [self.kb.entities[r] for r in rows]
         picture, memory = self.image_signal.evidence(image, mention, self.labelled(exclude), qp.picture)
         decisions = self.labelled_pool.decisions(exclude)
-        pictures = picture_similarities(decisions, self.features, image) if decisions else []
+        pictures = picture_similarities(decisions, self.features, image, mention) if decisions else []
         titles = [e.title for e in entities]
         near = nearest_decisions(decisions, qp.query, pictures, titles)
         levels = self.image_signal.levels(image, titles) if memory or near else {}  # only a store's evidence needs them

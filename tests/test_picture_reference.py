@@ -87,7 +87,32 @@ def test_the_shipped_reference_is_the_offline_encoders(offline_linker):
 
     ref = offline_linker.image_signal.reference
     assert ref is not None and ref.manifest["split"] == "train" and len(ref.titles) >= 256
+    assert ref.manifest["pool_pictures"] >= 30  # photos too: against drawings alone any photo looks near
     picture = str(ASSETS / "images" / "apple.jpg")
     assert image_key(picture) not in ref.pictures
     levels = offline_linker.image_signal.levels(picture, ["Apple", "Banana"])
     assert all(0.0 < sim <= 2.0 and -1.0 <= cos <= 1.0 for sim, cos in levels.values())
+
+
+def test_a_decision_on_this_picture_about_another_mention_is_no_picture_evidence(tmp_path):
+    """As in the picture memory: the same photo's decision for "Van Gogh" says nothing about which entity its
+    "Post-Impressionism" is; for the same mention, or another picture, the cosine counts."""
+    import torch
+    from PIL import Image
+
+    from gemel.rank.decisions import picture_similarities
+    from gemel.types import Example
+
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    Image.new("RGB", (8, 8), (200, 0, 0)).save(a)
+    Image.new("RGB", (8, 8), (0, 0, 200)).save(b)
+
+    class Features:
+        def get(self, image):
+            return torch.tensor([1.0, 0.0]) if "a.png" in str(image) else torch.tensor([0.6, 0.8])
+
+    decisions = [(Example("t", "Van Gogh", "Vincent van Gogh", str(a)), np.zeros(2)),
+                 (Example("t", "Post-Impressionism", "Post-Impressionism", str(a)), np.zeros(2)),
+                 (Example("t", "Van Gogh", "Vincent van Gogh", str(b)), np.zeros(2))]
+    sims = picture_similarities(decisions, Features(), str(a), "post-impressionism")
+    assert sims == pytest.approx([0.0, 1.0, 0.6])

@@ -76,7 +76,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--k", type=int, default=10, help="entities to print (default 10)")
     q.set_defaults(func=run_top)
     r = csub.add_parser("reference", help="the reference pictures: how near is near for a query picture",
-                        description="Sample training pictures of the corpus (every style) and save their pooled "
+                        description="Sample training pictures of the corpus (every style), add the seed pool's "
+                                    "photos, and save their pooled "
                                     "features and colour layouts: the level a labelled picture must beat to count "
                                     "for the ranker (memory_excess, decision_excess).")
     r.add_argument("--profile", default="offline", help="profile whose vision encoder to use (default offline)")
@@ -197,12 +198,25 @@ def run_reference(args: argparse.Namespace) -> int:
 
     corpus = Corpus.load(args.corpus or default_corpus(args.profile))
     parts = load_parts(args.profile)
-    reference = build_reference(corpus, parts.encoder, size=args.size or DEFAULT_SIZE, seed=args.seed,
+    pool = seed_pool(args.profile)
+    reference = build_reference(corpus, parts.encoder, size=args.size or DEFAULT_SIZE, seed=args.seed, pool=pool,
                                 progress=not args.no_progress)
     out = reference.save(args.out or REFERENCE)
-    print(f"reference: {len(reference.titles)} pictures of {len(set(reference.titles))} entities "
-          f"({', '.join(reference.manifest['styles'])}) -> {out} ({out.stat().st_size / 2**20:.1f} MB)")
+    m = reference.manifest
+    print(f"reference: {m['size']} training pictures ({', '.join(m['styles'])}) and {m['pool_pictures']} seed pool "
+          f"photos, {len(set(reference.titles))} entities -> {out} ({out.stat().st_size / 2**20:.1f} MB)")
     return 0
+
+
+def seed_pool(profile: str) -> list:
+    """The profile's seed pool (its labelled photos), [] without one."""
+    from gemel.config import load_profile
+    from gemel.kb.demonstrations import load_jsonl_examples
+    from gemel.sources import resolve
+
+    config = load_profile(profile)
+    path = resolve(config.demos.seed_pool, config.base_dir) if config.demos.seed_pool else None
+    return load_jsonl_examples(path, "seed") if path else []
 
 
 def run_top(args: argparse.Namespace) -> int:

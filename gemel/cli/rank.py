@@ -156,14 +156,16 @@ def gatherer(linker: Any) -> Any:
 
 def _cached(linker: Any, path: Path, cache: str | None, content: bytes | None = None) -> Path:
     """Where the gathered features of a data file or store live: keyed by its content (the file's bytes, or
-    ``content``), the profile, the mapper, the feature names and `GATHER_VERSION`."""
+    ``content``), the profile, the mapper, the feature names, `GATHER_VERSION` and the reference pictures."""
     from gemel.rank.features import NAMES
     from gemel.sources import cache_dir
     from gemel.training.ranker import GATHER_VERSION
 
     data = path.read_bytes() if content is None else content
     config = linker.config.replace(rank={"model": ""}).to_dict()  # the ranker a profile names gathers nothing
-    key = hashlib.sha256(data + json.dumps([config, linker.mapper_version, NAMES, GATHER_VERSION],
+    reference = linker.image_signal.reference
+    pictures = reference.pictures if reference is not None else ()  # the level labelled pictures must beat
+    key = hashlib.sha256(data + json.dumps([config, linker.mapper_version, NAMES, GATHER_VERSION, pictures],
                                            sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Path(cache or cache_dir("ranker-groups")) / f"{path.stem}-{key}.jsonl"
 

@@ -2,8 +2,9 @@
 
 Two unrelated drawings in one art style are alike to a vision encoder (cosine 0.3 to 0.5 on the corpus), so a
 labelled picture of another entity at 0.4 says nothing, while a labelled picture at 0.4 from a query whose every
-other picture lies below 0.2 says much. The reference is a fixed sample of labelled pictures (the image scorer's
-training pictures, all styles): for each candidate entity, the query's similarity to the nearest reference
+other picture lies below 0.2 says much. The reference is a fixed set of labelled pictures (a sample of the image
+scorer's training pictures, every style of drawing, and the seed pool's photos: a photo is far from every drawing,
+so against drawings alone any labelled photo would look near): for each candidate entity, the query's similarity to the nearest reference
 picture of *another* entity is the level a labelled picture of the candidate must beat to count
 (:mod:`gemel.rank.features`: ``memory_excess``, ``decision_excess``). No threshold is chosen by hand: the level
 is the query's own.

@@ -15,6 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from gemel.errors import GemelError
+from gemel.images import image_key
+from gemel.text import name_key
 from gemel.types import Example
 
 
@@ -25,15 +28,27 @@ def _unit(feature: torch.Tensor | None) -> np.ndarray | None:
     return v / (np.linalg.norm(v) or 1.0)
 
 
-def picture_similarities(decisions: Sequence[tuple[Example, np.ndarray]], features: Any, image: Any
-                         ) -> list[float]:
-    """Cosine of each decision's picture with the query's (vision features); 0 when either has none."""
+def picture_similarities(decisions: Sequence[tuple[Example, np.ndarray]], features: Any, image: Any,
+                         mention: str = "") -> list[float]:
+    """Cosine of each decision's picture with the query's (vision features); 0 when either has none, and for a
+    decision on this very picture about another mention: another question, which says nothing about this one (a
+    photo's "Van Gogh" decided says nothing of which entity its "Post-Impressionism" is), as in the picture memory."""
     query = _unit(features.get(image)) if features is not None and image is not None else None
+    own = _key(image) if query is not None else None
     out = []
     for ex, _ in decisions:
         other = _unit(features.get(ex.image)) if query is not None and ex.image else None
+        if other is not None and own is not None and _key(ex.image) == own and name_key(ex.mention) != name_key(mention):
+            other = None
         out.append(float(query @ other) if other is not None else 0.0)
     return out
+
+
+def _key(image: Any) -> str | None:
+    try:
+        return image_key(image)
+    except GemelError:
+        return None
 
 
 def nearest_decisions(decisions: Sequence[tuple[Example, np.ndarray]], query: np.ndarray,
