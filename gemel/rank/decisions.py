@@ -28,19 +28,22 @@ def _unit(feature: torch.Tensor | None) -> np.ndarray | None:
     return v / (np.linalg.norm(v) or 1.0)
 
 
+SAME_PICTURE = 0.999  # cosine above which two pictures' files are compared (the same file has cosine 1)
+
+
 def picture_similarities(decisions: Sequence[tuple[Example, np.ndarray]], features: Any, image: Any,
                          mention: str = "") -> list[float]:
     """Cosine of each decision's picture with the query's (vision features); 0 when either has none, and for a
     decision on this very picture about another mention: another question, which says nothing about this one (a
     photo's "Van Gogh" decided says nothing of which entity its "Post-Impressionism" is), as in the picture memory."""
     query = _unit(features.get(image)) if features is not None and image is not None else None
-    own = _key(image) if query is not None else None
     out = []
     for ex, _ in decisions:
         other = _unit(features.get(ex.image)) if query is not None and ex.image else None
-        if other is not None and own is not None and _key(ex.image) == own and name_key(ex.mention) != name_key(mention):
-            other = None
-        out.append(float(query @ other) if other is not None else 0.0)
+        cos = float(query @ other) if other is not None else 0.0
+        if cos > SAME_PICTURE and name_key(ex.mention) != name_key(mention) and _key(ex.image) == _key(image):
+            cos = 0.0  # hashed only when the features say it may be the same picture
+        out.append(cos)
     return out
 
 
