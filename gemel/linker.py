@@ -56,9 +56,9 @@ from gemel.rank.decisions import nearest_decisions, nearest_picture_entities, pi
 from gemel.rank.features import NAMES as FEATURE_NAMES
 from gemel.rank.features import Evidence, PictureEvidence, candidate_features
 from gemel.rank.model import RankerError, fitted_path, scorer_version
-from gemel.text import names_sense
 from gemel.rank.reasons import explain
 from gemel.sources import resolve
+from gemel.text import names_sense
 from gemel.types import Candidate, Demonstration, Example, Prediction
 
 log = logging.getLogger(__name__)

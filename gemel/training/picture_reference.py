@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from gemel.image.configs import ExemplarConfig
-from gemel.image.reference import PictureReference, descriptor_identity, encoder_identity
 from gemel.image.exemplars import colour_layout
+from gemel.image.reference import PictureReference, descriptor_identity, encoder_identity
 from gemel.images import image_key, load_image
 from gemel.training.corpus import Corpus, CorpusError
 from gemel.training.image_scorer import corpus_features, corpus_layouts
