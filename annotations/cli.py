@@ -132,7 +132,7 @@ def _import(store: Store, args: argparse.Namespace) -> int:
     if fmt in DATASET_FORMATS:
         result = _import_dataset(store, args, fmt)
     else:
-        result = import_file(store, args.file, annotator=args.annotator)
+        result = import_file(store, args.file, annotator=args.annotator, image_dir=args.image_dir)
     print(f"imported {_count(result['imported'], 'decision')}, skipped {result['skipped']} already present, "
           f"into {store.path}")
     if result.get("not_verbatim"):

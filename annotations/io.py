@@ -129,19 +129,23 @@ def import_parquet(store: Store, path: str | Path) -> dict[str, int]:
     return _import(store, records(), Path(path).parent)
 
 
-def import_file(store: Store, path: str | Path, annotator: str | None = None) -> dict[str, int]:
+def import_file(store: Store, path: str | Path, annotator: str | None = None,
+                image_dir: str | Path | None = None) -> dict[str, int]:
     """Import a `.parquet` or JSONL file (chosen by its suffix): an export, or with ``annotator`` a labelled
-    data set whose records (text, mention, entity, image) become that annotator's decisions (`import_gold`)."""
+    data set whose records (text, mention, entity, image) become that annotator's decisions (`import_gold`; its
+    images relative to ``image_dir``, default the file's folder)."""
     if annotator is not None:
-        return import_gold(store, path, annotator)
+        return import_gold(store, path, annotator, image_dir)
     if Path(path).suffix.lower() == ".parquet":
         return import_parquet(store, path)
     return import_jsonl(store, path)
 
 
-def import_gold(store: Store, path: str | Path, annotator: str) -> dict[str, int]:
+def import_gold(store: Store, path: str | Path, annotator: str, image_dir: str | Path | None = None
+                ) -> dict[str, int]:
     """Import labelled examples (JSONL, or `.parquet`, with ``text``, ``mention``, ``entity`` (empty or null:
-    NIL) and an optional ``image`` relative to the file) as ``annotator``'s decisions, all or nothing;
+    NIL) and an optional ``image`` relative to ``image_dir``, default the file's folder) as ``annotator``'s
+    decisions, all or nothing;
     return {"imported", "skipped"} (skipped: already that annotator's current decision)."""
     path = Path(path)
     if path.suffix.lower() == ".parquet":
@@ -152,8 +156,8 @@ def import_gold(store: Store, path: str | Path, annotator: str) -> dict[str, int
     else:
         rows = _jsonl_records(path)
     check_annotator_name(annotator)
-    return _import(store, ((where, gold_record(where, rec, annotator)) for where, rec in rows), path.parent,
-                   gold=True)
+    base = Path(image_dir) if image_dir is not None else path.parent
+    return _import(store, ((where, gold_record(where, rec, annotator)) for where, rec in rows), base, gold=True)
 
 
 def import_examples(store: Store, examples: Iterable[Any], annotator: str, source: str | Path) -> dict[str, int]:
@@ -283,5 +287,6 @@ def _image(store: Store, rec: dict[str, Any], base: Path) -> Path | None:
     stored = None if store.images_dir is None or not rec.get("image_sha256") else find_stored(
         store.images_dir, rec["image_sha256"])
     if stored is None:
-        raise MissingImageError(f"image {rec['image']!r} is not next to the import file ({base}); copy it there")
+        raise MissingImageError(f"image {rec['image']!r} is not under {base}: copy it there, or give its folder "
+                                f"(gemel annotations import --image-dir DIR)")
     return stored

@@ -52,7 +52,7 @@ from gemel.memory import release_unused_gpu_libraries, trim
 from gemel.models.embedder import TextEmbedder, mention_in_context
 from gemel.models.llm import LanguageModel
 from gemel.models.mapper import FeatureMapper
-from gemel.rank.decisions import nearest_decisions, nearest_picture_entities, picture_similarities
+from gemel.rank.decisions import StoredDecisions, nearest_decisions, nearest_picture_entities, picture_similarities
 from gemel.rank.features import NAMES as FEATURE_NAMES
 from gemel.rank.features import Evidence, PictureEvidence, candidate_features
 from gemel.rank.model import RankerError, fitted_path, scorer_version
@@ -95,6 +95,9 @@ class QueryPrompt:
     embeds: torch.Tensor  # (1, T, H) prompt embeddings
     timings: dict[str, float] = field(default_factory=dict)  # seconds: vision, retrieval, prompt
     picture: PictureEvidence | None = None  # what the image scorer says of the query picture (None: no score)
+    # the stored decisions (the excluded ones left out) and each one's picture cosine with the query's, computed
+    # once for the candidates and the features (None: not computed, e.g. candidates given)
+    stored: StoredDecisions | None = None
 
     @property
     def length(self) -> int:
@@ -335,8 +338,10 @@ class Linker:
         picture = self.image_signal.picture(image)  # its top entities join, whatever its style
         t_img = time.perf_counter() - t_img
         cand_ids = self.retrieve_candidates(query, candidates, picture and picture.scores, mention)
+        stored = None
         if candidates is None and cand_ids:  # [] = the whole KB (decode.candidates = 0): they are in it
-            cand_ids += [r for r in self.decision_rows(image, mention, exclude) if r not in cand_ids]
+            stored = self.stored_decisions(image, mention, exclude)
+            cand_ids += [r for r in self.decision_rows(image, mention, exclude, stored) if r not in cand_ids]
         t1 = time.perf_counter()
         prefixes = self.visual_prefixes([r.example.image for r in demos] + [image], mapper)
         t2 = time.perf_counter()
@@ -347,7 +352,7 @@ class Linker:
         demos = demos[len(demos) - len(kept):]
         embeds = self.prompt.embed(kept + [last])  # (1, T, H)
         timings = {"retrieval": t1 - t0 - t_img, "vision": t2 - t1 + t_img, "prompt": time.perf_counter() - t2}
-        return QueryPrompt(query, demos, kept + [last], cand_ids, embeds, timings, picture)
+        return QueryPrompt(query, demos, kept + [last], cand_ids, embeds, timings, picture, stored)
 
     def visual_prefixes(self, images: Sequence[ImageInput], mapper: torch.nn.Module | None = None
                         ) -> list[torch.Tensor | None]:
@@ -452,14 +457,20 @@ class Linker:
             self._sense_priors.put(key, prior)
         return prior
 
-    def decision_rows(self, image: ImageInput, mention: str, exclude: Sequence[str] = ()) -> list[int]:
+    def stored_decisions(self, image: ImageInput, mention: str, exclude: Sequence[str] = ()) -> StoredDecisions:
+        """The stored decisions (those in ``exclude`` left out) and each one's picture cosine with the query's
+        (:func:`gemel.rank.decisions.picture_similarities`)."""
+        decisions = self.labelled_pool.decisions(exclude)
+        return decisions, picture_similarities(decisions, self.features, image, mention) if decisions else []
+
+    def decision_rows(self, image: ImageInput, mention: str, exclude: Sequence[str] = (),
+                      stored: StoredDecisions | None = None) -> list[int]:
         """KB rows of the stored decisions whose pictures are nearest the query's (``rank.decision_candidates``):
-        a nominal mention ("the animal") retrieves none of them from text."""
+        a nominal mention ("the animal") retrieves none of them from text. ``stored``: already computed."""
         k = self.config.rank.decision_candidates
         if k == 0 or image is None:
             return []
-        decisions = self.labelled_pool.decisions(exclude)
-        pictures = picture_similarities(decisions, self.features, image, mention)
+        decisions, pictures = stored if stored is not None else self.stored_decisions(image, mention, exclude)
         return [self.kb.index(e) for e in nearest_picture_entities(decisions, pictures, k) if e in self.kb]
 
     def candidate_features(self, qp: QueryPrompt, hyps: Sequence[Hypothesis], mention: str, image: ImageInput,
@@ -472,8 +483,7 @@ class Linker:
         rows = [r for r, _ in kept]
         entities = [self.kb.entities[r] for r in rows]
         picture, memory = self.image_signal.evidence(image, mention, self.labelled(exclude), qp.picture)
-        decisions = self.labelled_pool.decisions(exclude)
-        pictures = picture_similarities(decisions, self.features, image, mention) if decisions else []
+        decisions, pictures = qp.stored if qp.stored is not None else self.stored_decisions(image, mention, exclude)
         titles = [e.title for e in entities]
         near = nearest_decisions(decisions, qp.query, pictures, titles)
         levels = self.image_signal.levels(image, titles) if memory or near else {}  # only a store's evidence needs them

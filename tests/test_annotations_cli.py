@@ -130,6 +130,27 @@ def test_import_gold_with_annotator(tmp_path, capsys):
             ("gold", "search", "Paris"), ("gold", "nil", None)]
 
 
+def test_import_gold_reads_images_under_image_dir(tmp_path, capsys):
+    """Labelled JSONL whose images live elsewhere (the seed pool: `seed/examples.jsonl`, `images/...`): the
+    images are read under --image-dir, and without it the error names the folder searched and the flag."""
+    from PIL import Image
+
+    (tmp_path / "pictures" / "images").mkdir(parents=True)
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(tmp_path / "pictures" / "images" / "red.png")
+    (tmp_path / "seed").mkdir()
+    gold = write_gold(tmp_path / "seed" / "cases.jsonl",
+                      {"text": "A red square", "mention": "red", "entity": "Red", "image": "images/red.png"})
+    db = tmp_path / "gold.db"
+    assert cli("annotations", "import", str(gold), "--annotator", "gold", "--db", str(db)) == 1
+    err = capsys.readouterr().err
+    assert f"is not under {gold.parent}" in err and "--image-dir DIR" in err
+    assert cli("annotations", "import", str(gold), "--annotator", "gold", "--db", str(db),
+               "--image-dir", str(tmp_path / "pictures")) == 0
+    assert "imported 1 decision" in capsys.readouterr().out
+    with Store.open(db) as store:
+        assert [d["entity"] for d in store.decisions()] == ["Red"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--format", "wikimel"], "--format wikimel imports labelled data: pass --annotator NAME"),
     (["--format", "export", "--annotator", "gold"], "an export names the annotator of every record"),

@@ -28,6 +28,8 @@ def _unit(feature: torch.Tensor | None) -> np.ndarray | None:
     return v / (np.linalg.norm(v) or 1.0)
 
 
+# the stored decisions (each an example and its caption vector) and each one's picture cosine with a query's
+StoredDecisions = tuple[Sequence[tuple[Example, np.ndarray]], Sequence[float]]
 SAME_PICTURE = 0.999  # cosine above which two pictures' files are compared (the same file has cosine 1)
 
 
