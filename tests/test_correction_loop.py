@@ -163,6 +163,19 @@ def test_a_correction_is_not_copied_to_the_same_caption_with_another_picture(loo
     assert any(d.text == TEXT for d in kept.link(blue, TEXT, MENTION).demonstrations)
 
 
+def test_a_link_measures_the_stored_decisions_pictures_once(loop, linker, tiny_dir, monkeypatch):
+    """The stored decisions' picture similarities serve the candidates and the features alike: one pass a link."""
+    import gemel.linker
+
+    image = str(tiny_dir / "img.png")
+    loop.record("alice", "search", "Edward Hopper", text=OTHER, mention=MENTION, image=image)
+    calls = []
+    measure = gemel.linker.picture_similarities
+    monkeypatch.setattr(gemel.linker, "picture_similarities", lambda *a, **k: calls.append(1) or measure(*a, **k))
+    pred = linker.link(image, TEXT, MENTION)
+    assert len(calls) == 1 and "Edward Hopper" in [c.name for c in pred.candidates]
+
+
 def test_a_remembered_correction_survives_a_restart(loop, store, tiny_linker, tiny_dir):
     image = str(tiny_dir / "img.png")
     loop.record("alice", "search", "Edward Hopper", text=TEXT, mention=MENTION, image=image)
