@@ -68,6 +68,7 @@ def synthetic(n: int = 60, seed: int = 0, nil: int = 0) -> list[Group]:
         c = int(rng.integers(2, 6))
         x = rng.normal(size=(c, len(NAMES)))
         x[:, NAMES.index("name_exact")] = 0.0
+        x[:, NAMES.index("picture_flatness")] = 0.0  # one per mention: no picture here
         gold = int(rng.integers(c))
         x[gold, NAMES.index("name_exact")] = 1.0
         titles = [f"e{i}-{j}" for j in range(c)]
@@ -75,6 +76,7 @@ def synthetic(n: int = 60, seed: int = 0, nil: int = 0) -> list[Group]:
     for i in range(nil):  # NIL mentions: nobody has the exact name, the ranker is unsure
         x = rng.normal(size=(3, len(NAMES)))
         x[:, NAMES.index("name_exact")] = 0.0
+        x[:, NAMES.index("picture_flatness")] = 0.0
         out.append(Group(f"nil{i}", [f"n{i}-{j}" for j in range(3)], x, None))
     return out
 
@@ -88,6 +90,37 @@ def test_fit_learns_the_deciding_feature_and_gives_probabilities():
         NAMES.index("name_exact")] > 0
     contributions = ranker.contributions(groups[0].x)
     assert contributions.sum(1) == pytest.approx(ranker.scores(groups[0].x))
+
+
+def test_drawings_and_photos_get_their_own_weights_mixed_by_flatness(tmp_path):
+    """On the drawings the name decides and the LLM misleads, on the photos the other way round: one weight vector
+    cannot learn both; the ranker fits one for each kind, mixes them by the picture's flatness and keeps both."""
+    rng = np.random.default_rng(0)
+    flat = NAMES.index("picture_flatness")
+
+    def mention(i: int, flatness: float) -> Group:
+        x = rng.normal(size=(4, len(NAMES))) * 0.1
+        x[:, flat] = flatness
+        deciding, misleading = ("name_exact", "llm_sum") if flatness == 1.0 else ("llm_sum", "name_exact")
+        gold = i % 4
+        x[gold, NAMES.index(deciding)] += 2.0
+        x[(gold + 1) % 4, NAMES.index(misleading)] += 3.0
+        return Group(f"{flatness}-{i}", list("abcd"), x, "abcd"[gold])
+
+    groups = [mention(i, 1.0) for i in range(40)] + [mention(i, 0.0) for i in range(40)]
+    ranker = fit(groups, l2=0.1)
+    assert ranker.photo_weights is not None
+    assert accuracy(groups, [ranker.probabilities(g.x) for g in groups]) == 1.0
+    no_kind = [Group(g.key, g.titles, np.where(np.arange(len(NAMES)) == flat, 0.0, g.x), g.gold) for g in groups]
+    single = fit(no_kind, l2=0.1)  # no picture has a flatness: one weight vector
+    assert single.photo_weights is None and accuracy(no_kind, [single.probabilities(g.x) for g in no_kind]) < 0.8
+    half = groups[0].x.copy()
+    half[:, flat] = 0.5
+    np.testing.assert_allclose(ranker.weights_for(half), (ranker.weights + ranker.photo_weights) / 2)
+    again = Ranker.load(ranker.save(tmp_path / "r.json"))
+    np.testing.assert_allclose(again.photo_weights, ranker.photo_weights)
+    np.testing.assert_allclose(again.scores(groups[-1].x), ranker.scores(groups[-1].x))
+    assert again.version == ranker.version != single.version
 
 
 def test_cross_validation_scores_held_out_mentions_and_fits_nil():

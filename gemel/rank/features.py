@@ -4,7 +4,9 @@ line and its unit (:data:`FEATURES`), and how one link's evidence becomes a (can
 
 A conditional logit compares the candidates of one mention, so a value shared by all of them (the picture's
 flatness, whether there is a picture at all) cannot matter on its own: such facts enter as interactions with
-per-candidate evidence (the image score on a drawing, the image score on a photo). For the same reason a margin
+per-candidate evidence (the image score on a drawing, the image score on a photo), and the flatness itself
+(``picture_flatness``) mixes the ranker's two weight vectors, one for drawings, one for photos
+(:class:`gemel.rank.model.Ranker`). For the same reason a margin
 to the best candidate (``llm_sum`` minus the best's) would add nothing to ``llm_sum`` itself: which candidate is
 the best (``llm_best``, ``retrieval_best``) does.
 
@@ -59,12 +61,14 @@ FEATURES: tuple[Feature, ...] = (
             " of another entity", "difference of the memory's similarity, >= 0 (0 without a reference)"),
     Feature("decision_excess", "how much nearer the nearest stored decision's picture is than the nearest"
             " reference picture of another entity", "difference of cosines, >= 0 (0 without a reference)"),
+    Feature("picture_flatness", "the picture's flatness (same for every candidate): the ranker mixes its drawing and"
+            " photo weights by it", "0 (a photo, or no picture) .. 1 (a flat drawing)"),
 )
 NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 # the features the query picture makes (the image scorer's, the picture memory's, a stored decision's picture): a
 # ranker fitted with them at 0 (`gemel fit-ranker --without-picture`) decides from the text alone, with any scorer
 PICTURE: frozenset[str] = frozenset({"image_drawing", "image_photo", "image_top", "image_prob", "image_known",
-                                     "memory_lead", "memory_excess", "decision_excess"})
+                                     "memory_lead", "memory_excess", "decision_excess", "picture_flatness"})
 
 
 @dataclass
@@ -116,6 +120,7 @@ def candidate_features(ev: Evidence) -> np.ndarray:
     out[int(np.argmax(llm)), col["llm_best"]] = 1.0
     out[:, col["retrieval_sim"]] = sim
     out[int(np.argmax(sim)), col["retrieval_best"]] = 1.0
+    out[:, col["picture_flatness"]] = ev.picture.flatness if ev.picture is not None else 0.0
     for i, (title, aliases, row) in enumerate(zip(ev.titles, ev.aliases, ev.rows)):
         names = name_features(ev.mention, title, aliases)
         for name, value in names.items():

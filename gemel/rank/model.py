@@ -76,29 +76,49 @@ class RecordsScorer:
                               ", or decide with the shipped ranker that reads no picture feature: --set rank.model=\"\"")
 
 
+FLATNESS = NAMES.index("picture_flatness")
+
+
 @dataclass
 class Ranker(RecordsScorer):
-    """Weights of the conditional logit, over :data:`gemel.rank.features.NAMES` in that order."""
+    """Weights of the conditional logit, over :data:`gemel.rank.features.NAMES` in that order. With
+    ``photo_weights`` it holds two weight vectors, one for flat drawings and one for photos, mixed linearly by the
+    picture's flatness: the image scorer, a labelled picture or the caption do not weigh the same on a photo as on
+    a drawing, and the drawings, many more in the training data, would otherwise set the photos' weights too."""
 
-    weights: np.ndarray  # (F,) one per feature, on standardised features
+    weights: np.ndarray  # (F,) one per feature, on standardised features: for a flat drawing (flatness 1) when
+    # photo_weights is set, else for every picture
     mean: np.ndarray  # (F,) training means, subtracted first
     scale: np.ndarray  # (F,) training standard deviations (1 where a feature was constant)
     nil_below: float = 0.0  # answer NIL when the best candidate's probability is below this
     l2: float = 1.0  # the L2 penalty it was fitted with (sum of squared weights x l2 / 2)
     manifest: dict[str, Any] = field(default_factory=dict)  # data files and sha256, counts, CV accuracy
+    photo_weights: np.ndarray | None = None  # (F,) for a photo or no picture (flatness 0); None: `weights` always
 
     def __post_init__(self) -> None:
         self.weights, self.mean, self.scale = (np.asarray(a, dtype=np.float64) for a in
                                                (self.weights, self.mean, self.scale))
-        if not self.weights.shape == self.mean.shape == self.scale.shape == (len(NAMES),):
+        if self.photo_weights is not None:
+            self.photo_weights = np.asarray(self.photo_weights, dtype=np.float64)
+        photo = self.weights.shape if self.photo_weights is None else self.photo_weights.shape
+        if not self.weights.shape == self.mean.shape == self.scale.shape == photo == (len(NAMES),):
             raise RankerError(f"a ranker needs {len(NAMES)} weights, means and scales (one per feature), got "
-                              f"{self.weights.shape}, {self.mean.shape}, {self.scale.shape}")
+                              f"{self.weights.shape}, {self.mean.shape}, {self.scale.shape}, photo {photo}")
 
     @property
     def version(self) -> str:
         """A short name of these weights ("ranker-" + 8 hex digits of their hash): what a refit changes."""
-        blob = np.concatenate([self.weights, self.mean, self.scale, [self.nil_below]]).round(9).tobytes()
+        photo = [] if self.photo_weights is None else self.photo_weights
+        blob = np.concatenate([self.weights, self.mean, self.scale, [self.nil_below], photo]).round(9).tobytes()
         return "ranker-" + hashlib.sha256(blob).hexdigest()[:8]
+
+    def weights_for(self, x: np.ndarray) -> np.ndarray:
+        """(F,) the weights one mention's candidates are scored with: ``weights`` and ``photo_weights`` mixed by
+        its picture's flatness (the same in every row of ``x``)."""
+        if self.photo_weights is None or len(x) == 0:
+            return self.weights
+        flat = float(np.clip(np.asarray(x, dtype=np.float64)[0, FLATNESS], 0.0, 1.0))
+        return flat * self.weights + (1.0 - flat) * self.photo_weights
 
     @classmethod
     def uniform(cls) -> "Ranker":
@@ -109,7 +129,7 @@ class Ranker(RecordsScorer):
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
         """(C, F) ``w_j * z_j`` per candidate and feature: what each feature adds to each candidate's score."""
-        return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale * self.weights
+        return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale * self.weights_for(x)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """(C,) logits of one mention's candidates."""
@@ -123,7 +143,8 @@ class Ranker(RecordsScorer):
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.update(format=FORMAT, features=list(NAMES), weights=self.weights.tolist(), mean=self.mean.tolist(),
-                 scale=self.scale.tolist())
+                 scale=self.scale.tolist(),
+                 photo_weights=None if self.photo_weights is None else self.photo_weights.tolist())
         return d
 
     def save(self, path: str | Path) -> Path:
@@ -149,8 +170,9 @@ class Ranker(RecordsScorer):
                               f"({unknown or names}); it computes {list(NAMES)}: refit it with `gemel fit-ranker`")
         weights, mean, scale = (_over_names(names, d[k], fill) for k, fill in
                                 (("weights", 0.0), ("mean", 0.0), ("scale", 1.0)))
+        photo = _over_names(names, d["photo_weights"], 0.0) if d.get("photo_weights") is not None else None
         return cls(weights, mean, scale, float(d.get("nil_below", 0.0)), float(d.get("l2", 1.0)),
-                   d.get("manifest", {}))
+                   d.get("manifest", {}), photo)
 
 
 def load_ranker(path: str | Path) -> "Ranker | TreeRanker":

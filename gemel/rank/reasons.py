@@ -51,6 +51,8 @@ PHRASES: dict[str, tuple[str, str]] = {
                       "a picture people labelled as the other is nearer this one than unrelated pictures are"),
     "decision_excess": ("a saved decision for it has a picture nearer this one than unrelated pictures are",
                         "a saved decision for the other has a picture nearer this one than unrelated pictures are"),
+    # the same for every candidate (it sets how the others weigh), so it never tells two candidates apart
+    "picture_flatness": ("the picture is more like a drawing", "the picture is more like a photo"),
     # features of answers saved before the ranker read labelled pictures only against others (store history)
     "memory_sim": ("a picture people labelled as it looks like this one",
                    "a picture people labelled as the other looks like this one"),
@@ -72,6 +74,7 @@ LABELS: dict[str, str] = {
     "decision_caption": "saved decision: caption",
     "decision_picture": "saved decision: picture",
     "memory_excess": "labelled picture, nearer than unrelated", "decision_excess": "saved decision, nearer than unrelated",
+    "picture_flatness": "drawing-like picture",
 }
 TOP = 3  # reasons shown for the answer
 AGAINST = 2  # reasons shown for the runner-up

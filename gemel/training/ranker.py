@@ -27,7 +27,7 @@ import numpy as np
 
 from gemel.errors import GemelError
 from gemel.rank.features import NAMES, PICTURE
-from gemel.rank.model import Ranker, softmax
+from gemel.rank.model import FLATNESS, Ranker, softmax
 from gemel.rank.trees import Tree, TreeRanker, views
 from gemel.types import Example
 
@@ -122,7 +122,9 @@ def _open(path: Path, mode: str) -> Any:
 # ---- fitting -------------------------------------------------------------------------------------------
 def fit(groups: Sequence[Group], l2: float = 1.0, nil_below: float = 0.0, iterations: int = 100) -> Ranker:
     """The conditional logit's weights on the groups whose gold entity is among two or more candidates: damped
-    Newton steps (halved until the penalised loss falls) from zero, to a gradient of about zero."""
+    Newton steps (halved until the penalised loss falls) from zero, to a gradient of about zero. When some
+    mention has a picture with a flatness above 0, two weight vectors are fitted, for drawings and for photos,
+    each mention's features entering both in proportion to its flatness (:class:`gemel.rank.model.Ranker`)."""
     usable = [g for g in groups if _usable(g)]
     if not usable:
         raise RankerFitError(f"none of the {len(groups)} labelled mentions has its gold entity among two or more "
@@ -131,7 +133,11 @@ def fit(groups: Sequence[Group], l2: float = 1.0, nil_below: float = 0.0, iterat
     mean, scale = stacked.mean(0), stacked.std(0)
     scale = np.where(scale > 1e-9, scale, 1.0)
     zs = [((g.x - mean) / scale, g.target) for g in usable]
-    w = np.zeros(len(NAMES))
+    by_kind = bool(np.any(stacked[:, FLATNESS] > 0))
+    if by_kind:
+        zs = [(np.hstack([z * f, z * (1.0 - f)]), t) for (z, t), g in zip(zs, usable)
+              for f in [float(np.clip(g.x[0, FLATNESS], 0.0, 1.0))]]
+    w = np.zeros(2 * len(NAMES) if by_kind else len(NAMES))
     loss = _loss(zs, w, l2)
     for _ in range(iterations):
         grad, hess = _gradient_hessian(zs, w, l2)
@@ -142,7 +148,8 @@ def fit(groups: Sequence[Group], l2: float = 1.0, nil_below: float = 0.0, iterat
             t /= 2
         w = w - t * step
         loss = _loss(zs, w, l2)
-    return Ranker(w, mean, scale, nil_below=nil_below, l2=l2)
+    n = len(NAMES)
+    return Ranker(w[:n], mean, scale, nil_below=nil_below, l2=l2, photo_weights=w[n:] if by_kind else None)
 
 
 def _usable(g: Group) -> bool:
