@@ -272,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
               "l2": cv.logit.l2, "nil_below": ranker.nil_below, "ranker_version": ranker.version,
               "nil_f1": {"rule": nil_rule, "ranker": nil_ranker}, "link_p50_s": float(np.median(times)),
               "weights": dict(zip(NAMES, ranker.weights.round(4).tolist())) if hasattr(ranker, "weights") else None,
+              "photo_weights": (dict(zip(NAMES, ranker.photo_weights.round(4).tolist()))
+                                if getattr(ranker, "photo_weights", None) is not None else None),
               "test_read": "once, after the ranker was fixed"}
     (out / "ranker.json").with_name("ranker_report.json").write_text(json.dumps(report, indent=1))
     print(table(rows, nil_rule, nil_ranker))
