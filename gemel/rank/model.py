@@ -79,6 +79,11 @@ class RecordsScorer:
 FLATNESS = NAMES.index("picture_flatness")
 
 
+def flatness_of(x: np.ndarray) -> float:
+    """The flatness of one mention's picture from its (C, F) features (the same in every row), within 0..1."""
+    return float(np.clip(np.asarray(x, dtype=np.float64)[0, FLATNESS], 0.0, 1.0))
+
+
 @dataclass
 class Ranker(RecordsScorer):
     """Weights of the conditional logit, over :data:`gemel.rank.features.NAMES` in that order. With
@@ -117,7 +122,7 @@ class Ranker(RecordsScorer):
         its picture's flatness (the same in every row of ``x``)."""
         if self.photo_weights is None or len(x) == 0:
             return self.weights
-        flat = float(np.clip(np.asarray(x, dtype=np.float64)[0, FLATNESS], 0.0, 1.0))
+        flat = flatness_of(x)
         return flat * self.weights + (1.0 - flat) * self.photo_weights
 
     @classmethod

@@ -27,7 +27,7 @@ import numpy as np
 
 from gemel.errors import GemelError
 from gemel.rank.features import NAMES, PICTURE
-from gemel.rank.model import FLATNESS, Ranker, softmax
+from gemel.rank.model import FLATNESS, Ranker, flatness_of, softmax
 from gemel.rank.trees import Tree, TreeRanker, views
 from gemel.types import Example
 
@@ -135,8 +135,7 @@ def fit(groups: Sequence[Group], l2: float = 1.0, nil_below: float = 0.0, iterat
     zs = [((g.x - mean) / scale, g.target) for g in usable]
     by_kind = bool(np.any(stacked[:, FLATNESS] > 0))
     if by_kind:
-        zs = [(np.hstack([z * f, z * (1.0 - f)]), t) for (z, t), g in zip(zs, usable)
-              for f in [float(np.clip(g.x[0, FLATNESS], 0.0, 1.0))]]
+        zs = [(np.hstack([z * f, z * (1.0 - f)]), t) for (z, t), g in zip(zs, usable) for f in [flatness_of(g.x)]]
     w = np.zeros(2 * len(NAMES) if by_kind else len(NAMES))
     loss = _loss(zs, w, l2)
     for _ in range(iterations):
