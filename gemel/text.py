@@ -19,6 +19,26 @@ def name_key(name: str) -> str:
     return " ".join(name.casefold().split())
 
 
+def singular(word: str) -> str:
+    """An English plural's singular by its ending, for name look-ups ("galaxies" -> "galaxy", "birds" ->
+    "bird", "grasses" -> "grass", "churches" -> "church"); words ending in "ss", "us", "is" and words of under
+    four letters stay. A rule, not a dictionary: it only has to map a plural and its singular to one key."""
+    if len(word) < 4 or word.endswith(("ss", "us", "is")) or not word.endswith("s"):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "shes", "ches", "xes", "zes")):
+        return word[:-2]
+    return word[:-1]
+
+
+def match_key(name: str) -> str:
+    """How a mention is matched to a name (title, surface name, alias): :func:`name_key` with its last word
+    made singular, so that "Birds" names ``Bird`` and "grass" the alias "grasses"."""
+    words = name_key(name).split()
+    return " ".join(words[:-1] + [singular(words[-1])]) if words else ""
+
+
 def without_qualifier(title: str) -> str:
     """The title without its "(...)" qualifier ("Mole (animal)" -> "Mole"); a title that is nothing but a
     qualifier stays as it is."""
@@ -28,9 +48,10 @@ def without_qualifier(title: str) -> str:
 def names_exactly(mention: str, title: str) -> bool:
     """Whether the mention is the title, or the title without its "(...)" qualifier, up to case and spaces
     ("Japan" names ``Japan``; "Nut" names both ``Nut (fruit)`` and ``Nut (hardware)``; "the country" names no
-    title: articles are kept, so a description is not taken for a name)."""
-    m, t = name_key(mention), name_key(title)
-    return bool(m) and (m == t or m == without_qualifier(t))
+    title: articles are kept, so a description is not taken for a name), a plural as its singular ("Birds"
+    names ``Bird``: :func:`match_key`)."""
+    m = match_key(mention)
+    return bool(m) and (m == match_key(title) or m == match_key(without_qualifier(title)))
 
 
 def names_as_head(mention: str, title: str) -> bool:
@@ -40,8 +61,8 @@ def names_as_head(mention: str, title: str) -> bool:
     compound: "Japan" does not name ``Empire of Japan``, nor "Congo" ``Republic of the Congo``, nor "France"
     ``Tour de France`` (:data:`NOT_A_MODIFIER`); and "war" does not name ``World War II``, nor "Congo"
     ``Congo River``."""
-    m = name_key(mention).split()
-    t = without_qualifier(name_key(title)).split()
+    m = match_key(mention).split()
+    t = match_key(without_qualifier(title)).split()
     return 0 < len(m) < len(t) and t[-len(m):] == m and t[-len(m) - 1] not in NOT_A_MODIFIER
 
 

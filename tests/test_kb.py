@@ -282,3 +282,23 @@ def test_rows_named_finds_surface_names_and_aliases_up_to_case():
                         Entity("Moon", "satellite", aliases=("Luna",)), Entity("Dog", "animal")])
     assert kb.rows_named("mercury") == [0, 1] and kb.rows_named(" LUNA ") == [2] and kb.rows_named("dog") == [3]
     assert kb.rows_named("cat") == [] and kb.rows_named("mercury", limit=1) == [0]
+    assert kb.rows_named("Dogs") == [3] and kb.rows_named("moons") == [2]  # a plural finds its singular
+
+
+def test_the_names_an_entry_gives_itself_become_its_aliases():
+    from gemel.kb.entities import _entity, names_given
+
+    candy = _entity({"title": "Candy", "description": "Sweet confection",
+                     "extract": "Candy, also known as sweets, is a confection. It is sweet."}, "test")
+    assert candy.aliases == ("sweets",)
+    assert names_given("Association football", "Team sport", "Association football, commonly known as football or "
+                       "soccer, is a team sport.") == ["football", "soccer"]
+    assert names_given("Kiwifruit", "", "Kiwifruit, or Chinese gooseberry, is a berry.") == ["Chinese gooseberry"]
+    assert names_given("The arts", "", "The arts, or creative arts, are practices.") == ["creative arts"]
+    assert names_given("Poaceae", "Family commonly known as grasses", "") == ["grasses"]
+    # a list that shares its head, a description after "known as", a name cut inside brackets: none is a name
+    assert names_given("Rubiaceae", "", "Rubiaceae is commonly known as the coffee, madder, or bedstraw family.") == []
+    assert names_given("X", "", "X is also known as a very long phrase describing it at some length.") == []
+    assert names_given("Titanium dioxide", "", "Titanium dioxide, also known as titanium(IV) oxide, is an oxide.") == []
+    kb = KnowledgeBase([candy, _entity({"title": "Poaceae", "description": "Family commonly known as grasses"}, "t")])
+    assert kb.rows_named("Sweets") == [0] and kb.rows_named("grass") == [1]  # an alias's plural, the mention's singular

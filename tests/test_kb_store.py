@@ -66,6 +66,7 @@ def test_aliases_are_stored_and_looked_up(source, tmp_path, embedder):
     assert kb.rows_named("grandma  cobol") == [kb.index("Grace Hopper")]
     assert kb.rows_named("Luna") == [kb.index("Moon")]
     assert kb.rows_named("mercury") == [kb.index("Mercury (planet)"), kb.index("Mercury (element)")]
+    assert kb.rows_named("Moons") == [kb.index("Moon")]  # a plural finds its singular
 
 
 @pytest.mark.parametrize("content,message", [

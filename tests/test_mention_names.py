@@ -9,6 +9,8 @@ from gemel.text import names_as_head, names_exactly, names_sense
 def test_a_mention_names_a_title_exactly_up_to_case_and_its_qualifier():
     assert names_exactly("Japan", "Japan") and names_exactly(" nut ", "Nut (hardware)")
     assert not names_exactly("the country", "Country") and not names_exactly("", "Country")
+    assert names_exactly("Birds", "Bird") and names_exactly("galaxies", "Galaxy")  # a plural names its singular
+    assert names_as_head("blocks", "Tower block") and not names_exactly("Birds", "Bird of prey")
 
 
 def test_a_mention_also_names_the_longer_titles_it_ends():

@@ -28,6 +28,10 @@ def test_every_feature_has_a_meaning_and_a_unit():
     ("Congo", "Republic of the Congo", (), {"name_head": 0}),
     ("luna", "Moon", ("Luna",), {"name_exact": 1}),
     ("the country", "Japan", (), {"name_exact": 0, "name_base": 0, "name_head": 0, "name_overlap": 0}),
+    ("Birds", "Bird", (), {"name_exact": 1, "name_overlap": 1}),  # a plural names its singular
+    ("lemons", "Lemon (fruit)", (), {"name_exact": 0, "name_base": 1}),
+    ("grass", "Poaceae", ("grasses",), {"name_exact": 1}),
+    ("tower blocks", "Tower block", (), {"name_exact": 1, "name_overlap": 1}),
 ])
 def test_name_features(mention, title, aliases, expected):
     got = name_features(mention, title, aliases)

@@ -1,6 +1,6 @@
-"""The one name rule: keys up to case and spaces, a title's "(...)" qualifier."""
+"""The one name rule: keys up to case and spaces, a title's "(...)" qualifier, a plural as its singular."""
 
-from gemel.text import name_key, without_qualifier
+from gemel.text import match_key, name_key, singular, without_qualifier
 
 
 def test_name_key_folds_case_and_spaces():
@@ -14,3 +14,18 @@ def test_without_qualifier_drops_only_a_trailing_qualifier():
     assert without_qualifier("C (programming language)") == "C"
     assert without_qualifier("Star Wars (film) series") == "Star Wars (film) series"
     assert without_qualifier("(Untitled)") == "(Untitled)"
+
+
+def test_singular_maps_a_plural_and_its_singular_to_one_word():
+    pairs = [("galaxies", "galaxy"), ("birds", "bird"), ("grasses", "grass"), ("churches", "church"),
+             ("boxes", "box"), ("horses", "horse"), ("countries", "country")]
+    for plural, one in pairs:
+        assert singular(plural) == singular(one) == one, plural
+    for word in ("grass", "bus", "paris", "gas", "its", "cat"):  # "ss", "us", "is" endings, short words stay
+        assert singular(word) == word
+
+
+def test_match_key_makes_only_the_last_word_singular():
+    assert match_key("  Tower   Blocks ") == match_key("tower block") == "tower block"
+    assert match_key("Birds") == "bird" and match_key("") == ""
+    assert match_key("States of Germany") == "states of germany"  # the head of "X of Y" is not its last word

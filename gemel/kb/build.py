@@ -33,12 +33,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gemel.kb.demonstrations import kb_example
-from gemel.kb.entities import Entity, KBError, read_numbered
+from gemel.kb.entities import Entity, KBError, name_keys, read_numbered
 from gemel.kb.index import KBIndexConfig, build_ivf, gather
 from gemel.kb.store import ENTRIES, FORMAT, MANIFEST, VERSION, add_title_search, partial_of
 from gemel.memory import drop_pages, release_unused_gpu_libraries, trim
 from gemel.models.embedder import TextEmbedder, mention_in_context
-from gemel.text import name_key
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +161,7 @@ def _insert(db: sqlite3.Connection, n: int, e: Entity | None, report: EntriesRep
         if len(report.examples) < 5:
             report.examples.append(f"line {n}: {e.title!r}")
         return
-    keys = dict.fromkeys(name_key(x) for x in (e.surface, *e.aliases))
-    db.executemany("INSERT INTO names VALUES (?, ?)", [(k, row) for k in keys if k])
+    db.executemany("INSERT INTO names VALUES (?, ?)", [(k, row) for k in name_keys(e)])
     report.entries += 1
 
 

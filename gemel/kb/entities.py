@@ -21,12 +21,25 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from gemel.errors import GemelError
-from gemel.text import name_key, without_qualifier
+from gemel.text import match_key, name_key, without_qualifier
 
 # a candidate sentence end: ". X" after a lower-case letter, digit or bracket (not "U.S. Navy"), or '." X'
 _SENTENCE_END = re.compile(r"(?:(?<=[a-z0-9\)\"'][.!?])|(?<=[.!?][\"'\u201d\u2019]))\s+(?=[A-Z])")
 # abbreviations that come before a name and never end a sentence ("St. Louis", "Sgt. Pepper", "Mr. DeMille")
 _NAME_PREFIXES = frozenset("st mt ft mr mrs ms dr sgt lt col gen capt cpt prof rev fr gov sen vs".split())
+
+
+# the other names an entry's description or first sentence gives it: "Candy, also known as sweets, is ...",
+# "commonly known as football or soccer", "Poaceae, also called Gramineae", "referred to simply as football"
+_OTHER_NAMES = re.compile(
+    r"\b(?:(?:also|commonly|more commonly|often|sometimes|usually|simply|generally|popularly|better|formerly)"
+    r" (?:known as|called)|referred to (?:simply )?as)\s+(.+?)"
+    r"(?=[,;:.)\[\]]|\s\(|\s(?:is|are|was|were|in|from|by|which|who|that|for|to|because)\b|$)")
+# "known as the coffee, madder, or bedstraw family": the name was cut at a comma of a list that shares its head
+_LIST_GOES_ON = re.compile(r",\s*[\w-]+(?:\s[\w-]+)?,?\s+(?:or|and)\s")
+_OR_NAME = re.compile(r"^([^,;:.()]+?)\s*,? or ([^,;:.()]+),", re.IGNORECASE)  # "Kiwifruit, or Chinese gooseberry, is"
+_ARTICLE = re.compile(r"^(?:simply\s+)?(?:the|a|an)\s+", re.IGNORECASE)
+_MAX_NAME_WORDS = 4  # a longer phrase after "known as" is a description, not a name
 
 
 class KBError(GemelError):
@@ -108,14 +121,16 @@ class KnowledgeBase:
         return None if i is None else self.entities[i]
 
     def rows_named(self, name: str, limit: int = 8) -> list[int]:
-        """Rows whose surface name (the title without its qualifier) or an alias is ``name`` (up to case and
-        spaces), first rows first: as :meth:`gemel.kb.store.StoredKB.rows_named` answers for a built KB."""
+        """Rows whose surface name (the title without its qualifier) or an alias is ``name`` (up to case,
+        spaces and a plural: :func:`gemel.text.match_key`), first rows first: as
+        :meth:`gemel.kb.store.StoredKB.rows_named` answers for a built KB."""
         if self._named is None:
             self._named = {}
             for row, e in enumerate(self.entities):
-                for key in dict.fromkeys(name_key(n) for n in (e.surface, *e.aliases)):
+                for key in name_keys(e):
                     self._named.setdefault(key, []).append(row)
-        return self._named.get(name_key(name), [])[:limit]
+        found = self._named.get(name_key(name), []) + self._named.get(match_key(name), [])
+        return list(dict.fromkeys(found))[:limit]
 
     def search(self, query: str, limit: int = 10) -> list[str]:
         """Titles for an autocomplete box: exact, then prefix, then word-prefix, then substring matches."""
@@ -206,8 +221,38 @@ def _entity_or_none(rec: object, where: str) -> Entity | None:
     aliases = rec.get("aliases") or ()
     if isinstance(aliases, str) or not all(isinstance(a, str) for a in aliases):
         raise KBError(f"{where}: 'aliases' must be a list of strings, got {aliases!r}")
-    return Entity(title, str(rec.get("description") or ""), str(rec.get("extract") or ""),
-                  _clean_aliases(aliases, title))
+    description, extract = str(rec.get("description") or ""), str(rec.get("extract") or "")
+    return Entity(title, description, extract,
+                  _clean_aliases([*aliases, *names_given(title, description, extract)], title))
+
+
+def names_given(title: str, description: str, extract: str) -> list[str]:
+    """The other names an entry's own text gives it, for KBs whose source lists no aliases (the offline
+    Wikipedia summaries): "X, or Y, is ...", "also known as Y", "commonly called Y or Z", "referred to simply
+    as Y" in the description or the extract's first sentence; articles and quotes dropped, at most
+    :data:`_MAX_NAME_WORDS` words each. A mention then names its entity ("sweets" -> ``Candy``, "soccer" ->
+    ``Association football``) and retrieves it as a candidate; the ranker's ``name_exact`` weighs it."""
+    first = Entity(title, extract=extract).first_sentence()
+    phrases = [m.group(1) for text in (description, first) for m in _OTHER_NAMES.finditer(text)
+               if not _LIST_GOES_ON.match(text, m.end())]
+    named = _OR_NAME.match(first)
+    if named and name_key(_ARTICLE.sub("", named.group(1))) == name_key(_ARTICLE.sub("", without_qualifier(title))):
+        phrases.append(named.group(2))
+    names = []
+    for phrase in phrases:
+        for name in re.split(r",\s*|\s+or\s+", phrase):
+            name = _ARTICLE.sub("", name.strip(" \"'\u201c\u201d\u2018\u2019"))
+            if (len(name) > 1 and any(c.isalpha() for c in name) and not set(name) & set("()")
+                    and len(name.split()) <= _MAX_NAME_WORDS):
+                names.append(name)
+    return names
+
+
+def name_keys(e: Entity) -> list[str]:
+    """The keys a mention finds the entity under: its surface name's and aliases' :func:`~gemel.text.name_key`
+    and :func:`~gemel.text.match_key` (a plural as its singular), distinct and non-empty."""
+    names = (e.surface, *e.aliases)
+    return [k for k in dict.fromkeys([*map(name_key, names), *map(match_key, names)]) if k]
 
 
 def _clean_aliases(aliases: Iterable[str], title: str) -> tuple[str, ...]:
@@ -249,8 +294,9 @@ def _tsv_entity(line: str) -> Entity | None:
     title, description, extract, aliases = (line.rstrip("\r\n").split("\t") + ["", "", ""])[:4]
     if not title.strip():
         return None
-    title = title.strip()
-    return Entity(title, description.strip(), extract.strip(), _clean_aliases(aliases.split("|"), title))
+    title, description, extract = title.strip(), description.strip(), extract.strip()
+    return Entity(title, description, extract,
+                  _clean_aliases([*aliases.split("|"), *names_given(title, description, extract)], title))
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:

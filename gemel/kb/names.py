@@ -8,17 +8,18 @@ from typing import TYPE_CHECKING
 
 from gemel.kb.entities import Entity
 from gemel.kb.store import StoredKB
-from gemel.text import name_key
+from gemel.text import match_key
 
 if TYPE_CHECKING:
     from gemel.models.llm import LanguageModel
 
 
 def named_as(mention: str | None, entity: Entity) -> str:
-    """The entity's alias that is the ``mention`` (up to case and spaces), else its title: the name
-    :func:`gemel.text.names_sense` compares with the mention, so that an alias names its entity as the title does."""
-    key = name_key(mention or "")
-    return next((a for a in entity.aliases if key and name_key(a) == key), entity.title)
+    """The entity's alias that is the ``mention`` (up to case, spaces and a plural: :func:`gemel.text.match_key`),
+    else its title: the name :func:`gemel.text.names_sense` compares with the mention, so that an alias names its
+    entity as the title does."""
+    key = match_key(mention or "")
+    return next((a for a in entity.aliases if key and match_key(a) == key), entity.title)
 
 
 class LazyNames(Sequence):

@@ -31,7 +31,7 @@ import numpy as np
 
 from gemel.kb.entities import Entity, KBError, KnowledgeBase
 from gemel.kb.index import ExactIndex, IVFIndex
-from gemel.text import name_key
+from gemel.text import match_key, name_key
 
 FORMAT = "gemel-kb-store"
 VERSION = 1
@@ -148,9 +148,11 @@ class StoredKB:
         return self.entity(self.index(title)) if title in self else None
 
     def rows_named(self, name: str, limit: int = 8) -> list[int]:
-        """Rows whose surface name or an alias is ``name`` (case-folded), first rows first."""
-        found = self._query("SELECT DISTINCT row FROM names WHERE key = ? ORDER BY row LIMIT ?",
-                            (name_key(name), limit))
+        """Rows whose surface name or an alias is ``name`` (case-folded, or a plural as its singular:
+        :func:`gemel.text.match_key`; a KB built before keys its names as written, where a plural mention
+        still finds a singular name), first rows first."""
+        found = self._query("SELECT DISTINCT row FROM names WHERE key IN (?, ?) ORDER BY row LIMIT ?",
+                            (name_key(name), match_key(name), limit))
         return [int(r[0]) for r in found]
 
     def search(self, query: str, limit: int = 10) -> list[str]:

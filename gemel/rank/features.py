@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gemel.text import name_key, names_as_head, without_qualifier
+from gemel.text import match_key, name_key, names_as_head, without_qualifier
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("llm_best", "the LLM prefers this candidate to every other (highest llm_sum)", "0/1"),
     Feature("retrieval_sim", "cosine of the mention in context with the entry's 'title: description'", "cosine"),
     Feature("retrieval_best", "retrieval ranks this candidate first (highest retrieval_sim)", "0/1"),
-    Feature("name_exact", "the mention is the title or one of its aliases, up to case and spaces", "0/1"),
+    Feature("name_exact", "the mention is the title or one of its aliases, up to case, spaces and a plural", "0/1"),
     Feature("name_base", "the mention is the title without its '(...)' qualifier, up to case and spaces", "0/1"),
     Feature("name_head", "the title ends in the mention's words, a compound naming a kind of it", "0/1"),
     Feature("name_overlap", "share of words the mention and the title (qualifier dropped) have in common",
@@ -156,14 +156,14 @@ def memory_lead(memory: Mapping[str, float], title: str) -> float:
 
 def name_features(mention: str, title: str, aliases: Sequence[str] = ()) -> dict[str, float]:
     """The name features of one candidate: exact, base, head, overlap, has_qualifier."""
-    m = name_key(mention)
+    m = match_key(mention)
     t = name_key(title)
     base = without_qualifier(t)
-    m_words, base_words = m.split(), base.split()
+    m_words, base_words = m.split(), match_key(base).split()
     union = set(m_words) | set(base_words)
     return {
-        "name_exact": float(bool(m) and (m == t or any(m == name_key(a) for a in aliases))),
-        "name_base": float(bool(m) and m == base and base != t),
+        "name_exact": float(bool(m) and (m == match_key(t) or any(m == match_key(a) for a in aliases))),
+        "name_base": float(bool(m) and m == match_key(base) and base != t),
         "name_head": float(names_as_head(mention, title)),
         "name_overlap": len(set(m_words) & set(base_words)) / len(union) if union else 0.0,
         "has_qualifier": float(base != t),
