@@ -302,3 +302,12 @@ def test_the_names_an_entry_gives_itself_become_its_aliases():
     assert names_given("Titanium dioxide", "", "Titanium dioxide, also known as titanium(IV) oxide, is an oxide.") == []
     kb = KnowledgeBase([candy, _entity({"title": "Poaceae", "description": "Family commonly known as grasses"}, "t")])
     assert kb.rows_named("Sweets") == [0] and kb.rows_named("grass") == [1]  # an alias's plural, the mention's singular
+
+
+def test_aliases_a_source_lists_are_kept_as_they_are():
+    from gemel.kb.entities import _entity, _tsv_entity
+
+    record = {"title": "Candy", "extract": "Candy, also known as sweets, is a confection.", "aliases": ["Sweet"]}
+    assert _entity(record, "test").aliases == ("Sweet",)
+    assert _tsv_entity("Candy\t\tCandy, also known as sweets, is a confection.\tSweet").aliases == ("Sweet",)
+    assert _tsv_entity("Candy\t\tCandy, also known as sweets, is a confection.").aliases == ("sweets",)

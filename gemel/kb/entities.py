@@ -222,12 +222,12 @@ def _entity_or_none(rec: object, where: str) -> Entity | None:
     if isinstance(aliases, str) or not all(isinstance(a, str) for a in aliases):
         raise KBError(f"{where}: 'aliases' must be a list of strings, got {aliases!r}")
     description, extract = str(rec.get("description") or ""), str(rec.get("extract") or "")
-    return Entity(title, description, extract,
-                  _clean_aliases([*aliases, *names_given(title, description, extract)], title))
+    return Entity(title, description, extract, _clean_aliases(aliases or names_given(title, description, extract),
+                                                              title))
 
 
 def names_given(title: str, description: str, extract: str) -> list[str]:
-    """The other names an entry's own text gives it, for KBs whose source lists no aliases (the offline
+    """The other names an entry's own text gives it, its aliases when its source lists none (the offline
     Wikipedia summaries): "X, or Y, is ...", "also known as Y", "commonly called Y or Z", "referred to simply
     as Y" in the description or the extract's first sentence; articles and quotes dropped, at most
     :data:`_MAX_NAME_WORDS` words each. A mention then names its entity ("sweets" -> ``Candy``, "soccer" ->
@@ -295,8 +295,9 @@ def _tsv_entity(line: str) -> Entity | None:
     if not title.strip():
         return None
     title, description, extract = title.strip(), description.strip(), extract.strip()
-    return Entity(title, description, extract,
-                  _clean_aliases([*aliases.split("|"), *names_given(title, description, extract)], title))
+    given = _clean_aliases(aliases.split("|"), title)
+    return Entity(title, description, extract, given or _clean_aliases(names_given(title, description, extract),
+                                                                       title))
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
