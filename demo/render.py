@@ -31,6 +31,9 @@ DECISION_LABELS = {"accept": "accepted", "candidate": "other candidate", "search
 _SENTENCE_END = re.compile(r"(?<=[a-z0-9\)\"'][.!?])\s+(?=[A-Z])")
 
 
+MAX_OTHER_NAMES = 6  # an entity card lists at most this many of the entity's other names (aliases)
+
+
 class EntityLike(Protocol):
     title: str
     description: str
@@ -68,13 +71,16 @@ def mention_html(text: str, mention: str) -> str:
 
 
 def entity_card(entity: EntityLike | None, name: str | None) -> str:
-    """The linked entity: title (link to Wikipedia), description, the extract's first sentences.
-    ``name`` None means NIL; a name the KB lacks is shown bare."""
+    """The linked entity: title (link to Wikipedia), description, its other names (a mention may name it by one:
+    "sweets" -> Candy), the extract's first sentences. ``name`` None means NIL; a name the KB lacks is shown bare."""
     if name is None:
         return ('<div class="gemel-card gemel-nil"><div class="gemel-card-title">NIL</div>'
                 f"<div>{esc(NIL_TEXT)}</div></div>")
     title = entity.title if entity is not None else name
     desc = f'<div class="gemel-card-desc">{esc(entity.description)}</div>' if entity and entity.description else ""
+    names = list(getattr(entity, "aliases", ()) or ())[:MAX_OTHER_NAMES]
+    if names:
+        desc += f'<div class="gemel-card-also">Also called: {esc(", ".join(names))}</div>'
     body = f'<p class="gemel-card-extract">{esc(lead(entity.extract))}</p>' if entity and entity.extract else ""
     link = (f'<a href="{esc(wiki_url(title))}" target="_blank" rel="noopener noreferrer">'
             "Wikipedia page ↗</a>")

@@ -29,7 +29,7 @@ def test_mention_html_escapes_everything(text, mention):
 
 
 @pytest.mark.parametrize("fragment", [
-    lambda: render.entity_card(Entity(EVIL, EVIL, EVIL), EVIL),
+    lambda: render.entity_card(Entity(EVIL, EVIL, EVIL, (EVIL,)), EVIL),
     lambda: render.entity_card(None, EVIL),
     lambda: render.candidate_bars([{"name": EVIL, "score": 1.0, "description": EVIL}], EVIL),
     lambda: render.demonstrations_html([{"text": EVIL + " x", "mention": "x", "entity": EVIL, "image": None,
@@ -51,6 +51,9 @@ def test_entity_card():
     assert "Grace Hopper" in html and "American computer scientist" in html
     assert "She led a team." in html and "More." not in html  # the first three sentences
     assert 'href="https://en.wikipedia.org/wiki/Grace_Hopper"' in html and 'rel="noopener noreferrer"' in html
+    assert "Also called" not in html
+    html = render.entity_card(Entity("Candy", "Sweet confection", aliases=("sweets", "lollies")), "Candy")
+    assert "Also called: sweets, lollies" in html  # why the mention "sweets" named it
 
 
 def test_nil_card():
