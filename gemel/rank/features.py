@@ -42,7 +42,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("retrieval_sim", "cosine of the mention in context with the entry's 'title: description'", "cosine"),
     Feature("retrieval_best", "retrieval ranks this candidate first (highest retrieval_sim)", "0/1"),
     Feature("name_exact", "the mention is the title or one of its aliases, up to case, spaces and a plural", "0/1"),
-    Feature("name_base", "the mention is the title without its '(...)' qualifier, up to case and spaces", "0/1"),
+    Feature("name_base", "the mention is the title without its '(...)' qualifier, up to case, spaces and a plural",
+            "0/1"),
     Feature("name_head", "the title ends in the mention's words, a compound naming a kind of it", "0/1"),
     Feature("name_overlap", "share of words the mention and the title (qualifier dropped) have in common",
             "Jaccard, 0..1"),
@@ -159,11 +160,12 @@ def name_features(mention: str, title: str, aliases: Sequence[str] = ()) -> dict
     m = match_key(mention)
     t = name_key(title)
     base = without_qualifier(t)
-    m_words, base_words = m.split(), match_key(base).split()
+    base_key = match_key(base)
+    m_words, base_words = m.split(), base_key.split()
     union = set(m_words) | set(base_words)
     return {
         "name_exact": float(bool(m) and (m == match_key(t) or any(m == match_key(a) for a in aliases))),
-        "name_base": float(bool(m) and m == match_key(base) and base != t),
+        "name_base": float(bool(m) and m == base_key and base != t),
         "name_head": float(names_as_head(mention, title)),
         "name_overlap": len(set(m_words) & set(base_words)) / len(union) if union else 0.0,
         "has_qualifier": float(base != t),
