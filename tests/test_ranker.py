@@ -12,7 +12,7 @@ from gemel.rank.features import (FEATURES, NAMES, Evidence, PictureEvidence, can
 from gemel.config import ProfileError
 from gemel.rank.model import Ranker, RankerError
 from gemel.training.ranker import (Group, RankerFitError, accuracy, cross_validate, fit, fit_nil, fit_with_cv,
-                                   out_of_fold, read_groups, write_groups)
+                                   log_likelihood, out_of_fold, read_groups, write_groups)
 
 
 # ---- features ------------------------------------------------------------------------------------------
@@ -133,6 +133,18 @@ def test_cross_validation_scores_held_out_mentions_and_fits_nil():
     assert cv.l2 in cv.by_l2 and len(cv.probabilities) == len(groups)
     assert cv.nil_below > 0 and cv.accuracy > accuracy(groups, cv.probabilities, 0.0)
     assert cv.accuracy >= 0.9
+
+
+def test_the_penalty_is_the_one_whose_held_out_probabilities_are_best():
+    groups = synthetic(60)
+    cv = cross_validate(groups, k=5)
+    assert set(cv.loglik_by_l2) == set(cv.by_l2) and cv.l2 == max(cv.loglik_by_l2, key=cv.loglik_by_l2.get)
+    assert cv.loglik_by_l2[cv.l2] == pytest.approx(log_likelihood(groups, out_of_fold(groups, cv.l2)))
+    assert all(v < 0 for v in cv.loglik_by_l2.values())
+    # a fit that is sure and wrong is worse than one that is unsure and wrong, though both are as accurate
+    sure, unsure = [np.array([0.999, 0.001])] * 2, [np.array([0.6, 0.4])] * 2
+    pair = [Group(f"g{i}", ["a", "b"], np.zeros((2, len(NAMES))), gold) for i, gold in enumerate(["a", "b"])]
+    assert accuracy(pair, sure) == accuracy(pair, unsure) and log_likelihood(pair, sure) < log_likelihood(pair, unsure)
 
 
 def test_out_of_fold_never_sees_the_mention_it_scores():
