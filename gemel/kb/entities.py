@@ -129,8 +129,7 @@ class KnowledgeBase:
             for row, e in enumerate(self.entities):
                 for key in name_keys(e):
                     self._named.setdefault(key, []).append(row)
-        found = self._named.get(name_key(name), []) + self._named.get(match_key(name), [])
-        return list(dict.fromkeys(found))[:limit]
+        return self._named.get(match_key(name), [])[:limit]
 
     def search(self, query: str, limit: int = 10) -> list[str]:
         """Titles for an autocomplete box: exact, then prefix, then word-prefix, then substring matches."""
@@ -222,8 +221,7 @@ def _entity_or_none(rec: object, where: str) -> Entity | None:
     if isinstance(aliases, str) or not all(isinstance(a, str) for a in aliases):
         raise KBError(f"{where}: 'aliases' must be a list of strings, got {aliases!r}")
     description, extract = str(rec.get("description") or ""), str(rec.get("extract") or "")
-    return Entity(title, description, extract, _clean_aliases(aliases or names_given(title, description, extract),
-                                                              title))
+    return Entity(title, description, extract, _aliases(aliases, title, description, extract))
 
 
 def names_given(title: str, description: str, extract: str) -> list[str]:
@@ -249,10 +247,14 @@ def names_given(title: str, description: str, extract: str) -> list[str]:
 
 
 def name_keys(e: Entity) -> list[str]:
-    """The keys a mention finds the entity under: its surface name's and aliases' :func:`~gemel.text.name_key`
-    and :func:`~gemel.text.match_key` (a plural as its singular), distinct and non-empty."""
-    names = (e.surface, *e.aliases)
-    return [k for k in dict.fromkeys([*map(name_key, names), *map(match_key, names)]) if k]
+    """The keys a mention finds the entity under: its surface name's and aliases' :func:`~gemel.text.match_key`
+    (case-folded, a plural as its singular), distinct and non-empty."""
+    return [k for k in dict.fromkeys(match_key(n) for n in (e.surface, *e.aliases)) if k]
+
+
+def _aliases(given: Iterable[str], title: str, description: str, extract: str) -> tuple[str, ...]:
+    """The aliases a source lists, cleaned; when it lists none, the names the entry's own text gives it."""
+    return _clean_aliases(given, title) or _clean_aliases(names_given(title, description, extract), title)
 
 
 def _clean_aliases(aliases: Iterable[str], title: str) -> tuple[str, ...]:
@@ -295,9 +297,7 @@ def _tsv_entity(line: str) -> Entity | None:
     if not title.strip():
         return None
     title, description, extract = title.strip(), description.strip(), extract.strip()
-    given = _clean_aliases(aliases.split("|"), title)
-    return Entity(title, description, extract, given or _clean_aliases(names_given(title, description, extract),
-                                                                       title))
+    return Entity(title, description, extract, _aliases(aliases.split("|"), title, description, extract))
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:

@@ -148,9 +148,9 @@ class StoredKB:
         return self.entity(self.index(title)) if title in self else None
 
     def rows_named(self, name: str, limit: int = 8) -> list[int]:
-        """Rows whose surface name or an alias is ``name`` (case-folded, or a plural as its singular:
-        :func:`gemel.text.match_key`; a KB built before keys its names as written, where a plural mention
-        still finds a singular name), first rows first."""
+        """Rows whose surface name or an alias is ``name`` (case-folded, a plural as its singular:
+        :func:`gemel.text.match_key`; a KB built before keys its names as written (:func:`gemel.text.name_key`),
+        which the second key finds, and where a plural mention still finds a singular name), first rows first."""
         found = self._query("SELECT DISTINCT row FROM names WHERE key IN (?, ?) ORDER BY row LIMIT ?",
                             (name_key(name), match_key(name), limit))
         return [int(r[0]) for r in found]
