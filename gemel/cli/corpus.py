@@ -4,6 +4,7 @@
     gemel corpus train-projection [--out scorer.pt]                 # <= a few minutes on 2 cores
     gemel corpus captions --out data/captions                       # synthetic captions, groups, flags
     gemel corpus train-projection --hold-out-style twemoji          # a scorer that never saw one style
+    gemel corpus stamps --out data/captions                         # real photos: Tux Paint's stamps
     gemel corpus top --image photo.png [--k 10]                      # what the image alone suggests
     gemel corpus reference [--size 512]                              # the reference pictures the ranker reads
 """
@@ -68,6 +69,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "picture): the ranker's fitting data, linked with `train-projection --hold-out-style STYLE`'s "
                         "scorer, which never saw them")
     c.set_defaults(func=run_captions)
+    s = csub.add_parser("stamps", help="write the Tux Paint photo set: stamps-dev (fitting) and stamps-test (held out)",
+                        description="Write OUT/stamps-dev.jsonl and OUT/stamps-test.jsonl: Debian's Tux Paint "
+                                    "stamps that are photographs (assets/corpus/stamps.tsv), split by entity, two "
+                                    "captions each (one naming the entity, one naming nothing); the photos, on white "
+                                    "as JPEG, under --images.")
+    s.add_argument("--profile", default="offline", help="profile whose KB to use (default offline)")
+    s.add_argument("--stamps", default=None, help="the stamps folder (default /usr/share/tuxpaint/stamps)")
+    s.add_argument("--images", default=None, help="folder for the photos (default: <cache>/stamps)")
+    s.add_argument("--out", required=True, help="folder to write the JSONL files to")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the caption templates (default 0)")
+    s.set_defaults(func=run_stamps)
     q = csub.add_parser("top", help="the KB entities an image alone suggests (image scorer top-k)",
                         description="Print the top-k KB entities of an image by the image scorer.")
     q.add_argument("--image", required=True, help="image file")
@@ -188,6 +200,36 @@ def write_style_fold(folded: Any, kb: Any, out: Path, args: argparse.Namespace) 
     n = write_jsonl((c.to_example_dict(root) for c in rows), out / "recurring-dev.jsonl")
     print(f"recurring-dev: {n} dev pictures of {len({c.entity for c in rows})} entities (bench/learning_curve.py "
           "--splits recurring-dev)")
+
+
+def run_stamps(args: argparse.Namespace) -> int:
+    from gemel.config import load_profile
+    from gemel.kb.entities import KnowledgeBase
+    from gemel.sources import cache_dir, resolve
+    from gemel.training.captions import write_jsonl
+    from gemel.training.stamps import STAMPS_DIR, photo_path, stamp_captions, stamp_items, write_photo
+
+    config = load_profile(args.profile)
+    kb = KnowledgeBase.load(resolve(config.kb.source, config.base_dir), name=config.kb.name)
+    stamps = Path(args.stamps) if args.stamps else STAMPS_DIR
+    items = stamp_items(kb, stamps)
+    images = Path(args.images) if args.images else cache_dir("stamps")
+    for it in _progress(items, "photos"):
+        write_photo(stamps / it.image, images / photo_path(it))
+    rows = stamp_captions(items, kb, seed=args.seed)
+    for split in ("dev", "test"):
+        n = write_jsonl((c.to_example_dict(images) for c in rows if c.split == split),
+                        Path(args.out) / f"stamps-{split}.jsonl")
+        pictures = {it.id for it in items if it.split == split}
+        print(f"stamps-{split}: {n} captions on {len(pictures)} photos of "
+              f"{len({it.entity for it in items if it.split == split})} entities")
+    return 0
+
+
+def _progress(items: list, what: str):
+    from tqdm import tqdm
+
+    return tqdm(items, desc=what, unit="photo", file=sys.stderr)
 
 
 def run_reference(args: argparse.Namespace) -> int:
