@@ -170,8 +170,7 @@ def stamp_rows(gather: Any, ranker: Any, examples: list[Example], cache: Path) -
     rows = {}
     for label, hidden in (("names it", False), ("names nothing", True)):
         idx = [i for i, e in enumerate(examples) if (e.mention == HIDDEN_THING[1]) == hidden]
-        rows[f"Tux Paint photos, caption {label} (rule column: the LLM's first choice)"] = pair(first, ranked,
-                                                                                               examples, idx)
+        rows[f"Tux Paint photos, caption {label} (rule: LLM's first)"] = pair(first, ranked, examples, idx)
     return rows
 
 
@@ -396,7 +395,7 @@ def plot(rows: dict[str, tuple[float, float, int]], path: Path) -> None:
 
     names = list(rows)
     ys = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(7, 0.6 * len(names) + 1.2))
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(names) + 1.2))
     ax.barh(ys - 0.2, [rows[n][0] for n in names], 0.4, label="rule today", color="tab:gray")
     ax.barh(ys + 0.2, [rows[n][1] for n in names], 0.4, label="learned ranker", color="tab:blue")
     ax.set_yticks(ys, [f"{n} (n={rows[n][2]})" for n in names], fontsize=8)

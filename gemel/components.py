@@ -16,6 +16,7 @@ import numpy as np
 
 from gemel.config import LinkerConfig, ProfileError
 from gemel.generation.trie import ArrayTrie, Trie
+from gemel.image.classes import ClassNames
 from gemel.image.clip import SCORER as CLIP_SCORER
 from gemel.image.clip import ClipEntityScorer
 from gemel.image.facts import PictureFactsCache, load_scorer
@@ -78,6 +79,7 @@ class Shared:
         self.picture_facts = PictureFactsCache()  # flatness + colour layout of recent query pictures
         self.remembered: dict[tuple, Any] = {}  # picture memory entries, by example and picture (image.signal)
         self._reference: PictureReference | None = None  # the shipped reference pictures, read on first use
+        self.class_names = ClassNames(self.kb)  # ImageNet class -> the KB rows it names (built on first use)
 
     def image_scorer(self, config: LinkerConfig) -> ImageEntityScorer | ClipEntityScorer | None:
         """The config's image scorer, loaded once per artifact path (variants that only change

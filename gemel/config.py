@@ -13,10 +13,11 @@ import dataclasses
 import json
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from gemel.errors import GemelError
 
@@ -149,6 +150,9 @@ class ImageConfig:
     scorer: str = ""  # image scorer artifact (path relative to the profile); "" = the picture only feeds the prefix;
     # "clip" = the open_clip vision model's own image-text similarity (gemel/image/clip.py)
     candidates: int = 0  # K_img: the image's top K_img KB entities join the text top-K (0 = none)
+    # the KB entities the vision encoder's ImageNet classes name most (gemel/image/classes.py) that join the
+    # candidates (0 = none; only encoders with an ImageNet classifier, the offline EfficientNet-Lite0, have them)
+    class_candidates: int = 0
     # image.scorer = "clip": each entity's CLIP text prompt, from its {title} and {description} (truncated to CLIP's
     # context, 77 tokens for ViT-B-32)
     clip_prompt: str = "a photo of {title}, {description}."
@@ -157,6 +161,8 @@ class ImageConfig:
     def __post_init__(self) -> None:
         _check(0 <= self.candidates <= 256,
                f"image.candidates={self.candidates} must be in 0..256 (0 = no candidates from the image)")
+        _check(0 <= self.class_candidates <= 256,
+               f"image.class_candidates={self.class_candidates} must be in 0..256 (0 = none from the classes)")
         _check(self.clip_batch_size >= 1, f"image.clip_batch_size={self.clip_batch_size} must be >= 1 (texts per "
                                           "forward pass)")
         _check("{title}" in self.clip_prompt, f"image.clip_prompt {self.clip_prompt!r} must contain {{title}} (and "

@@ -123,7 +123,7 @@ class Linker:
         self.mapper = mapper
         self.image_scorer = shared.image_scorer(config)  # loaded now, so that a bad artifact fails at load time
         self.image_signal = ImageSignal(self.image_scorer, features, shared.kb, shared.picture_facts, shared.remembered,
-                                        shared.picture_reference(self.image_scorer))
+                                        shared.picture_reference(self.image_scorer), shared.class_names)
         self.prompt = PromptBuilder(shared.lm, config.llm.max_prompt_tokens, bos=config.llm.bos)
         self.awaits_fit = False  # the profile fits its ranker at start and none is fitted for its scorer yet
         if config.rank.fit_at_start and not config.rank.active:  # fitted at an earlier first start, if cached
@@ -284,11 +284,13 @@ class Linker:
         return out
 
     def retrieve_candidates(self, query: np.ndarray, names: Sequence[str] | None = None,
-                            image_scores: np.ndarray | None = None, mention: str | None = None) -> list[int]:
+                            image_scores: np.ndarray | None = None, mention: str | None = None,
+                            class_scores: Mapping[int, float] | None = None) -> list[int]:
         """KB rows to decode over: the top ``decode.candidates`` by similarity ([] = the whole KB), then (a built
         KB) the entries whose surface name or an alias is the ``mention``, then the picture's top
-        ``image.candidates`` by ``image_scores`` that are not among them; or the rows of ``names`` when the data
-        set gives its own candidates (unknown names are dropped, with a warning)."""
+        ``image.candidates`` by ``image_scores`` and top ``image.class_candidates`` by ``class_scores`` (the
+        encoder's ImageNet classes, :mod:`gemel.image.classes`) that are not among them; or the rows of ``names``
+        when the data set gives its own candidates (unknown names are dropped, with a warning)."""
         if names is not None:
             rows = [self.kb.index(n) for n in names if n in self.kb]
             if len(rows) < len(names):
@@ -304,9 +306,12 @@ class Linker:
         rows = [int(i) for i in ids[0] if i >= 0]
         if mention:  # the entries named so (surface name or alias) join the candidates
             rows += [r for r in self.kb.rows_named(mention) if r not in rows]
-        if image_scores is None or self.config.image.candidates == 0:
-            return rows
-        return merge_candidates(rows, top_rows(image_scores, self.config.image.candidates))
+        if image_scores is not None and self.config.image.candidates:
+            rows = merge_candidates(rows, top_rows(image_scores, self.config.image.candidates))
+        if class_scores:
+            best = sorted(class_scores, key=lambda r: (-class_scores[r], r))[:self.config.image.class_candidates]
+            rows = merge_candidates(rows, best)
+        return rows
 
     def labelled(self, exclude: Sequence[str] = ()) -> list[Example]:
         """The live labelled examples (seed pool, people's decisions) but those ``exclude`` names by id or by
@@ -337,7 +342,8 @@ class Linker:
         t_img = time.perf_counter()
         picture = self.image_signal.picture(image)  # its top entities join, whatever its style
         t_img = time.perf_counter() - t_img
-        cand_ids = self.retrieve_candidates(query, candidates, picture and picture.scores, mention)
+        cand_ids = self.retrieve_candidates(query, candidates, picture and picture.scores, mention,
+                                            picture and picture.classes)
         stored = None
         if candidates is None and cand_ids:  # [] = the whole KB (decode.candidates = 0): they are in it
             stored = self.stored_decisions(image, mention, exclude)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from gemel.errors import GemelError
+from gemel.image.classes import ClassNames
 from gemel.image.facts import PictureFacts, PictureFactsCache
 from gemel.image.memory import PictureMemory, Remembered
 from gemel.image.reference import PictureReference
@@ -23,7 +24,8 @@ class ImageSignal:
     """What query pictures say about the KB's entities, by one image scorer."""
 
     def __init__(self, scorer: ImageEntityScorer | None, features: Any, kb: Any, facts: PictureFactsCache,
-                 remembered: dict[tuple, Remembered | None], reference: PictureReference | None = None) -> None:
+                 remembered: dict[tuple, Remembered | None], reference: PictureReference | None = None,
+                 classes: ClassNames | None = None) -> None:
         self.scorer = scorer  # None: no image signal
         self.features = features  # ``get(image) -> (D,) tensor``: the vision features the prefixes use
         self.kb = kb  # a labelled picture of an entity outside it is not remembered
@@ -31,6 +33,7 @@ class ImageSignal:
         self.remembered = remembered  # picture memory entries by (example, picture) (shared)
         self.every_picture = PictureMemory(scorer.exemplars if scorer is not None else None)  # drawings and photos
         self.reference = reference  # labelled pictures that say how near is near (None: not for this encoder)
+        self.classes = classes  # ImageNet class -> the KB rows it names (None: no class scores)
 
     def picture(self, image: ImageInput) -> PictureEvidence | None:
         """The scorer's score of every KB entity for the picture, whatever its style, with its flatness; None
@@ -41,7 +44,14 @@ class ImageSignal:
         facts = self.facts.get(self.scorer, image)
         scored = self.scorer.score(feature, self.scorer.kb_vectors, self.scorer.kb_titles, layout=facts.layout)
         known = frozenset(self.scorer.exemplars.titles) if self.scorer.exemplars is not None else frozenset()
-        return PictureEvidence(scored.fused, facts.flatness, known, scored.probabilities)
+        return PictureEvidence(scored.fused, facts.flatness, known, scored.probabilities, self._class_scores(feature))
+
+    def _class_scores(self, feature: torch.Tensor) -> dict[int, float]:
+        """{KB row: probability of the encoder's ImageNet classes naming it}; {} without a classifier."""
+        encoder = getattr(self.scorer, "encoder", None)
+        if self.classes is None or encoder is None or not getattr(encoder, "has_classifier", False):
+            return {}
+        return self.classes.scores(encoder.logits_from_features(feature.reshape(1, -1))[0])
 
     def evidence(self, image: ImageInput, mention: str, labelled: Iterable[Example],
                  picture: PictureEvidence | None = None) -> tuple[PictureEvidence | None, dict[str, float]]:

@@ -56,6 +56,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("image_prob", "the image scorer's own probability of this entity (its softmax over the KB): high only"
             " when the scorer is sure", "0..1"),
     Feature("image_known", "the image scorer has exemplar pictures of this entity (and there is a picture)", "0/1"),
+    Feature("image_class", "probability the encoder's ImageNet classifier gives the classes that name this entity"
+            " (its top 10)", "0..1 (0 without a classifier)"),
     Feature("memory_lead", "how much nearer than any other entity's labelled picture its nearest one is (0 unless"
             " it is the nearest of all)", "difference of the memory's similarity, >= 0"),
     Feature("memory_excess", "how much nearer its nearest labelled picture is than the nearest reference picture"
@@ -80,6 +82,8 @@ class PictureEvidence:
     flatness: float  # 0 (photo) .. 1 (flat drawing): gemel.image.style.flatness
     known: frozenset[str] = frozenset()  # titles the scorer has exemplar pictures of
     probabilities: np.ndarray | None = None  # (N_kb,) the scorer's softmax of scores with its fitted temperature
+    # KB row -> probability of the encoder's ImageNet classes naming it (gemel.image.classes); {} without a classifier
+    classes: Mapping[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         s = np.asarray(self.scores, dtype=np.float64)
@@ -134,6 +138,7 @@ def candidate_features(ev: Evidence) -> np.ndarray:
             out[i, col["image_top"]] = 1.0 / (1.0 + p.order[row])
             out[i, col["image_known"]] = float(title in p.known)
             out[i, col["image_prob"]] = p.probabilities[row] if p.probabilities is not None else 0.0
+            out[i, col["image_class"]] = p.classes.get(row, 0.0)
         out[i, col["memory_lead"]] = memory_lead(ev.memory, title)
         picture = ev.decisions.get(title, (0.0, 0.0))[1]
         if title in ev.levels:

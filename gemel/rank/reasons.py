@@ -45,6 +45,8 @@ PHRASES: dict[str, tuple[str, str]] = {
     "image_top": ("the picture matches it best among all entities", "the picture matches another entity better"),
     "image_prob": ("the picture scorer is sure it is this one", "the picture scorer is sure it is the other"),
     "image_known": ("the picture scorer has seen pictures of it", "the picture scorer has never seen a picture of it"),
+    "image_class": ("the photo classifier sees a kind of thing that bears its name",
+                    "the photo classifier sees a kind of thing that bears the other's name"),
     "memory_lead": ("a picture people labelled as it is nearer this one than any labelled picture of another",
                     "a picture people labelled as the other is the nearest of all labelled pictures"),
     "memory_excess": ("a picture people labelled as it is nearer this one than unrelated pictures are",
@@ -69,7 +71,7 @@ LABELS: dict[str, str] = {
     "name_base": "name without brackets", "name_head": "name ends in the mention", "name_overlap": "words shared",
     "has_qualifier": "a sense in brackets", "sense_prior": "usual sense", "image_drawing": "drawing alike",
     "image_photo": "photo alike", "image_top": "picture's best match", "image_prob": "picture scorer sure",
-    "image_known": "scorer knows its pictures",
+    "image_known": "scorer knows its pictures", "image_class": "photo classifier names it",
     "memory_sim": "a labelled picture alike", "memory_lead": "nearest labelled picture",
     "decision_caption": "saved decision: caption",
     "decision_picture": "saved decision: picture",
@@ -144,7 +146,7 @@ def _reason(part: str, value: float, subject: Mapping[str, float], rival: Mappin
     return Reason(part, less if has_less else more, value)
 
 
-PICTURE_PARTS = ("image", "image_drawing", "image_photo", "image_top", "image_known")  # what the picture adds
+PICTURE_PARTS = ("image", "image_drawing", "image_photo", "image_top", "image_known", "image_class")  # what the picture adds
 
 
 def _picture_unknown(candidates: Sequence[Mapping[str, Any]]) -> list[str]:
