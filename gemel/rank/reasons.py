@@ -146,7 +146,8 @@ def _reason(part: str, value: float, subject: Mapping[str, float], rival: Mappin
     return Reason(part, less if has_less else more, value)
 
 
-PICTURE_PARTS = ("image", "image_drawing", "image_photo", "image_top", "image_known", "image_class")  # what the picture adds
+# what the picture adds
+PICTURE_PARTS = ("image", "image_drawing", "image_photo", "image_top", "image_known", "image_class")
 
 
 def _picture_unknown(candidates: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 
 from gemel.kb.entities import KnowledgeBase
 from gemel.text import without_qualifier
-from gemel.training.corpus import Corpus, CorpusItem, norm
+from gemel.training.corpus import Corpus, CorpusError, CorpusItem, norm
 
 SHARED_NAMES = Path(__file__).resolve().parents[2] / "assets" / "corpus" / "shared_names.tsv"
 
@@ -120,17 +120,26 @@ def mention_for(surface: str, items: Sequence[CorpusItem]) -> str:
     return surface.capitalize()
 
 
-def read_shared_names(path: str | Path = SHARED_NAMES) -> dict[str, set[str]]:
-    """The reviewed table of shared names: lower-cased name -> the KB titles it may name (``name<TAB>title``
-    lines, ``#`` comments)."""
-    names: dict[str, set[str]] = defaultdict(set)
+def read_pairs(path: str | Path, shape: str) -> list[tuple[str, str]]:
+    """The rows of a reviewed two-column table (``shape`` names the columns, e.g. "name<TAB>KB title"), '#' lines
+    and blank lines skipped; a malformed line raises :class:`CorpusError` naming the file, line and shape."""
+    rows = []
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split("\t")
         if len(parts) != 2 or not all(p.strip() for p in parts):
-            raise ValueError(f"{path}:{n}: expected 'name<TAB>KB title', got {line!r}")
-        names[norm(parts[0])].add(parts[1].strip())
+            raise CorpusError(f"{path}:{n}: expected '{shape}', got {line!r}")
+        rows.append((parts[0].strip(), parts[1].strip()))
+    return rows
+
+
+def read_shared_names(path: str | Path = SHARED_NAMES) -> dict[str, set[str]]:
+    """The reviewed table of shared names: lower-cased name -> the KB titles it may name (``name<TAB>title``
+    lines, ``#`` comments)."""
+    names: dict[str, set[str]] = defaultdict(set)
+    for name, title in read_pairs(path, "name<TAB>KB title"):
+        names[norm(name)].add(title)
     return dict(names)
 
 

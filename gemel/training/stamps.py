@@ -25,7 +25,15 @@ from PIL import Image
 
 from gemel.images import to_rgb
 from gemel.kb.entities import KnowledgeBase
-from gemel.training.captions import AMBIGUOUS_TEMPLATES, HIDDEN_THING, Caption, mention_for, shared_surfaces, surface_of
+from gemel.training.captions import (
+    AMBIGUOUS_TEMPLATES,
+    HIDDEN_THING,
+    Caption,
+    mention_for,
+    read_pairs,
+    shared_surfaces,
+    surface_of,
+)
 from gemel.training.corpus import CorpusError, CorpusItem
 
 STAMPS_TABLE = Path(__file__).resolve().parents[2] / "assets" / "corpus" / "stamps.tsv"
@@ -46,15 +54,7 @@ PHOTO_TEMPLATES = (
 
 def read_table(path: str | Path = STAMPS_TABLE) -> list[tuple[str, str]]:
     """(stamp path, KB title) rows of the reviewed table; '#' lines are comments."""
-    rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        parts = line.split("\t")
-        if len(parts) != 2 or not all(p.strip() for p in parts):
-            raise CorpusError(f"{path}:{n}: {line!r} is not 'stamp path<TAB>KB title'")
-        rows.append((parts[0].strip(), parts[1].strip()))
-    return rows
+    return read_pairs(path, "stamp path<TAB>KB title")
 
 
 def split_of(entity: str, test_share: float = TEST_SHARE) -> str:
