@@ -7,12 +7,30 @@ import json
 import numpy as np
 import pytest
 
-from gemel.rank.features import (FEATURES, NAMES, Evidence, PictureEvidence, candidate_features, memory_lead,
-                                 name_features)
 from gemel.config import ProfileError
+from gemel.rank.features import (
+    FEATURES,
+    NAMES,
+    Evidence,
+    PictureEvidence,
+    candidate_features,
+    memory_lead,
+    name_features,
+)
 from gemel.rank.model import Ranker, RankerError
-from gemel.training.ranker import (Group, RankerFitError, accuracy, cross_validate, fit, fit_nil, fit_with_cv,
-                                   log_likelihood, out_of_fold, read_groups, write_groups)
+from gemel.training.ranker import (
+    Group,
+    RankerFitError,
+    accuracy,
+    cross_validate,
+    fit,
+    fit_nil,
+    fit_with_cv,
+    log_likelihood,
+    out_of_fold,
+    read_groups,
+    write_groups,
+)
 
 
 # ---- features ------------------------------------------------------------------------------------------
@@ -383,6 +401,13 @@ def test_fit_ranker_learns_from_an_annotation_store(tiny_profile_file, tiny_dir,
     assert main(["fit-ranker", "--profile", str(tiny_profile_file), "--annotations", str(db), "--out", str(out),
                  "--folds", "2", "--quiet", "--cache", str(tmp_path / "cache")]) == 0
     assert len(gathered) == 1 and list((tmp_path / "cache").glob("g-*.jsonl")) == gathered  # refit: read back
+    again = json.loads(out.read_text())["manifest"]["data"][0]
+    assert again == m["data"][0] and again["of"] == "its decisions"  # the store hashed by its decisions, not bytes
+    with Store.open(db) as store:  # one more decision: another hash
+        store.record("bob", "search", seed[0]["entity"], text="Another caption about it.", mention="Another")
+    assert main(["fit-ranker", "--profile", str(tiny_profile_file), "--annotations", str(db), "--out", str(out),
+                 "--folds", "2", "--quiet", "--cache", str(tmp_path / "cache")]) == 0
+    assert json.loads(out.read_text())["manifest"]["data"][0]["sha256"] != again["sha256"]
 
 
 def test_a_stores_decisions_are_linked_with_the_store_as_it_was_when_each_was_saved(tiny_linker):

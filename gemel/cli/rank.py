@@ -89,6 +89,8 @@ def run_fit_ranker(args: argparse.Namespace) -> int:
         ranker = fit_with_cv(groups, files=[*args.data, *([args.annotations] if args.annotations else []),
                                             *args.groups], k=args.folds, kinds=WITH_TREES if args.trees else KINDS,
                              picture=not args.without_picture)
+        if args.annotations:
+            hash_store_by_decisions(ranker.manifest, args.annotations)
         if args.groups:
             ranker.manifest["groups_from"] = [gathered_by(path) for path in args.groups]
         out = save_fitted(ranker, groups, args.out or fitted_path(scorer_version(linker.image_scorer)), linker)
@@ -186,6 +188,22 @@ def groups_of_file(linker: Any, path: Path, cache: str | None, progress: bool) -
     return groups
 
 
+def decided_bytes(examples: list) -> bytes:
+    """A store's decisions as bytes: what its gathered features and its manifest hash are keyed by (opening a store
+    rewrites the SQLite file, so the file's own hash changes with every refit while the decisions stay)."""
+    return json.dumps([e.to_dict() for e in examples] + ["as saved"], sort_keys=True, default=str).encode()
+
+
+def hash_store_by_decisions(manifest: dict, db: str) -> None:
+    """The manifest's entry for the store ``db``: the sha256 of its decisions instead of the file's bytes."""
+    from gemel.cli.eval import examples_from_store
+
+    for entry in manifest.get("data", []):
+        if entry.get("file") == str(db):
+            entry["sha256"] = hashlib.sha256(decided_bytes(examples_from_store(db, include_nil=True))).hexdigest()
+            entry["of"] = "its decisions"
+
+
 def groups_of_store(linker: Any, db: str, progress: bool, cache: str | None = None) -> list:
     """The groups of an annotation store's decisions, each linked with the store as it was when it was saved
     (the decisions before it loaded, itself and the later ones left out); cached like a data file, by the
@@ -195,8 +213,7 @@ def groups_of_store(linker: Any, db: str, progress: bool, cache: str | None = No
     from gemel.training.ranker import collect, read_groups, write_groups
 
     examples = examples_from_store(db, include_nil=True)
-    decided = json.dumps([e.to_dict() for e in examples] + ["as saved"], sort_keys=True, default=str).encode()
-    cached = _cached(linker, Path(db), cache, decided)  # by the decisions, not the file (SQLite rewrites it)
+    cached = _cached(linker, Path(db), cache, decided_bytes(examples))  # by the decisions: SQLite rewrites the file
     if cached.is_file():
         return read_groups(cached)
     loaded = linker.replace(pool=linker.labelled_pool.with_examples())  # the caller's pool stays as it was
