@@ -308,7 +308,7 @@ class Linker:
             rows += [r for r in self.kb.rows_named(mention) if r not in rows]
         if image_scores is not None and self.config.image.candidates:
             rows = merge_candidates(rows, top_rows(image_scores, self.config.image.candidates))
-        if class_scores:
+        if class_scores and self.config.image.class_candidates:
             best = sorted(class_scores, key=lambda r: (-class_scores[r], r))[:self.config.image.class_candidates]
             rows = merge_candidates(rows, best)
         return rows
