@@ -19,10 +19,22 @@ def name_key(name: str) -> str:
     return " ".join(name.casefold().split())
 
 
+# English plurals no ending rule undoes (a "-ves" plural may come from "-f", "-fe" or "-ve": wolves, knives, waves)
+IRREGULAR_PLURALS = {
+    "calves": "calf", "elves": "elf", "halves": "half", "hooves": "hoof", "knives": "knife", "leaves": "leaf",
+    "lives": "life", "loaves": "loaf", "scarves": "scarf", "sheaves": "sheaf", "shelves": "shelf",
+    "thieves": "thief", "wives": "wife", "wolves": "wolf", "children": "child", "feet": "foot", "geese": "goose",
+    "lice": "louse", "men": "man", "mice": "mouse", "oxen": "ox", "teeth": "tooth", "women": "woman",
+}
+
+
 def singular(word: str) -> str:
     """An English plural's singular by its ending, for name look-ups ("galaxies" -> "galaxy", "birds" ->
-    "bird", "grasses" -> "grass", "churches" -> "church"); words ending in "ss", "us", "is" and words of under
-    four letters stay. A rule, not a dictionary: it only has to map a plural and its singular to one key."""
+    "bird", "grasses" -> "grass", "churches" -> "church"), or by :data:`IRREGULAR_PLURALS` ("wolves" -> "wolf",
+    "mice" -> "mouse"); words ending in "ss", "us", "is" and words of under four letters stay. It only has to map
+    a plural and its singular to one key."""
+    if word in IRREGULAR_PLURALS:
+        return IRREGULAR_PLURALS[word]
     if len(word) < 4 or word.endswith(("ss", "us", "is")) or not word.endswith("s"):
         return word
     if word.endswith("ies") and len(word) > 4:

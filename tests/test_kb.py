@@ -279,7 +279,9 @@ def test_rows_named_finds_surface_names_and_aliases_up_to_case():
     from gemel.kb.entities import Entity, KnowledgeBase
 
     kb = KnowledgeBase([Entity("Mercury (planet)", "planet"), Entity("Mercury (element)", "element"),
-                        Entity("Moon", "satellite", aliases=("Luna",)), Entity("Dog", "animal")])
+                        Entity("Moon", "satellite", aliases=("Luna",)), Entity("Dog", "animal"),
+                        Entity("Wolf", "animal")])
+    assert kb.rows_named("Wolves") == [4]  # an irregular plural too
     assert kb.rows_named("mercury") == [0, 1] and kb.rows_named(" LUNA ") == [2] and kb.rows_named("dog") == [3]
     assert kb.rows_named("cat") == [] and kb.rows_named("mercury", limit=1) == [0]
     assert kb.rows_named("Dogs") == [3] and kb.rows_named("moons") == [2]  # a plural finds its singular

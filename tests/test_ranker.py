@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -79,6 +80,20 @@ def test_candidate_features_hold_margins_the_picture_and_decisions():
     assert x[:, col["memory_lead"]].tolist() == pytest.approx([0.0, 0.0, 0.3])  # Amman: labelled, no candidate
     assert x[:, col["memory_excess"]].tolist() == [0.0] * 3  # no reference level given: nothing to exceed
     assert x[:, col["name_exact"]].tolist() == [1.0, 0.0, 0.0] and x[2, col["name_head"]] == 1.0
+    assert x[:, col["retrieval_named"]].tolist() == [0.5, 0.7, 0.2]  # "Jordan" names a candidate
+    assert x[:, col["image_sense"]].tolist() == pytest.approx([1 / 3, 1.0, 0.0])  # the two senses only
+
+
+def test_interactions_are_zero_where_the_caption_names_nothing_or_one_sense():
+    ev = Evidence("the river", ["Jordan", "Jordan River"], [(), ()], [0, 1], llm_sum=[-2.0, -5.0], tokens=[2, 3],
+                  retrieval_sim=[0.5, 0.7], picture=PictureEvidence(np.array([0.0, 3.0]), 0.5))
+    x = candidate_features(ev)
+    assert x[:, NAMES.index("retrieval_named")].tolist() == [0.0, 0.0]  # "the river" names no candidate
+    assert x[:, NAMES.index("image_sense")].tolist() == [0.0, 0.0]  # no senses: image_top speaks alone
+    assert x[:, NAMES.index("image_top")].tolist() == pytest.approx([0.5, 1.0])
+    no_picture = candidate_features(replace(ev, mention="Jordan", sense_prior={0: 0.5, 1: -0.5}, picture=None))
+    assert no_picture[:, NAMES.index("image_sense")].tolist() == [0.0, 0.0]
+    assert no_picture[:, NAMES.index("retrieval_named")].tolist() == [0.5, 0.7]
 
 
 # ---- fitting -------------------------------------------------------------------------------------------

@@ -25,6 +25,15 @@ def test_singular_maps_a_plural_and_its_singular_to_one_word():
         assert singular(word) == word
 
 
+def test_irregular_plurals_find_their_singular_and_regular_ves_plurals_stay_regular():
+    for plural, one in [("wolves", "wolf"), ("knives", "knife"), ("leaves", "leaf"), ("mice", "mouse"),
+                        ("geese", "goose"), ("women", "woman")]:
+        assert singular(plural) == singular(one) == one, plural
+    for plural, one in [("waves", "wave"), ("olives", "olive"), ("gloves", "glove"), ("caves", "cave")]:
+        assert singular(plural) == one, plural
+    assert match_key("Grey Wolves") == match_key("grey wolf") == "grey wolf"
+
+
 def test_match_key_makes_only_the_last_word_singular():
     assert match_key("  Tower   Blocks ") == match_key("tower block") == "tower block"
     assert match_key("Birds") == "bird" and match_key("") == ""

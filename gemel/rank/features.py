@@ -6,7 +6,9 @@ A conditional logit compares the candidates of one mention, so a value shared by
 flatness, whether there is a picture at all) cannot matter on its own: such facts enter as interactions with
 per-candidate evidence (the image score on a drawing, the image score on a photo), and the flatness itself
 (``picture_flatness``) mixes the ranker's two weight vectors, one for drawings, one for photos
-(:class:`gemel.rank.model.Ranker`). For the same reason a margin
+(:class:`gemel.rank.model.Ranker`), whether the mention names any candidate gives the search's similarity a
+weight of its own (``retrieval_named``: where a caption names nothing the search finds generic entries), and
+whether it names two senses or more gives the picture one (``image_sense``). For the same reason a margin
 to the best candidate (``llm_sum`` minus the best's) would add nothing to ``llm_sum`` itself: which candidate is
 the best (``llm_best``, ``retrieval_best``) does.
 
@@ -41,6 +43,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("llm_best", "the LLM prefers this candidate to every other (highest llm_sum)", "0/1"),
     Feature("retrieval_sim", "cosine of the mention in context with the entry's 'title: description'", "cosine"),
     Feature("retrieval_best", "retrieval ranks this candidate first (highest retrieval_sim)", "0/1"),
+    Feature("retrieval_named", "retrieval_sim when the mention names some candidate (exact, base or head), else 0",
+            "cosine"),
     Feature("name_exact", "the mention is the title or one of its aliases, up to case, spaces and a plural", "0/1"),
     Feature("name_base", "the mention is the title without its '(...)' qualifier, up to case, spaces and a plural",
             "0/1"),
@@ -56,6 +60,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("image_prob", "the image scorer's own probability of this entity (its softmax over the KB): high only"
             " when the scorer is sure", "0..1"),
     Feature("image_known", "the image scorer has exemplar pictures of this entity (and there is a picture)", "0/1"),
+    Feature("image_sense", "image_top of a sense the mention names, when it names two or more (else 0)", "0..1"),
     Feature("image_class", "probability the encoder's ImageNet classifier gives the classes that name this entity"
             " (its top 10)", "0..1 (0 without a classifier)"),
     Feature("memory_lead", "how much nearer than any other entity's labelled picture its nearest one is (0 unless"
@@ -71,7 +76,7 @@ NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 # the features the query picture makes (the image scorer's, the picture memory's, a stored decision's picture): a
 # ranker fitted with them at 0 (`gemel fit-ranker --without-picture`) decides from the text alone, with any scorer
 PICTURE: frozenset[str] = frozenset({"image_drawing", "image_photo", "image_top", "image_prob", "image_known",
-                                     "memory_lead", "memory_excess", "decision_excess", "picture_flatness"})
+                                     "image_sense", "memory_lead", "memory_excess", "decision_excess", "picture_flatness"})
 
 
 @dataclass
@@ -139,12 +144,15 @@ def candidate_features(ev: Evidence) -> np.ndarray:
             out[i, col["image_known"]] = float(title in p.known)
             out[i, col["image_prob"]] = p.probabilities[row] if p.probabilities is not None else 0.0
             out[i, col["image_class"]] = p.classes.get(row, 0.0)
+            out[i, col["image_sense"]] = 1.0 / (1.0 + p.order[row]) if row in ev.sense_prior else 0.0
         out[i, col["memory_lead"]] = memory_lead(ev.memory, title)
         picture = ev.decisions.get(title, (0.0, 0.0))[1]
         if title in ev.levels:
             level_sim, level_cos = ev.levels[title]
             out[i, col["memory_excess"]] = max(0.0, ev.memory[title] - level_sim) if title in ev.memory else 0.0
             out[i, col["decision_excess"]] = max(0.0, picture - level_cos) if picture != 0.0 else 0.0
+    named = out[:, [col["name_exact"], col["name_base"], col["name_head"]]].any()
+    out[:, col["retrieval_named"]] = sim if named else 0.0
     return out
 
 

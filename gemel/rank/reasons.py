@@ -32,6 +32,8 @@ PHRASES: dict[str, tuple[str, str]] = {
     "retrieval_sim": ("its description matches the caption better",
                       "the other's description matches the caption better"),
     "retrieval_best": ("it is the best match of the search", "the best match of the search is another"),
+    "retrieval_named": ("its description matches the caption better, and the caption names a candidate",
+                        "the other's description matches the caption better, and the caption names a candidate"),
     "name_exact": ("the caption names it exactly", "the caption names the other exactly"),
     "name_base": ("the mention is its name without the part in brackets",
                   "the mention is the other's name without the part in brackets"),
@@ -45,6 +47,8 @@ PHRASES: dict[str, tuple[str, str]] = {
     "image_top": ("the picture matches it best among all entities", "the picture matches another entity better"),
     "image_prob": ("the picture scorer is sure it is this one", "the picture scorer is sure it is the other"),
     "image_known": ("the picture scorer has seen pictures of it", "the picture scorer has never seen a picture of it"),
+    "image_sense": ("of the senses the name may mean, the picture matches it best",
+                    "of the senses the name may mean, the picture matches the other better"),
     "image_class": ("the photo classifier sees a kind of thing that bears its name",
                     "the photo classifier sees a kind of thing that bears the other's name"),
     "memory_lead": ("a picture people labelled as it is nearer this one than any labelled picture of another",
@@ -67,11 +71,13 @@ PHRASES: dict[str, tuple[str, str]] = {
 LABELS: dict[str, str] = {
     "llm": "language model", "prior": "usual sense set aside", "retrieval": "description match", "image": "picture",
     "llm_sum": "language model", "llm_mean": "language model, per word", "llm_best": "language model's first",
-    "retrieval_sim": "description match", "retrieval_best": "search's first", "name_exact": "named exactly",
+    "retrieval_sim": "description match", "retrieval_best": "search's first",
+    "retrieval_named": "description match, a name given", "name_exact": "named exactly",
     "name_base": "name without brackets", "name_head": "name ends in the mention", "name_overlap": "words shared",
     "has_qualifier": "a sense in brackets", "sense_prior": "usual sense", "image_drawing": "drawing alike",
     "image_photo": "photo alike", "image_top": "picture's best match", "image_prob": "picture scorer sure",
     "image_known": "scorer knows its pictures", "image_class": "photo classifier names it",
+    "image_sense": "picture's sense among the name's",
     "memory_sim": "a labelled picture alike", "memory_lead": "nearest labelled picture",
     "decision_caption": "saved decision: caption",
     "decision_picture": "saved decision: picture",
@@ -147,7 +153,7 @@ def _reason(part: str, value: float, subject: Mapping[str, float], rival: Mappin
 
 
 # what the picture adds
-PICTURE_PARTS = ("image", "image_drawing", "image_photo", "image_top", "image_known", "image_class")
+PICTURE_PARTS = ("image", "image_drawing", "image_photo", "image_top", "image_known", "image_class", "image_sense")
 
 
 def _picture_unknown(candidates: Sequence[Mapping[str, Any]]) -> list[str]:
