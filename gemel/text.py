@@ -20,7 +20,7 @@ def name_key(name: str) -> str:
 
 
 # English plurals no ending rule undoes (a "-ves" plural may come from "-f", "-fe" or "-ve": wolves, knives, waves)
-IRREGULAR_PLURALS = {
+IRREGULAR_PLURALS: dict[str, str] = {
     "calves": "calf", "elves": "elf", "halves": "half", "hooves": "hoof", "knives": "knife", "leaves": "leaf",
     "lives": "life", "loaves": "loaf", "scarves": "scarf", "sheaves": "sheaf", "shelves": "shelf",
     "thieves": "thief", "wives": "wife", "wolves": "wolf", "children": "child", "feet": "foot", "geese": "goose",

@@ -76,7 +76,8 @@ NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 # the features the query picture makes (the image scorer's, the picture memory's, a stored decision's picture): a
 # ranker fitted with them at 0 (`gemel fit-ranker --without-picture`) decides from the text alone, with any scorer
 PICTURE: frozenset[str] = frozenset({"image_drawing", "image_photo", "image_top", "image_prob", "image_known",
-                                     "image_sense", "memory_lead", "memory_excess", "decision_excess", "picture_flatness"})
+                                     "image_sense", "memory_lead", "memory_excess", "decision_excess",
+                                     "picture_flatness"})
 
 
 @dataclass
