@@ -145,7 +145,7 @@ def candidate_features(ev: Evidence) -> np.ndarray:
             out[i, col["image_known"]] = float(title in p.known)
             out[i, col["image_prob"]] = p.probabilities[row] if p.probabilities is not None else 0.0
             out[i, col["image_class"]] = p.classes.get(row, 0.0)
-            out[i, col["image_sense"]] = 1.0 / (1.0 + p.order[row]) if row in ev.sense_prior else 0.0
+            out[i, col["image_sense"]] = out[i, col["image_top"]] if row in ev.sense_prior else 0.0
         out[i, col["memory_lead"]] = memory_lead(ev.memory, title)
         picture = ev.decisions.get(title, (0.0, 0.0))[1]
         if title in ev.levels:
