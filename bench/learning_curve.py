@@ -57,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._machine import machine, machine_line  # noqa: E402
 from bench._smoke import SMOKE_HELP, smoke_out  # noqa: E402
 
 log = logging.getLogger("bench.learning_curve")
@@ -225,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     from gemel.linker import Linker
 
     linker = Linker.load(args.profile, rank={"model": args.ranker})
+    ran_on = machine(linker.config.llm.dtype)
+    print(machine_line(ran_on), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     curves = {}
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{curves[name].figures()}; gate: {' | '.join(curves[name].reasons)}")
     name = "learning_curve"
     (out / f"{name}.json").write_text(json.dumps(
-        {"profile": args.profile, "ranker": args.ranker, "folds": args.folds,
+        {"profile": args.profile, "ranker": args.ranker, "folds": args.folds, "machine": ran_on,
          "curves": {n: {"right": c.right, "gate": c.gate, "reasons": c.reasons, "seconds": c.seconds,
                         "figures": c.figures()} for n, c in curves.items()}}, indent=1))
     if not args.smoke:  # the documented plot is the default splits'; another choice plots beside its JSON

@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from bench._machine import machine, machine_line  # noqa: E402
 from bench._smoke import SMOKE_HELP, smoke_out  # noqa: E402
 from gemel.data.metrics import Score  # noqa: E402
 from gemel.kb.demonstrations import load_jsonl_examples  # noqa: E402
@@ -214,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
 
     base = Linker.load(args.profile, rank={"model": ""})  # gathers as every fit does (the ranker decides nothing)
     gather = base.replace(ranker=Ranker.uniform())
+    ran_on = machine(base.config.llm.dtype)
+    print(machine_line(ran_on), flush=True)
     corpus = None if args.smoke else corpus_sets(ROOT / args.captions, limit)
     files = list(TRAIN_FILES)
     train_sets = {f.stem: examples_of(f, limit) for f in files}
@@ -298,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
               "weights": dict(zip(NAMES, ranker.weights.round(4).tolist())) if hasattr(ranker, "weights") else None,
               "photo_weights": (dict(zip(NAMES, ranker.photo_weights.round(4).tolist()))
                                 if getattr(ranker, "photo_weights", None) is not None else None),
-              "test_read": "once, after the ranker was fixed"}
+              "test_read": "once, after the ranker was fixed", "machine": ran_on}
     (out / "ranker.json").with_name("ranker_report.json").write_text(json.dumps(report, indent=1))
     print(table(rows, nil_rule, nil_ranker))
     if not args.smoke:

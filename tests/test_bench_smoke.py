@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 TIMEOUT_S = 600  # one bench; the longest takes ~75 s on 2 busy cores
 NOT_WRITTEN = ROOT / "docs" / "img"  # full runs plot here; a smoke run must not
+MACHINE_PRINTED = {"ranker", "learning_curve"}  # accuracy benches that say where they ran (bench/_machine.py)
 
 STYLE_TRANSFER = ([f"proj_top1_aug{c}" for c in range(5)] + [f"fused_aug{c}" for c in range(5)]
                   + [f"fused_width{w}" for w in ("0.5", "0.75", "1.0", "1.5")]
@@ -88,4 +89,6 @@ def test_bench_smoke(bench: str):
     missing = [k for k in LAST_LINE[bench] if k not in got]
     assert not missing, f"the last line of bench/{bench}.py --smoke lacks {missing}: {lines[-1]!r}"
     assert all(got[k] for k in LAST_LINE[bench]), f"empty figures in {lines[-1]!r}"
+    if bench in MACHINE_PRINTED:
+        assert any(line.startswith("machine: ") for line in lines), f"bench/{bench}.py printed no machine line"
     assert mtimes(NOT_WRITTEN) == before, f"bench/{bench}.py --smoke wrote into {NOT_WRITTEN}"
