@@ -58,7 +58,7 @@ from gemel.rank.features import Evidence, PictureEvidence, candidate_features
 from gemel.rank.model import RankerError, fitted_path, scorer_version
 from gemel.rank.reasons import explain
 from gemel.sources import resolve
-from gemel.text import names_sense
+from gemel.text import name_forms, names_sense
 from gemel.types import Candidate, Demonstration, Example, Prediction
 
 log = logging.getLogger(__name__)
@@ -304,8 +304,8 @@ class Linker:
             return []
         _, ids = self.kb_index.search(query, min(k, len(self.kb)))
         rows = [int(i) for i in ids[0] if i >= 0]
-        if mention:  # the entries named so (surface name or alias) join the candidates
-            rows += [r for r in self.kb.rows_named(mention) if r not in rows]
+        for form in name_forms(mention) if mention else ():  # the entries named so (surface name or alias) join
+            rows += [r for r in self.kb.rows_named(form) if r not in rows]
         if image_scores is not None and self.config.image.candidates:
             rows = merge_candidates(rows, top_rows(image_scores, self.config.image.candidates))
         if class_scores and self.config.image.class_candidates:

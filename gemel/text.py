@@ -1,7 +1,8 @@
 """How names are compared, one rule everywhere: a name's key is its case-folded text with whitespace
 collapsed ("New  York" and "new york" are one name), and a title's qualifier is its trailing "(...)"
 ("Mole (animal)" is the animal sense of the name "Mole"); and whether a mention names a title exactly or as the
-last words of a compound (the senses of a shared name)."""
+last words of a compound (the senses of a shared name). A mention may name a title in either of its
+:func:`name_forms`: as written, or without a "the" before a capitalised name ("the Moon" names ``Moon``)."""
 
 from __future__ import annotations
 
@@ -57,13 +58,23 @@ def without_qualifier(title: str) -> str:
     return QUALIFIER.sub("", title) or title
 
 
+def name_forms(mention: str) -> tuple[str, ...]:
+    """The forms in which a mention may name a title: as written, and, when it is "the" before a capitalised
+    word, without that article ("the Moon" names ``Moon``, "the Beatles" still names ``The Beatles``). Before a
+    lowercase word the article stays: "the country" is a description, not a name, and names no title."""
+    words = mention.split()
+    if len(words) > 1 and words[0].casefold() == "the" and words[1][:1].isupper():
+        return mention, " ".join(words[1:])
+    return (mention,)
+
+
 def names_exactly(mention: str, title: str) -> bool:
     """Whether the mention is the title, or the title without its "(...)" qualifier, up to case and spaces
     ("Japan" names ``Japan``; "Nut" names both ``Nut (fruit)`` and ``Nut (hardware)``; "the country" names no
-    title: articles are kept, so a description is not taken for a name), a plural as its singular ("Birds"
-    names ``Bird``: :func:`match_key`)."""
-    m = match_key(mention)
-    return bool(m) and (m == match_key(title) or m == match_key(without_qualifier(title)))
+    title: articles are kept, so a description is not taken for a name; "the Moon" names ``Moon``:
+    :func:`name_forms`), a plural as its singular ("Birds" names ``Bird``: :func:`match_key`)."""
+    keys = (match_key(title), match_key(without_qualifier(title)))
+    return any(m in keys for m in map(match_key, name_forms(mention)) if m)
 
 
 def names_as_head(mention: str, title: str) -> bool:
@@ -72,10 +83,10 @@ def names_as_head(mention: str, title: str) -> bool:
     "hockey" ``Ice hockey``, "nut" ``Brazil nut``, "Jordan" ``Michael Jordan``. A phrase about the mention is no
     compound: "Japan" does not name ``Empire of Japan``, nor "Congo" ``Republic of the Congo``, nor "France"
     ``Tour de France`` (:data:`NOT_A_MODIFIER`); and "war" does not name ``World War II``, nor "Congo"
-    ``Congo River``."""
-    m = match_key(mention).split()
+    ``Congo River``. Either of the mention's :func:`name_forms` may be the head."""
     t = match_key(without_qualifier(title)).split()
-    return 0 < len(m) < len(t) and t[-len(m):] == m and t[-len(m) - 1] not in NOT_A_MODIFIER
+    return any(0 < len(m) < len(t) and t[-len(m):] == m and t[-len(m) - 1] not in NOT_A_MODIFIER
+               for m in (match_key(form).split() for form in name_forms(mention)))
 
 
 def names_sense(mention: str, title: str) -> bool:

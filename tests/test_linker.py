@@ -135,3 +135,14 @@ def test_kb_vectors_are_the_kb_index_s_own(tiny_linker):
     rows = range(len(tiny_linker.kb))
     np.testing.assert_array_equal(vectors, tiny_linker.kb_index.stored(rows))  # unit vectors, held once
     assert not vectors.flags.writeable and not vectors.flags.owndata
+
+
+def test_the_before_a_capitalised_name_brings_the_named_entry_among_the_candidates(tiny_config):
+    linker = Linker.load(tiny_config.replace(decode={"candidates": 1}))
+    text = "Apple sells phones in many countries; the Moon is not one of them."
+    moon = linker.kb.index("Moon")
+    described = linker.build_prompt(None, text.replace("Moon", "moon"), "the moon").candidate_ids
+    assert moon not in described  # retrieval alone finds another entry; a description names none
+    assert moon in linker.build_prompt(None, text, "the Moon").candidate_ids  # named: it joins
+    pred = linker.link(None, text, "the Moon")
+    assert next(c for c in pred.candidates if c.name == "Moon").features["name_exact"] == 1

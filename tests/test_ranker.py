@@ -51,6 +51,9 @@ def test_every_feature_has_a_meaning_and_a_unit():
     ("lemons", "Lemon (fruit)", (), {"name_exact": 0, "name_base": 1}),
     ("grass", "Poaceae", ("grasses",), {"name_exact": 1}),
     ("tower blocks", "Tower block", (), {"name_exact": 1, "name_overlap": 1}),
+    ("the Moon", "Moon", (), {"name_exact": 1, "name_overlap": 1}),  # "the" before a capitalised name
+    ("the Beatles", "The Beatles", (), {"name_exact": 1, "name_overlap": 1}),
+    ("the country", "Country", (), {"name_exact": 0, "name_overlap": 0.5}),  # a description names nothing
 ])
 def test_name_features(mention, title, aliases, expected):
     got = name_features(mention, title, aliases)

@@ -8,18 +8,18 @@ from typing import TYPE_CHECKING
 
 from gemel.kb.entities import Entity
 from gemel.kb.store import StoredKB
-from gemel.text import match_key
+from gemel.text import match_key, name_forms
 
 if TYPE_CHECKING:
     from gemel.models.llm import LanguageModel
 
 
 def named_as(mention: str | None, entity: Entity) -> str:
-    """The entity's alias that is the ``mention`` (up to case, spaces and a plural: :func:`gemel.text.match_key`),
-    else its title: the name :func:`gemel.text.names_sense` compares with the mention, so that an alias names its
-    entity as the title does."""
-    key = match_key(mention or "")
-    return next((a for a in entity.aliases if key and match_key(a) == key), entity.title)
+    """The entity's alias that is the ``mention`` in one of its :func:`gemel.text.name_forms` (up to case, spaces
+    and a plural: :func:`gemel.text.match_key`), else its title: the name :func:`gemel.text.names_sense` compares
+    with the mention, so that an alias names its entity as the title does."""
+    keys = {k for k in map(match_key, name_forms(mention or "")) if k}
+    return next((a for a in entity.aliases if match_key(a) in keys), entity.title)
 
 
 class LazyNames(Sequence):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gemel.text import match_key, name_key, names_as_head, without_qualifier
+from gemel.text import match_key, name_forms, name_key, names_as_head, without_qualifier
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("retrieval_best", "retrieval ranks this candidate first (highest retrieval_sim)", "0/1"),
     Feature("retrieval_named", "retrieval_sim when the mention names some candidate (exact, base or head), else 0",
             "cosine"),
-    Feature("name_exact", "the mention is the title or one of its aliases, up to case, spaces and a plural", "0/1"),
+    Feature("name_exact", "the mention (or it without 'the' before a capital) is the title or an alias, up to case, "
+            "spaces and a plural", "0/1"),
     Feature("name_base", "the mention is the title without its '(...)' qualifier, up to case, spaces and a plural",
             "0/1"),
     Feature("name_head", "the title ends in the mention's words, a compound naming a kind of it", "0/1"),
@@ -170,7 +171,13 @@ def memory_lead(memory: Mapping[str, float], title: str) -> float:
 
 
 def name_features(mention: str, title: str, aliases: Sequence[str] = ()) -> dict[str, float]:
-    """The name features of one candidate: exact, base, head, overlap, has_qualifier."""
+    """The name features of one candidate: exact, base, head, overlap, has_qualifier; each the largest over
+    the mention's :func:`gemel.text.name_forms` ("the Moon" is `Moon`'s exact name)."""
+    forms = [_name_features(form, title, aliases) for form in name_forms(mention)]
+    return {k: max(f[k] for f in forms) for k in forms[0]}
+
+
+def _name_features(mention: str, title: str, aliases: Sequence[str]) -> dict[str, float]:
     m = match_key(mention)
     t = name_key(title)
     base = without_qualifier(t)

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 L2_GRID = (0.01, 0.1, 1.0, 10.0)  # penalties cross-validation chooses among (per standardised weight)
 # keys the caches of gathered features with the feature names: bump it when what a link gathers changes
 # otherwise (how candidates are generated, how a feature is computed)
-GATHER_VERSION = 7
+GATHER_VERSION = 8
 
 
 class RankerFitError(GemelError):
