@@ -68,13 +68,18 @@ def name_forms(mention: str) -> tuple[str, ...]:
     return (mention,)
 
 
+def mention_keys(mention: str) -> tuple[str, ...]:
+    """The :func:`match_key` of each of the mention's :func:`name_forms` (the empty key left out)."""
+    return tuple(k for k in dict.fromkeys(map(match_key, name_forms(mention))) if k)
+
+
 def names_exactly(mention: str, title: str) -> bool:
     """Whether the mention is the title, or the title without its "(...)" qualifier, up to case and spaces
     ("Japan" names ``Japan``; "Nut" names both ``Nut (fruit)`` and ``Nut (hardware)``; "the country" names no
     title: articles are kept, so a description is not taken for a name; "the Moon" names ``Moon``:
     :func:`name_forms`), a plural as its singular ("Birds" names ``Bird``: :func:`match_key`)."""
     keys = (match_key(title), match_key(without_qualifier(title)))
-    return any(m in keys for m in map(match_key, name_forms(mention)) if m)
+    return any(m in keys for m in mention_keys(mention))
 
 
 def names_as_head(mention: str, title: str) -> bool:
@@ -86,7 +91,7 @@ def names_as_head(mention: str, title: str) -> bool:
     ``Congo River``. Either of the mention's :func:`name_forms` may be the head."""
     t = match_key(without_qualifier(title)).split()
     return any(0 < len(m) < len(t) and t[-len(m):] == m and t[-len(m) - 1] not in NOT_A_MODIFIER
-               for m in (match_key(form).split() for form in name_forms(mention)))
+               for m in (key.split() for key in mention_keys(mention)))
 
 
 def names_sense(mention: str, title: str) -> bool:

@@ -8,17 +8,17 @@ from typing import TYPE_CHECKING
 
 from gemel.kb.entities import Entity
 from gemel.kb.store import StoredKB
-from gemel.text import match_key, name_forms
+from gemel.text import match_key, mention_keys
 
 if TYPE_CHECKING:
     from gemel.models.llm import LanguageModel
 
 
 def named_as(mention: str | None, entity: Entity) -> str:
-    """The entity's alias that is the ``mention`` in one of its :func:`gemel.text.name_forms` (up to case, spaces
-    and a plural: :func:`gemel.text.match_key`), else its title: the name :func:`gemel.text.names_sense` compares
-    with the mention, so that an alias names its entity as the title does."""
-    keys = {k for k in map(match_key, name_forms(mention or "")) if k}
+    """The entity's alias that is the ``mention`` in one of its forms (:func:`gemel.text.mention_keys`: up to
+    case, spaces, a plural and "the" before a capitalised name), else its title: the name
+    :func:`gemel.text.names_sense` compares with the mention, so that an alias names its entity as the title does."""
+    keys = mention_keys(mention or "")
     return next((a for a in entity.aliases if match_key(a) in keys), entity.title)
 
 
