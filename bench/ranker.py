@@ -55,7 +55,7 @@ import numpy as np  # noqa: E402
 
 from bench._machine import machine, machine_line  # noqa: E402
 from bench._smoke import SMOKE_HELP, smoke_out  # noqa: E402
-from gemel.data.metrics import Score  # noqa: E402
+from gemel.data.metrics import PairedComparison, Score, paired_comparison  # noqa: E402
 from gemel.kb.demonstrations import load_jsonl_examples  # noqa: E402
 from gemel.rank.features import NAMES  # noqa: E402
 from gemel.training.captions import HIDDEN_THING  # noqa: E402
@@ -71,6 +71,38 @@ FOLD_STYLE = "twemoji"  # the art style the fold's scorer is trained without
 FLAG_TEXT, FLAG_MENTION = "This is the flag of the country.", "the country"
 # the answers of the rule the ranker replaced (the fused score and its gates), recorded before it was deleted
 RULE_ANSWERS = ROOT / "bench" / "reference" / "fused_rule.json"
+
+
+@dataclass
+class Row:
+    """One set of the comparison, item by item (a mention, or a same-caption group): whether the rule and the
+    ranker got it right. The rule's side is None where no answer of it was recorded for this set."""
+
+    ids: list[str]  # the items (example ids, or group ids)
+    ranker: list[bool]  # the ranker right on each item
+    rule: list[bool] | None  # the rule right on each item; None: no record
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def rule_accuracy(self) -> float:
+        return float("nan") if self.rule is None else (sum(self.rule) / self.n if self.n else 0.0)
+
+    @property
+    def ranker_score(self) -> Score:
+        return Score.of(sum(self.ranker), self.n, 0.95)
+
+    @property
+    def paired(self) -> PairedComparison | None:
+        return None if self.rule is None else paired_comparison(self.rule, self.ranker)
+
+    def to_dict(self) -> dict[str, Any]:
+        score, paired = self.ranker_score, self.paired
+        return {"rule": None if self.rule is None else self.rule_accuracy, "ranker": score.accuracy, "n": self.n,
+                "ranker_ci": [score.ci_low, score.ci_high], "paired": paired.to_dict() if paired else None,
+                "items": {"ids": self.ids, "ranker_right": self.ranker, "rule_right": self.rule}}
 
 
 def sha(path: str | Path) -> str:
@@ -132,11 +164,6 @@ def ranker_answers(ranker: Any, groups: list) -> list[str | None]:
     return [answer(g, ranker.probabilities(g.x), ranker.nil_below) if len(g.titles) else None for g in groups]
 
 
-def score(answers: list[str | None], examples: list[Example]) -> Score:
-    hits = sum(a == e.entity for a, e in zip(answers, examples))
-    return Score.of(hits, len(examples), 0.95)
-
-
 def nil_f1(answers: list[str | None] | None, examples: list[Example]) -> float | None:
     gold = [e.entity is None for e in examples]
     if answers is None or not any(gold):
@@ -160,7 +187,7 @@ def corpus_sets(folder: Path, limit: int | None) -> dict[str, list[Example]] | N
     return {"groups": groups[:limit], "flags": flags[:limit]}
 
 
-def stamp_rows(gather: Any, ranker: Any, examples: list[Example], cache: Path) -> dict[str, tuple[float, float, int]]:
+def stamp_rows(gather: Any, ranker: Any, examples: list[Example], cache: Path) -> dict[str, Row]:
     """The Tux Paint photos of entities that no fitting data holds, apart by whether the caption names the entity.
     No answer of the deleted rule was recorded for them: the "rule" column holds the LLM's first choice among the
     candidates instead (GEMEL's own answer)."""
@@ -173,15 +200,6 @@ def stamp_rows(gather: Any, ranker: Any, examples: list[Example], cache: Path) -
         idx = [i for i, e in enumerate(examples) if (e.mention == HIDDEN_THING[1]) == hidden]
         rows[f"Tux Paint photos, caption {label} (rule: LLM's first)"] = pair(first, ranked, examples, idx)
     return rows
-
-
-def group_rate(answers: list[str | None] | None, examples: list[Example]) -> float:
-    if answers is None:
-        return float("nan")
-    by: dict[str, list[bool]] = {}
-    for a, e in zip(answers, examples):
-        by.setdefault(e.meta["group"], []).append(a == e.entity)
-    return float(np.mean([all(v) for v in by.values()])) if by else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,17 +268,16 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. cross-validation (training data only) and the rule on dev
     cv = choose_by_cv(training, k=folds)
-    dev_idx = [i for i, g in enumerate(training) if g.tags.get("split") == "dev"]
-    dev_cv = float(np.mean([answer(training[i], cv.probabilities[i], cv.nil_below) == training[i].gold
-                            for i in dev_idx]))
-    rule_dev = accuracy_of(rule_answers("dev", train_sets["dev"]), train_sets["dev"])
-    fold_rows = fold_figures(fold, training, cv, train_sets, cache) if fold is not None else {}
+    dev = train_sets["dev"]
+    dev_row = pair(rule_answers("dev", dev), out_of_fold(training, cv, dev), dev, range(len(dev)))
+    fold_rows = fold_figures(fold, training, cv, train_sets) if fold is not None else {}
     if args.dev_only:  # decide on these (the default switch, a model family) before any held-out set is read
-        rows = {"dev (ranker: out-of-fold)": (rule_dev, dev_cv, len(dev_idx)), **fold_rows}
+        rows = {"dev (ranker: out-of-fold)": dev_row, **fold_rows}
         print(table(rows, None, None))
-        style = fold_rows.get(STYLE_ROW, (float("nan"),) * 2)
-        print(f"rule_dev={_fig(rule_dev)} ranker_dev={dev_cv:.3f} ranker_cv={cv.accuracy:.3f} "
-              f"style_dev_rule={_fig(style[0])} style_dev_ranker={_fig(style[1])}")
+        style = fold_rows.get(STYLE_ROW)
+        print(f"rule_dev={_fig(dev_row.rule_accuracy)} ranker_dev={dev_row.ranker_score.accuracy:.3f} "
+              f"ranker_cv={cv.accuracy:.3f} style_dev_rule={_fig(style.rule_accuracy if style else np.nan)} "
+              f"style_dev_ranker={_fig(style.ranker_score.accuracy if style else np.nan)}")
         return 0
     ranker = load_ranker(args.ranker) if args.ranker else fit_with_cv(training, [str(f) for f in files], folds)
     ranker.save(out / "ranker.json")
@@ -272,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     seen = {sha(e.image) for exs in train_sets.values() for e in exs if e.image and Path(e.image).is_file()}
     outpool = [i for i, e in enumerate(test) if e.image and sha(e.image) not in seen]
     inpool = [i for i, e in enumerate(test) if e.image and sha(e.image) in seen]
-    rows = {"dev (ranker: out-of-fold)": (rule_dev, dev_cv, len(dev_idx)),
+    rows = {"dev (ranker: out-of-fold)": dev_row,
             "test": pair(rule_test, ranker_test, test, range(len(test))),
             "test photos in-pool": pair(rule_test, ranker_test, test, inpool),
             "test photos out-of-pool": pair(rule_test, ranker_test, test, outpool), **fold_rows}
@@ -283,18 +300,15 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("flags", "groups"):
             g, _ = gathered(gather, corpus[name], name, cache, split=name)
             r, k = rule_answers(name, corpus[name]), ranker_answers(ranker, g)
-            if name == "groups":
-                rows["same-caption groups (all right)"] = (group_rate(r, corpus[name]), group_rate(k, corpus[name]),
-                                                           len({e.meta["group"] for e in corpus[name]}))
-                figures[name] = f"{group_rate(k, corpus[name]):.3f}"
-            else:
-                rows["flags, unseen art style"] = pair(r, k, corpus[name], range(len(corpus[name])))
-                figures[name] = f"{rows['flags, unseen art style'][1]:.3f}"
+            label = "same-caption groups (all right)" if name == "groups" else "flags, unseen art style"
+            rows[label] = (group_row(r, k, corpus[name]) if name == "groups"
+                           else pair(r, k, corpus[name], range(len(corpus[name]))))
+            figures[name] = f"{rows[label].ranker_score.accuracy:.3f}"
     stamps_test = ROOT / args.captions / "stamps-test.jsonl"  # `make stamps`
     if not args.smoke and stamps_test.is_file():
         rows.update(stamp_rows(gather, ranker, examples_of(stamps_test, limit), cache))
     nil_rule, nil_ranker = nil_f1(rule_test, test), nil_f1(ranker_test, test)
-    report = {"rows": {k: {"rule": v[0], "ranker": v[1], "n": v[2]} for k, v in rows.items()},
+    report = {"rows": {k: v.to_dict() for k, v in rows.items()},
               "ranker_cv": cv.accuracy, "cv_kind": cv.kind, "cv_by_kind": cv.by_kind, "cv_by_l2": cv.logit.by_l2,
               "l2": cv.logit.l2, "nil_below": ranker.nil_below, "ranker_version": ranker.version,
               "nil_f1": {"rule": nil_rule, "ranker": nil_ranker}, "link_p50_s": float(np.median(times)),
@@ -307,8 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.smoke:
         plot(rows, ROOT / "docs" / "img" / "ranker.png")
     nil = "n/a" if nil_ranker is None else f"{nil_ranker:.3f}"
-    outpool_acc = rows["test photos out-of-pool"][1]
-    print(f"rule_test={_fig(rows['test'][0])} ranker_test={rows['test'][1]:.3f} ranker_cv={cv.accuracy:.3f} "
+    outpool_acc = rows["test photos out-of-pool"].ranker_score.accuracy
+    print(f"rule_test={_fig(rows['test'].rule_accuracy)} ranker_test={rows['test'].ranker_score.accuracy:.3f} "
+          f"ranker_cv={cv.accuracy:.3f} "
           f"groups={figures['groups']} flags={figures['flags']} photos_outpool={outpool_acc:.3f} "
           f"nil_f1={nil} link_p50_s={float(np.median(times)):.2f}")
     return 0
@@ -337,24 +352,28 @@ def style_fold(base: Any, captions: Path, scorer: Path) -> StyleFold | None:
     return StyleFold(base.replace(config=base.config.replace(image={"scorer": str(scorer)})), files)
 
 
-def fold_figures(fold: StyleFold, training: list, cv: Any, sets: dict[str, list[Example]], cache: Path
-                 ) -> dict[str, tuple[float, float, int]]:
+def out_of_fold(training: list, cv: Any, examples: list[Example]) -> list[str | None]:
+    """The cross-validation's out-of-fold answers for these training examples (found by split and id)."""
+    split = {e.source for e in examples}
+    where = {g.key: i for i, g in enumerate(training) if g.tags.get("split") in split}
+    return [answer(training[where[e.id]], cv.probabilities[where[e.id]], cv.nil_below) for e in examples]
+
+
+def fold_figures(fold: StyleFold, training: list, cv: Any, sets: dict[str, list[Example]]) -> dict[str, Row]:
     """Dev rows of the style fold: the rule (recorded, with the fold's scorer) against the ranker out of fold, on the
     held-out style's captions and on dev's same-caption groups (all pictures of a group right)."""
-    where = {g.key: i for i, g in enumerate(training) if g.tags.get("split") in fold.files}
     rows = {}
     for name, label in (("style-dev", STYLE_ROW),
                         ("groups-dev", "dev same-caption groups, all right (out-of-fold)")):
         examples = sets[name]
-        rule = rule_answers(name, examples)
-        ranker = [answer(training[where[e.id]], cv.probabilities[where[e.id]], cv.nil_below) for e in examples]
+        rule, ranker = rule_answers(name, examples), out_of_fold(training, cv, examples)
         if name == "style-dev":
             rows[label] = pair(rule, ranker, examples, range(len(examples)))
         else:
             ids = group_ids(fold.files[name])
             tagged = [Example(e.text, e.mention, e.entity, e.image, e.id, e.source, {"group": ids[e.id]})
                       for e in examples]
-            rows[label] = (group_rate(rule, tagged), group_rate(ranker, tagged), len(set(ids.values())))
+            rows[label] = group_row(rule, ranker, tagged)
     return rows
 
 
@@ -364,25 +383,38 @@ def group_ids(path: Path) -> dict[str, str]:
     return {r["id"]: r["group"] for r in rows}
 
 
-def accuracy_of(answers: list[str | None] | None, examples: list[Example]) -> float:
-    """Exact-match accuracy; nan without answers (the rule's record does not hold these examples)."""
-    return float("nan") if answers is None else score(answers, examples).accuracy
-
-
-def pair(rule: list | None, ranker: list, examples: list[Example], idx: Any) -> tuple[float, float, int]:
+def pair(rule: list | None, ranker: list, examples: list[Example], idx: Any) -> Row:
+    """The row of the examples at ``idx``, from the rule's and the ranker's answers (entity titles or None)."""
     idx = list(idx)
-    if not idx:
-        return 0.0, 0.0, 0
-    sub = [examples[i] for i in idx]
-    return (accuracy_of(None if rule is None else [rule[i] for i in idx], sub),
-            score([ranker[i] for i in idx], sub).accuracy, len(idx))
+    return Row([examples[i].id for i in idx], [ranker[i] == examples[i].entity for i in idx],
+               None if rule is None else [rule[i] == examples[i].entity for i in idx])
 
 
-def table(rows: dict[str, tuple[float, float, int]], nil_rule: float | None, nil_ranker: float | None) -> str:
-    lines = ["| set | n | rule today | ranker |", "|---|---|---|---|"]
-    lines += [f"| {name} | {n} | {_fig(a)} | {b:.3f} |" for name, (a, b, n) in rows.items()]
+def group_row(rule: list | None, ranker: list, examples: list[Example]) -> Row:
+    """Same-caption groups, one item per group: right when every picture of the group is right."""
+    by: dict[str, list[int]] = {}
+    for i, e in enumerate(examples):
+        by.setdefault(e.meta["group"], []).append(i)
+
+    def all_right(answers: list) -> list[bool]:
+        return [all(answers[i] == examples[i].entity for i in idx) for idx in by.values()]
+
+    return Row(list(by), all_right(ranker), None if rule is None else all_right(rule))
+
+
+def table(rows: dict[str, Row], nil_rule: float | None, nil_ranker: float | None) -> str:
+    """The comparison as a Markdown table: accuracies, the ranker's 95% Wilson interval, and where the two
+    disagree (items only one of them got right, the exact McNemar p-value): the evidence a difference is real."""
+    lines = ["| set | n | rule today | ranker | ranker 95% interval | only the rule right | only the ranker right "
+             "| p (McNemar) |", "|---|---|---|---|---|---|---|---|"]
+    for name, row in rows.items():
+        score, paired = row.ranker_score, row.paired
+        disagree = (f"{paired.only_first} | {paired.only_second} | {paired.p_value:.2f}" if paired
+                    else "n/a | n/a | n/a")
+        lines.append(f"| {name} | {row.n} | {_fig(row.rule_accuracy)} | {score.accuracy:.3f} | "
+                     f"{score.ci_low:.3f}-{score.ci_high:.3f} | {disagree} |")
     if nil_rule is not None:
-        lines.append(f"| NIL F1 (test) | | {nil_rule:.3f} | {nil_ranker:.3f} |")
+        lines.append(f"| NIL F1 (test) | | {nil_rule:.3f} | {nil_ranker:.3f} | | | | |")
     return "\n".join(lines)
 
 
@@ -390,7 +422,8 @@ def _fig(x: float) -> str:
     return "n/a" if np.isnan(x) else f"{x:.3f}"
 
 
-def plot(rows: dict[str, tuple[float, float, int]], path: Path) -> None:
+def plot(rows: dict[str, Row], path: Path) -> None:
+    """Both rules' accuracy per set, each with its 95% Wilson interval."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -399,11 +432,17 @@ def plot(rows: dict[str, tuple[float, float, int]], path: Path) -> None:
     names = list(rows)
     ys = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(names) + 1.2))
-    ax.barh(ys - 0.2, [rows[n][0] for n in names], 0.4, label="rule today", color="tab:gray")
-    ax.barh(ys + 0.2, [rows[n][1] for n in names], 0.4, label="learned ranker", color="tab:blue")
-    ax.set_yticks(ys, [f"{n} (n={rows[n][2]})" for n in names], fontsize=8)
+    for side, (label, colour, shift) in {"rule": ("rule today", "tab:gray", -0.2),
+                                         "ranker": ("learned ranker", "tab:blue", 0.2)}.items():
+        scores = [Score.of(sum(right), rows[n].n, 0.95) if (right := getattr(rows[n], side)) is not None else None
+                  for n in names]
+        acc = [s.accuracy if s else np.nan for s in scores]
+        err = np.array([[s.accuracy - s.ci_low, s.ci_high - s.accuracy] if s else [0, 0] for s in scores]).T
+        ax.barh(ys + shift, acc, 0.4, xerr=err, label=label, color=colour, error_kw={"lw": 0.8, "capsize": 2})
+    ax.set_yticks(ys, [f"{n} (n={rows[n].n})" for n in names], fontsize=8)
     ax.invert_yaxis()
-    ax.set(xlim=(0, 1), xlabel="accuracy", title="rule today vs learned ranker (test read once)")
+    ax.set(xlim=(0, 1), xlabel="accuracy (bars: 95% Wilson interval)",
+           title="rule today vs learned ranker (test read once)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

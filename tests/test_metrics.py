@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gemel.data.metrics import EvalConfig, MetricsError, evaluate, exact_match, wilson_interval
+from gemel.data.metrics import EvalConfig, MetricsError, evaluate, exact_match, paired_comparison, wilson_interval
 from gemel.types import Candidate, Example, Prediction
 
 
@@ -167,3 +167,32 @@ def test_evaluate_rejects(preds: list, golds: list[Example], fragment: str) -> N
 def test_eval_config_rejects(kwargs: dict, fragment: str) -> None:
     with pytest.raises(MetricsError, match=fragment):
         EvalConfig(**kwargs)
+
+
+@pytest.mark.parametrize("first,second,only_first,only_second,p", [
+    ([True] * 5, [True] * 5, 0, 0, 1.0),  # never disagree: no evidence either way
+    ([True, False], [False, True], 1, 1, 1.0),
+    ([False] * 6, [True] * 6, 0, 6, 0.03125),  # 2 * 0.5 ** 6: six of six disagreements one way
+    ([True, True, False, False, True], [False, False, False, True, True], 2, 1, 1.0),
+    ([False] * 10 + [True], [True] * 10 + [False], 1, 10, 0.01171875),  # 2 * (1 + 11) / 2 ** 11
+])
+def test_paired_comparison_exact_mcnemar(first: list[bool], second: list[bool], only_first: int,
+                                         only_second: int, p: float) -> None:
+    got = paired_comparison(first, second)
+    assert (got.n, got.only_first, got.only_second) == (len(first), only_first, only_second)
+    assert got.p_value == pytest.approx(p)
+    assert paired_comparison(second, first).p_value == pytest.approx(p)  # symmetric
+
+
+def test_paired_comparison_matches_scipy_binomial_test() -> None:
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for only_first, only_second in ((3, 9), (7, 2), (12, 12), (0, 4), (15, 40)):
+        first = [True] * only_first + [False] * only_second + [True] * 5
+        second = [False] * only_first + [True] * only_second + [True] * 5
+        expected = scipy_stats.binomtest(only_first, only_first + only_second, 0.5).pvalue
+        assert paired_comparison(first, second).p_value == pytest.approx(expected)
+
+
+def test_paired_comparison_needs_one_answer_per_item() -> None:
+    with pytest.raises(MetricsError, match="got 3 and 2 answers"):
+        paired_comparison([True, False, True], [True, False])

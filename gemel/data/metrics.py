@@ -9,6 +9,8 @@ constrained beam search?), precision/recall/F1 of the NIL decision when the gold
 accuracy per mention type (``Example.meta["type"]``, e.g. WikiDiverse's Person / Organization ...).
 Evaluation sets in an annotation tool are small, so every accuracy carries a Wilson score interval
 (Wilson 1927; Brown, Cai & DasGupta 2001 recommend it over the normal approximation for small n).
+Two rules read on the same set are compared where they disagree (:func:`paired_comparison`, the exact McNemar
+test): two accuracies of 0.81 and 0.85 on 52 items may come from 2 disagreements or from 20.
 """
 
 from __future__ import annotations
@@ -78,6 +80,35 @@ class Score:
     def to_dict(self) -> dict[str, Any]:
         return {"n": self.n, "correct": self.correct, "accuracy": self.accuracy,
                 "ci_low": self.ci_low, "ci_high": self.ci_high}
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two rules that answered the same items, compared where they disagree: the items only one of them got
+    right, and the exact two-sided McNemar p-value (the sign test on those items: how often a split at least
+    this uneven comes from two equally good rules). Accuracies of two rules on one small set differ by noise
+    that their separate intervals overstate; what they disagree on is the evidence."""
+
+    n: int  # items both rules answered
+    only_first: int  # items the first rule got right and the second wrong
+    only_second: int  # items the second rule got right and the first wrong
+    p_value: float  # exact two-sided McNemar p-value; 1.0 when they never disagree
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "only_first": self.only_first, "only_second": self.only_second,
+                "p_value": self.p_value}
+
+
+def paired_comparison(first: Sequence[bool], second: Sequence[bool]) -> PairedComparison:
+    """Compare two rules item by item (``first[i]``: the first rule is right on item i)."""
+    if len(first) != len(second):
+        raise MetricsError(f"paired comparison needs one answer per item from each rule, got {len(first)} "
+                           f"and {len(second)} answers")
+    only_first = sum(bool(a) and not bool(b) for a, b in zip(first, second))
+    only_second = sum(bool(b) and not bool(a) for a, b in zip(first, second))
+    disagree = only_first + only_second
+    tail = sum(math.comb(disagree, k) for k in range(min(only_first, only_second) + 1)) / 2 ** disagree
+    return PairedComparison(len(first), only_first, only_second, min(1.0, 2 * tail))
 
 
 @dataclass(frozen=True)
