@@ -409,13 +409,17 @@ def table(rows: dict[str, Row], nil_rule: float | None, nil_ranker: float | None
              "| p (McNemar) |", "|---|---|---|---|---|---|---|---|"]
     for name, row in rows.items():
         score, paired = row.ranker_score, row.paired
-        disagree = (f"{paired.only_first} | {paired.only_second} | {paired.p_value:.2f}" if paired
+        disagree = (f"{paired.only_first} | {paired.only_second} | {_p(paired.p_value)}" if paired
                     else "n/a | n/a | n/a")
         lines.append(f"| {name} | {row.n} | {_fig(row.rule_accuracy)} | {score.accuracy:.3f} | "
                      f"{score.ci_low:.3f}-{score.ci_high:.3f} | {disagree} |")
     if nil_rule is not None:
         lines.append(f"| NIL F1 (test) | | {nil_rule:.3f} | {nil_ranker:.3f} | | | | |")
     return "\n".join(lines)
+
+
+def _p(p: float) -> str:
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.3f}" if p >= 0.001 else "<0.001"
 
 
 def _fig(x: float) -> str:
