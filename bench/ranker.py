@@ -87,8 +87,12 @@ class Row:
         return len(self.ids)
 
     @property
+    def rule_score(self) -> Score | None:
+        return None if self.rule is None else Score.of(sum(self.rule), self.n, 0.95)
+
+    @property
     def rule_accuracy(self) -> float:
-        return float("nan") if self.rule is None else (sum(self.rule) / self.n if self.n else 0.0)
+        return float("nan") if self.rule is None else self.rule_score.accuracy
 
     @property
     def ranker_score(self) -> Score:
@@ -438,8 +442,7 @@ def plot(rows: dict[str, Row], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(names) + 1.2))
     for side, (label, colour, shift) in {"rule": ("rule today", "tab:gray", -0.2),
                                          "ranker": ("learned ranker", "tab:blue", 0.2)}.items():
-        scores = [Score.of(sum(right), rows[n].n, 0.95) if (right := getattr(rows[n], side)) is not None else None
-                  for n in names]
+        scores = [getattr(rows[n], f"{side}_score") for n in names]
         acc = [s.accuracy if s else np.nan for s in scores]
         err = np.array([[s.accuracy - s.ci_low, s.ci_high - s.accuracy] if s else [0, 0] for s in scores]).T
         ax.barh(ys + shift, acc, 0.4, xerr=err, label=label, color=colour, error_kw={"lw": 0.8, "capsize": 2})
